@@ -1,0 +1,195 @@
+"""The asyncio Docify client, used by triggers in the triggerer (one event loop, many runs).
+
+Same models, errors, validation, retry rules and event decoding as ``sync.DocifyClient``; only
+the transport is asynchronous.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import IO, Any
+
+import httpx
+from httpx_sse import EventSource, SSEError
+from tenacity import AsyncRetrying
+
+from docify_provider.client.base import ClientBase
+from docify_provider.client.errors import DocifyProtocolError
+from docify_provider.client.files import open_upload_source
+from docify_provider.client.http_errors import error_for_transport
+from docify_provider.client.models import FileType, RunResult, ScenarioInfo, StreamEvent, UploadedFile
+from docify_provider.client.protocol import Endpoint
+from docify_provider.client.retries import retry_kwargs
+from docify_provider.client.sse import BoundedEventText, StreamTracker, raise_if_failed
+from docify_provider.client.sync import CHUNK, DocifyClient
+
+
+class AsyncDocifyClient(ClientBase):
+    """Asynchronous client for one API key; use ``async with`` or ``await aclose()``."""
+
+    def __init__(self, config: Any, *, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any):
+        super().__init__(config, **kwargs)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self._transport,
+                mounts=self._proxy_mounts(httpx.AsyncHTTPTransport),
+                **self._client_kwargs(),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> AsyncDocifyClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _request(self, endpoint: Endpoint, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self.http.request(endpoint.method, endpoint.path, headers=self._auth(), **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, endpoint) from None
+        self._check(response, endpoint)
+        return response
+
+    async def _call(self, endpoint: Endpoint, make_kwargs: Callable[[], dict[str, Any]] = dict) -> Any:
+        async for attempt in AsyncRetrying(**retry_kwargs(self.config, endpoint)):
+            with attempt:
+                return self._json(await self._request(endpoint, **make_kwargs()), endpoint)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def get_scenario_info(self) -> ScenarioInfo:
+        return self.protocol.parse_info(await self._call(self.protocol.INFO))
+
+    async def upload_file(
+        self,
+        source: Any,
+        *,
+        user: str | None = None,
+        file_type: FileType | str | None = None,
+        file_name: str | None = None,
+    ) -> UploadedFile:
+        upload = open_upload_source(source, file_name=file_name, file_type=file_type)
+        fields = self.protocol.upload_fields(user=user or self.config.default_user)
+        with contextlib.ExitStack() as stack:
+
+            def make_kwargs() -> dict[str, Any]:
+                fileobj = upload.opener()
+                if upload.owned:
+                    stack.callback(fileobj.close)
+                return {"data": fields, "files": {"file": (upload.name, fileobj, upload.mime_type)}}
+
+            return self.protocol.parse_upload(await self._call(self.protocol.UPLOAD, make_kwargs))
+
+    async def run(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        additional_info: Any = None,
+        scenario: ScenarioInfo | None = None,
+    ) -> RunResult:
+        endpoint = self.protocol.RUN
+        body = self._run_body(inputs, user=user, additional_info=additional_info, scenario=scenario)
+        result = self.protocol.parse_run(await self._call(endpoint, lambda: {"json": body}))
+        return raise_if_failed(result, str(endpoint))
+
+    def stream(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        additional_info: Any = None,
+        scenario: ScenarioInfo | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Async twin of ``DocifyClient.stream``; inputs are checked at call time."""
+        body = self._run_body(inputs, user=user, additional_info=additional_info, scenario=scenario)
+        return self._events(body)
+
+    async def _events(self, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+        endpoint = self.protocol.STREAM
+        async for attempt in AsyncRetrying(**retry_kwargs(self.config, endpoint)):
+            with attempt:
+                stream = self.http.stream(
+                    endpoint.method,
+                    endpoint.path,
+                    json=body,
+                    headers={**self._auth(), "Accept": "text/event-stream", "Cache-Control": "no-store"},
+                    timeout=self._stream_timeout(),
+                )
+                try:
+                    response = await stream.__aenter__()
+                except httpx.HTTPError as exc:
+                    raise error_for_transport(exc, endpoint) from None
+        tracker = StreamTracker(str(endpoint), self.protocol)
+        try:
+            if response.status_code >= 300:
+                await response.aread()
+                self._check(response, endpoint)
+            text = BoundedEventText(
+                response,
+                max_event_chars=self.config.max_event_chars,
+                idle_timeout=self.config.idle_timeout,
+                endpoint=str(endpoint),
+            )
+            try:
+                async for sse in EventSource(text).aiter_sse():  # type: ignore[arg-type]
+                    event = tracker.feed(sse)
+                    if event is not None:
+                        text.event_seen()
+                        yield event
+                        if event.is_terminal:
+                            return
+            except SSEError as exc:
+                raise DocifyProtocolError(str(exc), status_code=response.status_code, endpoint=str(endpoint)) from None
+            except httpx.HTTPError as exc:
+                raise DocifyClient._stream_broken(exc, tracker, endpoint) from None
+            tracker.finish()
+        finally:
+            await stream.__aexit__(None, None, None)
+
+    async def download(
+        self,
+        url: str,
+        open_sink: Callable[[], contextlib.AbstractContextManager[IO[bytes]]],
+        *,
+        expected_size: int | None = None,
+        max_bytes: int | None = None,
+    ) -> int:
+        """Async twin of ``DocifyClient.download`` (the sink is written synchronously)."""
+        endpoint = self.protocol.DOWNLOAD
+        async for attempt in AsyncRetrying(**retry_kwargs(self.config, endpoint)):
+            with attempt:
+                current = url
+                for hops in range(10):
+                    try:
+                        async with self.http.stream(
+                            "GET", current, headers=self._download_headers(current)
+                        ) as response:
+                            if response.is_redirect:
+                                current = self._next_location(response, current, hops)
+                                continue
+                            if response.status_code >= 300:
+                                await response.aread()
+                                self._check(response, endpoint)
+                            received = 0
+                            with open_sink() as sink:
+                                async for chunk in response.aiter_bytes(CHUNK):
+                                    received += len(chunk)
+                                    self._check_download_size(received, expected_size, max_bytes, current)
+                                    sink.write(chunk)
+                            self._check_download_complete(received, expected_size, current)
+                            return received
+                    except httpx.HTTPError as exc:
+                        raise error_for_transport(exc, endpoint) from None
+        raise AssertionError("unreachable")  # pragma: no cover

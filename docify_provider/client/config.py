@@ -1,0 +1,94 @@
+"""Client configuration: where Docify is, how long to wait, and whom to trust with the key."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from docify_provider.client.errors import DocifyConfigError
+
+DEFAULT_BASE_URL = "https://console.docify.jp/docify"
+DEFAULT_USER = "airflow-provider-docify"
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a client needs; built by the hook from an Airflow connection, or by hand.
+
+    Timeouts are separate because they guard different things: ``connect_timeout`` a dead host,
+    ``read_timeout`` a blocking run that Docify takes long to answer, ``idle_timeout`` a stream that
+    stopped sending events (pings do not count as events).
+    """
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    write_timeout: float = 120.0
+    idle_timeout: float = 300.0
+    verify: bool | str = True
+    #: One proxy URL for every request, or a mapping of URL pattern ("https://", "all://") to proxy URL.
+    proxies: str | dict[str, str] | None = None
+    #: Hosts besides the base URL's host that may receive the API key (attachment downloads).
+    trusted_hosts: tuple[str, ...] = ()
+    #: Allow a plain http:// base URL on a non-loopback host (the key would travel unencrypted).
+    allow_insecure_http: bool = False
+    #: Retries for requests that are safe to repeat (info, upload, download).
+    max_retries: int = 4
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    #: Longest ``Retry-After`` waited for inside one call; a longer one is cut to this.
+    retry_after_cap: float = 120.0
+    #: Largest single stream event accepted, in characters; protects memory from a runaway event.
+    max_event_chars: int = 64 * 1024 * 1024
+    default_user: str = DEFAULT_USER
+    user_agent: str = "airflow-provider-docify"
+
+    def __post_init__(self) -> None:
+        if not self.api_key or not str(self.api_key).strip():
+            raise DocifyConfigError(
+                "No Docify API key: set the connection's password (API key) field, "
+                "or AIRFLOW_CONN_DOCIFY_DEFAULT with a 'password'."
+            )
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise DocifyConfigError(
+                f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {self.base_url!r}"
+            )
+        if parts.scheme == "http" and not self.allow_insecure_http and not is_loopback(parts.hostname):
+            raise DocifyConfigError(
+                f"Refusing plain http:// base_url for host {parts.hostname!r}: the API key would be sent "
+                "unencrypted. Use https://, or set allow_insecure_http (connection extra) if you must."
+            )
+        for name in ("connect_timeout", "read_timeout", "write_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise DocifyConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.max_retries < 0:
+            raise DocifyConfigError(f"max_retries must be >= 0, got {self.max_retries!r}")
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.base_url).hostname or "").lower()
+
+    def is_trusted_host(self, url: str) -> bool:
+        """May the API key be sent to ``url``? Only its own host and explicitly trusted ones."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if not host:
+            return False
+        if parts.scheme == "http" and not self.allow_insecure_http and not is_loopback(host):
+            return False
+        trusted = {self.host, *(h.lower() for h in self.trusted_hosts)}
+        return host in trusted

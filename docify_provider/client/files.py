@@ -1,0 +1,159 @@
+"""Files in and out: upload sources opened lazily and streamed, attachment names made safe.
+
+Uploads accept a local path, bytes, a binary file object, or anything path-like with ``open()``
+(an Airflow ``ObjectStoragePath`` / ``UPath``). The file is never read whole: httpx streams it
+into the multipart body in 64 KiB chunks, so a 50 MB upload costs a few MB of memory.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+import os
+import posixpath
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from docify_provider.client.errors import DocifyFileError
+from docify_provider.client.inputs import (
+    DOCUMENT_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    infer_file_type,
+    max_bytes_for,
+)
+from docify_provider.client.models import FileType
+
+MAX_NAME_BYTES = 200
+
+
+@dataclass
+class UploadSource:
+    """A file ready to upload: its name, size and type known, its bytes not yet read."""
+
+    name: str
+    size: int | None
+    file_type: FileType
+    mime_type: str
+    opener: Callable[[], IO[bytes]]
+    #: False for a file object the caller passed in: we read it but leave closing to them.
+    owned: bool = True
+
+
+def _size_of_fileobj(fileobj: IO[bytes]) -> int | None:
+    try:
+        return os.fstat(fileobj.fileno()).st_size - fileobj.tell()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        pass
+    try:
+        here = fileobj.tell()
+        end = fileobj.seek(0, os.SEEK_END)
+        fileobj.seek(here)
+        return end - here
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+
+
+def _stat_size(path: Any) -> int | None:
+    try:
+        st = path.stat()
+    except (OSError, AttributeError, NotImplementedError):
+        return None
+    size = getattr(st, "st_size", None)
+    if size is None and isinstance(st, dict):
+        size = st.get("size")
+    return None if size is None else int(size)
+
+
+def open_upload_source(
+    source: Any, *, file_name: str | None = None, file_type: FileType | str | None = None
+) -> UploadSource:
+    """Describe ``source`` for upload and check it against Docify's documented limits.
+
+    Raises ``DocifyFileError`` (naming the file and the limit) before anything is sent.
+    """
+    opener: Callable[[], IO[bytes]]
+    owned = True
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = file_name or "upload.bin"
+        size: int | None = len(data)
+        opener = lambda: io.BytesIO(data)  # noqa: E731
+    elif isinstance(source, (str, os.PathLike)) and not hasattr(source, "open"):
+        path = os.fspath(source)
+        if path.startswith("file://"):
+            path = path[len("file://") :]
+        elif re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", path):
+            raise DocifyFileError(
+                [f"{path!r}: storage URLs are resolved by DocifyHook (ObjectStoragePath); the client takes paths"]
+            )
+        if not os.path.isfile(path):
+            raise DocifyFileError([f"{path!r}: no such file"])
+        name = file_name or os.path.basename(path)
+        size = os.path.getsize(path)
+        opener = lambda: open(path, "rb")  # noqa: E731, SIM115
+    elif hasattr(source, "open") and hasattr(source, "name"):
+        # ObjectStoragePath / UPath / pathlib.Path: open lazily, once per attempt.
+        if hasattr(source, "is_file") and not source.is_file():
+            raise DocifyFileError([f"{source}: no such file"])
+        name = file_name or str(source.name)
+        size = _stat_size(source)
+        opener = lambda: source.open("rb")  # noqa: E731
+    elif hasattr(source, "read"):
+        fileobj = source
+        name = file_name or os.path.basename(str(getattr(source, "name", "") or "")) or "upload.bin"
+        size = _size_of_fileobj(fileobj)
+        # The caller owns this object: it is read from its start (httpx seeks to 0 before
+        # every attempt) and never closed by us.
+        opener = lambda: fileobj  # noqa: E731
+        owned = False
+    else:
+        raise DocifyFileError(
+            [
+                f"Cannot upload a {type(source).__name__}: "
+                "give a path, bytes, a binary file object or an ObjectStoragePath"
+            ]
+        )
+
+    mime_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    resolved = FileType(str(file_type).upper()) if file_type else infer_file_type(name, None)
+    if resolved is None:
+        raise DocifyFileError(
+            [
+                f"{name!r}: unsupported file type; Docify takes images ({', '.join(sorted(IMAGE_EXTENSIONS))}) "
+                f"and documents ({', '.join(sorted(DOCUMENT_EXTENSIONS))}), or pass file_type= explicitly"
+            ]
+        )
+    limit = max_bytes_for(resolved)
+    if size is not None and size > limit:
+        raise DocifyFileError(
+            [f"{name!r}: {size} bytes is over Docify's {limit // (1024 * 1024)} MB limit for {resolved.value.lower()}s"]
+        )
+    if size == 0:
+        raise DocifyFileError([f"{name!r}: the file is empty"])
+    return UploadSource(name=name, size=size, file_type=resolved, mime_type=mime_type, opener=opener, owned=owned)
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+
+
+def safe_file_name(name: str, *, default: str = "attachment") -> str:
+    """A file name that stays inside its folder on any file system or object store.
+
+    Strips directories (``../``, absolute paths, backslashes), control characters (NUL) and
+    characters Windows or object stores reject, normalises Unicode, refuses "." and "..", and
+    limits the length to 200 bytes while keeping the extension.
+    """
+    name = unicodedata.normalize("NFC", str(name or ""))
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("_", name).strip(" .")
+    if not name or set(name) <= {"_", "."}:
+        name = default
+    stem, ext = posixpath.splitext(name)
+    if len(ext.encode()) > 20:
+        stem, ext = name, ""
+    while len((stem + ext).encode()) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    return (stem + ext) or default

@@ -1,0 +1,178 @@
+"""Turning user-friendly run inputs into the wire format, and checking them before paying.
+
+A run costs points and cannot be undone, so every mistake we can see locally is reported before the
+request is sent, all at once (one error listing every problem), naming the parameter and what to
+fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import mimetypes
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from docify_provider.client.errors import DocifyInputError
+from docify_provider.client.models import FileType, ScenarioInfo, UploadedFile
+
+#: Extensions Docify treats as images; everything else it accepts is a document.
+IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff", "heic", "svg"})
+DOCUMENT_EXTENSIONS = frozenset(
+    {"pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "txt", "csv", "md", "html", "htm", "eml", "rtf"}
+)
+#: Documented single-file limits.
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
+
+
+def infer_file_type(name: str | None, mime_type: str | None = None) -> FileType | None:
+    """IMAGE or DOCUMENT from a file name or MIME type; None when neither tells."""
+    if mime_type:
+        major = mime_type.split("/", 1)[0].lower()
+        if major == "image":
+            return FileType.IMAGE
+        if major in ("application", "text"):
+            return FileType.DOCUMENT
+    if name:
+        ext = posixpath.splitext(name.lower())[1].lstrip(".")
+        if ext in IMAGE_EXTENSIONS:
+            return FileType.IMAGE
+        if ext in DOCUMENT_EXTENSIONS:
+            return FileType.DOCUMENT
+        guessed, _ = mimetypes.guess_type(name)
+        if guessed:
+            return infer_file_type(None, guessed)
+    return None
+
+
+def max_bytes_for(file_type: FileType | str) -> int:
+    return MAX_IMAGE_BYTES if FileType(file_type) is FileType.IMAGE else MAX_DOCUMENT_BYTES
+
+
+def _file_entry(value: Any, where: str, problems: list[str]) -> dict[str, Any] | None:
+    """One element of ``files``: an UploadedFile, an upload-operator XCom, or a wire dict."""
+    if isinstance(value, UploadedFile):
+        return value.to_input()
+    if isinstance(value, Mapping):
+        oid = value.get("uploadFileOid") or value.get("upload_file_oid")
+        url = value.get("url")
+        file_type = value.get("fileType") or value.get("file_type")
+        if bool(oid) == bool(url):
+            problems.append(f"{where}: give exactly one of 'uploadFileOid' or 'url', got {dict(value)!r}")
+            return None
+        if url:
+            if urlsplit(str(url)).scheme not in ("http", "https"):
+                problems.append(f"{where}: url {url!r} must be an http(s) URL Docify can fetch")
+                return None
+            file_type = file_type or infer_file_type(urlsplit(str(url)).path) or FileType.DOCUMENT
+        if str(file_type or "").upper() not in FileType.__members__:
+            problems.append(f"{where}: fileType must be IMAGE or DOCUMENT, got {file_type!r}")
+            return None
+        entry = {"uploadFileOid": str(oid)} if oid else {"url": str(url)}
+        entry["fileType"] = FileType(str(file_type).upper()).value
+        return entry
+    problems.append(
+        f"{where}: expected an uploaded file (UploadedFile, {{'uploadFileOid': ...}} or {{'url': ...}}), "
+        f"got {type(value).__name__}"
+    )
+    return None
+
+
+def _looks_like_file(value: Any) -> bool:
+    return isinstance(value, UploadedFile) or (
+        isinstance(value, Mapping)
+        and ("uploadFileOid" in value or "upload_file_oid" in value or ("url" in value and "text" not in value))
+    )
+
+
+def normalize_inputs(inputs: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Convert shorthand inputs to the wire format ``{var: {"text": ...} | {"files": [...]}}``.
+
+    Accepted per variable: a plain str/number/bool (text), an ``UploadedFile``, the dict an upload
+    returns, ``{"url": ...}``, a list of files, or the wire form ``{"text": ..., "files": [...]}``.
+    """
+    if inputs is None:
+        return {}
+    if not isinstance(inputs, Mapping):
+        raise DocifyInputError([f"inputs must be a mapping of variable name to value, got {type(inputs).__name__}"])
+    problems: list[str] = []
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in inputs.items():
+        where = f"inputs[{name!r}]"
+        if not isinstance(name, str) or not name:
+            problems.append(f"{where}: variable names must be non-empty strings")
+            continue
+        if isinstance(value, bool):
+            out[name] = {"text": "true" if value else "false"}
+        elif isinstance(value, (str, int, float)):
+            out[name] = {"text": str(value)}
+        elif _looks_like_file(value):
+            entry = _file_entry(value, where, problems)
+            if entry:
+                out[name] = {"files": [entry]}
+        elif isinstance(value, (list, tuple)):
+            entries = [_file_entry(v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+            out[name] = {"files": [e for e in entries if e]}
+        elif isinstance(value, Mapping) and set(value) <= {"text", "files"}:
+            item: dict[str, Any] = {}
+            if value.get("text") is not None:
+                item["text"] = str(value["text"])
+            if value.get("files") is not None:
+                files = value["files"]
+                if not isinstance(files, (list, tuple)):
+                    problems.append(f"{where}['files']: must be a list")
+                else:
+                    entries = [_file_entry(v, f"{where}['files'][{i}]", problems) for i, v in enumerate(files)]
+                    item["files"] = [e for e in entries if e]
+            out[name] = item
+        else:
+            problems.append(
+                f"{where}: unsupported value of type {type(value).__name__}; give text, an uploaded file, "
+                "a list of files, or {'text': ..., 'files': [...]}"
+            )
+    if problems:
+        raise DocifyInputError(problems)
+    return out
+
+
+def validate_inputs(info: ScenarioInfo, inputs: Mapping[str, Mapping[str, Any]]) -> None:
+    """Check wire-format inputs against the scenario's parameters; raise one error listing all problems."""
+    problems: list[str] = []
+    known = {p.variable for p in info.parameters}
+    for name in inputs:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the scenario takes {sorted(known)}"
+            problems.append(
+                f"inputs[{name!r}]: scenario {info.scenario_code or info.scenario_id} has no such parameter{hint}"
+            )
+    for param in info.parameters:
+        where = f"inputs[{param.variable!r}] ({param.type}{', ' + param.label if param.label else ''})"
+        value = inputs.get(param.variable)
+        text = None if value is None else value.get("text")
+        files = None if value is None else value.get("files")
+        if param.takes_files:
+            if text not in (None, ""):
+                problems.append(f"{where}: takes files, not text; pass a path, an upload or {{'url': ...}}")
+                continue
+            count = len(files or [])
+            if count == 0:
+                if param.required:
+                    problems.append(f"{where}: required file is missing")
+            elif param.type == "FILE" and count != 1:
+                problems.append(f"{where}: takes exactly one file, got {count}; use a FILELIST parameter for several")
+            continue
+        if files:
+            problems.append(f"{where}: takes text, not files")
+        if text is None or text == "":
+            if param.required:
+                problems.append(f"{where}: required value is missing")
+            continue
+        if param.max_length and len(text) > param.max_length:
+            problems.append(f"{where}: text is {len(text)} characters, the maximum is {param.max_length}")
+        if param.type == "SELECT" and param.options is not None and text not in param.options:
+            problems.append(f"{where}: {text!r} is not one of the allowed values {list(param.options)}")
+    if problems:
+        raise DocifyInputError(problems)

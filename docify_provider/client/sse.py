@@ -1,0 +1,167 @@
+"""Server-Sent Events -> ``StreamEvent``s, bounded in size and idleness, for sync and async.
+
+Framing (``event:``/``data:`` lines, LF or CRLF, multi-line data, comments, events split across
+network chunks) is left to ``httpx-sse``, a spec-compliant decoder. Around it this module adds
+what a long unattended stream needs: a cap on the size of one event (memory), an idle clock that
+pings do not reset (a stream that only pings is stuck), and the bookkeeping that turns the event
+sequence into a verdict: COMPLETE with success, or a typed error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from docify_provider.client.errors import (
+    DocifyProtocolError,
+    DocifyRunFailedError,
+    DocifyStreamIncompleteError,
+    DocifyTimeoutError,
+)
+from docify_provider.client.models import EventType, RunResult, StreamEvent
+from docify_provider.client.protocol import DocifyProtocol
+
+if TYPE_CHECKING:
+    import httpx
+    from httpx_sse import ServerSentEvent
+
+log = logging.getLogger(__name__)
+
+_BOUNDARIES = ("\n\n", "\r\r", "\r\n\r\n")
+
+
+class BoundedEventText:
+    """Wraps a streaming ``httpx.Response`` for ``httpx_sse.EventSource``.
+
+    Passes text through while checking, chunk by chunk, that the event being received has not grown
+    past ``max_event_chars`` and that an event arrived within ``idle_timeout`` seconds. Both raise
+    before the data is buffered further, so a hostile stream cannot exhaust memory or hold a
+    worker forever with pings.
+    """
+
+    def __init__(self, response: httpx.Response, *, max_event_chars: int, idle_timeout: float, endpoint: str):
+        self.response = response
+        self.headers = response.headers
+        self.max_event_chars = max_event_chars
+        self.idle_timeout = idle_timeout
+        self.endpoint = endpoint
+        self.pending = 0
+        self.tail = ""
+        self.last_event = time.monotonic()
+
+    def event_seen(self) -> None:
+        self.last_event = time.monotonic()
+
+    def _check(self, text: str) -> None:
+        window = self.tail + text
+        cut = max((window.rfind(b) + len(b) if window.rfind(b) >= 0 else -1) for b in _BOUNDARIES)
+        if cut >= 0:
+            self.pending = len(window) - cut
+        else:
+            self.pending += len(text)
+        self.tail = window[-3:]
+        if self.pending > self.max_event_chars:
+            raise DocifyProtocolError(
+                f"A stream event exceeded {self.max_event_chars} characters; refusing to buffer more "
+                "(raise max_event_chars in the connection extras if results really are this large)",
+                endpoint=self.endpoint,
+            )
+        idle = time.monotonic() - self.last_event
+        if idle > self.idle_timeout:
+            raise DocifyTimeoutError(
+                f"No stream event for {idle:.0f}s (idle_timeout {self.idle_timeout:g}s); only keep-alives arrived",
+                endpoint=self.endpoint,
+            )
+
+    def iter_text(self) -> Iterator[str]:
+        for text in self.response.iter_text():
+            self._check(text)
+            yield text
+
+    async def aiter_text(self) -> AsyncIterator[str]:
+        async for text in self.response.aiter_text():
+            self._check(text)
+            yield text
+
+
+class StreamTracker:
+    """Reads decoded SSE messages into ``StreamEvent``s and decides how the run ended.
+
+    Yield-worthy events come back from ``feed``; failures raise: an ERROR event or a COMPLETE with
+    ``isSuccess`` false raise ``DocifyRunFailedError`` (carrying the server's result), and a stream
+    that ends without either raises ``DocifyStreamIncompleteError`` from ``finish``.
+    """
+
+    def __init__(self, endpoint: str, protocol: type[DocifyProtocol] = DocifyProtocol):
+        self.endpoint = endpoint
+        self.protocol = protocol
+        self.session_id: str | None = None
+        self.run_id: str | None = None
+        self.events_seen: list[str] = []
+        self.result: RunResult | None = None
+        self.malformed = 0
+
+    def feed(self, sse: ServerSentEvent) -> StreamEvent | None:
+        data = sse.data
+        if not data.strip():
+            return None  # an event with no data (e.g. an "event: ping" with nothing else)
+        try:
+            payload: Any = json.loads(data)
+            event = self.protocol.parse_event(payload, sse_event=sse.event if sse.event != "message" else None)
+        except (ValueError, DocifyProtocolError) as exc:
+            # One bad event must not lose a run that is still going: note it and read on. If it was
+            # the COMPLETE, ``finish`` reports the run as incomplete with the session id.
+            self.malformed += 1
+            log.warning("Skipping malformed Docify stream event (%s): %.200r", exc, data)
+            return None
+        self.session_id = event.session_id or self.session_id
+        self.events_seen.append(event.type)
+        if event.type == EventType.ERROR.value:
+            raise DocifyRunFailedError(
+                f"Docify reported an error during the run: {event.error or event.content or 'no message'}"
+                f" (session {self.session_id})",
+                endpoint=self.endpoint,
+                session_id=self.session_id,
+                error=event.error or event.content,
+            )
+        if event.type == EventType.COMPLETE.value:
+            if event.response is None:
+                raise DocifyProtocolError(
+                    f"COMPLETE event without a response (session {self.session_id})", endpoint=self.endpoint
+                )
+            self.result = event.response
+            self.run_id = event.response.run_id
+            raise_if_failed(event.response, self.endpoint, session_id=self.session_id)
+        elif event.type not in EventType.__members__:
+            log.debug("Unknown Docify stream event type %r kept: %.200r", event.type, data)
+        return event
+
+    def finish(self) -> RunResult:
+        if self.result is not None:
+            return self.result
+        seen = ", ".join(self.events_seen[-10:]) or "none"
+        raise DocifyStreamIncompleteError(
+            f"The Docify stream ended without COMPLETE or ERROR (session {self.session_id or 'unknown'}, "
+            f"{len(self.events_seen)} event(s) seen, last: {seen}"
+            + (f", {self.malformed} malformed" if self.malformed else "")
+            + "). The run may have finished and been billed; its result was not received.",
+            endpoint=self.endpoint,
+            session_id=self.session_id,
+            events_seen=self.events_seen,
+        )
+
+
+def raise_if_failed(result: RunResult, endpoint: str, *, session_id: str | None = None) -> RunResult:
+    if not result.is_success:
+        raise DocifyRunFailedError(
+            f"Docify run {result.run_id or '?'} failed: {result.error_message or 'no error message'}",
+            endpoint=endpoint,
+            run_id=result.run_id,
+            session_id=session_id,
+            error=result.error_message,
+            result=result.raw,
+        )
+    return result

@@ -1,0 +1,427 @@
+"""``DocifyHook``: an Airflow connection turned into a Docify client, plus the Airflow-aware parts.
+
+The wire layer (``docify_provider.client``) knows nothing of Airflow. This hook adds what does:
+reading the connection and its extras, masking the key, resolving storage URLs through
+``ObjectStoragePath`` (so ``s3://`` inputs and outputs use Airflow connections), uploading file
+inputs after they were validated, and writing attachments to local folders or object storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from docify_provider.client import (
+    AsyncDocifyClient,
+    ClientConfig,
+    DocifyClient,
+    DocifyConfigError,
+    DocifyError,
+    DocifyInputError,
+    ResultFile,
+    RunResult,
+    ScenarioInfo,
+    StreamEvent,
+    UploadedFile,
+    normalize_inputs,
+    safe_file_name,
+    validate_inputs,
+)
+from docify_provider.client.config import DEFAULT_BASE_URL, DEFAULT_USER
+from docify_provider.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+
+if TYPE_CHECKING:
+    from docify_provider.client.models import FileType
+
+_URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _is_storage_url(value: str) -> bool:
+    return bool(_URL_SCHEME.match(value)) and not value.lower().startswith(("http://", "https://"))
+
+
+def _to_bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def config_from_connection(conn: Any) -> ClientConfig:
+    """Build a ``ClientConfig`` from an Airflow ``Connection`` (host = base URL, password = key)."""
+    extra = conn.extra_dejson or {}
+    host = (conn.host or "").strip()
+    if not host:
+        base_url = DEFAULT_BASE_URL
+    elif "://" in host:
+        base_url = host
+    else:
+        scheme = extra.get("scheme") or "https"
+        port = f":{conn.port}" if conn.port else ""
+        path = f"/{conn.schema.strip('/')}" if conn.schema else ""
+        base_url = f"{scheme}://{host}{port}{path}"
+    trusted = extra.get("trusted_hosts") or ()
+    if isinstance(trusted, str):
+        trusted = [h.strip() for h in trusted.split(",") if h.strip()]
+    verify: bool | str = _to_bool(extra.get("verify_ssl", extra.get("verify")), True)
+    if extra.get("ca_bundle"):
+        verify = str(extra["ca_bundle"])
+    proxies = extra.get("proxies") or extra.get("proxy") or None
+
+    def number(name: str, cast: type = float) -> Any:
+        value = extra.get(name)
+        if value in (None, ""):
+            return CONN_FIELDS[name]["schema"]["default"]
+        try:
+            return cast(value)
+        except (TypeError, ValueError):
+            raise DocifyConfigError(
+                f"Connection {conn.conn_id!r}: extra {name!r} must be a number, got {value!r}"
+            ) from None
+
+    optional: dict[str, Any] = {}
+    if extra.get("max_event_chars"):
+        optional["max_event_chars"] = int(extra["max_event_chars"])
+    return ClientConfig(
+        api_key=conn.password or "",
+        base_url=base_url,
+        connect_timeout=number("connect_timeout"),
+        read_timeout=number("read_timeout"),
+        idle_timeout=number("idle_timeout"),
+        verify=verify,
+        proxies=proxies,
+        trusted_hosts=tuple(str(h).lower() for h in trusted),
+        allow_insecure_http=_to_bool(extra.get("allow_insecure_http"), False),
+        max_retries=number("max_retries", int),
+        default_user=str(extra.get("default_user") or DEFAULT_USER),
+        **optional,
+    )
+
+
+class DocifyHook(BaseHook):
+    """Talk to the Docify scenario bound to the connection's API key.
+
+    :param docify_conn_id: Airflow connection of type ``docify``: Base URL in *host*
+        (default ``https://console.docify.jp/docify``), API key in *password*, options in extras.
+    """
+
+    conn_name_attr = "docify_conn_id"
+    default_conn_name = "docify_default"
+    conn_type = "docify"
+    hook_name = "Docify"
+
+    def __init__(self, docify_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.docify_conn_id = docify_conn_id
+        self._scenario: ScenarioInfo | None = None
+
+    # -- connection form for Airflow < 3.2 (3.2+ reads it from provider info) -----------------------
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from wtforms import BooleanField, IntegerField, StringField
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            kinds = spec["schema"]["type"]
+            if "boolean" in kinds:
+                widgets[name] = BooleanField(spec["label"], default=spec["schema"].get("default"))
+            elif "integer" in kinds:
+                widgets[name] = IntegerField(spec["label"], widget=BS3TextFieldWidget())
+            else:
+                widgets[name] = StringField(spec["label"], widget=BS3TextFieldWidget())
+        return widgets
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+        }
+
+    # -- clients --------------------------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> ClientConfig:
+        return self._config(self.get_connection(self.docify_conn_id))
+
+    @staticmethod
+    def _config(conn: Any) -> ClientConfig:
+        if conn.password:
+            _mask(conn.password)
+        return config_from_connection(conn)
+
+    async def aget_config(self) -> ClientConfig:
+        """Resolve the connection without blocking the triggerer's event loop."""
+        if "config" in self.__dict__:
+            return self.config
+        aget = getattr(type(self), "aget_connection", None)
+        if aget is not None:
+            conn = await aget(self.docify_conn_id)
+        else:  # pragma: no cover - Airflow without async connection lookup
+            from asgiref.sync import sync_to_async
+
+            conn = await sync_to_async(self.get_connection)(self.docify_conn_id)
+        self.__dict__["config"] = self._config(conn)
+        return self.config
+
+    @cached_property
+    def client(self) -> DocifyClient:
+        return DocifyClient(self.config)
+
+    def get_conn(self) -> DocifyClient:
+        return self.client
+
+    async def get_async_client(self) -> AsyncDocifyClient:
+        """A new async client (one per event loop; close it with ``aclose``)."""
+        return AsyncDocifyClient(await self.aget_config())
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+            del self.__dict__["client"]
+
+    # -- scenario -------------------------------------------------------------------------------
+
+    def get_scenario_info(self, *, refresh: bool = False) -> ScenarioInfo:
+        """The scenario bound to the key (cached on the hook; free of charge)."""
+        if self._scenario is None or refresh:
+            self._scenario = self.client.get_scenario_info()
+        return self._scenario
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by the UI / ``airflow connections test``: reads the scenario, spends no points."""
+        try:
+            with DocifyClient(self.config) as client:
+                info = client.get_scenario_info()
+        except DocifyError as exc:
+            return False, str(exc)
+        params = ", ".join(f"{p.variable} ({p.type})" for p in info.parameters) or "no parameters"
+        return True, f"Connected to Docify scenario {info.scenario_name!r} ({info.scenario_code}): {params}"
+
+    # -- files in -------------------------------------------------------------------------------
+
+    @staticmethod
+    def resolve_path(value: Any) -> Any:
+        """A storage URL string (``s3://``, ``gs://``, ``file://``) -> ``ObjectStoragePath``; else as is."""
+        if isinstance(value, str) and _is_storage_url(value):
+            if value.startswith("file://"):
+                return value[len("file://") :]
+            from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+            return ObjectStoragePath(value)
+        return value
+
+    def upload_file(
+        self,
+        source: Any,
+        *,
+        user: str | None = None,
+        file_type: FileType | str | None = None,
+        file_name: str | None = None,
+    ) -> UploadedFile:
+        """Upload a local path, bytes, binary file object, ``ObjectStoragePath`` or storage URL (streamed)."""
+        return self.client.upload_file(self.resolve_path(source), user=user, file_type=file_type, file_name=file_name)
+
+    @staticmethod
+    def _is_file_source(value: Any) -> bool:
+        if isinstance(value, (str, os.PathLike)):
+            return not str(value).lower().startswith(("http://", "https://"))
+        return hasattr(value, "open") and hasattr(value, "name")
+
+    def prepare_inputs(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        scenario: ScenarioInfo | None = None,
+        validate: bool = True,
+    ) -> dict[str, dict[str, Any]]:
+        """Validate ``inputs`` against the scenario, then upload file sources; return wire inputs.
+
+        For FILE / FILELIST parameters a value may be a local path, an ``ObjectStoragePath``, a
+        storage URL, an http(s) URL (passed to Docify as a remote file), an ``UploadedFile``, the
+        upload operator's XCom, an ``uploadFileOid`` dict, or a list of these. Every problem is
+        reported at once and before any file is uploaded.
+        """
+        scenario = scenario or self.get_scenario_info()
+        pending: dict[str, Any] = {}
+        shaped: dict[str, Any] = {}
+        for name, value in (inputs or {}).items():
+            param = scenario.parameter(name)
+            if param is None or not param.takes_files:
+                shaped[name] = value
+                continue
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            entries: list[Any] = []
+            for item in values:
+                if isinstance(item, str) and item.lower().startswith(("http://", "https://")):
+                    entries.append({"url": item})
+                elif self._is_file_source(item):
+                    # Placeholder for validation; uploaded only when every input is fine.
+                    token = f"pending-upload-{len(pending)}"
+                    pending[token] = item
+                    entries.append({"uploadFileOid": token, "fileType": "DOCUMENT"})
+                else:
+                    entries.append(item)
+            shaped[name] = {"files": entries}
+        wire = normalize_inputs(shaped)
+        if validate:
+            validate_inputs(scenario, wire)
+        if pending:
+            self._check_sources(pending)
+            uploaded = {token: self.upload_file(source, user=user).to_input() for token, source in pending.items()}
+            for value in wire.values():
+                value["files"] = [uploaded.get(f.get("uploadFileOid", ""), f) for f in value.get("files", [])]
+        return wire
+
+    def _check_sources(self, pending: Mapping[str, Any]) -> None:
+        """Open every file source's metadata before uploading any (all problems at once)."""
+        from docify_provider.client.files import open_upload_source
+
+        problems: list[str] = []
+        for source in pending.values():
+            try:
+                open_upload_source(self.resolve_path(source))
+            except DocifyInputError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise DocifyInputError(problems)
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def run_scenario(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        additional_info: Any = None,
+        validate: bool = True,
+    ) -> RunResult:
+        """Blocking run (``POST /v1/scenario/run``) after validation and uploads. Never re-sent."""
+        wire = self.prepare_inputs(inputs, user=user, validate=validate)
+        return self.client.run(wire, user=user, additional_info=additional_info)
+
+    def stream_scenario(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        additional_info: Any = None,
+        validate: bool = True,
+    ) -> Iterator[StreamEvent]:
+        """Streaming run: yields events as they arrive; raises on ERROR / failed COMPLETE / cut stream."""
+        wire = self.prepare_inputs(inputs, user=user, validate=validate)
+        return self.client.stream(wire, user=user, additional_info=additional_info)
+
+    # -- async counterparts (triggers) ----------------------------------------------------------
+
+    async def aget_scenario_info(self) -> ScenarioInfo:
+        async with await self.get_async_client() as client:
+            return await client.get_scenario_info()
+
+    async def arun_scenario(
+        self, inputs: Mapping[str, Any] | None, *, user: str | None = None, additional_info: Any = None
+    ) -> RunResult:
+        """Async blocking run with inputs already in wire form (prepared on the worker)."""
+        async with await self.get_async_client() as client:
+            return await client.run(inputs, user=user, additional_info=additional_info)
+
+    async def astream_scenario(
+        self, inputs: Mapping[str, Any] | None, *, user: str | None = None, additional_info: Any = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Async streaming run with inputs already in wire form (prepared on the worker)."""
+        async with await self.get_async_client() as client:
+            async for event in client.stream(inputs, user=user, additional_info=additional_info):
+                yield event
+
+    # -- files out ------------------------------------------------------------------------------
+
+    def download_file(
+        self,
+        file: ResultFile | Mapping[str, Any] | str,
+        destination: Any,
+        *,
+        file_name: str | None = None,
+        max_bytes: int | None = None,
+    ) -> Any:
+        """Stream an attachment to ``destination`` and return where it was stored.
+
+        ``destination`` is a local path, an ``ObjectStoragePath`` or a storage URL. When it is a
+        folder (exists as one, or ends with "/"), the attachment's name (made safe) is appended.
+        Its size is checked against the declared ``fileSize``; a partial local file is removed.
+        """
+        result_file = _as_result_file(file)
+        name = safe_file_name(file_name or result_file.file_name or result_file.file_url.rsplit("/", 1)[-1])
+        target = self.resolve_path(destination)
+        if isinstance(target, (str, os.PathLike)):
+            return self._download_local(result_file, os.fspath(target), name, max_bytes)
+        if str(target).endswith("/") or (target.exists() and target.is_dir()):
+            target = target / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.client.download(
+            result_file.file_url,
+            lambda: target.open("wb"),
+            expected_size=result_file.file_size,
+            max_bytes=max_bytes,
+        )
+        return target
+
+    def _download_local(self, file: ResultFile, target: str, name: str, max_bytes: int | None) -> str:
+        if target.endswith(os.sep) or os.path.isdir(target):
+            target = os.path.join(target, name)
+        folder = os.path.dirname(os.path.abspath(target))
+        os.makedirs(folder, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=".docify-", suffix=".part", dir=folder)
+        os.close(fd)
+
+        @contextlib.contextmanager
+        def sink() -> Iterator[IO[bytes]]:
+            with open(partial, "wb") as fh:
+                yield fh
+
+        try:
+            self.client.download(file.file_url, sink, expected_size=file.file_size, max_bytes=max_bytes)
+            os.replace(partial, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+        return target
+
+
+def _as_result_file(file: ResultFile | Mapping[str, Any] | str) -> ResultFile:
+    if isinstance(file, ResultFile):
+        return file
+    if isinstance(file, str):
+        return ResultFile(file_url=file, file_name="", file_size=None)
+    if isinstance(file, Mapping):
+        if "fileUrl" in file:
+            return ResultFile.from_api(dict(file))
+        return ResultFile(
+            file_url=str(file.get("file_url") or ""),
+            file_name=str(file.get("file_name") or ""),
+            file_size=None if file.get("file_size") is None else int(file["file_size"]),
+        )
+    raise DocifyInputError([f"download_file: expected a result file, dict or URL, got {type(file).__name__}"])
+
+
+def _mask(secret: str) -> None:
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        mask_secret(secret)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+__all__ = ["DocifyHook", "config_from_connection"]

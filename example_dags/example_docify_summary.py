@@ -1,0 +1,44 @@
+"""A text scenario whose structured result feeds a TaskFlow task.
+
+``DocifyRunScenarioOperator`` makes one blocking run with plain-text inputs; the next task reads
+``summarize.output["json_result"]`` like any XComArg. Connection ``docify_summary`` holds a key
+bound to a summary scenario with parameters ``text``, ``title`` and ``language``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import DAG, Param, task
+
+from docify_provider.operators.docify import DocifyRunScenarioOperator
+
+with DAG(
+    dag_id="example_docify_summary",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["docify", "example"],
+    params={
+        "text": Param(
+            "Airflow schedules the nightly batch. Docify reads every invoice and returns structured fields.",
+            type="string",
+        ),
+        "language": Param("en", enum=["en", "ja", "fr"]),
+    },
+    doc_md=__doc__,
+) as dag:
+    summarize = DocifyRunScenarioOperator(
+        task_id="summarize",
+        docify_conn_id="docify_summary",
+        inputs={"text": "{{ params.text }}", "title": "Nightly note", "language": "{{ params.language }}"},
+    )
+
+    @task
+    def publish(summary: dict[str, Any]) -> str:
+        line = f"[{summary['language']}] {summary['summary']} ({summary['word_count']} words)"
+        print(line)
+        return line
+
+    publish(summarize.output["json_result"])
