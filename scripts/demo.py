@@ -18,34 +18,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from docify_provider.testing.samples import make_sample_invoices
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out"
 BIN = Path(sys.executable).parent
-
-
-def sample_invoices(folder: Path, count: int = 5) -> None:
-    """Small but real PDF files, one invoice each, so the emulator has distinct documents to read."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(1, count + 1):
-        text = f"INVOICE ACME-{i:04d}  Total {i * 1234.5:.2f} JPY"
-        stream = f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode()
-        objects = [
-            b"<< /Type /Catalog /Pages 2 0 R >>",
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-            b"/Resources << /Font << /F1 5 0 R >> >> >>",
-            b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        ]
-        body, offsets = b"%PDF-1.4\n", []
-        for n, obj in enumerate(objects, 1):
-            offsets.append(len(body))
-            body += b"%d 0 obj\n" % n + obj + b"\nendobj\n"
-        xref = len(body)
-        body += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-        body += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-        body += b"trailer << /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-        (folder / f"acme_invoice_{i:03d}.pdf").write_bytes(body)
 
 
 @contextlib.contextmanager
@@ -67,7 +44,7 @@ def main() -> int:
     home.mkdir(parents=True)
     input_dir = Path(os.environ["DOCIFY_INPUT_DIR"]) if os.environ.get("DOCIFY_INPUT_DIR") else inbox
     if input_dir == inbox:
-        sample_invoices(inbox)
+        make_sample_invoices(inbox)
     db_path = results / "invoices.db"
     results.mkdir(parents=True)
 
@@ -91,13 +68,15 @@ def main() -> int:
         with open(log_file, "w") as log:
             proc = subprocess.run(
                 [str(BIN / "airflow"), "dags", "test", "example_docify_invoices", "-c", conf],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         runs = emulator.runs_started() if emulator else None  # type: ignore[attr-defined]
 
     lines = log_file.read_text(errors="replace").splitlines()
     for line in lines:
-        if "Docify invoice batch:" in line or "session" in line.lower() and "START" in line:
+        if "Docify invoice batch:" in line or ("session" in line.lower() and "START" in line):
             print("   ", line.strip()[-200:])
     if proc.returncode != 0:
         print("\n".join(lines[-60:]))

@@ -1,0 +1,168 @@
+"""Faults the emulator can inject, each observable at the socket like a real faulty server.
+
+A client's retry, timeout, streaming and download code can only be trusted if it has seen the
+failures production will show it: rate limits, gateway errors, dropped connections, broken
+event streams, lying metadata. Inject them with ``emu.inject(Fault(endpoint, kind, **params))``.
+
+Matching: faults are checked in injection order. A request consumes at most one *request*
+fault (``latency``, ``status``, ``drop_before_response``, ``redirect``; applied before
+authentication, like a proxy) and, once its run has passed validation, at most one *run*
+fault (every other kind). ``times`` is how many requests a fault applies to (None: every
+request); ``key`` limits it to requests presenting that API key.
+
+Kinds and their parameters:
+
+* ``latency(seconds)`` - wait ``seconds`` after reading the request, then respond normally.
+* ``status(status, retry_after=None, message=None)`` - respond with that HTTP status and a
+  JSON error body (``Retry-After`` header when ``retry_after`` is set); no run is started.
+* ``drop_before_response(run_started=False)`` - read the request, then shut the socket down
+  without any response. With ``run_started`` a valid run is counted as started first (the
+  "outcome unknown" case: the server began, and bills, a run the client never heard about).
+* ``redirect(location, status=302)`` - respond with a redirect to ``location``.
+* ``drop_mid_stream(after_events)`` - stream: send N events, then close the socket without
+  the terminating zero-length chunk.
+* ``end_without_complete(after_events)`` - stream: send N events, then end the response
+  cleanly with no COMPLETE or ERROR event.
+* ``error_event(message="Emulated scenario failure")`` - stream: after START and the PREPARE
+  events send an ERROR event and end cleanly.
+* ``failed_run(message="Emulated scenario failure")`` - run/stream: the final response has
+  ``isSuccess`` false and ``errorMessage`` set; cost points are still charged.
+* ``malformed_event()`` - stream: one event whose data is not valid JSON, then continue.
+* ``unknown_event()`` - stream: an event of type ``HEARTBEAT_V2`` before COMPLETE.
+* ``slow_events(interval)`` - stream: ``interval`` seconds between events (pings continue).
+* ``stall(after_events, seconds)`` - stream: send N events, then nothing at all (no pings)
+  for ``seconds``, then close the socket abruptly.
+* ``huge_event(size)`` - stream: one TEXT event whose content is ``size`` bytes, written in
+  several HTTP chunks / TCP writes.
+* ``lying_file_size(factor=None, delta=None)`` - run/stream: attachments declare
+  ``fileSize`` = true size * factor (or + delta) while the download serves the true bytes.
+* ``attachment_name(name)`` - run/stream: the produced attachment is called ``name`` (for
+  hostile names: ``../../etc/passwd``, absolute paths, NUL, very long, odd Unicode).
+
+For stream kinds, N events counts START, PREPARE_START, PREPARE_END and TEXT events; it is
+capped so that the terminal COMPLETE event is never sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ENDPOINTS = ("info", "upload", "run", "stream", "download", "*")
+
+_ANY = frozenset({"info", "upload", "run", "stream", "download"})
+_STREAM = frozenset({"stream"})
+_RUNS = frozenset({"run", "stream"})
+
+#: kind -> (endpoints it applies to, required params, optional params with defaults)
+_KINDS: dict[str, tuple[frozenset[str], tuple[str, ...], dict[str, Any]]] = {
+    "latency": (_ANY, ("seconds",), {}),
+    "status": (_ANY, ("status",), {"retry_after": None, "message": None}),
+    "drop_before_response": (_ANY, (), {"run_started": False}),
+    "redirect": (_ANY, ("location",), {"status": 302}),
+    "drop_mid_stream": (_STREAM, ("after_events",), {}),
+    "end_without_complete": (_STREAM, ("after_events",), {}),
+    "error_event": (_STREAM, (), {"message": "Emulated scenario failure"}),
+    "failed_run": (_RUNS, (), {"message": "Emulated scenario failure"}),
+    "malformed_event": (_STREAM, (), {}),
+    "unknown_event": (_STREAM, (), {}),
+    "slow_events": (_STREAM, ("interval",), {}),
+    "stall": (_STREAM, ("after_events", "seconds"), {}),
+    "huge_event": (_STREAM, ("size",), {}),
+    "lying_file_size": (_RUNS, (), {"factor": None, "delta": None}),
+    "attachment_name": (_RUNS, ("name",), {}),
+}
+
+#: Kinds applied when the request arrives (before auth); the others apply to started runs.
+REQUEST_KINDS = frozenset({"latency", "status", "drop_before_response", "redirect"})
+KINDS = frozenset(_KINDS)
+
+
+@dataclass(init=False)
+class Fault:
+    """One injected fault; see the module docstring for kinds and parameters.
+
+    ``Fault("stream", "drop_mid_stream", after_events=3)``,
+    ``Fault("run", "status", status=429, retry_after=2, times=2)``.
+    Unknown kinds, endpoints or parameters raise ``ValueError``. ``hits`` counts how many
+    requests the fault has been applied to.
+    """
+
+    endpoint: str
+    kind: str
+    times: int | None
+    key: str | None = field(repr=False)
+    seconds: float | None = None
+    status: int | None = None
+    retry_after: float | str | None = None
+    message: str | None = None
+    run_started: bool = False
+    location: str | None = None
+    after_events: int | None = None
+    interval: float | None = None
+    size: int | None = None
+    factor: float | None = None
+    delta: int | None = None
+    name: str | None = None
+    hits: int = 0
+
+    def __init__(
+        self,
+        endpoint: str,
+        kind: str,
+        *,
+        times: int | None = 1,
+        key: str | None = None,
+        **params: Any,
+    ) -> None:
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown fault endpoint {endpoint!r}; expected one of {ENDPOINTS}")
+        if kind not in _KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(_KINDS)}")
+        endpoints, required, optional = _KINDS[kind]
+        if endpoint != "*" and endpoint not in endpoints:
+            raise ValueError(f"fault kind {kind!r} does not apply to endpoint {endpoint!r}")
+        allowed = set(required) | set(optional)
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise ValueError(f"fault kind {kind!r} takes no field(s) {unknown}; allowed: {sorted(allowed)}")
+        missing = [p for p in required if params.get(p) is None]
+        if missing:
+            raise ValueError(f"fault kind {kind!r} requires field(s) {missing}")
+        if times is not None and times < 1:
+            raise ValueError("times must be a positive int or None (every time)")
+        self.endpoint, self.kind, self.times, self.key = endpoint, kind, times, key
+        self.seconds = self.status = self.retry_after = self.message = None
+        self.location = self.after_events = self.interval = self.size = None
+        self.factor = self.delta = self.name = None
+        self.run_started = False
+        self.hits = 0
+        for name, value in {**optional, **params}.items():
+            setattr(self, name, value)
+        self._check_values()
+
+    def _check_values(self) -> None:
+        if self.kind == "lying_file_size" and (self.factor is None) == (self.delta is None):
+            raise ValueError("lying_file_size needs exactly one of factor or delta")
+        if self.after_events is not None and self.after_events < 0:
+            raise ValueError("after_events must be >= 0")
+        if self.kind == "status" and not (self.status is not None and 100 <= self.status <= 599):
+            raise ValueError("status must be an HTTP status code")
+        if self.kind == "redirect" and self.status not in (301, 302, 303, 307, 308):
+            raise ValueError("redirect status must be one of 301, 302, 303, 307, 308")
+        if self.kind == "huge_event" and (self.size is None or self.size < 1):
+            raise ValueError("huge_event size must be a positive number of bytes")
+
+    @property
+    def phase(self) -> str:
+        """``"request"`` for faults applied on arrival, ``"run"`` for faults on started runs."""
+        return "request" if self.kind in REQUEST_KINDS else "run"
+
+    def applies_to(self, endpoint: str) -> bool:
+        """Whether this fault's kind and endpoint filter match a request to ``endpoint``."""
+        return (self.endpoint in ("*", endpoint)) and endpoint in _KINDS[self.kind][0]
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the fault has been applied ``times`` times."""
+        return self.times is not None and self.hits >= self.times
