@@ -15,7 +15,7 @@ from httpx_sse import EventSource, SSEError
 from tenacity import AsyncRetrying
 
 from docify_provider.client.base import ClientBase
-from docify_provider.client.errors import DocifyProtocolError
+from docify_provider.client.errors import DocifyProtocolError, DocifyRunTimeoutError
 from docify_provider.client.files import open_upload_source
 from docify_provider.client.http_errors import error_for_transport
 from docify_provider.client.models import FileType, RunResult, ScenarioInfo, StreamEvent, UploadedFile
@@ -153,7 +153,9 @@ class AsyncDocifyClient(ClientBase):
             except SSEError as exc:
                 raise DocifyProtocolError(str(exc), status_code=response.status_code, endpoint=str(endpoint)) from None
             except httpx.HTTPError as exc:
-                raise DocifyClient._stream_broken(exc, tracker, endpoint) from None
+                raise DocifyClient._stream_broken(error_for_transport(exc, endpoint), tracker) from None
+            except DocifyRunTimeoutError as exc:  # idle: only keep-alives arrived
+                raise DocifyClient._stream_broken(exc, tracker) from None
             tracker.finish()
         finally:
             await stream.__aexit__(None, None, None)

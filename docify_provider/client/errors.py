@@ -162,6 +162,29 @@ class DocifyStreamIncompleteError(DocifyOutcomeUnknownError):
     """The event stream ended (cleanly or not) without a COMPLETE or ERROR event."""
 
 
+class DocifyRunTimeoutError(DocifyTimeoutError, DocifyOutcomeUnknownError):
+    """A run request timed out after it may have reached the server (no answer, or a stream idle).
+
+    Both a ``DocifyTimeoutError`` and a ``DocifyOutcomeUnknownError``: the run may have started
+    and been billed, so it is never re-sent automatically (``request_sent`` is always True).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        events_seen: Sequence[str] = (),
+    ):
+        self.request_sent = True
+        self.session_id = session_id
+        self.run_id = run_id
+        self.events_seen = list(events_seen)
+        DocifyError.__init__(self, message, endpoint=endpoint)
+
+
 # --- The run itself failed -----------------------------------------------------------------------
 
 
@@ -206,6 +229,7 @@ __all__ = [
     "DocifyProtocolError",
     "DocifyRateLimitedError",
     "DocifyRunFailedError",
+    "DocifyRunTimeoutError",
     "DocifyServerError",
     "DocifyStreamIncompleteError",
     "DocifyTimeoutError",

@@ -43,15 +43,16 @@ class UploadSource:
 
 
 def _size_of_fileobj(fileobj: IO[bytes]) -> int | None:
+    """The whole file's size: httpx seeks to 0 before sending, so the position does not matter."""
     try:
-        return os.fstat(fileobj.fileno()).st_size - fileobj.tell()
+        return os.fstat(fileobj.fileno()).st_size
     except (AttributeError, OSError, io.UnsupportedOperation):
         pass
     try:
         here = fileobj.tell()
         end = fileobj.seek(0, os.SEEK_END)
         fileobj.seek(here)
-        return end - here
+        return end
     except (AttributeError, OSError, io.UnsupportedOperation):
         return None
 
@@ -118,7 +119,15 @@ def open_upload_source(
         )
 
     mime_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    resolved = FileType(str(file_type).upper()) if file_type else infer_file_type(name, None)
+    resolved: FileType | None
+    if isinstance(file_type, FileType):
+        resolved = file_type
+    elif file_type:
+        if str(file_type).upper() not in FileType.__members__:
+            raise DocifyFileError([f"{name!r}: file_type must be IMAGE or DOCUMENT, got {file_type!r}"])
+        resolved = FileType(str(file_type).upper())
+    else:
+        resolved = infer_file_type(name, None)
     if resolved is None:
         raise DocifyFileError(
             [

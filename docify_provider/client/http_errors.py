@@ -21,6 +21,7 @@ from docify_provider.client.errors import (
     DocifyNotFoundError,
     DocifyOutcomeUnknownError,
     DocifyRateLimitedError,
+    DocifyRunTimeoutError,
     DocifyServerError,
     DocifyTimeoutError,
     DocifyTransportError,
@@ -78,8 +79,13 @@ def error_for_status(status: int, body: bytes | str, headers: httpx.Headers, end
             f"Docify refused the API key ({hint}){detail}", status_code=status, endpoint=where, server_message=said
         )
     if status == 404:
+        what = (
+            "Attachment not found (its link may have expired)"
+            if endpoint.name == "download"
+            else "Not found: check the connection's base URL"
+        )
         return DocifyNotFoundError(
-            f"Not found: check the connection's base URL{detail}",
+            f"{what}{detail}",
             status_code=status,
             endpoint=where,
             server_message=said,
@@ -110,7 +116,8 @@ def error_for_transport(exc: httpx.HTTPError, endpoint: Endpoint | str) -> Docif
     kind = type(exc).__name__
     repeatable = getattr(endpoint, "repeatable", True)
     if sent and not repeatable:
-        return DocifyOutcomeUnknownError(
+        unknown = DocifyRunTimeoutError if isinstance(exc, httpx.TimeoutException) else DocifyOutcomeUnknownError
+        return unknown(
             f"The run request was sent but no final answer arrived ({kind}: {exc}). The run may have "
             "started and been billed; it is not re-sent automatically.",
             endpoint=where,

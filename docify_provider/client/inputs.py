@@ -67,11 +67,13 @@ def _file_entry(value: Any, where: str, problems: list[str]) -> dict[str, Any] |
                 problems.append(f"{where}: url {url!r} must be an http(s) URL Docify can fetch")
                 return None
             file_type = file_type or infer_file_type(urlsplit(str(url)).path) or FileType.DOCUMENT
-        if str(file_type or "").upper() not in FileType.__members__:
+        # str() of a (str, Enum) member is "FileType.IMAGE", not "IMAGE": take the value.
+        type_name = file_type.value if isinstance(file_type, FileType) else str(file_type or "").upper()
+        if type_name not in FileType.__members__:
             problems.append(f"{where}: fileType must be IMAGE or DOCUMENT, got {file_type!r}")
             return None
         entry = {"uploadFileOid": str(oid)} if oid else {"url": str(url)}
-        entry["fileType"] = FileType(str(file_type).upper()).value
+        entry["fileType"] = type_name
         return entry
     problems.append(
         f"{where}: expected an uploaded file (UploadedFile, {{'uploadFileOid': ...}} or {{'url': ...}}), "

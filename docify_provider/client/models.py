@@ -199,13 +199,29 @@ class ResultFile:
 
 
 def parse_json_result(value: Any) -> Any:
-    """``jsonResult`` is a string holding JSON: parse it, or keep the raw string when it is not JSON."""
+    """``jsonResult`` is a string holding JSON: parse it, or keep the raw string when it is not JSON.
+
+    The API docs show it escaped twice (``{\\"invoice_number\\":...}``); such a string, or JSON
+    encoded twice, is unwrapped once more. Anything else that is not JSON is kept as it came.
+    """
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
+        parsed = json.loads(value)
     except ValueError:
-        return value
+        if '\\"' not in value:
+            return value
+        try:  # quotes escaped once too often: unescape as a JSON string body, then parse
+            parsed = json.loads(json.loads(f'"{value}"'))
+        except (ValueError, TypeError):
+            return value
+        return parsed if isinstance(parsed, (dict, list)) else value
+    if isinstance(parsed, str) and parsed.strip()[:1] in ("{", "["):
+        try:
+            return json.loads(parsed)
+        except ValueError:
+            return parsed
+    return parsed
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from docify_provider.client.errors import (
     DocifyProtocolError,
     DocifyRunFailedError,
+    DocifyRunTimeoutError,
     DocifyStreamIncompleteError,
-    DocifyTimeoutError,
 )
 from docify_provider.client.models import EventType, RunResult, StreamEvent
 from docify_provider.client.protocol import DocifyProtocol
@@ -71,8 +71,9 @@ class BoundedEventText:
             )
         idle = time.monotonic() - self.last_event
         if idle > self.idle_timeout:
-            raise DocifyTimeoutError(
-                f"No stream event for {idle:.0f}s (idle_timeout {self.idle_timeout:g}s); only keep-alives arrived",
+            raise DocifyRunTimeoutError(
+                f"No stream event for {idle:.0f}s (idle_timeout {self.idle_timeout:g}s); only keep-alives arrived. "
+                "The run may have started and been billed; it is not re-sent automatically.",
                 endpoint=self.endpoint,
             )
 

@@ -12,7 +12,7 @@ from httpx_sse import EventSource, SSEError
 from tenacity import Retrying
 
 from docify_provider.client.base import ClientBase
-from docify_provider.client.errors import DocifyProtocolError
+from docify_provider.client.errors import DocifyError, DocifyProtocolError, DocifyRunTimeoutError
 from docify_provider.client.files import open_upload_source
 from docify_provider.client.http_errors import error_for_transport
 from docify_provider.client.models import FileType, RunResult, ScenarioInfo, StreamEvent, UploadedFile
@@ -176,14 +176,15 @@ class DocifyClient(ClientBase):
             except SSEError as exc:
                 raise DocifyProtocolError(str(exc), status_code=response.status_code, endpoint=str(endpoint)) from None
             except httpx.HTTPError as exc:
-                raise self._stream_broken(exc, tracker, endpoint) from None
+                raise self._stream_broken(error_for_transport(exc, endpoint), tracker) from None
+            except DocifyRunTimeoutError as exc:  # idle: only keep-alives arrived
+                raise self._stream_broken(exc, tracker) from None
             tracker.finish()
         finally:
             stream.__exit__(None, None, None)
 
     @staticmethod
-    def _stream_broken(exc: httpx.HTTPError, tracker: StreamTracker, endpoint: Endpoint) -> Exception:
-        err = error_for_transport(exc, endpoint)
+    def _stream_broken(err: DocifyError, tracker: StreamTracker) -> DocifyError:
         # Keep what was seen: the session id lets a human find the run in Docify's console.
         for attr in ("session_id", "events_seen"):
             if hasattr(err, attr):

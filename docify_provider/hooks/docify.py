@@ -207,7 +207,10 @@ class DocifyHook(BaseHook):
         except DocifyError as exc:
             return False, str(exc)
         params = ", ".join(f"{p.variable} ({p.type})" for p in info.parameters) or "no parameters"
-        return True, f"Connected to Docify scenario {info.scenario_name!r} ({info.scenario_code}): {params}"
+        message = f"Connected to Docify scenario {info.scenario_name!r} ({info.scenario_code}): {params}"
+        # ``airflow connections test`` prints only "Connection success!"; log what was found.
+        self.log.info("%s", message)
+        return True, message
 
     # -- files in -------------------------------------------------------------------------------
 
@@ -262,6 +265,9 @@ class DocifyHook(BaseHook):
             if param is None or not param.takes_files:
                 shaped[name] = value
                 continue
+            if isinstance(value, Mapping) and value and set(value) <= {"text", "files"} and not value.get("text"):
+                # Already in wire form ({"files": [...]}, e.g. inputs prepared earlier): unwrap.
+                value = value.get("files") or []
             values = list(value) if isinstance(value, (list, tuple)) else [value]
             entries: list[Any] = []
             for item in values:
@@ -358,23 +364,30 @@ class DocifyHook(BaseHook):
         """Stream an attachment to ``destination`` and return where it was stored.
 
         ``destination`` is a local path, an ``ObjectStoragePath`` or a storage URL. When it is a
-        folder (exists as one, or ends with "/"), the attachment's name (made safe) is appended.
-        Its size is checked against the declared ``fileSize``; a partial local file is removed.
+        folder (exists as one, or is a string ending with "/"), the attachment's name (made safe)
+        is appended. Its size is checked against the declared ``fileSize``; a partial file is removed.
         """
         result_file = _as_result_file(file)
         name = safe_file_name(file_name or result_file.file_name or result_file.file_url.rsplit("/", 1)[-1])
+        # ObjectStoragePath drops a trailing "/", so note it on the string before resolving.
+        is_folder = isinstance(destination, str) and destination.endswith("/")
         target = self.resolve_path(destination)
         if isinstance(target, (str, os.PathLike)):
             return self._download_local(result_file, os.fspath(target), name, max_bytes)
-        if str(target).endswith("/") or (target.exists() and target.is_dir()):
+        if is_folder or (target.exists() and target.is_dir()):
             target = target / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.client.download(
-            result_file.file_url,
-            lambda: target.open("wb"),
-            expected_size=result_file.file_size,
-            max_bytes=max_bytes,
-        )
+        try:
+            self.client.download(
+                result_file.file_url,
+                lambda: target.open("wb"),
+                expected_size=result_file.file_size,
+                max_bytes=max_bytes,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                target.unlink()
+            raise
         return target
 
     def _download_local(self, file: ResultFile, target: str, name: str, max_bytes: int | None) -> str:

@@ -50,6 +50,9 @@ class DocifyRequestHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "DocifyEmulator/1.0"
+    # Small keep-alive responses and SSE events must leave at once, as from a real server;
+    # with Nagle's algorithm on, each waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
     _status: int | None = None
     _recorded = False
     _key_fp: str | None = None

@@ -1,0 +1,150 @@
+"""Shared fixtures: a fast Docify emulator on 127.0.0.1, clients for its keys, Airflow connections.
+
+Every client test talks HTTP over a real socket to the bundled emulator (real SSE framing, real
+dropped connections); nothing in the code under test is mocked. Retry settings are tiny so that
+the retry paths run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+# Airflow reads AIRFLOW_HOME when it is first imported: point it at a throw-away folder before any
+# test module imports airflow, so that no test touches ~/airflow.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="docify-tests-airflow-home-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+from docify_provider.client import AsyncDocifyClient, ClientConfig, DocifyClient  # noqa: E402
+from docify_provider.testing import DocifyEmulator, DownloadRecord, RequestRecord  # noqa: E402
+
+pytest_plugins = ["docify_provider.testing.pytest_plugin"]
+
+#: Retry and timeout settings that keep every retry path under a second.
+FAST: dict[str, Any] = {
+    "backoff_initial": 0.01,
+    "backoff_max": 0.05,
+    "retry_after_cap": 0.2,
+    "idle_timeout": 1,
+    "connect_timeout": 2,
+    "read_timeout": 10,
+    "max_retries": 3,
+}
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def emulator() -> Iterator[DocifyEmulator]:
+    """A fresh emulator with quick pings and events (state never leaks between tests)."""
+    with DocifyEmulator(ping_interval=0.1, event_interval=0.002) as emu:
+        yield emu
+
+
+@pytest.fixture
+def make_config(emulator: DocifyEmulator) -> Callable[..., ClientConfig]:
+    """``make_config(key, **overrides)``: a ClientConfig for the emulator with fast retries."""
+
+    def make(key: str, **overrides: Any) -> ClientConfig:
+        return ClientConfig(api_key=key, **{"base_url": emulator.base_url, **FAST, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def make_client(make_config: Callable[..., ClientConfig]) -> Iterator[Callable[..., DocifyClient]]:
+    """``make_client(key, **config_overrides)``: a DocifyClient, closed after the test."""
+    clients: list[DocifyClient] = []
+
+    def make(key: str, **overrides: Any) -> DocifyClient:
+        client = DocifyClient(make_config(key, **overrides))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def make_async_client(make_config: Callable[..., ClientConfig]) -> Callable[..., AsyncDocifyClient]:
+    """``make_async_client(key, **config_overrides)``; use it as ``async with make_async_client(...) as c``."""
+
+    def make(key: str, **overrides: Any) -> AsyncDocifyClient:
+        return AsyncDocifyClient(make_config(key, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound once, then released): connections are refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def docify_conn(monkeypatch: pytest.MonkeyPatch, emulator: DocifyEmulator) -> Callable[..., str]:
+    """``docify_conn(key, conn_id="docify_test", host=<emulator>, **extra)``: an Airflow connection.
+
+    Defined the way users do in deployments and CI, as ``AIRFLOW_CONN_<ID>`` JSON; the hook reads
+    it through ``BaseHook.get_connection`` without a metadata database. Fast retry extras are set
+    unless overridden. Returns the connection id.
+    """
+
+    def make(key: str | None, conn_id: str = "docify_test", host: str | None = None, **extra: Any) -> str:
+        extras = {"max_retries": 2, "idle_timeout": 1, "connect_timeout": 2, **extra}
+        conn: dict[str, Any] = {
+            "conn_type": "docify",
+            "host": emulator.base_url if host is None else host,
+            "extra": extras,
+        }
+        if key is not None:
+            conn["password"] = key
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        return conn_id
+
+    return make
+
+
+def _settled(read: Callable[[], list[Any]], at_least: int) -> list[Any]:
+    # The emulator records a request (or download) after it has written the response, so a client
+    # can be done before the record exists: wait briefly until ``at_least`` records are there.
+    deadline = time.monotonic() + 5
+    found = read()
+    while len(found) < at_least and time.monotonic() < deadline:
+        time.sleep(0.01)
+        found = read()
+    return found
+
+
+@pytest.fixture
+def requests_to() -> Callable[..., list[RequestRecord]]:
+    """``requests_to(emulator, endpoint, at_least=0)``: the emulator's records for one endpoint."""
+
+    def get(emu: DocifyEmulator, endpoint: str, at_least: int = 0) -> list[RequestRecord]:
+        return _settled(lambda: [r for r in emu.requests if r.endpoint == endpoint], at_least)
+
+    return get
+
+
+@pytest.fixture
+def downloads_of() -> Callable[..., list[DownloadRecord]]:
+    """``downloads_of(emulator, at_least=0)``: the emulator's download records."""
+
+    def get(emu: DocifyEmulator, at_least: int = 0) -> list[DownloadRecord]:
+        return _settled(lambda: emu.downloads, at_least)
+
+    return get

@@ -1,0 +1,127 @@
+"""The provider as Airflow sees it: metadata valid against Airflow's schema, and the real CLI.
+
+The CLI tests run ``airflow`` in subprocesses with a temporary AIRFLOW_HOME; they start together
+(each takes seconds to import Airflow) and the tests read their results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import airflow
+import jsonschema
+import pytest
+
+from docify_provider import __version__
+from docify_provider.get_provider_info import CONN_FIELDS, get_provider_info
+from docify_provider.hooks.docify import DocifyHook
+from docify_provider.testing import SUMMARY_KEY, DocifyEmulator
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def test_provider_info_matches_airflows_schema() -> None:
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    assert info["package-name"] == "airflow-provider-docify" and info["versions"] == [__version__]
+    [conn_type] = info["connection-types"]
+    assert conn_type["connection-type"] == "docify" == DocifyHook.conn_type
+    assert conn_type["hook-class-name"] == f"{DocifyHook.__module__}.{DocifyHook.__name__}"
+    # Every extra the connection form offers is one the hook reads.
+    assert set(conn_type["conn-fields"]) == set(CONN_FIELDS)
+
+
+def test_entry_point_is_registered() -> None:
+    [ep] = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("docify_provider")]
+    assert ep.load()() == get_provider_info()
+
+
+def test_hook_form_for_older_airflow() -> None:
+    behaviour = DocifyHook.get_ui_field_behaviour()
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key"}
+    assert set(behaviour["hidden_fields"]) == {"schema", "port", "login"}
+
+
+def _cli_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **extra})
+    return env
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
+    """Run the CLI commands in parallel against one emulator; results keyed by name.
+
+    ``connections test`` prints only "Connection success!" unless ``--verbose`` shows the hook's
+    log line, which names the scenario.
+    """
+    home = tmp_path_factory.mktemp("airflow-home")
+    with DocifyEmulator() as emu:
+
+        def conn(key: str) -> str:
+            return json.dumps({"conn_type": "docify", "host": emu.base_url, "password": key})
+
+        test_env = {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
+        commands = {
+            "list": ([AIRFLOW, "providers", "list", "--output", "json"], _cli_env(home)),
+            "hooks": ([AIRFLOW, "providers", "hooks", "--output", "json"], _cli_env(home)),
+            "test-ok": (
+                [AIRFLOW, "connections", "test", "docify_default", "--verbose"],
+                _cli_env(home, AIRFLOW_CONN_DOCIFY_DEFAULT=conn(SUMMARY_KEY), **test_env),
+            ),
+        }
+        running = {
+            name: subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for name, (cmd, env) in commands.items()
+        }
+        results = {}
+        for name, proc in running.items():
+            out, _ = proc.communicate(timeout=240)
+            results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+        results["emulator"] = subprocess.CompletedProcess(
+            [], 0, json.dumps({"runs_started": emu.runs_started(), "endpoints": [r.endpoint for r in emu.requests]}), ""
+        )
+        yield results
+
+
+def _json_rows(output: str) -> list[dict[str, str]]:
+    start = output.index("[")
+    return json.loads(output[start : output.rindex("]") + 1])
+
+
+@pytest.mark.slow
+def test_cli_providers_list(cli: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    result = cli["list"]
+    assert result.returncode == 0, result.stdout
+    rows = {row["package_name"]: row for row in _json_rows(result.stdout)}
+    assert rows["airflow-provider-docify"]["version"] == __version__
+
+
+@pytest.mark.slow
+def test_cli_providers_hooks(cli: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    result = cli["hooks"]
+    assert result.returncode == 0, result.stdout
+    rows = {row["connection_type"]: row for row in _json_rows(result.stdout)}
+    assert rows["docify"]["class"] == "docify_provider.hooks.docify.DocifyHook"
+    assert rows["docify"]["package_name"] == "airflow-provider-docify"
+
+
+@pytest.mark.slow
+def test_cli_connections_test(cli: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    ok = cli["test-ok"]
+    assert ok.returncode == 0, ok.stdout
+    assert "Connection success!" in ok.stdout
+    assert "Connected to Docify scenario 'Text Summary' (TEXT_SUMMARY)" in ok.stdout
+    assert SUMMARY_KEY not in ok.stdout
+    # (A failing test prints the hook's message; tests/test_hook.py checks it names the problem.)
+
+    # Testing a connection reads the scenario only: nothing was run (or billed).
+    seen = json.loads(cli["emulator"].stdout)
+    assert seen == {"runs_started": 0, "endpoints": ["info"]}
