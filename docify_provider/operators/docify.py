@@ -1,0 +1,666 @@
+"""Operators that run Docify scenarios and upload files.
+
+* ``DocifyRunScenarioOperator``: one blocking ``POST /v1/scenario/run``.
+* ``DocifyStreamScenarioOperator``: ``POST /v1/scenario/run/streaming``; every event reaches the
+  task log as it arrives. With ``deferrable=True`` the stream is held by the triggerer
+  (``DocifyStreamTrigger``), so no worker slot waits on Docify.
+* ``DocifyUploadFileOperator``: ``POST /v1/file/upload``; its XCom feeds a run's FILE inputs.
+
+Both run operators return the same XCom dict (see :mod:`docify_provider.xcom`), validate inputs
+before any upload or run, and buy a result once: the run response is kept in the task's
+``task_state_store`` (Airflow 3.3+) before attachments are downloaded, so a retry redoes only the
+post-processing. A run whose outcome is unknown (the request may have reached Docify, but no
+answer arrived) is never re-sent by a retry unless ``allow_resubmit=True``.
+
+Asset events (``emit_asset_events=True``): attachment URIs are only known at run time, so events
+go through an ``AssetAlias`` (default name ``docify_attachments``) that the operator adds to its
+``outlets``: ``context["outlet_events"][AssetAlias(name)].add(Asset(uri), extra=...)`` creates the
+asset (URI = stored path, ``file://`` for local files) and its event with extra ``{"run_id",
+"cost_points", "scenario_id"}``. Downstream DAGs schedule on ``AssetAlias(name)``.
+
+The run operators set ``multiple_outputs=True``: besides ``return_value`` every key of the XCom
+dict is its own XCom, which is what ``task.output["json_result"]`` reads.
+
+This module is imported when DAG files are parsed: it imports only ``airflow.sdk`` pieces at
+module level; the hook, the HTTP client and the trigger are imported when a task runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator, conf
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from docify_provider.client.models import RunResult, StreamEvent
+    from docify_provider.hooks.docify import DocifyHook
+
+DEFAULT_CONN_ID = "docify_default"
+#: Default name of the ``AssetAlias`` the run operators emit attachment asset events through.
+DEFAULT_ASSET_ALIAS = "docify_attachments"
+
+_no_store_logged = False
+
+
+# -- task_state_store (Airflow 3.3+) --------------------------------------------------------------
+
+
+class _TaskState:
+    """``context["task_state_store"]`` when the running Airflow has it; a no-op otherwise."""
+
+    def __init__(self, context: Context, log: logging.Logger | Any) -> None:
+        global _no_store_logged
+        self.log = log
+        self.store = _ctx(context).get("task_state_store")
+        if self.store is None and not _no_store_logged:
+            _no_store_logged = True
+            log.debug(
+                "task_state_store is not available (Airflow < 3.3): a retry cannot reuse a bought Docify "
+                "result nor detect a run whose outcome is unknown"
+            )
+
+    @property
+    def available(self) -> bool:
+        return self.store is not None
+
+    def get(self, key: str) -> Any:
+        if self.store is None:
+            return None
+        try:
+            return self.store.get(key)
+        except Exception:
+            self.log.warning("Could not read %r from task_state_store", key, exc_info=True)
+            return None
+
+    def set(self, key: str, value: Any) -> None:
+        if self.store is None:
+            return
+        retention: Any = None
+        with contextlib.suppress(ImportError):
+            from airflow.sdk.execution_time.context import NEVER_EXPIRE as retention
+        try:
+            if retention is None:  # pragma: no cover - Airflow without retention support
+                self.store.set(key, value)
+            else:
+                self.store.set(key, value, retention=retention)
+        except Exception:
+            self.log.warning("Could not write %r to task_state_store", key, exc_info=True)
+
+    def delete(self, key: str) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.delete(key)
+        except Exception:
+            self.log.warning("Could not delete %r from task_state_store", key, exc_info=True)
+
+
+def _now_iso() -> str:
+    return datetime.now(tz=timezone.utc).isoformat()
+
+
+def _outcome_known(exc: BaseException) -> bool:
+    """True when ``exc`` proves no run is pending: none was started, or it ended (even in failure)."""
+    from docify_provider.client.errors import (
+        DocifyConfigError,
+        DocifyHTTPError,
+        DocifyInputError,
+        DocifyOutcomeUnknownError,
+        DocifyRunFailedError,
+        DocifyTransportError,
+    )
+
+    if isinstance(exc, DocifyOutcomeUnknownError):
+        return False
+    if isinstance(exc, (DocifyInputError, DocifyConfigError, DocifyHTTPError, DocifyRunFailedError)):
+        return True
+    return isinstance(exc, DocifyTransportError) and not exc.request_sent
+
+
+def _ctx(context: Context) -> Mapping[str, Any]:
+    return cast("Mapping[str, Any]", context)
+
+
+def _context_ti(context: Context) -> Any:
+    return _ctx(context).get("ti") or _ctx(context).get("task_instance")
+
+
+def _map_index(context: Context) -> int:
+    ti = _context_ti(context)
+    value = getattr(ti, "map_index", -1)
+    return -1 if value is None else int(value)
+
+
+# -- operators ------------------------------------------------------------------------------------
+
+
+class DocifyUploadFileOperator(BaseOperator):
+    """Upload one file to Docify (``POST /v1/file/upload``) and return ``UploadedFile.as_dict()``.
+
+    The returned dict (``upload_file_oid``, ``file_name``, ``file_size``, ``file_type``) can be passed
+    as a FILE / FILELIST input of a run operator (``inputs={"invoice_image": upload.output}``).
+
+    :param source: local path, ``ObjectStoragePath`` or storage URL (``s3://``, ``gs://``, ``file://``);
+        streamed, never read into memory. (templated)
+    :param file_type: ``IMAGE`` or ``DOCUMENT``; inferred from the name when not given. (templated)
+    :param file_name: name sent to Docify; the source's name by default. (templated)
+    :param user: Docify user identifier; ``airflow:<dag_id>.<task_id>`` by default. (templated)
+    :param docify_conn_id: Airflow connection of type ``docify``. (templated)
+    """
+
+    template_fields: Sequence[str] = ("docify_conn_id", "source", "file_type", "file_name", "user")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        source: Any,
+        file_type: str | None = None,
+        file_name: str | None = None,
+        user: str | None = None,
+        docify_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.file_type = file_type
+        self.file_name = file_name
+        self.user = user
+        self.docify_conn_id = docify_conn_id
+
+    @cached_property
+    def hook(self) -> DocifyHook:
+        from docify_provider.hooks.docify import DocifyHook
+
+        return DocifyHook(docify_conn_id=self.docify_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        user = _resolve_user(self, self.hook)
+        try:
+            uploaded = self.hook.upload_file(
+                self.source, user=user, file_type=self.file_type or None, file_name=self.file_name or None
+            )
+        finally:
+            self.hook.close()
+        self.log.info(
+            "Uploaded %s (%s bytes, %s) as %s",
+            uploaded.file_name,
+            uploaded.file_size,
+            uploaded.file_type,
+            uploaded.upload_file_oid,
+        )
+        return uploaded.as_dict()
+
+
+def _resolve_user(op: Any, hook: DocifyHook) -> str:
+    """The task's ``user``; else the connection's ``default_user`` extra; else ``airflow:<dag>.<task>``."""
+    if op.user:
+        return str(op.user)
+    from docify_provider.client.config import DEFAULT_USER
+
+    configured = hook.config.default_user
+    if configured and configured != DEFAULT_USER:
+        return configured
+    return f"airflow:{op.dag_id}.{op.task_id}"
+
+
+class _DocifyRunOperatorBase(BaseOperator):
+    """Shared parameters and post-processing of the run operators (not for direct use).
+
+    :param inputs: mapping of scenario variable -> value: plain text; a local path,
+        ``ObjectStoragePath`` or storage URL for FILE / FILELIST parameters (uploaded after
+        validation); an http(s) URL or ``{"url": ...}``; an ``{"uploadFileOid": ...}`` dict or the
+        upload operator's XCom; a list of these for FILELIST. (templated)
+    :param user: Docify user identifier; default the connection's ``default_user`` extra, else
+        ``airflow:<dag_id>.<task_id>``. (templated)
+    :param additional_info: JSON-serialisable ``additionalInfo`` sent with the run. (templated)
+    :param attachments_to: where to store the run's attachments: a local folder, an
+        ``ObjectStoragePath`` or a storage URL. Files go to
+        ``<attachments_to>/<dag_id>/<run_id>/<task_id>[-<map_index>]/<safe name>``. (templated)
+    :param emit_asset_events: for every stored attachment, emit an asset event through the
+        ``AssetAlias`` named ``asset_alias`` (added to the task's outlets): asset URI = the stored
+        path (``file://`` for local files), event extra ``{"run_id", "cost_points", "scenario_id"}``.
+    :param asset_alias: name of that alias (default ``docify_attachments``); schedule DAGs on
+        ``AssetAlias(name)`` to consume the attachments.
+    :param validate: check inputs against ``GET /v1/scenario/info`` before uploading or paying.
+    :param force_rerun: buy a new run even when an earlier try of this task already bought one (or
+        may have: implies ``allow_resubmit``).
+    :param allow_resubmit: send the run even when an earlier try (or triggerer) may already have
+        started one whose result never arrived (risk of paying twice).
+    :param docify_conn_id: Airflow connection of type ``docify``. (templated)
+    """
+
+    template_fields: Sequence[str] = ("docify_conn_id", "inputs", "user", "additional_info", "attachments_to")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "additional_info": "json"}
+    ui_color = "#dbeafe"
+
+    def __init__(
+        self,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        docify_conn_id: str = DEFAULT_CONN_ID,
+        user: str | None = None,
+        additional_info: Any = None,
+        attachments_to: Any = None,
+        emit_asset_events: bool = False,
+        asset_alias: str = DEFAULT_ASSET_ALIAS,
+        validate: bool = True,
+        force_rerun: bool = False,
+        allow_resubmit: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if emit_asset_events:
+            outlets = kwargs.get("outlets") or []
+            outlets = list(outlets) if isinstance(outlets, (list, tuple)) else [outlets]
+            if not any(isinstance(o, AssetAlias) and o.name == asset_alias for o in outlets):
+                outlets.append(AssetAlias(name=asset_alias))
+            kwargs["outlets"] = outlets
+        # Each key of the XCom dict is pushed as its own XCom too, so ``task.output["json_result"]``
+        # (an XComArg for key "json_result") works downstream, mapped or not.
+        kwargs.setdefault("multiple_outputs", True)
+        super().__init__(**kwargs)
+        self.inputs = inputs
+        self.docify_conn_id = docify_conn_id
+        self.user = user
+        self.additional_info = additional_info
+        self.attachments_to = attachments_to
+        self.emit_asset_events = emit_asset_events
+        self.asset_alias = asset_alias
+        self.validate = validate
+        self.force_rerun = force_rerun
+        self.allow_resubmit = allow_resubmit
+
+    @cached_property
+    def hook(self) -> DocifyHook:
+        from docify_provider.hooks.docify import DocifyHook
+
+        return DocifyHook(docify_conn_id=self.docify_conn_id)
+
+    # -- the shared flow ------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        state = _TaskState(context, self.log)
+        try:
+            reused = self._stored_result(state)
+            if reused is not None:
+                return self._finish(context, *reused)
+            self._check_pending(state)
+            user = _resolve_user(self, self.hook)
+            wire = self.hook.prepare_inputs(self.inputs, user=user, validate=self.validate)
+            bought = self._buy(context, state, wire, user)
+            if bought is None:  # pragma: no cover - _buy defers or returns
+                return None
+            result, session_id = bought
+            return self._finish(context, result, session_id)
+        finally:
+            self.hook.close()
+
+    def _buy(
+        self, context: Context, state: _TaskState, wire: dict[str, Any], user: str
+    ) -> tuple[RunResult, str | None] | None:
+        raise NotImplementedError
+
+    def _stored_result(self, state: _TaskState) -> tuple[RunResult, str | None] | None:
+        from docify_provider.client.models import RunResult
+        from docify_provider.xcom import RESULT_STATE_KEY
+
+        if not state.available:
+            return None
+        stored = state.get(RESULT_STATE_KEY)
+        if not isinstance(stored, dict) or not isinstance(stored.get("raw"), dict):
+            return None
+        if self.force_rerun:
+            self.log.info(
+                "force_rerun=True: ignoring the Docify result stored by try %s and buying a new run",
+                stored.get("try_number"),
+            )
+            return None
+        result = RunResult.from_api(stored["raw"])
+        self.log.info(
+            "Reusing Docify run %s bought by try %s (%s cost points); no new run was bought. "
+            "Only post-processing is redone (set force_rerun=True to buy a new run).",
+            result.run_id,
+            stored.get("try_number"),
+            result.cost_points,
+        )
+        return result, stored.get("session_id")
+
+    def _check_pending(self, state: _TaskState) -> None:
+        from docify_provider.client.errors import DocifyOutcomeUnknownError
+        from docify_provider.xcom import PENDING_STATE_KEY
+
+        pending = state.get(PENDING_STATE_KEY)
+        if not isinstance(pending, dict):
+            return
+        session = pending.get("session_id")
+        seen = f" (session {session})" if session else ""
+        if self.allow_resubmit or self.force_rerun:
+            self.log.warning(
+                "A Docify run sent by try %s%s never reported its outcome; %s=True, so a new run is sent "
+                "(the earlier one may also have been billed)",
+                pending.get("try_number"),
+                seen,
+                "allow_resubmit" if self.allow_resubmit else "force_rerun",
+            )
+            return
+        raise DocifyOutcomeUnknownError(
+            f"Docify run outcome unknown: try {pending.get('try_number')} sent a run request at "
+            f"{pending.get('sent_at')}{seen} but its result never arrived; it may have been started and "
+            "billed, so it is not re-sent. Set allow_resubmit=True or clear the task state "
+            f"(task_state_store key {PENDING_STATE_KEY!r}) to pay for a new run.",
+            session_id=session,
+        )
+
+    def _mark_pending(self, context: Context, state: _TaskState) -> None:
+        from docify_provider.xcom import PENDING_STATE_KEY
+
+        ti = _context_ti(context)
+        state.set(
+            PENDING_STATE_KEY,
+            {
+                "sent_at": _now_iso(),
+                "try_number": getattr(ti, "try_number", None),
+                "session_id": None,
+            },
+        )
+
+    def _note_session(self, state: _TaskState, session_id: str) -> None:
+        """Record the session id of a run whose outcome is unknown, for the error a retry raises."""
+        from docify_provider.xcom import PENDING_STATE_KEY
+
+        pending = state.get(PENDING_STATE_KEY)
+        if isinstance(pending, dict) and not pending.get("session_id"):
+            state.set(PENDING_STATE_KEY, {**pending, "session_id": session_id})
+
+    def _save_result(self, context: Context, state: _TaskState, result: RunResult, session_id: str | None) -> None:
+        """Keep the bought result where a retry finds it, before anything else can fail."""
+        from docify_provider.xcom import PENDING_STATE_KEY, RESULT_STATE_KEY
+
+        ti = _context_ti(context)
+        state.set(
+            RESULT_STATE_KEY,
+            {
+                "raw": result.raw,
+                "session_id": session_id,
+                "stored_at": _now_iso(),
+                "try_number": getattr(ti, "try_number", None),
+            },
+        )
+        state.delete(PENDING_STATE_KEY)
+
+    def _settle_failure(self, state: _TaskState, exc: BaseException) -> None:
+        """After a failed run request: forget the pending marker only when the outcome is known."""
+        from docify_provider.xcom import PENDING_STATE_KEY
+
+        if _outcome_known(exc):
+            state.delete(PENDING_STATE_KEY)
+
+    # -- post-processing ------------------------------------------------------------------------
+
+    def _finish(self, context: Context, result: RunResult, session_id: str | None) -> dict[str, Any]:
+        from docify_provider.xcom import result_to_xcom
+
+        self._log_result(result, session_id)
+        paths = self._store_attachments(context, result)
+        if self.emit_asset_events and paths:
+            self._emit_asset_events(context, result, paths)
+        return result_to_xcom(result, paths, session_id=session_id)
+
+    def _log_result(self, result: RunResult, session_id: str | None) -> None:
+        elapsed = f"{result.elapsed_ms / 1000:.2f}s" if result.elapsed_ms is not None else "unknown time"
+        self.log.info(
+            "Docify run %s finished (success=%s) in %s, cost %s points%s; %d attachment(s)",
+            result.run_id,
+            result.is_success,
+            elapsed,
+            result.cost_points,
+            f", session {session_id}" if session_id else "",
+            len(result.files),
+        )
+
+    def _attachment_folder(self, context: Context) -> Any:
+        from docify_provider.client.files import safe_file_name
+
+        ti = _context_ti(context)
+        dag_id = getattr(ti, "dag_id", None) or self.dag_id
+        run_id = getattr(ti, "run_id", None) or str(_ctx(context).get("run_id") or "run")
+        map_index = _map_index(context)
+        task_part = self.task_id if map_index < 0 else f"{self.task_id}-{map_index}"
+        parts = [safe_file_name(str(p), default="_") for p in (dag_id, run_id, task_part)]
+        base = self.hook.resolve_path(self.attachments_to)
+        if isinstance(base, (str, os.PathLike)):
+            return os.path.join(os.path.abspath(os.fspath(base)), *parts)
+        return base.joinpath(*parts)
+
+    def _store_attachments(self, context: Context, result: RunResult) -> list[str] | None:
+        if not self.attachments_to or not result.files:
+            return None
+        from docify_provider.client.files import safe_file_name
+
+        folder = self._attachment_folder(context)
+        used: set[str] = set()
+        paths: list[str] = []
+        for file in result.files:
+            name = safe_file_name(file.file_name or file.file_url.rsplit("/", 1)[-1])
+            stem, ext = posixpath.splitext(name)
+            counter = 1
+            while name.lower() in used:
+                counter += 1
+                name = f"{stem}-{counter}{ext}"
+            used.add(name.lower())
+            if isinstance(folder, str):
+                destination: Any = os.path.join(folder, name)
+            else:
+                destination = folder / name
+            stored = self.hook.download_file(file, destination)
+            self.log.info("Stored attachment %s (%s bytes) at %s", file.file_name, file.file_size, stored)
+            paths.append(str(stored))
+        return paths
+
+    def _emit_asset_events(self, context: Context, result: RunResult, paths: Sequence[str]) -> None:
+        from pathlib import Path
+
+        from airflow.providers.common.compat.sdk import Asset
+
+        events = _ctx(context).get("outlet_events")
+        if events is None:  # pragma: no cover - Airflow always provides it
+            self.log.warning("No outlet_events in the context; asset events not emitted")
+            return
+        extra = {"run_id": result.run_id, "cost_points": result.cost_points, "scenario_id": result.scenario_id}
+        alias = AssetAlias(name=self.asset_alias)
+        for path in paths:
+            # Local files (plain path or file:// ObjectStoragePath) get one canonical, percent-encoded URI.
+            local = path[len("file://") :] if path.startswith("file://") else None if "://" in path else path
+            uri = Path(local).resolve().as_uri() if local is not None else path
+            events[alias].add(Asset(uri=uri), extra=dict(extra))
+            self.log.info("Asset event for %s through alias %r", uri, self.asset_alias)
+
+
+class DocifyRunScenarioOperator(_DocifyRunOperatorBase):
+    """Run the Docify scenario bound to the connection's key and wait for its answer (blocking).
+
+    ``POST /v1/scenario/run`` is sent once and never re-sent automatically. Returns the XCom
+    documented in :mod:`docify_provider.xcom` (``session_id`` is None). See the base class for the
+    parameters.
+    """
+
+    def _buy(
+        self, context: Context, state: _TaskState, wire: dict[str, Any], user: str
+    ) -> tuple[RunResult, str | None]:
+        self._mark_pending(context, state)
+        self.log.info("Sending Docify run (blocking) for user %s", user)
+        try:
+            result = self.hook.run_scenario(wire, user=user, additional_info=self.additional_info, validate=False)
+        except BaseException as exc:
+            self._settle_failure(state, exc)
+            raise
+        self._save_result(context, state, result, None)
+        return result, None
+
+
+def log_stream_event(log: logging.Logger | Any, event: StreamEvent) -> None:
+    """One line in the task log per stream event (shared by the operator and the trigger)."""
+    kind = event.type
+    if kind == "START":
+        log.info("Docify stream START: session %s", event.session_id)
+    elif kind in ("PREPARE_START", "PREPARE_END"):
+        log.info("Docify stream %s%s", kind, f": {event.content}" if event.content else "")
+    elif kind == "TEXT":
+        log.info("Docify: %s", event.content if event.content is not None else "")
+    elif kind == "COMPLETE":
+        response = event.response
+        if response is None:
+            log.info("Docify stream COMPLETE")
+        else:
+            log.info(
+                "Docify stream COMPLETE: run %s success=%s, cost %s points, elapsed %s ms",
+                response.run_id,
+                response.is_success,
+                response.cost_points,
+                response.elapsed_ms,
+            )
+    elif kind == "ERROR":
+        log.error("Docify stream ERROR (session %s): %s", event.session_id, event.error)
+    else:
+        log.debug("Docify stream event %s ignored", kind)
+
+
+class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
+    """Run the Docify scenario as a stream of events, each logged as it arrives.
+
+    Logs the session id at START, the PREPARE phases, every TEXT chunk, and cost points and
+    elapsed time at COMPLETE. Returns the XCom documented in :mod:`docify_provider.xcom`.
+
+    :param deferrable: hold the stream in the triggerer (``DocifyStreamTrigger``) instead of a worker
+        slot. Inputs are validated and uploaded on the worker first; the trigger receives only the
+        wire inputs and resolves the connection (and its key) itself.
+    :param idle_timeout: seconds the stream may go without an event (pings do not count); default
+        the connection's ``idle_timeout`` extra.
+
+    See the base class for the other parameters.
+    """
+
+    def __init__(
+        self,
+        *,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        idle_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
+        self.idle_timeout = idle_timeout
+
+    def _configure(self) -> None:
+        if self.idle_timeout:
+            import dataclasses
+
+            self.hook.config = dataclasses.replace(self.hook.config, idle_timeout=float(self.idle_timeout))
+            self.hook.close()  # the next client is built from the new config
+
+    def _buy(
+        self, context: Context, state: _TaskState, wire: dict[str, Any], user: str
+    ) -> tuple[RunResult, str | None] | None:
+        if self.deferrable:
+            self._defer(context, state, wire, user)
+        self._configure()
+        self._mark_pending(context, state)
+        self.log.info("Sending Docify run (streaming) for user %s", user)
+        result: RunResult | None = None
+        session_id: str | None = None
+        try:
+            events = self.hook.stream_scenario(wire, user=user, additional_info=self.additional_info, validate=False)
+            with contextlib.closing(events):  # type: ignore[type-var]
+                for event in events:
+                    log_stream_event(self.log, event)
+                    if session_id is None and event.session_id:
+                        session_id = event.session_id
+                        self._note_session(state, session_id)
+                    if event.type == "COMPLETE" and event.response is not None:
+                        result = event.response
+        except BaseException as exc:
+            self._settle_failure(state, exc)
+            raise
+        if result is None:  # pragma: no cover - the client raises before this
+            from docify_provider.client.errors import DocifyStreamIncompleteError
+
+            raise DocifyStreamIncompleteError("The Docify stream ended without a result", session_id=session_id)
+        self._save_result(context, state, result, session_id)
+        return result, session_id
+
+    def _defer(self, context: Context, state: _TaskState, wire: dict[str, Any], user: str) -> None:
+        from docify_provider.triggers.docify import DocifyStreamTrigger
+
+        ti = _context_ti(context)
+        trigger = DocifyStreamTrigger(
+            inputs=wire,
+            docify_conn_id=self.docify_conn_id,
+            user=user,
+            additional_info=self.additional_info,
+            allow_resubmit=self.allow_resubmit,
+            idle_timeout=self.idle_timeout,
+            dag_id=getattr(ti, "dag_id", None) or self.dag_id,
+            task_id=getattr(ti, "task_id", None) or self.task_id,
+            run_id=getattr(ti, "run_id", None),
+            map_index=_map_index(context),
+        )
+        self._mark_pending(context, state)
+        # The trigger's restart guard: "deferred" means no trigger has sent the run yet. Writing it
+        # here also spares the trigger a lookup of a missing XCom.
+        from docify_provider.xcom import STREAM_MARKER_XCOM_KEY
+
+        try:
+            ti.xcom_push(key=STREAM_MARKER_XCOM_KEY, value={"state": "deferred", "deferred_at": _now_iso()})
+        except Exception:
+            self.log.warning("Could not write the stream restart marker; the trigger will look for it", exc_info=True)
+        self.log.info("Deferring the Docify stream to the triggerer (user %s)", user)
+        self.hook.close()
+        self.defer(trigger=trigger, method_name="execute_complete")
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after ``DocifyStreamTrigger``: keep the result, post-process, or raise its error."""
+        from docify_provider.client.models import RunResult
+        from docify_provider.triggers.docify import error_from_event
+
+        state = _TaskState(context, self.log)
+        try:
+            if not event:
+                from docify_provider.client.errors import DocifyOutcomeUnknownError
+
+                raise DocifyOutcomeUnknownError("The Docify stream trigger ended without an event; outcome unknown")
+            status = event.get("status")
+            if status == "success":
+                result = RunResult.from_api(event["result"])
+                session_id = event.get("session_id")
+                self._save_result(context, state, result, session_id)
+                return self._finish(context, result, session_id)
+            exc = error_from_event(event)
+            self._settle_failure(state, exc)
+            if not _outcome_known(exc) and event.get("session_id"):
+                self._note_session(state, str(event["session_id"]))
+            raise exc
+        finally:
+            self.hook.close()
+
+    def on_kill(self) -> None:
+        # Closing the client cuts a stream in flight; the run may still finish (and bill) on Docify.
+        if "hook" in self.__dict__:
+            self.hook.close()
+
+
+__all__ = [
+    "DEFAULT_ASSET_ALIAS",
+    "DocifyRunScenarioOperator",
+    "DocifyStreamScenarioOperator",
+    "DocifyUploadFileOperator",
+    "log_stream_event",
+]

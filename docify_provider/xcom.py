@@ -1,0 +1,153 @@
+"""The XCom contract of the Docify run operators, and the keys they keep in Airflow's stores.
+
+``DocifyRunScenarioOperator`` and ``DocifyStreamScenarioOperator`` (blocking, streaming, and
+deferrable streaming alike) return one JSON-serialisable dict, pushed as the task's
+``return_value`` XCom::
+
+    {
+        "run_id": "run-123456",            # Docify run id
+        "scenario_id": "1001",
+        "is_success": True,
+        "result": "Invoice Number: ...",   # text result (str or None)
+        "json_result": {...},              # ``jsonResult`` parsed from its JSON string
+                                           # (kept as the raw string when it is not JSON; None if absent)
+        "cost_points": 10.5,               # float or None
+        "elapsed_ms": 5000,                # int or None
+        "created_at": "2026-02-26T08:00:00+00:00",   # ISO 8601 (UTC) or None
+        "finished_at": "2026-02-26T08:00:05+00:00",  # ISO 8601 (UTC) or None
+        "session_id": "session-uuid",      # streaming only; None for blocking runs
+        "files": [                         # one entry per attachment, in the server's order
+            {
+                "file_name": "invoice_extracted.csv",  # name as Docify sent it
+                "file_url": "https://.../download/...",
+                "file_size": 2048,                     # declared size (int or None)
+                "path": "/data/docify/<dag_id>/<run_id>/<task_id>/invoice_extracted.csv",
+                # str of where it was stored; None when ``attachments_to`` is not set
+            },
+        ],
+    }
+
+Downstream tasks use plain XComArgs (``run.output["json_result"]``), and dynamic task mapping
+(``.partial(...).expand(inputs=[...])``) gives a list of these dicts.
+
+Keys kept elsewhere (internal, documented for operators of the deployment):
+
+* ``task_state_store`` (Airflow 3.3+) ``docify_result``: ``{"raw": <run response as Docify sent
+  it>, "session_id": ..., "stored_at": ISO, "try_number": n}``: a result already paid for, reused by
+  a retry of the same task instead of buying a new run.
+* ``task_state_store`` ``docify_pending``: set just before a run request is sent and removed once
+  the outcome is known; found by a later try it means "a run may have been bought but its result
+  was never received", and the operator refuses to pay again unless ``allow_resubmit=True``.
+* XCom ``docify_stream_marker`` of the task instance (deferrable streaming): ``{"state":
+  "deferred"}`` written by the operator before deferring, then ``{"state": "sent", "sent_at",
+  "session_id"}`` written by ``DocifyStreamTrigger`` before it POSTs (and again with the session id
+  at START). A restarted trigger that finds ``"sent"`` reports "outcome unknown" instead of
+  re-sending the run. XComs are cleared when a new try starts, so this guards one try; the
+  ``task_state_store`` keys above guard across tries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from docify_provider.client.models import RunResult, ScenarioInfo
+
+#: ``task_state_store`` key holding a bought result (``RunResult.raw`` plus the session id).
+RESULT_STATE_KEY = "docify_result"
+#: ``task_state_store`` key set while a run request is in flight (outcome not yet known).
+PENDING_STATE_KEY = "docify_pending"
+#: XCom key of the deferrable stream's restart guard.
+STREAM_MARKER_XCOM_KEY = "docify_stream_marker"
+
+XCOM_KEYS = (
+    "run_id",
+    "scenario_id",
+    "is_success",
+    "result",
+    "json_result",
+    "cost_points",
+    "elapsed_ms",
+    "created_at",
+    "finished_at",
+    "session_id",
+    "files",
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def result_to_xcom(
+    result: RunResult,
+    paths: Sequence[Any | None] | None = None,
+    *,
+    session_id: str | None = None,
+) -> dict[str, Any]:
+    """The documented XCom value for ``result``.
+
+    :param result: the run result (blocking answer or the COMPLETE event's response).
+    :param paths: where each attachment was stored, in ``result.files`` order (str, path-like or
+        ``ObjectStoragePath``; None entries or no list at all when attachments were not stored).
+    :param session_id: the stream's session id (None for blocking runs).
+    """
+    stored = list(paths or [])
+    files = []
+    for index, file in enumerate(result.files):
+        path = stored[index] if index < len(stored) else None
+        files.append(
+            {
+                "file_name": file.file_name,
+                "file_url": file.file_url,
+                "file_size": file.file_size,
+                "path": None if path is None else str(path),
+            }
+        )
+    return {
+        "run_id": result.run_id,
+        "scenario_id": result.scenario_id,
+        "is_success": result.is_success,
+        "result": result.result,
+        "json_result": result.json_result,
+        "cost_points": result.cost_points,
+        "elapsed_ms": result.elapsed_ms,
+        "created_at": _iso(result.created_at),
+        "finished_at": _iso(result.finished_at),
+        "session_id": session_id,
+        "files": files,
+    }
+
+
+def scenario_summary(info: ScenarioInfo) -> dict[str, Any]:
+    """The JSON-serialisable summary ``DocifyScenarioSensor`` returns (pushed as its XCom)."""
+    return {
+        "scenario_id": info.scenario_id,
+        "scenario_code": info.scenario_code,
+        "scenario_name": info.scenario_name,
+        "description": info.description,
+        "product_id": info.product_id,
+        "parameters": [
+            {
+                "variable": p.variable,
+                "type": p.type,
+                "label": p.label,
+                "required": p.required,
+                "max_length": p.max_length,
+                "options": None if p.options is None else list(p.options),
+            }
+            for p in info.parameters
+        ],
+    }
+
+
+__all__ = [
+    "PENDING_STATE_KEY",
+    "RESULT_STATE_KEY",
+    "STREAM_MARKER_XCOM_KEY",
+    "XCOM_KEYS",
+    "result_to_xcom",
+    "scenario_summary",
+]

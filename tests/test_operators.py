@@ -1,0 +1,432 @@
+"""The Docify operators in real Airflow runs (``dag.test()``) against the emulator over 127.0.0.1.
+
+Nothing of ours is mocked: tasks run through Airflow's task runner, deferred tasks through their
+trigger, and the emulator counts the runs it started (= billed), so "bought once" is measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docify_provider.client.files import safe_file_name
+from docify_provider.operators.docify import (
+    DocifyRunScenarioOperator,
+    DocifyStreamScenarioOperator,
+    DocifyUploadFileOperator,
+)
+from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault, Scenario
+from docify_provider.xcom import XCOM_KEYS
+
+pytest.register_assert_rewrite("tests.airflow_helpers", "airflow_helpers")
+try:  # tests/ importable as a package (tests/__init__.py or pythonpath=["."])
+    from tests import airflow_helpers
+except ImportError:  # plain rootdir-less layout: tests/ itself is on sys.path
+    import airflow_helpers  # type: ignore[no-redef]
+
+conn_json = airflow_helpers.conn_json
+new_dag = airflow_helpers.new_dag
+run_dag = airflow_helpers.run_dag
+pytest_plugins = [airflow_helpers.__name__]  # fixtures airflow_env, docify_conns
+pytestmark = pytest.mark.timeout(120)
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+SUMMARY_INPUTS = {"text": "Airflow runs Docify. Then more text follows.", "language": "en"}
+#: Keys of the XCom that differ between two runs of the same inputs.
+PER_RUN = {"run_id", "created_at", "finished_at", "elapsed_ms", "session_id"}
+
+
+def _png(folder: Path, name: str, salt: bytes = b"") -> Path:
+    path = folder / name
+    path.write_bytes(PNG + salt)
+    return path
+
+
+def _same_run_fields(xcom: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in xcom.items() if k not in PER_RUN}
+
+
+def _folder(base: Path, outcome: Any, task: str) -> Path:
+    return base / safe_file_name(outcome.dag_id) / safe_file_name(outcome.run_id) / task
+
+
+# -- one XCom contract, three ways to run -----------------------------------------------------------
+
+
+def test_blocking_streaming_and_deferred_give_the_same_xcom(docify_conns, capfd):
+    emu = docify_conns
+    with new_dag("same_xcom") as dag:
+        DocifyRunScenarioOperator(task_id="blocking", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS)
+        DocifyStreamScenarioOperator(task_id="stream", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS)
+        DocifyStreamScenarioOperator(
+            task_id="deferred", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, deferrable=True
+        )
+    out = run_dag(dag)
+    logs = capfd.readouterr().out
+
+    assert out.dag_state == "success"
+    blocking, stream, deferred = (out.xcom(t) for t in ("blocking", "stream", "deferred"))
+    for value in (blocking, stream, deferred):
+        assert set(value) == set(XCOM_KEYS)
+        assert value["is_success"] is True
+        assert value["json_result"]["summary"] == "Airflow runs Docify."
+        assert value["cost_points"] == 2.0
+        assert value["created_at"].endswith("+00:00") and value["finished_at"].endswith("+00:00")
+    assert _same_run_fields(blocking) == _same_run_fields(stream) == _same_run_fields(deferred)
+    assert blocking["session_id"] is None
+    assert stream["session_id"] and deferred["session_id"] and stream["session_id"] != deferred["session_id"]
+    assert len({blocking["run_id"], stream["run_id"], deferred["run_id"]}) == 3
+    # multiple_outputs: each key is its own XCom too, so ``task.output["json_result"]`` works.
+    assert out.xcom("deferred", key="json_result") == deferred["json_result"]
+    assert emu.runs_started(SUMMARY_KEY) == 3
+
+    # Streaming (on a worker and in the trigger) logs each event as it arrives, session id first.
+    for session in (stream["session_id"], deferred["session_id"]):
+        start = logs.index(f"Docify stream START: session {session}")
+        complete = logs.index("Docify stream COMPLETE", start)
+        between = logs[start:complete]
+        for line in ("PREPARE_START", "PREPARE_END", "Docify: Reading text...", "Docify: Summarizing..."):
+            assert line in between
+        assert "cost 2.0 points" in logs[complete : complete + 400]
+    assert "Deferring the Docify stream to the triggerer" in logs
+
+
+def test_downstream_taskflow_reads_json_result(docify_conns):
+    from airflow.sdk import task
+
+    with new_dag("downstream") as dag:
+        run = DocifyRunScenarioOperator(task_id="run", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS)
+
+        @task
+        def words(json_result: dict[str, Any], files: list[Any]) -> int:
+            assert files == []
+            return int(json_result["word_count"])
+
+        words(run.output["json_result"], run.output["files"])
+    out = run_dag(dag)
+    assert out.dag_state == "success"
+    assert out.xcom("words") == len(SUMMARY_INPUTS["text"].split())
+
+
+# -- validation before paying -----------------------------------------------------------------------
+
+
+def test_invalid_inputs_fail_before_any_upload_or_run(docify_conns, tmp_path, capfd):
+    emu = docify_conns
+    image = _png(tmp_path, "invoice.png")
+    with new_dag("invalid") as dag:
+        # A file is given but also an unknown variable: nothing may be uploaded.
+        DocifyRunScenarioOperator(task_id="unknown_var", inputs={"invoice_image": str(image), "totl": "1"})
+        DocifyStreamScenarioOperator(
+            task_id="bad_select",
+            docify_conn_id="docify_summary",
+            inputs={"text": "x" * 5001, "language": "de"},
+            deferrable=True,
+        )
+        DocifyRunScenarioOperator(task_id="missing_file", inputs={"invoice_image": str(tmp_path / "nope.png")})
+    out = run_dag(dag)
+    logs = capfd.readouterr().out
+
+    assert out.states() == {
+        ("unknown_var", -1): "failed",
+        ("bad_select", -1): "failed",
+        ("missing_file", -1): "failed",
+    }
+    assert emu.uploads == []
+    assert emu.runs_started() == 0
+    assert not [r for r in emu.requests if r.endpoint in ("run", "stream", "upload")]
+    assert "inputs['totl']" in logs
+    assert "5001 characters, the maximum is 5000" in logs and "'de' is not one of" in logs
+    assert "nope.png" in logs and "no such file" in logs
+
+
+# -- files in -----------------------------------------------------------------------------------------
+
+
+def test_file_path_and_storage_url_inputs_are_uploaded(docify_conns, tmp_path):
+    emu = docify_conns
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    local = _png(tmp_path, "acme_corp.png")
+    url = "file://" + str(_png(tmp_path, "globex-inc.png", b"other"))
+    osp = ObjectStoragePath("file://" + str(_png(tmp_path, "umbrella.png", b"third")))
+    with new_dag("file_inputs") as dag:
+        DocifyRunScenarioOperator(task_id="local", inputs={"invoice_image": str(local)})
+        DocifyStreamScenarioOperator(task_id="url", inputs={"invoice_image": url}, deferrable=True)
+        DocifyRunScenarioOperator(task_id="osp", inputs={"invoice_image": osp})
+    out = run_dag(dag)
+
+    assert out.dag_state == "success"
+    assert out.xcom("local")["json_result"]["vendor"] == "Acme Corp"
+    assert out.xcom("local")["json_result"]["source_file"] == "acme_corp.png"
+    assert out.xcom("url")["json_result"]["vendor"] == "Globex Inc"
+    assert out.xcom("osp")["json_result"]["vendor"] == "Umbrella"
+    assert sorted(u.file_name for u in emu.uploads) == ["acme_corp.png", "globex-inc.png", "umbrella.png"]
+    assert {u.file_type for u in emu.uploads} == {"IMAGE"}
+    assert {u.user for u in emu.uploads} == {f"airflow:{out.dag_id}.{t}" for t in ("local", "url", "osp")}
+    assert emu.runs_started(INVOICE_KEY) == 3
+
+
+def test_upload_operator_xcom_feeds_a_run(docify_conns, tmp_path):
+    emu = docify_conns
+    image = _png(tmp_path, "initech.png")
+    with new_dag("upload_then_run") as dag:
+        upload = DocifyUploadFileOperator(task_id="upload", source=str(image), user="etl-bot")
+        DocifyRunScenarioOperator(task_id="run", inputs={"invoice_image": upload.output})
+    out = run_dag(dag)
+
+    assert out.dag_state == "success"
+    uploaded = out.xcom("upload")
+    assert uploaded["file_name"] == "initech.png"
+    assert uploaded["file_size"] == image.stat().st_size
+    assert uploaded["file_type"] == "IMAGE"
+    assert uploaded["upload_file_oid"] == emu.uploads[0].upload_file_oid
+    assert len(emu.uploads) == 1 and emu.uploads[0].user == "etl-bot"
+    assert out.xcom("run")["json_result"]["source_file"] == "initech.png"
+
+
+# -- files out ----------------------------------------------------------------------------------------
+
+
+def test_attachments_stored_per_task_with_asset_events(docify_conns, tmp_path):
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    image = _png(tmp_path, "acme_corp.png")
+    store = tmp_path / "attachments"
+    with new_dag("attachments") as dag:
+        DocifyRunScenarioOperator(
+            task_id="ocr", inputs={"invoice_image": str(image)}, attachments_to=str(store), emit_asset_events=True
+        )
+        DocifyStreamScenarioOperator(
+            task_id="ocr_stream", inputs={"invoice_image": str(image)}, attachments_to="file://" + str(store)
+        )
+        DocifyRunScenarioOperator(
+            task_id="ocr_osp",
+            inputs={"invoice_image": str(image)},
+            attachments_to=ObjectStoragePath("file://" + str(store)),
+            emit_asset_events=True,
+            asset_alias="invoices_csv",
+        )
+    out = run_dag(dag)
+    assert out.dag_state == "success"
+
+    for task in ("ocr", "ocr_stream", "ocr_osp"):
+        (file,) = out.xcom(task)["files"]
+        expected = _folder(store, out, task) / "acme_corp_extracted.csv"
+        assert file["file_name"] == "acme_corp_extracted.csv"
+        assert file["path"] == ("file://" if task == "ocr_osp" else "") + str(expected)
+        assert expected.stat().st_size == file["file_size"] > 0
+        rows = dict(csv.reader(io.StringIO(expected.read_text())))
+        assert rows["vendor"] == "Acme Corp"
+        assert not [p for p in expected.parent.iterdir() if p.name.endswith(".part")]
+
+    events = sorted(out.asset_events())
+    expected_events = []
+    for task in ("ocr", "ocr_osp"):
+        run = out.xcom(task)
+        expected_events.append(
+            (
+                (_folder(store, out, task) / "acme_corp_extracted.csv").as_uri(),
+                {"run_id": run["run_id"], "cost_points": 10.5, "scenario_id": "1001"},
+            )
+        )
+    assert events == sorted(expected_events)
+
+
+def test_same_named_and_hostile_attachment_names_stay_distinct_and_inside(docify_conns, tmp_path, monkeypatch):
+    emu = docify_conns
+    emu.add_scenario(
+        Scenario(
+            scenario_id="9001",
+            code="TWIN_FILES",
+            name="Twin files",
+            description="Two attachments with one name",
+            parameters=[],
+            produce=lambda inputs, files: ("ok", {"n": 2}, [("report.csv", b"a,1\n"), ("report.csv", b"b,22\n")]),
+        )
+    )
+    emu.add_key("twin-key", "TWIN_FILES")
+    monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_TWIN", conn_json(emu.base_url, "twin-key"))
+    emu.inject(Fault("run", "attachment_name", name="../../etc/passwd", key=INVOICE_KEY))
+    image = _png(tmp_path, "x.png")
+    store = tmp_path / "out"
+    with new_dag("names") as dag:
+        DocifyRunScenarioOperator(task_id="twins", docify_conn_id="docify_twin", attachments_to=str(store))
+        DocifyRunScenarioOperator(task_id="hostile", inputs={"invoice_image": str(image)}, attachments_to=str(store))
+    out = run_dag(dag)
+    assert out.dag_state == "success"
+
+    twins = out.xcom("twins")["files"]
+    folder = _folder(store, out, "twins")
+    assert [f["path"] for f in twins] == [str(folder / "report.csv"), str(folder / "report-2.csv")]
+    assert [Path(f["path"]).read_bytes() for f in twins] == [b"a,1\n", b"b,22\n"]
+    (hostile,) = out.xcom("hostile")["files"]
+    assert hostile["file_name"] == "../../etc/passwd"
+    assert hostile["path"] == str(_folder(store, out, "hostile") / "passwd")
+
+
+def test_mapped_runs_over_three_documents(docify_conns, tmp_path):
+    from airflow.sdk import task
+
+    emu = docify_conns
+    names = ["alpha_co.png", "beta_co.png", "gamma_co.png"]
+    images = [_png(tmp_path, n, n.encode()) for n in names]
+    store = tmp_path / "mapped"
+    with new_dag("mapped") as dag:
+        ocr = DocifyRunScenarioOperator.partial(task_id="ocr", attachments_to=str(store)).expand(
+            inputs=[{"invoice_image": str(p)} for p in images]
+        )
+
+        @task
+        def vendors(json_results: Any) -> list[str]:
+            return sorted(r["vendor"] for r in json_results)
+
+        vendors(ocr.output["json_result"])
+    out = run_dag(dag)
+
+    assert out.dag_state == "success"
+    assert out.xcom("vendors") == ["Alpha Co", "Beta Co", "Gamma Co"]
+    results = [out.xcom("ocr", map_index=i) for i in range(3)]
+    paths = [Path(r["files"][0]["path"]) for r in results]
+    assert [p.parent for p in paths] == [_folder(store, out, f"ocr-{i}") for i in range(3)]
+    assert len({p.parent for p in paths}) == 3
+    assert all(p.stat().st_size == r["files"][0]["file_size"] for p, r in zip(paths, results, strict=True))
+    assert emu.runs_started(INVOICE_KEY) == 3
+
+
+# -- bought once ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["blocking", "stream", "deferred"])
+def test_failed_post_processing_is_retried_without_buying_again(docify_conns, tmp_path, capfd, mode):
+    emu = docify_conns
+    image = _png(tmp_path, "acme_corp.png")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the first try wants a folder")
+    good = tmp_path / "good"
+    # Try 1 cannot store the attachment (its folder would be under a regular file); try 2 can.
+    attachments_to = f"{{{{ '{blocker / 'sub'}' if ti.try_number == 1 else '{good}' }}}}"
+    kwargs: dict[str, Any] = {
+        "task_id": "ocr",
+        "inputs": {"invoice_image": str(image)},
+        "attachments_to": attachments_to,
+        "retries": 1,
+    }
+    with new_dag(f"bought_once_{mode}") as dag:
+        if mode == "blocking":
+            DocifyRunScenarioOperator(**kwargs)
+        else:
+            DocifyStreamScenarioOperator(deferrable=mode == "deferred", **kwargs)
+    out = run_dag(dag)
+    logs = capfd.readouterr().out
+
+    assert out.state("ocr") == "success"
+    assert out.try_number("ocr") == 2
+    assert emu.runs_started(INVOICE_KEY) == 1
+    assert len(emu.uploads) == 1
+    assert "no new run was bought" in logs
+    (file,) = out.xcom("ocr")["files"]
+    assert Path(file["path"]).parent == _folder(good, out, "ocr")
+    assert Path(file["path"]).stat().st_size == file["file_size"]
+    if mode != "blocking":
+        assert out.xcom("ocr")["session_id"]
+
+
+def test_lying_file_size_fails_every_try_but_buys_once(docify_conns, tmp_path, capfd):
+    emu = docify_conns
+    emu.inject(Fault("run", "lying_file_size", delta=7))
+    image = _png(tmp_path, "acme_corp.png")
+    with new_dag("lying_size") as dag:
+        DocifyRunScenarioOperator(
+            task_id="ocr", inputs={"invoice_image": str(image)}, attachments_to=str(tmp_path / "o"), retries=1
+        )
+    out = run_dag(dag)
+    logs = capfd.readouterr().out
+
+    assert out.state("ocr") == "failed"
+    assert out.try_number("ocr") == 2
+    assert emu.runs_started(INVOICE_KEY) == 1
+    assert "DocifyUnsafeDownloadError" in logs
+    assert "no new run was bought" in logs
+    assert not [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
+
+
+def test_force_rerun_buys_again(docify_conns, tmp_path):
+    emu = docify_conns
+    image = _png(tmp_path, "acme_corp.png")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    attachments_to = f"{{{{ '{blocker / 'sub'}' if ti.try_number == 1 else '{tmp_path / 'good'}' }}}}"
+    with new_dag("force_rerun") as dag:
+        DocifyRunScenarioOperator(
+            task_id="ocr",
+            inputs={"invoice_image": str(image)},
+            attachments_to=attachments_to,
+            force_rerun=True,
+            retries=1,
+        )
+    out = run_dag(dag)
+    assert out.state("ocr") == "success"
+    assert emu.runs_started(INVOICE_KEY) == 2
+
+
+# -- outcome unknown: never pay twice silently ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "fault"),
+    [
+        ("blocking", Fault("run", "drop_before_response", run_started=True)),
+        ("stream", Fault("stream", "drop_mid_stream", after_events=2)),
+        ("deferred", Fault("stream", "end_without_complete", after_events=3)),
+    ],
+)
+def test_outcome_unknown_is_not_resent_by_a_retry(docify_conns, capfd, mode, fault):
+    emu = docify_conns
+    emu.inject(fault)
+    kwargs: dict[str, Any] = {
+        "task_id": "run",
+        "docify_conn_id": "docify_summary",
+        "inputs": SUMMARY_INPUTS,
+        "retries": 1,
+    }
+    with new_dag(f"unknown_{mode}") as dag:
+        if mode == "blocking":
+            DocifyRunScenarioOperator(**kwargs)
+        else:
+            DocifyStreamScenarioOperator(deferrable=mode == "deferred", **kwargs)
+    out = run_dag(dag)
+    logs = capfd.readouterr().out
+
+    assert out.state("run") == "failed"
+    assert out.try_number("run") == 2
+    assert emu.runs_started(SUMMARY_KEY) == 1
+    assert "not re-sent" in logs and "allow_resubmit=True" in logs
+
+
+def test_allow_resubmit_and_failed_runs_do_send_again(docify_conns):
+    emu = docify_conns
+    emu.inject(Fault("run", "drop_before_response", run_started=True))
+    emu.inject(Fault("stream", "failed_run"))
+    with new_dag("resubmit") as dag:
+        unknown = DocifyRunScenarioOperator(
+            task_id="unknown",
+            docify_conn_id="docify_summary",
+            inputs=SUMMARY_INPUTS,
+            allow_resubmit=True,
+            retries=1,
+        )
+        failed = DocifyStreamScenarioOperator(
+            task_id="failed", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, retries=1
+        )
+        unknown >> failed
+    out = run_dag(dag)
+
+    assert out.state("unknown") == "success" and out.try_number("unknown") == 2
+    # A run that failed on Docify is a known outcome: the retry is a deliberate new run.
+    assert out.state("failed") == "success" and out.try_number("failed") == 2
+    assert emu.runs_started(SUMMARY_KEY) == 4
