@@ -174,7 +174,7 @@ class DagRunOutcome:
         return [(uri, dict(extra or {})) for uri, extra in rows]
 
 
-def run_dag(dag: Any) -> DagRunOutcome:
+def run_dag(dag: Any, run_conf: dict[str, Any] | None = None) -> DagRunOutcome:
     """Register ``dag`` in the metadata DB and run it once with ``dag.test()``."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.collection import update_dag_parsing_results_in_db
@@ -196,7 +196,7 @@ def run_dag(dag: Any) -> DagRunOutcome:
             session=session,
             files_parsed=set(),
         )
-    dag_run = dag.test()
+    dag_run = dag.test(run_conf=run_conf)
     state = getattr(dag_run.state, "value", dag_run.state)
     return DagRunOutcome(dag_id=dag.dag_id, run_id=dag_run.run_id, dag_state=str(state))
 

@@ -27,7 +27,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 from docify_provider.client import AsyncDocifyClient, ClientConfig, DocifyClient  # noqa: E402
 from docify_provider.testing import DocifyEmulator, DownloadRecord, RequestRecord  # noqa: E402
 
-pytest_plugins = ["docify_provider.testing.pytest_plugin"]
+pytest_plugins = ["docify_provider.testing.pytest_plugin", "airflow_helpers"]
 
 #: Retry and timeout settings that keep every retry path under a second.
 FAST: dict[str, Any] = {

@@ -1,0 +1,59 @@
+"""The example pipelines users copy, run with ``dag.test()`` against the emulator."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from airflow_helpers import conn_json, run_dag
+
+from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY
+from docify_provider.testing.samples import make_sample_invoices
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
+
+
+def load_dag(module_name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"docify_example_{module_name}", EXAMPLES / f"{module_name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def test_invoice_pipeline_fills_the_table_and_stores_attachments(docify_conns, tmp_path, monkeypatch) -> None:
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "results.db"
+    documents = make_sample_invoices(inbox, 3)
+    monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_INVOICES", conn_json(docify_conns.base_url, INVOICE_KEY))
+    monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_RESULTS_DB", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+
+    outcome = run_dag(load_dag("example_docify_invoices"), {"input_dir": str(inbox), "output_dir": str(out)})
+
+    assert outcome.dag_state == "success", outcome.states()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT source_file, invoice_number, amount, attachment FROM docify_invoices").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(p.name for p in documents)
+    assert all(r[1].startswith("INV-") and r[2] > 0 for r in rows)
+    attachments = [Path(r[3]) for r in rows]
+    assert all(p.is_file() and p.is_relative_to(out / "attachments") for p in attachments)
+    assert len({p.parent for p in attachments}) == 3
+    summary = outcome.xcom("summarize")
+    assert summary == {
+        "documents": 3,
+        "rows_stored": 3,
+        "cost_points": 31.5,
+        "elapsed_ms": summary["elapsed_ms"],
+        "attachments": 3,
+    }
+    assert docify_conns.runs_started(INVOICE_KEY) == 3
+
+
+def test_summary_example_feeds_json_result_to_a_taskflow_task(docify_conns) -> None:
+    outcome = run_dag(load_dag("example_docify_summary"), {"text": "Airflow runs Docify. It works.", "language": "fr"})
+
+    assert outcome.dag_state == "success", outcome.states()
+    assert outcome.xcom("publish") == "[fr] Airflow runs Docify. (5 words)"
+    assert docify_conns.runs_started(SUMMARY_KEY) == 1
