@@ -15,14 +15,13 @@ from httpx_sse import EventSource, SSEError
 from tenacity import AsyncRetrying
 
 from docify_provider.client.base import ClientBase
-from docify_provider.client.errors import DocifyProtocolError, DocifyRunTimeoutError
-from docify_provider.client.files import open_upload_source
+from docify_provider.client.errors import DocifyRunTimeoutError
 from docify_provider.client.http_errors import error_for_transport
 from docify_provider.client.models import FileType, RunResult, ScenarioInfo, StreamEvent, UploadedFile
 from docify_provider.client.protocol import Endpoint
 from docify_provider.client.retries import retry_kwargs
-from docify_provider.client.sse import BoundedEventText, StreamTracker, raise_if_failed
-from docify_provider.client.sync import CHUNK, DocifyClient
+from docify_provider.client.sse import StreamTracker, raise_if_failed
+from docify_provider.client.sync import CHUNK
 
 
 class AsyncDocifyClient(ClientBase):
@@ -79,16 +78,10 @@ class AsyncDocifyClient(ClientBase):
         file_type: FileType | str | None = None,
         file_name: str | None = None,
     ) -> UploadedFile:
-        upload = open_upload_source(source, file_name=file_name, file_type=file_type)
-        fields = self.protocol.upload_fields(user=user or self.config.default_user)
         with contextlib.ExitStack() as stack:
-
-            def make_kwargs() -> dict[str, Any]:
-                fileobj = upload.opener()
-                if upload.owned:
-                    stack.callback(fileobj.close)
-                return {"data": fields, "files": {"file": (upload.name, fileobj, upload.mime_type)}}
-
+            _, make_kwargs = self._upload_request(
+                source, user=user, file_type=file_type, file_name=file_name, stack=stack
+            )
             return self.protocol.parse_upload(await self._call(self.protocol.UPLOAD, make_kwargs))
 
     async def run(
@@ -120,13 +113,7 @@ class AsyncDocifyClient(ClientBase):
         endpoint = self.protocol.STREAM
         async for attempt in AsyncRetrying(**retry_kwargs(self.config, endpoint)):
             with attempt:
-                stream = self.http.stream(
-                    endpoint.method,
-                    endpoint.path,
-                    json=body,
-                    headers={**self._auth(), "Accept": "text/event-stream", "Cache-Control": "no-store"},
-                    timeout=self._stream_timeout(),
-                )
+                stream = self.http.stream(**self._stream_request(body))
                 try:
                     response = await stream.__aenter__()
                 except httpx.HTTPError as exc:
@@ -136,12 +123,7 @@ class AsyncDocifyClient(ClientBase):
             if response.status_code >= 300:
                 await response.aread()
                 self._check(response, endpoint)
-            text = BoundedEventText(
-                response,
-                max_event_chars=self.config.max_event_chars,
-                idle_timeout=self.config.idle_timeout,
-                endpoint=str(endpoint),
-            )
+            text = self._event_text(response)
             try:
                 async for sse in EventSource(text).aiter_sse():  # type: ignore[arg-type]
                     event = tracker.feed(sse)
@@ -150,12 +132,8 @@ class AsyncDocifyClient(ClientBase):
                         yield event
                         if event.is_terminal:
                             return
-            except SSEError as exc:
-                raise DocifyProtocolError(str(exc), status_code=response.status_code, endpoint=str(endpoint)) from None
-            except httpx.HTTPError as exc:
-                raise DocifyClient._stream_broken(error_for_transport(exc, endpoint), tracker) from None
-            except DocifyRunTimeoutError as exc:  # idle: only keep-alives arrived
-                raise DocifyClient._stream_broken(exc, tracker) from None
+            except (SSEError, httpx.HTTPError, DocifyRunTimeoutError) as exc:  # timeout: only keep-alives arrived
+                raise self._stream_failure(exc, tracker, response) from None
             tracker.finish()
         finally:
             await stream.__aexit__(None, None, None)

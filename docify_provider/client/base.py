@@ -14,18 +14,28 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+from httpx_sse import SSEError
 
 from docify_provider import __version__
-from docify_provider.client.errors import DocifyConfigError, DocifyProtocolError, DocifyUnsafeDownloadError
-from docify_provider.client.http_errors import error_for_status
+from docify_provider.client.errors import (
+    DocifyConfigError,
+    DocifyError,
+    DocifyProtocolError,
+    DocifyUnsafeDownloadError,
+)
+from docify_provider.client.files import UploadSource, open_upload_source
+from docify_provider.client.http_errors import error_for_status, error_for_transport
 from docify_provider.client.inputs import normalize_inputs, validate_inputs
 from docify_provider.client.protocol import DocifyProtocol, Endpoint
+from docify_provider.client.sse import BoundedEventText
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    import contextlib
+    from collections.abc import Callable, Mapping
 
     from docify_provider.client.config import ClientConfig
-    from docify_provider.client.models import ScenarioInfo
+    from docify_provider.client.models import FileType, ScenarioInfo
+    from docify_provider.client.sse import StreamTracker
 
 MAX_REDIRECTS = 5
 
@@ -112,6 +122,69 @@ class ClientBase:
         if scenario is not None:
             validate_inputs(scenario, wire)
         return self.protocol.run_body(wire, user=user or self.config.default_user, additional_info=additional_info)
+
+    def _upload_request(
+        self,
+        source: Any,
+        *,
+        user: str | None,
+        file_type: FileType | str | None,
+        file_name: str | None,
+        stack: contextlib.ExitStack,
+    ) -> tuple[UploadSource, Callable[[], dict[str, Any]]]:
+        """Check ``source`` (before any request) and return request kwargs made fresh per attempt.
+
+        Each attempt opens the source again (closing files we opened when ``stack`` closes), so a
+        retried upload streams from the start without holding the file in memory.
+        """
+        upload = open_upload_source(source, file_name=file_name, file_type=file_type)
+        fields = self.protocol.upload_fields(user=user or self.config.default_user)
+
+        def make_kwargs() -> dict[str, Any]:
+            fileobj = upload.opener()
+            if upload.owned:
+                stack.callback(fileobj.close)
+            return {"data": fields, "files": {"file": (upload.name, fileobj, upload.mime_type)}}
+
+        return upload, make_kwargs
+
+    def _stream_request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Arguments for ``http.stream(...)`` of a streaming run."""
+        endpoint = self.protocol.STREAM
+        return {
+            "method": endpoint.method,
+            "url": endpoint.path,
+            "json": body,
+            "headers": {**self._auth(), "Accept": "text/event-stream", "Cache-Control": "no-store"},
+            "timeout": self._stream_timeout(),
+        }
+
+    def _event_text(self, response: httpx.Response) -> BoundedEventText:
+        return BoundedEventText(
+            response,
+            max_event_chars=self.config.max_event_chars,
+            idle_timeout=self.config.idle_timeout,
+            endpoint=str(self.protocol.STREAM),
+        )
+
+    def _stream_failure(self, exc: Exception, tracker: StreamTracker, response: httpx.Response) -> DocifyError:
+        """The typed error for a stream that broke while being read, with what was seen so far.
+
+        The session id and the events seen let a human find the run in Docify's console.
+        """
+        endpoint = self.protocol.STREAM
+        if isinstance(exc, SSEError):
+            return DocifyProtocolError(str(exc), status_code=response.status_code, endpoint=str(endpoint))
+        err = error_for_transport(exc, endpoint) if isinstance(exc, httpx.HTTPError) else exc
+        if not isinstance(err, DocifyError):  # pragma: no cover - only the above reach here
+            raise exc
+        for attr in ("session_id", "events_seen"):
+            if hasattr(err, attr):
+                setattr(err, attr, getattr(tracker, attr))
+        if tracker.session_id:
+            err.message = f"{err.message} Session {tracker.session_id}; events seen: {', '.join(tracker.events_seen)}."
+            err.args = (err._render(),)
+        return err
 
     # -- responses ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ the API key: messages are built only from the path, the status and the server's 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class DocifyError(Exception):
@@ -169,20 +170,9 @@ class DocifyRunTimeoutError(DocifyTimeoutError, DocifyOutcomeUnknownError):
     and been billed, so it is never re-sent automatically (``request_sent`` is always True).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        endpoint: str | None = None,
-        session_id: str | None = None,
-        run_id: str | None = None,
-        events_seen: Sequence[str] = (),
-    ):
+    def __init__(self, message: str, **kwargs: Any):
+        DocifyOutcomeUnknownError.__init__(self, message, **kwargs)
         self.request_sent = True
-        self.session_id = session_id
-        self.run_id = run_id
-        self.events_seen = list(events_seen)
-        DocifyError.__init__(self, message, endpoint=endpoint)
 
 
 # --- The run itself failed -----------------------------------------------------------------------

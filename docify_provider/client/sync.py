@@ -12,13 +12,12 @@ from httpx_sse import EventSource, SSEError
 from tenacity import Retrying
 
 from docify_provider.client.base import ClientBase
-from docify_provider.client.errors import DocifyError, DocifyProtocolError, DocifyRunTimeoutError
-from docify_provider.client.files import open_upload_source
+from docify_provider.client.errors import DocifyProtocolError, DocifyRunTimeoutError
 from docify_provider.client.http_errors import error_for_transport
 from docify_provider.client.models import FileType, RunResult, ScenarioInfo, StreamEvent, UploadedFile
 from docify_provider.client.protocol import Endpoint
 from docify_provider.client.retries import retry_kwargs
-from docify_provider.client.sse import BoundedEventText, StreamTracker, raise_if_failed
+from docify_provider.client.sse import StreamTracker, raise_if_failed
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +84,10 @@ class DocifyClient(ClientBase):
         file_name: str | None = None,
     ) -> UploadedFile:
         """``POST /v1/file/upload``, streamed from ``source`` without reading it into memory."""
-        upload = open_upload_source(source, file_name=file_name, file_type=file_type)
-        fields = self.protocol.upload_fields(user=user or self.config.default_user)
         with contextlib.ExitStack() as stack:
-
-            def make_kwargs() -> dict[str, Any]:
-                fileobj = upload.opener()
-                if upload.owned:
-                    stack.callback(fileobj.close)
-                return {"data": fields, "files": {"file": (upload.name, fileobj, upload.mime_type)}}
-
+            upload, make_kwargs = self._upload_request(
+                source, user=user, file_type=file_type, file_name=file_name, stack=stack
+            )
             uploaded = self.protocol.parse_upload(self._call(self.protocol.UPLOAD, make_kwargs))
         log.info("Uploaded %s (%s bytes) to Docify as %s", upload.name, upload.size, uploaded.upload_file_oid)
         return uploaded
@@ -138,13 +131,7 @@ class DocifyClient(ClientBase):
         endpoint = self.protocol.STREAM
         for attempt in Retrying(**retry_kwargs(self.config, endpoint)):
             with attempt:
-                stream = self.http.stream(
-                    endpoint.method,
-                    endpoint.path,
-                    json=body,
-                    headers={**self._auth(), "Accept": "text/event-stream", "Cache-Control": "no-store"},
-                    timeout=self._stream_timeout(),
-                )
+                stream = self.http.stream(**self._stream_request(body))
                 try:
                     response = stream.__enter__()
                 except httpx.HTTPError as exc:
@@ -159,12 +146,7 @@ class DocifyClient(ClientBase):
             if response.status_code >= 300:
                 response.read()
                 self._check(response, endpoint)
-            text = BoundedEventText(
-                response,
-                max_event_chars=self.config.max_event_chars,
-                idle_timeout=self.config.idle_timeout,
-                endpoint=str(endpoint),
-            )
+            text = self._event_text(response)
             try:
                 for sse in EventSource(text).iter_sse():  # type: ignore[arg-type]
                     event = tracker.feed(sse)
@@ -173,26 +155,11 @@ class DocifyClient(ClientBase):
                         yield event
                         if event.is_terminal:
                             return
-            except SSEError as exc:
-                raise DocifyProtocolError(str(exc), status_code=response.status_code, endpoint=str(endpoint)) from None
-            except httpx.HTTPError as exc:
-                raise self._stream_broken(error_for_transport(exc, endpoint), tracker) from None
-            except DocifyRunTimeoutError as exc:  # idle: only keep-alives arrived
-                raise self._stream_broken(exc, tracker) from None
+            except (SSEError, httpx.HTTPError, DocifyRunTimeoutError) as exc:  # timeout: only keep-alives arrived
+                raise self._stream_failure(exc, tracker, response) from None
             tracker.finish()
         finally:
             stream.__exit__(None, None, None)
-
-    @staticmethod
-    def _stream_broken(err: DocifyError, tracker: StreamTracker) -> DocifyError:
-        # Keep what was seen: the session id lets a human find the run in Docify's console.
-        for attr in ("session_id", "events_seen"):
-            if hasattr(err, attr):
-                setattr(err, attr, getattr(tracker, attr))
-        if tracker.session_id:
-            err.message = f"{err.message} Session {tracker.session_id}; events seen: {', '.join(tracker.events_seen)}."
-            err.args = (err._render(),)
-        return err
 
     def run_streaming(
         self,
