@@ -30,6 +30,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "schema": {"type": ["number", "null"], "default": 300},
         "description": "Seconds a streaming run may go without an event (keep-alive pings do not count).",
     },
+    "max_stream_seconds": {
+        "label": "Stream time limit (s)",
+        "schema": {"type": ["number", "null"]},
+        "description": "Longest a streaming run may stay open, even while events keep arriving; empty: no limit. "
+        "A run cut off by it may have been billed and is not re-sent.",
+    },
     "verify_ssl": {
         "label": "Verify TLS certificates",
         "schema": {"type": ["boolean", "null"], "default": True},

@@ -252,7 +252,9 @@ def test_run_scenario_failed_run(emulator: DocifyEmulator, docify_conn: Conn, ma
     assert emulator.runs_started(SUMMARY_KEY) == 1
 
 
-def test_scenario_info_is_read_once_per_hook(emulator: DocifyEmulator, docify_conn: Conn, make_hook, requests_to) -> None:
+def test_scenario_info_is_read_once_per_hook(
+    emulator: DocifyEmulator, docify_conn: Conn, make_hook, requests_to
+) -> None:
     hook = make_hook(docify_conn(SUMMARY_KEY))
     first = hook.run_scenario(SUMMARY_INPUTS)
     second = hook.run_scenario({**SUMMARY_INPUTS, "title": "Again"})

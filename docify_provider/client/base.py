@@ -21,6 +21,7 @@ from docify_provider.client.errors import (
     DocifyConfigError,
     DocifyError,
     DocifyProtocolError,
+    DocifyRunTimeoutError,
     DocifyUnsafeDownloadError,
 )
 from docify_provider.client.files import UploadSource, open_upload_source
@@ -165,6 +166,7 @@ class ClientBase:
             max_event_chars=self.config.max_event_chars,
             idle_timeout=self.config.idle_timeout,
             endpoint=str(self.protocol.STREAM),
+            max_stream_seconds=self.config.max_stream_seconds,
         )
 
     def _stream_failure(self, exc: Exception, tracker: StreamTracker, response: httpx.Response) -> DocifyError:
@@ -175,24 +177,45 @@ class ClientBase:
         endpoint = self.protocol.STREAM
         if isinstance(exc, SSEError):
             return DocifyProtocolError(str(exc), status_code=response.status_code, endpoint=str(endpoint))
-        err = error_for_transport(exc, endpoint) if isinstance(exc, httpx.HTTPError) else exc
+        if isinstance(exc, httpx.ReadTimeout):
+            # Between stream chunks the read timeout is the idle timeout: say so, not just "timed out".
+            err: Exception = DocifyRunTimeoutError(
+                f"Nothing at all arrived on the stream for idle_timeout {self.config.idle_timeout:g}s (not even "
+                "a keep-alive): the connection is stuck. The run may have started and been billed; it is not "
+                "re-sent automatically.",
+                endpoint=str(endpoint),
+            )
+        else:
+            err = error_for_transport(exc, endpoint) if isinstance(exc, httpx.HTTPError) else exc
         if not isinstance(err, DocifyError):  # pragma: no cover - only the above reach here
             raise exc
         for attr in ("session_id", "events_seen"):
             if hasattr(err, attr):
                 setattr(err, attr, getattr(tracker, attr))
         if tracker.session_id:
-            err.message = f"{err.message} Session {tracker.session_id}; events seen: {', '.join(tracker.events_seen)}."
+            # The last few only: an endless stream must not make an endless message.
+            seen = tracker.events_seen
+            err.message = (
+                f"{err.message} Session {tracker.session_id}; {len(seen)} event(s) seen, last: {', '.join(seen[-10:])}."
+            )
             err.args = (err._render(),)
         return err
 
     # -- responses ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _check(response: httpx.Response, endpoint: Endpoint) -> None:
-        """Raise the typed error for a non-2xx answer (the body must be read)."""
+    def _check(self, response: httpx.Response, endpoint: Endpoint) -> None:
+        """Raise the typed error for a non-2xx answer (the body must be read).
+
+        A server that echoes the key in its error body ("Invalid API key sk-...") would otherwise
+        put it into the exception, and from there into logs, trigger events and the metadata DB:
+        the key is cut out of the body before the error is built.
+        """
         if response.status_code >= 300:
-            raise error_for_status(response.status_code, response.content, response.headers, endpoint)
+            body = response.content
+            key = str(self.config.api_key).encode("utf-8")
+            if key and key in body:
+                body = body.replace(key, b"***")
+            raise error_for_status(response.status_code, body, response.headers, endpoint)
 
     @staticmethod
     def _json(response: httpx.Response, endpoint: Endpoint) -> Any:

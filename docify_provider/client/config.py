@@ -52,6 +52,9 @@ class ClientConfig:
     retry_after_cap: float = 120.0
     #: Largest single stream event accepted, in characters; protects memory from a runaway event.
     max_event_chars: int = 64 * 1024 * 1024
+    #: Longest a streaming run may stay open, in seconds (None: unbounded). Unlike ``idle_timeout``
+    #: it also stops a stream that keeps sending events but never COMPLETE.
+    max_stream_seconds: float | None = None
     default_user: str = DEFAULT_USER
     user_agent: str = "airflow-provider-docify"
 
@@ -75,6 +78,14 @@ class ClientConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise DocifyConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.max_stream_seconds is not None and (
+            isinstance(self.max_stream_seconds, bool)
+            or not isinstance(self.max_stream_seconds, (int, float))
+            or self.max_stream_seconds <= 0
+        ):
+            raise DocifyConfigError(
+                f"max_stream_seconds must be a positive number of seconds or None, got {self.max_stream_seconds!r}"
+            )
         if self.max_retries < 0:
             raise DocifyConfigError(f"max_retries must be >= 0, got {self.max_retries!r}")
 

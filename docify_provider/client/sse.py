@@ -31,33 +31,55 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _BOUNDARIES = ("\n\n", "\r\r", "\r\n\r\n")
+_ERROR = EventType.ERROR.value
+_COMPLETE = EventType.COMPLETE.value
+_KNOWN_TYPES = frozenset(EventType.__members__)
+
+
+def _end_of_last(window: str, boundary: str) -> int:
+    """Index just past the last ``boundary`` in ``window``, or -1."""
+    at = window.rfind(boundary)
+    return at + len(boundary) if at >= 0 else -1
 
 
 class BoundedEventText:
     """Wraps a streaming ``httpx.Response`` for ``httpx_sse.EventSource``.
 
     Passes text through while checking, chunk by chunk, that the event being received has not grown
-    past ``max_event_chars`` and that an event arrived within ``idle_timeout`` seconds. Both raise
+    past ``max_event_chars``, that an event arrived within ``idle_timeout`` seconds and, when
+    ``max_stream_seconds`` is set, that the stream has not been open longer than that. All raise
     before the data is buffered further, so a hostile stream cannot exhaust memory or hold a
-    worker forever with pings.
+    worker forever with pings or with events that never end in COMPLETE.
     """
 
-    def __init__(self, response: httpx.Response, *, max_event_chars: int, idle_timeout: float, endpoint: str):
+    def __init__(
+        self,
+        response: httpx.Response,
+        *,
+        max_event_chars: int,
+        idle_timeout: float,
+        endpoint: str,
+        max_stream_seconds: float | None = None,
+    ):
         self.response = response
         self.headers = response.headers
         self.max_event_chars = max_event_chars
         self.idle_timeout = idle_timeout
+        self.max_stream_seconds = max_stream_seconds
         self.endpoint = endpoint
         self.pending = 0
         self.tail = ""
-        self.last_event = time.monotonic()
+        self.started = self.last_event = time.monotonic()
+        # One comparison per chunk; infinity when the stream is unbounded (the default).
+        self.deadline = float("inf") if max_stream_seconds is None else self.started + max_stream_seconds
 
     def event_seen(self) -> None:
         self.last_event = time.monotonic()
 
     def _check(self, text: str) -> None:
         window = self.tail + text
-        cut = max((window.rfind(b) + len(b) if window.rfind(b) >= 0 else -1) for b in _BOUNDARIES)
+        # LF-only framing (the common case) needs one search instead of three.
+        cut = max(_end_of_last(window, b) for b in _BOUNDARIES) if "\r" in window else _end_of_last(window, "\n\n")
         if cut >= 0:
             self.pending = len(window) - cut
         else:
@@ -69,11 +91,20 @@ class BoundedEventText:
                 "(raise max_event_chars in the connection extras if results really are this large)",
                 endpoint=self.endpoint,
             )
-        idle = time.monotonic() - self.last_event
+        now = time.monotonic()
+        idle = now - self.last_event
         if idle > self.idle_timeout:
             raise DocifyRunTimeoutError(
                 f"No stream event for {idle:.0f}s (idle_timeout {self.idle_timeout:g}s); only keep-alives arrived. "
                 "The run may have started and been billed; it is not re-sent automatically.",
+                endpoint=self.endpoint,
+            )
+        if now > self.deadline:
+            raise DocifyRunTimeoutError(
+                f"The stream exceeded max_stream_seconds ({self.max_stream_seconds:g}s): still open after "
+                f"{now - self.started:.1f}s without COMPLETE or ERROR, so it was closed. The run may have "
+                "started and been billed; it is not re-sent automatically (raise max_stream_seconds in the "
+                "connection extras if runs really take this long).",
                 endpoint=self.endpoint,
             )
 
@@ -107,7 +138,7 @@ class StreamTracker:
 
     def feed(self, sse: ServerSentEvent) -> StreamEvent | None:
         data = sse.data
-        if not data.strip():
+        if not data or data.isspace():
             return None  # an event with no data (e.g. an "event: ping" with nothing else)
         try:
             payload: Any = json.loads(data)
@@ -119,8 +150,9 @@ class StreamTracker:
             log.warning("Skipping malformed Docify stream event (%s): %.200r", exc, data)
             return None
         self.session_id = event.session_id or self.session_id
-        self.events_seen.append(event.type)
-        if event.type == EventType.ERROR.value:
+        kind = event.type
+        self.events_seen.append(kind)
+        if kind == _ERROR:
             raise DocifyRunFailedError(
                 f"Docify reported an error during the run: {event.error or event.content or 'no message'}"
                 f" (session {self.session_id})",
@@ -128,7 +160,7 @@ class StreamTracker:
                 session_id=self.session_id,
                 error=event.error or event.content,
             )
-        if event.type == EventType.COMPLETE.value:
+        if kind == _COMPLETE:
             if event.response is None:
                 raise DocifyProtocolError(
                     f"COMPLETE event without a response (session {self.session_id})", endpoint=self.endpoint
@@ -136,7 +168,7 @@ class StreamTracker:
             self.result = event.response
             self.run_id = event.response.run_id
             raise_if_failed(event.response, self.endpoint, session_id=self.session_id)
-        elif event.type not in EventType.__members__:
+        elif kind not in _KNOWN_TYPES:
             log.debug("Unknown Docify stream event type %r kept: %.200r", event.type, data)
         return event
 

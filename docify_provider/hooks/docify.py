@@ -90,6 +90,8 @@ def config_from_connection(conn: Any) -> ClientConfig:
     optional: dict[str, Any] = {}
     if extra.get("max_event_chars"):
         optional["max_event_chars"] = int(extra["max_event_chars"])
+    if extra.get("max_stream_seconds") not in (None, ""):
+        optional["max_stream_seconds"] = number("max_stream_seconds")
     return ClientConfig(
         api_key=conn.password or "",
         base_url=base_url,
@@ -292,7 +294,11 @@ class DocifyHook(BaseHook):
         return wire
 
     def _check_sources(self, pending: Mapping[str, Any]) -> None:
-        """Open every file source's metadata before uploading any (all problems at once)."""
+        """Open every file source's metadata before uploading any (all problems at once).
+
+        Raises ``DocifyFileError`` (a ``DocifyInputError``), as ``upload_file`` does for one file.
+        """
+        from docify_provider.client.errors import DocifyFileError
         from docify_provider.client.files import open_upload_source
 
         problems: list[str] = []
@@ -302,7 +308,7 @@ class DocifyHook(BaseHook):
             except DocifyInputError as exc:
                 problems.extend(exc.problems)
         if problems:
-            raise DocifyInputError(problems)
+            raise DocifyFileError(problems)
 
     # -- runs -----------------------------------------------------------------------------------
 

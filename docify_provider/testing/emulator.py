@@ -29,6 +29,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # listen() backlog: the socketserver default of 5 refuses (or delays by SYN retries) a burst of
+    # simultaneous connects, e.g. a triggerer starting 1,000 streams at once. The kernel caps it
+    # at net.core.somaxconn.
+    request_queue_size = 2048
 
     def __init__(self, address: tuple[str, int], emulator: DocifyEmulator) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET

@@ -38,6 +38,12 @@ Kinds and their parameters:
   ``fileSize`` = true size * factor (or + delta) while the download serves the true bytes.
 * ``attachment_name(name)`` - run/stream: the produced attachment is called ``name`` (for
   hostile names: ``../../etc/passwd``, absolute paths, NUL, very long, odd Unicode).
+* ``attachment_size(size, declared=None)`` - run/stream: the produced attachment is ``size``
+  zero bytes, generated while it is downloaded (never held in memory, so multi-GB bodies
+  cost nothing); ``fileSize`` declares ``declared`` (default: ``size``).
+* ``endless(interval=0.05, seconds=30)`` - stream: after START and the PREPARE events, a TEXT
+  event every ``interval`` seconds and never COMPLETE or ERROR; the emulator ends the stream
+  cleanly after ``seconds`` so that it stops by itself.
 
 For stream kinds, N events counts START, PREPARE_START, PREPARE_END and TEXT events; it is
 capped so that the terminal COMPLETE event is never sent.
@@ -71,6 +77,8 @@ _KINDS: dict[str, tuple[frozenset[str], tuple[str, ...], dict[str, Any]]] = {
     "huge_event": (_STREAM, ("size",), {}),
     "lying_file_size": (_RUNS, (), {"factor": None, "delta": None}),
     "attachment_name": (_RUNS, ("name",), {}),
+    "attachment_size": (_RUNS, ("size",), {"declared": None}),
+    "endless": (_STREAM, (), {"interval": 0.05, "seconds": 30.0}),
 }
 
 #: Kinds applied when the request arrives (before auth); the others apply to started runs.
@@ -104,6 +112,7 @@ class Fault:
     factor: float | None = None
     delta: int | None = None
     name: str | None = None
+    declared: int | None = None
     hits: int = 0
 
     def __init__(
@@ -134,7 +143,7 @@ class Fault:
         self.endpoint, self.kind, self.times, self.key = endpoint, kind, times, key
         self.seconds = self.status = self.retry_after = self.message = None
         self.location = self.after_events = self.interval = self.size = None
-        self.factor = self.delta = self.name = None
+        self.factor = self.delta = self.name = self.declared = None
         self.run_started = False
         self.hits = 0
         for name, value in {**optional, **params}.items():
@@ -150,8 +159,12 @@ class Fault:
             raise ValueError("status must be an HTTP status code")
         if self.kind == "redirect" and self.status not in (301, 302, 303, 307, 308):
             raise ValueError("redirect status must be one of 301, 302, 303, 307, 308")
-        if self.kind == "huge_event" and (self.size is None or self.size < 1):
-            raise ValueError("huge_event size must be a positive number of bytes")
+        if self.kind in ("huge_event", "attachment_size") and (self.size is None or self.size < 1):
+            raise ValueError(f"{self.kind} size must be a positive number of bytes")
+        if self.declared is not None and self.declared < 0:
+            raise ValueError("declared must be >= 0 bytes")
+        if self.kind == "endless" and not (float(self.interval or 0) > 0 and float(self.seconds or 0) > 0):
+            raise ValueError("endless needs a positive interval and a positive seconds bound")
 
     @property
     def phase(self) -> str:

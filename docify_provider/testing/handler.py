@@ -43,6 +43,7 @@ _ROUTES = {
     "/v1/file/upload": ("upload", "POST"),
 }
 _DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ClientGone)
+_ZERO_PIECE = 256 * 1024
 
 
 class DocifyRequestHandler(BaseHTTPRequestHandler):
@@ -330,18 +331,40 @@ class DocifyRequestHandler(BaseHTTPRequestHandler):
             DownloadRecord(
                 token=token,
                 file_name=attachment.name,
-                size=len(attachment.content),
+                size=attachment.size,
                 has_auth="Authorization" in self.headers,
                 host=self.headers.get("Host"),
                 status=200,
             )
         )
-        self._send(
-            200,
-            attachment.content,
-            "application/octet-stream",
-            {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(attachment.name, safe='')}"},
-        )
+        headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(attachment.name, safe='')}"}
+        if attachment.generated_size is None:
+            self._send(200, attachment.content, "application/octet-stream", headers)
+        else:
+            self._send_zeros(attachment.generated_size, headers)
+
+    def _send_zeros(self, size: int, headers: dict[str, str]) -> None:
+        """Send ``size`` zero bytes piece by piece: a multi-GB body without holding it anywhere.
+
+        A client that stops reading early closes the socket; the next write fails and the
+        request ends like any other disconnect.
+        """
+        self._drain()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        piece = memoryview(bytes(_ZERO_PIECE))
+        remaining = size
+        while remaining > 0:
+            if self.emulator.stopping.is_set():
+                raise ConnectionAbortedError("emulator stopping")
+            self.wfile.write(piece[: min(remaining, _ZERO_PIECE)])
+            remaining -= _ZERO_PIECE
 
 
 def _reason(status: int) -> str:

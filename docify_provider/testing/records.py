@@ -52,8 +52,18 @@ class DownloadRecord:
 
 @dataclass(frozen=True)
 class StoredAttachment:
-    """A produced attachment, served by ``GET <prefix>/download/<token>/<name>``."""
+    """A produced attachment, served by ``GET <prefix>/download/<token>/<name>``.
+
+    With ``generated_size`` set, ``content`` is empty and the body is that many zero bytes,
+    generated while it is sent (the ``attachment_size`` fault: multi-GB bodies, no storage).
+    """
 
     token: str
     name: str
     content: bytes = field(repr=False)
+    generated_size: int | None = None
+
+    @property
+    def size(self) -> int:
+        """The number of bytes a download of this attachment serves."""
+        return len(self.content) if self.generated_size is None else self.generated_size

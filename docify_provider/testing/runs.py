@@ -67,12 +67,18 @@ def produce(
     if fault is not None and fault.kind == "attachment_name":
         first = attachments[0][1] if attachments else PLACEHOLDER_ATTACHMENT
         attachments[:1] = [(str(fault.name), first)]
+    if fault is not None and fault.kind == "attachment_size" and not attachments:
+        attachments = [("generated.bin", b"")]
     run.text, run.json_result = text, json_result
-    for name, content in attachments:
-        stored = StoredAttachment(token=uuid.uuid4().hex, name=name, content=bytes(content))
+    for index, (name, content) in enumerate(attachments):
+        generated = None
+        declared: int | None = None
+        if index == 0 and fault is not None and fault.kind == "attachment_size":
+            content, generated, declared = b"", int(fault.size or 0), fault.declared
+        stored = StoredAttachment(token=uuid.uuid4().hex, name=name, content=bytes(content), generated_size=generated)
         state.add_attachment(stored)
         run.attachments.append(stored)
-        run.declared_sizes.append(_declared_size(len(stored.content), fault))
+        run.declared_sizes.append(_declared_size(stored.size, fault) if declared is None else int(declared))
 
 
 def download_url(download_base: str, attachment: StoredAttachment) -> str:

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from docify_provider.testing.faults import Fault
@@ -21,6 +22,19 @@ from docify_provider.testing.runs import Run, now_ms
 
 PIECE_SIZE = 64 * 1024
 MALFORMED_DATA = '{"type": "TEXT", "content": '
+_HUGE_MARK = "__docify_emulator_huge_content__"
+
+
+@dataclass
+class HugeText:
+    """A TEXT event whose content is ``size`` "A"s, written piece by piece and never built whole.
+
+    The emulator usually shares a process with the client under test; a 1 GB event built as one
+    string would dominate that process's memory and hide what the client itself holds.
+    """
+
+    body: dict[str, Any]
+    size: int
 
 
 def event(run: Run, type_: str, **fields: Any) -> dict[str, Any]:
@@ -67,6 +81,21 @@ class EventStream:
     def send_event(self, body: dict[str, Any]) -> None:
         self.frame(str(body["type"]).lower(), json.dumps(body, ensure_ascii=False))
 
+    def send_huge(self, huge: HugeText) -> None:
+        """Send ``huge`` as one frame, the same bytes ``send_event`` would write, in pieces."""
+        head, tail = json.dumps({**huge.body, "content": _HUGE_MARK}, ensure_ascii=False).split(_HUGE_MARK, 1)
+        prefix = f"event: {str(huge.body['type']).lower()}{self._le}" if self._event_lines else ""
+        self._write(chunk(f"{prefix}data: {head}".encode()))
+        piece = b"A" * PIECE_SIZE
+        remaining = huge.size
+        while remaining > 0:
+            if self._stopping.is_set():
+                raise ConnectionAbortedError("emulator stopping")
+            self._write(chunk(piece[: min(remaining, PIECE_SIZE)]))
+            remaining -= PIECE_SIZE
+        self._send((tail + self._le * 2).encode("utf-8"))
+        self.events_sent += 1
+
     def wait(self, seconds: float) -> None:
         """Sleep ``seconds``, sending a ping whenever the stream was idle for ping_interval."""
         deadline = time.monotonic() + seconds
@@ -91,24 +120,35 @@ class EventStream:
         self._write(LAST_CHUNK)
 
 
-def _plan(run: Run, fault: Fault | None) -> list[dict[str, Any] | str]:
+def _plan(run: Run, fault: Fault | None) -> list[dict[str, Any] | str | HugeText]:
     """Events before the terminal one; a ``str`` item is raw (malformed) data."""
     kind = fault.kind if fault else None
-    plan: list[dict[str, Any] | str] = [
+    plan: list[dict[str, Any] | str | HugeText] = [
         event(run, "START"),
         event(run, "PREPARE_START", content="Preparing to execute task..."),
         event(run, "PREPARE_END", content="Preparation complete"),
     ]
-    if kind == "error_event":
+    if kind in ("error_event", "endless"):
         return plan
-    texts: list[dict[str, Any] | str] = [event(run, "TEXT", content=t) for t in run.scenario.text_chunks]
+    texts: list[dict[str, Any] | str | HugeText] = [event(run, "TEXT", content=t) for t in run.scenario.text_chunks]
     if fault is not None and kind == "huge_event":
-        texts.insert(1, event(run, "TEXT", content="A" * int(fault.size or 0)))
+        texts.insert(1, HugeText(event(run, "TEXT"), int(fault.size or 0)))
     if kind == "malformed_event":
         texts.insert(1, MALFORMED_DATA)
     if kind == "unknown_event":
         texts.append(event(run, "HEARTBEAT_V2", content="unknown"))
     return plan + texts
+
+
+def _endless(stream: EventStream, run: Run, interval: float, seconds: float) -> None:
+    """TEXT events every ``interval`` seconds, never a COMPLETE; end cleanly after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        stream.wait(min(interval, max(0.0, deadline - time.monotonic())))
+        count += 1
+        stream.send_event(event(run, "TEXT", content=f"Still working... ({count})"))
+    stream.end()
 
 
 def play(
@@ -134,6 +174,9 @@ def play(
             stream.wait(interval + (run.scenario.latency if after_prepare else 0.0))
         if isinstance(item, str):
             stream.frame("text", item)
+        elif isinstance(item, HugeText):
+            item.body["timestamp"] = now_ms()
+            stream.send_huge(item)
         else:
             item["timestamp"] = now_ms()
             stream.send_event(item)
@@ -144,6 +187,9 @@ def play(
         return "abort"
     if kind == "end_without_complete":
         stream.end()
+        return "clean"
+    if fault is not None and kind == "endless":
+        _endless(stream, run, float(fault.interval or 0), float(fault.seconds or 0))
         return "clean"
     stream.wait(interval)
     if fault is not None and kind == "error_event":

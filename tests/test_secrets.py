@@ -1,0 +1,426 @@
+"""The API key never leaves the connection: real DAG runs, then a search of everything they wrote.
+
+Each test key is distinctive (``sk-docify-SECRET-<purpose>-<uuid>``) so a leak cannot hide behind
+a common string. One ``dag.test()`` run exercises every operator, the sensor and both triggers,
+in successful and failing runs (ERROR event, failed run, 401 from a wrong key, 401 / 400 whose
+body echoes the key back, outcome unknown with a retry), and then the test searches:
+
+* the log output the run produced (stdout/stderr and pytest's log capture) and every file under
+  ``AIRFLOW_HOME`` (task and trigger log files, the SQLite metadata DB's raw bytes);
+* every row of every table of the metadata DB, with compressed columns (serialized DAG)
+  decompressed and encrypted ones (trigger kwargs) decrypted; XComs, rendered template fields,
+  trigger kwargs and the serialized DAG are also checked on their own with positive controls, so
+  the search is known to look at real data;
+* every exception the failing tasks raised (``str``, ``repr``, traceback with causes, attributes,
+  and a pickle round trip: exceptions travel between processes);
+* the stored attachments.
+
+The last tests check where the ``Authorization`` header may go: an attachment served by another
+host gets no key unless the connection trusts it, redirects of API calls are not followed, and a
+plain ``http://`` base URL on a non-loopback address is refused (nothing is sent) unless
+``allow_insecure_http``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import pickle
+import socket
+import traceback
+import uuid
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docify_provider.client import AsyncDocifyClient, ClientConfig, DocifyClient
+from docify_provider.client.errors import DocifyConfigError, DocifyServerError
+from docify_provider.operators.docify import (
+    DocifyRunScenarioOperator,
+    DocifyStreamScenarioOperator,
+    DocifyUploadFileOperator,
+)
+from docify_provider.sensors.docify import DocifyScenarioSensor
+from docify_provider.testing import DocifyEmulator, Fault
+
+pytest.register_assert_rewrite("tests.airflow_helpers", "airflow_helpers")
+try:  # tests/ importable as a package (tests/__init__.py or pythonpath=["."])
+    from tests import airflow_helpers
+except ImportError:  # plain rootdir-less layout: tests/ itself is on sys.path
+    import airflow_helpers  # type: ignore[no-redef]
+
+conn_json = airflow_helpers.conn_json
+new_dag = airflow_helpers.new_dag
+run_dag = airflow_helpers.run_dag
+pytest_plugins = [airflow_helpers.__name__]  # fixtures airflow_env, docify_conns
+pytestmark = pytest.mark.timeout(180)
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+
+#: Exceptions the failing tasks of the DAG run raised, collected by their ``on_failure_callback``
+#: (``dag.test()`` runs tasks and their callbacks in this process).
+CAPTURED: list[BaseException] = []
+
+
+def _capture(context: Any) -> None:
+    exc = context.get("exception")
+    if isinstance(exc, BaseException):
+        CAPTURED.append(exc)
+
+
+def _secret(purpose: str) -> str:
+    return f"sk-docify-SECRET-{purpose}-{uuid.uuid4().hex}"
+
+
+def _leaks(secrets: Iterable[str], where: str, text: str) -> list[str]:
+    # Also the key's halves: a key cut by a line wrap or a truncated message is still a leak.
+    found = []
+    for secret in secrets:
+        tail = secret[len("sk-docify-SECRET-") :]
+        if secret in text or tail in text:
+            found.append(f"{secret[:30]}... in {where}")
+    return found
+
+
+def _render(value: Any) -> str:
+    """A DB value as searchable text: bytes decompressed when they are zlib data (serialized DAGs)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        with contextlib.suppress(zlib.error):
+            raw = zlib.decompress(raw)
+        return raw.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
+
+
+def _every_table() -> dict[str, str]:
+    """Every row of every table of the metadata DB, as text per table."""
+    from airflow import settings
+    from sqlalchemy import MetaData, select
+
+    metadata = MetaData()
+    metadata.reflect(bind=settings.engine)
+    dump: dict[str, str] = {}
+    with settings.engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            rows = conn.execute(select(table)).all()
+            dump[table.name] = "\n".join(_render(v) for row in rows for v in row)
+    return dump
+
+
+def _trigger_kwargs() -> list[dict[str, Any]]:
+    """Decrypted kwargs of every trigger row (stored Fernet-encrypted when a key is configured)."""
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return [dict(t.kwargs) for t in session.scalars(select(Trigger))]
+
+
+def _run_rows(model: Any, dag_id: str) -> list[Any]:
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = list(session.scalars(select(model).where(model.dag_id == dag_id)))
+        session.expunge_all()
+    return rows
+
+
+def _exception_texts(exc: BaseException) -> str:
+    rebuilt = pickle.loads(pickle.dumps(exc))
+    parts = [
+        str(exc),
+        repr(exc),
+        "".join(traceback.format_exception(exc)),
+        repr(getattr(exc, "__dict__", {})),
+        repr(rebuilt),
+        repr(getattr(rebuilt, "__dict__", {})),
+    ]
+    cause = exc.__cause__
+    while cause is not None:
+        parts += [repr(cause), repr(getattr(cause, "__dict__", {}))]
+        cause = cause.__cause__
+    return "\n".join(parts)
+
+
+# -- one DAG run with every operator, succeeding and failing ------------------------------------------
+
+
+def test_the_key_is_nowhere_after_successful_and_failing_runs(
+    docify_conns, airflow_env, monkeypatch, tmp_path, capfd, caplog
+):
+    emu = docify_conns
+    keys = {
+        "ok": _secret("ok"),  # everything succeeds
+        "err": _secret("err"),  # ERROR event on streams, isSuccess false on blocking runs
+        "unknown": _secret("unknown"),  # the run starts, the answer never arrives
+        "echo": _secret("echo"),  # the server's error bodies repeat the key
+        "wrong": _secret("wrong"),  # not a Docify key at all: 401
+    }
+    for purpose in ("ok", "err", "unknown", "echo"):
+        emu.add_key(keys[purpose], "OCR_INVOICE")
+    for purpose, key in keys.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_DOCIFY_SECRET_{purpose.upper()}", conn_json(emu.base_url, key))
+    emu.inject(Fault("stream", "error_event", key=keys["err"], times=None))
+    emu.inject(Fault("run", "failed_run", key=keys["err"], times=None))
+    emu.inject(Fault("run", "drop_before_response", run_started=True, key=keys["unknown"], times=None))
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, key=keys["unknown"], times=None))
+    # A careless server that echoes the key it was given (some APIs do: "invalid key sk-...").
+    emu.inject(Fault("stream", "status", status=401, message=f"Invalid API key {keys['echo']}", key=keys["echo"]))
+    emu.inject(Fault("run", "status", status=400, message=f"Bad request for key={keys['echo']}", key=keys["echo"]))
+
+    image = tmp_path / "inputs" / "acme_invoice.png"
+    image.parent.mkdir()
+    image.write_bytes(PNG)
+    store = tmp_path / "attachments"
+    CAPTURED.clear()
+    common: dict[str, Any] = {"on_failure_callback": _capture}
+    run_kwargs: dict[str, Any] = {**common, "inputs": {"invoice_image": str(image)}}
+    sensor: dict[str, Any] = {**common, "expected_parameters": ["invoice_image"], "poke_interval": 0.2, "timeout": 20}
+
+    with new_dag("secrets") as dag:
+        upload = DocifyUploadFileOperator(task_id="upload", docify_conn_id="docify_secret_ok", source=str(image))
+        blocking = DocifyRunScenarioOperator(
+            task_id="blocking",
+            docify_conn_id="docify_secret_ok",
+            inputs={"invoice_image": upload.output},
+            attachments_to=str(store),
+            emit_asset_events=True,
+            user="{{ dag.dag_id }}-user",
+        )
+        upload >> blocking
+        DocifyStreamScenarioOperator(
+            task_id="stream", docify_conn_id="docify_secret_ok", attachments_to=str(store), **run_kwargs
+        )
+        DocifyStreamScenarioOperator(
+            task_id="deferred",
+            docify_conn_id="docify_secret_ok",
+            attachments_to=str(store),
+            deferrable=True,
+            **run_kwargs,
+        )
+        DocifyScenarioSensor(task_id="sensor_poke", docify_conn_id="docify_secret_ok", mode="poke", **sensor)
+        DocifyScenarioSensor(task_id="sensor_deferred", docify_conn_id="docify_secret_ok", deferrable=True, **sensor)
+
+        DocifyRunScenarioOperator(task_id="err_blocking", docify_conn_id="docify_secret_err", **run_kwargs)
+        DocifyStreamScenarioOperator(task_id="err_stream", docify_conn_id="docify_secret_err", **run_kwargs)
+        DocifyStreamScenarioOperator(
+            task_id="err_deferred", docify_conn_id="docify_secret_err", deferrable=True, **run_kwargs
+        )
+
+        # retries=1: the second try finds the pending marker and refuses to pay again.
+        retry_once: dict[str, Any] = {"retries": 1}
+        DocifyRunScenarioOperator(
+            task_id="unknown_blocking", docify_conn_id="docify_secret_unknown", **retry_once, **run_kwargs
+        )
+        DocifyStreamScenarioOperator(
+            task_id="unknown_deferred",
+            docify_conn_id="docify_secret_unknown",
+            deferrable=True,
+            **retry_once,
+            **run_kwargs,
+        )
+
+        DocifyStreamScenarioOperator(
+            task_id="echo_deferred", docify_conn_id="docify_secret_echo", deferrable=True, **run_kwargs
+        )
+        DocifyRunScenarioOperator(task_id="echo_blocking", docify_conn_id="docify_secret_echo", **run_kwargs)
+
+        DocifyRunScenarioOperator(task_id="wrong_blocking", docify_conn_id="docify_secret_wrong", **run_kwargs)
+        DocifyUploadFileOperator(
+            task_id="wrong_upload", docify_conn_id="docify_secret_wrong", source=str(image), **common
+        )
+        DocifyScenarioSensor(
+            task_id="wrong_sensor_deferred", docify_conn_id="docify_secret_wrong", deferrable=True, **sensor
+        )
+        DocifyScenarioSensor(task_id="wrong_sensor_poke", docify_conn_id="docify_secret_wrong", mode="poke", **sensor)
+
+    with caplog.at_level(logging.DEBUG):
+        out = run_dag(dag)
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err + caplog.text
+
+    # The run did what it should, so the search below looks at real successes and real failures.
+    succeeded = {"upload", "blocking", "stream", "deferred", "sensor_poke", "sensor_deferred"}
+    states = {task: out.state(task) for task in dag.task_ids}
+    assert {t for t, s in states.items() if s == "success"} == succeeded, states
+    assert all(states[t] == "failed" for t in set(dag.task_ids) - succeeded), states
+    assert out.try_number("unknown_deferred") == 2 and out.try_number("unknown_blocking") == 2
+    failing = len(dag.task_ids) - len(succeeded)
+    assert len(CAPTURED) == failing, [type(e).__name__ for e in CAPTURED]
+    for needle in (
+        "Docify stream START: session",
+        "Docify reported an error during the run",
+        "Docify refused the API key",
+        "not re-sent",
+        "Stored attachment",
+    ):
+        assert needle in logs, needle
+    assert emu.runs_started(keys["ok"]) == 3 and emu.runs_started(keys["unknown"]) == 2
+
+    secrets = list(keys.values())
+    leaks: list[str] = []
+    leaks += _leaks(secrets, "log output", logs)
+
+    # Files: task and trigger logs, the SQLite DB's raw pages, the stored attachments.
+    files = [p for base in (airflow_env, tmp_path) for p in base.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".db" for p in files)
+    for path in files:
+        leaks += _leaks(secrets, str(path), path.read_bytes().decode("utf-8", errors="replace"))
+
+    # Every table, and the places most likely to hold a copy, each with a positive control.
+    for table, text in _every_table().items():
+        leaks += _leaks(secrets, f"table {table}", text)
+
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.xcom import XComModel
+
+    xcoms = _run_rows(XComModel, out.dag_id)
+    values = [json.dumps(XComModel.deserialize_value(x), default=str) for x in xcoms]
+    assert any(out.xcom("deferred")["session_id"] in v for v in values)
+    assert any(x.key == "docify_stream_marker" for x in xcoms)
+    leaks += _leaks(secrets, "XCom values", "\n".join(values))
+
+    rendered = [json.dumps(r.rendered_fields, default=str) for r in _run_rows(RenderedTaskInstanceFields, out.dag_id)]
+    assert any(f"{out.dag_id}-user" in r for r in rendered), "rendered template fields were not stored"
+    leaks += _leaks(secrets, "rendered template fields", "\n".join(rendered))
+
+    triggers = json.dumps(_trigger_kwargs(), default=str)
+    assert "docify_secret_ok" in triggers and "docify_secret_wrong" in triggers, "trigger rows not found"
+    leaks += _leaks(secrets, "trigger kwargs", triggers)
+
+    serialized = _run_rows(SerializedDagModel, out.dag_id)
+    assert serialized
+    dag_json = "\n".join(json.dumps(s.data, default=str) for s in serialized)
+    assert "docify_secret_echo" in dag_json
+    leaks += _leaks(secrets, "serialized DAG", dag_json)
+
+    for exc in CAPTURED:
+        leaks += _leaks(secrets, f"{type(exc).__name__} raised by a task", _exception_texts(exc))
+
+    assert leaks == [], "\n".join(leaks)
+
+
+# -- where the Authorization header may go --------------------------------------------------------------
+
+
+def test_attachments_on_another_host_get_the_key_only_when_trusted(docify_conns, monkeypatch, tmp_path):
+    emu = docify_conns
+    key = _secret("attachments")
+    emu.add_key(key, "OCR_INVOICE")
+    emu.public_host = f"localhost:{emu.port}"  # attachments served from a host other than the API's
+    monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_SECRET_PLAIN", conn_json(emu.base_url, key))
+    monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_SECRET_TRUSTING", conn_json(emu.base_url, key, trusted_hosts="localhost"))
+    image = tmp_path / "acme_invoice.png"
+    image.write_bytes(PNG)
+    with new_dag("attachment_hosts") as dag:
+        untrusted = DocifyRunScenarioOperator(
+            task_id="untrusted",
+            docify_conn_id="docify_secret_plain",
+            inputs={"invoice_image": str(image)},
+            attachments_to=str(tmp_path / "out"),
+        )
+        trusted = DocifyStreamScenarioOperator(
+            task_id="trusted",
+            docify_conn_id="docify_secret_trusting",
+            inputs={"invoice_image": str(image)},
+            attachments_to=str(tmp_path / "out"),
+            deferrable=True,
+        )
+        untrusted >> trusted
+    out = run_dag(dag)
+
+    assert out.dag_state == "success"
+    for task in ("untrusted", "trusted"):
+        (file,) = out.xcom(task)["files"]
+        assert file["file_url"].startswith(f"http://localhost:{emu.port}/")
+        assert Path(file["path"]).stat().st_size == file["file_size"]
+    downloads = emu.downloads
+    assert [(d.host, d.has_auth) for d in downloads] == [(f"localhost:{emu.port}", False), (emu.public_host, True)]
+
+
+@pytest.mark.parametrize("endpoint", ["info", "run"])
+async def test_api_redirects_are_not_followed(emulator: DocifyEmulator, endpoint: str) -> None:
+    # A redirect of an API call to another host would carry the key there (and re-POST a run).
+    key = _secret("redirect")
+    emulator.add_key(key, "TEXT_SUMMARY")
+    elsewhere = f"http://localhost:{emulator.port}{emulator.prefix}/v1/scenario/info"
+    emulator.inject(Fault(endpoint, "redirect", location=elsewhere, times=2))
+    config = ClientConfig(api_key=key, base_url=emulator.base_url, max_retries=2, backoff_initial=0.01)
+    inputs = {"text": "Redirects are not followed."}
+    with DocifyClient(config) as client, pytest.raises(DocifyServerError, match="HTTP 302") as sync_error:
+        client.get_scenario_info() if endpoint == "info" else client.run(inputs)
+    async with AsyncDocifyClient(config) as aclient:
+        with pytest.raises(DocifyServerError, match="HTTP 302") as async_error:
+            await (aclient.get_scenario_info() if endpoint == "info" else aclient.run(inputs))
+    records = [r for r in emulator.requests if r.endpoint == endpoint]
+    assert [(r.host, r.status) for r in records] == [(emulator.netloc, 302)] * 2
+    assert not [r for r in emulator.requests if r.host and r.host.startswith("localhost")]
+    for err in (sync_error.value, async_error.value):
+        assert key not in "".join(traceback.format_exception(err))
+
+
+def _non_loopback_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only selects the outgoing interface
+            address = str(probe.getsockname()[0])
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_plain_http_to_a_non_loopback_host_is_refused_unless_allowed(docify_conns, monkeypatch, caplog):
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    key = _secret("insecure")
+    with DocifyEmulator(host=address, ping_interval=0.1, event_interval=0.002) as remote:
+        remote.add_key(key, "TEXT_SUMMARY")
+        assert remote.base_url.startswith(f"http://{address}:")
+        monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_SECRET_HTTP", conn_json(remote.base_url, key))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_DOCIFY_SECRET_HTTP_ALLOWED", conn_json(remote.base_url, key, allow_insecure_http=True)
+        )
+        inputs = {"text": "Keys travel encrypted or not at all.", "language": "en"}
+        with new_dag("insecure_http") as dag:
+            DocifyStreamScenarioOperator(
+                task_id="refused", docify_conn_id="docify_secret_http", inputs=inputs, on_failure_callback=_capture
+            )
+            DocifyStreamScenarioOperator(
+                task_id="allowed", docify_conn_id="docify_secret_http_allowed", inputs=inputs, deferrable=True
+            )
+        CAPTURED.clear()
+        with caplog.at_level(logging.INFO):
+            out = run_dag(dag)
+
+        assert out.state("refused") == "failed"
+        [exc] = CAPTURED
+        assert isinstance(exc, DocifyConfigError) and "Refusing plain http://" in str(exc)
+        assert key not in _exception_texts(exc)
+        # The refusal happens before any connection: the allowed task's requests are the only ones.
+        assert out.state("allowed") == "success"
+        assert remote.runs_started(key) == 1
+        assert {r.endpoint for r in remote.requests} == {"info", "stream"}
+        assert all(r.host == remote.netloc for r in remote.requests)
+
+
+def test_plain_http_config_is_refused_before_any_request() -> None:
+    # Without a network: the client refuses to be built, so no socket is ever opened.
+    for base_url in ("http://docify.example.com/docify", "http://10.1.2.3:8080/docify"):
+        with pytest.raises(DocifyConfigError, match="Refusing plain http://") as caught:
+            DocifyClient(ClientConfig(api_key=_secret("config"), base_url=base_url))
+        assert "sk-docify-SECRET" not in str(caught.value)
+    for base_url in ("http://127.0.0.1:1/docify", "http://localhost:1/docify", "http://[::1]:1/docify"):
+        DocifyClient(ClientConfig(api_key="k", base_url=base_url)).close()
+    buf = io.StringIO()
+    print(ClientConfig(api_key=_secret("repr"), base_url="https://console.docify.jp/docify"), file=buf)
+    assert "sk-docify-SECRET" not in buf.getvalue()
