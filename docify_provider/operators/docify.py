@@ -8,9 +8,10 @@
 
 Both run operators return the same XCom dict (see :mod:`docify_provider.xcom`), validate inputs
 before any upload or run, and buy a result once: the run response is kept in the task's
-``task_state_store`` (Airflow 3.3+) before attachments are downloaded, so a retry redoes only the
-post-processing. A run whose outcome is unknown (the request may have reached Docify, but no
-answer arrived) is never re-sent by a retry unless ``allow_resubmit=True``.
+``task_state_store`` (Airflow 3.3+; an Airflow Variable before, see :mod:`.state`) before
+attachments are downloaded, so a retry redoes only the post-processing. A run whose outcome is
+unknown (the request may have reached Docify, but no answer arrived) is never re-sent by a retry
+unless ``allow_resubmit=True``.
 
 Asset events (``emit_asset_events=True``): attachment URIs are only known at run time, so events
 go through an ``AssetAlias`` (default name ``docify_attachments``) that the operator adds to its
@@ -38,6 +39,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator, conf
 
+from docify_provider.operators.state import TaskState
+
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
@@ -47,61 +50,6 @@ if TYPE_CHECKING:
 DEFAULT_CONN_ID = "docify_default"
 #: Default name of the ``AssetAlias`` the run operators emit attachment asset events through.
 DEFAULT_ASSET_ALIAS = "docify_attachments"
-
-_no_store_logged = False
-
-
-# -- task_state_store (Airflow 3.3+) --------------------------------------------------------------
-
-
-class _TaskState:
-    """``context["task_state_store"]`` when the running Airflow has it; a no-op otherwise."""
-
-    def __init__(self, context: Context, log: logging.Logger | Any) -> None:
-        global _no_store_logged
-        self.log = log
-        self.store = _ctx(context).get("task_state_store")
-        if self.store is None and not _no_store_logged:
-            _no_store_logged = True
-            log.debug(
-                "task_state_store is not available (Airflow < 3.3): a retry cannot reuse a bought Docify "
-                "result nor detect a run whose outcome is unknown"
-            )
-
-    @property
-    def available(self) -> bool:
-        return self.store is not None
-
-    def get(self, key: str) -> Any:
-        if self.store is None:
-            return None
-        try:
-            return self.store.get(key)
-        except Exception:
-            self.log.warning("Could not read %r from task_state_store", key, exc_info=True)
-            return None
-
-    def set(self, key: str, value: Any) -> None:
-        if self.store is None:
-            return
-        retention: Any = None
-        with contextlib.suppress(ImportError):
-            from airflow.sdk.execution_time.context import NEVER_EXPIRE as retention
-        try:
-            if retention is None:  # pragma: no cover - Airflow without retention support
-                self.store.set(key, value)
-            else:
-                self.store.set(key, value, retention=retention)
-        except Exception:
-            self.log.warning("Could not write %r to task_state_store", key, exc_info=True)
-
-    def delete(self, key: str) -> None:
-        if self.store is None:
-            return
-        try:
-            self.store.delete(key)
-        except Exception:
-            self.log.warning("Could not delete %r from task_state_store", key, exc_info=True)
 
 
 def _now_iso() -> str:
@@ -288,11 +236,11 @@ class _DocifyRunOperatorBase(BaseOperator):
     # -- the shared flow ------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        state = _TaskState(context, self.log)
+        state = TaskState(context, self.log)
         try:
             reused = self._stored_result(state)
             if reused is not None:
-                return self._finish(context, *reused)
+                return self._finish(context, state, *reused)
             self._check_pending(state)
             user = _resolve_user(self, self.hook)
             wire = self.hook.prepare_inputs(self.inputs, user=user, validate=self.validate)
@@ -300,16 +248,16 @@ class _DocifyRunOperatorBase(BaseOperator):
             if bought is None:  # pragma: no cover - _buy defers or returns
                 return None
             result, session_id = bought
-            return self._finish(context, result, session_id)
+            return self._finish(context, state, result, session_id)
         finally:
             self.hook.close()
 
     def _buy(
-        self, context: Context, state: _TaskState, wire: dict[str, Any], user: str
+        self, context: Context, state: TaskState, wire: dict[str, Any], user: str
     ) -> tuple[RunResult, str | None] | None:
         raise NotImplementedError
 
-    def _stored_result(self, state: _TaskState) -> tuple[RunResult, str | None] | None:
+    def _stored_result(self, state: TaskState) -> tuple[RunResult, str | None] | None:
         from docify_provider.client.models import RunResult
         from docify_provider.xcom import RESULT_STATE_KEY
 
@@ -334,7 +282,7 @@ class _DocifyRunOperatorBase(BaseOperator):
         )
         return result, stored.get("session_id")
 
-    def _check_pending(self, state: _TaskState) -> None:
+    def _check_pending(self, state: TaskState) -> None:
         from docify_provider.client.errors import DocifyOutcomeUnknownError
         from docify_provider.xcom import PENDING_STATE_KEY
 
@@ -356,11 +304,11 @@ class _DocifyRunOperatorBase(BaseOperator):
             f"Docify run outcome unknown: try {pending.get('try_number')} sent a run request at "
             f"{pending.get('sent_at')}{seen} but its result never arrived; it may have been started and "
             "billed, so it is not re-sent. Set allow_resubmit=True or clear the task state "
-            f"(task_state_store key {PENDING_STATE_KEY!r}) to pay for a new run.",
+            f"({state.where} key {PENDING_STATE_KEY!r}) to pay for a new run.",
             session_id=session,
         )
 
-    def _mark_pending(self, context: Context, state: _TaskState) -> None:
+    def _mark_pending(self, context: Context, state: TaskState) -> None:
         from docify_provider.xcom import PENDING_STATE_KEY
 
         ti = _context_ti(context)
@@ -373,7 +321,7 @@ class _DocifyRunOperatorBase(BaseOperator):
             },
         )
 
-    def _note_session(self, state: _TaskState, session_id: str) -> None:
+    def _note_session(self, state: TaskState, session_id: str) -> None:
         """Record the session id of a run whose outcome is unknown, for the error a retry raises."""
         from docify_provider.xcom import PENDING_STATE_KEY
 
@@ -381,7 +329,7 @@ class _DocifyRunOperatorBase(BaseOperator):
         if isinstance(pending, dict) and not pending.get("session_id"):
             state.set(PENDING_STATE_KEY, {**pending, "session_id": session_id})
 
-    def _save_result(self, context: Context, state: _TaskState, result: RunResult, session_id: str | None) -> None:
+    def _save_result(self, context: Context, state: TaskState, result: RunResult, session_id: str | None) -> None:
         """Keep the bought result where a retry finds it, before anything else can fail."""
         from docify_provider.xcom import PENDING_STATE_KEY, RESULT_STATE_KEY
 
@@ -397,7 +345,7 @@ class _DocifyRunOperatorBase(BaseOperator):
         )
         state.delete(PENDING_STATE_KEY)
 
-    def _settle_failure(self, state: _TaskState, exc: BaseException) -> None:
+    def _settle_failure(self, state: TaskState, exc: BaseException) -> None:
         """After a failed run request: forget the pending marker only when the outcome is known."""
         from docify_provider.xcom import PENDING_STATE_KEY
 
@@ -406,14 +354,16 @@ class _DocifyRunOperatorBase(BaseOperator):
 
     # -- post-processing ------------------------------------------------------------------------
 
-    def _finish(self, context: Context, result: RunResult, session_id: str | None) -> dict[str, Any]:
-        from docify_provider.xcom import result_to_xcom
+    def _finish(self, context: Context, state: TaskState, result: RunResult, session_id: str | None) -> dict[str, Any]:
+        from docify_provider.xcom import RESULT_STATE_KEY, result_to_xcom
 
         self._log_result(result, session_id)
         paths = self._store_attachments(context, result)
         if self.emit_asset_events and paths:
             self._emit_asset_events(context, result, paths)
-        return result_to_xcom(result, paths, session_id=session_id)
+        xcom = result_to_xcom(result, paths, session_id=session_id)
+        state.succeeded(RESULT_STATE_KEY)
+        return xcom
 
     def _log_result(self, result: RunResult, session_id: str | None) -> None:
         elapsed = f"{result.elapsed_ms / 1000:.2f}s" if result.elapsed_ms is not None else "unknown time"
@@ -493,9 +443,7 @@ class DocifyRunScenarioOperator(_DocifyRunOperatorBase):
     parameters.
     """
 
-    def _buy(
-        self, context: Context, state: _TaskState, wire: dict[str, Any], user: str
-    ) -> tuple[RunResult, str | None]:
+    def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> tuple[RunResult, str | None]:
         self._mark_pending(context, state)
         self.log.info("Sending Docify run (blocking) for user %s", user)
         try:
@@ -568,7 +516,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             self.hook.close()  # the next client is built from the new config
 
     def _buy(
-        self, context: Context, state: _TaskState, wire: dict[str, Any], user: str
+        self, context: Context, state: TaskState, wire: dict[str, Any], user: str
     ) -> tuple[RunResult, str | None] | None:
         if self.deferrable:
             self._defer(context, state, wire, user)
@@ -597,7 +545,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         self._save_result(context, state, result, session_id)
         return result, session_id
 
-    def _defer(self, context: Context, state: _TaskState, wire: dict[str, Any], user: str) -> None:
+    def _defer(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> None:
         from docify_provider.triggers.docify import DocifyStreamTrigger
 
         ti = _context_ti(context)
@@ -631,7 +579,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         from docify_provider.client.models import RunResult
         from docify_provider.triggers.docify import error_from_event
 
-        state = _TaskState(context, self.log)
+        state = TaskState(context, self.log)
         try:
             if not event:
                 from docify_provider.client.errors import DocifyOutcomeUnknownError
@@ -642,7 +590,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
                 result = RunResult.from_api(event["result"])
                 session_id = event.get("session_id")
                 self._save_result(context, state, result, session_id)
-                return self._finish(context, result, session_id)
+                return self._finish(context, state, result, session_id)
             exc = error_from_event(event)
             self._settle_failure(state, exc)
             if not _outcome_known(exc) and event.get("session_id"):

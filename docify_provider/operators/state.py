@@ -1,0 +1,163 @@
+"""Where a run operator keeps what must survive a failed try: the bought result and the pending marker.
+
+A Docify run costs points and is not idempotent, so a retry must find (a) the result an earlier try
+already bought and (b) a note that an earlier try sent a run whose answer never came. The place
+that survives tries differs by Airflow version:
+
+* Airflow 3.3+: the task instance's ``task_state_store`` (``context["task_state_store"]``), kept
+  with ``NEVER_EXPIRE`` so clearing a successful task redoes only post-processing. Clearing the
+  task's state (or ``force_rerun=True``) buys a new run.
+* Airflow 3.0-3.2: there is no per-task store, and a task's XComs are wiped when the next try
+  starts. The best remaining place is an Airflow Variable per task instance and key,
+  ``docify_state:<dag_id>:<run_id>:<task_id>:<map_index>:<key>`` (hashed if longer than
+  Variable keys may be). It is deleted once the task succeeds, so Variables do not pile up with
+  one entry per document; deleting it by hand (``airflow variables delete ...``) is the way to
+  clear the state there.
+
+Failing to read or write either store is logged and not fatal: losing the guard must not lose the
+result the task is holding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+#: Variable keys are limited to 250 characters in the metadata database.
+_MAX_VARIABLE_KEY = 250
+VARIABLE_PREFIX = "docify_state"
+
+
+class _Store(Protocol):
+    def get(self, key: str) -> Any: ...
+    def set(self, key: str, value: Any) -> None: ...
+    def delete(self, key: str) -> None: ...
+
+
+class _TaskStateStore:
+    """``task_state_store`` (Airflow 3.3+), values kept until the task's state is cleared."""
+
+    kind = "task_state_store"
+    keeps_after_success = True
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.retention: Any = None
+        with contextlib.suppress(ImportError):
+            from airflow.sdk.execution_time.context import NEVER_EXPIRE
+
+            self.retention = NEVER_EXPIRE
+
+    def get(self, key: str) -> Any:
+        return self.store.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        if self.retention is None:  # pragma: no cover - a 3.3 pre-release without retention
+            self.store.set(key, value)
+        else:
+            self.store.set(key, value, retention=self.retention)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+
+
+def variable_key(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> str:
+    """The Variable that holds ``key`` for one task instance (Airflow < 3.3)."""
+    full = f"{VARIABLE_PREFIX}:{dag_id}:{run_id}:{task_id}:{map_index}:{key}"
+    if len(full) <= _MAX_VARIABLE_KEY:
+        return full
+    digest = hashlib.sha256(full.encode("utf-8")).hexdigest()[:32]
+    return f"{VARIABLE_PREFIX}:{dag_id[:80]}:{task_id[:80]}:{digest}:{key}"[:_MAX_VARIABLE_KEY]
+
+
+class _VariableStore:
+    """Airflow Variables, one per task instance and key: the fallback before Airflow 3.3."""
+
+    kind = "Airflow Variable"
+    keeps_after_success = False
+
+    def __init__(self, ti: Any) -> None:
+        self.ti = ti
+
+    def _name(self, key: str) -> str:
+        map_index = getattr(self.ti, "map_index", -1)
+        return variable_key(
+            str(self.ti.dag_id), str(self.ti.run_id), str(self.ti.task_id), -1 if map_index is None else map_index, key
+        )
+
+    def get(self, key: str) -> Any:
+        from airflow.sdk import Variable
+
+        return Variable.get(self._name(key), default=None, deserialize_json=True)
+
+    def set(self, key: str, value: Any) -> None:
+        from airflow.sdk import Variable
+
+        Variable.set(self._name(key), value, serialize_json=True, description="airflow-provider-docify task state")
+
+    def delete(self, key: str) -> None:
+        from airflow.sdk import Variable
+
+        Variable.delete(self._name(key))
+
+
+class TaskState:
+    """The task instance's durable state for the run operators, whichever store this Airflow has."""
+
+    def __init__(self, context: Context, log: logging.Logger | Any) -> None:
+        self.log = log
+        ctx = cast("Mapping[str, Any]", context)
+        store = ctx.get("task_state_store")
+        ti = ctx.get("ti") or ctx.get("task_instance")
+        self.store: _Store | None
+        if store is not None:
+            self.store = _TaskStateStore(store)
+        elif ti is not None and getattr(ti, "run_id", None) is not None:
+            self.store = _VariableStore(ti)
+        else:  # pragma: no cover - a context with no task instance (not a real task run)
+            self.store = None
+
+    @property
+    def available(self) -> bool:
+        return self.store is not None
+
+    @property
+    def where(self) -> str:
+        return getattr(self.store, "kind", "nowhere")
+
+    def get(self, key: str) -> Any:
+        if self.store is None:
+            return None
+        try:
+            return self.store.get(key)
+        except Exception:
+            self.log.warning("Could not read %r from the %s", key, self.where, exc_info=True)
+            return None
+
+    def set(self, key: str, value: Any) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.set(key, value)
+        except Exception:
+            self.log.warning("Could not write %r to the %s", key, self.where, exc_info=True)
+
+    def delete(self, key: str) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.delete(key)
+        except Exception:
+            self.log.warning("Could not delete %r from the %s", key, self.where, exc_info=True)
+
+    def succeeded(self, *keys: str) -> None:
+        """The task is done: drop what only a retry needed, where the store would keep it forever."""
+        if self.store is not None and not getattr(self.store, "keeps_after_success", True):
+            for key in keys:
+                self.delete(key)
