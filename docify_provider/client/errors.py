@@ -175,6 +175,32 @@ class DocifyRunTimeoutError(DocifyTimeoutError, DocifyOutcomeUnknownError):
         self.request_sent = True
 
 
+class DocifyRunGatewayError(DocifyServerError, DocifyOutcomeUnknownError):
+    """HTTP 500, 502 or 504 in answer to a run request: the run may still have started.
+
+    A gateway that times out (504) or loses its upstream (502), or a server that fails after
+    accepting the work (500), can answer this way after Docify began, and bills, the run. The
+    status alone cannot tell, so it is treated like any other unknown outcome: never re-sent
+    without the user's consent. 503 and 429 mean the request was turned away and stay
+    ``DocifyServerError`` / ``DocifyRateLimitedError``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        endpoint: str,
+        server_message: str | None = None,
+    ):
+        self.session_id: str | None = None
+        self.run_id: str | None = None
+        self.events_seen: list[str] = []
+        DocifyServerError.__init__(
+            self, message, status_code=status_code, endpoint=endpoint, server_message=server_message
+        )
+
+
 # --- The run itself failed -----------------------------------------------------------------------
 
 
@@ -220,6 +246,7 @@ __all__ = [
     "DocifyRateLimitedError",
     "DocifyRunFailedError",
     "DocifyRunTimeoutError",
+    "DocifyRunGatewayError",
     "DocifyServerError",
     "DocifyStreamIncompleteError",
     "DocifyTimeoutError",

@@ -21,6 +21,7 @@ from docify_provider.client.errors import (
     DocifyNotFoundError,
     DocifyOutcomeUnknownError,
     DocifyRateLimitedError,
+    DocifyRunGatewayError,
     DocifyRunTimeoutError,
     DocifyServerError,
     DocifyTimeoutError,
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from docify_provider.client.protocol import Endpoint
 
 _MAX_MESSAGE = 500
+#: Statuses that may come back after a run was started (see ``DocifyRunGatewayError``).
+_RUN_OUTCOME_UNKNOWN = frozenset({500, 502, 504})
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -99,6 +102,14 @@ def error_for_status(status: int, body: bytes | str, headers: httpx.Headers, end
             endpoint=where,
             server_message=said,
             retry_after=retry_after,
+        )
+    if status in _RUN_OUTCOME_UNKNOWN and not getattr(endpoint, "repeatable", True):
+        return DocifyRunGatewayError(
+            f"Docify answered HTTP {status} to the run request{detail}. The run may still have started and "
+            "been billed behind the gateway, so it is not re-sent automatically.",
+            status_code=status,
+            endpoint=where,
+            server_message=said,
         )
     return DocifyServerError(
         f"Docify answered HTTP {status}{detail}", status_code=status, endpoint=where, server_message=said

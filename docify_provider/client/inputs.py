@@ -8,7 +8,6 @@ fix.
 from __future__ import annotations
 
 import difflib
-import mimetypes
 import posixpath
 from collections.abc import Mapping
 from typing import Any
@@ -41,9 +40,9 @@ def infer_file_type(name: str | None, mime_type: str | None = None) -> FileType 
             return FileType.IMAGE
         if ext in DOCUMENT_EXTENSIONS:
             return FileType.DOCUMENT
-        guessed, _ = mimetypes.guess_type(name)
-        if guessed:
-            return infer_file_type(None, guessed)
+        # No guess from the MIME type of other extensions: mimetypes calls .exe, .zip or .json
+        # "application/...", which would pass them as DOCUMENT and have Docify reject the upload
+        # (HTTP 400) after other files may already have been uploaded.
     return None
 
 
