@@ -32,9 +32,9 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "max_stream_seconds": {
         "label": "Stream time limit (s)",
-        "schema": {"type": ["number", "null"]},
-        "description": "Longest a streaming run may stay open, even while events keep arriving; empty: no limit. "
-        "A run cut off by it may have been billed and is not re-sent.",
+        "schema": {"type": ["number", "null"], "default": 7200},
+        "description": "Longest a streaming run may stay open, even while events keep arriving "
+        "(default 2 h; 0: no limit). A run cut off by it may have been billed and is not re-sent.",
     },
     "verify_ssl": {
         "label": "Verify TLS certificates",

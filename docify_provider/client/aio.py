@@ -148,6 +148,7 @@ class AsyncDocifyClient(ClientBase):
     ) -> int:
         """Async twin of ``DocifyClient.download`` (the sink is written synchronously)."""
         endpoint = self.protocol.DOWNLOAD
+        self._check_declared_size(expected_size, max_bytes, url)
         async for attempt in AsyncRetrying(**retry_kwargs(self.config, endpoint)):
             with attempt:
                 current = url

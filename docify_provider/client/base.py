@@ -239,6 +239,20 @@ class ClientBase:
         return str(response.url.join(location))
 
     @staticmethod
+    def _check_declared_size(expected: int | None, limit: int | None, url: str) -> None:
+        """Refuse before any request when the declared ``fileSize`` is already over ``max_bytes``.
+
+        Otherwise the limit would only stop the body after ``limit`` bytes had been fetched and written.
+        """
+        if expected is not None and limit is not None and expected > limit:
+            name = urlsplit(url).path.rsplit("/", 1)[-1]
+            raise DocifyUnsafeDownloadError(
+                f"Attachment {name!r} declares {expected} bytes (fileSize), over the download limit of {limit} "
+                "bytes; not downloaded",
+                endpoint="download",
+            )
+
+    @staticmethod
     def _check_download_size(received: int, expected: int | None, limit: int | None, url: str) -> None:
         name = urlsplit(url).path.rsplit("/", 1)[-1]
         if limit is not None and received > limit:

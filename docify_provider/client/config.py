@@ -53,8 +53,10 @@ class ClientConfig:
     #: Largest single stream event accepted, in characters; protects memory from a runaway event.
     max_event_chars: int = 64 * 1024 * 1024
     #: Longest a streaming run may stay open, in seconds (None: unbounded). Unlike ``idle_timeout``
-    #: it also stops a stream that keeps sending events but never COMPLETE.
-    max_stream_seconds: float | None = None
+    #: it also stops a stream that keeps sending events but never COMPLETE. Two hours by default:
+    #: far beyond a document scenario's minutes, short enough that a broken stream does not hold a
+    #: triggerer slot (or a worker) through the night.
+    max_stream_seconds: float | None = 7200.0
     default_user: str = DEFAULT_USER
     user_agent: str = "airflow-provider-docify"
 

@@ -146,20 +146,34 @@ def open_upload_source(
 
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+#: Unicode categories never kept in a name: controls (C0 and C1), format characters (bidi overrides
+#: such as U+202E that make "report\u202ecsv.exe" display as "reportexe.csv", zero-width ones) and
+#: lone surrogates (not encodable as UTF-8).
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs"})
+#: Names Windows reserves for devices, with any extension ("CON", "nul.csv"): a file called that
+#: cannot be opened on Windows or on SMB shares that mirror its rules.
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{dev}{n}" for dev in ("COM", "LPT") for n in (*"123456789", "\u00b9", "\u00b2", "\u00b3")}
+)
 
 
 def safe_file_name(name: str, *, default: str = "attachment") -> str:
     """A file name that stays inside its folder on any file system or object store.
 
-    Strips directories (``../``, absolute paths, backslashes), control characters (NUL) and
-    characters Windows or object stores reject, normalises Unicode, refuses "." and "..", and
-    limits the length to 200 bytes while keeping the extension.
+    Strips directories (``../``, absolute paths, backslashes), control and invisible format
+    characters (NUL, bidi overrides) and characters Windows or object stores reject, normalises
+    Unicode, refuses "." and "..", prefixes Windows device names ("CON" -> "_CON") and limits the
+    length to 200 bytes while keeping the extension.
     """
     name = unicodedata.normalize("NFC", str(name or ""))
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join("_" if unicodedata.category(c) in _INVISIBLE else c for c in name)
     name = _UNSAFE.sub("_", name).strip(" .")
     if not name or set(name) <= {"_", "."}:
         name = default
+    if name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+        name = "_" + name
     stem, ext = posixpath.splitext(name)
     if len(ext.encode()) > 20:
         stem, ext = name, ""

@@ -193,6 +193,7 @@ class DocifyClient(ClientBase):
         checked, and the body is cut off as soon as it exceeds the declared ``fileSize``.
         """
         endpoint = self.protocol.DOWNLOAD
+        self._check_declared_size(expected_size, max_bytes, url)
         for attempt in Retrying(**retry_kwargs(self.config, endpoint)):
             with attempt:
                 return self._download_once(url, open_sink, expected_size, max_bytes, endpoint)

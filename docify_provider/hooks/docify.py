@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import cached_property
@@ -25,6 +26,7 @@ from docify_provider.client import (
     DocifyConfigError,
     DocifyError,
     DocifyInputError,
+    DocifyUnsafeDownloadError,
     ResultFile,
     RunResult,
     ScenarioInfo,
@@ -91,7 +93,8 @@ def config_from_connection(conn: Any) -> ClientConfig:
     if extra.get("max_event_chars"):
         optional["max_event_chars"] = int(extra["max_event_chars"])
     if extra.get("max_stream_seconds") not in (None, ""):
-        optional["max_stream_seconds"] = number("max_stream_seconds")
+        # 0 switches the limit off (the config's None); anything else must be positive.
+        optional["max_stream_seconds"] = number("max_stream_seconds") or None
     return ClientConfig(
         api_key=conn.password or "",
         base_url=base_url,
@@ -401,6 +404,14 @@ class DocifyHook(BaseHook):
             target = os.path.join(target, name)
         folder = os.path.dirname(os.path.abspath(target))
         os.makedirs(folder, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if file.file_size is not None and file.file_size > free:
+            # Refused before a byte is fetched: a failed half-download would fill the disk first.
+            raise DocifyUnsafeDownloadError(
+                f"Attachment {name!r} declares {file.file_size} bytes (fileSize) but only {free} bytes are free "
+                f"in {folder}; not downloaded",
+                endpoint="download",
+            )
         fd, partial = tempfile.mkstemp(prefix=".docify-", suffix=".part", dir=folder)
         os.close(fd)
 

@@ -40,6 +40,8 @@ from docify_provider.xcom import STREAM_MARKER_XCOM_KEY
 
 _STREAM_CLASSPATH = "docify_provider.triggers.docify.DocifyStreamTrigger"
 _AVAILABLE_CLASSPATH = "docify_provider.triggers.docify.DocifyScenarioAvailableTrigger"
+#: Event types kept in an error event's ``detail["events_seen"]`` (the last ones).
+_EVENTS_SEEN_KEPT = 50
 
 
 def _json_safe(value: Any) -> bool:
@@ -60,6 +62,11 @@ def error_to_event(exc: BaseException, *, session_id: str | None = None, posted:
         for key, value in vars(exc).items():
             if hasattr(value, "raw") and isinstance(value.raw, dict):
                 value = value.raw  # e.g. the RunResult of a failed run
+            if key == "events_seen" and isinstance(value, list) and len(value) > _EVENTS_SEEN_KEPT:
+                # An endless stream sees thousands of events; the trigger event is stored in the
+                # metadata DB, so keep only the last few and the count.
+                detail["events_seen_count"] = len(value)
+                value = value[-_EVENTS_SEEN_KEPT:]
             if _json_safe(value):
                 detail[key] = value
         message = str(exc)
