@@ -301,8 +301,8 @@ class _DocifyRunOperatorBase(BaseOperator):
             )
             return
         raise DocifyOutcomeUnknownError(
-            f"Docify run outcome unknown: try {pending.get('try_number')} sent a run request at "
-            f"{pending.get('sent_at')}{seen} but its result never arrived; it may have been started and "
+            f"Docify run outcome unknown: try {pending.get('try_number')} sent a run request (at or after "
+            f"{pending.get('sent_at')}){seen} but its result never arrived; it may have been started and "
             "billed, so it is not re-sent. Set allow_resubmit=True or clear the task state "
             f"({state.where} key {PENDING_STATE_KEY!r}) to pay for a new run.",
             session_id=session,
