@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from airflow_helpers import conn_json, run_dag
-
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY
 from docify_provider.testing.samples import make_sample_invoices
 

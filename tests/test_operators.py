@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from airflow_helpers import conn_json, new_dag, run_dag
 from docify_provider.client.files import safe_file_name
 from docify_provider.operators.docify import (
     DocifyRunScenarioOperator,
@@ -22,16 +23,6 @@ from docify_provider.operators.docify import (
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault, Scenario
 from docify_provider.xcom import XCOM_KEYS
 
-pytest.register_assert_rewrite("tests.airflow_helpers", "airflow_helpers")
-try:  # tests/ importable as a package (tests/__init__.py or pythonpath=["."])
-    from tests import airflow_helpers
-except ImportError:  # plain rootdir-less layout: tests/ itself is on sys.path
-    import airflow_helpers  # type: ignore[no-redef]
-
-conn_json = airflow_helpers.conn_json
-new_dag = airflow_helpers.new_dag
-run_dag = airflow_helpers.run_dag
-pytest_plugins = [airflow_helpers.__name__]  # fixtures airflow_env, docify_conns
 pytestmark = pytest.mark.timeout(120)
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from airflow_helpers import conn_json, new_dag, run_dag
 from docify_provider.client import errors
 from docify_provider.operators.docify import DocifyRunScenarioOperator, DocifyStreamScenarioOperator
 from docify_provider.policies import RETRY_POLICIES_AVAILABLE, docify_cause
@@ -21,16 +22,6 @@ from docify_provider.testing import FORBIDDEN_KEY, SUMMARY_KEY, Fault
 from docify_provider.testing.keys import fingerprint
 from docify_provider.triggers.docify import error_from_event, error_to_event
 
-pytest.register_assert_rewrite("tests.airflow_helpers", "airflow_helpers")
-try:  # tests/ importable as a package (tests/__init__.py or pythonpath=["."])
-    from tests import airflow_helpers
-except ImportError:  # plain rootdir-less layout: tests/ itself is on sys.path
-    import airflow_helpers  # type: ignore[no-redef]
-
-conn_json = airflow_helpers.conn_json
-new_dag = airflow_helpers.new_dag
-run_dag = airflow_helpers.run_dag
-pytest_plugins = [airflow_helpers.__name__]  # fixtures airflow_env, docify_conns
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(not RETRY_POLICIES_AVAILABLE, reason="retry policies need Airflow 3.3+"),

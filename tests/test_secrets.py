@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from airflow_helpers import conn_json, new_dag, run_dag
 from docify_provider.client import AsyncDocifyClient, ClientConfig, DocifyClient
 from docify_provider.client.errors import DocifyConfigError, DocifyServerError
 from docify_provider.operators.docify import (
@@ -48,16 +49,6 @@ from docify_provider.operators.docify import (
 from docify_provider.sensors.docify import DocifyScenarioSensor
 from docify_provider.testing import DocifyEmulator, Fault
 
-pytest.register_assert_rewrite("tests.airflow_helpers", "airflow_helpers")
-try:  # tests/ importable as a package (tests/__init__.py or pythonpath=["."])
-    from tests import airflow_helpers
-except ImportError:  # plain rootdir-less layout: tests/ itself is on sys.path
-    import airflow_helpers  # type: ignore[no-redef]
-
-conn_json = airflow_helpers.conn_json
-new_dag = airflow_helpers.new_dag
-run_dag = airflow_helpers.run_dag
-pytest_plugins = [airflow_helpers.__name__]  # fixtures airflow_env, docify_conns
 pytestmark = pytest.mark.timeout(180)
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8

@@ -7,19 +7,10 @@ from typing import Any
 
 import pytest
 
+from airflow_helpers import conn_json, new_dag, run_dag
 from docify_provider.sensors.docify import DocifyScenarioSensor
 from docify_provider.testing import FORBIDDEN_KEY, DocifyEmulator, Fault
 
-pytest.register_assert_rewrite("tests.airflow_helpers", "airflow_helpers")
-try:  # tests/ importable as a package (tests/__init__.py or pythonpath=["."])
-    from tests import airflow_helpers
-except ImportError:  # plain rootdir-less layout: tests/ itself is on sys.path
-    import airflow_helpers  # type: ignore[no-redef]
-
-conn_json = airflow_helpers.conn_json
-new_dag = airflow_helpers.new_dag
-run_dag = airflow_helpers.run_dag
-pytest_plugins = [airflow_helpers.__name__]  # fixtures airflow_env, docify_conns
 pytestmark = pytest.mark.timeout(120)
 
 MODES = {

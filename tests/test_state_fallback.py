@@ -15,19 +15,11 @@ from typing import Any
 
 import pytest
 
+from airflow_helpers import new_dag, run_dag
 from docify_provider.operators.docify import DocifyRunScenarioOperator, DocifyStreamScenarioOperator
 from docify_provider.operators.state import VARIABLE_PREFIX, variable_key
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault
 
-pytest.register_assert_rewrite("tests.airflow_helpers", "airflow_helpers")
-try:
-    from tests import airflow_helpers
-except ImportError:
-    import airflow_helpers  # type: ignore[no-redef]
-
-new_dag = airflow_helpers.new_dag
-run_dag = airflow_helpers.run_dag
-pytest_plugins = [airflow_helpers.__name__]
 pytestmark = pytest.mark.timeout(120)
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8

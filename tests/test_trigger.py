@@ -15,22 +15,13 @@ from typing import Any
 import psutil
 import pytest
 
+from airflow_helpers import new_dag, run_dag, run_trigger_for
 from docify_provider.client import errors
 from docify_provider.operators.docify import DocifyStreamScenarioOperator
 from docify_provider.testing import FORBIDDEN_KEY, SUMMARY_KEY, Fault
 from docify_provider.triggers.docify import DocifyStreamTrigger, error_from_event, error_to_event
 from docify_provider.xcom import STREAM_MARKER_XCOM_KEY
 
-pytest.register_assert_rewrite("tests.airflow_helpers", "airflow_helpers")
-try:  # tests/ importable as a package (tests/__init__.py or pythonpath=["."])
-    from tests import airflow_helpers
-except ImportError:  # plain rootdir-less layout: tests/ itself is on sys.path
-    import airflow_helpers  # type: ignore[no-redef]
-
-new_dag = airflow_helpers.new_dag
-run_dag = airflow_helpers.run_dag
-run_trigger_for = airflow_helpers.run_trigger_for
-pytest_plugins = [airflow_helpers.__name__]  # fixtures airflow_env, docify_conns
 pytestmark = pytest.mark.timeout(120)
 
 SUMMARY_INPUTS = {"text": "Triggers hold streams. Workers do not.", "language": "en"}
