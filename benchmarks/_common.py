@@ -55,3 +55,58 @@ def reset_peak_rss() -> None:
     """Make VmHWM start again from the current resident size (Linux >= 4.0)."""
     with open(f"/proc/{os.getpid()}/clear_refs", "w") as fh:
         fh.write("5")
+
+
+def machine_info() -> dict[str, str | int]:
+    """CPU model, cores, Python and Airflow versions: printed with every figure so that it can be compared."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        from importlib.metadata import version
+
+        airflow_version = version("apache-airflow")
+    except Exception:  # not installed: the figure is still worth printing
+        airflow_version = "not installed"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 0,
+        "python": platform.python_version(),
+        "airflow": airflow_version,
+        "load_1min": f"{os.getloadavg()[0]:.2f}",
+    }
+
+
+def machine_line() -> str:
+    """One line describing the machine; the 1-minute load says how noisy the run was."""
+    m = machine_info()
+    return (
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, Airflow {m['airflow']} "
+        f"(load average {m['load_1min']} at start)"
+    )
+
+
+def proc_status_kb_of(pid: int, field: str) -> int:
+    """A ``/proc/<pid>/status`` field in kB, for a child process."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def smaps_rollup_kb(pid: int) -> dict[str, int]:
+    """``/proc/<pid>/smaps_rollup`` in kB: Rss, Pss, Private_* (USS = Private_Clean + Private_Dirty)."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 3 and parts[0].endswith(":") and parts[2] == "kB":
+                out[parts[0][:-1]] = int(parts[1])
+    out["Uss"] = out.get("Private_Clean", 0) + out.get("Private_Dirty", 0)
+    return out

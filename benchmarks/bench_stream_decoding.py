@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import free_port
+from _common import free_port, machine_info, machine_line
 
 KEY = "bench-stream-key"
 PATH = "/docify/v1/scenario/run/streaming"
@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="child processes per reader and framing")
     parser.add_argument("--framing", choices=("event", "bulk", "both"), default="both")
     parser.add_argument("--readers", default=",".join(READERS), help="comma-separated subset of " + ",".join(READERS))
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
     parser.add_argument("--serve", nargs=2, type=int, metavar=("PORT", "EVENTS"), help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=4, metavar=("READER", "URL", "FRAMING", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -266,6 +267,7 @@ def main() -> None:
         child(args.child[0], args.child[1], args.child[2], int(args.child[3]))
         return
 
+    print(machine_line())
     readers = [r for r in args.readers.split(",") if r]
     framings = ("event", "bulk") if args.framing == "both" else (args.framing,)
     port = free_port()
@@ -303,6 +305,9 @@ def main() -> None:
             print(f"{label:<22}{READERS[reader][0]:<38}{eps:>12,.0f}{ratio:>21}")
             label = ""
     print("goal: the provider's path at least 0.50x of httpx iter_lines")
+    if args.json:
+        medians = {f"{f}/{r}": statistics.median(v) for (f, r), v in results.items()}
+        print(json.dumps({"machine": machine_info(), "events": args.events, "events_per_second": medians}))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import emulator_process, proc_status_kb, reset_peak_rss
+from _common import emulator_process, machine_info, machine_line, proc_status_kb, reset_peak_rss
 
 KEY = "emulator-bundle-key"
 
@@ -63,11 +63,13 @@ def child(method: str, base_url: str, path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "BASE_URL", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
+    print(machine_line())
     with tempfile.TemporaryDirectory() as tmp, emulator_process() as base_url:
         path = os.path.join(tmp, "big_document.pdf")
         with open(path, "wb") as fh:
@@ -88,6 +90,8 @@ def main() -> None:
     print(f"{'requests.post(files=...)':<34}{results['requests']:>19.1f} MB")
     ratio = results["requests"] / max(results["hook"], 0.01)
     print(f"ratio: the hook uses {ratio:.0f}x less memory (goal: under 5 MB above baseline)")
+    if args.json:
+        print(json.dumps({"machine": machine_info(), "peak_above_baseline_mb": results, "ratio": ratio}))
 
 
 if __name__ == "__main__":
