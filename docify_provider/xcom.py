@@ -27,23 +27,31 @@ deferrable streaming alike) return one JSON-serialisable dict, pushed as the tas
         ],
     }
 
-Downstream tasks use plain XComArgs (``run.output["json_result"]``), and dynamic task mapping
-(``.partial(...).expand(inputs=[...])``) gives a list of these dicts.
+The dict is one XCom (``return_value``). Downstream tasks take ``run.output`` (the whole dict) into
+a TaskFlow task, or ``run.output.map(lambda r: r["json_result"])`` for one field; dynamic task
+mapping (``.partial(...).expand(inputs=[...])``) gives a list of these dicts. Pass
+``multiple_outputs=True`` to the operator to have every key pushed as its own XCom as well (one
+Execution API call per key), so that ``run.output["json_result"]`` is a plain XComArg.
 
 Keys kept elsewhere (internal, documented for operators of the deployment):
 
-* ``task_state_store`` (Airflow 3.3+) ``docify_result``: ``{"raw": <run response as Docify sent
-  it>, "session_id": ..., "stored_at": ISO, "try_number": n}``: a result already paid for, reused by
-  a retry of the same task instead of buying a new run.
-* ``task_state_store`` ``docify_pending``: set just before a run request is sent and removed once
-  the outcome is known; found by a later try it means "a run may have been bought but its result
-  was never received", and the operator refuses to pay again unless ``allow_resubmit=True``.
+* ``task_state_store`` (Airflow 3.3+) ``docify_state``: one key per task instance holding either
+  ``{"pending": {"sent_at": ISO, "try_number": n, "session_id": ...}}`` or ``{"result": {"raw": <run
+  response as Docify sent it>, "session_id": ..., "stored_at": ISO, "try_number": n}}``.
+  ``pending`` is written just before a run request is sent; found by a later try it means "a run
+  may have been bought but its result was never received", and the operator refuses to pay again
+  unless ``allow_resubmit=True``. ``result`` replaces it as soon as the answer arrives (before
+  attachments are downloaded) and is reused by a retry instead of buying a new run. A run costs one
+  read (skipped on try 1: Airflow 3 never starts a task instance's try 1 twice, clearing
+  increments ``try_number``) and two writes. Earlier builds of this provider kept the same
+  information under two keys, ``docify_result`` and ``docify_pending``; a retry that finds no
+  ``docify_state`` still honours those.
 * XCom ``docify_stream_marker`` of the task instance (deferrable streaming): ``{"state":
   "deferred"}`` written by the operator before deferring, then ``{"state": "sent", "sent_at",
   "session_id"}`` written by ``DocifyStreamTrigger`` before it POSTs (and again with the session id
   at START). A restarted trigger that finds ``"sent"`` reports "outcome unknown" instead of
   re-sending the run. XComs are cleared when a new try starts, so this guards one try; the
-  ``task_state_store`` keys above guard across tries.
+  ``task_state_store`` key above guards across tries.
 """
 
 from __future__ import annotations
@@ -55,10 +63,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from docify_provider.client.models import RunResult, ScenarioInfo
 
-#: ``task_state_store`` key holding a bought result (``RunResult.raw`` plus the session id).
-RESULT_STATE_KEY = "docify_result"
-#: ``task_state_store`` key set while a run request is in flight (outcome not yet known).
-PENDING_STATE_KEY = "docify_pending"
+#: ``task_state_store`` key of a task instance's run state: ``{"pending": {...}}`` while a run
+#: request is in flight (outcome not yet known), then ``{"result": {...}}`` once it was bought.
+STATE_KEY = "docify_state"
+#: Keys of earlier provider versions (result and pending marker kept apart); read by retries only.
+LEGACY_RESULT_STATE_KEY = "docify_result"
+LEGACY_PENDING_STATE_KEY = "docify_pending"
 #: XCom key of the deferrable stream's restart guard.
 STREAM_MARKER_XCOM_KEY = "docify_stream_marker"
 
@@ -144,8 +154,9 @@ def scenario_summary(info: ScenarioInfo) -> dict[str, Any]:
 
 
 __all__ = [
-    "PENDING_STATE_KEY",
-    "RESULT_STATE_KEY",
+    "LEGACY_PENDING_STATE_KEY",
+    "LEGACY_RESULT_STATE_KEY",
+    "STATE_KEY",
     "STREAM_MARKER_XCOM_KEY",
     "XCOM_KEYS",
     "result_to_xcom",

@@ -1,8 +1,9 @@
 """A text scenario whose structured result feeds a TaskFlow task.
 
-``DocifyRunScenarioOperator`` makes one blocking run with plain-text inputs; the next task reads
-``summarize.output["json_result"]`` like any XComArg. Connection ``docify_summary`` holds a key
-bound to a summary scenario with parameters ``text``, ``title`` and ``language``.
+``DocifyRunScenarioOperator`` makes one blocking run with plain-text inputs and returns one XCom
+dict; the next task takes ``summarize.output`` and reads its ``json_result``. Connection
+``docify_summary`` holds a key bound to a summary scenario with parameters ``text``, ``title`` and
+``language``.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ with DAG(
     )
 
     @task
-    def publish(summary: dict[str, Any]) -> str:
+    def publish(run: dict[str, Any]) -> str:
+        summary = run["json_result"]
         line = f"[{summary['language']}] {summary['summary']} ({summary['word_count']} words)"
         print(line)
         return line
 
-    publish(summarize.output["json_result"])
+    publish(summarize.output)

@@ -71,8 +71,8 @@ def test_blocking_streaming_and_deferred_give_the_same_xcom(docify_conns, capfd)
     assert blocking["session_id"] is None
     assert stream["session_id"] and deferred["session_id"] and stream["session_id"] != deferred["session_id"]
     assert len({blocking["run_id"], stream["run_id"], deferred["run_id"]}) == 3
-    # multiple_outputs: each key is its own XCom too, so ``task.output["json_result"]`` works.
-    assert out.xcom("deferred", key="json_result") == deferred["json_result"]
+    # One XCom per task (each is an Execution API call): no per-key XComs unless multiple_outputs=True.
+    assert out.xcom("deferred", key="json_result") is None
     assert emu.runs_started(SUMMARY_KEY) == 3
 
     # Streaming (on a worker and in the trigger) logs each event as it arrives, session id first.
@@ -86,11 +86,13 @@ def test_blocking_streaming_and_deferred_give_the_same_xcom(docify_conns, capfd)
     assert "Deferring the Docify stream to the triggerer" in logs
 
 
-def test_downstream_taskflow_reads_json_result(docify_conns):
+def test_multiple_outputs_gives_per_key_xcoms_for_taskflow(docify_conns):
     from airflow.sdk import task
 
     with new_dag("downstream") as dag:
-        run = DocifyRunScenarioOperator(task_id="run", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS)
+        run = DocifyRunScenarioOperator(
+            task_id="run", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, multiple_outputs=True
+        )
 
         @task
         def words(json_result: dict[str, Any], files: list[Any]) -> int:
@@ -101,6 +103,7 @@ def test_downstream_taskflow_reads_json_result(docify_conns):
     out = run_dag(dag)
     assert out.dag_state == "success"
     assert out.xcom("words") == len(SUMMARY_INPUTS["text"].split())
+    assert out.xcom("run", key="json_result") == out.xcom("run")["json_result"]
 
 
 # -- validation before paying -----------------------------------------------------------------------
@@ -276,7 +279,7 @@ def test_mapped_runs_over_three_documents(docify_conns, tmp_path):
         def vendors(json_results: Any) -> list[str]:
             return sorted(r["vendor"] for r in json_results)
 
-        vendors(ocr.output["json_result"])
+        vendors(ocr.output.map(lambda r: r["json_result"]))
     out = run_dag(dag)
 
     assert out.dag_state == "success"
@@ -325,6 +328,54 @@ def test_failed_post_processing_is_retried_without_buying_again(docify_conns, tm
     assert Path(file["path"]).stat().st_size == file["file_size"]
     if mode != "blocking":
         assert out.xcom("ocr")["session_id"]
+
+
+#: (try_number, call, key) of every ``task_state_store`` call, recorded by ``_count_state_calls``.
+STATE_CALLS: list[tuple[int, str, str]] = []
+
+
+class _CountingStore:
+    def __init__(self, store: Any, try_number: int) -> None:
+        self.store, self.try_number = store, try_number
+
+    def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
+        STATE_CALLS.append((self.try_number, "get", key))
+        return self.store.get(key, *args, **kwargs)
+
+    def set(self, key: str, value: Any, **kwargs: Any) -> None:
+        STATE_CALLS.append((self.try_number, "set", key))
+        self.store.set(key, value, **kwargs)
+
+    def delete(self, key: str) -> None:
+        STATE_CALLS.append((self.try_number, "delete", key))
+        self.store.delete(key)
+
+
+def _count_state_calls(context: Any) -> None:
+    context["task_state_store"] = _CountingStore(context["task_state_store"], context["ti"].try_number)
+
+
+def test_a_run_costs_two_state_writes_and_a_retry_one_read(docify_conns, tmp_path):
+    emu = docify_conns
+    STATE_CALLS.clear()
+    image = _png(tmp_path, "acme_corp.png")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("try 1 wants a folder here")
+    with new_dag("state_calls") as dag:
+        DocifyRunScenarioOperator(
+            task_id="ocr",
+            inputs={"invoice_image": str(image)},
+            attachments_to=f"{{{{ '{blocker / 'sub'}' if ti.try_number == 1 else '{tmp_path / 'good'}' }}}}",
+            retries=1,
+            pre_execute=_count_state_calls,
+        )
+    out = run_dag(dag)
+
+    assert out.state("ocr") == "success" and out.try_number("ocr") == 2
+    assert emu.runs_started(INVOICE_KEY) == 1
+    # Try 1 reads nothing (it cannot find anything) and writes the pending marker, then the result
+    # over it; try 2 reads the result once and writes nothing.
+    assert STATE_CALLS == [(1, "set", "docify_state"), (1, "set", "docify_state"), (2, "get", "docify_state")]
 
 
 def test_lying_file_size_fails_every_try_but_buys_once(docify_conns, tmp_path, capfd):
@@ -421,3 +472,28 @@ def test_allow_resubmit_and_failed_runs_do_send_again(docify_conns):
     # A run that failed on Docify is a known outcome: the retry is a deliberate new run.
     assert out.state("failed") == "success" and out.try_number("failed") == 2
     assert emu.runs_started(SUMMARY_KEY) == 4
+
+
+def _legacy_pending_then_fail(context: Any) -> None:
+    """Try 1 as an earlier provider build left it: its ``docify_pending`` marker, then a crash."""
+    if context["ti"].try_number == 1:
+        context["task_state_store"].set("docify_pending", {"sent_at": "2026-01-01T00:00:00+00:00", "try_number": 1})
+        raise RuntimeError("worker lost after sending the run")
+
+
+def test_retry_honours_the_pending_marker_of_an_earlier_provider_build(docify_conns, capfd):
+    emu = docify_conns
+    with new_dag("legacy_pending") as dag:
+        DocifyRunScenarioOperator(
+            task_id="run",
+            docify_conn_id="docify_summary",
+            inputs=SUMMARY_INPUTS,
+            retries=1,
+            pre_execute=_legacy_pending_then_fail,
+        )
+    out = run_dag(dag)
+    logs = capfd.readouterr().out
+
+    assert out.state("run") == "failed" and out.try_number("run") == 2
+    assert emu.runs_started(SUMMARY_KEY) == 0
+    assert "not re-sent" in logs and "task_state_store key 'docify_pending'" in logs

@@ -10,6 +10,7 @@ next try, and drop the Variable once the task succeeds.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +91,14 @@ def test_unknown_outcome_marker_in_a_variable_fails_the_retry_closed(docify_conn
     assert out.try_number("run") == 2
     assert emu.runs_started(SUMMARY_KEY) == 1
     assert "not re-sent" in logs
-    assert "Airflow Variable key 'docify_pending'" in logs
     # The marker stays (the task failed), named so that a user can find and delete it.
-    pending = variable_key(out.dag_id, out.run_id, "run", -1, "docify_pending")
-    assert pending in _docify_variables()
+    pending = variable_key(out.dag_id, out.run_id, "run", -1, "docify_state")
+    assert f"Airflow Variable key 'docify_state': Variable {pending!r}" in logs
+    assert json.loads(_docify_variables()[pending])["pending"]["try_number"] == 1
 
 
 def test_long_ids_still_give_a_valid_variable_key() -> None:
-    key = variable_key("d" * 200, "manual__" + "r" * 200, "t" * 200, 3, "docify_result")
+    key = variable_key("d" * 200, "manual__" + "r" * 200, "t" * 200, 3, "docify_state")
     assert len(key) <= 250
-    assert key.startswith(f"{VARIABLE_PREFIX}:") and key.endswith(":docify_result")
-    assert key != variable_key("d" * 200, "manual__" + "r" * 200, "t" * 200, 4, "docify_result")
+    assert key.startswith(f"{VARIABLE_PREFIX}:") and key.endswith(":docify_state")
+    assert key != variable_key("d" * 200, "manual__" + "r" * 200, "t" * 200, 4, "docify_state")

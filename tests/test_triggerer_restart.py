@@ -7,8 +7,8 @@ and starts a new triggerer, which picks both triggers up again:
 
 * ``guarded`` (default settings): the restarted trigger finds its ``docify_stream_marker`` XCom and
   reports "outcome unknown" instead of POSTing; the task fails with a message that says the run
-  may have been billed and was not re-sent; its retry fails closed on the ``docify_pending`` marker
-  in ``task_state_store``. Docify saw exactly one run.
+  may have been billed and was not re-sent; its retry fails closed on the pending marker kept in
+  ``task_state_store`` (key ``docify_state``). Docify saw exactly one run.
 * ``resubmit`` (``allow_resubmit=True``): the restarted trigger pays for a second run and the task
   succeeds. Docify saw exactly two runs.
 

@@ -19,8 +19,9 @@ go through an ``AssetAlias`` (default name ``docify_attachments``) that the oper
 asset (URI = stored path, ``file://`` for local files) and its event with extra ``{"run_id",
 "cost_points", "scenario_id"}``. Downstream DAGs schedule on ``AssetAlias(name)``.
 
-The run operators set ``multiple_outputs=True``: besides ``return_value`` every key of the XCom
-dict is its own XCom, which is what ``task.output["json_result"]`` reads.
+The run operators push the XCom dict once (``return_value``): every XCom is one Execution API
+call, so per-key XComs would cost a run 12 calls. ``multiple_outputs=True`` (a ``BaseOperator``
+argument) pushes every key as its own XCom as well, for ``task.output["json_result"]``.
 
 This module is imported when DAG files are parsed: it imports only ``airflow.sdk`` pieces at
 module level; the hook, the HTTP client and the trigger are imported when a task runs.
@@ -212,9 +213,6 @@ class _DocifyRunOperatorBase(BaseOperator):
             if not any(isinstance(o, AssetAlias) and o.name == asset_alias for o in outlets):
                 outlets.append(AssetAlias(name=asset_alias))
             kwargs["outlets"] = outlets
-        # Each key of the XCom dict is pushed as its own XCom too, so ``task.output["json_result"]``
-        # (an XComArg for key "json_result") works downstream, mapped or not.
-        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.inputs = inputs
         self.docify_conn_id = docify_conn_id
@@ -226,6 +224,9 @@ class _DocifyRunOperatorBase(BaseOperator):
         self.validate = validate
         self.force_rerun = force_rerun
         self.allow_resubmit = allow_resubmit
+        # Per try: the pending marker this try wrote, and keys of earlier provider builds to drop.
+        self._pending_marker: dict[str, Any] | None = None
+        self._legacy_keys: tuple[str, ...] = ()
 
     @cached_property
     def hook(self) -> DocifyHook:
@@ -237,11 +238,14 @@ class _DocifyRunOperatorBase(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         state = TaskState(context, self.log)
+        self._pending_marker = None
+        self._legacy_keys = ()
         try:
-            reused = self._stored_result(state)
+            stored = self._read_state(state)
+            reused = self._stored_result(stored)
             if reused is not None:
                 return self._finish(context, state, *reused)
-            self._check_pending(state)
+            self._check_pending(state, stored)
             user = _resolve_user(self, self.hook)
             wire = self.hook.prepare_inputs(self.inputs, user=user, validate=self.validate)
             bought = self._buy(context, state, wire, user)
@@ -257,36 +261,54 @@ class _DocifyRunOperatorBase(BaseOperator):
     ) -> tuple[RunResult, str | None] | None:
         raise NotImplementedError
 
-    def _stored_result(self, state: TaskState) -> tuple[RunResult, str | None] | None:
-        from docify_provider.client.models import RunResult
-        from docify_provider.xcom import RESULT_STATE_KEY
+    def _read_state(self, state: TaskState) -> dict[str, Any]:
+        """What an earlier try stored: ``{"result": ..., "key": ...}``, ``{"pending": ..., "key": ...}`` or ``{}``.
 
-        if not state.available:
-            return None
-        stored = state.get(RESULT_STATE_KEY)
-        if not isinstance(stored, dict) or not isinstance(stored.get("raw"), dict):
+        One read of ``docify_state``, and none on try 1 (see :mod:`.state`). Only when a retry finds
+        nothing there does it look for the two keys earlier builds of the provider wrote.
+        """
+        from docify_provider.xcom import LEGACY_PENDING_STATE_KEY, LEGACY_RESULT_STATE_KEY, STATE_KEY
+
+        if not state.may_hold_state:
+            return {}
+        value = state.get(STATE_KEY)
+        if isinstance(value, dict):
+            for part in ("result", "pending"):
+                if isinstance(value.get(part), dict):
+                    return {part: value[part], "key": STATE_KEY}
+        for part, key in (("result", LEGACY_RESULT_STATE_KEY), ("pending", LEGACY_PENDING_STATE_KEY)):
+            legacy = state.get(key)
+            if isinstance(legacy, dict):
+                self._legacy_keys = (LEGACY_RESULT_STATE_KEY, LEGACY_PENDING_STATE_KEY)
+                return {part: legacy, "key": key}
+        return {}
+
+    def _stored_result(self, stored: Mapping[str, Any]) -> tuple[RunResult, str | None] | None:
+        from docify_provider.client.models import RunResult
+
+        kept = stored.get("result")
+        if not isinstance(kept, dict) or not isinstance(kept.get("raw"), dict):
             return None
         if self.force_rerun:
             self.log.info(
                 "force_rerun=True: ignoring the Docify result stored by try %s and buying a new run",
-                stored.get("try_number"),
+                kept.get("try_number"),
             )
             return None
-        result = RunResult.from_api(stored["raw"])
+        result = RunResult.from_api(kept["raw"])
         self.log.info(
             "Reusing Docify run %s bought by try %s (%s cost points); no new run was bought. "
             "Only post-processing is redone (set force_rerun=True to buy a new run).",
             result.run_id,
-            stored.get("try_number"),
+            kept.get("try_number"),
             result.cost_points,
         )
-        return result, stored.get("session_id")
+        return result, kept.get("session_id")
 
-    def _check_pending(self, state: TaskState) -> None:
+    def _check_pending(self, state: TaskState, stored: Mapping[str, Any]) -> None:
         from docify_provider.client.errors import DocifyOutcomeUnknownError
-        from docify_provider.xcom import PENDING_STATE_KEY
 
-        pending = state.get(PENDING_STATE_KEY)
+        pending = stored.get("pending")
         if not isinstance(pending, dict):
             return
         session = pending.get("session_id")
@@ -304,65 +326,77 @@ class _DocifyRunOperatorBase(BaseOperator):
             f"Docify run outcome unknown: try {pending.get('try_number')} sent a run request (at or after "
             f"{pending.get('sent_at')}){seen} but its result never arrived; it may have been started and "
             "billed, so it is not re-sent. Set allow_resubmit=True or clear the task state "
-            f"({state.where} key {PENDING_STATE_KEY!r}) to pay for a new run.",
+            f"({state.describe(str(stored['key']))}) to pay for a new run.",
             session_id=session,
         )
 
     def _mark_pending(self, context: Context, state: TaskState) -> None:
-        from docify_provider.xcom import PENDING_STATE_KEY
+        from docify_provider.xcom import STATE_KEY
 
         ti = _context_ti(context)
-        state.set(
-            PENDING_STATE_KEY,
-            {
-                "sent_at": _now_iso(),
-                "try_number": getattr(ti, "try_number", None),
-                "session_id": None,
-            },
-        )
+        self._pending_marker = {
+            "sent_at": _now_iso(),
+            "try_number": getattr(ti, "try_number", None),
+            "session_id": None,
+        }
+        state.set(STATE_KEY, {"pending": self._pending_marker})
+        # A marker or result of an earlier build is superseded now; left behind it could outlive ours.
+        for key in self._legacy_keys:
+            state.delete(key)
+        self._legacy_keys = ()
 
     def _note_session(self, state: TaskState, session_id: str) -> None:
-        """Record the session id of a run whose outcome is unknown, for the error a retry raises."""
-        from docify_provider.xcom import PENDING_STATE_KEY
+        """Record the session id of a run in flight, for the error a retry raises if its outcome stays unknown."""
+        from docify_provider.xcom import STATE_KEY
 
-        pending = state.get(PENDING_STATE_KEY)
+        pending = self._pending_marker
+        if pending is None:  # resumed after deferral: another process wrote the marker
+            value = state.get(STATE_KEY)
+            pending = value.get("pending") if isinstance(value, dict) else None
         if isinstance(pending, dict) and not pending.get("session_id"):
-            state.set(PENDING_STATE_KEY, {**pending, "session_id": session_id})
+            self._pending_marker = {**pending, "session_id": session_id}
+            state.set(STATE_KEY, {"pending": self._pending_marker})
 
     def _save_result(self, context: Context, state: TaskState, result: RunResult, session_id: str | None) -> None:
-        """Keep the bought result where a retry finds it, before anything else can fail."""
-        from docify_provider.xcom import PENDING_STATE_KEY, RESULT_STATE_KEY
+        """Keep the bought result where a retry finds it, before anything else can fail.
+
+        It replaces the pending marker in the same key: one write, and never a moment without either.
+        """
+        from docify_provider.xcom import STATE_KEY
 
         ti = _context_ti(context)
         state.set(
-            RESULT_STATE_KEY,
+            STATE_KEY,
             {
-                "raw": result.raw,
-                "session_id": session_id,
-                "stored_at": _now_iso(),
-                "try_number": getattr(ti, "try_number", None),
+                "result": {
+                    "raw": result.raw,
+                    "session_id": session_id,
+                    "stored_at": _now_iso(),
+                    "try_number": getattr(ti, "try_number", None),
+                }
             },
         )
-        state.delete(PENDING_STATE_KEY)
+        self._pending_marker = None
 
     def _settle_failure(self, state: TaskState, exc: BaseException) -> None:
         """After a failed run request: forget the pending marker only when the outcome is known."""
-        from docify_provider.xcom import PENDING_STATE_KEY
+        from docify_provider.xcom import STATE_KEY
 
         if _outcome_known(exc):
-            state.delete(PENDING_STATE_KEY)
+            state.delete(STATE_KEY)
+            self._pending_marker = None
 
     # -- post-processing ------------------------------------------------------------------------
 
     def _finish(self, context: Context, state: TaskState, result: RunResult, session_id: str | None) -> dict[str, Any]:
-        from docify_provider.xcom import RESULT_STATE_KEY, result_to_xcom
+        from docify_provider.xcom import STATE_KEY, result_to_xcom
 
         self._log_result(result, session_id)
         paths = self._store_attachments(context, result)
         if self.emit_asset_events and paths:
             self._emit_asset_events(context, result, paths)
         xcom = result_to_xcom(result, paths, session_id=session_id)
-        state.succeeded(RESULT_STATE_KEY)
+        state.succeeded(STATE_KEY, *self._legacy_keys)
         return xcom
 
     def _log_result(self, result: RunResult, session_id: str | None) -> None:
@@ -580,6 +614,8 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         from docify_provider.triggers.docify import error_from_event
 
         state = TaskState(context, self.log)
+        self._pending_marker = None
+        self._legacy_keys = ()
         try:
             if not event:
                 from docify_provider.client.errors import DocifyOutcomeUnknownError

@@ -16,6 +16,15 @@ that survives tries differs by Airflow version:
 
 Failing to read or write either store is logged and not fatal: losing the guard must not lose the
 result the task is holding.
+
+Try 1 reads nothing (``TaskState.may_hold_state`` is False): both stores are scoped to one task
+instance of one DAG run, and Airflow 3 never runs a task instance's try 1 twice. The scheduler (and
+``dag.test()``) increment ``try_number`` every time a task instance is scheduled, except when it
+resumes from ``up_for_reschedule``; clearing a task keeps its ``try_number`` (Airflow >= 2.10), so
+a cleared task's next try is 2 or more. A new DAG run starts from empty state: ``task_state_store``
+rows belong to the DAG run's row and are deleted with it. (Variables are named by ``run_id``, so a
+failed task's Variable outlives a deleted DAG run; try 1 of a new DAG run with the same ``run_id``
+does not see it.)
 """
 
 from __future__ import annotations
@@ -85,7 +94,7 @@ class _VariableStore:
     def __init__(self, ti: Any) -> None:
         self.ti = ti
 
-    def _name(self, key: str) -> str:
+    def variable_name(self, key: str) -> str:
         map_index = getattr(self.ti, "map_index", -1)
         return variable_key(
             str(self.ti.dag_id), str(self.ti.run_id), str(self.ti.task_id), -1 if map_index is None else map_index, key
@@ -94,17 +103,19 @@ class _VariableStore:
     def get(self, key: str) -> Any:
         from airflow.sdk import Variable
 
-        return Variable.get(self._name(key), default=None, deserialize_json=True)
+        return Variable.get(self.variable_name(key), default=None, deserialize_json=True)
 
     def set(self, key: str, value: Any) -> None:
         from airflow.sdk import Variable
 
-        Variable.set(self._name(key), value, serialize_json=True, description="airflow-provider-docify task state")
+        Variable.set(
+            self.variable_name(key), value, serialize_json=True, description="airflow-provider-docify task state"
+        )
 
     def delete(self, key: str) -> None:
         from airflow.sdk import Variable
 
-        Variable.delete(self._name(key))
+        Variable.delete(self.variable_name(key))
 
 
 class TaskState:
@@ -115,6 +126,7 @@ class TaskState:
         ctx = cast("Mapping[str, Any]", context)
         store = ctx.get("task_state_store")
         ti = ctx.get("ti") or ctx.get("task_instance")
+        self.try_number: int | None = getattr(ti, "try_number", None)
         self.store: _Store | None
         if store is not None:
             self.store = _TaskStateStore(store)
@@ -128,8 +140,25 @@ class TaskState:
         return self.store is not None
 
     @property
+    def may_hold_state(self) -> bool:
+        """False on try 1, whose task instance cannot have stored anything yet (module docstring)."""
+        if self.store is None:
+            return False
+        try:
+            return self.try_number is None or int(self.try_number) > 1
+        except (TypeError, ValueError):  # pragma: no cover - not a real task instance
+            return True
+
+    @property
     def where(self) -> str:
         return getattr(self.store, "kind", "nowhere")
+
+    def describe(self, key: str) -> str:
+        """Where ``key`` lives, as a user must name it to clear it."""
+        name = getattr(self.store, "variable_name", None)
+        if name is None:
+            return f"{self.where} key {key!r}"
+        return f"{self.where} key {key!r}: Variable {name(key)!r}"
 
     def get(self, key: str) -> Any:
         if self.store is None:
