@@ -4,8 +4,11 @@ Deferrable (the provider's way): N ``DocifyStreamTrigger`` runs held concurrentl
 triggerer-like asyncio loop in a child process (``_streams.run_load_child``: each trigger built
 as the operator builds it, serialised and re-created, iterated with the triggerer's log context
 and JSON logging). The emulator, in its own process, sends every stream one event per second
-(plus keep-alive pings). Reported: peak resident memory (VmHWM) of that process and its CPU
-(user + sys seconds / wall seconds = cores), for N = 100 and N = 1000.
+plus a keep-alive ping every ``--ping-interval`` seconds (default 15 s, a common SSE server
+keep-alive; the emulator's own default of 0.5 s is a test setting that makes two of every three
+chunks a ping, and ``--ping-interval 0.5`` reproduces it). Reported: peak resident memory
+(VmHWM) of that process and its CPU (user + sys seconds / wall seconds = cores), for N = 100 and
+N = 1000.
 
 Blocking (the alternative): every stream holds a worker slot for its whole length. k worker-like
 processes (default 4) are started at once, each having imported what a task process imports
@@ -17,7 +20,8 @@ then estimated as N x the mean of the k processes: an extrapolation, not a measu
 processes (the machine could not hold 1,000 of them). It is a lower bound for a real worker slot,
 which in Airflow 3 is a supervisor process plus the task process (only the latter is counted).
 
-    .venv/bin/python benchmarks/bench_workers_freed.py [--streams 100,1000] [--seconds 30] [--workers 4] [--json]
+    .venv/bin/python benchmarks/bench_workers_freed.py [--streams 100,1000] [--seconds 30] [--workers 4]
+        [--ping-interval 15] [--json]
 
 Goal: 1,000 streams in one process under 300 MB resident and under one core.
 
@@ -95,14 +99,14 @@ def worker_child(conn_id: str, hold_after: int) -> None:
     print(json.dumps({"events": events, "cpu_seconds": cpu, "wall_seconds": time.monotonic() - wall0}), flush=True)
 
 
-def measure_workers(k: int, seconds: float, event_interval: float, home: str) -> dict[str, Any]:
+def measure_workers(k: int, seconds: float, event_interval: float, home: str, ping_interval: float) -> dict[str, Any]:
     """Start ``k`` worker-like processes at once; read their memory while all are mid-stream."""
     import psutil
 
     events = events_for_seconds(seconds, event_interval)
     plan = build_plan(k, min_events=events, max_events=events)
     hold_after = max(3, events // 3)
-    with EmulatorProcess(plan, event_interval=event_interval, ping_interval=0.5) as emulator:
+    with EmulatorProcess(plan, event_interval=event_interval, ping_interval=ping_interval) as emulator:
         env = {**os.environ, **connection_env(plan, emulator.base_url), "AIRFLOW_HOME": home}
         procs = [
             subprocess.Popen(
@@ -197,11 +201,13 @@ def check_shared(plan: Plan, outcomes: list[dict[str, Any]], stats: dict[str, An
     return problems
 
 
-def measure_event_loop(n: int, seconds: float, event_interval: float, home: str, connections: int) -> dict[str, Any]:
+def measure_event_loop(
+    n: int, seconds: float, event_interval: float, home: str, connections: int, ping_interval: float
+) -> dict[str, Any]:
     """N concurrent trigger runs in one event-loop process; its peak memory and CPU, and the accounting."""
     events = events_for_seconds(seconds, event_interval)
     plan = shared_plan(n, events, connections)
-    with EmulatorProcess(plan, event_interval=event_interval, ping_interval=0.5) as emulator:
+    with EmulatorProcess(plan, event_interval=event_interval, ping_interval=ping_interval) as emulator:
         report = run_load_child(plan, emulator.base_url, deadline=2 * seconds + 60, env={"AIRFLOW_HOME": home})
         stats = emulator.stats()
     if len({s.key for s in plan.streams}) < n:  # shared keys: per-key accounting does not apply
@@ -231,6 +237,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of every stream")
     parser.add_argument("--event-interval", type=float, default=1.0, help="seconds between a stream's events")
     parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=15.0,
+        help="seconds between keep-alive pings (15: a common SSE server keep-alive; the emulator's default is 0.5)",
+    )
+    parser.add_argument(
         "--connections",
         type=int,
         default=10,
@@ -247,13 +259,16 @@ def main() -> int:
     counts = [int(n) for n in args.streams.split(",") if n.strip()]
     print(machine_line())
     with tempfile.TemporaryDirectory(prefix="docify-bench-home-") as home:
-        loops = {n: measure_event_loop(n, args.seconds, args.event_interval, home, args.connections) for n in counts}
-        workers = measure_workers(args.workers, min(args.seconds, 15.0), args.event_interval, home)
+        loops = {
+            n: measure_event_loop(n, args.seconds, args.event_interval, home, args.connections, args.ping_interval)
+            for n in counts
+        }
+        workers = measure_workers(args.workers, min(args.seconds, 15.0), args.event_interval, home, args.ping_interval)
 
     shared = f"over {args.connections} connections" if args.connections > 0 else "one connection and key each"
     print(
-        f"Streams held concurrently, one event every {args.event_interval:g} s, {args.seconds:g} s each, "
-        f"{shared} (emulator in its own process)."
+        f"Streams held concurrently, one event every {args.event_interval:g} s and a keep-alive ping every "
+        f"{args.ping_interval:g} s, {args.seconds:g} s each, {shared} (emulator in its own process)."
     )
     print(
         f"Blocking: N x one worker process holding DocifyHook.stream_scenario, extrapolated from k={workers['k']} "
@@ -302,7 +317,11 @@ def main() -> int:
                 f"{usage['cpu_cores_at_planned_rate']:.2f} core"
             )
     if args.json:
-        print(json.dumps({"machine": machine_info(), "rows": rows, "workers": workers}))
+        print(
+            json.dumps(
+                {"machine": machine_info(), "ping_interval": args.ping_interval, "rows": rows, "workers": workers}
+            )
+        )
     return 0 if all(u["ok"] for u in loops.values()) else 1
 
 

@@ -6,8 +6,10 @@ the transport is asynchronous.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+import weakref
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from typing import IO, Any
 
 import httpx
@@ -27,10 +29,19 @@ from docify_provider.client.sync import CHUNK
 class AsyncDocifyClient(ClientBase):
     """Asynchronous client for one API key; use ``async with`` or ``await aclose()``."""
 
-    def __init__(self, config: Any, *, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        config: Any,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
+        **kwargs: Any,
+    ):
+        """``http``: an ``httpx.AsyncClient`` to borrow (see ``shared_async_client``); not closed by ``aclose``."""
         super().__init__(config, **kwargs)
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = http
+        self._owns_client = http is None
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -43,9 +54,10 @@ class AsyncDocifyClient(ClientBase):
         return self._client
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            await client.aclose()
+        self._owns_client = True
 
     async def __aenter__(self) -> AsyncDocifyClient:
         return self
@@ -174,3 +186,70 @@ class AsyncDocifyClient(ClientBase):
                     except httpx.HTTPError as exc:
                         raise error_for_transport(exc, endpoint) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- one httpx client per event loop and connection (the triggerer) ----------------------------------
+
+
+class _SharedHttp:
+    __slots__ = ("http", "users")
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.users = 0
+
+
+#: event loop -> (connection id, transport settings) -> the client its triggers share. Weak on the
+#: loop: an httpx client (its connections, anyio primitives) belongs to the loop it was used in.
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _SharedHttp]] = weakref.WeakKeyDictionary()
+
+
+def _http_settings(config: Any) -> Hashable:
+    """What ``httpx.AsyncClient`` is built from; the key, timeouts per request and limits are not in it."""
+    proxies = config.proxies
+    if isinstance(proxies, dict):
+        proxies = tuple(sorted(proxies.items()))
+    return (
+        config.base_url,
+        config.connect_timeout,
+        config.read_timeout,
+        config.write_timeout,
+        config.verify,
+        config.user_agent,
+        proxies,
+    )
+
+
+@contextlib.asynccontextmanager
+async def shared_async_client(config: Any, *, scope: str) -> AsyncIterator[AsyncDocifyClient]:
+    """An ``AsyncDocifyClient`` for ``config`` over the ``httpx.AsyncClient`` that every user of the same
+    ``scope`` (a connection id) and transport settings shares in the running event loop.
+
+    A triggerer runs many triggers in one loop: building a client per stream costs ~1 ms of CPU and
+    its own connection pool. The shared client is built by the first user and closed when the last
+    one leaves (a later user builds a new one), and is never used from another loop. Everything
+    per run stays per client: the API key and stream timeouts go with each request, and the
+    ``AsyncDocifyClient`` (its config, retries, event decoding) is the caller's own. Its pool has no
+    connection cap (each stream holds a connection for its whole length; a cap would make the
+    101st concurrent stream of a connection wait for a slot), as separate clients had none.
+    """
+    pool = _SHARED.setdefault(asyncio.get_running_loop(), {})
+    key = (scope, _http_settings(config))
+    entry = pool.get(key)
+    if entry is None or entry.http.is_closed:
+        builder = AsyncDocifyClient(config)
+        kwargs = builder._client_kwargs()
+        kwargs["limits"] = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+        http = httpx.AsyncClient(mounts=builder._proxy_mounts(httpx.AsyncHTTPTransport), **kwargs)
+        entry = pool[key] = _SharedHttp(http)
+    entry.users += 1
+    client = AsyncDocifyClient(config, http=entry.http)
+    try:
+        yield client
+    finally:
+        await client.aclose()  # borrowed: only forgets the shared client
+        entry.users -= 1
+        if entry.users == 0:
+            if pool.get(key) is entry:
+                del pool[key]
+            await entry.http.aclose()

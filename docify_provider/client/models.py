@@ -302,23 +302,54 @@ class StreamEvent:
 
     @classmethod
     def from_api(cls, data: Any, *, sse_event: str | None = None) -> StreamEvent:
-        """Build from the event's JSON; ``sse_event`` is the SSE ``event:`` name, if any."""
-        data = _as_mapping(data, "a stream event")
-        event_type = data.get("type") or sse_event or ""
+        """Build from the event's JSON; ``sse_event`` is the SSE ``event:`` name, if any.
+
+        Runs once per stream event, so it skips what most events never need: the instance is filled
+        in directly (a frozen dataclass's ``__init__`` sets each field through
+        ``object.__setattr__``), ``timestamp`` is converted on first read, and a ``RunResult`` is
+        built only when the event carries a response object (COMPLETE).
+        """
+        if type(data) is not dict:
+            data = _as_mapping(data, "a stream event")
+        get = data.get
+        event_type = get("type") or sse_event or ""
         # Documented types map to one shared string each (no new string per event); others upper-cased.
         kind = _EVENT_TYPES.get(event_type) if type(event_type) is str else None
         if kind is None:
             kind = str(event_type).upper()
             kind = _EVENT_TYPES.get(kind, kind)
-        response = data.get("response")
-        content = data.get("content")
-        return cls(
+        response = get("response")
+        content = get("content")
+        if content is not None and type(content) is not str:
+            content = str(content)
+        event = object.__new__(cls)
+        # No "timestamp" key: ``_TimestampFromRaw`` converts ``raw["timestamp"]`` when it is read.
+        event.__dict__.update(
             type=kind,
-            session_id=data.get("sessionId"),
-            content=None if content is None else str(content),
+            session_id=get("sessionId"),
+            content=content,
             response=RunResult.from_api(response) if isinstance(response, dict) else None,
-            error=data.get("error"),
-            chunk_id=data.get("chunkId"),
-            timestamp=ms_to_datetime(data.get("timestamp")),
+            error=get("error"),
+            chunk_id=get("chunkId"),
             raw=data,
         )
+        return event
+
+
+class _TimestampFromRaw:
+    """``StreamEvent.timestamp`` of an event built by ``from_api``: ``raw["timestamp"]`` converted on first read.
+
+    A non-data descriptor: an instance built by ``__init__`` (or ``dataclasses.replace``) holds its
+    own ``timestamp`` in ``__dict__``, which takes precedence; reading it on the class gives the
+    field's default, None. The converted value is cached on the instance.
+    """
+
+    def __get__(self, obj: StreamEvent | None, owner: type | None = None) -> datetime | None:
+        if obj is None:
+            return None
+        value = ms_to_datetime(obj.raw.get("timestamp"))
+        obj.__dict__["timestamp"] = value
+        return value
+
+
+setattr(StreamEvent, "timestamp", _TimestampFromRaw())  # noqa: B010 - after @dataclass read the default

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from docify_provider.client.errors import (
     DocifyProtocolError,
@@ -34,6 +34,9 @@ _BOUNDARIES = ("\n\n", "\r\r", "\r\n\r\n")
 _ERROR = EventType.ERROR.value
 _COMPLETE = EventType.COMPLETE.value
 _KNOWN_TYPES = frozenset(EventType.__members__)
+_NON_TERMINAL_TYPES = _KNOWN_TYPES - {_ERROR, _COMPLETE}
+#: ``json.loads`` of a ``str`` without options is this call; binding it skips two calls per event.
+_json_decode = json.JSONDecoder().decode
 
 
 def _end_of_last(window: str, boundary: str) -> int:
@@ -76,15 +79,33 @@ class BoundedEventText:
     def event_seen(self) -> None:
         self.last_event = time.monotonic()
 
-    def _check(self, text: str) -> None:
-        window = self.tail + text
-        # LF-only framing (the common case) needs one search instead of three.
-        cut = max(_end_of_last(window, b) for b in _BOUNDARIES) if "\r" in window else _end_of_last(window, "\n\n")
+    def _cut(self, text: str) -> int:
+        """Index in ``text`` just past the last event boundary, or -1 when it holds none.
+
+        Only ``text`` is searched (from its end, so usually a few characters), plus, when it holds no
+        boundary, the few characters where it meets the previous chunk (``tail``): a boundary split
+        across two chunks. Nothing is copied or searched twice.
+        """
+        tail = self.tail
+        if "\r" not in text and not tail.endswith("\r"):  # LF-only framing (the common case): one search
+            at = text.rfind("\n\n")
+            if at >= 0:
+                return at + 2
+            return 1 if text[:1] == "\n" and tail.endswith("\n") else -1
+        cut = max(_end_of_last(text, b) for b in _BOUNDARIES)
         if cut >= 0:
-            self.pending = len(window) - cut
+            return cut
+        seam = tail + text[:3]
+        cut = max(_end_of_last(seam, b) for b in _BOUNDARIES) - len(tail)
+        return cut if cut > 0 else -1
+
+    def _check(self, text: str) -> None:
+        cut = self._cut(text)
+        if cut >= 0:
+            self.pending = len(text) - cut
         else:
             self.pending += len(text)
-        self.tail = window[-3:]
+        self.tail = text[-3:] if len(text) >= 3 else (self.tail + text)[-3:]
         if self.pending > self.max_event_chars:
             raise DocifyProtocolError(
                 f"A stream event exceeded {self.max_event_chars} characters; refusing to buffer more "
@@ -135,23 +156,27 @@ class StreamTracker:
         self.events_seen: list[str] = []
         self.result: RunResult | None = None
         self.malformed = 0
+        self._parse = protocol.parse_event
 
     def feed(self, sse: ServerSentEvent) -> StreamEvent | None:
         data = sse.data
         if not data or data.isspace():
             return None  # an event with no data (e.g. an "event: ping" with nothing else)
+        name = sse.event
         try:
-            payload: Any = json.loads(data)
-            event = self.protocol.parse_event(payload, sse_event=sse.event if sse.event != "message" else None)
+            event = self._parse(_json_decode(data), sse_event=None if name == "message" else name)
         except (ValueError, DocifyProtocolError) as exc:
             # One bad event must not lose a run that is still going: note it and read on. If it was
             # the COMPLETE, ``finish`` reports the run as incomplete with the session id.
             self.malformed += 1
             log.warning("Skipping malformed Docify stream event (%s): %.200r", exc, data)
             return None
-        self.session_id = event.session_id or self.session_id
+        if event.session_id:
+            self.session_id = event.session_id
         kind = event.type
         self.events_seen.append(kind)
+        if kind in _NON_TERMINAL_TYPES:
+            return event  # START, PREPARE_*, TEXT: nothing to decide
         if kind == _ERROR:
             raise DocifyRunFailedError(
                 f"Docify reported an error during the run: {event.error or event.content or 'no message'}"

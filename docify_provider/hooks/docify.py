@@ -353,10 +353,27 @@ class DocifyHook(BaseHook):
             return await client.run(inputs, user=user, additional_info=additional_info)
 
     async def astream_scenario(
-        self, inputs: Mapping[str, Any] | None, *, user: str | None = None, additional_info: Any = None
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        additional_info: Any = None,
+        shared_client: bool = False,
     ) -> AsyncIterator[StreamEvent]:
-        """Async streaming run with inputs already in wire form (prepared on the worker)."""
-        async with await self.get_async_client() as client:
+        """Async streaming run with inputs already in wire form (prepared on the worker).
+
+        ``shared_client``: use the HTTP client that streams of this connection share in the running
+        event loop (``client.aio.shared_async_client``; what the trigger does) instead of a new one.
+        """
+        if shared_client:
+            from docify_provider.client.aio import shared_async_client
+
+            shared: contextlib.AbstractAsyncContextManager[AsyncDocifyClient] = shared_async_client(
+                await self.aget_config(), scope=self.docify_conn_id
+            )
+        else:
+            shared = await self.get_async_client()
+        async with shared as client:
             async for event in client.stream(inputs, user=user, additional_info=additional_info):
                 yield event
 

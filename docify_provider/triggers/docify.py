@@ -274,7 +274,11 @@ class DocifyStreamTrigger(BaseTrigger):
             from docify_provider.operators.docify import log_stream_event
 
             self.log.info("Sending Docify run (streaming, deferred) for user %s", self.user)
-            stream = hook.astream_scenario(self.inputs, user=self.user, additional_info=self.additional_info)
+            # The triggerer runs many triggers in one event loop: streams of one connection share
+            # one HTTP client there (built by the first, closed when the last ends).
+            stream = hook.astream_scenario(
+                self.inputs, user=self.user, additional_info=self.additional_info, shared_client=True
+            )
             posted = True
             try:
                 async for event in stream:
