@@ -298,16 +298,24 @@ def main() -> int:
             print(f"        {len(usage['problems'])} stream(s) not accounted for, e.g. {usage['problems'][:3]}")
     goal = loops.get(GOAL_STREAMS)
     if goal is not None:
-        # Under one core only counts if the loop kept the pace: a saturated loop stretches the streams
-        # and CPU / wall then stays just under 1 however much work there is.
+        # Each part of the goal on its own line. CPU is CPU seconds over the planned stream length
+        # (not over the wall time), so a loop that falls behind cannot look cheaper than it is.
         kept_pace = goal["wall_seconds"] <= 1.25 * goal["planned_seconds"]
         cores = max(goal["cpu_cores_avg"], goal["cpu_cores_at_planned_rate"])
-        met = goal["ok"] and goal["peak_mb"] < GOAL_MB and cores < GOAL_CORES and kept_pace
+
+        def verdict(ok: bool) -> str:
+            return "met" if ok else "MISSED"
+
+        print(f"goal for {GOAL_STREAMS:,} streams in one process:")
+        print(f"  every stream accounted for: {verdict(goal['ok'])}")
+        print(f"  resident under {GOAL_MB:g} MB: {goal['peak_mb']:.0f} MB -> {verdict(goal['peak_mb'] < GOAL_MB)}")
         print(
-            f"goal: {GOAL_STREAMS:,} streams in one process under {GOAL_MB:g} MB resident and under "
-            f"{GOAL_CORES:g} core, keeping the pace: {goal['peak_mb']:.0f} MB, {cores:.2f} core "
-            f"(busiest second {goal['cpu_cores_busiest_second']:.2f}), {goal['wall_seconds']:.0f} s for "
-            f"{goal['planned_seconds']:.0f} s streams -> {'met' if met else 'MISSED'}"
+            f"  under {GOAL_CORES:g} core: {cores:.2f} core (busiest second "
+            f"{goal['cpu_cores_busiest_second']:.2f}) -> {verdict(cores < GOAL_CORES)}"
+        )
+        print(
+            f"  keeping the pace (within 25 %): {goal['wall_seconds']:.0f} s for {goal['planned_seconds']:.0f} s "
+            f"streams -> {'yes' if kept_pace else 'no'}"
         )
     for n, usage in loops.items():
         if usage["wall_seconds"] > 1.2 * usage["planned_seconds"]:
