@@ -161,9 +161,15 @@ class Deployment:
 
 @contextlib.contextmanager
 def running_deployment(
-    home: Path, *, dags_folder: Path, connections: dict[str, dict[str, Any]]
+    home: Path,
+    *,
+    dags_folder: Path,
+    connections: dict[str, dict[str, Any]],
+    env: dict[str, str] | None = None,
 ) -> Iterator[Deployment]:
+    """Migrate the DB and start every component; ``env`` adds settings all components get."""
     dep = Deployment(home, dags_folder=dags_folder, connections=connections)
+    dep.env.update(env or {})
     dep.airflow("db", "migrate", timeout=300)
     try:
         for component in COMPONENTS:

@@ -25,7 +25,7 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import httpx
 import pytest
 
 from docify_provider.testing import SUMMARY_KEY, DocifyEmulator, Fault, fingerprint
-from tests.deployment import COMPONENTS, ROOT, Deployment
+from tests.deployment import ROOT, Deployment, running_deployment
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -86,24 +86,18 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: fl
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-@contextlib.contextmanager
-def deployment(home: Path, dags_folder: Path, connections: dict[str, dict[str, Any]]) -> Iterator[Deployment]:
-    """``tests.deployment.running_deployment`` with two settings this test needs in every component.
-
-    The harness starts the components at once, so the extra environment is set here before they start.
-    """
-    dep = Deployment(home, dags_folder=dags_folder, connections=connections)
-    dep.env["AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD"] = str(HEALTH_THRESHOLD)
-    # The REST API without a login, for polling task instance states once a second (the CLI takes seconds).
-    dep.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "True"
-    dep.airflow("db", "migrate", timeout=300)
-    try:
-        for component in COMPONENTS:
-            dep.start(component)
-        dep.wait_for_api()
-        yield dep
-    finally:
-        dep.stop_all()
+def deployment(home: Path, dags_folder: Path, connections: dict[str, dict[str, Any]]) -> Any:
+    """``running_deployment`` with two settings this test needs in every component."""
+    return running_deployment(
+        home,
+        dags_folder=dags_folder,
+        connections=connections,
+        env={
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(HEALTH_THRESHOLD),
+            # The REST API without a login, for polling task states once a second (the CLI takes seconds).
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        },
+    )
 
 
 def api(dep: Deployment, method: str, path: str, **kwargs: Any) -> Any:

@@ -185,20 +185,12 @@ class DocifyRunGatewayError(DocifyServerError, DocifyOutcomeUnknownError):
     ``DocifyServerError`` / ``DocifyRateLimitedError``.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        endpoint: str,
-        server_message: str | None = None,
-    ):
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        DocifyServerError.__init__(self, message, **kwargs)
+        # What a stream-side unknown outcome carries; a status answer has none of it.
         self.session_id: str | None = None
         self.run_id: str | None = None
         self.events_seen: list[str] = []
-        DocifyServerError.__init__(
-            self, message, status_code=status_code, endpoint=endpoint, server_message=server_message
-        )
 
 
 # --- The run itself failed -----------------------------------------------------------------------
