@@ -14,6 +14,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from docify_provider.client import AsyncDocifyClient, ClientConfig, DocifyClient  # noqa: E402
 from docify_provider.testing import DocifyEmulator, DownloadRecord, RequestRecord  # noqa: E402
+from docify_provider.testing.samples import SAMPLE_PNG  # noqa: E402
 
 pytest_plugins = ["docify_provider.testing.pytest_plugin", "airflow_helpers"]
 
@@ -117,6 +119,31 @@ def docify_conn(monkeypatch: pytest.MonkeyPatch, emulator: DocifyEmulator) -> Ca
         return conn_id
 
     return make
+
+
+@pytest.fixture
+def make_hook() -> Iterator[Callable[[str], Any]]:
+    """``make_hook(conn_id)``: a ``DocifyHook``, its client closed after the test."""
+    from docify_provider.hooks.docify import DocifyHook
+
+    created: list[DocifyHook] = []
+
+    def make(conn_id: str) -> DocifyHook:
+        created.append(DocifyHook(docify_conn_id=conn_id))
+        return created[-1]
+
+    yield make
+    for hook in created:
+        hook.close()
+
+
+@pytest.fixture
+def invoice_png(tmp_path: Path) -> Path:
+    """A small PNG invoice image on disk, ``<tmp_path>/inputs/acme_invoice.png``."""
+    path = tmp_path / "inputs" / "acme_invoice.png"
+    path.parent.mkdir()
+    path.write_bytes(SAMPLE_PNG)
+    return path
 
 
 def _settled(read: Callable[[], list[Any]], at_least: int) -> list[Any]:

@@ -19,20 +19,12 @@ import asyncio
 import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
+# The peak-memory helpers the benchmarks use, so both measure memory the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from _common import proc_status_kb, reset_peak_rss
 
 
 def _download(spec: dict[str, Any]) -> Any:
@@ -78,8 +70,8 @@ _BEFORE: dict[str, int] = {}
 
 def yield_point() -> None:
     """Mark the end of the warm-up: remember the resident size and restart the peak from it."""
-    _BEFORE["rss"] = _status_kb("VmRSS")
-    _reset_peak()
+    _BEFORE["rss"] = proc_status_kb("VmRSS")
+    reset_peak_rss()
 
 
 def main() -> None:
@@ -91,7 +83,7 @@ def main() -> None:
         out["error_type"] = type(exc).__name__
         out["message"] = str(exc)
     out["rss_before_kb"] = _BEFORE.get("rss")
-    out["peak_kb"] = _status_kb("VmHWM")
+    out["peak_kb"] = proc_status_kb("VmHWM")
     print(json.dumps(out))
 
 

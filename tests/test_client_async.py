@@ -37,8 +37,8 @@ from docify_provider.client import (
     StreamEvent,
 )
 from docify_provider.testing import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault
+from docify_provider.testing.samples import SAMPLE_PNG as PNG
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 PDF = b"%PDF-1.4\n" + b"Docify test document\n" * 200
 SUMMARY_INPUTS = {"text": "Docify reads invoices. It also summarises long reports.", "language": "en"}
 SUMMARY_RESULT = {"summary": "Docify reads invoices.", "word_count": 8, "language": "en", "title": None}

@@ -27,10 +27,10 @@ from docify_provider.testing import (
     Fault,
     fingerprint,
 )
+from docify_provider.testing.samples import SAMPLE_PNG as PNG
 
 pytest_plugins = ["docify_provider.testing.pytest_plugin"]
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 SUMMARY_BODY = {"user": "u1", "inputs": {"text": {"text": "Hello world. More text."}, "language": {"text": "en"}}}
 
 

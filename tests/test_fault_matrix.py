@@ -42,6 +42,7 @@ from docify_provider.client.errors import (
 from docify_provider.client.inputs import MAX_IMAGE_BYTES
 from docify_provider.client.models import ResultFile
 from docify_provider.testing import FORBIDDEN_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault
+from docify_provider.testing.samples import SAMPLE_PNG as PNG
 
 if TYPE_CHECKING:
     from docify_provider.hooks.docify import DocifyHook
@@ -59,7 +60,6 @@ IDLE_TIMEOUT = 1.0
 #: Retry settings that keep every retried case in milliseconds (``Retry-After`` 1 s is cut to 0.2 s).
 FAST_RETRIES: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_cap": 0.2}
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 SUMMARY_INPUTS = {"text": "Docify reads invoices. It also summarises long reports.", "language": "en"}
 SUMMARY_WIRE = {"text": {"text": SUMMARY_INPUTS["text"]}, "language": {"text": "en"}}
 

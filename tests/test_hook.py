@@ -6,7 +6,7 @@ import hashlib
 import logging
 import os
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,8 +24,8 @@ from docify_provider.client import (
 )
 from docify_provider.hooks.docify import DocifyHook
 from docify_provider.testing import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault
+from docify_provider.testing.samples import SAMPLE_PNG as PNG
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 PDF = b"%PDF-1.4\n" + b"Docify test document\n" * 200
 SUMMARY_INPUTS = {"text": "Docify reads invoices. It also summarises long reports.", "language": "en"}
 SECRET = "sk-live-hook-never-log-me"
@@ -35,29 +35,6 @@ Conn = Callable[..., str]
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def invoice_png(tmp_path: Path) -> Path:
-    path = tmp_path / "inputs" / "acme_invoice.png"
-    path.parent.mkdir()
-    path.write_bytes(PNG)
-    return path
-
-
-@pytest.fixture
-def make_hook() -> Iterator[Callable[[str], DocifyHook]]:
-    """``make_hook(conn_id)``: a DocifyHook, its client closed after the test."""
-    created: list[DocifyHook] = []
-
-    def make(conn_id: str) -> DocifyHook:
-        hook = DocifyHook(docify_conn_id=conn_id)
-        created.append(hook)
-        return hook
-
-    yield make
-    for hook in created:
-        hook.close()
 
 
 # --- connection -> client configuration ------------------------------------------------------

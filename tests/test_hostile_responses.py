@@ -27,7 +27,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,12 @@ from docify_provider.client import (
 )
 from docify_provider.hooks.docify import DocifyHook
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault, RequestRecord
+from docify_provider.testing.samples import SAMPLE_PNG as PNG
 from docify_provider.triggers.docify import DocifyStreamTrigger, error_from_event
 
 pytestmark = pytest.mark.timeout(240)
 
 CHILD = Path(__file__).with_name("hostile_child.py")
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 SUMMARY_INPUTS = {"text": "Hostile servers exist. Clients must survive them.", "language": "en"}
 WIRE = {"text": {"text": SUMMARY_INPUTS["text"]}, "language": {"text": "en"}}
 MB = 1024 * 1024
@@ -62,27 +62,6 @@ ENDLESS_SECONDS = 3
 Conn = Callable[..., str]
 MakeHook = Callable[[str], DocifyHook]
 RequestsTo = Callable[..., list[RequestRecord]]
-
-
-@pytest.fixture
-def make_hook() -> Iterator[Callable[[str], DocifyHook]]:
-    hooks: list[DocifyHook] = []
-
-    def make(conn_id: str) -> DocifyHook:
-        hooks.append(DocifyHook(docify_conn_id=conn_id))
-        return hooks[-1]
-
-    yield make
-    for hook in hooks:
-        hook.close()
-
-
-@pytest.fixture
-def invoice_png(tmp_path: Path) -> Path:
-    path = tmp_path / "inputs" / "acme_invoice.png"
-    path.parent.mkdir()
-    path.write_bytes(PNG)
-    return path
 
 
 def _files_under(root: Path) -> set[Path]:

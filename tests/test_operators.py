@@ -21,11 +21,11 @@ from docify_provider.operators.docify import (
     DocifyUploadFileOperator,
 )
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault, Scenario
+from docify_provider.testing.samples import SAMPLE_PNG as PNG
 from docify_provider.xcom import XCOM_KEYS
 
 pytestmark = pytest.mark.timeout(120)
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 SUMMARY_INPUTS = {"text": "Airflow runs Docify. Then more text follows.", "language": "en"}
 #: Keys of the XCom that differ between two runs of the same inputs.
 PER_RUN = {"run_id", "created_at", "finished_at", "elapsed_ms", "session_id"}

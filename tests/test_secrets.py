@@ -48,10 +48,10 @@ from docify_provider.operators.docify import (
 )
 from docify_provider.sensors.docify import DocifyScenarioSensor
 from docify_provider.testing import DocifyEmulator, Fault
+from docify_provider.testing.samples import SAMPLE_PNG as PNG
 
 pytestmark = pytest.mark.timeout(180)
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 #: Exceptions the failing tasks of the DAG run raised, collected by their ``on_failure_callback``
 #: (``dag.test()`` runs tasks and their callbacks in this process).

@@ -20,10 +20,9 @@ from airflow_helpers import new_dag, run_dag
 from docify_provider.operators.docify import DocifyRunScenarioOperator, DocifyStreamScenarioOperator
 from docify_provider.operators.state import VARIABLE_PREFIX, variable_key
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault
+from docify_provider.testing.samples import SAMPLE_PNG as PNG
 
 pytestmark = pytest.mark.timeout(120)
-
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 
 def _as_before_airflow_3_3(context: Any) -> None:

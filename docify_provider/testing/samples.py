@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: A small image body with the PNG signature: an IMAGE input the emulator accepts (2 KiB, distinct bytes).
+SAMPLE_PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+
 
 def make_sample_invoices(folder: Path, count: int = 5) -> list[Path]:
     """Small but real PDF files, one invoice each, so the emulator has distinct documents to read."""
