@@ -46,12 +46,14 @@ class AsyncDocifyClient(ClientBase):
     @property
     def http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._transport,
-                mounts=self._proxy_mounts(httpx.AsyncHTTPTransport),
-                **self._client_kwargs(),
-            )
+            self._client = self._new_http()
         return self._client
+
+    def _new_http(self, **overrides: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` built from this client's config; ``overrides`` replace its arguments."""
+        kwargs = {**self._client_kwargs(), **overrides}
+        mounts = self._proxy_mounts(httpx.AsyncHTTPTransport)
+        return httpx.AsyncClient(transport=self._transport, mounts=mounts, **kwargs)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -237,11 +239,8 @@ async def shared_async_client(config: Any, *, scope: str) -> AsyncIterator[Async
     key = (scope, _http_settings(config))
     entry = pool.get(key)
     if entry is None or entry.http.is_closed:
-        builder = AsyncDocifyClient(config)
-        kwargs = builder._client_kwargs()
-        kwargs["limits"] = httpx.Limits(max_connections=None, max_keepalive_connections=20)
-        http = httpx.AsyncClient(mounts=builder._proxy_mounts(httpx.AsyncHTTPTransport), **kwargs)
-        entry = pool[key] = _SharedHttp(http)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+        entry = pool[key] = _SharedHttp(AsyncDocifyClient(config)._new_http(limits=limits))
     entry.users += 1
     client = AsyncDocifyClient(config, http=entry.http)
     try:

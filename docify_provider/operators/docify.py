@@ -330,13 +330,12 @@ class _DocifyRunOperatorBase(BaseOperator):
             session_id=session,
         )
 
-    def _mark_pending(self, context: Context, state: TaskState) -> None:
+    def _mark_pending(self, state: TaskState) -> None:
         from docify_provider.xcom import STATE_KEY
 
-        ti = _context_ti(context)
         self._pending_marker = {
             "sent_at": _now_iso(),
-            "try_number": getattr(ti, "try_number", None),
+            "try_number": state.try_number,
             "session_id": None,
         }
         state.set(STATE_KEY, {"pending": self._pending_marker})
@@ -357,14 +356,13 @@ class _DocifyRunOperatorBase(BaseOperator):
             self._pending_marker = {**pending, "session_id": session_id}
             state.set(STATE_KEY, {"pending": self._pending_marker})
 
-    def _save_result(self, context: Context, state: TaskState, result: RunResult, session_id: str | None) -> None:
+    def _save_result(self, state: TaskState, result: RunResult, session_id: str | None) -> None:
         """Keep the bought result where a retry finds it, before anything else can fail.
 
         It replaces the pending marker in the same key: one write, and never a moment without either.
         """
         from docify_provider.xcom import STATE_KEY
 
-        ti = _context_ti(context)
         state.set(
             STATE_KEY,
             {
@@ -372,7 +370,7 @@ class _DocifyRunOperatorBase(BaseOperator):
                     "raw": result.raw,
                     "session_id": session_id,
                     "stored_at": _now_iso(),
-                    "try_number": getattr(ti, "try_number", None),
+                    "try_number": state.try_number,
                 }
             },
         )
@@ -478,14 +476,14 @@ class DocifyRunScenarioOperator(_DocifyRunOperatorBase):
     """
 
     def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> tuple[RunResult, str | None]:
-        self._mark_pending(context, state)
+        self._mark_pending(state)
         self.log.info("Sending Docify run (blocking) for user %s", user)
         try:
             result = self.hook.run_scenario(wire, user=user, additional_info=self.additional_info, validate=False)
         except BaseException as exc:
             self._settle_failure(state, exc)
             raise
-        self._save_result(context, state, result, None)
+        self._save_result(state, result, None)
         return result, None
 
 
@@ -555,7 +553,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         if self.deferrable:
             self._defer(context, state, wire, user)
         self._configure()
-        self._mark_pending(context, state)
+        self._mark_pending(state)
         self.log.info("Sending Docify run (streaming) for user %s", user)
         result: RunResult | None = None
         session_id: str | None = None
@@ -576,7 +574,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             from docify_provider.client.errors import DocifyStreamIncompleteError
 
             raise DocifyStreamIncompleteError("The Docify stream ended without a result", session_id=session_id)
-        self._save_result(context, state, result, session_id)
+        self._save_result(state, result, session_id)
         return result, session_id
 
     def _defer(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> None:
@@ -595,7 +593,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             run_id=getattr(ti, "run_id", None),
             map_index=_map_index(context),
         )
-        self._mark_pending(context, state)
+        self._mark_pending(state)
         # The trigger's restart guard: "deferred" means no trigger has sent the run yet. Writing it
         # here also spares the trigger a lookup of a missing XCom.
         from docify_provider.xcom import STREAM_MARKER_XCOM_KEY
@@ -625,7 +623,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             if status == "success":
                 result = RunResult.from_api(event["result"])
                 session_id = event.get("session_id")
-                self._save_result(context, state, result, session_id)
+                self._save_result(state, result, session_id)
                 return self._finish(context, state, result, session_id)
             exc = error_from_event(event)
             self._settle_failure(state, exc)

@@ -44,6 +44,11 @@ VARIABLE_PREFIX = "docify_state"
 
 
 class _Store(Protocol):
+    #: How the user knows the store, for messages.
+    kind: str
+    #: False when a value must be deleted once the task succeeds (nothing expires it).
+    keeps_after_success: bool
+
     def get(self, key: str) -> Any: ...
     def set(self, key: str, value: Any) -> None: ...
     def delete(self, key: str) -> None: ...
@@ -136,10 +141,6 @@ class TaskState:
             self.store = None
 
     @property
-    def available(self) -> bool:
-        return self.store is not None
-
-    @property
     def may_hold_state(self) -> bool:
         """False on try 1, whose task instance cannot have stored anything yet (module docstring)."""
         if self.store is None:
@@ -151,7 +152,7 @@ class TaskState:
 
     @property
     def where(self) -> str:
-        return getattr(self.store, "kind", "nowhere")
+        return "nowhere" if self.store is None else self.store.kind
 
     def describe(self, key: str) -> str:
         """Where ``key`` lives, as a user must name it to clear it."""
@@ -187,6 +188,6 @@ class TaskState:
 
     def succeeded(self, *keys: str) -> None:
         """The task is done: drop what only a retry needed, where the store would keep it forever."""
-        if self.store is not None and not getattr(self.store, "keeps_after_success", True):
+        if self.store is not None and not self.store.keeps_after_success:
             for key in keys:
                 self.delete(key)
