@@ -2,7 +2,8 @@
 
 The connection form is declared here (``conn-fields`` / ``ui-field-behaviour``, Airflow 3.2+) so
 the UI renders it without importing the hook; ``DocifyHook`` keeps the equivalent classmethods for
-Airflow 3.0 and 3.1.
+Airflow 3.0 and 3.1. Every field has a description; defaults are stated there rather than set in
+the form, so that saving an untouched form does not copy them into the connection's extra.
 """
 
 from __future__ import annotations
@@ -13,64 +14,100 @@ from docify_provider import __version__
 
 DEFAULT_BASE_URL = "https://console.docify.jp/docify"
 
-#: Connection extras shown in the form: ``name -> (label, JSON schema, description)``.
+#: Connection extras shown in the form: ``name -> (label, JSON schema, description)``. The schemas'
+#: ``default`` is what the hook uses for a missing (or ``null``) extra; the form Airflow renders gets
+#: ``CONN_FORM_FIELDS`` instead, which states it in the description (see there).
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "connect_timeout": {
         "label": "Connect timeout (s)",
         "schema": {"type": ["number", "null"], "default": 10},
-        "description": "Seconds to wait for a connection to Docify.",
+        "description": "Seconds to wait for a connection to Docify. Default when empty: 10.",
     },
     "read_timeout": {
         "label": "Read timeout (s)",
         "schema": {"type": ["number", "null"], "default": 600},
-        "description": "Seconds to wait for a blocking run's answer.",
+        "description": "Seconds to wait for a blocking run's answer. Default when empty: 600.",
     },
     "idle_timeout": {
         "label": "Stream idle timeout (s)",
         "schema": {"type": ["number", "null"], "default": 300},
-        "description": "Seconds a streaming run may go without an event (keep-alive pings do not count).",
+        "description": "Seconds a streaming run may go without an event (keep-alive pings do not count). "
+        "Default when empty: 300.",
     },
     "max_stream_seconds": {
         "label": "Stream time limit (s)",
         "schema": {"type": ["number", "null"], "default": 7200},
         "description": "Longest a streaming run may stay open, even while events keep arriving "
-        "(default 2 h; 0: no limit). A run cut off by it may have been billed and is not re-sent.",
+        "(0: no limit). A run cut off by it may have been billed and is not re-sent. "
+        "Default when empty: 7200 (2 h).",
     },
     "verify_ssl": {
         "label": "Verify TLS certificates",
         "schema": {"type": ["boolean", "null"], "default": True},
+        "description": "Check Docify's TLS certificate (on by default). Switch off only for a test server "
+        "with a self-signed certificate: anyone in the network path could then read the API key. For a "
+        "private certificate authority set 'CA bundle path' instead.",
     },
     "ca_bundle": {
         "label": "CA bundle path",
         "schema": {"type": ["string", "null"]},
-        "description": "Path to a CA bundle for a private certificate authority.",
+        "description": "Path to a CA bundle (PEM) for a private certificate authority, used instead of the "
+        "system's CAs. Default when empty: the system's CAs.",
     },
     "proxy": {
         "label": "Proxy URL",
         "schema": {"type": ["string", "null"]},
-        "description": "e.g. http://proxy.internal:3128 (extra 'proxies' may map URL patterns to proxies).",
+        "description": "Proxy for every request, e.g. http://proxy.internal:3128 (extra 'proxies' may map "
+        "URL patterns to proxies). Default when empty: HTTPS_PROXY / HTTP_PROXY from the environment, "
+        "if set.",
     },
     "trusted_hosts": {
         "label": "Hosts trusted with the API key",
         "schema": {"type": ["string", "null"]},
         "description": "Comma-separated hosts besides the base URL's that may receive the key "
-        "when downloading attachments.",
+        "when downloading attachments. Default when empty: only the base URL's host.",
     },
     "allow_insecure_http": {
         "label": "Allow plain http:// (non-loopback)",
         "schema": {"type": ["boolean", "null"], "default": False},
+        "description": "Send the API key over a plain http:// base URL on a host other than localhost, "
+        "unencrypted (off by default; http://localhost and 127.0.0.1 always work). Only for a trusted "
+        "internal network or a test server.",
     },
     "max_retries": {
         "label": "Retries for safe requests",
         "schema": {"type": ["integer", "null"], "default": 4},
-        "description": "Scenario info, uploads and downloads only; runs are never re-sent.",
+        "description": "Retries of scenario info, uploads and downloads after a network error, 429 or 5xx; "
+        "runs are never re-sent. Default when empty: 4.",
     },
     "default_user": {
         "label": "Default user identifier",
         "schema": {"type": ["string", "null"]},
-        "description": "Sent as 'user' when a task gives none.",
+        "description": "Docify user identifier sent when a task gives none. Default when empty: "
+        "airflow:<dag_id>.<task_id>.",
     },
 }
+
+#: Extras whose form field keeps its schema ``default``: a toggle shows ``null`` as "off", so a
+#: default-on toggle without it would show verification as off while it is on.
+_FORM_DEFAULTS_KEPT = frozenset({"verify_ssl"})
+
+
+def _form_field(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    schema = dict(spec["schema"])
+    if name not in _FORM_DEFAULTS_KEPT:
+        schema.pop("default", None)
+    return {**spec, "schema": schema}
+
+
+#: ``conn-fields`` as Airflow gets them. Airflow 3.2+ (``ProvidersManager._to_api_format``) turns
+#: each field into ``{"value": schema["default"], ...}`` and the UI's form (``FlexibleForm``) saves
+#: ``{name: value}`` for every field: a ``default`` would be written into the connection's extra by
+#: an untouched form, pinning today's default in every connection. Without one the untouched field
+#: saves ``null``, which the hook reads as "not set" (``config_from_connection``), like a missing
+#: key; the description states the value used then. (Airflow writes the ``null``s regardless: the
+#: UI keeps every field's key.) ``verify_ssl`` keeps its default, see ``_FORM_DEFAULTS_KEPT``.
+CONN_FORM_FIELDS: dict[str, dict[str, Any]] = {name: _form_field(name, spec) for name, spec in CONN_FIELDS.items()}
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "port", "login"],
@@ -102,7 +139,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "docify",
                 "hook-class-name": "docify_provider.hooks.docify.DocifyHook",
                 "hook-name": "Docify",
-                "conn-fields": CONN_FIELDS,
+                "conn-fields": CONN_FORM_FIELDS,
                 "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],

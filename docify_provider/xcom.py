@@ -46,12 +46,15 @@ Keys kept elsewhere (internal, documented for operators of the deployment):
   increments ``try_number``) and two writes. Earlier builds of this provider kept the same
   information under two keys, ``docify_result`` and ``docify_pending``; a retry that finds no
   ``docify_state`` still honours those.
-* XCom ``docify_stream_marker`` of the task instance (deferrable streaming): ``{"state":
-  "deferred"}`` written by the operator before deferring, then ``{"state": "sent", "sent_at",
-  "session_id"}`` written by ``DocifyStreamTrigger`` before it POSTs (and again with the session id
-  at START). A restarted trigger that finds ``"sent"`` reports "outcome unknown" instead of
-  re-sending the run. XComs are cleared when a new try starts, so this guards one try; the
-  ``task_state_store`` key above guards across tries.
+* XCom ``docify_run_request_sent`` of the task instance (deferrable streaming), shown in the UI's
+  XCom tab: ``{"state": "deferred", "sent": False, "meaning": "..."}`` written by the operator
+  before deferring, then ``{"state": "sent", "sent": True, "sent_at", "session_id", "meaning"}``
+  written by ``DocifyStreamTrigger`` before it POSTs (and again with the session id at START);
+  ``meaning`` says in words what the marker guards. A restarted trigger that finds ``"sent"``
+  reports "outcome unknown" instead of re-sending the run. XComs are cleared when a new try
+  starts, so this guards one try; the ``task_state_store`` key above guards across tries. Earlier
+  builds called it ``docify_stream_marker``; the trigger still reads that key, so a task that
+  deferred under such a build keeps its guard.
 """
 
 from __future__ import annotations
@@ -69,8 +72,24 @@ STATE_KEY = "docify_state"
 #: Keys of earlier provider versions (result and pending marker kept apart); read by retries only.
 LEGACY_RESULT_STATE_KEY = "docify_result"
 LEGACY_PENDING_STATE_KEY = "docify_pending"
-#: XCom key of the deferrable stream's restart guard.
-STREAM_MARKER_XCOM_KEY = "docify_stream_marker"
+#: XCom key of the deferrable stream's restart guard (visible in the XCom tab, hence the name).
+STREAM_MARKER_XCOM_KEY = "docify_run_request_sent"
+#: Its name in earlier builds; still read, so a task deferred under one keeps its guard.
+LEGACY_STREAM_MARKER_XCOM_KEY = "docify_stream_marker"
+
+_MARKER_MEANING = {
+    "deferred": "Not sent yet: the task deferred; the Docify run request has not been sent. Internal restart "
+    "guard of the Docify provider.",
+    "sent": "Sent: the Docify run request was sent (it may have been billed). If the triggerer restarts before "
+    "the result arrives, the run is not sent again (outcome unknown; allow_resubmit=True re-sends it). Internal "
+    "restart guard of the Docify provider.",
+}
+
+
+def stream_marker(state: str, **fields: Any) -> dict[str, Any]:
+    """The value of the ``STREAM_MARKER_XCOM_KEY`` XCom: ``state`` plus a sentence saying what it guards."""
+    return {"state": state, "sent": state != "deferred", **fields, "meaning": _MARKER_MEANING.get(state, "")}
+
 
 XCOM_KEYS = (
     "run_id",
@@ -156,9 +175,11 @@ def scenario_summary(info: ScenarioInfo) -> dict[str, Any]:
 __all__ = [
     "LEGACY_PENDING_STATE_KEY",
     "LEGACY_RESULT_STATE_KEY",
+    "LEGACY_STREAM_MARKER_XCOM_KEY",
     "STATE_KEY",
     "STREAM_MARKER_XCOM_KEY",
     "XCOM_KEYS",
     "result_to_xcom",
     "scenario_summary",
+    "stream_marker",
 ]

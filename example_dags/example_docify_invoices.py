@@ -17,6 +17,7 @@ invoice scenario whose file parameter is ``invoice_image``).
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,9 @@ from docify_provider.operators.docify import DocifyStreamScenarioOperator
 
 DOCUMENT_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
 TABLE = "docify_invoices"
+
+# Logged lines land in the task's main log (print() output ends up in its "Post Execute" group).
+log = logging.getLogger(__name__)
 
 with DAG(
     dag_id="example_docify_invoices",
@@ -53,7 +57,7 @@ with DAG(
         files = sorted(str(p) for p in root.iterdir() if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES)
         if not files:
             raise ValueError(f"input_dir {folder!r} holds no documents ({', '.join(sorted(DOCUMENT_SUFFIXES))})")
-        print(f"{len(files)} document(s) to extract from {folder}")
+        log.info("%d document(s) to extract from %s", len(files), folder)
         return [{params["file_parameter"]: f} for f in files]
 
     extract = DocifyStreamScenarioOperator.partial(
@@ -64,6 +68,8 @@ with DAG(
         retries=2,
         retry_delay=timedelta(seconds=5),
         max_active_tis_per_dag=16,
+        # Name each mapped task instance in the UI after its document ("acme_corp.png", not "0").
+        map_index_template="{{ task.inputs[params.file_parameter].rstrip('/').split('/')[-1] }}",
     ).expand(inputs=list_documents())
 
     @task
@@ -110,7 +116,7 @@ with DAG(
             replace=True,
             replace_index="run_id",
         )
-        print(f"Stored {len(rows)} row(s) in table {TABLE}")
+        log.info("Stored %d row(s) in table %s", len(rows), TABLE)
         return len(rows)
 
     @task
@@ -123,7 +129,7 @@ with DAG(
             "elapsed_ms": sum(r["elapsed_ms"] or 0 for r in results),
             "attachments": sum(1 for r in results for f in r["files"] if f["path"]),
         }
-        print(f"Docify invoice batch: {summary}")
+        log.info("Docify invoice batch: %s", summary)
         return summary
 
     results = extract.output

@@ -8,12 +8,16 @@ dict; the next task takes ``summarize.output`` and reads its ``json_result``. Co
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
 from docify_provider.operators.docify import DocifyRunScenarioOperator
+
+# Logged lines land in the task's main log (print() output ends up in its "Post Execute" group).
+log = logging.getLogger(__name__)
 
 with DAG(
     dag_id="example_docify_summary",
@@ -40,7 +44,7 @@ with DAG(
     def publish(run: dict[str, Any]) -> str:
         summary = run["json_result"]
         line = f"[{summary['language']}] {summary['summary']} ({summary['word_count']} words)"
-        print(line)
+        log.info("%s", line)
         return line
 
     publish(summarize.output)

@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
-# Creates .venv with everything the provider, its tests and its example pipeline need.
-# Idempotent: re-installs only when the lock file or pyproject.toml changed.
+# Creates a virtualenv with everything the provider, its tests and its example pipelines need.
+#   scripts/bootstrap.sh          .venv: the newest Airflow line (requirements/dev.lock), the
+#                                 project editable, with the dev tools
+#   scripts/bootstrap.sh 3.0      .venv-3.0: that line's lock (requirements/airflow-3.0.lock) and the
+#                                 project built and installed as a wheel, as a user would install it
+# Idempotent: re-installs dependencies only when the lock file or pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+line=${1:-}
+if [ -z "$line" ]; then
+  venv=.venv lock=requirements/dev.lock
+else
+  venv=.venv-$line lock=requirements/airflow-$line.lock
+  [ -f "$lock" ] || { echo "no lock file $lock for Airflow line $line" >&2; exit 2; }
+  bash scripts/bootstrap.sh  # the newest line's venv holds uv
 fi
-stamp=.venv/.docify-installed
-want=$(cat requirements/dev.lock pyproject.toml | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade uv
-  .venv/bin/uv pip install -q --python .venv/bin/python -r requirements/dev.lock -e ".[dev]"
-  echo "$want" > "$stamp"
+if [ ! -x "$venv/bin/python" ]; then
+  "$PY" -m venv "$venv"
+fi
+stamp=$venv/.docify-installed
+want=$(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -z "$line" ]; then
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    .venv/bin/python -m pip install -q --upgrade uv
+    .venv/bin/uv pip install -q --python .venv/bin/python -r "$lock" -e ".[dev]"
+    echo "$want" > "$stamp"
+  fi
+else
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    .venv/bin/uv pip install -q --python "$venv/bin/python" -r "$lock"
+    echo "$want" > "$stamp"
+  fi
+  # The wheel of the working tree, every time (cheap): what `pip install airflow-provider-docify` gives.
+  .venv/bin/uv pip install -q --python "$venv/bin/python" --no-deps --reinstall-package airflow-provider-docify .
 fi

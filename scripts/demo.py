@@ -4,10 +4,15 @@ By default it starts the bundled Docify emulator and makes a few sample invoices
 ``DOCIFY_API_KEY`` set (and optionally ``DOCIFY_BASE_URL`` and ``DOCIFY_INPUT_DIR``) it runs against
 real Docify instead. Everything goes under ``out/`` (a throwaway ``AIRFLOW_HOME`` with SQLite, the
 results database and the attachments); each run starts from a clean ``out/``.
+
+``--all`` also runs the summary pipeline and fails unless both pipelines did what they promise;
+the test command uses it (``--out``, another interpreter's venv) to run the example pipelines
+under ``airflow dags test`` on every Airflow line the package claims.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -21,7 +26,6 @@ from pathlib import Path
 from docify_provider.testing.samples import make_sample_invoices
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "out"
 BIN = Path(sys.executable).parent
 
 
@@ -38,9 +42,57 @@ def docify_backend() -> Iterator[tuple[str, str, object | None]]:
         yield emulator.base_url, INVOICE_KEY, emulator
 
 
-def main() -> int:
-    shutil.rmtree(OUT, ignore_errors=True)
-    home, inbox, results = OUT / "airflow-home", OUT / "inbox", OUT / "results"
+def dags_test(dag_id: str, conf: dict[str, str], env: dict[str, str], log_file: Path) -> int:
+    """``airflow dags test`` of one example pipeline, its output kept in ``log_file``."""
+    with open(log_file, "w") as log:
+        proc = subprocess.run(
+            [str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if proc.returncode != 0:
+        print("\n".join(log_file.read_text(errors="replace").splitlines()[-60:]))
+        print(f"FAILED: airflow dags test {dag_id} exited {proc.returncode}; full log: {log_file}")
+    return proc.returncode
+
+
+def run_summary(env: dict[str, str], out: Path, emulator: object | None) -> int:
+    """The summary pipeline; its published line must come from the scenario's json_result."""
+    from docify_provider.testing import SUMMARY_KEY
+
+    if emulator is None:
+        print("==> example_docify_summary needs the emulator's summary scenario; skipped on real Docify")
+        return 0
+    env = {
+        **env,
+        "AIRFLOW_CONN_DOCIFY_SUMMARY": json.dumps(
+            {"conn_type": "docify", "host": emulator.base_url, "password": SUMMARY_KEY}  # type: ignore[attr-defined]
+        ),
+    }
+    log_file = out / "dag-test-summary.log"
+    print("==> Running example_docify_summary on the bundled Docify emulator")
+    conf = {"text": "Airflow runs Docify. It works.", "language": "fr"}
+    if rc := dags_test("example_docify_summary", conf, env, log_file):
+        return rc
+    want = "[fr] Airflow runs Docify. (5 words)"
+    runs = emulator.runs_started(SUMMARY_KEY)  # type: ignore[attr-defined]
+    found = want in log_file.read_text(errors="replace")
+    print(f"==> Summary published {want!r}: {'yes' if found else 'NO'}; emulator billed {runs} run(s)")
+    if not found or runs != 1:
+        print(f"FAILED: expected the published summary once and 1 run billed; full log: {log_file}")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "out", help="working folder (emptied first)")
+    parser.add_argument("--all", action="store_true", help="also run the summary pipeline; check both strictly")
+    args = parser.parse_args(argv)
+    out: Path = args.out.resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    home, inbox, results = out / "airflow-home", out / "inbox", out / "results"
     home.mkdir(parents=True)
     input_dir = Path(os.environ["DOCIFY_INPUT_DIR"]) if os.environ.get("DOCIFY_INPUT_DIR") else inbox
     if input_dir == inbox:
@@ -63,25 +115,18 @@ def main() -> int:
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-        conf = json.dumps({"input_dir": str(input_dir), "output_dir": str(results)})
-        log_file = OUT / "dag-test.log"
-        with open(log_file, "w") as log:
-            proc = subprocess.run(
-                [str(BIN / "airflow"), "dags", "test", "example_docify_invoices", "-c", conf],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        runs = emulator.runs_started() if emulator else None  # type: ignore[attr-defined]
+        conf = {"input_dir": str(input_dir), "output_dir": str(results)}
+        log_file = out / "dag-test.log"
+        rc = dags_test("example_docify_invoices", conf, env, log_file)
+        runs = emulator.runs_started(key) if emulator else None  # type: ignore[attr-defined]
+        if rc == 0 and args.all:
+            rc = run_summary(env, out, emulator)
+        if rc:
+            return rc
 
-    lines = log_file.read_text(errors="replace").splitlines()
-    for line in lines:
+    for line in log_file.read_text(errors="replace").splitlines():
         if "Docify invoice batch:" in line or ("session" in line.lower() and "START" in line):
             print("   ", line.strip()[-200:])
-    if proc.returncode != 0:
-        print("\n".join(lines[-60:]))
-        print(f"FAILED: airflow dags test exited {proc.returncode}; full log: {log_file}")
-        return proc.returncode
 
     with sqlite3.connect(db_path) as db:
         rows = db.execute(
@@ -98,6 +143,9 @@ def main() -> int:
     print(f"==> Airflow log of the run: {log_file}")
     if not rows or len(attachments) < len(rows):
         print("FAILED: expected one row and at least one attachment per document")
+        return 1
+    if args.all and (len(rows) != len(list(input_dir.iterdir())) or (runs is not None and runs != len(rows))):
+        print("FAILED: expected one row and one billed run per document")
         return 1
     return 0
 

@@ -186,16 +186,22 @@ def run_dag(dag: Any, run_conf: dict[str, Any] | None = None) -> DagRunOutcome:
     # dag.test() needs the DAG serialized in the DB; our DAGs live in test code, not in a dags
     # folder the bundle sync would parse, so write it the way the dag processor would.
     with create_session() as session:
-        update_dag_parsing_results_in_db(
-            "dags-folder",
-            None,
-            [LazyDeserializedDAG.from_dag(dag)],
-            {},
-            None,
-            set(),
-            session=session,
-            files_parsed=set(),
-        )
+        if hasattr(LazyDeserializedDAG, "from_dag"):  # Airflow 3.1+
+            update_dag_parsing_results_in_db(
+                "dags-folder",
+                None,
+                [LazyDeserializedDAG.from_dag(dag)],
+                {},
+                None,
+                set(),
+                session=session,
+                files_parsed=set(),
+            )
+        else:  # Airflow 3.0 takes the scheduler's DAG, as dag.test() builds it, and no parse-time arguments
+            from airflow.serialization.serialized_objects import SerializedDAG
+
+            scheduler_dag = SerializedDAG.deserialize_dag(SerializedDAG.serialize_dag(dag))
+            update_dag_parsing_results_in_db("dags-folder", None, [scheduler_dag], {}, set(), session=session)
     dag_run = dag.test(run_conf=run_conf)
     state = getattr(dag_run.state, "value", dag_run.state)
     return DagRunOutcome(dag_id=dag.dag_id, run_id=dag_run.run_id, dag_state=str(state))

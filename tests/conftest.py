@@ -175,3 +175,26 @@ def downloads_of() -> Callable[..., list[DownloadRecord]]:
         return _settled(lambda: emu.downloads, at_least)
 
     return get
+
+
+@pytest.fixture
+def memory_object_storage() -> Iterator[None]:
+    """``memory://`` for ``ObjectStoragePath``: fsspec's in-memory filesystem, as a provider would add s3.
+
+    No installed provider registers a remote filesystem, and a remote one is what tells the object
+    storage path apart from the local one (on Airflow 3.0/3.1 every ObjectStoragePath is a pathlib.Path).
+    """
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    try:
+        from airflow.sdk.io.fs import _register_filesystems  # Airflow 3.1+
+    except ImportError:  # Airflow 3.0
+        from airflow.io import _register_filesystems
+
+    registry = _register_filesystems()  # cached: the dict every ObjectStoragePath looks schemes up in
+    registry["memory"] = lambda conn_id: MemoryFileSystem()  # type: ignore[index]
+    try:
+        yield
+    finally:
+        registry.pop("memory", None)  # type: ignore[attr-defined]
+        MemoryFileSystem.store.clear()

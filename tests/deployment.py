@@ -1,8 +1,11 @@
 """A real Airflow deployment for tests: scheduler, triggerer, dag processor and API server as
-separate processes (LocalExecutor, SQLite), configured only through environment variables.
+separate processes (LocalExecutor, SQLite by default), configured only through environment variables.
 
 Used by the deployment tests; kept apart from them so that later tests (triggerer restarts, load)
-can start, stop and restart single components.
+can start, stop and restart single components. More than one instance of a component (two Celery
+workers, two triggerers) runs as a ``Component`` with a name of its own: its own log file, pid file
+and ``procs`` entry, and, with ``as_host``, its own hostname (what Airflow records in task instances
+and jobs), as if each ran on a machine of its own. ``redis_server`` is a throwaway Celery broker.
 """
 
 from __future__ import annotations
@@ -16,13 +19,69 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: Environment variable that ``instance_hostname`` returns (set by ``as_host``).
+HOSTNAME_VAR = "DOCIFY_DEPLOYMENT_HOSTNAME"
+
+
+def instance_hostname() -> str:
+    """``[core] hostname_callable`` of a process started with ``as_host``: the name it was given."""
+    return os.environ[HOSTNAME_VAR]
+
+
+def as_host(hostname: str) -> dict[str, str]:
+    """Settings under which a process reports ``hostname`` as its host (task instances, jobs).
+
+    Processes on one machine all report its name; these let the tests tell two workers (or two
+    triggerers) apart the way an operator of a real multi-machine deployment does, from
+    ``TaskInstance.hostname`` and ``Job.hostname``.
+    """
+    return {
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "deployment.instance_hostname",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p),
+        HOSTNAME_VAR: hostname,
+    }
+
+
+@dataclass
+class Component:
+    """A process of a deployment known by ``name`` (log file, ``procs`` key): ``airflow <command...>``
+    with ``env`` on top of the deployment's settings."""
+
+    name: str
+    command: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def celery_worker(home: Path, name: str, *, concurrency: int = 2) -> Component:
+    """A Celery worker with Celery node name ``<name>@<host>`` that reports ``name`` as its hostname.
+
+    It serves no logs (a second worker could not bind the log server port; the API server reads the
+    task logs from the shared ``AIRFLOW_HOME``) and keeps its pid file apart from the other workers'.
+    """
+    return Component(
+        name,
+        (
+            "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", str(concurrency),
+            "--skip-serve-logs", "--without-mingle", "--without-gossip", "--pid", str(home / f"{name}.pid"),
+        ),
+        as_host(name),
+    )  # fmt: skip
+
+
+def triggerer(home: Path, name: str, *, capacity: int | None = None) -> Component:
+    """A triggerer that reports ``name`` as its hostname, with its own pid file and no log server."""
+    command = ["triggerer", "--skip-serve-logs", "--pid", str(home / f"{name}.pid")]
+    if capacity is not None:
+        command += ["--capacity", str(capacity)]
+    return Component(name, tuple(command), as_host(name))
 
 
 def json_output(stdout: str) -> Any:
@@ -41,7 +100,14 @@ def free_port() -> int:
 
 
 class Deployment:
-    def __init__(self, home: Path, *, dags_folder: Path, connections: dict[str, dict[str, Any]]):
+    def __init__(
+        self,
+        home: Path,
+        *,
+        dags_folder: Path,
+        connections: dict[str, dict[str, Any]],
+        executor: str = "LocalExecutor",
+    ):
         self.home = home
         self.port = free_port()
         self.env = {
@@ -49,7 +115,7 @@ class Deployment:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -72,29 +138,55 @@ class Deployment:
             [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, check=check, timeout=timeout
         )
 
-    def start(self, component: str) -> None:
+    def start(self, component: str | Component) -> None:
+        """Start ``airflow <component>`` (e.g. ``"triggerer"``), or a named ``Component`` (e.g. a second
+        triggerer, a Celery worker), in a process group of its own; its output goes to ``<name>.log``."""
+        spec = Component(component, (component,)) if isinstance(component, str) else component
+        running = self.procs.get(spec.name)
+        if running is not None and running.poll() is None:
+            raise RuntimeError(f"{spec.name} is already running (pid {running.pid})")
         self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / f"{component}.log", "ab")  # noqa: SIM115 - closed with the process
-        self.procs[component] = subprocess.Popen(
-            [str(BIN / "airflow"), component],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.logs / f"{spec.name}.log", "ab") as log:  # the child keeps its own descriptor
+            self.procs[spec.name] = subprocess.Popen(
+                [str(BIN / "airflow"), *spec.command],
+                env={**self.env, **spec.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def stop(self, component: str, *, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        proc = self.procs.pop(component, None)
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        self._stop([component], sig=sig, timeout=timeout)
+
+    def _stop(self, names: Sequence[str], *, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        """Signal the process groups of ``names`` at once, wait for them together, then SIGKILL what is left."""
+        procs = [proc for name in names if (proc := self.procs.pop(name, None)) is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            # Also what a group leader that exited left behind (e.g. a Celery pool child, a task process).
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+    def wait_for_log(self, name: str, text: str, timeout: float = 120) -> None:
+        """Wait until the output of component ``name`` contains ``text`` (e.g. a worker's "ready.")."""
+        path = self.logs / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if text in path.read_text(errors="replace"):
+                    return
+            proc = self.procs.get(name)
+            if proc is None or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise RuntimeError(f"{name} did not log {text!r}; see {path}")
 
     def wait_for_api(self, timeout: float = 120) -> None:
         import httpx
@@ -155,8 +247,45 @@ class Deployment:
         return "\n".join(chunks)
 
     def stop_all(self) -> None:
-        for component in list(self.procs):
-            self.stop(component)
+        self._stop(list(self.procs))
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path, timeout: float = 30) -> Iterator[str]:
+    """A throwaway ``redis-server`` on a free loopback port, nothing persisted; yields its URL.
+
+    Its output goes to ``folder/redis.log``; it is stopped (its process group killed) on exit.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    with open(folder / "redis.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--dir", str(folder)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not come up; see {folder / 'redis.log'}")
+            time.sleep(0.2)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -166,13 +295,16 @@ def running_deployment(
     dags_folder: Path,
     connections: dict[str, dict[str, Any]],
     env: dict[str, str] | None = None,
+    executor: str = "LocalExecutor",
+    components: Sequence[str | Component] = COMPONENTS,
 ) -> Iterator[Deployment]:
-    """Migrate the DB and start every component; ``env`` adds settings all components get."""
-    dep = Deployment(home, dags_folder=dags_folder, connections=connections)
+    """Migrate the DB and start every component (``api-server`` among them); ``env`` adds settings
+    all components get."""
+    dep = Deployment(home, dags_folder=dags_folder, connections=connections, executor=executor)
     dep.env.update(env or {})
     dep.airflow("db", "migrate", timeout=300)
     try:
-        for component in COMPONENTS:
+        for component in components:
             dep.start(component)
         dep.wait_for_api()
         yield dep

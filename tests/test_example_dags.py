@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -23,15 +25,28 @@ def load_dag(module_name: str) -> Any:
     return module.dag
 
 
-def test_invoice_pipeline_fills_the_table_and_stores_attachments(docify_conns, tmp_path, monkeypatch) -> None:
+def _logged(caplog: Any) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("docify_example_"))
+
+
+def test_invoice_pipeline_fills_the_table_and_stores_attachments(docify_conns, tmp_path, monkeypatch, caplog) -> None:
     inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "results.db"
     documents = make_sample_invoices(inbox, 3)
     monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_INVOICES", conn_json(docify_conns.base_url, INVOICE_KEY))
     monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_RESULTS_DB", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    caplog.set_level(logging.INFO)
 
     outcome = run_dag(load_dag("example_docify_invoices"), {"input_dir": str(inbox), "output_dir": str(out)})
 
     assert outcome.dag_state == "success", outcome.states()
+    # The UI names each mapped ``extract`` after its document (map_index_template), not 0..2.
+    names = sorted(p.name for p in documents)
+    assert [outcome.ti("extract", i).rendered_map_index for i in range(3)] == names
+    # The summaries are logged (the task's main log), not printed (its "Post Execute" group).
+    logged = _logged(caplog)
+    assert f"3 document(s) to extract from {inbox}" in logged
+    assert "Stored 3 row(s) in table docify_invoices" in logged
+    assert "Docify invoice batch: {'documents': 3, 'rows_stored': 3" in logged
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT source_file, invoice_number, amount, attachment FROM docify_invoices").fetchall()
     assert sorted(r[0] for r in rows) == sorted(p.name for p in documents)
@@ -50,9 +65,22 @@ def test_invoice_pipeline_fills_the_table_and_stores_attachments(docify_conns, t
     assert docify_conns.runs_started(INVOICE_KEY) == 3
 
 
-def test_summary_example_feeds_json_result_to_a_taskflow_task(docify_conns) -> None:
+def test_summary_example_feeds_json_result_to_a_taskflow_task(docify_conns, caplog) -> None:
+    caplog.set_level(logging.INFO)
     outcome = run_dag(load_dag("example_docify_summary"), {"text": "Airflow runs Docify. It works.", "language": "fr"})
 
     assert outcome.dag_state == "success", outcome.states()
     assert outcome.xcom("publish") == "[fr] Airflow runs Docify. (5 words)"
     assert docify_conns.runs_started(SUMMARY_KEY) == 1
+    assert "[fr] Airflow runs Docify. (5 words)" in _logged(caplog)
+
+
+def test_examples_log_instead_of_printing() -> None:
+    """print() output lands in the task log's collapsed "Post Execute" group; log lines do not."""
+    for path in sorted(EXAMPLES.glob("*.py")):
+        calls = [
+            node.lineno
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+        ]
+        assert not calls, f"{path.name} prints on line(s) {calls}; use its logger"

@@ -22,6 +22,7 @@ from docify_provider.client import (
     RunResult,
     UploadedFile,
 )
+from docify_provider.client.config import reveal
 from docify_provider.hooks.docify import DocifyHook
 from docify_provider.testing import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
@@ -55,7 +56,7 @@ def test_extras_are_mapped(docify_conn: Conn, make_hook, tmp_path: Path) -> None
         default_user="etl-bot",
     )
     config = make_hook(conn_id).config
-    assert config.api_key == SECRET and config.base_url == "http://docify.internal/docify"
+    assert reveal(config.api_key) == SECRET and repr(config.api_key) == "'***'" and config.base_url == "http://docify.internal/docify"
     assert (config.connect_timeout, config.read_timeout, config.idle_timeout) == (3.5, 60.0, 5.0)
     assert config.verify is False and config.proxies == "http://proxy.internal:3128"
     assert config.trusted_hosts == ("files.docify.jp", "cdn.docify.jp")
@@ -331,6 +332,26 @@ def test_download_to_object_storage(
     as_url = hook.download_file(attachment, f"file://{tmp_path}/bucket/by_url/")
     assert Path(as_url) == tmp_path / "bucket" / "by_url" / "acme_invoice_extracted.csv"
     assert Path(as_url).stat().st_size == attachment.file_size
+
+
+def test_download_to_remote_object_storage_never_touches_local_disk(
+    emulator: DocifyEmulator, docify_conn: Conn, make_hook, invoice_png: Path, tmp_path: Path, monkeypatch,
+    memory_object_storage,
+) -> None:
+    # On Airflow 3.0/3.1 every ObjectStoragePath is a pathlib.Path; memory:// must still go to object storage.
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    hook = make_hook(docify_conn(INVOICE_KEY))
+    [attachment] = _run_invoice(hook, invoice_png).files
+    by_url = hook.download_file(attachment, "memory://docify-test-bucket/by_url/")
+    by_path = hook.download_file(attachment, ObjectStoragePath("memory://docify-test-bucket/by_path/named.csv"))
+    for stored in (by_url, by_path):
+        assert isinstance(stored, ObjectStoragePath)
+        assert str(stored).startswith("memory://")
+        assert stored.read_bytes().startswith(b"field,value\n")
+    assert str(by_url).endswith("/by_url/acme_invoice_extracted.csv")
+    assert list(cwd.iterdir()) == [], "nothing may be written to the worker's disk"
 
 
 def test_object_storage_size_mismatch_leaves_no_file(

@@ -186,6 +186,24 @@ def test_upload_operator_xcom_feeds_a_run(docify_conns, tmp_path):
 # -- files out ----------------------------------------------------------------------------------------
 
 
+def test_attachments_to_remote_object_storage_land_there(docify_conns, tmp_path, monkeypatch, memory_object_storage):
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    monkeypatch.chdir(tmp_path)
+    image = _png(tmp_path, "acme_corp.png")
+    with new_dag("attachments_remote") as dag:
+        DocifyRunScenarioOperator(
+            task_id="ocr", inputs={"invoice_image": str(image)}, attachments_to="memory://docify-ops-bucket/docify/"
+        )
+    out = run_dag(dag)
+    assert out.dag_state == "success"
+    (file,) = out.xcom("ocr")["files"]
+    # universal-pathlib 0.2 (Airflow 3.0) writes memory:///bucket, 0.3 memory://bucket
+    assert file["path"].startswith("memory://") and "docify-ops-bucket/docify/" in file["path"], file["path"]
+    assert ObjectStoragePath(file["path"]).read_bytes().startswith(b"field,value\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acme_corp.png"], "nothing written under ./memory:/"
+
+
 def test_attachments_stored_per_task_with_asset_events(docify_conns, tmp_path):
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 

@@ -6,6 +6,7 @@ The CLI tests run ``airflow`` in subprocesses with a temporary AIRFLOW_HOME; the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,8 +20,8 @@ import jsonschema
 import pytest
 
 from docify_provider import __version__
-from docify_provider.get_provider_info import CONN_FIELDS, get_provider_info
-from docify_provider.hooks.docify import DocifyHook
+from docify_provider.get_provider_info import CONN_FIELDS, CONN_FORM_FIELDS, get_provider_info
+from docify_provider.hooks.docify import DocifyHook, config_from_connection
 from docify_provider.testing import SUMMARY_KEY, DocifyEmulator
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -36,6 +37,64 @@ def test_provider_info_matches_airflows_schema() -> None:
     assert conn_type["hook-class-name"] == f"{DocifyHook.__module__}.{DocifyHook.__name__}"
     # Every extra the connection form offers is one the hook reads.
     assert set(conn_type["conn-fields"]) == set(CONN_FIELDS)
+
+
+def test_conn_fields_match_the_provider_yaml_schema() -> None:
+    """The stricter ``conn-fields`` schema of provider.yaml (label, description, schema; nothing else)."""
+    schema = json.loads((Path(airflow.__file__).parent / "provider.yaml.schema.json").read_text())
+    properties = schema["properties"]["connection-types"]["items"]["properties"]
+    if "conn-fields" not in properties:
+        pytest.skip(f"Airflow {airflow.__version__} predates conn-fields (3.2)")
+    fields_schema = properties["conn-fields"]
+    jsonschema.validate(get_provider_info()["connection-types"][0]["conn-fields"], fields_schema)
+
+
+def test_every_form_field_is_described_with_its_default() -> None:
+    for name, spec in CONN_FORM_FIELDS.items():
+        description = spec.get("description") or ""
+        assert len(description) > 20, f"{name} has no description"
+        default = CONN_FIELDS[name]["schema"].get("default")
+        if default is not None and not isinstance(default, bool):
+            assert f"Default when empty: {default}" in description, name
+    assert "on by default" in CONN_FORM_FIELDS["verify_ssl"]["description"]
+    assert "off by default" in CONN_FORM_FIELDS["allow_insecure_http"]["description"]
+
+
+def _saved_untouched_form() -> dict[str, object]:
+    """The extra Airflow's connection form saves when no field is touched.
+
+    The API serves each field as ``{"value": <schema default or None>, "schema", "description"}``
+    (``HookMetaService`` over ``ProvidersManager``), and the UI's form writes ``{name: value}`` for
+    every field (``setParamsDict`` of its FlexibleForm store, JSON.stringify keeps ``null``).
+    """
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    from airflow.providers_manager import ProvidersManager
+
+    if not hasattr(ProvidersManager, "_to_api_format"):
+        pytest.skip(f"Airflow {airflow.__version__} builds the form from the hook's widgets, not conn-fields")
+    [meta] = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "docify"]
+    fields = dict(meta.extra_fields or {})
+    assert set(fields) == set(CONN_FIELDS)
+    for name, field in fields.items():
+        assert field["description"] == CONN_FORM_FIELDS[name]["description"], name
+    return json.loads(json.dumps({name: field["value"] for name, field in fields.items()}))
+
+
+def test_untouched_form_saves_no_defaults_and_means_the_defaults() -> None:
+    from airflow.models.connection import Connection
+
+    saved = _saved_untouched_form()
+    # Nothing but nulls (Airflow writes a key per field), except the toggle that must show "on".
+    assert {k: v for k, v in saved.items() if v is not None} == {"verify_ssl": True}
+    # ...and those nulls mean exactly what a connection without extras means.
+    conn = Connection(conn_id="d", conn_type="docify", password="k", extra=json.dumps(saved))
+    bare = Connection(conn_id="d", conn_type="docify", password="k")
+
+    def settings(c: Connection) -> dict[str, object]:
+        config = config_from_connection(c)
+        return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "api_key"}
+
+    assert settings(conn) == settings(bare)
 
 
 def test_entry_point_is_registered() -> None:

@@ -276,7 +276,7 @@ def test_the_key_is_nowhere_after_successful_and_failing_runs(
     xcoms = _run_rows(XComModel, out.dag_id)
     values = [json.dumps(XComModel.deserialize_value(x), default=str) for x in xcoms]
     assert any(out.xcom("deferred")["session_id"] in v for v in values)
-    assert any(x.key == "docify_stream_marker" for x in xcoms)
+    assert any(x.key == "docify_run_request_sent" for x in xcoms)  # the stream's restart marker
     leaks += _leaks(secrets, "XCom values", "\n".join(values))
 
     rendered = [json.dumps(r.rendered_fields, default=str) for r in _run_rows(RenderedTaskInstanceFields, out.dag_id)]

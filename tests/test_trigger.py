@@ -8,6 +8,7 @@ against the emulator over 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from typing import Any
@@ -20,7 +21,7 @@ from docify_provider.client import errors
 from docify_provider.operators.docify import DocifyStreamScenarioOperator
 from docify_provider.testing import FORBIDDEN_KEY, SUMMARY_KEY, Fault
 from docify_provider.triggers.docify import DocifyStreamTrigger, error_from_event, error_to_event
-from docify_provider.xcom import STREAM_MARKER_XCOM_KEY
+from docify_provider.xcom import LEGACY_STREAM_MARKER_XCOM_KEY, STREAM_MARKER_XCOM_KEY, stream_marker
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -75,6 +76,13 @@ def test_restarted_trigger_reports_outcome_unknown_instead_of_paying_again(docif
     session_id = out.xcom("stream")["session_id"]
     marker = out.xcom("stream", key=STREAM_MARKER_XCOM_KEY)
     assert marker["state"] == "sent" and marker["session_id"] == session_id
+    # As the XCom tab shows it: a name and a value that say what it is.
+    assert STREAM_MARKER_XCOM_KEY == "docify_run_request_sent"
+    assert marker["sent"] is True
+    assert (
+        marker["meaning"].startswith("Sent: the Docify run request was sent") and "restart guard" in marker["meaning"]
+    )
+    assert out.xcom("stream", key=LEGACY_STREAM_MARKER_XCOM_KEY) is None
 
     # What the triggerer would re-create the trigger from: the row in the metadata DB.
     with create_session() as session:
@@ -108,6 +116,56 @@ def test_restarted_trigger_reports_outcome_unknown_instead_of_paying_again(docif
     assert event.payload["status"] == "success"
     assert event.payload["session_id"] != session_id
     assert emu.runs_started(SUMMARY_KEY) == 2
+
+
+def test_marker_of_an_older_build_is_still_honoured(docify_conns):
+    """A task deferred (or a triggerer that sent its run) under a build that used the old key."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    emu = docify_conns
+    with new_dag("legacy_marker") as dag:
+        DocifyStreamScenarioOperator(
+            task_id="stream", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, deferrable=True
+        )
+    out = run_dag(dag)
+    assert out.state("stream") == "success" and emu.runs_started(SUMMARY_KEY) == 1
+    ident = {"dag_id": out.dag_id, "task_id": "stream", "run_id": out.run_id, "map_index": -1}
+
+    def markers(new: Any, old: Any) -> None:
+        with create_session() as session:
+            session.execute(
+                delete(XComModel).where(
+                    XComModel.dag_id == out.dag_id,
+                    XComModel.key.in_([STREAM_MARKER_XCOM_KEY, LEGACY_STREAM_MARKER_XCOM_KEY]),
+                )
+            )
+        # As the Execution API stores a task's XCom (3.1+ stores it as JSON; 3.0's set() encodes it itself).
+        raw = {"serialize": False} if "serialize" in inspect.signature(XComModel.set).parameters else {}
+        for key, value in ((STREAM_MARKER_XCOM_KEY, new), (LEGACY_STREAM_MARKER_XCOM_KEY, old)):
+            if value is not None:
+                XComModel.set(key, value, **raw, **ident)
+
+    def fire() -> Any:
+        return run_trigger_for(
+            out, "stream", DocifyStreamTrigger(inputs=WIRE, docify_conn_id="docify_summary", **ident)
+        )
+
+    old_sent = {"state": "sent", "sent_at": "2026-01-01T00:00:00+00:00", "session_id": "session-of-old-build"}
+    # Deferred and sent under the old build; and deferred by a new worker, sent by an old triggerer.
+    for new in (None, stream_marker("deferred", deferred_at="2026-01-01T00:00:00+00:00")):
+        markers(new, old_sent)
+        event = fire()
+        assert event.payload["status"] == "outcome_unknown", new
+        assert event.payload["session_id"] == "session-of-old-build"
+    assert emu.runs_started(SUMMARY_KEY) == 1
+
+    # Deferred under the old build, nothing sent yet: the run goes ahead, guarded under the new key.
+    markers(None, {"state": "deferred", "deferred_at": "2026-01-01T00:00:00+00:00"})
+    assert fire().payload["status"] == "success"
+    assert emu.runs_started(SUMMARY_KEY) == 2
+    assert out.xcom("stream", key=STREAM_MARKER_XCOM_KEY)["state"] == "sent"
 
 
 @pytest.mark.parametrize(
@@ -197,3 +255,97 @@ def test_error_events_round_trip_every_attribute():
     assert isinstance(rebuilt, errors.DocifyOutcomeUnknownError) and rebuilt.session_id == "s9"
     assert type(error_from_event(error_to_event(RuntimeError("boom"), posted=False))) is errors.DocifyError
     assert type(error_from_event({"status": "error", "error_type": "SystemExit", "message": "m"})) is errors.DocifyError
+
+
+# -- the event as the triggerer logs it and hands it on ----------------------------------------------
+
+
+class _Lines:
+    """A structlog "logger" keeping what the final renderer produced."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def msg(self, message: str) -> None:
+        self.lines.append(message)
+
+    info = debug = warning = error = exception = msg
+
+
+def _json_log_processors() -> list[Any]:
+    """The processors that render a triggerer log line as JSON (as the task log stores it)."""
+    import structlog
+
+    try:  # Airflow 3.2+
+        from airflow._shared.logging.structlog import structlog_processors
+    except ImportError:  # Airflow 3.0 / 3.1 render the same way: msgspec JSON, repr() for objects
+        return [structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer()]
+    shared, renderer, _ = structlog_processors(json_output=True)
+    return [*shared, renderer]
+
+
+async def _fire_in_triggerer(trigger: DocifyStreamTrigger) -> tuple[Any, Any, list[str]]:
+    """Run ``trigger`` through Airflow's own ``TriggerRunner.run_trigger``; returns the queued
+    entry (for the supervisor), its event and the rendered log lines."""
+    import structlog
+    from airflow.jobs.triggerer_job_runner import TriggerRunner
+
+    sink = _Lines()
+    runner = TriggerRunner()
+    runner.log = structlog.wrap_logger(
+        sink, processors=_json_log_processors(), wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    runner.triggers[1] = {"task": None, "is_watcher": False, "name": "docify-stream", "events": 0}  # type: ignore[typeddict-item]
+    await runner.run_trigger(1, trigger)
+    [entry] = list(runner.events)  # (trigger_id, event, ...): a tuple on 3.0, a NamedTuple later
+    return entry, entry[1], sink.lines
+
+
+def _through_supervisor_and_db(entry: Any) -> dict[str, Any]:
+    """What ``execute_complete`` gets: the runner -> supervisor frame (msgpack), then the task
+    instance's ``next_kwargs`` as ``handle_event_submit`` stores them and the worker reads them."""
+    import msgspec
+    from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor, messages
+    from airflow.sdk.execution_time.comms import _RequestFrame
+
+    msg = messages.TriggerStateChanges(events=[entry])
+    wire = _RequestFrame(id=1, body=msg.model_dump()).as_bytes()
+    frame = msgspec.msgpack.Decoder(_RequestFrame).decode(wire[4:])
+    received = TriggerRunnerSupervisor.decoder.validate_python(frame.body).events[0][1]
+    try:  # Airflow 3.3: serde-encoded next_kwargs
+        from airflow.models.trigger import _decode_next_kwargs
+        from airflow.sdk.serde import serialize
+    except ImportError:  # earlier 3.x: BaseSerialization (the column's ExtendedJSON)
+        from airflow.serialization.serialized_objects import BaseSerialization
+
+        stored = json.loads(json.dumps(BaseSerialization.serialize({"event": received.payload})))
+        return BaseSerialization.deserialize(stored)["event"]
+    stored = json.loads(json.dumps(serialize({"event": received.payload})))  # the DB column is JSON
+    return _decode_next_kwargs(stored)["event"]
+
+
+async def test_fired_event_is_logged_short_and_arrives_whole(emulator, docify_conn, make_client, invoice_png):
+    from docify_provider.testing import INVOICE_KEY
+
+    conn_id = docify_conn(INVOICE_KEY)
+    uploaded = make_client(INVOICE_KEY).upload_file(invoice_png)
+    trigger = DocifyStreamTrigger(inputs={"invoice_image": {"files": [uploaded.to_input()]}}, docify_conn_id=conn_id)
+
+    entry, event, lines = await _fire_in_triggerer(trigger)
+
+    result = event.payload["result"]
+    assert event.payload["status"] == "success" and result["files"] and result["files"][0]["fileUrl"]
+    full = len(json.dumps(result))
+    [fired] = [json.loads(line) for line in lines if '"Trigger fired event"' in line]
+    logged = fired["result"]
+    assert logged.startswith("TriggerEvent<{'status': 'success', 'result': <Docify run ")
+    assert f"{result['runId']}: isSuccess=True, 1 file(s), {full} chars" in logged
+    assert event.payload["session_id"] in logged
+    assert len(logged) < 250 < full  # the whole reply was ~700 characters of this one line
+    assert result["files"][0]["fileUrl"] not in "\n".join(lines)
+
+    # Nothing of the result was dropped on the way to execute_complete.
+    delivered = _through_supervisor_and_db(entry)
+    assert type(delivered) is dict
+    assert delivered == {"status": "success", "result": result, "session_id": event.payload["session_id"]}
+    assert delivered == json.loads(json.dumps(dict(event.payload)))

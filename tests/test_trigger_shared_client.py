@@ -17,6 +17,7 @@ import pytest
 from docify_provider.client import ClientConfig
 from docify_provider.client import aio as aio_module
 from docify_provider.client.aio import shared_async_client
+from docify_provider.client.config import reveal
 from docify_provider.testing import SUMMARY_KEY, Fault
 from docify_provider.triggers.docify import DocifyStreamTrigger
 
@@ -86,7 +87,7 @@ async def test_shared_client_is_per_connection_and_settings_and_closed_on_errors
         shared_async_client(other_host, scope="a") as c4,
     ):
         assert c1.http is c2.http
-        assert c1.config.api_key == "k1" and c2.config.api_key == "k2" and c2.config.idle_timeout == 5
+        assert reveal(c1.config.api_key) == "k1" and reveal(c2.config.api_key) == "k2" and c2.config.idle_timeout == 5
         assert len({id(c.http) for c in (c1, c3, c4)}) == 3
         # The shared pool must not cap concurrent streams of one connection (each holds a connection).
         assert c1.http._transport._pool._max_connections > 10_000  # type: ignore[attr-defined]

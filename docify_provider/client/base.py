@@ -17,6 +17,7 @@ import httpx
 from httpx_sse import SSEError
 
 from docify_provider import __version__
+from docify_provider.client.config import redact_key, reveal
 from docify_provider.client.errors import (
     DocifyConfigError,
     DocifyError,
@@ -96,7 +97,7 @@ class ClientBase:
         return {pattern: transport_cls(proxy=url, verify=verify) for pattern, url in proxies.items()}
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.config.api_key}"}
+        return {"Authorization": f"Bearer {reveal(self.config.api_key)}"}
 
     def _stream_timeout(self) -> httpx.Timeout:
         cfg = self.config
@@ -211,10 +212,7 @@ class ClientBase:
         the key is cut out of the body before the error is built.
         """
         if response.status_code >= 300:
-            body = response.content
-            key = str(self.config.api_key).encode("utf-8")
-            if key and key in body:
-                body = body.replace(key, b"***")
+            body = redact_key(response.content, self.config.api_key)
             raise error_for_status(response.status_code, body, response.headers, endpoint)
 
     @staticmethod

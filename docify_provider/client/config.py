@@ -12,6 +12,47 @@ DEFAULT_BASE_URL = "https://console.docify.jp/docify"
 DEFAULT_USER = "airflow-provider-docify"
 
 
+class Secret:
+    """A credential that never shows itself: its ``repr`` and ``str`` are ``'***'``.
+
+    Tracebacks that print every frame's local variables (the rich tracebacks of Airflow 3.0's
+    ``airflow dags test`` and console logs) would otherwise print the key from any frame that holds
+    it as a plain string. Code that needs the value asks for it with ``reveal()`` at the last moment
+    and does not keep it in a local variable.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value or ""
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value.strip())
+
+
+def reveal(secret: str | Secret) -> str:
+    """The value of a key given as a plain string or as a ``Secret``."""
+    return secret.reveal() if isinstance(secret, Secret) else str(secret)
+
+
+def redact_key(body: bytes, api_key: str | Secret) -> bytes:
+    """``body`` with every occurrence of the key replaced by ``***`` (a server may echo the key).
+
+    A function of its own so that the key's bytes live only in this short frame, never in the
+    frame that raises the error built from the body.
+    """
+    key = reveal(api_key).encode("utf-8")
+    return body.replace(key, b"***") if key and key in body else body
+
+
 def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
@@ -31,7 +72,8 @@ class ClientConfig:
     stopped sending events (pings do not count as events).
     """
 
-    api_key: str = field(repr=False)
+    #: The API key; a plain string or a ``Secret`` (the hook passes one). Never shown by ``repr``.
+    api_key: str | Secret = field(repr=False)
     base_url: str = DEFAULT_BASE_URL
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
@@ -61,7 +103,7 @@ class ClientConfig:
     user_agent: str = "airflow-provider-docify"
 
     def __post_init__(self) -> None:
-        if not self.api_key or not str(self.api_key).strip():
+        if not reveal(self.api_key).strip():
             raise DocifyConfigError(
                 "No Docify API key: set the connection's password (API key) field, "
                 "or AIRFLOW_CONN_DOCIFY_DEFAULT with a 'password'."

@@ -28,6 +28,25 @@ from docify_provider.client.models import FileType
 
 MAX_NAME_BYTES = 200
 
+def local_fs_path(value: Any) -> str | None:
+    """The local path ``value`` names as a plain path, or ``None`` for a storage path object.
+
+    A string is a local path unless it is a storage URL (``file://`` is stripped). A path object
+    with a ``protocol`` (an ``ObjectStoragePath`` / ``UPath``, ``file://`` ones included) is
+    written through its own API, so that what is returned has the type the caller gave. Asking
+    ``isinstance(value, os.PathLike)`` is not enough: the universal-pathlib releases that Airflow
+    3.0 and 3.1 ship make every ``ObjectStoragePath`` (``s3://``, ``memory://``…) a
+    ``pathlib.Path`` subclass, so an ``s3://bucket/`` destination would land under
+    ``./s3:/bucket/`` on the worker's disk.
+    """
+    if isinstance(value, str):
+        if value.startswith("file://"):
+            return value[len("file://") :]
+        return None if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", value) else value
+    if hasattr(value, "protocol") or not isinstance(value, os.PathLike):
+        return None
+    return os.fspath(value)
+
 
 @dataclass
 class UploadSource:

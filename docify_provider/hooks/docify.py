@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any
 
@@ -36,7 +37,9 @@ from docify_provider.client import (
     safe_file_name,
     validate_inputs,
 )
-from docify_provider.client.config import DEFAULT_BASE_URL, DEFAULT_USER
+from docify_provider.client.config import DEFAULT_BASE_URL, DEFAULT_USER, Secret
+from docify_provider.client.files import local_fs_path
+from docify_provider.compat import mask_secret_once
 from docify_provider.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
@@ -57,9 +60,40 @@ def _to_bool(value: Any, default: bool) -> bool:
     return bool(value)
 
 
+@dataclass(frozen=True)
+class ConnectionView:
+    """The fields of an Airflow ``Connection`` that a client needs, the key kept as a ``Secret``.
+
+    Airflow's ``Connection`` repr shows the password, and the tracebacks of Airflow 3.0's console
+    logs print every frame's locals: a frame that holds a ``Connection`` while an error passes
+    through it would print the key. The hook turns the connection into this view first and drops it.
+    """
+
+    conn_id: str | None
+    host: str | None
+    port: int | None
+    schema: str | None
+    password: Secret
+    extra_dejson: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, conn: Any) -> ConnectionView:
+        if isinstance(conn, ConnectionView):
+            return conn
+        return cls(
+            conn_id=conn.conn_id,
+            host=conn.host,
+            port=conn.port,
+            schema=conn.schema,
+            password=Secret(conn.password),
+            extra_dejson=dict(conn.extra_dejson or {}),
+        )
+
+
 def config_from_connection(conn: Any) -> ClientConfig:
     """Build a ``ClientConfig`` from an Airflow ``Connection`` (host = base URL, password = key)."""
-    extra = conn.extra_dejson or {}
+    conn = ConnectionView.of(conn)  # from here on no local holds the key in clear
+    extra = conn.extra_dejson
     host = (conn.host or "").strip()
     if not host:
         base_url = DEFAULT_BASE_URL
@@ -96,7 +130,7 @@ def config_from_connection(conn: Any) -> ClientConfig:
         # 0 switches the limit off (the config's None); anything else must be positive.
         optional["max_stream_seconds"] = number("max_stream_seconds") or None
     return ClientConfig(
-        api_key=conn.password or "",
+        api_key=conn.password,
         base_url=base_url,
         connect_timeout=number("connect_timeout"),
         read_timeout=number("read_timeout"),
@@ -162,9 +196,11 @@ class DocifyHook(BaseHook):
 
     @staticmethod
     def _config(conn: Any) -> ClientConfig:
-        if conn.password:
-            _mask(conn.password)
-        return config_from_connection(conn)
+        view = ConnectionView.of(conn)
+        del conn  # the Connection's repr shows the key: keep it out of this frame's locals
+        if view.password:
+            mask_secret_once(view.password)
+        return config_from_connection(view)
 
     async def aget_config(self) -> ClientConfig:
         """Resolve the connection without blocking the triggerer's event loop."""
@@ -398,8 +434,9 @@ class DocifyHook(BaseHook):
         # ObjectStoragePath drops a trailing "/", so note it on the string before resolving.
         is_folder = isinstance(destination, str) and destination.endswith("/")
         target = self.resolve_path(destination)
-        if isinstance(target, (str, os.PathLike)):
-            return self._download_local(result_file, os.fspath(target), name, max_bytes)
+        local = local_fs_path(target)
+        if local is not None:
+            return self._download_local(result_file, local, name, max_bytes)
         if is_folder or (target.exists() and target.is_dir()):
             target = target / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -462,13 +499,4 @@ def _as_result_file(file: ResultFile | Mapping[str, Any] | str) -> ResultFile:
     raise DocifyInputError([f"download_file: expected a result file, dict or URL, got {type(file).__name__}"])
 
 
-def _mask(secret: str) -> None:
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret
-
-        mask_secret(secret)
-    except ImportError:  # pragma: no cover
-        pass
-
-
-__all__ = ["DocifyHook", "config_from_connection"]
+__all__ = ["ConnectionView", "DocifyHook", "config_from_connection"]

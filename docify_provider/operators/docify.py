@@ -410,7 +410,7 @@ class _DocifyRunOperatorBase(BaseOperator):
         )
 
     def _attachment_folder(self, context: Context) -> Any:
-        from docify_provider.client.files import safe_file_name
+        from docify_provider.client.files import local_fs_path, safe_file_name
 
         ti = _context_ti(context)
         dag_id = getattr(ti, "dag_id", None) or self.dag_id
@@ -419,8 +419,9 @@ class _DocifyRunOperatorBase(BaseOperator):
         task_part = self.task_id if map_index < 0 else f"{self.task_id}-{map_index}"
         parts = [safe_file_name(str(p), default="_") for p in (dag_id, run_id, task_part)]
         base = self.hook.resolve_path(self.attachments_to)
-        if isinstance(base, (str, os.PathLike)):
-            return os.path.join(os.path.abspath(os.fspath(base)), *parts)
+        local = local_fs_path(base)
+        if local is not None:
+            return os.path.join(os.path.abspath(local), *parts)
         return base.joinpath(*parts)
 
     def _store_attachments(self, context: Context, result: RunResult) -> list[str] | None:
@@ -596,10 +597,10 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         self._mark_pending(state)
         # The trigger's restart guard: "deferred" means no trigger has sent the run yet. Writing it
         # here also spares the trigger a lookup of a missing XCom.
-        from docify_provider.xcom import STREAM_MARKER_XCOM_KEY
+        from docify_provider.xcom import STREAM_MARKER_XCOM_KEY, stream_marker
 
         try:
-            ti.xcom_push(key=STREAM_MARKER_XCOM_KEY, value={"state": "deferred", "deferred_at": _now_iso()})
+            ti.xcom_push(key=STREAM_MARKER_XCOM_KEY, value=stream_marker("deferred", deferred_at=_now_iso()))
         except Exception:
             self.log.warning("Could not write the stream restart marker; the trigger will look for it", exc_info=True)
         self.log.info("Deferring the Docify stream to the triggerer (user %s)", user)

@@ -6,9 +6,11 @@ validated and uploaded on the worker), the connection id and run options: never 
 which the trigger resolves from the connection itself.
 
 A trigger may be restarted (triggerer crash, redeploy) and Docify has no idempotency key, so
-before it POSTs the run the trigger writes an XCom marker (``docify_stream_marker``, state
-``"sent"``) for its own task instance (``XCom.set`` through ``asgiref.sync_to_async``: works in the
-triggerer and under ``dag.test()``); a restarted trigger that finds it reports ``outcome_unknown``
+before it POSTs the run the trigger writes an XCom marker (``docify_run_request_sent``, state
+``"sent"``, with a sentence saying what it guards, as users see it in the XCom tab; the key
+``docify_stream_marker`` of earlier builds is still read) for its own task instance
+(``XCom.set`` through ``asgiref.sync_to_async``: works in the triggerer and under
+``dag.test()``); a restarted trigger that finds it reports ``outcome_unknown``
 (with the session id it saw, if any) instead of paying for the run again, unless
 ``allow_resubmit=True``. The operator writes state ``"deferred"`` before deferring, so the first
 trigger finds a marker that says "nothing sent yet". When no marker can be read or written the
@@ -20,6 +22,10 @@ Events (``TriggerEvent.payload``):
 * ``{"status": "error", "error_type": "<DocifyError subclass>", "message": ..., "session_id": ...,
   "run_id": ..., "detail": {...}}``
 * ``{"status": "outcome_unknown", "message": ..., "session_id": ...}``
+
+Payloads are ``EventPayload`` dicts: whole to every consumer, but with a one-line ``repr``, because the
+triggerer writes each event into the task log as ``Trigger fired event name=... result=TriggerEvent<
+{payload!r}>`` and a full run reply (attachment URLs and all) made that line hundreds of characters.
 
 ``DocifyScenarioAvailableTrigger`` polls ``GET /v1/scenario/info`` for ``DocifyScenarioSensor``.
 """
@@ -36,12 +42,62 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from docify_provider.xcom import STREAM_MARKER_XCOM_KEY
+from docify_provider.xcom import LEGACY_STREAM_MARKER_XCOM_KEY, STREAM_MARKER_XCOM_KEY, stream_marker
 
 _STREAM_CLASSPATH = "docify_provider.triggers.docify.DocifyStreamTrigger"
 _AVAILABLE_CLASSPATH = "docify_provider.triggers.docify.DocifyScenarioAvailableTrigger"
 #: Event types kept in an error event's ``detail["events_seen"]`` (the last ones).
 _EVENTS_SEEN_KEPT = 50
+
+
+#: Longest string shown whole in an event payload's ``repr`` (longer ones are cut, with their length).
+_REPR_TEXT = 80
+
+
+def _brief(key: Any, value: Any) -> str:
+    """One short token for ``value`` in an ``EventPayload`` repr."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= _REPR_TEXT else f"{value[: _REPR_TEXT - 1]!r}... ({len(value)} chars)"
+    size = len(json.dumps(value, default=str))
+    if key == "result" and isinstance(value, Mapping) and "runId" in value:
+        files = value.get("files")
+        count = len(files) if isinstance(files, list) else 0
+        return (
+            f"<Docify run {value.get('runId')}: isSuccess={value.get('isSuccess')}, {count} file(s), "
+            f"{size} chars, passed whole to the task>"
+        )
+    if size <= _REPR_TEXT:
+        return repr(value)
+    if isinstance(value, Mapping):
+        return f"<dict of {len(value)} keys, {size} chars>"
+    if isinstance(value, (list, tuple)):
+        return f"<list of {len(value)} items, {size} chars>"
+    return f"<{type(value).__name__}, {size} chars>"
+
+
+class EventPayload(dict[str, Any]):
+    """A trigger event payload: a plain ``dict`` to every consumer, with a short one-line ``repr``.
+
+    Airflow 3.0 to 3.3 log every event a trigger fires, in the triggerer and in the task log:
+    ``TriggerRunner.run_trigger`` calls ``log.ainfo("Trigger fired event", name=..., result=event)``
+    and structlog renders the event with ``repr`` (``TriggerEvent<{payload!r}>``). Only that rendering
+    is summarised; nothing is dropped from the payload itself. Pydantic dumps it as a plain dict when
+    the runner sends the event to the triggerer's supervisor (msgpack), which stores it in the task
+    instance's ``next_kwargs`` for ``execute_complete``; ``dag.test()`` serializes it with serde (a
+    ``dict`` subclass is encoded as a dict). So every reader gets back an ordinary ``dict``.
+    """
+
+    def __repr__(self) -> str:
+        try:
+            return "{" + ", ".join(f"{key!r}: {_brief(key, value)}" for key, value in self.items()) + "}"
+        except Exception:  # a repr must never break the log line it is part of
+            return f"<Docify trigger event with keys {sorted(map(str, self))}>"
+
+
+def _event(payload: Mapping[str, Any]) -> TriggerEvent:
+    return TriggerEvent(EventPayload(payload))
 
 
 def _json_safe(value: Any) -> bool:
@@ -122,6 +178,11 @@ def error_from_event(event: Mapping[str, Any]) -> Exception:
             exc.__dict__[key] = event[key]
     Exception.__init__(exc, message)
     return exc
+
+
+def _marker_says_deferred(marker: Any) -> bool:
+    """The operator's ``{"state": "deferred"}`` marker: no trigger has sent the run yet."""
+    return isinstance(marker, dict) and marker.get("state") == "deferred"
 
 
 def _xcom_class() -> Any:
@@ -212,11 +273,24 @@ class DocifyStreamTrigger(BaseTrigger):
             return None
         from asgiref.sync import sync_to_async
 
+        get_one = sync_to_async(_xcom_class().get_one)
         try:
-            return await sync_to_async(_xcom_class().get_one)(key=STREAM_MARKER_XCOM_KEY, **ident)
+            marker = await get_one(key=STREAM_MARKER_XCOM_KEY, **ident)
         except Exception as exc:
             self.log.warning("Docify stream trigger: cannot read the restart marker (%s); proceeding", exc)
             return None
+        if marker is not None and not _marker_says_deferred(marker):
+            return marker
+        # Not sent under the current key: an earlier build (operator or triggerer) kept the marker
+        # under the old key, and a trigger of that build may have sent the run.
+        try:
+            legacy = await get_one(key=LEGACY_STREAM_MARKER_XCOM_KEY, **ident)
+        except Exception as exc:
+            self.log.warning("Docify stream trigger: cannot read the restart marker's old key (%s)", exc)
+            return marker
+        if legacy is not None and (marker is None or not _marker_says_deferred(legacy)):
+            return legacy
+        return marker
 
     async def _write_marker(self, ident: Mapping[str, Any] | None, value: dict[str, Any]) -> bool:
         if ident is None:
@@ -240,7 +314,7 @@ class DocifyStreamTrigger(BaseTrigger):
         ident = self._identity()
         marker = await self._read_marker(ident)
         # {"state": "deferred"} is written by the operator before deferring: nothing sent yet.
-        if marker is not None and not (isinstance(marker, dict) and marker.get("state") == "deferred"):
+        if marker is not None and not _marker_says_deferred(marker):
             session = marker.get("session_id") if isinstance(marker, dict) else None
             if not self.allow_resubmit:
                 seen = f" (session {session})" if session else " (no session id was received)"
@@ -251,7 +325,7 @@ class DocifyStreamTrigger(BaseTrigger):
                     "re-sent; set allow_resubmit=True or clear the task state to pay for a new run."
                 )
                 self.log.error("%s", message)
-                yield TriggerEvent({"status": "outcome_unknown", "message": message, "session_id": session})
+                yield _event({"status": "outcome_unknown", "message": message, "session_id": session})
                 return
             self.log.warning(
                 "Docify stream trigger: an earlier trigger already sent this run%s; allow_resubmit=True, "
@@ -262,7 +336,7 @@ class DocifyStreamTrigger(BaseTrigger):
         from docify_provider.hooks.docify import DocifyHook
 
         sent_at = datetime.now(tz=timezone.utc).isoformat()
-        await self._write_marker(ident, {"state": "sent", "sent_at": sent_at, "session_id": None})
+        await self._write_marker(ident, stream_marker("sent", sent_at=sent_at, session_id=None))
         session_id: str | None = None
         posted = False
         result: Any = None
@@ -285,7 +359,7 @@ class DocifyStreamTrigger(BaseTrigger):
                     log_stream_event(self.log, event)
                     if session_id is None and event.session_id:
                         session_id = event.session_id
-                        await self._write_marker(ident, {"state": "sent", "sent_at": sent_at, "session_id": session_id})
+                        await self._write_marker(ident, stream_marker("sent", sent_at=sent_at, session_id=session_id))
                     if event.type == "COMPLETE" and event.response is not None:
                         result = event.response
             finally:
@@ -299,19 +373,19 @@ class DocifyStreamTrigger(BaseTrigger):
             raise
         except Exception as exc:
             self.log.error("Docify stream failed: %s", exc)
-            yield TriggerEvent(error_to_event(exc, session_id=session_id, posted=posted))
+            yield _event(error_to_event(exc, session_id=session_id, posted=posted))
             return
         if result is None:
             from docify_provider.client.errors import DocifyStreamIncompleteError
 
-            yield TriggerEvent(
+            yield _event(
                 error_to_event(
                     DocifyStreamIncompleteError("The Docify stream ended without a result", session_id=session_id),
                     session_id=session_id,
                 )
             )
             return
-        yield TriggerEvent({"status": "success", "result": result.raw, "session_id": session_id})
+        yield _event({"status": "success", "result": result.raw, "session_id": session_id})
 
 
 class DocifyScenarioAvailableTrigger(BaseTrigger):
@@ -359,7 +433,7 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
             # One attempt per poll: this loop is the retry policy.
             config = dataclasses.replace(await hook.aget_config(), max_retries=0)
         except DocifyError as exc:
-            yield TriggerEvent(error_to_event(exc, posted=False))
+            yield _event(error_to_event(exc, posted=False))
             return
         client = AsyncDocifyClient(config)
         try:
@@ -367,7 +441,7 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
                 try:
                     info = await client.get_scenario_info()
                 except (DocifyAuthenticationError, DocifyConfigError) as exc:
-                    yield TriggerEvent(error_to_event(exc, posted=False))
+                    yield _event(error_to_event(exc, posted=False))
                     return
                 except DocifyError as exc:
                     self.log.info("Docify scenario not available yet: %s", exc)
@@ -376,7 +450,7 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
                     missing = [p for p in self.expected_parameters or [] if p not in offered]
                     if not missing:
                         self.log.info("Docify scenario %s is available", info.scenario_code or info.scenario_id)
-                        yield TriggerEvent({"status": "success", "scenario": scenario_summary(info)})
+                        yield _event({"status": "success", "scenario": scenario_summary(info)})
                         return
                     self.log.info(
                         "Docify scenario %s does not offer %s yet (offers %s)",
@@ -385,7 +459,7 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
                         sorted(offered),
                     )
                 if deadline is not None and time.monotonic() + self.poke_interval > deadline:
-                    yield TriggerEvent(
+                    yield _event(
                         {
                             "status": "timeout",
                             "message": f"Docify scenario not available after {self.timeout:g}s",
@@ -400,6 +474,7 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
 __all__ = [
     "DocifyScenarioAvailableTrigger",
     "DocifyStreamTrigger",
+    "EventPayload",
     "error_from_event",
     "error_to_event",
 ]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system services the deployment tests start themselves: Redis (the Celery broker of
+# tests/test_celery_deployment.py). Idempotent: does nothing when they are already on PATH.
+# Nothing is started here; each test starts its own throwaway instance on a free port.
+set -euo pipefail
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo -n"
+else
+  SUDO=
+fi
+echo "==> installing ${missing[*]} (Debian packages)"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's package starts a system-wide redis-server on port 6379; the tests need none.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
