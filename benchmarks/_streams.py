@@ -355,13 +355,18 @@ def make_trigger(spec: StreamSpec) -> Any:
 
 async def run_trigger(spec: StreamSpec) -> Outcome:
     """Iterate one trigger's ``run()`` to its end, as ``TriggerRunner.run_trigger`` does."""
-    import greenback
     import structlog
+
+    try:
+        import greenback  # Airflow 3.1+'s triggerer gives each trigger a portal for sync calls
+    except ImportError:  # Airflow 3.0's has none
+        greenback = None
 
     outcome = Outcome(index=spec.index)
     trigger = make_trigger(spec)
     structlog.contextvars.bind_contextvars(trigger_id=spec.index, dag_id=LOAD_DAG_ID, map_index=spec.index)
-    await greenback.ensure_portal()
+    if greenback is not None:
+        await greenback.ensure_portal()
     started = time.monotonic()
     try:
         async for event in trigger.run():
@@ -455,7 +460,10 @@ def drive_child(plan_path: str, base_url: str, deadline: float, log_path: str) -
 
     with open(log_path, "wb", buffering=0) as log_io:
         # As the triggerer's runner process does: JSON log lines, unbuffered, to its supervisor.
-        configure_logging(json_output=True, output=log_io, sending_to_supervisor=True)
+        try:
+            configure_logging(json_output=True, output=log_io, sending_to_supervisor=True)
+        except TypeError:  # Airflow 3.0 names JSON output "not pretty"
+            configure_logging(enable_pretty_log=False, output=log_io, sending_to_supervisor=True)  # type: ignore[call-arg]
         outcomes, usage = asyncio.run(drive(plan, deadline=deadline, measure=True))
     with open(log_path, "rb") as fh:
         log_lines = sum(1 for _ in fh)

@@ -6,9 +6,11 @@ The CLI tests run ``airflow`` in subprocesses with a temporary AIRFLOW_HOME; the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -151,8 +153,15 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subproce
 
 
 def _json_rows(output: str) -> list[dict[str, str]]:
-    start = output.index("[")
-    return json.loads(output[start : output.rindex("]") + 1])
+    """The JSON list an ``airflow ... -o json`` command printed (on one line or pretty-printed); log
+    lines ("[2026-…] {…} INFO …", as Airflow 3.0 and 3.1 print them to stdout) may surround it."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"^\[", output, re.MULTILINE):
+        with contextlib.suppress(ValueError):
+            rows, _ = decoder.raw_decode(output[match.start() :])
+            if isinstance(rows, list) and all(isinstance(row, dict) for row in rows):
+                return rows
+    raise AssertionError(f"no JSON list in the output:\n{output[-2000:]}")
 
 
 @pytest.mark.slow

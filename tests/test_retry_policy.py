@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import conn_json, new_dag, run_dag
+from airflow_helpers import conn_json, console_text, new_dag, run_dag
 from docify_provider.client import errors
 from docify_provider.operators.docify import DocifyRunScenarioOperator, DocifyStreamScenarioOperator
 from docify_provider.policies import RETRY_POLICIES_AVAILABLE, docify_cause
@@ -223,7 +223,7 @@ def test_rejected_key_and_unknown_outcome_stop_after_one_try(docify_conns, monke
             task_id="unknown", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, retry_policy=policy, **retrying
         )
     out = run_dag(dag)
-    logs = capfd.readouterr().out
+    logs = console_text(capfd)
 
     assert out.state("forbidden") == "failed" and out.try_number("forbidden") == 1
     assert out.state("forbidden_no_policy") == "failed" and out.try_number("forbidden_no_policy") == 2
@@ -252,7 +252,7 @@ def test_rate_limited_run_is_retried_after_retry_after_and_pays_once(docify_conn
             retry_policy=_policy(),
         )
     out = run_dag(dag)
-    logs = capfd.readouterr().out
+    logs = console_text(capfd)
 
     assert out.state("summarise") == "success"
     assert out.try_number("summarise") == 2

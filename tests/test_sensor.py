@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import conn_json, new_dag, run_dag
+from airflow_helpers import AIRFLOW_LINE, conn_json, console_text, new_dag, run_dag
 from docify_provider.sensors.docify import DocifyScenarioSensor
 from docify_provider.testing import FORBIDDEN_KEY, DocifyEmulator, Fault
 
@@ -32,6 +32,11 @@ def _info_requests(emu: DocifyEmulator, at_least: int = 0) -> list[Any]:
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_sensor_waits_through_503_then_returns_the_scenario(docify_conns, mode):
+    if mode == "reschedule" and AIRFLOW_LINE < (3, 1):
+        pytest.skip(
+            "Airflow 3.0's task runner fails every rescheduled sensor on its second poke "
+            "(TypeError: datetime - str in its reschedule bookkeeping; Airflow's own PythonSensor too)"
+        )
     emu = docify_conns
     emu.inject(Fault("info", "status", status=503, times=2))
     with new_dag(f"sensor_ok_{mode}") as dag:
@@ -82,7 +87,7 @@ def test_missing_expected_parameter_keeps_waiting_until_timeout(docify_conns, ca
             **MODES[mode],
         )
     out = run_dag(dag)
-    logs = capfd.readouterr().out
+    logs = console_text(capfd)
 
     assert out.state("wait") == ("skipped" if soft_fail else "failed")
     assert len(_info_requests(emu)) >= 2

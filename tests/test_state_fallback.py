@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import new_dag, run_dag
+from airflow_helpers import RETRY_RESUMES_FROM_EVENT, console_text, new_dag, run_dag
 from docify_provider.operators.docify import DocifyRunScenarioOperator, DocifyStreamScenarioOperator
 from docify_provider.operators.state import VARIABLE_PREFIX, variable_key
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault
@@ -60,12 +60,15 @@ def test_result_kept_in_a_variable_is_reused_by_the_retry_then_dropped(docify_co
         else:
             DocifyStreamScenarioOperator(deferrable=True, **kwargs)
     out = run_dag(dag)
-    logs = capfd.readouterr().out
+    logs = console_text(capfd)
 
     assert out.state("ocr") == "success"
     assert out.try_number("ocr") == 2
     assert emu.runs_started(INVOICE_KEY) == 1
-    assert "no new run was bought" in logs
+    if mode == "deferred" and RETRY_RESUMES_FROM_EVENT:
+        assert logs.count("Deferring the Docify stream") == 1, "try 2 resumed from try 1's event"
+    else:
+        assert "no new run was bought" in logs
     (file,) = out.xcom("ocr")["files"]
     assert Path(file["path"]).is_relative_to(good)
     # Succeeded: nothing of this task instance is left among the Variables.
@@ -84,7 +87,7 @@ def test_unknown_outcome_marker_in_a_variable_fails_the_retry_closed(docify_conn
             pre_execute=_as_before_airflow_3_3,
         )
     out = run_dag(dag)
-    logs = capfd.readouterr().out
+    logs = console_text(capfd)
 
     assert out.state("run") == "failed"
     assert out.try_number("run") == 2
@@ -92,7 +95,8 @@ def test_unknown_outcome_marker_in_a_variable_fails_the_retry_closed(docify_conn
     assert "not re-sent" in logs
     # The marker stays (the task failed), named so that a user can find and delete it.
     pending = variable_key(out.dag_id, out.run_id, "run", -1, "docify_state")
-    assert f"Airflow Variable key 'docify_state': Variable {pending!r}" in logs
+    # Compared without white space: Airflow 3.0 prints the message wrapped inside a rich traceback.
+    assert "".join(f"Airflow Variable key 'docify_state': Variable {pending!r}".split()) in "".join(logs.split())
     assert json.loads(_docify_variables()[pending])["pending"]["try_number"] == 1
 
 

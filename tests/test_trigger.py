@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from airflow_helpers import new_dag, run_dag, run_trigger_for
+from airflow_helpers import needs_trigger_xcom_in_dag_test, new_dag, run_dag, run_trigger_for
 from docify_provider.client import errors
 from docify_provider.operators.docify import DocifyStreamScenarioOperator
 from docify_provider.testing import FORBIDDEN_KEY, SUMMARY_KEY, Fault
@@ -60,6 +60,7 @@ def test_serialize_round_trips_without_secrets():
         assert secret not in text
 
 
+@needs_trigger_xcom_in_dag_test
 def test_restarted_trigger_reports_outcome_unknown_instead_of_paying_again(docify_conns):
     from airflow.models.trigger import Trigger
     from airflow.utils.session import create_session
@@ -118,6 +119,7 @@ def test_restarted_trigger_reports_outcome_unknown_instead_of_paying_again(docif
     assert emu.runs_started(SUMMARY_KEY) == 2
 
 
+@needs_trigger_xcom_in_dag_test
 def test_marker_of_an_older_build_is_still_honoured(docify_conns):
     """A task deferred (or a triggerer that sent its run) under a build that used the old key."""
     from airflow.models.xcom import XComModel

@@ -36,7 +36,7 @@ import pytest
 from docify_provider.testing import SUMMARY_KEY, DocifyEmulator, Fault, fingerprint
 from tests.deployment import ROOT, Deployment, running_deployment
 
-pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.deployment, pytest.mark.restart_guard, pytest.mark.slow, pytest.mark.timeout(600)]
 
 DAG_FILE = ROOT / "tests" / "dags" / "docify_triggerer_restart.py"
 DAG_ID = "docify_triggerer_restart"

@@ -40,7 +40,7 @@ from docify_provider.client import (
 from docify_provider.client.config import DEFAULT_BASE_URL, DEFAULT_USER, Secret
 from docify_provider.client.files import local_fs_path
 from docify_provider.compat import mask_secret_once
-from docify_provider.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from docify_provider.get_provider_info import CONN_FIELDS, CONN_FORM_FIELDS, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
     from docify_provider.client.models import FileType
@@ -169,15 +169,19 @@ class DocifyHook(BaseHook):
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from wtforms import BooleanField, IntegerField, StringField
 
+        # The same fields, labels and descriptions as conn-fields; defaults only where the form keeps one.
         widgets: dict[str, Any] = {}
-        for name, spec in CONN_FIELDS.items():
+        for name, spec in CONN_FORM_FIELDS.items():
             kinds = spec["schema"]["type"]
+            description = spec.get("description")
             if "boolean" in kinds:
-                widgets[name] = BooleanField(spec["label"], default=spec["schema"].get("default"))
+                widgets[name] = BooleanField(
+                    spec["label"], default=spec["schema"].get("default"), description=description
+                )
             elif "integer" in kinds:
-                widgets[name] = IntegerField(spec["label"], widget=BS3TextFieldWidget())
+                widgets[name] = IntegerField(spec["label"], widget=BS3TextFieldWidget(), description=description)
             else:
-                widgets[name] = StringField(spec["label"], widget=BS3TextFieldWidget())
+                widgets[name] = StringField(spec["label"], widget=BS3TextFieldWidget(), description=description)
         return widgets
 
     @classmethod

@@ -395,7 +395,34 @@ class _DocifyRunOperatorBase(BaseOperator):
             self._emit_asset_events(context, result, paths)
         xcom = result_to_xcom(result, paths, session_id=session_id)
         state.succeeded(STATE_KEY, *self._legacy_keys)
+        if self.multiple_outputs:
+            self._push_keys_airflow_3_0_refuses(context, xcom)
         return xcom
+
+    def _push_keys_airflow_3_0_refuses(self, context: Context, xcom: dict[str, Any]) -> None:
+        """``multiple_outputs`` on Airflow 3.0: push the per-key XComs here, leaving out ``None`` values.
+
+        Airflow 3.0's Execution API refuses an XCom whose value is ``None`` ("Field required"),
+        so its own per-key push would fail the task after the run was paid for (a blocking run's
+        ``session_id`` is ``None``). The whole dict still goes out as ``return_value``.
+        """
+        from docify_provider.compat import airflow_version
+
+        if airflow_version() >= (3, 1):
+            return
+        ti = _context_ti(context)
+        skipped = sorted(key for key, value in xcom.items() if value is None)
+        for key, value in xcom.items():
+            if value is not None:
+                ti.xcom_push(key, value)
+        # Airflow reads the flag after execute() returns: the per-key XComs are already pushed.
+        self.multiple_outputs = False
+        if skipped:
+            self.log.info(
+                "Airflow 3.0 cannot store an XCom whose value is None: %s not pushed as own XCom(s); "
+                "they are in return_value (None). Airflow 3.1+ pushes them.",
+                ", ".join(skipped),
+            )
 
     def _log_result(self, result: RunResult, session_id: str | None) -> None:
         elapsed = f"{result.elapsed_ms / 1000:.2f}s" if result.elapsed_ms is not None else "unknown time"
