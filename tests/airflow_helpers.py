@@ -35,9 +35,9 @@ from docify_provider.testing.keys import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY
 #: (major, minor) of the Airflow the suite runs on; the matrix runs it on 3.3 and on 3.0.
 AIRFLOW_LINE = airflow_version()
 
-#: Airflow 3.0's ``dag.test()`` keeps a deferred task's ``next_method`` when the task is retried: try 2
-#: resumes in ``execute_complete`` with try 1's trigger event instead of calling ``execute`` again
-#: (nothing is sent twice either way; what the retry logs differs).
+#: Airflow 3.0 keeps a deferred task's ``next_method`` when the task is retried (under ``dag.test()``
+#: and on a real deployment alike): try 2 resumes in ``execute_complete`` with try 1's trigger event
+#: instead of calling ``execute`` again. Nothing is sent twice either way; what the retry logs differs.
 RETRY_RESUMES_FROM_EVENT = AIRFLOW_LINE < (3, 1)
 
 #: Airflow 3.0's ``dag.test()`` runs triggers in-process without Execution API access, so a trigger

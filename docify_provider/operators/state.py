@@ -137,6 +137,11 @@ class TaskState:
             self.store = _TaskStateStore(store)
         elif ti is not None and getattr(ti, "run_id", None) is not None:
             self.store = _VariableStore(ti)
+            self.log.info(
+                "This Airflow has no task_state_store (Airflow 3.3+): what keeps a retry from paying "
+                "twice is kept in an Airflow Variable of this task instance (%s...), deleted on success",
+                self.store.variable_name(""),
+            )
         else:  # pragma: no cover - a context with no task instance (not a real task run)
             self.store = None
 
