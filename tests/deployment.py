@@ -310,3 +310,18 @@ def running_deployment(
         yield dep
     finally:
         dep.stop_all()
+
+
+def landed_invoice_rows(db: Path, inbox: Path, out: Path, documents: int) -> list[Path]:
+    """Check the invoice pipeline's table has one row per document in ``inbox`` with its attachment
+    stored once under ``out`` in a folder of its own; return the attachments' paths."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT source_file, invoice_number, attachment FROM docify_invoices").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(p.name for p in inbox.iterdir())
+    assert all(r[1].startswith("INV-") for r in rows)
+    stored = [Path(r[2]) for r in rows]
+    assert all(p.is_file() and p.is_relative_to(out) for p in stored)
+    assert len({p.parent for p in stored}) == documents, "mapped tasks must not share an attachment folder"
+    return stored

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -53,6 +52,7 @@ from tests.deployment import (
     Component,
     Deployment,
     celery_worker,
+    landed_invoice_rows,
     redis_server,
     running_deployment,
     triggerer,
@@ -162,13 +162,7 @@ def test_invoice_pipeline_on_celery_with_two_workers_and_two_triggerers(
     assert state == "success", context
     assert len(extracts) == DOCUMENTS and all(ti["state"] == "success" for ti in extracts), context
     assert all(ti["try_number"] == 1 for ti in extracts), f"no retries expected: {context}"
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT source_file, invoice_number, attachment FROM docify_invoices").fetchall()
-    assert sorted(r[0] for r in rows) == sorted(p.name for p in inbox.iterdir())
-    assert all(r[1].startswith("INV-") for r in rows)
-    stored = [Path(r[2]) for r in rows]
-    assert all(p.is_file() and p.is_relative_to(out) for p in stored)
-    assert len({p.parent for p in stored}) == DOCUMENTS, "mapped tasks must not share an attachment folder"
+    stored = landed_invoice_rows(db, inbox, out, DOCUMENTS)
     on_disk = sorted(p for p in (out / "attachments").rglob("*") if p.is_file())
     assert on_disk == sorted(stored), "each attachment once, and nothing else"
     assert runs_billed == DOCUMENTS, "one paid run per document, none twice"

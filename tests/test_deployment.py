@@ -5,15 +5,14 @@ the streams were held by the triggerer, and the key is in no log."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from docify_provider.testing import INVOICE_KEY
+from docify_provider.testing import INVOICE_KEY, Fault
 from docify_provider.testing.samples import make_sample_invoices
-from tests.deployment import ROOT, running_deployment
+from tests.deployment import ROOT, landed_invoice_rows, running_deployment
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -23,6 +22,12 @@ DAG_ID = "example_docify_invoices"
 def test_invoice_pipeline_runs_deferred_on_a_real_deployment(tmp_path: Path, docify_emulator) -> None:
     inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "results.db"
     make_sample_invoices(inbox, 3)
+    # Streams of a few seconds, as real scenarios take. A stream that ends within a second of the
+    # deferral can hit an Airflow LocalExecutor race ("reported that the task instance ... finished
+    # with state success, but the task instance's state attribute is queued"): the scheduler fails
+    # the resumed task and drops the trigger's event, and try 2 fails closed on the pending marker
+    # (one run billed, its result lost). Seen once under load; Airflow's, not the provider's.
+    docify_emulator.inject(Fault("stream", "slow_events", interval=0.6, key=INVOICE_KEY, times=None))
     connections = {
         "docify_invoices": {"conn_type": "docify", "host": docify_emulator.base_url, "password": INVOICE_KEY},
         "docify_results_db": {"conn_type": "sqlite", "host": str(db)},
@@ -38,13 +43,7 @@ def test_invoice_pipeline_runs_deferred_on_a_real_deployment(tmp_path: Path, doc
     print(f"deployment test: DAG run {state} in {elapsed:.1f}s (including start-up)")
 
     assert state == "success", f"tasks: {tasks}\n{logs[-6000:]}"
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT source_file, invoice_number, attachment FROM docify_invoices").fetchall()
-    assert sorted(r[0] for r in rows) == sorted(p.name for p in inbox.iterdir())
-    assert all(r[1].startswith("INV-") for r in rows)
-    stored = [Path(r[2]) for r in rows]
-    assert all(p.is_file() and p.is_relative_to(out) for p in stored)
-    assert len({p.parent for p in stored}) == 3, "mapped tasks must not share an attachment folder"
+    landed_invoice_rows(db, inbox, out, 3)
     assert docify_emulator.runs_started(INVOICE_KEY) == 3, "one paid run per document, none twice"
     # The triggerer writes each deferred stream's progress to the task's own trigger log.
     trigger_logs = sorted((tmp_path / "home" / "logs").rglob("task_id=extract/*/attempt=1.log.trigger.*.log"))

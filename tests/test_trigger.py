@@ -21,7 +21,7 @@ from docify_provider.client import errors
 from docify_provider.operators.docify import DocifyStreamScenarioOperator
 from docify_provider.testing import FORBIDDEN_KEY, SUMMARY_KEY, Fault
 from docify_provider.triggers.docify import DocifyStreamTrigger, error_from_event, error_to_event
-from docify_provider.xcom import LEGACY_STREAM_MARKER_XCOM_KEY, STREAM_MARKER_XCOM_KEY, stream_marker
+from docify_provider.xcom import LEGACY_STREAM_MARKER_XCOM_KEY, STREAM_MARKER_XCOM_KEY
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,6 +60,18 @@ def test_serialize_round_trips_without_secrets():
         assert secret not in text
 
 
+def _one_deferred_summary_run(emu: Any, name: str) -> Any:
+    """A deferred summary stream that succeeded with one paid run; its task id is ``stream``."""
+    with new_dag(name) as dag:
+        DocifyStreamScenarioOperator(
+            task_id="stream", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, deferrable=True
+        )
+    out = run_dag(dag)
+    assert out.state("stream") == "success"
+    assert emu.runs_started(SUMMARY_KEY) == 1
+    return out
+
+
 @needs_trigger_xcom_in_dag_test
 def test_restarted_trigger_reports_outcome_unknown_instead_of_paying_again(docify_conns):
     from airflow.models.trigger import Trigger
@@ -67,13 +79,7 @@ def test_restarted_trigger_reports_outcome_unknown_instead_of_paying_again(docif
     from sqlalchemy import select
 
     emu = docify_conns
-    with new_dag("restart_guard") as dag:
-        DocifyStreamScenarioOperator(
-            task_id="stream", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, deferrable=True
-        )
-    out = run_dag(dag)
-    assert out.state("stream") == "success"
-    assert emu.runs_started(SUMMARY_KEY) == 1
+    out = _one_deferred_summary_run(emu, "restart_guard")
     session_id = out.xcom("stream")["session_id"]
     marker = out.xcom("stream", key=STREAM_MARKER_XCOM_KEY)
     assert marker["state"] == "sent" and marker["session_id"] == session_id
@@ -127,12 +133,7 @@ def test_marker_of_an_older_build_is_still_honoured(docify_conns):
     from sqlalchemy import delete
 
     emu = docify_conns
-    with new_dag("legacy_marker") as dag:
-        DocifyStreamScenarioOperator(
-            task_id="stream", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, deferrable=True
-        )
-    out = run_dag(dag)
-    assert out.state("stream") == "success" and emu.runs_started(SUMMARY_KEY) == 1
+    out = _one_deferred_summary_run(emu, "legacy_marker")
     ident = {"dag_id": out.dag_id, "task_id": "stream", "run_id": out.run_id, "map_index": -1}
 
     def markers(new: Any, old: Any) -> None:
@@ -155,12 +156,12 @@ def test_marker_of_an_older_build_is_still_honoured(docify_conns):
         )
 
     old_sent = {"state": "sent", "sent_at": "2026-01-01T00:00:00+00:00", "session_id": "session-of-old-build"}
-    # Deferred and sent under the old build; and deferred by a new worker, sent by an old triggerer.
-    for new in (None, stream_marker("deferred", deferred_at="2026-01-01T00:00:00+00:00")):
-        markers(new, old_sent)
-        event = fire()
-        assert event.payload["status"] == "outcome_unknown", new
-        assert event.payload["session_id"] == "session-of-old-build"
+    # Deferred and sent under the old build. (A task deferred by a new worker carries the new key,
+    # and then the old one is not read: Airflow would log each missing XCom at error level.)
+    markers(None, old_sent)
+    event = fire()
+    assert event.payload["status"] == "outcome_unknown"
+    assert event.payload["session_id"] == "session-of-old-build"
     assert emu.runs_started(SUMMARY_KEY) == 1
 
     # Deferred under the old build, nothing sent yet: the run goes ahead, guarded under the new key.

@@ -279,18 +279,17 @@ class DocifyStreamTrigger(BaseTrigger):
         except Exception as exc:
             self.log.warning("Docify stream trigger: cannot read the restart marker (%s); proceeding", exc)
             return None
-        if marker is not None and not _marker_says_deferred(marker):
+        if marker is not None:
             return marker
-        # Not sent under the current key: an earlier build (operator or triggerer) kept the marker
-        # under the old key, and a trigger of that build may have sent the run.
+        # No marker under the current key: the task deferred under an earlier build, which kept it
+        # under the old key (and whose trigger may have sent the run). Only then is the old key read:
+        # Airflow logs every XCom it does not find at error level, in every trigger's log.
         try:
             legacy = await get_one(key=LEGACY_STREAM_MARKER_XCOM_KEY, **ident)
         except Exception as exc:
             self.log.warning("Docify stream trigger: cannot read the restart marker's old key (%s)", exc)
             return marker
-        if legacy is not None and (marker is None or not _marker_says_deferred(legacy)):
-            return legacy
-        return marker
+        return legacy
 
     async def _write_marker(self, ident: Mapping[str, Any] | None, value: dict[str, Any]) -> bool:
         if ident is None:
