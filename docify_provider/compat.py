@@ -49,12 +49,39 @@ def mask_secret_once(secret: str | Secret) -> None:
     digest = hashlib.sha256(value.encode("utf-8")).hexdigest()
     if digest in _MASKED:
         return
-    mask = _mask_secret_function()
+    # Airflow 3.0's mask_secret tells the supervisor through a sync call that refuses to run in an
+    # event loop (the triggerer's): "You cannot use AsyncToSync in the same thread as an async event
+    # loop". There the masker of this process is told directly; the triggerer's supervisor already
+    # masks what it hands out as a connection's password.
+    local_only = airflow_version() < (3, 1) and _in_event_loop()
+    mask = _local_masker_add() if local_only else _mask_secret_function()
     if mask is None:  # pragma: no cover - every supported Airflow has one
         log.warning("Airflow's secrets masker was not found; the Docify key is not masked in logs")
         return
-    mask(value)
+    try:
+        mask(value)
+    except Exception as exc:  # masking must never fail a run that may already be paid for
+        log.warning("Could not register the Docify key with Airflow's secrets masker (%s)", type(exc).__name__)
+        return
     _MASKED.add(digest)
+
+
+def _in_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _local_masker_add() -> Callable[[str], None] | None:
+    try:
+        from airflow.sdk.execution_time.secrets_masker import _secrets_masker
+    except ImportError:  # pragma: no cover - only Airflow 3.0 takes this path
+        return None
+    return _secrets_masker().add_mask
 
 
 def _mask_secret_function() -> Callable[[str], None] | None:
