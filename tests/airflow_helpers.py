@@ -35,11 +35,6 @@ from docify_provider.testing.keys import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY
 #: (major, minor) of the Airflow the suite runs on; the matrix runs it on 3.3 and on 3.0.
 AIRFLOW_LINE = airflow_version()
 
-#: Airflow 3.0 keeps a deferred task's ``next_method`` when the task is retried (under ``dag.test()``
-#: and on a real deployment alike): try 2 resumes in ``execute_complete`` with try 1's trigger event
-#: instead of calling ``execute`` again. Nothing is sent twice either way; what the retry logs differs.
-RETRY_RESUMES_FROM_EVENT = AIRFLOW_LINE < (3, 1)
-
 #: Airflow 3.0's ``dag.test()`` runs triggers in-process without Execution API access, so a trigger
 #: cannot read or write XComs there (a real 3.0 triggerer can: tests/test_triggerer_restart.py).
 TRIGGERS_HAVE_XCOM_IN_DAG_TEST = AIRFLOW_LINE >= (3, 1)
@@ -269,7 +264,6 @@ def run_trigger_for(outcome: DagRunOutcome, task_id: str, trigger: Any, map_inde
 __all__ = [
     "AIRFLOW_LINE",
     "CONN_IDS",
-    "RETRY_RESUMES_FROM_EVENT",
     "TRIGGERS_HAVE_XCOM_IN_DAG_TEST",
     "DagRunOutcome",
     "airflow_env",

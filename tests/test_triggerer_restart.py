@@ -33,7 +33,6 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_helpers import RETRY_RESUMES_FROM_EVENT
 from docify_provider.testing import SUMMARY_KEY, DocifyEmulator, Fault, fingerprint
 from tests.deployment import ROOT, Deployment, running_deployment
 
@@ -306,11 +305,7 @@ def test_triggerer_killed_mid_stream_never_pays_twice_unless_opted_in(
     assert any("earlier trigger of this task instance already sent the run" in line for line in outcome_unknown)
     assert any("may have been started and billed, so it is not re-sent" in line for line in outcome_unknown)
     assert re.search(r"\(session [0-9a-f-]{8,}\)", " ".join(outcome_unknown)), "the message names the session"
-    if RETRY_RESUMES_FROM_EVENT:
-        # Airflow 3.0 keeps next_method on retry: try 2 resumes with try 1's outcome-unknown event.
-        assert any("earlier trigger of this task instance already sent the run" in line for line in retry_lines)
-    else:
-        assert any("try 1 sent a run request" in line and "not re-sent" in line for line in retry_lines)
+    assert any("try 1 sent a run request" in line and "not re-sent" in line for line in retry_lines)
     assert not list(guarded_dir.glob("attempt=2.log.trigger.*")), "the retry must not defer a new stream"
     assert any("outcome unknown" in line for line in restarted_trigger_lines["guarded"])
     assert not any("Sending Docify run" in line for line in restarted_trigger_lines["guarded"])

@@ -83,6 +83,13 @@ def _context_ti(context: Context) -> Any:
     return _ctx(context).get("ti") or _ctx(context).get("task_instance")
 
 
+def _later_try(current: int | None, deferred_in: int | None) -> bool:
+    try:
+        return current is not None and deferred_in is not None and int(current) > int(deferred_in)
+    except (TypeError, ValueError):  # pragma: no cover - not a real task instance
+        return False
+
+
 def _map_index(context: Context) -> int:
     ti = _context_ti(context)
     value = getattr(ti, "map_index", -1)
@@ -620,6 +627,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             task_id=getattr(ti, "task_id", None) or self.task_id,
             run_id=getattr(ti, "run_id", None),
             map_index=_map_index(context),
+            try_number=state.try_number,
         )
         self._mark_pending(state)
         # The trigger's restart guard: "deferred" means no trigger has sent the run yet. Writing it
@@ -640,6 +648,20 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         from docify_provider.triggers.docify import error_from_event
 
         state = TaskState(context, self.log)
+        deferred_in_try = (event or {}).get("deferred_in_try")  # the trigger echoes the try that deferred
+        if _later_try(state.try_number, deferred_in_try):
+            # Airflow 3.0 keeps next_method and next_kwargs when a deferred task is retried, so the
+            # retry would resume with the event of the try that deferred. Start it from the top
+            # instead, as Airflow 3.1+ does: a bought result is reused, an unknown outcome fails
+            # closed on its pending marker, and a run that failed on Docify is run again.
+            self.log.info(
+                "Try %s was resumed with the trigger event of try %s (Airflow 3.0 keeps it on retry); "
+                "starting this try from the beginning",
+                state.try_number,
+                deferred_in_try,
+            )
+            self.hook.close()
+            return self.execute(context)
         self._pending_marker = None
         self._legacy_keys = ()
         try:

@@ -206,6 +206,8 @@ class DocifyStreamTrigger(BaseTrigger):
     :param task_id: see ``dag_id``.
     :param run_id: see ``dag_id``.
     :param map_index: see ``dag_id``.
+    :param try_number: the try that deferred; every event carries it back as ``deferred_in_try``, so
+        that a later try handed this event (Airflow 3.0 keeps it on retry) can tell.
     """
 
     def __init__(
@@ -221,6 +223,7 @@ class DocifyStreamTrigger(BaseTrigger):
         task_id: str | None = None,
         run_id: str | None = None,
         map_index: int = -1,
+        try_number: int | None = None,
     ) -> None:
         super().__init__()
         self.inputs = dict(inputs or {})
@@ -233,6 +236,10 @@ class DocifyStreamTrigger(BaseTrigger):
         self.task_id = task_id
         self.run_id = run_id
         self.map_index = -1 if map_index is None else int(map_index)
+        self.try_number = try_number
+
+    def _fire(self, payload: Mapping[str, Any]) -> TriggerEvent:
+        return _event({**payload, "deferred_in_try": self.try_number})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -248,6 +255,7 @@ class DocifyStreamTrigger(BaseTrigger):
                 "task_id": self.task_id,
                 "run_id": self.run_id,
                 "map_index": self.map_index,
+                "try_number": self.try_number,
             },
         )
 
@@ -324,7 +332,7 @@ class DocifyStreamTrigger(BaseTrigger):
                     "re-sent; set allow_resubmit=True or clear the task state to pay for a new run."
                 )
                 self.log.error("%s", message)
-                yield _event({"status": "outcome_unknown", "message": message, "session_id": session})
+                yield self._fire({"status": "outcome_unknown", "message": message, "session_id": session})
                 return
             self.log.warning(
                 "Docify stream trigger: an earlier trigger already sent this run%s; allow_resubmit=True, "
@@ -372,19 +380,19 @@ class DocifyStreamTrigger(BaseTrigger):
             raise
         except Exception as exc:
             self.log.error("Docify stream failed: %s", exc)
-            yield _event(error_to_event(exc, session_id=session_id, posted=posted))
+            yield self._fire(error_to_event(exc, session_id=session_id, posted=posted))
             return
         if result is None:
             from docify_provider.client.errors import DocifyStreamIncompleteError
 
-            yield _event(
+            yield self._fire(
                 error_to_event(
                     DocifyStreamIncompleteError("The Docify stream ended without a result", session_id=session_id),
                     session_id=session_id,
                 )
             )
             return
-        yield _event({"status": "success", "result": result.raw, "session_id": session_id})
+        yield self._fire({"status": "success", "result": result.raw, "session_id": session_id})
 
 
 class DocifyScenarioAvailableTrigger(BaseTrigger):
