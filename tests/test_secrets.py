@@ -59,10 +59,15 @@ pytestmark = pytest.mark.timeout(180)
 CAPTURED: list[tuple[str, BaseException]] = []
 
 
+def _record(task_id: str, exc: BaseException) -> None:
+    if all(exc is not seen for _, seen in CAPTURED):
+        CAPTURED.append((task_id, exc))
+
+
 def _capture(context: Any) -> None:
     exc = context.get("exception")
-    if isinstance(exc, BaseException) and all(exc is not seen for _, seen in CAPTURED):
-        CAPTURED.append((context["ti"].task_id, exc))
+    if isinstance(exc, BaseException):
+        _record(context["ti"].task_id, exc)
 
 
 @pytest.fixture
@@ -80,8 +85,7 @@ def capture_raised(monkeypatch: pytest.MonkeyPatch) -> None:
             try:
                 return method(self, *args, **kwargs)
             except Exception as exc:
-                if all(exc is not seen for _, seen in CAPTURED):
-                    CAPTURED.append((self.task_id, exc))
+                _record(self.task_id, exc)
                 raise
 
         return wrapper

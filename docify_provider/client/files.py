@@ -28,6 +28,10 @@ from docify_provider.client.models import FileType
 
 MAX_NAME_BYTES = 200
 
+#: ``scheme://`` at the start of a string: a storage URL (``s3://``, ``file://``…), not a local path.
+_STORAGE_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
+
+
 def local_fs_path(value: Any) -> str | None:
     """The local path ``value`` names as a plain path, or ``None`` for a storage path object.
 
@@ -42,7 +46,7 @@ def local_fs_path(value: Any) -> str | None:
     if isinstance(value, str):
         if value.startswith("file://"):
             return value[len("file://") :]
-        return None if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", value) else value
+        return None if _STORAGE_URL.match(value) else value
     if hasattr(value, "protocol") or not isinstance(value, os.PathLike):
         return None
     return os.fspath(value)
@@ -105,7 +109,7 @@ def open_upload_source(
         path = os.fspath(source)
         if path.startswith("file://"):
             path = path[len("file://") :]
-        elif re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", path):
+        elif _STORAGE_URL.match(path):
             raise DocifyFileError(
                 [f"{path!r}: storage URLs are resolved by DocifyHook (ObjectStoragePath); the client takes paths"]
             )

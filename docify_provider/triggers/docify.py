@@ -293,11 +293,10 @@ class DocifyStreamTrigger(BaseTrigger):
         # under the old key (and whose trigger may have sent the run). Only then is the old key read:
         # Airflow logs every XCom it does not find at error level, in every trigger's log.
         try:
-            legacy = await get_one(key=LEGACY_STREAM_MARKER_XCOM_KEY, **ident)
+            return await get_one(key=LEGACY_STREAM_MARKER_XCOM_KEY, **ident)
         except Exception as exc:
             self.log.warning("Docify stream trigger: cannot read the restart marker's old key (%s)", exc)
-            return marker
-        return legacy
+            return None
 
     async def _write_marker(self, ident: Mapping[str, Any] | None, value: dict[str, Any]) -> bool:
         if ident is None:
