@@ -362,10 +362,12 @@ class DocifyStreamTrigger(BaseTrigger):
             posted = True
             try:
                 async for event in stream:
-                    log_stream_event(self.log, event)
+                    # The marker is written before the event is logged, so a log line that shows the
+                    # session id means the restart guard already holds it.
                     if session_id is None and event.session_id:
                         session_id = event.session_id
                         await self._write_marker(ident, stream_marker("sent", sent_at=sent_at, session_id=session_id))
+                    log_stream_event(self.log, event)
                     if event.type == "COMPLETE" and event.response is not None:
                         result = event.response
             finally:
