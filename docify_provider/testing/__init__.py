@@ -8,8 +8,19 @@ needs only the standard library and python-multipart.
     with DocifyEmulator() as emu:
         emu.inject(Fault("run", "status", status=429, retry_after=1))
         ...  # point the client at emu.base_url with INVOICE_KEY
+
+``DifyEmulator`` (:mod:`docify_provider.testing.dify`) serves the Dify Workflow Service API
+(``emu.base_url`` ends in ``/v1``) with the app keys ``TEXT_APP_KEY`` and the others below.
 """
 
+from docify_provider.testing.dify import (
+    DISABLED_APP_KEY,
+    DOCUMENT_APP_KEY,
+    HUMAN_INPUT_APP_KEY,
+    LONG_APP_KEY,
+    TEXT_APP_KEY,
+    DifyEmulator,
+)
 from docify_provider.testing.emulator import DocifyEmulator
 from docify_provider.testing.faults import Fault
 from docify_provider.testing.keys import BUNDLE_KEY, FORBIDDEN_KEY, INVOICE_KEY, SUMMARY_KEY, fingerprint
@@ -18,9 +29,15 @@ from docify_provider.testing.scenarios import FileInput, Scenario
 
 __all__ = [
     "BUNDLE_KEY",
+    "DISABLED_APP_KEY",
+    "DOCUMENT_APP_KEY",
     "FORBIDDEN_KEY",
+    "HUMAN_INPUT_APP_KEY",
     "INVOICE_KEY",
+    "LONG_APP_KEY",
     "SUMMARY_KEY",
+    "TEXT_APP_KEY",
+    "DifyEmulator",
     "DocifyEmulator",
     "DownloadRecord",
     "Fault",

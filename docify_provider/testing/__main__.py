@@ -1,6 +1,7 @@
 """Command line: run the emulator until SIGINT/SIGTERM, for manual tries and demo DAGs.
 
 python -m docify_provider.testing --port 8765
+python -m docify_provider.testing --mode dify --port 8766
 """
 
 from __future__ import annotations
@@ -11,16 +12,25 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from docify_provider.testing.dify import DifyEmulator
+from docify_provider.testing.dify.apps import DEFAULT_APP_KEYS
 from docify_provider.testing.emulator import DocifyEmulator
 from docify_provider.testing.keys import DEFAULT_KEYS
+from docify_provider.testing.server import EmulatorServer
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m docify_provider.testing", description=__doc__)
+    parser.add_argument("--mode", choices=("docify", "dify"), default="docify", help="which API to emulate")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--prefix", default="/docify")
-    parser.add_argument("--ping-interval", type=float, default=0.5, help="seconds; 0 disables pings")
+    parser.add_argument("--prefix", default="/docify", help="docify mode only (dify serves /v1)")
+    parser.add_argument(
+        "--ping-interval", type=float, default=None, help="seconds; 0 disables pings (default 0.5; dify 10)"
+    )
+    parser.add_argument(
+        "--idle-close", type=float, default=300.0, help="dify: seconds without events before a stream ends"
+    )
     parser.add_argument("--event-interval", type=float, default=0.01, help="seconds between stream events")
     parser.add_argument("--public-host", default=None, help="host:port used in attachment URLs")
     return parser
@@ -35,18 +45,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    emulator = DocifyEmulator(
-        host=args.host,
-        port=args.port,
-        prefix=args.prefix,
-        ping_interval=args.ping_interval or None,
-        event_interval=args.event_interval,
-        public_host=args.public_host,
-    )
+    default_ping = 10.0 if args.mode == "dify" else 0.5
+    ping = default_ping if args.ping_interval is None else args.ping_interval or None
+    emulator: EmulatorServer
+    if args.mode == "dify":
+        emulator = DifyEmulator(
+            host=args.host,
+            port=args.port,
+            ping_interval=ping,
+            idle_close_seconds=args.idle_close,
+            event_interval=args.event_interval,
+            public_host=args.public_host,
+        )
+        title, keys = "Dify emulator", DEFAULT_APP_KEYS
+    else:
+        emulator = DocifyEmulator(
+            host=args.host,
+            port=args.port,
+            prefix=args.prefix,
+            ping_interval=ping,
+            event_interval=args.event_interval,
+            public_host=args.public_host,
+        )
+        title, keys = "Docify emulator", DEFAULT_KEYS
     try:
         with emulator:
-            print(f"Docify emulator: {emulator.base_url}", flush=True)
-            for key, code, forbidden in DEFAULT_KEYS:
+            print(f"{title}: {emulator.base_url}", flush=True)
+            for key, code, forbidden in keys:
                 print(f"  key {key} -> {code}{' (forbidden)' if forbidden else ''}", flush=True)
             while not stop.wait(0.5):
                 pass

@@ -13,8 +13,10 @@ request); ``key`` limits it to requests presenting that API key.
 Kinds and their parameters:
 
 * ``latency(seconds)`` - wait ``seconds`` after reading the request, then respond normally.
-* ``status(status, retry_after=None, message=None)`` - respond with that HTTP status and a
-  JSON error body (``Retry-After`` header when ``retry_after`` is set); no run is started.
+* ``status(status, retry_after=None, message=None, code=None)`` - respond with that HTTP
+  status and a JSON error body (``Retry-After`` header when ``retry_after`` is set); no run is
+  started. ``code`` is the Dify error code (default: from the status, e.g. 429 ->
+  ``too_many_requests``); the Docify body's code is always the status.
 * ``drop_before_response(run_started=False)`` - read the request, then shut the socket down
   without any response. With ``run_started`` a valid run is counted as started first (the
   "outcome unknown" case: the server began, and bills, a run the client never heard about).
@@ -47,6 +49,25 @@ Kinds and their parameters:
 
 For stream kinds, N events counts START, PREPARE_START, PREPARE_END and TEXT events; it is
 capped so that the terminal COMPLETE event is never sent.
+
+Dify emulator (:mod:`docify_provider.testing.dify`). Endpoints: ``info``, ``parameters``,
+``upload``, ``run`` (blocking), ``stream`` (streaming run), ``run_detail``, ``stop``,
+``events`` (re-attach), ``logs``, ``form`` (human-input form GET/POST) and ``download``
+(output files). A Dify run executes in the background, so the stream kinds
+(``drop_mid_stream``, ``end_without_complete``, ``stall``, ``malformed_event``,
+``unknown_event``, ``huge_event``, ``slow_events``), which also apply to ``events``, cut or
+shape the *connection* while the run goes on and completes; N events counts the ``data:``
+frames sent (pings excluded). ``error_event`` sends Dify's ``error`` event (no task_id, no
+data), marks the run failed and, as on Dify, does not end the stream (it ends on idle close).
+``failed_run`` fails the LLM node (``node_finished`` and ``workflow_finished`` status
+``failed``). Dify-only kinds:
+
+* ``timeout_after_start(status=524, seconds=0.0)`` - blocking run: start the run, wait
+  ``seconds``, then answer ``status`` with a gateway's HTML body; the run completes in the
+  background and shows in the run detail and the logs.
+* ``ignore_stop()`` - stop: answer ``{"result": "success"}`` and do not stop the run.
+* ``partial_success(message=...)`` - run/stream: one node fails with an error strategy, the
+  run ends ``partial-succeeded`` (outputs set, ``exceptions_count`` 1).
 """
 
 from __future__ import annotations
@@ -54,16 +75,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-ENDPOINTS = ("info", "upload", "run", "stream", "download", "*")
+DIFY_ENDPOINTS = ("parameters", "run_detail", "stop", "events", "logs", "form")
+ENDPOINTS = ("info", "upload", "run", "stream", "download", *DIFY_ENDPOINTS, "*")
 
-_ANY = frozenset({"info", "upload", "run", "stream", "download"})
-_STREAM = frozenset({"stream"})
+_ANY = frozenset(ENDPOINTS) - {"*"}
+_STREAM = frozenset({"stream", "events"})
 _RUNS = frozenset({"run", "stream"})
 
 #: kind -> (endpoints it applies to, required params, optional params with defaults)
 _KINDS: dict[str, tuple[frozenset[str], tuple[str, ...], dict[str, Any]]] = {
     "latency": (_ANY, ("seconds",), {}),
-    "status": (_ANY, ("status",), {"retry_after": None, "message": None}),
+    "status": (_ANY, ("status",), {"retry_after": None, "message": None, "code": None}),
     "drop_before_response": (_ANY, (), {"run_started": False}),
     "redirect": (_ANY, ("location",), {"status": 302}),
     "drop_mid_stream": (_STREAM, ("after_events",), {}),
@@ -78,7 +100,10 @@ _KINDS: dict[str, tuple[frozenset[str], tuple[str, ...], dict[str, Any]]] = {
     "lying_file_size": (_RUNS, (), {"factor": None, "delta": None}),
     "attachment_name": (_RUNS, ("name",), {}),
     "attachment_size": (_RUNS, ("size",), {"declared": None}),
-    "endless": (_STREAM, (), {"interval": 0.05, "seconds": 30.0}),
+    "endless": (frozenset({"stream"}), (), {"interval": 0.05, "seconds": 30.0}),
+    "timeout_after_start": (frozenset({"run"}), (), {"status": 524, "seconds": 0.0}),
+    "ignore_stop": (frozenset({"stop"}), (), {}),
+    "partial_success": (_RUNS, (), {"message": "Emulated node failure (continued by its error strategy)"}),
 }
 
 #: Kinds applied when the request arrives (before auth); the others apply to started runs.
@@ -113,6 +138,7 @@ class Fault:
     delta: int | None = None
     name: str | None = None
     declared: int | None = None
+    code: str | None = None
     hits: int = 0
 
     def __init__(
@@ -143,7 +169,7 @@ class Fault:
         self.endpoint, self.kind, self.times, self.key = endpoint, kind, times, key
         self.seconds = self.status = self.retry_after = self.message = None
         self.location = self.after_events = self.interval = self.size = None
-        self.factor = self.delta = self.name = self.declared = None
+        self.factor = self.delta = self.name = self.declared = self.code = None
         self.run_started = False
         self.hits = 0
         for name, value in {**optional, **params}.items():
@@ -155,7 +181,8 @@ class Fault:
             raise ValueError("lying_file_size needs exactly one of factor or delta")
         if self.after_events is not None and self.after_events < 0:
             raise ValueError("after_events must be >= 0")
-        if self.kind == "status" and not (self.status is not None and 100 <= self.status <= 599):
+        http_status = self.status is not None and 100 <= self.status <= 599
+        if self.kind in ("status", "timeout_after_start") and not http_status:
             raise ValueError("status must be an HTTP status code")
         if self.kind == "redirect" and self.status not in (301, 302, 303, 307, 308):
             raise ValueError("redirect status must be one of 301, 302, 303, 307, 308")

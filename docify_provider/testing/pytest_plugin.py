@@ -4,6 +4,8 @@ Enable with ``pytest_plugins = ["docify_provider.testing.pytest_plugin"]``. Pref
 function-scoped ``docify_emulator`` (fresh server, no state leaks between tests). The
 session-scoped ``docify_emulator_session`` is shared by all tests; faults injected into it are
 cleared after every test (records and counters are not: compare before/after values).
+``dify_emulator`` is a function-scoped ``DifyEmulator`` with short intervals for tests
+(pings every 0.2 s, idle close after 5 s).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from docify_provider.testing.dify import DifyEmulator
 from docify_provider.testing.emulator import DocifyEmulator
 
 _SESSION_EMULATOR = pytest.StashKey[DocifyEmulator]()
@@ -21,6 +24,13 @@ _SESSION_EMULATOR = pytest.StashKey[DocifyEmulator]()
 def docify_emulator() -> Iterator[DocifyEmulator]:
     """A started emulator with the default keys, stopped after the test."""
     with DocifyEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def dify_emulator() -> Iterator[DifyEmulator]:
+    """A started Dify emulator with the default app keys and test-sized intervals, stopped after the test."""
+    with DifyEmulator(ping_interval=0.2, idle_close_seconds=5.0, event_interval=0.005) as emulator:
         yield emulator
 
 

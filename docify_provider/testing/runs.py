@@ -43,7 +43,8 @@ class Run:
     failure: str | None = None
 
 
-def _declared_size(size: int, fault: Fault | None) -> int:
+def declared_size(size: int, fault: Fault | None) -> int:
+    """The size an attachment declares: its true size, or the ``lying_file_size`` fault's lie."""
     if fault is None or fault.kind != "lying_file_size":
         return size
     if fault.factor is not None:
@@ -78,7 +79,7 @@ def produce(
         stored = StoredAttachment(token=uuid.uuid4().hex, name=name, content=bytes(content), generated_size=generated)
         state.add_attachment(stored)
         run.attachments.append(stored)
-        run.declared_sizes.append(_declared_size(stored.size, fault) if declared is None else int(declared))
+        run.declared_sizes.append(declared_size(stored.size, fault) if declared is None else int(declared))
 
 
 def download_url(download_base: str, attachment: StoredAttachment) -> str:

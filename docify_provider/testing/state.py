@@ -41,8 +41,8 @@ class EmulatorState:
         self._downloads: list[DownloadRecord] = []
         self._files: dict[tuple[str, str], FileInput] = {}
         self._attachments: dict[str, StoredAttachment] = {}
-        self._started: Counter[str] = Counter()
-        self._completed: Counter[str] = Counter()
+        #: (counter name, key fingerprint, user) -> count
+        self._counts: Counter[tuple[str, str, str | None]] = Counter()
 
     # keys
     def add_key(self, key: str, scenario_code: str, forbidden: bool = False) -> None:
@@ -111,10 +111,13 @@ class EmulatorState:
         with self.lock:
             return list(self._uploads)
 
-    def uploaded_file(self, key_fp: str, oid: str) -> FileInput | None:
-        """Uploads are visible to the key (account) that made them only."""
+    def uploaded_file(self, key_fp: str | None, oid: str) -> FileInput | None:
+        """Docify uploads are visible to the key (account) that made them only; with
+        ``key_fp`` None (Dify: uploads belong to the workspace) any key's upload is found."""
         with self.lock:
-            return self._files.get((key_fp, oid))
+            if key_fp is not None:
+                return self._files.get((key_fp, oid))
+            return next((f for (_, o), f in self._files.items() if o == oid), None)
 
     # attachments
     def add_attachment(self, attachment: StoredAttachment) -> None:
@@ -126,21 +129,31 @@ class EmulatorState:
             return self._attachments.get(token)
 
     # counters
-    def count_started(self, key_fp: str) -> None:
+    def count(self, name: str, key_fp: str, user: str | None = None) -> None:
+        """Add one to counter ``name`` for that key (and end user, where the API has one)."""
         with self.lock:
-            self._started[key_fp] += 1
+            self._counts[(name, key_fp, user)] += 1
+
+    def total(self, name: str, key_fp: str | None = None, user: str | None = None) -> int:
+        """Counter ``name`` summed over everything, or only for ``key_fp`` and/or ``user``."""
+        with self.lock:
+            return sum(
+                n
+                for (counter, k, u), n in self._counts.items()
+                if counter == name and key_fp in (None, k) and user in (None, u)
+            )
+
+    def count_started(self, key_fp: str) -> None:
+        self.count("started", key_fp)
 
     def count_completed(self, key_fp: str) -> None:
-        with self.lock:
-            self._completed[key_fp] += 1
+        self.count("completed", key_fp)
 
     def started(self, key_fp: str | None) -> int:
-        with self.lock:
-            return sum(self._started.values()) if key_fp is None else self._started[key_fp]
+        return self.total("started", key_fp)
 
     def completed(self, key_fp: str | None) -> int:
-        with self.lock:
-            return sum(self._completed.values()) if key_fp is None else self._completed[key_fp]
+        return self.total("completed", key_fp)
 
     def reset(self) -> None:
         """Forget records, uploads, attachments, counters and faults; keep keys."""
@@ -151,5 +164,4 @@ class EmulatorState:
             self._downloads.clear()
             self._files.clear()
             self._attachments.clear()
-            self._started.clear()
-            self._completed.clear()
+            self._counts.clear()

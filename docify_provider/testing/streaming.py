@@ -47,7 +47,10 @@ def event(run: Run, type_: str, **fields: Any) -> dict[str, Any]:
 
 
 class EventStream:
-    """Writes SSE frames as HTTP chunks and ``: ping`` comments while waiting."""
+    """Writes SSE frames as HTTP chunks and pings (``: ping`` comments by default) while waiting.
+
+    ``ping_frame`` replaces the ping's text (Dify: ``event: ping`` then a blank line).
+    """
 
     def __init__(
         self,
@@ -57,14 +60,25 @@ class EventStream:
         event_lines: bool,
         line_ending: str,
         stopping: threading.Event,
+        ping_frame: str = ": ping",
     ) -> None:
         self._write = write
         self._ping_interval = ping_interval
         self._event_lines = event_lines
         self._le = line_ending
         self._stopping = stopping
+        self._ping = f"{ping_frame}{line_ending}{line_ending}".encode()
         self._last_write = time.monotonic()
         self.events_sent = 0
+
+    @property
+    def last_write(self) -> float:
+        """``time.monotonic()`` of the last bytes written (event or ping)."""
+        return self._last_write
+
+    def ping(self) -> None:
+        """Send one ping frame now."""
+        self._send(self._ping)
 
     def _send(self, payload: bytes) -> None:
         for start in range(0, len(payload), PIECE_SIZE):
@@ -81,10 +95,21 @@ class EventStream:
     def send_event(self, body: dict[str, Any]) -> None:
         self.frame(str(body["type"]).lower(), json.dumps(body, ensure_ascii=False))
 
-    def send_huge(self, huge: HugeText) -> None:
-        """Send ``huge`` as one frame, the same bytes ``send_event`` would write, in pieces."""
-        head, tail = json.dumps({**huge.body, "content": _HUGE_MARK}, ensure_ascii=False).split(_HUGE_MARK, 1)
-        prefix = f"event: {str(huge.body['type']).lower()}{self._le}" if self._event_lines else ""
+    def send_huge(self, huge: HugeText, *, dumps: Callable[[Any], str] | None = None, field: str = "content") -> None:
+        """Send ``huge`` as one frame, the same bytes ``send_event`` would write, in pieces.
+
+        ``dumps`` serialises the body (default: ``json.dumps(..., ensure_ascii=False)``);
+        ``field`` names the key of the big text inside ``huge.body`` (nested: "data.text").
+        """
+        marked: dict[str, Any] = json.loads(json.dumps(huge.body))
+        *parents, leaf = field.split(".")
+        target = marked
+        for name in parents:
+            target = target[name]
+        target[leaf] = _HUGE_MARK
+        text = (dumps or (lambda body: json.dumps(body, ensure_ascii=False)))(marked)
+        head, tail = text.split(_HUGE_MARK, 1)
+        prefix = f"event: {str(huge.body.get('type', '')).lower()}{self._le}" if self._event_lines else ""
         self._write(chunk(f"{prefix}data: {head}".encode()))
         piece = b"A" * PIECE_SIZE
         remaining = huge.size
@@ -104,7 +129,7 @@ class EventStream:
             if self._ping_interval:
                 until_ping = self._last_write + self._ping_interval - time.monotonic()
                 if until_ping <= 0:
-                    self._send(f": ping{self._le}{self._le}".encode())
+                    self.ping()
                     continue
                 step = min(step, until_ping)
             if self._stopping.wait(step):

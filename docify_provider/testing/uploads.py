@@ -133,7 +133,18 @@ class _UploadParser:
 
 
 def parse_upload(reader: BodyReader, content_type: str | None) -> ParsedUpload:
-    """Stream-parse and validate an upload body; raise :class:`RequestError` on rejection."""
+    """Stream-parse and validate a Docify upload body; raise :class:`RequestError` on rejection."""
+    result = parse_multipart(reader, content_type)
+    _check(result)
+    return result
+
+
+def parse_multipart(reader: BodyReader, content_type: str | None, max_body: int = MAX_BODY_SIZE) -> ParsedUpload:
+    """Stream-parse a ``multipart/form-data`` body with a ``file`` part and a ``user`` field.
+
+    Only the framing is checked (:class:`RequestError` 400, or 413 beyond ``max_body``
+    bytes); what the parts must contain is the caller's to check.
+    """
     ctype, options = parse_options_header(content_type or "")
     boundary = options.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
@@ -142,14 +153,13 @@ def parse_upload(reader: BodyReader, content_type: str | None) -> ParsedUpload:
     try:
         for data in reader:
             upload.parser.write(data)
-            if reader.bytes_read > MAX_BODY_SIZE:
-                raise RequestError(f"Request body exceeds {MAX_BODY_SIZE} bytes", status=413)
+            if reader.bytes_read > max_body:
+                raise RequestError(f"Request body exceeds {max_body} bytes", status=413)
         upload.parser.finalize()
     except MultipartParseError:
         raise RequestError("Malformed multipart/form-data body") from None
     if not upload.ended:
         raise RequestError("Malformed multipart/form-data body: missing closing boundary")
-    _check(upload.result)
     return upload.result
 
 

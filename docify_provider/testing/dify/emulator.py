@@ -1,0 +1,219 @@
+"""``DifyEmulator``: a real HTTP/1.1 Dify Workflow Service API server on localhost.
+
+Runs execute in background threads, independent of connections (as on Dify with Celery
+workers and Redis pub/sub), so "the stream closed but the run went on" is observable.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from docify_provider.testing.dify import engine
+from docify_provider.testing.dify.apps import DEFAULT_APP_KEYS, DifyApp, builtin_apps
+from docify_provider.testing.dify.handler import DifyRequestHandler
+from docify_provider.testing.dify.runs import DifyRun, HumanForm
+from docify_provider.testing.dify.state import DifyState
+from docify_provider.testing.errors import RequestError
+from docify_provider.testing.keys import fingerprint
+from docify_provider.testing.server import EmulatorServer
+
+
+def _fp(key: str | None) -> str | None:
+    return None if key is None else fingerprint(key)
+
+
+class DifyEmulator(EmulatorServer):
+    """A fake Dify server: ``with DifyEmulator() as emu: ... emu.base_url ...`` (ends in ``/v1``).
+
+    Options: ``ping_interval`` (seconds between ``event: ping`` frames; the first is sent at
+    once; None: only the first), ``idle_close_seconds`` (a stream body ends after that long
+    without a real event), ``event_interval`` (pacing of a run's events),
+    ``form_expiry_seconds`` (human-input forms), ``files_access_timeout`` (signed file URLs),
+    ``max_active_requests`` (0: unlimited; else 429 ``too_many_requests`` beyond that many
+    running runs of an app), the ``/parameters`` ``system_parameters`` limits in MB
+    (``file_size_limit`` ... ``workflow_file_upload_limit``; floats allowed so that a test can
+    set a tiny one), ``public_host`` (``host:port`` of output-file URLs). The default app keys
+    (see :mod:`docify_provider.testing.dify.apps`) are registered unless ``default_keys`` is False.
+    """
+
+    handler_class = DifyRequestHandler
+    name = "dify-emulator"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ping_interval: float | None = 10.0,
+        idle_close_seconds: float = 300.0,
+        event_interval: float = 0.01,
+        form_expiry_seconds: float = 86400.0,
+        files_access_timeout: float = 300.0,
+        max_active_requests: int = 0,
+        file_size_limit: float = 15,
+        image_file_size_limit: float = 10,
+        audio_file_size_limit: float = 50,
+        video_file_size_limit: float = 100,
+        workflow_file_upload_limit: int = 10,
+        public_host: str | None = None,
+        default_keys: bool = True,
+    ) -> None:
+        if ping_interval is not None and ping_interval <= 0:
+            raise ValueError("ping_interval must be positive or None")
+        if idle_close_seconds <= 0:
+            raise ValueError("idle_close_seconds must be positive")
+        super().__init__(host, port, DifyState())
+        self.state: DifyState
+        self.ping_interval = ping_interval
+        self.idle_close_seconds = idle_close_seconds
+        self.event_interval = event_interval
+        self.form_expiry_seconds = form_expiry_seconds
+        self.files_access_timeout = files_access_timeout
+        self.max_active_requests = max_active_requests
+        self.system_parameters: dict[str, Any] = {
+            "file_size_limit": file_size_limit,
+            "image_file_size_limit": image_file_size_limit,
+            "audio_file_size_limit": audio_file_size_limit,
+            "video_file_size_limit": video_file_size_limit,
+            "workflow_file_upload_limit": workflow_file_upload_limit,
+        }
+        self.public_host = public_host
+        self.apps: dict[str, DifyApp] = builtin_apps()
+        self.tenant_id = str(uuid.uuid4())
+        self.secret = os.urandom(32)
+        if default_keys:
+            for key, code, disabled in DEFAULT_APP_KEYS:
+                self.add_key(key, code, disabled)
+
+    @property
+    def base_url(self) -> str:
+        """E.g. ``http://127.0.0.1:PORT/v1`` (Dify's API base URL includes ``/v1``)."""
+        return f"http://{self.netloc}/v1"
+
+    @property
+    def files_base(self) -> str:
+        """Origin of output-file URLs (Dify's ``FILES_URL``; on ``public_host`` when set)."""
+        return f"http://{self.public_host or self.netloc}"
+
+    def stop(self) -> None:
+        """Stop serving; runs still executing are abandoned (their threads end)."""
+        self.stopping.set()
+        for run in self.state.runs():
+            run.wake.set()
+        super().stop()
+
+    # configuration ------------------------------------------------------------------------
+    def add_key(self, key: str, app_code: str, disabled: bool = False) -> None:
+        """Accept ``key`` for the app ``app_code`` (403 ``forbidden`` when ``disabled``)."""
+        self.state.add_key(key, app_code, disabled)
+
+    def add_app(self, app: DifyApp) -> None:
+        """Register (or replace) an app by its code; its ``kind`` must be a built-in graph."""
+        self.apps[app.code] = app
+
+    def app(self, code: str) -> DifyApp:
+        """The app with that code (``app("text").workflow_id`` for the by-id run route)."""
+        return self.apps[code]
+
+    def end_user_id(self, user: str) -> str:
+        """The stable end-user id Dify would create for ``user`` (``created_by``)."""
+        return str(uuid.uuid5(uuid.UUID(self.tenant_id), user))
+
+    # runs ---------------------------------------------------------------------------------
+    def run(self, run_id: str) -> DifyRun:
+        """The run's live state (KeyError when unknown)."""
+        run = self.state.run(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        return run
+
+    @property
+    def runs(self) -> list[DifyRun]:
+        """Every run, oldest first."""
+        return self.state.runs()
+
+    def wait_run_finished(self, run_id: str, timeout: float = 10.0) -> DifyRun:
+        """Wait until the run has ended (succeeded/failed/stopped/partial-succeeded)."""
+        run = self.run(run_id)
+        if not run.wait_for(lambda r: r.ended, timeout):
+            raise TimeoutError(f"run {run_id} still {run.status} after {timeout} s")
+        return run
+
+    def wait_run_status(self, run_id: str, status: str, timeout: float = 10.0) -> DifyRun:
+        """Wait until the run has that status (e.g. ``"paused"``)."""
+        run = self.run(run_id)
+        if not run.wait_for(lambda r: r.status == status, timeout):
+            raise TimeoutError(f"run {run_id} is {run.status}, not {status}, after {timeout} s")
+        return run
+
+    def active_runs(self, app_code: str) -> int:
+        return sum(1 for r in self.state.runs() if r.app.code == app_code and r.status == "running")
+
+    def stop_run(self, run: DifyRun) -> None:
+        """What a stop request does: a running run ends ``stopped``, a paused one at once."""
+        if run.status == "paused":
+            engine.stop_paused(self, run)
+        elif not run.ended:
+            run.update(stop_requested=True)
+            run.wake.set()
+
+    # human input --------------------------------------------------------------------------
+    def form_token(self, run_id: str) -> str:
+        """The token of the run's human-input form (KeyError when it has none)."""
+        form = self.run(run_id).form
+        if form is None:
+            raise KeyError(run_id)
+        return form.form_token
+
+    def checked_form(self, token: str, app_code: str | None = None) -> HumanForm:
+        """The form, or the API's error: 404 not found, 412 submitted / expired."""
+        form = self.state.form(token)
+        if form is None or (app_code is not None and form.app_code != app_code):
+            raise RequestError("Form not found", 404, "not_found")
+        if form.submitted:
+            raise RequestError("This form has already been submitted.", 412, "human_input_form_submitted")
+        if form.expired:
+            raise RequestError("This form has expired.", 412, "human_input_form_expired")
+        return form
+
+    def submit_form(
+        self, token: str, action: str = "approve", inputs: Any = None, *, app_code: str | None = None
+    ) -> DifyRun:
+        """Submit a form as ``POST /v1/form/human_input/{token}`` does and resume its run.
+
+        Raises :class:`~docify_provider.testing.errors.RequestError` as the API answers.
+        """
+        form = self.checked_form(token, app_code)
+        if action not in {a["id"] for a in form.actions}:
+            raise RequestError(f"Invalid action: {action}", 400, "invalid_form_data")
+        if inputs is not None and not isinstance(inputs, dict):
+            raise RequestError("inputs must be an object", 400, "invalid_form_data")
+        if not self.state.claim_form(form):
+            raise RequestError("This form has already been submitted.", 412, "human_input_form_submitted")
+        run = self.run(form.run_id)
+        engine.resume(self, run, action, dict(inputs or {}))
+        return run
+
+    # observations -------------------------------------------------------------------------
+    def runs_started(self, key: str | None = None, user: str | None = None) -> int:
+        """Runs that passed validation and were started, in total or per app key and/or user."""
+        return self.state.total("started", _fp(key), user)
+
+    def runs_completed(self, key: str | None = None, user: str | None = None) -> int:
+        """Runs that reached an end: succeeded, failed (also by an ``error`` event), stopped,
+        partial-succeeded; paused runs are not (yet) counted."""
+        return self.state.total("completed", _fp(key), user)
+
+    def stop_requests(self, key: str | None = None, user: str | None = None) -> int:
+        """Stop requests answered (ignored ones included)."""
+        return self.state.total("stop", _fp(key), user)
+
+    def events_requests(self, key: str | None = None, user: str | None = None) -> int:
+        """``GET /v1/workflow/{id}/events`` requests that passed authentication."""
+        return self.state.total("events", _fp(key), user)
+
+    def upload_count(self, key: str | None = None, user: str | None = None) -> int:
+        """Accepted uploads."""
+        return self.state.total("upload", _fp(key), user)
