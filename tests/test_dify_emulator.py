@@ -537,6 +537,39 @@ def test_fault_latency_and_events_faults(emu: DifyEmulator, client: httpx.Client
     assert emu.wait_run_finished(run_id, 5).status == "succeeded"
 
 
+def document_run(client: httpx.Client) -> dict:
+    file_id = upload(client).json()["id"]
+    body = run_body({"document": local(file_id)}, "blocking")
+    return client.post("workflows/run", headers=auth(DOCUMENT_APP_KEY), json=body).json()["data"]["outputs"]["report"]
+
+
+def test_fault_attachment_kinds(emu: DifyEmulator, client: httpx.Client) -> None:
+    emu.inject(Fault("run", "attachment_name", name="../../etc/passwd"))
+    report = document_run(client)
+    assert report["filename"] == "../../etc/passwd"
+    assert "etc%2Fpasswd" in httpx.get(report["url"]).headers["content-disposition"]
+    emu.inject(Fault("run", "lying_file_size", delta=100))
+    report = document_run(client)
+    assert report["size"] == len(httpx.get(report["url"]).content) + 100
+    emu.inject(Fault("run", "attachment_size", size=3_000_000, declared=10))
+    report = document_run(client)
+    with httpx.stream("GET", report["url"]) as r:
+        assert r.headers["content-length"] == "3000000" and report["size"] == 10
+        assert sum(len(piece) for piece in r.iter_bytes()) == 3_000_000
+
+
+def test_fault_redirect_and_star_endpoint(emu: DifyEmulator, client: httpx.Client) -> None:
+    emu.inject(Fault("parameters", "redirect", location="http://127.0.0.1:9/elsewhere"))
+    r = client.get("parameters", headers=auth(TEXT_APP_KEY))
+    assert r.status_code == 302 and r.headers["location"] == "http://127.0.0.1:9/elsewhere"
+    emu.inject(Fault("*", "status", status=503, times=2))
+    assert client.get("workflows/logs", headers=auth(TEXT_APP_KEY)).json()["code"] == "service_unavailable"
+    assert client.get("info", headers=auth(TEXT_APP_KEY)).status_code == 503
+    assert client.get("info", headers=auth(TEXT_APP_KEY)).status_code == 200
+    with pytest.raises(ValueError, match="does not apply"):
+        Fault("logs", "ignore_stop")
+
+
 def test_max_active_requests() -> None:
     with (
         DifyEmulator(max_active_requests=1, event_interval=0.002) as emu,

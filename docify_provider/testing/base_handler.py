@@ -14,13 +14,13 @@ import socket
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from docify_provider.testing.errors import RequestError
 from docify_provider.testing.faults import Fault
 from docify_provider.testing.http_io import BodyReader, ClientGone
 from docify_provider.testing.keys import fingerprint
-from docify_provider.testing.records import RequestRecord
+from docify_provider.testing.records import DownloadRecord, RequestRecord, StoredAttachment
 
 if TYPE_CHECKING:
     from docify_provider.testing.server import EmulatorServer
@@ -217,6 +217,24 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
     def _start_run(self) -> object:
         """Validate the request and start its run (counted as started)."""
         raise NotImplementedError
+
+    def _serve_attachment(self, attachment: StoredAttachment, ctype: str, disposition: str) -> None:
+        """Record a download of ``attachment`` and send it (generated zeros for a sized one)."""
+        self.emulator.state.record_download(
+            DownloadRecord(
+                token=attachment.token,
+                file_name=attachment.name,
+                size=attachment.size,
+                has_auth="Authorization" in self.headers,
+                host=self.headers.get("Host"),
+                status=200,
+            )
+        )
+        headers = {"Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(attachment.name, safe='')}"}
+        if attachment.generated_size is None:
+            self._send(200, attachment.content, ctype, headers)
+        else:
+            self._send_zeros(attachment.generated_size, headers)
 
     def _send_zeros(self, size: int, headers: dict[str, str]) -> None:
         """Send ``size`` zero bytes piece by piece: a multi-GB body without holding it anywhere.

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from docify_provider.testing.base_handler import EmulatorRequestHandler
 from docify_provider.testing.errors import RequestError
 from docify_provider.testing.faults import Fault
-from docify_provider.testing.records import DownloadRecord, UploadRecord
+from docify_provider.testing.records import UploadRecord
 from docify_provider.testing.runs import Run, produce, response_body
 from docify_provider.testing.scenarios import Scenario
 from docify_provider.testing.streaming import EventStream, play
@@ -164,18 +163,4 @@ class DocifyRequestHandler(EmulatorRequestHandler):
         attachment = self.emulator.state.attachment(token)
         if attachment is None:
             raise RequestError("Resource not found", 404)
-        self.emulator.state.record_download(
-            DownloadRecord(
-                token=token,
-                file_name=attachment.name,
-                size=attachment.size,
-                has_auth="Authorization" in self.headers,
-                host=self.headers.get("Host"),
-                status=200,
-            )
-        )
-        headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(attachment.name, safe='')}"}
-        if attachment.generated_size is None:
-            self._send(200, attachment.content, "application/octet-stream", headers)
-        else:
-            self._send_zeros(attachment.generated_size, headers)
+        self._serve_attachment(attachment, "application/octet-stream", "attachment")

@@ -91,69 +91,76 @@ def parameters_body(app: DifyApp, system_parameters: dict[str, Any]) -> dict[str
     }
 
 
+def _file_variable(type_: str, name: str, label: str, *, required: bool, **extra: Any) -> dict[str, Any]:
+    return variable(type_, name, label, required=required, allowed_file_upload_methods=list(FILE_METHODS), **extra)
+
+
+#: (code = graph kind, name, description, start-node variables) of the built-in apps.
+_BUILTIN: tuple[tuple[str, str, str, list[dict[str, Any]]], ...] = (
+    (
+        "text",
+        "Text Writer",
+        "Writes a short text about a topic",
+        [
+            variable("text-input", "topic", "Topic", required=True, max_length=200),
+            variable("select", "tone", "Tone", required=False, options=["neutral", "formal", "casual"]),
+        ],
+    ),
+    (
+        "document",
+        "Document Summary",
+        "Summarises a document and writes a CSV report",
+        [
+            _file_variable(
+                "file",
+                "document",
+                "Document",
+                required=True,
+                allowed_file_types=["document"],
+                allowed_file_extensions=[".pdf", ".txt", ".docx"],
+            ),
+            _file_variable(
+                "file-list",
+                "attachments",
+                "Attachments",
+                required=False,
+                max_length=3,
+                allowed_file_types=["document", "image"],
+                allowed_file_extensions=[],
+            ),
+        ],
+    ),
+    (
+        "long",
+        "Long Job",
+        "Runs for `seconds`, with `steps` long silent gaps",
+        [
+            variable("number", "seconds", "Seconds", required=False, default=2),
+            variable("number", "steps", "Steps", required=False, default=1),
+        ],
+    ),
+    (
+        "human_input",
+        "Review Gate",
+        "Pauses for a human review, then writes the text",
+        [variable("text-input", "topic", "Topic", required=True, max_length=200)],
+    ),
+)
+
+
 def builtin_apps() -> dict[str, DifyApp]:
-    """Fresh instances of the built-in apps keyed by code."""
-    apps = [
-        DifyApp(
-            code="text",
-            kind="text",
-            name="Text Writer",
-            description="Writes a short text about a topic",
-            tags=["emulator", "text"],
-            variables=[
-                variable("text-input", "topic", "Topic", required=True, max_length=200),
-                variable("select", "tone", "Tone", required=False, options=["neutral", "formal", "casual"]),
-            ],
-        ),
-        DifyApp(
-            code="document",
-            kind="document",
-            name="Document Summary",
-            description="Summarises a document and writes a CSV report",
-            tags=["emulator", "document"],
-            variables=[
-                variable(
-                    "file",
-                    "document",
-                    "Document",
-                    required=True,
-                    allowed_file_types=["document"],
-                    allowed_file_extensions=[".pdf", ".txt", ".docx"],
-                    allowed_file_upload_methods=list(FILE_METHODS),
-                ),
-                variable(
-                    "file-list",
-                    "attachments",
-                    "Attachments",
-                    required=False,
-                    max_length=3,
-                    allowed_file_types=["document", "image"],
-                    allowed_file_extensions=[],
-                    allowed_file_upload_methods=list(FILE_METHODS),
-                ),
-            ],
-        ),
-        DifyApp(
-            code="long",
-            kind="long",
-            name="Long Job",
-            description="Runs for `seconds`, with `steps` long silent gaps",
-            tags=["emulator"],
-            variables=[
-                variable("number", "seconds", "Seconds", required=False, default=2),
-                variable("number", "steps", "Steps", required=False, default=1),
-            ],
-        ),
-        DifyApp(
-            code="human_input",
-            kind="human_input",
-            name="Review Gate",
-            description="Pauses for a human review, then writes the text",
-            tags=["emulator", "hitl"],
-            variables=[variable("text-input", "topic", "Topic", required=True, max_length=200)],
-        ),
-    ]
-    return {app.code: app for app in apps}
+    """Fresh instances of the built-in apps keyed by code (the code is also the graph kind)."""
+    return {
+        code: DifyApp(
+            code=code,
+            kind=code,
+            name=name,
+            description=description,
+            tags=["emulator", code],
+            variables=[dict(v) for v in variables],
+        )
+        for code, name, description, variables in _BUILTIN
+    }
 
 
 #: (key, app code, disabled) registered by every new ``DifyEmulator``.

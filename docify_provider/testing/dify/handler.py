@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from docify_provider.testing.base_handler import EmulatorRequestHandler, reason
 from docify_provider.testing.dify import engine
@@ -24,7 +24,7 @@ from docify_provider.testing.dify.runs import DifyRun
 from docify_provider.testing.dify.streaming import TERMINAL, dify_stream, pump
 from docify_provider.testing.dify.validation import extension_of, file_type_of, invalid, validate_inputs
 from docify_provider.testing.errors import RequestError
-from docify_provider.testing.records import DownloadRecord, UploadRecord
+from docify_provider.testing.records import UploadRecord
 from docify_provider.testing.uploads import parse_multipart
 
 if TYPE_CHECKING:
@@ -410,18 +410,4 @@ class DifyRequestHandler(EmulatorRequestHandler):
         attachment = emu.state.attachment(file_id)
         if attachment is None:
             raise RequestError("File not found", 404, "not_found")
-        emu.state.record_download(
-            DownloadRecord(
-                token=file_id,
-                file_name=attachment.name,
-                size=attachment.size,
-                has_auth="Authorization" in self.headers,
-                host=self.headers.get("Host"),
-                status=200,
-            )
-        )
-        headers = {"Content-Disposition": f"inline; filename*=UTF-8''{quote(attachment.name, safe='')}"}
-        if attachment.generated_size is None:
-            self._send(200, attachment.content, "text/csv", headers)
-        else:
-            self._send_zeros(attachment.generated_size, headers)
+        self._serve_attachment(attachment, "text/csv", "inline")
