@@ -244,6 +244,20 @@ def test_events_endpoint_live_and_finished(emu: DifyEmulator, client: httpx.Clie
     assert emu.events_requests(key=LONG_APP_KEY) == 3 and emu.events_requests(user="u2") == 1
 
 
+def test_events_state_snapshot(emu: DifyEmulator, client: httpx.Client) -> None:
+    body = client.post("workflows/run", headers=auth(HUMAN_INPUT_APP_KEY), json=run_body({"topic": "x"}, "blocking"))
+    run_id = body.json()["workflow_run_id"]
+    params = {"user": "u1", "include_state_snapshot": "true"}
+    r = client.get(f"workflow/{run_id}/events", params=params, headers=auth(HUMAN_INPUT_APP_KEY))
+    evs = events(r.content)
+    assert frames(r.content)[0] == b"event: ping"
+    assert [e["event"] for e in evs] == [
+        "workflow_started", "node_started", "node_finished", "node_started", "human_input_required", "workflow_paused",
+    ]  # fmt: skip
+    assert evs[0]["data"]["reason"] == "initial" and evs[2]["data"]["outputs"] is None
+    assert evs[-1]["data"]["reasons"][0]["form_token"] == emu.form_token(run_id)
+
+
 # run detail, stop -------------------------------------------------------------------------------
 def test_run_detail(emu: DifyEmulator, client: httpx.Client) -> None:
     body = client.post("workflows/run", headers=auth(TEXT_APP_KEY), json=run_body(mode="blocking")).json()

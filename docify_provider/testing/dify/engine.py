@@ -64,10 +64,7 @@ class _Runner:
         self.run.publish(self.run.envelope(name, data))
 
     def workflow_started(self, reason: str) -> None:
-        run = self.run
-        data: dict[str, Any] = {"id": run.id, "workflow_id": run.app.workflow_id, "inputs": dict(run.inputs)}
-        data.update(sequence_number=1, created_at=int(run.created_at), reason=reason)
-        self.emit("workflow_started", data)
+        self.emit("workflow_started", self.run.started_data(reason))
 
     def node_data(self, node_id: str, node_type: str, title: str, inputs: Any) -> dict[str, Any]:
         return {

@@ -336,7 +336,8 @@ class DifyRequestHandler(EmulatorRequestHandler):
         if run.user != user:
             raise RequestError("Workflow run not found.", 404, "not_found")
         self._stream_fault = self.emulator.state.take_fault("events", key_fp, "run")
-        channel = run.subscribe_unless_finished()
+        snapshot = query.get("include_state_snapshot", "false").lower() == "true"
+        channel = run.subscribe_unless_finished(snapshot)
         self._stream_headers(("Cache-Control", "no-cache"), ("Connection", "keep-alive"))
         if channel is None:
             stream = dify_stream(self.wfile.write, None, self.emulator.stopping)

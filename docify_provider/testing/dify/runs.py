@@ -101,6 +101,8 @@ class DifyRun:
     stop_requested: bool = False
     _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _subscribers: list[queue.SimpleQueue[dict[str, Any]]] = field(default_factory=list, repr=False)
+    #: The node events published so far (what Dify persists; a state snapshot is rebuilt from it).
+    _node_events: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     # channel ------------------------------------------------------------------------------
     def subscribe(self) -> queue.SimpleQueue[dict[str, Any]]:
@@ -110,10 +112,29 @@ class DifyRun:
             self._subscribers.append(channel)
         return channel
 
-    def subscribe_unless_finished(self) -> queue.SimpleQueue[dict[str, Any]] | None:
-        """Atomically: None when the run has finished, else a new subscription."""
+    def subscribe_unless_finished(self, snapshot: bool = False) -> queue.SimpleQueue[dict[str, Any]] | None:
+        """Atomically: None when the run has finished, else a new subscription; with
+        ``snapshot`` it starts with the run's state rebuilt as events (``include_state_snapshot``)."""
         with self._cond:
-            return None if self.finished_at is not None else self.subscribe()
+            if self.finished_at is not None:
+                return None
+            channel = self.subscribe()
+            for event in self.snapshot() if snapshot else []:
+                channel.put(event)
+            return channel
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """A synthetic ``workflow_started``, the node events detail-stripped (inputs, outputs and
+        process data null) and, when paused, ``human_input_required`` and ``workflow_paused``."""
+        events = [self.envelope("workflow_started", self.started_data("initial"))]
+        for event in self._node_events:
+            data = {**event["data"], "inputs": None}
+            data.update({k: None for k in ("outputs", "process_data") if k in data})
+            events.append({**event, "data": data})
+        if self.status == "paused" and self.form is not None:
+            events.append(self.envelope("human_input_required", self.form.data()))
+            events.append(self.envelope("workflow_paused", self.paused_data()))
+        return events
 
     def unsubscribe(self, channel: queue.SimpleQueue[dict[str, Any]]) -> None:
         with self._cond:
@@ -122,6 +143,8 @@ class DifyRun:
 
     def publish(self, event: dict[str, Any]) -> None:
         with self._cond:
+            if event.get("event") in ("node_started", "node_finished"):
+                self._node_events.append(event)
             for channel in self._subscribers:
                 channel.put(event)
 
@@ -148,6 +171,17 @@ class DifyRun:
         return round((self.finished_at or time.time()) - self.created_at, 6)
 
     # bodies -------------------------------------------------------------------------------
+    def started_data(self, reason: str) -> dict[str, Any]:
+        """``workflow_started.data``; ``reason`` is "initial" or "resumption"."""
+        return {
+            "id": self.id,
+            "workflow_id": self.app.workflow_id,
+            "inputs": dict(self.inputs),
+            "sequence_number": 1,
+            "created_at": int(self.created_at),
+            "reason": reason,
+        }
+
     def finished_data(self) -> dict[str, Any]:
         """``workflow_finished.data``."""
         return {
