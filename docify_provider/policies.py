@@ -32,16 +32,7 @@ import importlib.util
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from docify_provider.client.errors import (
-    DocifyAuthenticationError,
-    DocifyBadRequestError,
-    DocifyConfigError,
-    DocifyError,
-    DocifyInputError,
-    DocifyNotFoundError,
-    DocifyOutcomeUnknownError,
-    DocifyRateLimitedError,
-)
+from docify_provider._core.errors import ProviderError, RateLimitedError
 
 
 def _retry_policies_available() -> bool:
@@ -62,8 +53,8 @@ DEFAULT_MAX_RETRY_AFTER = timedelta(minutes=10)
 _MAX_CAUSE_DEPTH = 10
 
 
-def docify_cause(exception: BaseException) -> DocifyError | None:
-    """The ``DocifyError`` that is ``exception`` or its explicit cause (``raise X from docify_error``).
+def docify_cause(exception: BaseException) -> ProviderError | None:
+    """The provider error (``DocifyError``, ``DifyError``) that is ``exception`` or its explicit cause.
 
     Only ``__cause__`` is followed, not ``__context__``: an error raised *while handling* a Docify
     error is a different failure, and deciding on the handled one could fail a retryable task.
@@ -72,36 +63,19 @@ def docify_cause(exception: BaseException) -> DocifyError | None:
     for _ in range(_MAX_CAUSE_DEPTH):
         if current is None:
             return None
-        if isinstance(current, DocifyError):
+        if isinstance(current, ProviderError):
             return current
         current = current.__cause__
     return None
 
 
-def _fail_reason(error: DocifyError) -> str | None:
-    """Why retrying ``error`` is pointless or needs consent; None when a retry may help."""
-    name = type(error).__name__
-    if isinstance(error, DocifyOutcomeUnknownError):
-        session = f" (session {error.session_id})" if getattr(error, "session_id", None) else ""
-        return (
-            f"{name}: a Docify run request may already have been started and billed{session}, so trying "
-            "again would risk paying twice, which needs the user's consent. Not retried: set "
-            "allow_resubmit=True (or clear the task state) and clear the task to pay for a new run."
-        )
-    if isinstance(error, DocifyAuthenticationError):
-        return (
-            f"{name}: Docify rejected the API key (HTTP {error.status_code}); retrying cannot fix it. "
-            "Check the connection's key and the scenario it is bound to."
-        )
-    if isinstance(error, DocifyInputError):  # includes DocifyFileError
-        return f"{name}: the inputs or files do not fit the scenario; retrying cannot fix them."
-    if isinstance(error, DocifyConfigError):
-        return f"{name}: the Docify connection or client configuration is unusable; retrying cannot fix it."
-    if isinstance(error, DocifyBadRequestError):
-        return f"{name}: Docify rejected the request's parameters (HTTP 400); retrying cannot fix it."
-    if isinstance(error, DocifyNotFoundError):
-        return f"{name}: HTTP 404 (wrong base URL or a resource that does not exist); retrying cannot fix it."
-    return None
+def _fail_reason(error: ProviderError) -> str | None:
+    """Why retrying ``error`` is pointless or needs consent; None when a retry may help.
+
+    The decision is the error class's own (``ProviderError.not_retried_because``), so the policy,
+    the operators and the trigger codec cannot disagree about it.
+    """
+    return error.not_retried_because()
 
 
 def _as_timedelta(value: timedelta | float) -> timedelta:
@@ -149,21 +123,22 @@ if TYPE_CHECKING or RETRY_POLICIES_AVAILABLE:
             reason = _fail_reason(error)
             if reason is not None:
                 return RetryDecision.fail(reason)
-            if isinstance(error, DocifyRateLimitedError):
+            if isinstance(error, RateLimitedError):
                 return self._rate_limited(error)
             return RetryDecision.default()
 
-        def _rate_limited(self, error: DocifyRateLimitedError) -> RetryDecision:
+        def _rate_limited(self, error: RateLimitedError) -> RetryDecision:
             if error.retry_after is None:
                 return RetryDecision.retry(
-                    reason="Docify rate limit (HTTP 429) without Retry-After; retrying after the task's retry_delay"
+                    reason=f"{error.label} rate limit (HTTP 429) without Retry-After; "
+                    "retrying after the task's retry_delay"
                 )
             asked = timedelta(seconds=max(0.0, float(error.retry_after)))
             delay = min(asked, self.max_retry_after)
             capped = f" (server asked {asked.total_seconds():g}s, capped by max_retry_after)" if delay < asked else ""
             return RetryDecision.retry(
                 delay=delay,
-                reason=f"Docify rate limit (HTTP 429); retrying in {delay.total_seconds():g}s{capped}",
+                reason=f"{error.label} rate limit (HTTP 429); retrying in {delay.total_seconds():g}s{capped}",
             )
 
         def serialize(self) -> dict[str, Any]:

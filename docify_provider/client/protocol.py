@@ -8,29 +8,14 @@ own paths and parsers and reuses the clients, retries, SSE decoding and error ma
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from docify_provider._core.endpoints import Endpoint
+from docify_provider._core.http_errors import error_message
+from docify_provider._core.transport import DOWNLOAD
 from docify_provider.client.models import RunResult, ScenarioInfo, StreamEvent, UploadedFile
 
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One API operation.
-
-    ``repeatable`` says whether re-sending after the request may have reached the server is safe:
-    true for reads and uploads (an extra upload costs nothing), false for runs (they cost points and
-    have no idempotency key).
-    """
-
-    name: str
-    method: str
-    path: str
-    repeatable: bool
-    streaming: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.path}"
+__all__ = ["DocifyProtocol", "Endpoint"]
 
 
 class DocifyProtocol:
@@ -41,7 +26,7 @@ class DocifyProtocol:
     RUN = Endpoint("run", "POST", "/v1/scenario/run", repeatable=False)
     STREAM = Endpoint("stream", "POST", "/v1/scenario/run/streaming", repeatable=False, streaming=True)
     UPLOAD = Endpoint("upload", "POST", "/v1/file/upload", repeatable=True)
-    DOWNLOAD = Endpoint("download", "GET", "<attachment url>", repeatable=True, streaming=True)
+    DOWNLOAD = DOWNLOAD
 
     @staticmethod
     def run_body(inputs: dict[str, dict[str, Any]], *, user: str, additional_info: Any = None) -> dict[str, Any]:
@@ -63,11 +48,4 @@ class DocifyProtocol:
     parse_upload = staticmethod(UploadedFile.from_api)
     parse_event = staticmethod(StreamEvent.from_api)
 
-    @staticmethod
-    def error_message(payload: Any) -> str | None:
-        """The human part of an error body (``{"code": 400, "message": "..."}``)."""
-        if isinstance(payload, dict):
-            for key in ("message", "msg", "error", "errorMessage", "detail"):
-                if payload.get(key):
-                    return str(payload[key])
-        return None
+    error_message = staticmethod(error_message)

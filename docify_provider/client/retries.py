@@ -1,67 +1,7 @@
-"""When a request may be repeated, and how long to wait: one policy for sync and async clients.
-
-The rule that protects the user's money: a run request is repeated only when it certainly never
-reached the server (the connection was not established). Reads and uploads are repeated on
-connection errors, 429 (after ``Retry-After``, capped) and 502/503/504, with exponential backoff
-and jitter.
-"""
+"""The shared retry policy (``docify_provider._core.retries``), under its old name."""
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+from docify_provider._core.retries import RETRYABLE_STATUS, is_retryable, retry_kwargs
 
-from tenacity import retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
-from docify_provider.client.errors import DocifyRateLimitedError, DocifyServerError, DocifyTransportError
-
-if TYPE_CHECKING:
-    from tenacity import RetryCallState
-
-    from docify_provider.client.config import ClientConfig
-    from docify_provider.client.protocol import Endpoint
-
-log = logging.getLogger(__name__)
-
-RETRYABLE_STATUS = frozenset({502, 503, 504})
-
-
-def is_retryable(exc: BaseException, endpoint: Endpoint) -> bool:
-    if isinstance(exc, DocifyTransportError):
-        return not exc.request_sent or endpoint.repeatable
-    if not endpoint.repeatable:
-        return False
-    if isinstance(exc, DocifyRateLimitedError):
-        return True
-    return isinstance(exc, DocifyServerError) and exc.status_code in RETRYABLE_STATUS
-
-
-class _Wait:
-    """Honour the server's ``Retry-After`` (capped) when it sent one, else back off with jitter."""
-
-    def __init__(self, config: ClientConfig):
-        self.cap = config.retry_after_cap
-        self.backoff = wait_exponential_jitter(initial=config.backoff_initial, max=config.backoff_max)
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, DocifyRateLimitedError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.cap)
-        return float(self.backoff(state))
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    sleep = state.next_action.sleep if state.next_action else 0
-    log.warning("Docify request failed (%s); retry %d in %.1fs", exc, state.attempt_number, sleep)
-
-
-def retry_kwargs(config: ClientConfig, endpoint: Endpoint) -> dict[str, Any]:
-    """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying``."""
-    return {
-        "stop": stop_after_attempt(config.max_retries + 1),
-        "wait": _Wait(config),
-        "retry": retry_if_exception(lambda exc: is_retryable(exc, endpoint)),
-        "before_sleep": _log_retry,
-        "reraise": True,
-    }
+__all__ = ["RETRYABLE_STATUS", "is_retryable", "retry_kwargs"]

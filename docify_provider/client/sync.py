@@ -5,69 +5,21 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, Any
+from typing import Any
 
-import httpx
-from httpx_sse import EventSource, SSEError
-from tenacity import Retrying
-
+from docify_provider._core.transport import CHUNK, SyncHTTP
 from docify_provider.client.base import ClientBase
-from docify_provider.client.errors import DocifyProtocolError, DocifyRunTimeoutError
-from docify_provider.client.http_errors import error_for_transport
+from docify_provider.client.errors import DocifyProtocolError
 from docify_provider.client.models import FileType, RunResult, ScenarioInfo, StreamEvent, UploadedFile
-from docify_provider.client.protocol import Endpoint
-from docify_provider.client.retries import retry_kwargs
 from docify_provider.client.sse import StreamTracker, raise_if_failed
 
 log = logging.getLogger(__name__)
 
-CHUNK = 64 * 1024
+__all__ = ["CHUNK", "DocifyClient"]
 
 
-class DocifyClient(ClientBase):
+class DocifyClient(ClientBase, SyncHTTP):
     """Synchronous client for one API key (one scenario). Thread-safe; close it when done."""
-
-    def __init__(self, config: Any, *, transport: httpx.BaseTransport | None = None, **kwargs: Any):
-        super().__init__(config, **kwargs)
-        self._transport = transport
-        self._client: httpx.Client | None = None
-
-    @property
-    def http(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(
-                transport=self._transport, mounts=self._proxy_mounts(httpx.HTTPTransport), **self._client_kwargs()
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def __enter__(self) -> DocifyClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- plumbing -------------------------------------------------------------------------------
-
-    def _request(self, endpoint: Endpoint, **kwargs: Any) -> httpx.Response:
-        """Send once: a read, checked answer or a typed error."""
-        try:
-            response = self.http.request(endpoint.method, endpoint.path, headers=self._auth(), **kwargs)
-        except httpx.HTTPError as exc:
-            raise error_for_transport(exc, endpoint) from None
-        self._check(response, endpoint)
-        return response
-
-    def _call(self, endpoint: Endpoint, make_kwargs: Callable[[], dict[str, Any]] = dict) -> Any:
-        """Send with the retry policy for ``endpoint``; return the parsed JSON."""
-        for attempt in Retrying(**retry_kwargs(self.config, endpoint)):
-            with attempt:
-                return self._json(self._request(endpoint, **make_kwargs()), endpoint)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- API ------------------------------------------------------------------------------------
 
@@ -129,37 +81,8 @@ class DocifyClient(ClientBase):
 
     def _events(self, body: dict[str, Any]) -> Iterator[StreamEvent]:
         endpoint = self.protocol.STREAM
-        for attempt in Retrying(**retry_kwargs(self.config, endpoint)):
-            with attempt:
-                stream = self.http.stream(**self._stream_request(body))
-                try:
-                    response = stream.__enter__()
-                except httpx.HTTPError as exc:
-                    raise error_for_transport(exc, endpoint) from None
-        yield from self._read_stream(stream, response, endpoint)
-
-    def _read_stream(
-        self, stream: contextlib.AbstractContextManager[Any], response: httpx.Response, endpoint: Endpoint
-    ) -> Iterator[StreamEvent]:
-        tracker = StreamTracker(str(endpoint), self.protocol)
-        try:
-            if response.status_code >= 300:
-                response.read()
-                self._check(response, endpoint)
-            text = self._event_text(response)
-            try:
-                for sse in EventSource(text).iter_sse():  # type: ignore[arg-type]
-                    event = tracker.feed(sse)
-                    if event is not None:
-                        text.event_seen()
-                        yield event
-                        if event.is_terminal:
-                            return
-            except (SSEError, httpx.HTTPError, DocifyRunTimeoutError) as exc:  # timeout: only keep-alives arrived
-                raise self._stream_failure(exc, tracker, response) from None
-            tracker.finish()
-        finally:
-            stream.__exit__(None, None, None)
+        stream, response = self._open_stream(endpoint, json=body)
+        yield from self._read_stream(stream, response, endpoint, StreamTracker(str(endpoint), self.protocol))
 
     def run_streaming(
         self,
@@ -178,53 +101,3 @@ class DocifyClient(ClientBase):
         if result is None:  # pragma: no cover - stream() raises before this
             raise DocifyProtocolError("Stream finished without a result")
         return result
-
-    def download(
-        self,
-        url: str,
-        open_sink: Callable[[], contextlib.AbstractContextManager[IO[bytes]]],
-        *,
-        expected_size: int | None = None,
-        max_bytes: int | None = None,
-    ) -> int:
-        """Stream ``url`` into the sink ``open_sink()`` returns; return the byte count.
-
-        The key goes only to trusted hosts, redirects are followed by hand so that each hop is
-        checked, and the body is cut off as soon as it exceeds the declared ``fileSize``.
-        """
-        endpoint = self.protocol.DOWNLOAD
-        self._check_declared_size(expected_size, max_bytes, url)
-        for attempt in Retrying(**retry_kwargs(self.config, endpoint)):
-            with attempt:
-                return self._download_once(url, open_sink, expected_size, max_bytes, endpoint)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _download_once(
-        self,
-        url: str,
-        open_sink: Callable[[], contextlib.AbstractContextManager[IO[bytes]]],
-        expected_size: int | None,
-        max_bytes: int | None,
-        endpoint: Endpoint,
-    ) -> int:
-        current = url
-        for hops in range(10):
-            try:
-                with self.http.stream("GET", current, headers=self._download_headers(current)) as response:
-                    if response.is_redirect:
-                        current = self._next_location(response, current, hops)
-                        continue
-                    if response.status_code >= 300:
-                        response.read()
-                        self._check(response, endpoint)
-                    received = 0
-                    with open_sink() as sink:
-                        for chunk in response.iter_bytes(CHUNK):
-                            received += len(chunk)
-                            self._check_download_size(received, expected_size, max_bytes, current)
-                            sink.write(chunk)
-                    self._check_download_complete(received, expected_size, current)
-                    return received
-            except httpx.HTTPError as exc:
-                raise error_for_transport(exc, endpoint) from None
-        raise AssertionError("unreachable")  # pragma: no cover

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator, conf
 
-from docify_provider.operators.state import TaskState
+from docify_provider.durable.ledger import RunLedger
+from docify_provider.durable.state import TaskState
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -59,20 +60,9 @@ def _now_iso() -> str:
 
 def _outcome_known(exc: BaseException) -> bool:
     """True when ``exc`` proves no run is pending: none was started, or it ended (even in failure)."""
-    from docify_provider.client.errors import (
-        DocifyConfigError,
-        DocifyHTTPError,
-        DocifyInputError,
-        DocifyOutcomeUnknownError,
-        DocifyRunFailedError,
-        DocifyTransportError,
-    )
+    from docify_provider._core.errors import ProviderError
 
-    if isinstance(exc, DocifyOutcomeUnknownError):
-        return False
-    if isinstance(exc, (DocifyInputError, DocifyConfigError, DocifyHTTPError, DocifyRunFailedError)):
-        return True
-    return isinstance(exc, DocifyTransportError) and not exc.request_sent
+    return isinstance(exc, ProviderError) and exc.run_settled()
 
 
 def _ctx(context: Context) -> Mapping[str, Any]:
@@ -231,9 +221,8 @@ class _DocifyRunOperatorBase(BaseOperator):
         self.validate = validate
         self.force_rerun = force_rerun
         self.allow_resubmit = allow_resubmit
-        # Per try: the pending marker this try wrote, and keys of earlier provider builds to drop.
-        self._pending_marker: dict[str, Any] | None = None
-        self._legacy_keys: tuple[str, ...] = ()
+        # Per try: the bought-once ledger (its pending record, keys of earlier builds to drop).
+        self._ledger: RunLedger | None = None
 
     @cached_property
     def hook(self) -> DocifyHook:
@@ -245,8 +234,7 @@ class _DocifyRunOperatorBase(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         state = TaskState(context, self.log)
-        self._pending_marker = None
-        self._legacy_keys = ()
+        self._ledger = None
         try:
             stored = self._read_state(state)
             reused = self._stored_result(stored)
@@ -268,27 +256,18 @@ class _DocifyRunOperatorBase(BaseOperator):
     ) -> tuple[RunResult, str | None] | None:
         raise NotImplementedError
 
-    def _read_state(self, state: TaskState) -> dict[str, Any]:
-        """What an earlier try stored: ``{"result": ..., "key": ...}``, ``{"pending": ..., "key": ...}`` or ``{}``.
-
-        One read of ``docify_state``, and none on try 1 (see :mod:`.state`). Only when a retry finds
-        nothing there does it look for the two keys earlier builds of the provider wrote.
-        """
+    def ledger(self, state: TaskState) -> RunLedger:
+        """This try's bought-once ledger in ``state`` (``docify_state``, and the keys of earlier builds)."""
         from docify_provider.xcom import LEGACY_PENDING_STATE_KEY, LEGACY_RESULT_STATE_KEY, STATE_KEY
 
-        if not state.may_hold_state:
-            return {}
-        value = state.get(STATE_KEY)
-        if isinstance(value, dict):
-            for part in ("result", "pending"):
-                if isinstance(value.get(part), dict):
-                    return {part: value[part], "key": STATE_KEY}
-        for part, key in (("result", LEGACY_RESULT_STATE_KEY), ("pending", LEGACY_PENDING_STATE_KEY)):
-            legacy = state.get(key)
-            if isinstance(legacy, dict):
-                self._legacy_keys = (LEGACY_RESULT_STATE_KEY, LEGACY_PENDING_STATE_KEY)
-                return {part: legacy, "key": key}
-        return {}
+        if self._ledger is None or self._ledger.state is not state:
+            legacy = (("result", LEGACY_RESULT_STATE_KEY), ("pending", LEGACY_PENDING_STATE_KEY))
+            self._ledger = RunLedger(state, STATE_KEY, legacy=legacy)
+        return self._ledger
+
+    def _read_state(self, state: TaskState) -> dict[str, Any]:
+        """What an earlier try stored (see ``RunLedger.read``); a failed read stops the try."""
+        return self.ledger(state).read()
 
     def _stored_result(self, stored: Mapping[str, Any]) -> tuple[RunResult, str | None] | None:
         from docify_provider.client.models import RunResult
@@ -338,70 +317,32 @@ class _DocifyRunOperatorBase(BaseOperator):
         )
 
     def _mark_pending(self, state: TaskState) -> None:
-        from docify_provider.xcom import STATE_KEY
-
-        self._pending_marker = {
-            "sent_at": _now_iso(),
-            "try_number": state.try_number,
-            "session_id": None,
-        }
-        state.set(STATE_KEY, {"pending": self._pending_marker})
-        # A marker or result of an earlier build is superseded now; left behind it could outlive ours.
-        for key in self._legacy_keys:
-            state.delete(key)
-        self._legacy_keys = ()
+        self.ledger(state).intend(session_id=None)
 
     def _note_session(self, state: TaskState, session_id: str) -> None:
         """Record the session id of a run in flight, for the error a retry raises if its outcome stays unknown."""
-        from docify_provider.xcom import STATE_KEY
-
-        pending = self._pending_marker
-        if pending is None:  # resumed after deferral: another process wrote the marker
-            value = state.get(STATE_KEY)
-            pending = value.get("pending") if isinstance(value, dict) else None
-        if isinstance(pending, dict) and not pending.get("session_id"):
-            self._pending_marker = {**pending, "session_id": session_id}
-            state.set(STATE_KEY, {"pending": self._pending_marker})
+        self.ledger(state).started(session_id=session_id)
 
     def _save_result(self, state: TaskState, result: RunResult, session_id: str | None) -> None:
-        """Keep the bought result where a retry finds it, before anything else can fail.
-
-        It replaces the pending marker in the same key: one write, and never a moment without either.
-        """
-        from docify_provider.xcom import STATE_KEY
-
-        state.set(
-            STATE_KEY,
-            {
-                "result": {
-                    "raw": result.raw,
-                    "session_id": session_id,
-                    "stored_at": _now_iso(),
-                    "try_number": state.try_number,
-                }
-            },
-        )
-        self._pending_marker = None
+        """Keep the bought result where a retry finds it, before anything else can fail."""
+        self.ledger(state).bought(result.raw, session_id=session_id)
 
     def _settle_failure(self, state: TaskState, exc: BaseException) -> None:
-        """After a failed run request: forget the pending marker only when the outcome is known."""
-        from docify_provider.xcom import STATE_KEY
-
+        """After a failed run request: forget the pending record only when the outcome is known."""
         if _outcome_known(exc):
-            state.delete(STATE_KEY)
-            self._pending_marker = None
+            self.ledger(state).forget()
 
     # -- post-processing ------------------------------------------------------------------------
 
     def _finish(self, context: Context, state: TaskState, result: RunResult, session_id: str | None) -> dict[str, Any]:
-        from docify_provider.xcom import STATE_KEY, result_to_xcom
+        from docify_provider.xcom import result_to_xcom
 
         self._log_result(result, session_id)
         paths = self._store_attachments(context, result)
         if self.emit_asset_events and paths:
             self._emit_asset_events(context, result, paths)
         xcom = result_to_xcom(result, paths, session_id=session_id)
-        state.succeeded(STATE_KEY, *self._legacy_keys)
+        self.ledger(state).succeeded()
         if self.multiple_outputs:
             self._push_keys_airflow_3_0_refuses(context, xcom)
         return xcom
@@ -662,8 +603,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             )
             self.hook.close()
             return self.execute(context)
-        self._pending_marker = None
-        self._legacy_keys = ()
+        self._ledger = None
         try:
             if not event:
                 from docify_provider.client.errors import DocifyOutcomeUnknownError

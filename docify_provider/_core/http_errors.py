@@ -1,0 +1,148 @@
+"""Map httpx responses and exceptions onto a backend's error classes.
+
+Messages are built from the endpoint path, the status and the server's own message only: never
+from request headers, so the API key cannot leak into logs or tracebacks through an error. Every
+function takes the backend's error root (``DocifyError``, ``DifyError``) and raises its class for
+the decision the status or failure stands for.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from docify_provider._core.errors import (
+    AuthenticationError,
+    BadRequestError,
+    HTTPStatusError,
+    NotFoundError,
+    OutcomeUnknownError,
+    ProviderError,
+    RateLimitedError,
+    RequestTimeoutError,
+    RunGatewayError,
+    RunTimeoutError,
+    ServerError,
+    TransportError,
+    error_class,
+)
+
+if TYPE_CHECKING:
+    from docify_provider._core.endpoints import Endpoint
+
+_MAX_MESSAGE = 500
+#: Statuses that may come back after a run was started (see ``RunGatewayError``); 524 is
+#: Cloudflare's "a timeout occurred" after 100 s without an answer.
+RUN_OUTCOME_UNKNOWN = frozenset({500, 502, 504, 524})
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_message(payload: Any) -> str | None:
+    """The human part of an error body (``{"code": ..., "message": "..."}`` and its variants)."""
+    if isinstance(payload, dict):
+        for key in ("message", "msg", "error", "errorMessage", "detail"):
+            if payload.get(key):
+                return str(payload[key])
+    return None
+
+
+def _body(body: bytes | str) -> tuple[str | None, str | None]:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    message = error_message(payload) or text.strip() or None
+    if message and len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "…"
+    code = payload.get("code") if isinstance(payload, dict) else None
+    return message, code if isinstance(code, str) else None
+
+
+def server_message(body: bytes | str) -> str | None:
+    """What the server said in an error body, cut to a readable length."""
+    return _body(body)[0]
+
+
+def error_for_status(
+    status: int, body: bytes | str, headers: httpx.Headers, endpoint: Endpoint, root: type[ProviderError]
+) -> HTTPStatusError:
+    """The typed error for a non-2xx answer; the body must already have been read."""
+    said, code = _body(body)
+    name = root.label
+    common: dict[str, Any] = {"status_code": status, "endpoint": str(endpoint), "server_message": said, "code": code}
+    detail = f": {said}" if said else ""
+    if status == 400:
+        return error_class(root, BadRequestError)(f"{name} rejected the request{detail}", **common)
+    if status in (401, 403):
+        hint = (
+            "check the API key in the connection"
+            if status == 401
+            else f"the API key lacks permission for this {root.resource}"
+        )
+        return error_class(root, AuthenticationError)(f"{name} refused the API key ({hint}){detail}", **common)
+    if status == 404:
+        if endpoint.name == "download":
+            what = "Attachment not found (its link may have expired)"
+        else:
+            # A lookup by id (a run, a task): its 404 says that thing is unknown, not that the URL is wrong.
+            what = "Not found" if endpoint.lookup else "Not found: check the connection's base URL"
+        return error_class(root, NotFoundError)(f"{what}{detail}", **common)
+    if status == 429:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        return error_class(root, RateLimitedError)(
+            f"{name} rate limit reached{detail}"
+            + (f" (Retry-After {retry_after:.0f}s)" if retry_after is not None else ""),
+            retry_after=retry_after,
+            **common,
+        )
+    if status in RUN_OUTCOME_UNKNOWN and not endpoint.repeatable:
+        return error_class(root, RunGatewayError)(
+            f"{name} answered HTTP {status} to the run request{detail}. The run may still have started and "
+            "been billed behind the gateway, so it is not re-sent automatically.",
+            **common,
+        )
+    return error_class(root, ServerError)(f"{name} answered HTTP {status}{detail}", **common)
+
+
+def error_for_transport(exc: httpx.HTTPError, endpoint: Endpoint | str, root: type[ProviderError]) -> ProviderError:
+    """A connection-level failure as a typed error.
+
+    For a run endpoint, a failure after the request may have been sent is an unknown outcome: the
+    run may have started and been billed.
+    """
+    where = str(endpoint)
+    sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol))
+    kind = type(exc).__name__
+    repeatable = getattr(endpoint, "repeatable", True)
+    if sent and not repeatable:
+        unknown = RunTimeoutError if isinstance(exc, httpx.TimeoutException) else OutcomeUnknownError
+        return error_class(root, unknown)(
+            f"The run request was sent but no final answer arrived ({kind}: {exc}). The run may have "
+            "started and been billed; it is not re-sent automatically.",
+            endpoint=where,
+        )
+    cls = RequestTimeoutError if isinstance(exc, httpx.TimeoutException) else TransportError
+    state = "before the request was sent" if not sent else "after the request was sent"
+    return error_class(root, cls)(
+        f"Connection to {root.label} failed {state} ({kind}: {exc})", endpoint=where, request_sent=sent
+    )
