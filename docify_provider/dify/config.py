@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from docify_provider._core import config as core
+from docify_provider._core.errors import ConfigError, error_class
 from docify_provider.dify.errors import DifyError
 
 #: Dify Cloud's Service API; self-hosted servers are ``http(s)://<host>/v1``.
@@ -30,3 +31,16 @@ class DifyClientConfig(core.ClientConfig):
     #: Dify pings every 10 s and closes a stream after 300 s without an event; a stream silent
     #: (no byte at all) this long is treated as cut and the run is re-attached.
     idle_timeout: float = 330.0
+    #: How long a run whose answer was lost (gateway timeout, cut connection) is looked for in the
+    #: logs and waited for, from the moment the request was sent; then the outcome is unknown.
+    recovery_timeout: float = 1800.0
+    #: Seconds between two reads of a run's status (log recovery, polling a run without a stream).
+    poll_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = error_class(self.errors, ConfigError)
+        for name in ("recovery_timeout", "poll_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise bad(f"{name} must be a positive number of seconds, got {value!r}")

@@ -104,6 +104,10 @@ class DifyRunFailedError(core.RunFailedError, DifyError):
     ``result`` holds the run as the server reported it, so nothing it returned is dropped.
     """
 
+    def __init__(self, message: str, *, code: str | None = None, **kwargs: object) -> None:
+        self.code = code
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
 
 class DifyUnsafeDownloadError(core.UnsafeDownloadError, DifyError):
     """An output file could not be stored safely: size mismatch, over the limit, untrusted redirect."""

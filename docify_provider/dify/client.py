@@ -1,0 +1,882 @@
+"""Dify Workflow Service API clients: ``DifyClient`` (workers) and ``AsyncDifyClient`` (triggerer).
+
+Both sit on the shared transport (``docify_provider._core.transport``: timeouts, TLS, retries by
+endpoint, the key only to trusted hosts, typed ``Dify*`` errors, bounded SSE). What they share
+beyond it lives once in ``DifyClientBase`` and the sans-IO helpers below (``DifyEventTracker``,
+``RunRecovery``); the two classes only drive I/O.
+
+Money rule: a run request (``POST /workflows/run``) is never sent twice. A blocking answer that
+is lost after the request went out is found again in the app's logs (same end user, created since
+the request, the run's inputs confirmed against what was sent) and waited for; a stream that is
+cut once the run id is known is re-attached (``GET /workflow/{id}/events``, else polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from docify_provider._core.config import DEFAULT_USER
+from docify_provider._core.errors import OutcomeUnknownError, TransportError
+from docify_provider._core.files import open_file_source
+from docify_provider._core.sse import json_decode
+from docify_provider._core.transport import AsyncHTTP, HTTPBase, SyncHTTP
+from docify_provider._core.transport import shared_async_client as core_shared_async_client
+from docify_provider.dify import protocol
+from docify_provider.dify.config import DifyClientConfig
+from docify_provider.dify.errors import (
+    DifyHTTPError,
+    DifyOutcomeUnknownError,
+    DifyProtocolError,
+    DifyRunFailedError,
+    DifyRunTimeoutError,
+    DifyStreamIncompleteError,
+)
+from docify_provider.dify.models import (
+    AppInfo,
+    AppParameters,
+    UploadedFile,
+    WorkflowEvent,
+    WorkflowLog,
+    WorkflowRun,
+    add_usage,
+    empty_usage,
+)
+
+if TYPE_CHECKING:
+    from httpx_sse import ServerSentEvent
+
+    from docify_provider._core.endpoints import Endpoint
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AsyncDifyClient",
+    "DifyClient",
+    "DifyClientBase",
+    "DifyEventTracker",
+    "RunRecovery",
+    "shared_async_client",
+]
+
+#: The server's clock may be a little behind ours: look for runs created this much before the send.
+CLOCK_SLACK_SECONDS = 5.0
+#: Reads of the run detail after a stop, to log what the status really became.
+STOP_CHECKS = 3
+LOGS_PAGE_SIZE = 100
+#: Dify's default user when the upload form has none; the provider always sends one.
+_DEDUPED_EVENTS = frozenset({"node_started", "node_finished", "human_input_required", "workflow_started"})
+
+
+def _iso(value: datetime | float | str | None) -> str | None:
+    """A logs filter time as ISO 8601 (``created_at__after``): datetime, epoch seconds or a string."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(float(value), tz=timezone.utc)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def normalize_inputs(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Wire ``inputs``: ``UploadedFile`` values (alone or in lists) become file mappings."""
+
+    def one(value: Any) -> Any:
+        if isinstance(value, UploadedFile):
+            return value.as_input()
+        if isinstance(value, list):
+            return [one(v) for v in value]
+        return value
+
+    return {str(k): one(v) for k, v in (inputs or {}).items()}
+
+
+def raise_if_failed(run: WorkflowRun, endpoint: str) -> WorkflowRun:
+    """``DifyRunFailedError`` for a run that ended failed or stopped; a warning for partial success."""
+    if run.failed:
+        raise DifyRunFailedError(
+            f"Dify run {run.workflow_run_id} ended {run.status}: {run.error or 'no error message'}",
+            endpoint=endpoint,
+            run_id=run.workflow_run_id,
+            session_id=run.workflow_run_id,
+            error=run.error,
+            result=run.raw,
+        )
+    if run.status == "partial-succeeded":
+        log.warning(
+            "Dify run %s partially succeeded: a node failed and its error strategy supplied a value (%s)",
+            run.workflow_run_id,
+            run.error or "no error message",
+        )
+    return run
+
+
+# --- the stream verdict --------------------------------------------------------------------------
+
+
+class DifyEventTracker:
+    """Reads Dify's SSE frames into ``WorkflowEvent``s and decides how the run ended.
+
+    Keeps ``session_id`` (the workflow_run_id), ``task_id`` (for a stop) and the usage summed from
+    ``node_finished.execution_metadata`` (once per node execution: a state snapshot replayed on
+    re-attach does not count twice). ``feed`` raises ``DifyRunFailedError`` on an ``error`` event
+    or a ``workflow_finished`` that failed or stopped; ``finish`` at the end of a body without a
+    terminal event returns None when the run id is known (the client re-attaches) and raises
+    ``DifyStreamIncompleteError`` when it is not.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.session_id: str | None = run_id
+        self.task_id: str | None = task_id
+        self.base_url = base_url
+        self.events_seen: list[str] = []
+        self.malformed = 0
+        self.done = False
+        self.result: WorkflowRun | None = None
+        self.terminal: WorkflowEvent | None = None
+        self._node_usage: dict[str, Any] = {}
+        self._seen_keys: set[tuple[str, str]] = set()
+
+    @property
+    def run_id(self) -> str | None:
+        return self.session_id
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        usage = empty_usage()
+        for metadata in self._node_usage.values():
+            add_usage(usage, metadata)
+        return usage
+
+    def _duplicate(self, event: WorkflowEvent) -> bool:
+        if event.event not in _DEDUPED_EVENTS:
+            return False
+        data = event.data
+        if event.event == "workflow_started":
+            ident = str(data.get("reason") or "initial")
+        elif event.event == "human_input_required":
+            ident = str(data.get("form_token") or data.get("form_id") or "")
+        else:
+            ident = str(data.get("id") or "")
+        if not ident:
+            return False
+        key = (event.event, ident)
+        if key in self._seen_keys:
+            return True
+        self._seen_keys.add(key)
+        return False
+
+    def feed(self, sse: ServerSentEvent) -> WorkflowEvent | None:
+        data = sse.data
+        if sse.event == "ping" or not data or data.isspace():
+            return None
+        try:
+            event = WorkflowEvent.from_api(json_decode(data))
+        except (ValueError, DifyProtocolError) as exc:
+            self.malformed += 1
+            log.warning("Skipping malformed Dify stream event (%s): %.200r", exc, data)
+            return None
+        if event.event == "ping":
+            return None
+        return self.accept(event)
+
+    def accept(self, event: WorkflowEvent) -> WorkflowEvent | None:
+        """Record one decoded event (a fed one or one synthesized from the run detail)."""
+        if event.workflow_run_id:
+            self.session_id = event.workflow_run_id
+        if event.task_id:
+            self.task_id = event.task_id
+        if self._duplicate(event):
+            return None
+        name = event.event
+        self.events_seen.append(name)
+        if name == "node_finished":
+            execution = str(event.data.get("id") or f"#{len(self.events_seen)}")
+            metadata = event.data.get("execution_metadata")
+            if isinstance(metadata, dict):
+                self._node_usage[execution] = metadata
+        elif name == "error":
+            message = event.error_message or "no message"
+            raise DifyRunFailedError(
+                f"Dify reported an error during run {self.session_id or '?'}: {message} ({event.error_code})",
+                code=event.error_code,
+                endpoint=self.endpoint,
+                run_id=self.session_id,
+                session_id=self.session_id,
+                error=message,
+                result=event.raw,
+            )
+        elif name == "workflow_finished":
+            run = WorkflowRun.from_event(event.raw, usage=self.usage, base_url=self.base_url)
+            if run.task_id is None and self.task_id:
+                run = _with_task(run, self.task_id)
+            event = _with_result(event, run)
+            self.result, self.terminal, self.done = run, event, True
+            raise_if_failed(run, self.endpoint)
+        elif name == "workflow_paused":
+            self.terminal, self.done = event, True
+        elif not event.is_known:
+            log.debug("Unknown Dify stream event %r kept: %.200r", name, event.raw)
+        return event
+
+    def accept_run(self, run: WorkflowRun) -> WorkflowEvent | None:
+        """A run read from the run detail, as the terminal event a stream would have sent."""
+        if run.ended:
+            data = {**run.raw, "id": run.workflow_run_id, "status": run.status}
+            data.pop("inputs", None)
+            name = "workflow_finished"
+        else:
+            data = {
+                "workflow_run_id": run.workflow_run_id,
+                "status": run.status,
+                "outputs": {},
+                "reasons": [],
+                "elapsed_time": run.elapsed_time,
+                "total_tokens": run.total_tokens,
+                "total_steps": run.total_steps,
+            }
+            name = "workflow_paused"
+        raw = {"event": name, "task_id": self.task_id, "workflow_run_id": run.workflow_run_id, "data": data}
+        return self.accept(WorkflowEvent.from_api(raw))
+
+    def finish(self) -> WorkflowRun | None:
+        if self.done:
+            return self.result
+        if self.session_id:
+            log.info(
+                "Dify stream of run %s ended without its final event after %d event(s); re-attaching",
+                self.session_id,
+                len(self.events_seen),
+            )
+            return None
+        seen = ", ".join(self.events_seen[-10:]) or "none"
+        raise DifyStreamIncompleteError(
+            f"The Dify stream ended before any event named its run ({len(self.events_seen)} event(s) seen, "
+            f"last: {seen}" + (f", {self.malformed} malformed" if self.malformed else "") + "). The run may have "
+            "started and been billed; it is not re-sent automatically.",
+            endpoint=self.endpoint,
+            events_seen=self.events_seen,
+        )
+
+
+def _with_result(event: WorkflowEvent, run: WorkflowRun) -> WorkflowEvent:
+    import dataclasses
+
+    return dataclasses.replace(event, result=run)
+
+
+def _with_task(run: WorkflowRun, task_id: str) -> WorkflowRun:
+    import dataclasses
+
+    return dataclasses.replace(run, task_id=task_id)
+
+
+# --- finding a lost blocking run -----------------------------------------------------------------
+
+
+def _same_file(sent: Mapping[str, Any], stored: Any) -> bool:
+    if not isinstance(stored, Mapping):
+        return False
+    if sent.get("upload_file_id"):
+        ids = {stored.get(k) for k in ("related_id", "upload_file_id", "id")}
+        return sent["upload_file_id"] in ids
+    url = sent.get("url") or sent.get("remote_url")
+    if url:
+        return url in (stored.get("remote_url"), stored.get("url"))
+    return True
+
+
+def _same_value(sent: Any, stored: Any) -> bool:
+    if isinstance(sent, Mapping) and "transfer_method" in sent:
+        return _same_file(sent, stored)
+    if isinstance(sent, list):
+        return isinstance(stored, list) and len(stored) == len(sent) and all(map(_same_value, sent, stored))
+    if isinstance(sent, bool):
+        return stored in (sent, str(sent).lower(), int(sent))
+    if isinstance(sent, (int, float)):
+        try:
+            return float(stored) == float(sent)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(sent, str):
+        return isinstance(stored, str) and stored == sent.replace("\x00", "")
+    if isinstance(sent, Mapping) and isinstance(stored, str):
+        try:
+            stored = json.loads(stored)
+        except ValueError:
+            return False
+    return bool(stored == sent)
+
+
+def inputs_match(sent: Mapping[str, Any], stored: Any) -> bool:
+    """Whether a run's stored ``inputs`` (run detail) are the ones that were sent.
+
+    Dify stores inputs transformed (files as file objects, numbers as floats, defaults filled in,
+    NUL stripped): each value sent is compared in the form Dify keeps; empty ones are skipped.
+    """
+    if isinstance(stored, str):
+        try:
+            stored = json.loads(stored)
+        except ValueError:
+            return False
+    if not isinstance(stored, Mapping):
+        return False
+    return all(_same_value(value, stored.get(name)) for name, value in sent.items() if value not in (None, "", []))
+
+
+class RunRecovery:
+    """Sans-IO search for the run a lost blocking answer started: candidates from the logs,
+    confirmed by their run detail's inputs, until one matches or ``recovery_timeout`` runs out."""
+
+    def __init__(self, body: Mapping[str, Any], sent_at: float, config: DifyClientConfig, cause: Exception) -> None:
+        self.inputs: Mapping[str, Any] = body.get("inputs") or {}
+        self.user: str = str(body.get("user"))
+        self.sent_at = sent_at
+        self.since = sent_at - CLOCK_SLACK_SECONDS
+        self.deadline = sent_at + config.recovery_timeout
+        self.poll_interval = config.poll_interval
+        self.cause = cause
+        self.checked: set[str] = set()
+        self.matches: list[str] = []
+
+    def log_filter(self) -> dict[str, Any]:
+        return {"user": self.user, "created_after": self.since}
+
+    def unchecked(self, logs: list[WorkflowLog]) -> list[str]:
+        """Run ids to read the detail of: this user's, created since the request, not read yet."""
+        out = []
+        for item in logs:
+            if item.workflow_run_id in self.checked:
+                continue
+            if item.session_id not in (None, self.user):
+                continue
+            if item.created_at is not None and item.created_at.timestamp() < self.since - 1:
+                continue
+            out.append(item.workflow_run_id)
+        return out
+
+    def check(self, run: WorkflowRun) -> None:
+        self.checked.add(run.workflow_run_id)
+        created = run.created_at.timestamp() if run.created_at else None
+        if (created is None or created >= self.since - 1) and inputs_match(self.inputs, run.inputs):
+            self.matches.append(run.workflow_run_id)
+
+    def found(self) -> str | None:
+        """The one matching run id; several matches are an unknown outcome (which one is ours?)."""
+        if len(self.matches) > 1:
+            raise self.unknown(
+                f"{len(self.matches)} runs of user {self.user!r} with these inputs started since the request "
+                f"({', '.join(self.matches)}); which one it started cannot be told."
+            )
+        return self.matches[0] if self.matches else None
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.time())
+
+    def pause(self) -> float:
+        return min(self.poll_interval, self.remaining())
+
+    def unknown(self, why: str, run_id: str | None = None) -> DifyOutcomeUnknownError:
+        cause = getattr(self.cause, "message", str(self.cause))
+        err = DifyOutcomeUnknownError(
+            f"{cause} Recovery: {why} The run may have started and been billed; it is not re-sent.",
+            endpoint=getattr(self.cause, "endpoint", None),
+            status_code=getattr(self.cause, "status_code", None),
+            run_id=run_id,
+            session_id=run_id,
+        )
+        err.__cause__ = self.cause
+        return err
+
+    def expired(self) -> DifyOutcomeUnknownError:
+        return self.unknown(
+            f"no run of user {self.user!r} with these inputs appeared in the logs within recovery_timeout "
+            f"({self.deadline - self.sent_at:g}s)."
+        )
+
+
+# --- what both clients share ---------------------------------------------------------------------
+
+
+class DifyClientBase(HTTPBase):
+    """Dify's requests and answers over the shared transport (mixed with ``SyncHTTP`` or ``AsyncHTTP``)."""
+
+    config: DifyClientConfig
+    protocol = protocol
+
+    def _user(self, user: str | None) -> str:
+        return user or self.config.default_user or DEFAULT_USER
+
+    def _run_request(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None,
+        files: list[Any] | None,
+        workflow_id: str | None,
+        streaming: bool,
+    ) -> tuple[Endpoint, dict[str, Any]]:
+        wire_files = [f.as_input() if isinstance(f, UploadedFile) else f for f in files or []]
+        body = protocol.run_body(
+            normalize_inputs(inputs), user=self._user(user), streaming=streaming, files=wire_files or None
+        )
+        return protocol.run_endpoint(streaming=streaming, workflow_id=workflow_id), body
+
+    def _upload_parts(self, source: Any, *, user: str | None, file_name: str | None, stack: contextlib.ExitStack):  # type: ignore[no-untyped-def]
+        upload = open_file_source(source, file_name=file_name, errors=self.errors)
+        return upload, self._upload_kwargs(upload, {"user": self._user(user)}, stack)
+
+    def _tracker(self, endpoint: Endpoint, *, run_id: str | None = None, task_id: str | None = None):  # type: ignore[no-untyped-def]
+        return DifyEventTracker(str(endpoint), run_id=run_id, task_id=task_id, base_url=self.config.base_url)
+
+    def _blocking(self, answer: Any) -> WorkflowRun:
+        return WorkflowRun.from_blocking(answer, base_url=self.config.base_url)
+
+    def _detail(self, answer: Any, task_id: str | None) -> WorkflowRun:
+        return WorkflowRun.from_detail(answer, task_id, base_url=self.config.base_url)
+
+    @staticmethod
+    def _detail_endpoint(workflow_run_id: str) -> Endpoint:
+        if not workflow_run_id:
+            raise DifyProtocolError("A workflow_run_id is needed")
+        return protocol.RUN_DETAIL.format(workflow_run_id=workflow_run_id)
+
+    @staticmethod
+    def _events_request(workflow_run_id: str, user: str) -> tuple[Endpoint, dict[str, str]]:
+        endpoint = protocol.EVENTS.format(workflow_run_id=workflow_run_id)
+        return endpoint, {"user": user, "include_state_snapshot": "true"}
+
+    @staticmethod
+    def _events_unsupported(exc: DifyHTTPError) -> bool:
+        """404 / 405 from the events endpoint (older Dify, or another user's run): poll instead."""
+        return exc.status_code in (404, 405, 501)
+
+    @staticmethod
+    def _logs_params(
+        page: int,
+        *,
+        status: str | None,
+        keyword: str | None,
+        user: str | None,
+        created_after: Any,
+        created_before: Any,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"page": page, "limit": LOGS_PAGE_SIZE}
+        optional = {
+            "status": status,
+            "keyword": keyword,
+            "created_by_end_user_session_id": user,
+            "created_at__after": _iso(created_after),
+            "created_at__before": _iso(created_before),
+        }
+        params.update({k: v for k, v in optional.items() if v})
+        return params
+
+    @staticmethod
+    def _logs_page(answer: Any) -> tuple[list[WorkflowLog], bool]:
+        if not isinstance(answer, dict):
+            raise DifyProtocolError(f"Expected a JSON object for the logs, got {type(answer).__name__}")
+        items = [WorkflowLog.from_api(item) for item in answer.get("data") or []]
+        return items, bool(answer.get("has_more")) and bool(items)
+
+    @staticmethod
+    def _wait_timeout(workflow_run_id: str, run: WorkflowRun, timeout: float) -> DifyRunTimeoutError:
+        return DifyRunTimeoutError(
+            f"Dify run {workflow_run_id} is still {run.status} after {timeout:g}s of waiting",
+            endpoint=str(protocol.RUN_DETAIL),
+            run_id=workflow_run_id,
+            session_id=workflow_run_id,
+        )
+
+    @staticmethod
+    def _log_stop(task_id: str, run: WorkflowRun | None) -> None:
+        if run is None:
+            log.info("Asked Dify to stop task %s", task_id)
+        elif run.ended:
+            log.info("Dify task %s: run %s is now %s", task_id, run.workflow_run_id, run.status)
+        else:
+            log.warning(
+                "Dify answered success to the stop of task %s, but run %s is still %s "
+                "(Dify does not always stop a run it says it stopped)",
+                task_id,
+                run.workflow_run_id,
+                run.status,
+            )
+
+    def _stop_pause(self) -> float:
+        return min(1.0, self.config.poll_interval)
+
+
+_CUT = (OutcomeUnknownError, TransportError)
+
+
+class DifyClient(DifyClientBase, SyncHTTP):
+    """Synchronous client for one app API key. Thread-safe; close it when done."""
+
+    def get_app_info(self) -> AppInfo:
+        """``GET /info``: the app bound to the key."""
+        return AppInfo.from_api(self._call(protocol.INFO))
+
+    def get_parameters(self) -> AppParameters:
+        """``GET /parameters``: the start-node variables and file limits."""
+        return AppParameters.from_api(self._call(protocol.PARAMETERS))
+
+    def upload_file(self, source: Any, *, user: str | None = None, file_name: str | None = None) -> UploadedFile:
+        """``POST /files/upload``, streamed from ``source`` (path, bytes, file object, ObjectStoragePath)."""
+        with contextlib.ExitStack() as stack:
+            upload, make_kwargs = self._upload_parts(source, user=user, file_name=file_name, stack=stack)
+            uploaded = UploadedFile.from_api(self._call(protocol.UPLOAD, make_kwargs))
+        log.info("Uploaded %s (%s bytes) to Dify as %s", upload.name, upload.size, uploaded.id)
+        return uploaded
+
+    def run_workflow(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+        on_sent: Callable[[dict[str, Any]], None] | None = None,
+    ) -> WorkflowRun:
+        """``POST /workflows/run`` (blocking). Never re-sent; a lost answer is recovered from the logs.
+
+        ``on_sent({"user", "sent_at", "inputs"})`` is called once, just before the request goes out.
+        A run that ended failed or stopped raises ``DifyRunFailedError``; a paused run is returned.
+        """
+        endpoint, body = self._run_request(inputs, user=user, files=files, workflow_id=workflow_id, streaming=False)
+        sent_at = time.time()
+        if on_sent is not None:
+            on_sent({"user": body["user"], "sent_at": sent_at, "inputs": body["inputs"]})
+        try:
+            run = self._blocking(self._call(endpoint, lambda: {"json": body}))
+        except OutcomeUnknownError as exc:
+            log.warning("The answer to the Dify run request was lost (%s); looking for the run in the logs", exc)
+            run = self.recover_run(body, sent_at, exc)
+        else:
+            if not run.is_terminal:
+                run = self.wait_for_run(run.workflow_run_id, timeout=self.config.recovery_timeout)
+        return raise_if_failed(run, str(endpoint))
+
+    def recover_run(self, body: Mapping[str, Any], sent_at: float, cause: Exception) -> WorkflowRun:
+        """Find the run that the request ``body`` sent at ``sent_at`` started, and wait for it to end."""
+        rec = RunRecovery(body, sent_at, self.config, cause)
+        while True:
+            for run_id in rec.unchecked(list(self.iter_workflow_logs(**rec.log_filter()))):
+                rec.check(self.get_workflow_run(run_id))
+            found = rec.found()
+            if found is not None:
+                log.info("Recovered Dify run %s from the logs", found)
+                try:
+                    return self.wait_for_run(found, timeout=max(rec.remaining(), self.config.poll_interval))
+                except DifyRunTimeoutError as exc:
+                    raise rec.unknown(exc.message, run_id=found) from exc
+            if not rec.remaining():
+                raise rec.expired()
+            time.sleep(rec.pause())
+
+    def stream_workflow(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+    ) -> Iterator[WorkflowEvent]:
+        """Stream a run's events up to ``workflow_finished`` (or ``workflow_paused``), re-attaching on a cut."""
+        endpoint, body = self._run_request(inputs, user=user, files=files, workflow_id=workflow_id, streaming=True)
+        return self._stream(endpoint, body)
+
+    def _stream(self, endpoint: Endpoint, body: dict[str, Any]) -> Iterator[WorkflowEvent]:
+        tracker = self._tracker(endpoint)
+        try:
+            stream, response = self._open_stream(endpoint, json=body)
+            yield from self._read_stream(stream, response, endpoint, tracker)
+        except _CUT as exc:
+            if not tracker.run_id:
+                raise
+            log.warning("Dify stream of run %s broke (%s); re-attaching", tracker.run_id, exc)
+        if not tracker.done:
+            yield from self._attach(tracker, body["user"])
+
+    def attach(self, workflow_run_id: str, *, user: str, task_id: str | None = None) -> Iterator[WorkflowEvent]:
+        """Re-attach to a run: its events up to the terminal one (one synthesized if it has ended)."""
+        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, task_id=task_id)
+        return self._attach(tracker, self._user(user))
+
+    def _attach(self, tracker: DifyEventTracker, user: str) -> Iterator[WorkflowEvent]:
+        run_id = str(tracker.run_id)
+        while not tracker.done:
+            run = self.get_workflow_run(run_id, task_id=tracker.task_id)
+            if run.is_terminal:
+                event = tracker.accept_run(run)
+                if event is not None:
+                    yield event
+                return
+            endpoint, params = self._events_request(run_id, user)
+            before = len(tracker.events_seen)
+            try:
+                stream, response = self._open_stream(endpoint, params=params)
+                yield from self._read_stream(stream, response, endpoint, tracker)
+            except DifyHTTPError as exc:
+                if not self._events_unsupported(exc):
+                    raise
+                log.info("Dify events endpoint unavailable for run %s (%s); polling", run_id, exc.status_code)
+                yield from self._poll(tracker)
+                return
+            except _CUT as exc:
+                log.warning("Re-attached Dify stream of run %s broke (%s); again", run_id, exc)
+            if not tracker.done and len(tracker.events_seen) == before:
+                time.sleep(self.config.poll_interval)
+
+    def _poll(self, tracker: DifyEventTracker) -> Iterator[WorkflowEvent]:
+        run = self.wait_for_run(str(tracker.run_id))
+        event = tracker.accept_run(_with_task(run, tracker.task_id) if tracker.task_id else run)
+        if event is not None:
+            yield event
+
+    def get_workflow_run(self, workflow_run_id: str, *, task_id: str | None = None) -> WorkflowRun:
+        """``GET /workflows/run/{id}``: the run's status, inputs and outputs."""
+        return self._detail(self._call(self._detail_endpoint(workflow_run_id)), task_id)
+
+    def wait_for_run(
+        self, workflow_run_id: str, *, poll_interval: float | None = None, timeout: float | None = None
+    ) -> WorkflowRun:
+        """Poll the run detail until the run has ended or paused; ``DifyRunTimeoutError`` after ``timeout``."""
+        interval = poll_interval or self.config.poll_interval
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.get_workflow_run(workflow_run_id)
+            if run.is_terminal:
+                return run
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._wait_timeout(workflow_run_id, run, float(timeout or 0))
+            time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+
+    def stop_task(
+        self, task_id: str, *, user: str | None = None, workflow_run_id: str | None = None
+    ) -> WorkflowRun | None:
+        """``POST /workflows/tasks/{task_id}/stop``; with the run id, read what the status became."""
+        self._call(protocol.STOP.format(task_id=task_id), lambda: {"json": {"user": self._user(user)}})
+        run = None
+        for attempt in range(STOP_CHECKS if workflow_run_id else 0):
+            run = self.get_workflow_run(str(workflow_run_id), task_id=task_id)
+            if run.is_terminal or attempt == STOP_CHECKS - 1:
+                break
+            time.sleep(self._stop_pause())
+        self._log_stop(task_id, run)
+        return run
+
+    def iter_workflow_logs(
+        self,
+        *,
+        status: str | None = None,
+        keyword: str | None = None,
+        user: str | None = None,
+        created_after: Any = None,
+        created_before: Any = None,
+    ) -> Iterator[WorkflowLog]:
+        """``GET /workflows/logs``, every page (newest first)."""
+        page = 1
+        while True:
+            params = self._logs_params(
+                page,
+                status=status,
+                keyword=keyword,
+                user=user,
+                created_after=created_after,
+                created_before=created_before,
+            )
+            items, more = self._logs_page(self._call(protocol.LOGS, functools.partial(dict, params=params)))
+            yield from items
+            if not more:
+                return
+            page += 1
+
+
+class AsyncDifyClient(DifyClientBase, AsyncHTTP):
+    """Asynchronous twin of ``DifyClient``; use ``async with`` or ``await aclose()``."""
+
+    async def get_app_info(self) -> AppInfo:
+        return AppInfo.from_api(await self._call(protocol.INFO))
+
+    async def get_parameters(self) -> AppParameters:
+        return AppParameters.from_api(await self._call(protocol.PARAMETERS))
+
+    async def upload_file(self, source: Any, *, user: str | None = None, file_name: str | None = None) -> UploadedFile:
+        with contextlib.ExitStack() as stack:
+            _, make_kwargs = self._upload_parts(source, user=user, file_name=file_name, stack=stack)
+            return UploadedFile.from_api(await self._call(protocol.UPLOAD, make_kwargs))
+
+    async def run_workflow(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+        on_sent: Callable[[dict[str, Any]], None] | None = None,
+    ) -> WorkflowRun:
+        endpoint, body = self._run_request(inputs, user=user, files=files, workflow_id=workflow_id, streaming=False)
+        sent_at = time.time()
+        if on_sent is not None:
+            on_sent({"user": body["user"], "sent_at": sent_at, "inputs": body["inputs"]})
+        try:
+            run = self._blocking(await self._call(endpoint, lambda: {"json": body}))
+        except OutcomeUnknownError as exc:
+            log.warning("The answer to the Dify run request was lost (%s); looking for the run in the logs", exc)
+            run = await self.recover_run(body, sent_at, exc)
+        else:
+            if not run.is_terminal:
+                run = await self.wait_for_run(run.workflow_run_id, timeout=self.config.recovery_timeout)
+        return raise_if_failed(run, str(endpoint))
+
+    async def recover_run(self, body: Mapping[str, Any], sent_at: float, cause: Exception) -> WorkflowRun:
+        rec = RunRecovery(body, sent_at, self.config, cause)
+        while True:
+            logs = [item async for item in self.iter_workflow_logs(**rec.log_filter())]
+            for run_id in rec.unchecked(logs):
+                rec.check(await self.get_workflow_run(run_id))
+            found = rec.found()
+            if found is not None:
+                try:
+                    return await self.wait_for_run(found, timeout=max(rec.remaining(), self.config.poll_interval))
+                except DifyRunTimeoutError as exc:
+                    raise rec.unknown(exc.message, run_id=found) from exc
+            if not rec.remaining():
+                raise rec.expired()
+            await asyncio.sleep(rec.pause())
+
+    def stream_workflow(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+    ) -> AsyncIterator[WorkflowEvent]:
+        endpoint, body = self._run_request(inputs, user=user, files=files, workflow_id=workflow_id, streaming=True)
+        return self._stream(endpoint, body)
+
+    async def _stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[WorkflowEvent]:
+        tracker = self._tracker(endpoint)
+        try:
+            stream, response = await self._open_stream(endpoint, json=body)
+            async for event in self._read_stream(stream, response, endpoint, tracker):
+                yield event
+        except _CUT as exc:
+            if not tracker.run_id:
+                raise
+            log.warning("Dify stream of run %s broke (%s); re-attaching", tracker.run_id, exc)
+        if not tracker.done:
+            async for event in self._attach(tracker, body["user"]):
+                yield event
+
+    def attach(self, workflow_run_id: str, *, user: str, task_id: str | None = None) -> AsyncIterator[WorkflowEvent]:
+        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, task_id=task_id)
+        return self._attach(tracker, self._user(user))
+
+    async def _attach(self, tracker: DifyEventTracker, user: str) -> AsyncIterator[WorkflowEvent]:
+        run_id = str(tracker.run_id)
+        while not tracker.done:
+            run = await self.get_workflow_run(run_id, task_id=tracker.task_id)
+            if run.is_terminal:
+                event = tracker.accept_run(run)
+                if event is not None:
+                    yield event
+                return
+            endpoint, params = self._events_request(run_id, user)
+            before = len(tracker.events_seen)
+            try:
+                stream, response = await self._open_stream(endpoint, params=params)
+                async for event in self._read_stream(stream, response, endpoint, tracker):
+                    yield event
+            except DifyHTTPError as exc:
+                if not self._events_unsupported(exc):
+                    raise
+                run = await self.wait_for_run(run_id)
+                event = tracker.accept_run(_with_task(run, tracker.task_id) if tracker.task_id else run)
+                if event is not None:
+                    yield event
+                return
+            except _CUT as exc:
+                log.warning("Re-attached Dify stream of run %s broke (%s); again", run_id, exc)
+            if not tracker.done and len(tracker.events_seen) == before:
+                await asyncio.sleep(self.config.poll_interval)
+
+    async def get_workflow_run(self, workflow_run_id: str, *, task_id: str | None = None) -> WorkflowRun:
+        return self._detail(await self._call(self._detail_endpoint(workflow_run_id)), task_id)
+
+    async def wait_for_run(
+        self, workflow_run_id: str, *, poll_interval: float | None = None, timeout: float | None = None
+    ) -> WorkflowRun:
+        interval = poll_interval or self.config.poll_interval
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = await self.get_workflow_run(workflow_run_id)
+            if run.is_terminal:
+                return run
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._wait_timeout(workflow_run_id, run, float(timeout or 0))
+            await asyncio.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+
+    async def stop_task(
+        self, task_id: str, *, user: str | None = None, workflow_run_id: str | None = None
+    ) -> WorkflowRun | None:
+        await self._call(protocol.STOP.format(task_id=task_id), lambda: {"json": {"user": self._user(user)}})
+        run = None
+        for attempt in range(STOP_CHECKS if workflow_run_id else 0):
+            run = await self.get_workflow_run(str(workflow_run_id), task_id=task_id)
+            if run.is_terminal or attempt == STOP_CHECKS - 1:
+                break
+            await asyncio.sleep(self._stop_pause())
+        self._log_stop(task_id, run)
+        return run
+
+    async def iter_workflow_logs(
+        self,
+        *,
+        status: str | None = None,
+        keyword: str | None = None,
+        user: str | None = None,
+        created_after: Any = None,
+        created_before: Any = None,
+    ) -> AsyncIterator[WorkflowLog]:
+        page = 1
+        while True:
+            params = self._logs_params(
+                page,
+                status=status,
+                keyword=keyword,
+                user=user,
+                created_after=created_after,
+                created_before=created_before,
+            )
+            items, more = self._logs_page(await self._call(protocol.LOGS, functools.partial(dict, params=params)))
+            for item in items:
+                yield item
+            if not more:
+                return
+            page += 1
+
+
+def shared_async_client(
+    config: DifyClientConfig, *, scope: str
+) -> contextlib.AbstractAsyncContextManager[AsyncDifyClient]:
+    """An ``AsyncDifyClient`` over the httpx client its connection shares in this event loop."""
+    return core_shared_async_client(config, scope=scope, client_class=AsyncDifyClient)
