@@ -10,142 +10,36 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
-from functools import cached_property
-from typing import IO, TYPE_CHECKING, Any
-
-from airflow.providers.common.compat.sdk import BaseHook
+from typing import TYPE_CHECKING, Any
 
 from docify_provider.client import (
     AsyncDocifyClient,
     ClientConfig,
     DocifyClient,
-    DocifyConfigError,
     DocifyError,
     DocifyInputError,
-    DocifyUnsafeDownloadError,
     ResultFile,
     RunResult,
     ScenarioInfo,
     StreamEvent,
     UploadedFile,
     normalize_inputs,
-    safe_file_name,
     validate_inputs,
 )
-from docify_provider.client.config import DEFAULT_BASE_URL, DEFAULT_USER, Secret
-from docify_provider.client.files import local_fs_path
-from docify_provider.compat import mask_secret_once
 from docify_provider.get_provider_info import CONN_FIELDS, CONN_FORM_FIELDS, UI_FIELD_BEHAVIOUR
+from docify_provider.hooks.base import ConnectionView, DownloadTarget, ProviderHook, config_from_view
 
 if TYPE_CHECKING:
     from docify_provider.client.models import FileType
 
-_URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-
-
-def _is_storage_url(value: str) -> bool:
-    return bool(_URL_SCHEME.match(value)) and not value.lower().startswith(("http://", "https://"))
-
-
-def _to_bool(value: Any, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-@dataclass(frozen=True)
-class ConnectionView:
-    """The fields of an Airflow ``Connection`` that a client needs, the key kept as a ``Secret``.
-
-    Airflow's ``Connection`` repr shows the password, and the tracebacks of Airflow 3.0's console
-    logs print every frame's locals: a frame that holds a ``Connection`` while an error passes
-    through it would print the key. The hook turns the connection into this view first and drops it.
-    """
-
-    conn_id: str | None
-    host: str | None
-    port: int | None
-    schema: str | None
-    password: Secret
-    extra_dejson: Mapping[str, Any]
-
-    @classmethod
-    def of(cls, conn: Any) -> ConnectionView:
-        if isinstance(conn, ConnectionView):
-            return conn
-        return cls(
-            conn_id=conn.conn_id,
-            host=conn.host,
-            port=conn.port,
-            schema=conn.schema,
-            password=Secret(conn.password),
-            extra_dejson=dict(conn.extra_dejson or {}),
-        )
-
 
 def config_from_connection(conn: Any) -> ClientConfig:
     """Build a ``ClientConfig`` from an Airflow ``Connection`` (host = base URL, password = key)."""
-    conn = ConnectionView.of(conn)  # from here on no local holds the key in clear
-    extra = conn.extra_dejson
-    host = (conn.host or "").strip()
-    if not host:
-        base_url = DEFAULT_BASE_URL
-    elif "://" in host:
-        base_url = host
-    else:
-        scheme = extra.get("scheme") or "https"
-        port = f":{conn.port}" if conn.port else ""
-        path = f"/{conn.schema.strip('/')}" if conn.schema else ""
-        base_url = f"{scheme}://{host}{port}{path}"
-    trusted = extra.get("trusted_hosts") or ()
-    if isinstance(trusted, str):
-        trusted = [h.strip() for h in trusted.split(",") if h.strip()]
-    verify: bool | str = _to_bool(extra.get("verify_ssl", extra.get("verify")), True)
-    if extra.get("ca_bundle"):
-        verify = str(extra["ca_bundle"])
-    proxies = extra.get("proxies") or extra.get("proxy") or None
-
-    def number(name: str, cast: type = float) -> Any:
-        value = extra.get(name)
-        if value in (None, ""):
-            return CONN_FIELDS[name]["schema"]["default"]
-        try:
-            return cast(value)
-        except (TypeError, ValueError):
-            raise DocifyConfigError(
-                f"Connection {conn.conn_id!r}: extra {name!r} must be a number, got {value!r}"
-            ) from None
-
-    optional: dict[str, Any] = {}
-    if extra.get("max_event_chars"):
-        optional["max_event_chars"] = int(extra["max_event_chars"])
-    if extra.get("max_stream_seconds") not in (None, ""):
-        # 0 switches the limit off (the config's None); anything else must be positive.
-        optional["max_stream_seconds"] = number("max_stream_seconds") or None
-    return ClientConfig(
-        api_key=conn.password,
-        base_url=base_url,
-        connect_timeout=number("connect_timeout"),
-        read_timeout=number("read_timeout"),
-        idle_timeout=number("idle_timeout"),
-        verify=verify,
-        proxies=proxies,
-        trusted_hosts=tuple(str(h).lower() for h in trusted),
-        allow_insecure_http=_to_bool(extra.get("allow_insecure_http"), False),
-        max_retries=number("max_retries", int),
-        default_user=str(extra.get("default_user") or DEFAULT_USER),
-        **optional,
-    )
+    return config_from_view(conn, ClientConfig, CONN_FIELDS)
 
 
-class DocifyHook(BaseHook):
+class DocifyHook(ProviderHook):
     """Talk to the Docify scenario bound to the connection's API key.
 
     :param docify_conn_id: Airflow connection of type ``docify``: Base URL in *host*
@@ -162,79 +56,17 @@ class DocifyHook(BaseHook):
         self.docify_conn_id = docify_conn_id
         self._scenario: ScenarioInfo | None = None
 
-    # -- connection form for Airflow < 3.2 (3.2+ reads it from provider info) -----------------------
+    config_class = ClientConfig
+    conn_fields = CONN_FIELDS
+    form_fields = CONN_FORM_FIELDS
+    ui_behaviour = UI_FIELD_BEHAVIOUR
+    client_class = DocifyClient
+    async_client_class = AsyncDocifyClient
 
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from wtforms import BooleanField, IntegerField, StringField
+    # ``config``, ``client``, ``aget_config``, ``get_async_client``, ``close``, the connection form,
+    # ``resolve_path`` and ``download_file`` come from ``ProviderHook``.
 
-        # The same fields, labels and descriptions as conn-fields; defaults only where the form keeps one.
-        widgets: dict[str, Any] = {}
-        for name, spec in CONN_FORM_FIELDS.items():
-            kinds = spec["schema"]["type"]
-            description = spec.get("description")
-            if "boolean" in kinds:
-                widgets[name] = BooleanField(
-                    spec["label"], default=spec["schema"].get("default"), description=description
-                )
-            elif "integer" in kinds:
-                widgets[name] = IntegerField(spec["label"], widget=BS3TextFieldWidget(), description=description)
-            else:
-                widgets[name] = StringField(spec["label"], widget=BS3TextFieldWidget(), description=description)
-        return widgets
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
-        }
-
-    # -- clients --------------------------------------------------------------------------------
-
-    @cached_property
-    def config(self) -> ClientConfig:
-        return self._config(self.get_connection(self.docify_conn_id))
-
-    @staticmethod
-    def _config(conn: Any) -> ClientConfig:
-        view = ConnectionView.of(conn)
-        del conn  # the Connection's repr shows the key: keep it out of this frame's locals
-        if view.password:
-            mask_secret_once(view.password)
-        return config_from_connection(view)
-
-    async def aget_config(self) -> ClientConfig:
-        """Resolve the connection without blocking the triggerer's event loop."""
-        if "config" in self.__dict__:
-            return self.config
-        aget = getattr(type(self), "aget_connection", None)
-        if aget is not None:
-            conn = await aget(self.docify_conn_id)
-        else:  # pragma: no cover - Airflow without async connection lookup
-            from asgiref.sync import sync_to_async
-
-            conn = await sync_to_async(self.get_connection)(self.docify_conn_id)
-        self.__dict__["config"] = self._config(conn)
-        return self.config
-
-    @cached_property
-    def client(self) -> DocifyClient:
-        return DocifyClient(self.config)
-
-    def get_conn(self) -> DocifyClient:
-        return self.client
-
-    async def get_async_client(self) -> AsyncDocifyClient:
-        """A new async client (one per event loop; close it with ``aclose``)."""
-        return AsyncDocifyClient(await self.aget_config())
-
-    def close(self) -> None:
-        if "client" in self.__dict__:
-            self.client.close()
-            del self.__dict__["client"]
+    client: DocifyClient
 
     # -- scenario -------------------------------------------------------------------------------
 
@@ -258,17 +90,6 @@ class DocifyHook(BaseHook):
         return True, message
 
     # -- files in -------------------------------------------------------------------------------
-
-    @staticmethod
-    def resolve_path(value: Any) -> Any:
-        """A storage URL string (``s3://``, ``gs://``, ``file://``) -> ``ObjectStoragePath``; else as is."""
-        if isinstance(value, str) and _is_storage_url(value):
-            if value.startswith("file://"):
-                return value[len("file://") :]
-            from airflow.providers.common.compat.sdk import ObjectStoragePath
-
-            return ObjectStoragePath(value)
-        return value
 
     def upload_file(
         self,
@@ -419,72 +240,9 @@ class DocifyHook(BaseHook):
 
     # -- files out ------------------------------------------------------------------------------
 
-    def download_file(
-        self,
-        file: ResultFile | Mapping[str, Any] | str,
-        destination: Any,
-        *,
-        file_name: str | None = None,
-        max_bytes: int | None = None,
-    ) -> Any:
-        """Stream an attachment to ``destination`` and return where it was stored.
-
-        ``destination`` is a local path, an ``ObjectStoragePath`` or a storage URL. When it is a
-        folder (exists as one, or is a string ending with "/"), the attachment's name (made safe)
-        is appended. Its size is checked against the declared ``fileSize``; a partial file is removed.
-        """
+    def _as_download(self, file: ResultFile | Mapping[str, Any] | str) -> DownloadTarget:
         result_file = _as_result_file(file)
-        name = safe_file_name(file_name or result_file.file_name or result_file.file_url.rsplit("/", 1)[-1])
-        # ObjectStoragePath drops a trailing "/", so note it on the string before resolving.
-        is_folder = isinstance(destination, str) and destination.endswith("/")
-        target = self.resolve_path(destination)
-        local = local_fs_path(target)
-        if local is not None:
-            return self._download_local(result_file, local, name, max_bytes)
-        if is_folder or (target.exists() and target.is_dir()):
-            target = target / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.client.download(
-                result_file.file_url,
-                lambda: target.open("wb"),
-                expected_size=result_file.file_size,
-                max_bytes=max_bytes,
-            )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                target.unlink()
-            raise
-        return target
-
-    def _download_local(self, file: ResultFile, target: str, name: str, max_bytes: int | None) -> str:
-        if target.endswith(os.sep) or os.path.isdir(target):
-            target = os.path.join(target, name)
-        folder = os.path.dirname(os.path.abspath(target))
-        os.makedirs(folder, exist_ok=True)
-        free = shutil.disk_usage(folder).free
-        if file.file_size is not None and file.file_size > free:
-            # Refused before a byte is fetched: a failed half-download would fill the disk first.
-            raise DocifyUnsafeDownloadError(
-                f"Attachment {name!r} declares {file.file_size} bytes (fileSize) but only {free} bytes are free "
-                f"in {folder}; not downloaded",
-                endpoint="download",
-            )
-        fd, partial = tempfile.mkstemp(prefix=".docify-", suffix=".part", dir=folder)
-        os.close(fd)
-
-        @contextlib.contextmanager
-        def sink() -> Iterator[IO[bytes]]:
-            with open(partial, "wb") as fh:
-                yield fh
-
-        try:
-            self.client.download(file.file_url, sink, expected_size=file.file_size, max_bytes=max_bytes)
-            os.replace(partial, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(partial)
-        return target
+        return DownloadTarget(result_file.file_url, result_file.file_name, result_file.file_size)
 
 
 def _as_result_file(file: ResultFile | Mapping[str, Any] | str) -> ResultFile:

@@ -31,17 +31,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import posixpath
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from docify_provider.durable.ledger import RunLedger
 from docify_provider.durable.state import TaskState
+from docify_provider.operators.base import (
+    RunOperatorBase,
+    context_ti,
+    map_index,
+    now_iso,
+    outcome_known,
+    resolve_user,
+    with_asset_alias,
+)
+from docify_provider.xcom import LEGACY_PENDING_STATE_KEY, LEGACY_RESULT_STATE_KEY, STATE_KEY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -52,38 +58,6 @@ if TYPE_CHECKING:
 DEFAULT_CONN_ID = "docify_default"
 #: Default name of the ``AssetAlias`` the run operators emit attachment asset events through.
 DEFAULT_ASSET_ALIAS = "docify_attachments"
-
-
-def _now_iso() -> str:
-    return datetime.now(tz=timezone.utc).isoformat()
-
-
-def _outcome_known(exc: BaseException) -> bool:
-    """True when ``exc`` proves no run is pending: none was started, or it ended (even in failure)."""
-    from docify_provider._core.errors import ProviderError
-
-    return isinstance(exc, ProviderError) and exc.run_settled()
-
-
-def _ctx(context: Context) -> Mapping[str, Any]:
-    return cast("Mapping[str, Any]", context)
-
-
-def _context_ti(context: Context) -> Any:
-    return _ctx(context).get("ti") or _ctx(context).get("task_instance")
-
-
-def _later_try(current: int | None, deferred_in: int | None) -> bool:
-    try:
-        return current is not None and deferred_in is not None and int(current) > int(deferred_in)
-    except (TypeError, ValueError):  # pragma: no cover - not a real task instance
-        return False
-
-
-def _map_index(context: Context) -> int:
-    ti = _context_ti(context)
-    value = getattr(ti, "map_index", -1)
-    return -1 if value is None else int(value)
 
 
 # -- operators ------------------------------------------------------------------------------------
@@ -130,7 +104,7 @@ class DocifyUploadFileOperator(BaseOperator):
         return DocifyHook(docify_conn_id=self.docify_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        user = _resolve_user(self, self.hook)
+        user = resolve_user(self, self.hook)
         try:
             uploaded = self.hook.upload_file(
                 self.source, user=user, file_type=self.file_type or None, file_name=self.file_name or None
@@ -147,19 +121,7 @@ class DocifyUploadFileOperator(BaseOperator):
         return uploaded.as_dict()
 
 
-def _resolve_user(op: Any, hook: DocifyHook) -> str:
-    """The task's ``user``; else the connection's ``default_user`` extra; else ``airflow:<dag>.<task>``."""
-    if op.user:
-        return str(op.user)
-    from docify_provider.client.config import DEFAULT_USER
-
-    configured = hook.config.default_user
-    if configured and configured != DEFAULT_USER:
-        return configured
-    return f"airflow:{op.dag_id}.{op.task_id}"
-
-
-class _DocifyRunOperatorBase(BaseOperator):
+class _DocifyRunOperatorBase(RunOperatorBase):
     """Shared parameters and post-processing of the run operators (not for direct use).
 
     :param inputs: mapping of scenario variable -> value: plain text; a local path,
@@ -185,6 +147,10 @@ class _DocifyRunOperatorBase(BaseOperator):
     :param docify_conn_id: Airflow connection of type ``docify``. (templated)
     """
 
+    state_key = STATE_KEY
+    legacy_state_keys = (("result", LEGACY_RESULT_STATE_KEY), ("pending", LEGACY_PENDING_STATE_KEY))
+    label = "Docify"
+
     template_fields: Sequence[str] = ("docify_conn_id", "inputs", "user", "additional_info", "attachments_to")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "additional_info": "json"}
     ui_color = "#dbeafe"
@@ -204,13 +170,7 @@ class _DocifyRunOperatorBase(BaseOperator):
         allow_resubmit: bool = False,
         **kwargs: Any,
     ) -> None:
-        if emit_asset_events:
-            outlets = kwargs.get("outlets") or []
-            outlets = list(outlets) if isinstance(outlets, (list, tuple)) else [outlets]
-            if not any(isinstance(o, AssetAlias) and o.name == asset_alias for o in outlets):
-                outlets.append(AssetAlias(name=asset_alias))
-            kwargs["outlets"] = outlets
-        super().__init__(**kwargs)
+        super().__init__(**with_asset_alias(kwargs, emit_asset_events, asset_alias))
         self.inputs = inputs
         self.docify_conn_id = docify_conn_id
         self.user = user
@@ -222,7 +182,7 @@ class _DocifyRunOperatorBase(BaseOperator):
         self.force_rerun = force_rerun
         self.allow_resubmit = allow_resubmit
         # Per try: the bought-once ledger (its pending record, keys of earlier builds to drop).
-        self._ledger: RunLedger | None = None
+        self._ledger = None
 
     @cached_property
     def hook(self) -> DocifyHook:
@@ -241,7 +201,7 @@ class _DocifyRunOperatorBase(BaseOperator):
             if reused is not None:
                 return self._finish(context, state, *reused)
             self._check_pending(state, stored)
-            user = _resolve_user(self, self.hook)
+            user = resolve_user(self, self.hook)
             wire = self.hook.prepare_inputs(self.inputs, user=user, validate=self.validate)
             bought = self._buy(context, state, wire, user)
             if bought is None:  # pragma: no cover - _buy defers or returns
@@ -255,15 +215,6 @@ class _DocifyRunOperatorBase(BaseOperator):
         self, context: Context, state: TaskState, wire: dict[str, Any], user: str
     ) -> tuple[RunResult, str | None] | None:
         raise NotImplementedError
-
-    def ledger(self, state: TaskState) -> RunLedger:
-        """This try's bought-once ledger in ``state`` (``docify_state``, and the keys of earlier builds)."""
-        from docify_provider.xcom import LEGACY_PENDING_STATE_KEY, LEGACY_RESULT_STATE_KEY, STATE_KEY
-
-        if self._ledger is None or self._ledger.state is not state:
-            legacy = (("result", LEGACY_RESULT_STATE_KEY), ("pending", LEGACY_PENDING_STATE_KEY))
-            self._ledger = RunLedger(state, STATE_KEY, legacy=legacy)
-        return self._ledger
 
     def _read_state(self, state: TaskState) -> dict[str, Any]:
         """What an earlier try stored (see ``RunLedger.read``); a failed read stops the try."""
@@ -327,11 +278,6 @@ class _DocifyRunOperatorBase(BaseOperator):
         """Keep the bought result where a retry finds it, before anything else can fail."""
         self.ledger(state).bought(result.raw, session_id=session_id)
 
-    def _settle_failure(self, state: TaskState, exc: BaseException) -> None:
-        """After a failed run request: forget the pending record only when the outcome is known."""
-        if _outcome_known(exc):
-            self.ledger(state).forget()
-
     # -- post-processing ------------------------------------------------------------------------
 
     def _finish(self, context: Context, state: TaskState, result: RunResult, session_id: str | None) -> dict[str, Any]:
@@ -347,31 +293,6 @@ class _DocifyRunOperatorBase(BaseOperator):
             self._push_keys_airflow_3_0_refuses(context, xcom)
         return xcom
 
-    def _push_keys_airflow_3_0_refuses(self, context: Context, xcom: dict[str, Any]) -> None:
-        """``multiple_outputs`` on Airflow 3.0: push the per-key XComs here, leaving out ``None`` values.
-
-        Airflow 3.0's Execution API refuses an XCom whose value is ``None`` ("Field required"),
-        so its own per-key push would fail the task after the run was paid for (a blocking run's
-        ``session_id`` is ``None``). The whole dict still goes out as ``return_value``.
-        """
-        from docify_provider.compat import airflow_version
-
-        if airflow_version() >= (3, 1):
-            return
-        ti = _context_ti(context)
-        skipped = sorted(key for key, value in xcom.items() if value is None)
-        for key, value in xcom.items():
-            if value is not None:
-                ti.xcom_push(key, value)
-        # Airflow reads the flag after execute() returns: the per-key XComs are already pushed.
-        self.multiple_outputs = False
-        if skipped:
-            self.log.info(
-                "Airflow 3.0 cannot store an XCom whose value is None: %s not pushed as own XCom(s); "
-                "they are in return_value (None). Airflow 3.1+ pushes them.",
-                ", ".join(skipped),
-            )
-
     def _log_result(self, result: RunResult, session_id: str | None) -> None:
         elapsed = f"{result.elapsed_ms / 1000:.2f}s" if result.elapsed_ms is not None else "unknown time"
         self.log.info(
@@ -384,63 +305,12 @@ class _DocifyRunOperatorBase(BaseOperator):
             len(result.files),
         )
 
-    def _attachment_folder(self, context: Context) -> Any:
-        from docify_provider.client.files import local_fs_path, safe_file_name
-
-        ti = _context_ti(context)
-        dag_id = getattr(ti, "dag_id", None) or self.dag_id
-        run_id = getattr(ti, "run_id", None) or str(_ctx(context).get("run_id") or "run")
-        map_index = _map_index(context)
-        task_part = self.task_id if map_index < 0 else f"{self.task_id}-{map_index}"
-        parts = [safe_file_name(str(p), default="_") for p in (dag_id, run_id, task_part)]
-        base = self.hook.resolve_path(self.attachments_to)
-        local = local_fs_path(base)
-        if local is not None:
-            return os.path.join(os.path.abspath(local), *parts)
-        return base.joinpath(*parts)
-
     def _store_attachments(self, context: Context, result: RunResult) -> list[str] | None:
-        if not self.attachments_to or not result.files:
-            return None
-        from docify_provider.client.files import safe_file_name
-
-        folder = self._attachment_folder(context)
-        used: set[str] = set()
-        paths: list[str] = []
-        for file in result.files:
-            name = safe_file_name(file.file_name or file.file_url.rsplit("/", 1)[-1])
-            stem, ext = posixpath.splitext(name)
-            counter = 1
-            while name.lower() in used:
-                counter += 1
-                name = f"{stem}-{counter}{ext}"
-            used.add(name.lower())
-            if isinstance(folder, str):
-                destination: Any = os.path.join(folder, name)
-            else:
-                destination = folder / name
-            stored = self.hook.download_file(file, destination)
-            self.log.info("Stored attachment %s (%s bytes) at %s", file.file_name, file.file_size, stored)
-            paths.append(str(stored))
-        return paths
+        return self._store_files(context, result.files)
 
     def _emit_asset_events(self, context: Context, result: RunResult, paths: Sequence[str]) -> None:
-        from pathlib import Path
-
-        from airflow.providers.common.compat.sdk import Asset
-
-        events = _ctx(context).get("outlet_events")
-        if events is None:  # pragma: no cover - Airflow always provides it
-            self.log.warning("No outlet_events in the context; asset events not emitted")
-            return
         extra = {"run_id": result.run_id, "cost_points": result.cost_points, "scenario_id": result.scenario_id}
-        alias = AssetAlias(name=self.asset_alias)
-        for path in paths:
-            # Local files (plain path or file:// ObjectStoragePath) get one canonical, percent-encoded URI.
-            local = path[len("file://") :] if path.startswith("file://") else None if "://" in path else path
-            uri = Path(local).resolve().as_uri() if local is not None else path
-            events[alias].add(Asset(uri=uri), extra=dict(extra))
-            self.log.info("Asset event for %s through alias %r", uri, self.asset_alias)
+        self._emit_file_events(context, paths, extra)
 
 
 class DocifyRunScenarioOperator(_DocifyRunOperatorBase):
@@ -556,7 +426,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
     def _defer(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> None:
         from docify_provider.triggers.docify import DocifyStreamTrigger
 
-        ti = _context_ti(context)
+        ti = context_ti(context)
         trigger = DocifyStreamTrigger(
             inputs=wire,
             docify_conn_id=self.docify_conn_id,
@@ -567,7 +437,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             dag_id=getattr(ti, "dag_id", None) or self.dag_id,
             task_id=getattr(ti, "task_id", None) or self.task_id,
             run_id=getattr(ti, "run_id", None),
-            map_index=_map_index(context),
+            map_index=map_index(context),
             try_number=state.try_number,
         )
         self._mark_pending(state)
@@ -576,7 +446,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         from docify_provider.xcom import STREAM_MARKER_XCOM_KEY, stream_marker
 
         try:
-            ti.xcom_push(key=STREAM_MARKER_XCOM_KEY, value=stream_marker("deferred", deferred_at=_now_iso()))
+            ti.xcom_push(key=STREAM_MARKER_XCOM_KEY, value=stream_marker("deferred", deferred_at=now_iso()))
         except Exception:
             self.log.warning("Could not write the stream restart marker; the trigger will look for it", exc_info=True)
         self.log.info("Deferring the Docify stream to the triggerer (user %s)", user)
@@ -589,18 +459,9 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         from docify_provider.triggers.docify import error_from_event
 
         state = TaskState(context, self.log)
-        deferred_in_try = (event or {}).get("deferred_in_try")  # the trigger echoes the try that deferred
-        if _later_try(state.try_number, deferred_in_try):
-            # Airflow 3.0 keeps next_method and next_kwargs when a deferred task is retried, so the
-            # retry would resume with the event of the try that deferred. Start it from the top
-            # instead, as Airflow 3.1+ does: a bought result is reused, an unknown outcome fails
-            # closed on its pending marker, and a run that failed on Docify is run again.
-            self.log.info(
-                "Try %s was resumed with the trigger event of try %s (Airflow 3.0 keeps it on retry); "
-                "starting this try from the beginning",
-                state.try_number,
-                deferred_in_try,
-            )
+        if self._resumed_with_earlier_event(context, state, event):
+            # Started from the top: a bought result is reused, an unknown outcome fails closed on
+            # its pending marker, and a run that failed on Docify is run again.
             self.hook.close()
             return self.execute(context)
         self._ledger = None
@@ -617,7 +478,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
                 return self._finish(context, state, result, session_id)
             exc = error_from_event(event)
             self._settle_failure(state, exc)
-            if not _outcome_known(exc) and event.get("session_id"):
+            if not outcome_known(exc) and event.get("session_id"):
                 self._note_session(state, str(event["session_id"]))
             raise exc
         finally:

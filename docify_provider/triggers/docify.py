@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -42,156 +41,31 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from docify_provider.events import EventPayload, error_from_event, error_to_event, register_result_summary
+from docify_provider.triggers.base import MarkerTrigger, fire, marker_says_deferred
 from docify_provider.xcom import LEGACY_STREAM_MARKER_XCOM_KEY, STREAM_MARKER_XCOM_KEY, stream_marker
 
 _STREAM_CLASSPATH = "docify_provider.triggers.docify.DocifyStreamTrigger"
 _AVAILABLE_CLASSPATH = "docify_provider.triggers.docify.DocifyScenarioAvailableTrigger"
-#: Event types kept in an error event's ``detail["events_seen"]`` (the last ones).
-_EVENTS_SEEN_KEPT = 50
 
 
-#: Longest string shown whole in an event payload's ``repr`` (longer ones are cut, with their length).
-_REPR_TEXT = 80
-
-
-def _brief(key: Any, value: Any) -> str:
-    """One short token for ``value`` in an ``EventPayload`` repr."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return repr(value) if len(value) <= _REPR_TEXT else f"{value[: _REPR_TEXT - 1]!r}... ({len(value)} chars)"
-    size = len(json.dumps(value, default=str))
-    if key == "result" and isinstance(value, Mapping) and "runId" in value:
-        files = value.get("files")
-        count = len(files) if isinstance(files, list) else 0
-        return (
-            f"<Docify run {value.get('runId')}: isSuccess={value.get('isSuccess')}, {count} file(s), "
-            f"{size} chars, passed whole to the task>"
-        )
-    if size <= _REPR_TEXT:
-        return repr(value)
-    if isinstance(value, Mapping):
-        return f"<dict of {len(value)} keys, {size} chars>"
-    if isinstance(value, (list, tuple)):
-        return f"<list of {len(value)} items, {size} chars>"
-    return f"<{type(value).__name__}, {size} chars>"
-
-
-class EventPayload(dict[str, Any]):
-    """A trigger event payload: a plain ``dict`` to every consumer, with a short one-line ``repr``.
-
-    Airflow 3.0 to 3.3 log every event a trigger fires, in the triggerer and in the task log:
-    ``TriggerRunner.run_trigger`` calls ``log.ainfo("Trigger fired event", name=..., result=event)``
-    and structlog renders the event with ``repr`` (``TriggerEvent<{payload!r}>``). Only that rendering
-    is summarised; nothing is dropped from the payload itself. Pydantic dumps it as a plain dict when
-    the runner sends the event to the triggerer's supervisor (msgpack), which stores it in the task
-    instance's ``next_kwargs`` for ``execute_complete``; ``dag.test()`` serializes it with serde (a
-    ``dict`` subclass is encoded as a dict). So every reader gets back an ordinary ``dict``.
-    """
-
-    def __repr__(self) -> str:
-        try:
-            return "{" + ", ".join(f"{key!r}: {_brief(key, value)}" for key, value in self.items()) + "}"
-        except Exception:  # a repr must never break the log line it is part of
-            return f"<Docify trigger event with keys {sorted(map(str, self))}>"
-
-
-def _event(payload: Mapping[str, Any]) -> TriggerEvent:
-    return TriggerEvent(EventPayload(payload))
-
-
-def _json_safe(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def error_to_event(exc: BaseException, *, session_id: str | None = None, posted: bool = True) -> dict[str, Any]:
-    """A ``status: error`` payload describing ``exc`` (JSON only; rebuilt by ``error_from_event``)."""
-    from docify_provider.client.errors import DocifyError
-
-    if isinstance(exc, DocifyError):
-        error_type = type(exc).__name__
-        detail: dict[str, Any] = {}
-        for key, value in vars(exc).items():
-            if hasattr(value, "raw") and isinstance(value.raw, dict):
-                value = value.raw  # e.g. the RunResult of a failed run
-            if key == "events_seen" and isinstance(value, list) and len(value) > _EVENTS_SEEN_KEPT:
-                # An endless stream sees thousands of events; the trigger event is stored in the
-                # metadata DB, so keep only the last few and the count.
-                detail["events_seen_count"] = len(value)
-                value = value[-_EVENTS_SEEN_KEPT:]
-            if _json_safe(value):
-                detail[key] = value
-        message = str(exc)
-    else:
-        # Not ours (a bug, a library error): once the request may have gone out, the outcome is unknown.
-        error_type = "DocifyOutcomeUnknownError" if posted else "DocifyError"
-        detail = {}
-        message = f"{type(exc).__name__}: {exc}"
-        if posted:
-            message += " (the run request may have reached Docify; it is not re-sent automatically)"
-    return {
-        "status": "error",
-        "error_type": error_type,
-        "message": message,
-        "session_id": session_id or detail.get("session_id"),
-        "run_id": detail.get("run_id"),
-        "detail": detail,
-    }
-
-
-def error_from_event(event: Mapping[str, Any]) -> Exception:
-    """The ``DocifyError`` subclass an ``error`` / ``outcome_unknown`` trigger event stands for."""
-    from docify_provider.client import errors
-
-    status = event.get("status")
-    message = str(event.get("message") or f"Docify stream trigger reported {status!r}")
-    if status == "outcome_unknown":
-        return errors.DocifyOutcomeUnknownError(message, session_id=event.get("session_id"))
-    cls = getattr(errors, str(event.get("error_type") or ""), None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.DocifyError)):
-        cls = errors.DocifyError
-    exc = cls.__new__(cls)
-    # Defaults for every attribute the hierarchy defines, then what the trigger saw.
-    exc.__dict__.update(
-        {
-            "message": message,
-            "status_code": None,
-            "endpoint": None,
-            "server_message": None,
-            "retry_after": None,
-            "request_sent": True,
-            "session_id": event.get("session_id"),
-            "run_id": event.get("run_id"),
-            "events_seen": [],
-            "error": None,
-            "result": None,
-            "problems": [],
-        }
+def _docify_result_summary(value: Mapping[str, Any], size: int) -> str | None:
+    """A Docify run response in an ``EventPayload`` repr."""
+    if "runId" not in value:
+        return None
+    files = value.get("files")
+    count = len(files) if isinstance(files, list) else 0
+    return (
+        f"<Docify run {value.get('runId')}: isSuccess={value.get('isSuccess')}, {count} file(s), "
+        f"{size} chars, passed whole to the task>"
     )
-    exc.__dict__.update(dict(event.get("detail") or {}))
-    for key in ("session_id", "run_id"):
-        if exc.__dict__.get(key) is None and event.get(key) is not None:
-            exc.__dict__[key] = event[key]
-    Exception.__init__(exc, message)
-    return exc
 
 
-def _marker_says_deferred(marker: Any) -> bool:
-    """The operator's ``{"state": "deferred"}`` marker: no trigger has sent the run yet."""
-    return isinstance(marker, dict) and marker.get("state") == "deferred"
+register_result_summary(_docify_result_summary)
+_event = fire
 
 
-def _xcom_class() -> Any:
-    from airflow.providers.common.compat.sdk import XCom
-
-    return XCom
-
-
-class DocifyStreamTrigger(BaseTrigger):
+class DocifyStreamTrigger(MarkerTrigger):
     """Stream one Docify run from the triggerer and fire one event with its outcome.
 
     :param inputs: wire-format inputs (``{var: {"text": ...} | {"files": [...]}}``), already
@@ -209,6 +83,10 @@ class DocifyStreamTrigger(BaseTrigger):
     :param try_number: the try that deferred; every event carries it back as ``deferred_in_try``, so
         that a later try handed this event (Airflow 3.0 keeps it on retry) can tell.
     """
+
+    marker_key = STREAM_MARKER_XCOM_KEY
+    legacy_marker_key = LEGACY_STREAM_MARKER_XCOM_KEY
+    log_label = "Docify stream trigger"
 
     def __init__(
         self,
@@ -232,14 +110,7 @@ class DocifyStreamTrigger(BaseTrigger):
         self.additional_info = additional_info
         self.allow_resubmit = allow_resubmit
         self.idle_timeout = idle_timeout
-        self.dag_id = dag_id
-        self.task_id = task_id
-        self.run_id = run_id
-        self.map_index = -1 if map_index is None else int(map_index)
-        self.try_number = try_number
-
-    def _fire(self, payload: Mapping[str, Any]) -> TriggerEvent:
-        return _event({**payload, "deferred_in_try": self.try_number})
+        self._set_identity(dag_id, task_id, run_id, map_index, try_number)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -251,68 +122,9 @@ class DocifyStreamTrigger(BaseTrigger):
                 "additional_info": self.additional_info,
                 "allow_resubmit": self.allow_resubmit,
                 "idle_timeout": self.idle_timeout,
-                "dag_id": self.dag_id,
-                "task_id": self.task_id,
-                "run_id": self.run_id,
-                "map_index": self.map_index,
-                "try_number": self.try_number,
+                **self._identity_kwargs(),
             },
         )
-
-    # -- restart guard --------------------------------------------------------------------------
-
-    def _identity(self) -> dict[str, Any] | None:
-        ti = self.task_instance
-        if ti is not None and getattr(ti, "run_id", None):
-            map_index = getattr(ti, "map_index", -1)
-            return {
-                "dag_id": ti.dag_id,
-                "task_id": ti.task_id,
-                "run_id": ti.run_id,
-                "map_index": -1 if map_index is None else int(map_index),
-            }
-        if self.dag_id and self.task_id and self.run_id:
-            return {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": self.run_id, "map_index": self.map_index}
-        return None
-
-    async def _read_marker(self, ident: Mapping[str, Any] | None) -> Any:
-        if ident is None:
-            self.log.warning("Docify stream trigger: no task instance identity; restart guard disabled")
-            return None
-        from asgiref.sync import sync_to_async
-
-        get_one = sync_to_async(_xcom_class().get_one)
-        try:
-            marker = await get_one(key=STREAM_MARKER_XCOM_KEY, **ident)
-        except Exception as exc:
-            self.log.warning("Docify stream trigger: cannot read the restart marker (%s); proceeding", exc)
-            return None
-        if marker is not None:
-            return marker
-        # No marker under the current key: the task deferred under an earlier build, which kept it
-        # under the old key (and whose trigger may have sent the run). Only then is the old key read:
-        # Airflow logs every XCom it does not find at error level, in every trigger's log.
-        try:
-            return await get_one(key=LEGACY_STREAM_MARKER_XCOM_KEY, **ident)
-        except Exception as exc:
-            self.log.warning("Docify stream trigger: cannot read the restart marker's old key (%s)", exc)
-            return None
-
-    async def _write_marker(self, ident: Mapping[str, Any] | None, value: dict[str, Any]) -> bool:
-        if ident is None:
-            return False
-        from asgiref.sync import sync_to_async
-
-        try:
-            await sync_to_async(_xcom_class().set)(key=STREAM_MARKER_XCOM_KEY, value=value, **ident)
-        except Exception as exc:
-            self.log.warning(
-                "Docify stream trigger: cannot write the restart marker (%s); proceeding without the guard "
-                "(a triggerer restart could re-send this run)",
-                exc,
-            )
-            return False
-        return True
 
     # -- run ------------------------------------------------------------------------------------
 
@@ -320,7 +132,7 @@ class DocifyStreamTrigger(BaseTrigger):
         ident = self._identity()
         marker = await self._read_marker(ident)
         # {"state": "deferred"} is written by the operator before deferring: nothing sent yet.
-        if marker is not None and not _marker_says_deferred(marker):
+        if marker is not None and not marker_says_deferred(marker):
             session = marker.get("session_id") if isinstance(marker, dict) else None
             if not self.allow_resubmit:
                 seen = f" (session {session})" if session else " (no session id was received)"

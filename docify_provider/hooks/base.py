@@ -1,0 +1,329 @@
+"""What every backend's hook shares: connection -> client config, storage URLs, file downloads.
+
+A backend hook (``DocifyHook``, ``DifyHook``) subclasses ``ProviderHook`` and names its client
+classes, its config class and its connection form; this module turns the Airflow connection into
+the backend's ``ClientConfig`` (base URL, timeouts, TLS, proxies, trusted hosts, retries, the
+default user) without ever holding the key in clear, resolves storage URLs through
+``ObjectStoragePath`` and streams produced files to local folders or object storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import IO, Any, ClassVar
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from docify_provider._core.config import DEFAULT_USER, ClientConfig, Secret
+from docify_provider._core.errors import ConfigError, UnsafeDownloadError, error_class
+from docify_provider._core.files import local_fs_path, safe_file_name
+from docify_provider.compat import mask_secret_once
+
+_URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def is_storage_url(value: str) -> bool:
+    """``s3://``, ``gs://``, ``file://``... (any scheme but http(s))."""
+    return bool(_URL_SCHEME.match(value)) and not value.lower().startswith(("http://", "https://"))
+
+
+def to_bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    """The fields of an Airflow ``Connection`` that a client needs, the key kept as a ``Secret``.
+
+    Airflow's ``Connection`` repr shows the password, and the tracebacks of Airflow 3.0's console
+    logs print every frame's locals: a frame that holds a ``Connection`` while an error passes
+    through it would print the key. The hook turns the connection into this view first and drops it.
+    """
+
+    conn_id: str | None
+    host: str | None
+    port: int | None
+    schema: str | None
+    password: Secret
+    extra_dejson: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, conn: Any) -> ConnectionView:
+        if isinstance(conn, ConnectionView):
+            return conn
+        return cls(
+            conn_id=conn.conn_id,
+            host=conn.host,
+            port=conn.port,
+            schema=conn.schema,
+            password=Secret(conn.password),
+            extra_dejson=dict(conn.extra_dejson or {}),
+        )
+
+
+def config_from_view(conn: Any, config_class: type[ClientConfig], conn_fields: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Build a ``config_class`` from an Airflow ``Connection`` (host = base URL, password = key).
+
+    ``conn_fields`` are the backend's connection extras (``get_provider_info``); their schema
+    ``default`` is used for an extra that is missing or ``null``.
+    """
+    conn = ConnectionView.of(conn)  # from here on no local holds the key in clear
+    extra = conn.extra_dejson
+    host = (conn.host or "").strip()
+    if not host:
+        base_url = str(config_class.__dataclass_fields__["base_url"].default)
+    elif "://" in host:
+        base_url = host
+    else:
+        scheme = extra.get("scheme") or "https"
+        port = f":{conn.port}" if conn.port else ""
+        path = f"/{conn.schema.strip('/')}" if conn.schema else ""
+        base_url = f"{scheme}://{host}{port}{path}"
+    trusted = extra.get("trusted_hosts") or ()
+    if isinstance(trusted, str):
+        trusted = [h.strip() for h in trusted.split(",") if h.strip()]
+    verify: bool | str = to_bool(extra.get("verify_ssl", extra.get("verify")), True)
+    if extra.get("ca_bundle"):
+        verify = str(extra["ca_bundle"])
+    proxies = extra.get("proxies") or extra.get("proxy") or None
+
+    def number(name: str, cast: type = float) -> Any:
+        value = extra.get(name)
+        if value in (None, ""):
+            return conn_fields[name]["schema"]["default"]
+        try:
+            return cast(value)
+        except (TypeError, ValueError):
+            raise error_class(config_class.errors, ConfigError)(
+                f"Connection {conn.conn_id!r}: extra {name!r} must be a number, got {value!r}"
+            ) from None
+
+    optional: dict[str, Any] = {}
+    if extra.get("max_event_chars"):
+        optional["max_event_chars"] = int(extra["max_event_chars"])
+    if extra.get("max_stream_seconds") not in (None, ""):
+        # 0 switches the limit off (the config's None); anything else must be positive.
+        optional["max_stream_seconds"] = number("max_stream_seconds") or None
+    return config_class(
+        api_key=conn.password,
+        base_url=base_url,
+        connect_timeout=number("connect_timeout"),
+        read_timeout=number("read_timeout"),
+        idle_timeout=number("idle_timeout"),
+        verify=verify,
+        proxies=proxies,
+        trusted_hosts=tuple(str(h).lower() for h in trusted),
+        allow_insecure_http=to_bool(extra.get("allow_insecure_http"), False),
+        max_retries=number("max_retries", int),
+        default_user=str(extra.get("default_user") or DEFAULT_USER),
+        **optional,
+    )
+
+
+@dataclass(frozen=True)
+class DownloadTarget:
+    """A produced file to download: its URL, name and declared size (any backend's file object)."""
+
+    file_url: str
+    file_name: str
+    file_size: int | None
+
+
+class ProviderHook(BaseHook):
+    """The Airflow-aware part every backend hook shares (not for direct use).
+
+    Subclasses set ``conn_name_attr`` & co., ``config_class``, ``conn_fields`` (extras with their
+    defaults), ``form_fields`` / ``ui_behaviour`` (the connection form), ``client_class`` and
+    ``async_client_class``, and ``_as_download`` for their produced-file objects.
+    """
+
+    conn_name_attr: ClassVar[str]
+    config_class: ClassVar[type[ClientConfig]]
+    conn_fields: ClassVar[Mapping[str, Mapping[str, Any]]]
+    form_fields: ClassVar[Mapping[str, Mapping[str, Any]]]
+    ui_behaviour: ClassVar[Mapping[str, Any]]
+    client_class: ClassVar[type[Any]]
+    async_client_class: ClassVar[type[Any]]
+
+    @property
+    def conn_id(self) -> str:
+        return str(getattr(self, self.conn_name_attr))
+
+    # -- connection form for Airflow < 3.2 (3.2+ reads it from provider info) -----------------------
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from wtforms import BooleanField, IntegerField, StringField
+
+        # The same fields, labels and descriptions as conn-fields; defaults only where the form keeps one.
+        widgets: dict[str, Any] = {}
+        for name, spec in cls.form_fields.items():
+            kinds = spec["schema"]["type"]
+            description = spec.get("description")
+            if "boolean" in kinds:
+                widgets[name] = BooleanField(
+                    spec["label"], default=spec["schema"].get("default"), description=description
+                )
+            elif "integer" in kinds:
+                widgets[name] = IntegerField(spec["label"], widget=BS3TextFieldWidget(), description=description)
+            else:
+                widgets[name] = StringField(spec["label"], widget=BS3TextFieldWidget(), description=description)
+        return widgets
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": cls.ui_behaviour["hidden-fields"],
+            "relabeling": cls.ui_behaviour["relabeling"],
+            "placeholders": cls.ui_behaviour["placeholders"],
+        }
+
+    # -- clients --------------------------------------------------------------------------------
+
+    @classmethod
+    def config_from_connection(cls, conn: Any) -> Any:
+        return config_from_view(conn, cls.config_class, cls.conn_fields)
+
+    @cached_property
+    def config(self) -> Any:
+        return self._config(self.get_connection(self.conn_id))
+
+    @classmethod
+    def _config(cls, conn: Any) -> Any:
+        view = ConnectionView.of(conn)
+        del conn  # the Connection's repr shows the key: keep it out of this frame's locals
+        if view.password:
+            mask_secret_once(view.password)
+        return cls.config_from_connection(view)
+
+    async def aget_config(self) -> Any:
+        """Resolve the connection without blocking the triggerer's event loop."""
+        if "config" in self.__dict__:
+            return self.config
+        aget = getattr(type(self), "aget_connection", None)
+        if aget is not None:
+            conn = await aget(self.conn_id)
+        else:  # pragma: no cover - Airflow without async connection lookup
+            from asgiref.sync import sync_to_async
+
+            conn = await sync_to_async(self.get_connection)(self.conn_id)
+        self.__dict__["config"] = self._config(conn)
+        return self.config
+
+    @cached_property
+    def client(self) -> Any:
+        return self.client_class(self.config)
+
+    def get_conn(self) -> Any:
+        return self.client
+
+    async def get_async_client(self) -> Any:
+        """A new async client (one per event loop; close it with ``aclose``)."""
+        return self.async_client_class(await self.aget_config())
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+            del self.__dict__["client"]
+
+    # -- files in -------------------------------------------------------------------------------
+
+    @staticmethod
+    def resolve_path(value: Any) -> Any:
+        """A storage URL string (``s3://``, ``gs://``, ``file://``) -> ``ObjectStoragePath``; else as is."""
+        if isinstance(value, str) and is_storage_url(value):
+            if value.startswith("file://"):
+                return value[len("file://") :]
+            from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+            return ObjectStoragePath(value)
+        return value
+
+    # -- files out ------------------------------------------------------------------------------
+
+    def _as_download(self, file: Any) -> DownloadTarget:
+        """The backend's file object (or a dict, or a URL) as a ``DownloadTarget``."""
+        raise NotImplementedError
+
+    def download_file(
+        self,
+        file: Any,
+        destination: Any,
+        *,
+        file_name: str | None = None,
+        max_bytes: int | None = None,
+    ) -> Any:
+        """Stream a produced file to ``destination`` and return where it was stored.
+
+        ``destination`` is a local path, an ``ObjectStoragePath`` or a storage URL. When it is a
+        folder (exists as one, or is a string ending with "/"), the file's name (made safe) is
+        appended. Its size is checked against the declared size; a partial file is removed.
+        """
+        target_file = self._as_download(file)
+        name = safe_file_name(file_name or target_file.file_name or target_file.file_url.rsplit("/", 1)[-1])
+        # ObjectStoragePath drops a trailing "/", so note it on the string before resolving.
+        is_folder = isinstance(destination, str) and destination.endswith("/")
+        target = self.resolve_path(destination)
+        local = local_fs_path(target)
+        if local is not None:
+            return self._download_local(target_file, local, name, max_bytes)
+        if is_folder or (target.exists() and target.is_dir()):
+            target = target / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client.download(
+                target_file.file_url,
+                lambda: target.open("wb"),
+                expected_size=target_file.file_size,
+                max_bytes=max_bytes,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                target.unlink()
+            raise
+        return target
+
+    def _download_local(self, file: DownloadTarget, target: str, name: str, max_bytes: int | None) -> str:
+        if target.endswith(os.sep) or os.path.isdir(target):
+            target = os.path.join(target, name)
+        folder = os.path.dirname(os.path.abspath(target))
+        os.makedirs(folder, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if file.file_size is not None and file.file_size > free:
+            # Refused before a byte is fetched: a failed half-download would fill the disk first.
+            errors = self.config_class.errors
+            raise error_class(errors, UnsafeDownloadError)(
+                f"Attachment {name!r} declares {file.file_size} bytes ({errors.size_field}) but only {free} bytes "
+                f"are free in {folder}; not downloaded",
+                endpoint="download",
+            )
+        fd, partial = tempfile.mkstemp(prefix=".docify-", suffix=".part", dir=folder)
+        os.close(fd)
+
+        @contextlib.contextmanager
+        def sink() -> Iterator[IO[bytes]]:
+            with open(partial, "wb") as fh:
+                yield fh
+
+        try:
+            self.client.download(file.file_url, sink, expected_size=file.file_size, max_bytes=max_bytes)
+            os.replace(partial, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+        return target
+
+
+__all__ = ["ConnectionView", "DownloadTarget", "ProviderHook", "config_from_view", "is_storage_url", "to_bool"]

@@ -1,0 +1,232 @@
+"""What every backend's run operators share (not for direct use).
+
+The default ``user`` scheme, the bought-once ledger in the task's durable state, the attachments
+folder (``<attachments_to>/<dag_id>/<run_id>/<task_id>[-<map_index>]/<safe name>``) with streamed
+downloads and asset events through an ``AssetAlias``, Airflow 3.0's per-key XCom push, and the
+guard against Airflow 3.0 resuming a retry with the trigger event of the try that deferred.
+
+This module is imported when DAG files are parsed: only ``airflow.sdk`` pieces at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator
+
+from docify_provider.durable.ledger import RunLedger
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from docify_provider.durable.state import TaskState
+
+
+def now_iso() -> str:
+    return datetime.now(tz=timezone.utc).isoformat()
+
+
+def outcome_known(exc: BaseException) -> bool:
+    """True when ``exc`` proves no run is pending: none was started, or it ended (even in failure)."""
+    from docify_provider._core.errors import ProviderError
+
+    return isinstance(exc, ProviderError) and exc.run_settled()
+
+
+def ctx(context: Context) -> Mapping[str, Any]:
+    return cast("Mapping[str, Any]", context)
+
+
+def context_ti(context: Context) -> Any:
+    return ctx(context).get("ti") or ctx(context).get("task_instance")
+
+
+def later_try(current: int | None, deferred_in: int | None) -> bool:
+    try:
+        return current is not None and deferred_in is not None and int(current) > int(deferred_in)
+    except (TypeError, ValueError):  # pragma: no cover - not a real task instance
+        return False
+
+
+def map_index(context: Context) -> int:
+    ti = context_ti(context)
+    value = getattr(ti, "map_index", -1)
+    return -1 if value is None else int(value)
+
+
+def resolve_user(op: Any, hook: Any) -> str:
+    """The task's ``user``; else the connection's ``default_user`` extra; else ``airflow:<dag>.<task>``."""
+    if op.user:
+        return str(op.user)
+    from docify_provider._core.config import DEFAULT_USER
+
+    configured = hook.config.default_user
+    if configured and configured != DEFAULT_USER:
+        return configured
+    return f"airflow:{op.dag_id}.{op.task_id}"
+
+
+def with_asset_alias(kwargs: dict[str, Any], emit_asset_events: bool, asset_alias: str) -> dict[str, Any]:
+    """``kwargs`` with ``AssetAlias(asset_alias)`` added to the outlets when asset events are emitted."""
+    if emit_asset_events:
+        outlets = kwargs.get("outlets") or []
+        outlets = list(outlets) if isinstance(outlets, (list, tuple)) else [outlets]
+        if not any(isinstance(o, AssetAlias) and o.name == asset_alias for o in outlets):
+            outlets.append(AssetAlias(name=asset_alias))
+        kwargs["outlets"] = outlets
+    return kwargs
+
+
+class RunOperatorBase(BaseOperator):
+    """Ledger, attachments, asset events and XCom push of a backend's run operators.
+
+    Subclasses set ``state_key`` (and ``legacy_state_keys``), provide ``hook`` (a ``ProviderHook``)
+    and set ``attachments_to``, ``emit_asset_events``, ``asset_alias`` in their ``__init__``.
+    """
+
+    #: ``task_state_store`` key of the bought-once ledger.
+    state_key: ClassVar[str]
+    #: ``(("result", key), ("pending", key))`` of earlier builds, read by retries only.
+    legacy_state_keys: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: Name of the service in log lines.
+    label: ClassVar[str] = "The service"
+
+    attachments_to: Any
+    emit_asset_events: bool
+    asset_alias: str
+    _ledger: RunLedger | None
+    hook: Any
+
+    def ledger(self, state: TaskState) -> RunLedger:
+        """This try's bought-once ledger in ``state``."""
+        if getattr(self, "_ledger", None) is None or self._ledger.state is not state:  # type: ignore[union-attr]
+            self._ledger = RunLedger(state, self.state_key, legacy=self.legacy_state_keys)
+        return self._ledger  # type: ignore[return-value]
+
+    def _settle_failure(self, state: TaskState, exc: BaseException) -> None:
+        """After a failed run request: forget the pending record only when the outcome is known."""
+        if outcome_known(exc):
+            self.ledger(state).forget()
+
+    def _resumed_with_earlier_event(self, context: Context, state: TaskState, event: Mapping[str, Any] | None) -> bool:
+        """True (and logged) when Airflow 3.0 resumed this retry with the event of the try that deferred.
+
+        Airflow 3.0 keeps next_method and next_kwargs when a deferred task is retried, so the retry
+        would resume with the event of the try that deferred. The caller starts it from the top
+        instead, as Airflow 3.1+ does.
+        """
+        deferred_in_try = (event or {}).get("deferred_in_try")  # the trigger echoes the try that deferred
+        if not later_try(state.try_number, deferred_in_try):
+            return False
+        self.log.info(
+            "Try %s was resumed with the trigger event of try %s (Airflow 3.0 keeps it on retry); "
+            "starting this try from the beginning",
+            state.try_number,
+            deferred_in_try,
+        )
+        return True
+
+    # -- XCom -----------------------------------------------------------------------------------
+
+    def _push_keys_airflow_3_0_refuses(self, context: Context, xcom: dict[str, Any]) -> None:
+        """``multiple_outputs`` on Airflow 3.0: push the per-key XComs here, leaving out ``None`` values.
+
+        Airflow 3.0's Execution API refuses an XCom whose value is ``None`` ("Field required"),
+        so its own per-key push would fail the task after the run was paid for (a blocking run's
+        ``session_id`` is ``None``). The whole dict still goes out as ``return_value``.
+        """
+        from docify_provider.compat import airflow_version
+
+        if airflow_version() >= (3, 1):
+            return
+        ti = context_ti(context)
+        skipped = sorted(key for key, value in xcom.items() if value is None)
+        for key, value in xcom.items():
+            if value is not None:
+                ti.xcom_push(key, value)
+        # Airflow reads the flag after execute() returns: the per-key XComs are already pushed.
+        self.multiple_outputs = False
+        if skipped:
+            self.log.info(
+                "Airflow 3.0 cannot store an XCom whose value is None: %s not pushed as own XCom(s); "
+                "they are in return_value (None). Airflow 3.1+ pushes them.",
+                ", ".join(skipped),
+            )
+
+    # -- attachments ----------------------------------------------------------------------------
+
+    def _attachment_folder(self, context: Context) -> Any:
+        from docify_provider._core.files import local_fs_path, safe_file_name
+
+        ti = context_ti(context)
+        dag_id = getattr(ti, "dag_id", None) or self.dag_id
+        run_id = getattr(ti, "run_id", None) or str(ctx(context).get("run_id") or "run")
+        index = map_index(context)
+        task_part = self.task_id if index < 0 else f"{self.task_id}-{index}"
+        parts = [safe_file_name(str(p), default="_") for p in (dag_id, run_id, task_part)]
+        base = self.hook.resolve_path(self.attachments_to)
+        local = local_fs_path(base)
+        if local is not None:
+            return os.path.join(os.path.abspath(local), *parts)
+        return base.joinpath(*parts)
+
+    def _store_files(self, context: Context, files: Sequence[Any]) -> list[str] | None:
+        """Stream each produced file (``file_name``, ``file_url``, ``file_size``) to the attachments folder."""
+        if not self.attachments_to or not files:
+            return None
+        from docify_provider._core.files import safe_file_name
+
+        folder = self._attachment_folder(context)
+        used: set[str] = set()
+        paths: list[str] = []
+        for file in files:
+            name = safe_file_name(file.file_name or file.file_url.rsplit("/", 1)[-1])
+            stem, ext = posixpath.splitext(name)
+            counter = 1
+            while name.lower() in used:
+                counter += 1
+                name = f"{stem}-{counter}{ext}"
+            used.add(name.lower())
+            if isinstance(folder, str):
+                destination: Any = os.path.join(folder, name)
+            else:
+                destination = folder / name
+            stored = self.hook.download_file(file, destination)
+            self.log.info("Stored attachment %s (%s bytes) at %s", file.file_name, file.file_size, stored)
+            paths.append(str(stored))
+        return paths
+
+    def _emit_file_events(self, context: Context, paths: Sequence[str], extra: Mapping[str, Any]) -> None:
+        """One asset event per stored file through the ``AssetAlias`` named ``asset_alias``."""
+        from pathlib import Path
+
+        from airflow.providers.common.compat.sdk import Asset
+
+        events = ctx(context).get("outlet_events")
+        if events is None:  # pragma: no cover - Airflow always provides it
+            self.log.warning("No outlet_events in the context; asset events not emitted")
+            return
+        alias = AssetAlias(name=self.asset_alias)
+        for path in paths:
+            # Local files (plain path or file:// ObjectStoragePath) get one canonical, percent-encoded URI.
+            local = path[len("file://") :] if path.startswith("file://") else None if "://" in path else path
+            uri = Path(local).resolve().as_uri() if local is not None else path
+            events[alias].add(Asset(uri=uri), extra=dict(extra))
+            self.log.info("Asset event for %s through alias %r", uri, self.asset_alias)
+
+
+__all__ = [
+    "RunOperatorBase",
+    "context_ti",
+    "ctx",
+    "later_try",
+    "map_index",
+    "now_iso",
+    "outcome_known",
+    "resolve_user",
+    "with_asset_alias",
+]
