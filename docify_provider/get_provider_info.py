@@ -116,6 +116,49 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
+DIFY_DEFAULT_BASE_URL = "https://api.dify.ai/v1"
+
+#: The Dify connection's extras: Docify's, worded for Dify, with Dify's timeouts (Dify Cloud's
+#: front answers a blocking run within 100 s; Dify pings a stream every 10 s and closes it after
+#: 300 s without an event).
+_DIFY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "read_timeout": {
+        "schema": {"type": ["number", "null"], "default": 100},
+        "description": "Seconds to wait for a blocking run's answer; a lost answer is found again through "
+        "the app's logs, never re-sent. Default when empty: 100.",
+    },
+    "idle_timeout": {
+        "schema": {"type": ["number", "null"], "default": 330},
+        "description": "Seconds a streaming run may go without a byte before it is re-attached by its run id. "
+        "Default when empty: 330.",
+    },
+    "trusted_hosts": {
+        "description": "Comma-separated hosts besides the base URL's that may receive the key when downloading "
+        "output files (e.g. the FILES_URL host of a self-hosted Dify). Default when empty: only the base URL's host.",
+    },
+    "max_retries": {
+        "description": "Retries of app info, parameters, uploads, run lookups and downloads after a network "
+        "error, 429 or 5xx; runs are never re-sent. Default when empty: 4.",
+    },
+}
+
+
+def _dify_field(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    field = {key: value.replace("Docify", "Dify") if isinstance(value, str) else value for key, value in spec.items()}
+    return {**field, **_DIFY_OVERRIDES.get(name, {})}
+
+
+DIFY_CONN_FIELDS: dict[str, dict[str, Any]] = {name: _dify_field(name, spec) for name, spec in CONN_FIELDS.items()}
+DIFY_CONN_FORM_FIELDS: dict[str, dict[str, Any]] = {
+    name: _form_field(name, spec) for name, spec in DIFY_CONN_FIELDS.items()
+}
+DIFY_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "login"],
+    "relabeling": {"host": "API base URL (with /v1)", "password": "API key"},
+    "placeholders": {"host": DIFY_DEFAULT_BASE_URL, "password": "Dify app API key (app-...)"},
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-docify",
@@ -128,12 +171,29 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Docify",
                 "external-doc-url": "https://console.docify.jp/docify",
                 "tags": ["software"],
-            }
+            },
+            {
+                "integration-name": "Dify",
+                "external-doc-url": "https://docs.dify.ai/",
+                "tags": ["software"],
+            },
         ],
-        "hooks": [{"integration-name": "Docify", "python-modules": ["docify_provider.hooks.docify"]}],
-        "operators": [{"integration-name": "Docify", "python-modules": ["docify_provider.operators.docify"]}],
-        "sensors": [{"integration-name": "Docify", "python-modules": ["docify_provider.sensors.docify"]}],
-        "triggers": [{"integration-name": "Docify", "python-modules": ["docify_provider.triggers.docify"]}],
+        "hooks": [
+            {"integration-name": "Docify", "python-modules": ["docify_provider.hooks.docify"]},
+            {"integration-name": "Dify", "python-modules": ["docify_provider.hooks.dify"]},
+        ],
+        "operators": [
+            {"integration-name": "Docify", "python-modules": ["docify_provider.operators.docify"]},
+            {"integration-name": "Dify", "python-modules": ["docify_provider.operators.dify"]},
+        ],
+        "sensors": [
+            {"integration-name": "Docify", "python-modules": ["docify_provider.sensors.docify"]},
+            {"integration-name": "Dify", "python-modules": ["docify_provider.sensors.dify"]},
+        ],
+        "triggers": [
+            {"integration-name": "Docify", "python-modules": ["docify_provider.triggers.docify"]},
+            {"integration-name": "Dify", "python-modules": ["docify_provider.triggers.dify"]},
+        ],
         "connection-types": [
             {
                 "connection-type": "docify",
@@ -141,6 +201,13 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "Docify",
                 "conn-fields": CONN_FORM_FIELDS,
                 "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
-            }
+            },
+            {
+                "connection-type": "dify",
+                "hook-class-name": "docify_provider.hooks.dify.DifyHook",
+                "hook-name": "Dify",
+                "conn-fields": DIFY_CONN_FORM_FIELDS,
+                "ui-field-behaviour": DIFY_UI_FIELD_BEHAVIOUR,
+            },
         ],
     }

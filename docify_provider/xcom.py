@@ -110,6 +110,23 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def files_to_xcom(files: Sequence[Any], paths: Sequence[Any | None] | None = None) -> list[dict[str, Any]]:
+    """The XCom ``files`` list (``file_name``, ``file_url``, ``file_size``, ``path``) of any backend."""
+    stored = list(paths or [])
+    out = []
+    for index, file in enumerate(files):
+        path = stored[index] if index < len(stored) else None
+        out.append(
+            {
+                "file_name": file.file_name,
+                "file_url": file.file_url,
+                "file_size": file.file_size,
+                "path": None if path is None else str(path),
+            }
+        )
+    return out
+
+
 def result_to_xcom(
     result: RunResult,
     paths: Sequence[Any | None] | None = None,
@@ -123,18 +140,7 @@ def result_to_xcom(
         ``ObjectStoragePath``; None entries or no list at all when attachments were not stored).
     :param session_id: the stream's session id (None for blocking runs).
     """
-    stored = list(paths or [])
-    files = []
-    for index, file in enumerate(result.files):
-        path = stored[index] if index < len(stored) else None
-        files.append(
-            {
-                "file_name": file.file_name,
-                "file_url": file.file_url,
-                "file_size": file.file_size,
-                "path": None if path is None else str(path),
-            }
-        )
+    files = files_to_xcom(result.files, paths)
     return {
         "run_id": result.run_id,
         "scenario_id": result.scenario_id,
@@ -172,13 +178,78 @@ def scenario_summary(info: ScenarioInfo) -> dict[str, Any]:
     }
 
 
+# -- Dify ------------------------------------------------------------------------------------------
+
+#: ``task_state_store`` key of a Dify run operator's bought-once ledger.
+DIFY_STATE_KEY = "dify_state"
+#: XCom key of the deferred Dify stream's restart marker (holds the run ids once known).
+DIFY_MARKER_XCOM_KEY = "dify_run_request_sent"
+
+DIFY_XCOM_KEYS = (
+    "workflow_run_id",
+    "task_id",
+    "workflow_id",
+    "status",
+    "outputs",
+    "error",
+    "elapsed_time",
+    "total_tokens",
+    "total_steps",
+    "usage",
+    "created_at",
+    "finished_at",
+    "files",
+)
+
+
+def dify_marker(state: str, **fields: Any) -> dict[str, Any]:
+    """The Dify restart marker: ``state`` ("deferred" / "sent") plus the run ids once known."""
+    meaning = (
+        "Not sent yet: the task deferred; the Dify run request has not been sent."
+        if state == "deferred"
+        else "Sent: the Dify run request was sent. A restarted trigger re-attaches to workflow_run_id instead "
+        "of sending it again (no id: outcome unknown)."
+    )
+    return {"state": state, "sent": state != "deferred", **fields, "meaning": meaning}
+
+
+def dify_run_to_xcom(run: Any, paths: Sequence[Any | None] | None = None) -> dict[str, Any]:
+    """The Dify run operators' XCom for a ``WorkflowRun`` (``files`` with where each was stored)."""
+    usage = run.usage or {}
+    return {
+        "workflow_run_id": run.workflow_run_id,
+        "task_id": run.task_id,
+        "workflow_id": run.workflow_id,
+        "status": run.status,
+        "outputs": run.outputs,
+        "error": run.error,
+        "elapsed_time": run.elapsed_time,
+        "total_tokens": run.total_tokens,
+        "total_steps": run.total_steps,
+        "usage": {
+            "tokens": usage.get("total_tokens"),
+            "price": usage.get("total_price"),
+            "currency": usage.get("currency"),
+        },
+        "created_at": _iso(run.created_at),
+        "finished_at": _iso(run.finished_at),
+        "files": files_to_xcom([f for f in run.files if f.file_url], paths),
+    }
+
+
 __all__ = [
+    "DIFY_MARKER_XCOM_KEY",
+    "DIFY_STATE_KEY",
+    "DIFY_XCOM_KEYS",
     "LEGACY_PENDING_STATE_KEY",
     "LEGACY_RESULT_STATE_KEY",
     "LEGACY_STREAM_MARKER_XCOM_KEY",
     "STATE_KEY",
     "STREAM_MARKER_XCOM_KEY",
     "XCOM_KEYS",
+    "dify_marker",
+    "dify_run_to_xcom",
+    "files_to_xcom",
     "result_to_xcom",
     "scenario_summary",
     "stream_marker",

@@ -198,3 +198,25 @@ def memory_object_storage() -> Iterator[None]:
     finally:
         registry.pop("memory", None)  # type: ignore[attr-defined]
         MemoryFileSystem.store.clear()
+
+
+#: Dify connections the Dify Airflow tests use, by app key of the Dify emulator.
+DIFY_CONN_KEYS = {
+    "dify_text": "app-EmuTextWorkflow0000000001",
+    "dify_document": "app-EmuDocumentWorkflow00002",
+    "dify_long": "app-EmuLongWorkflow000000003",
+    "dify_human": "app-EmuHumanInputWorkflow004",
+}
+
+
+@pytest.fixture
+def dify_conns(airflow_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh ``DifyEmulator`` and ``dify``-type connections ``DIFY_CONN_KEYS`` pointing at it."""
+    from docify_provider.testing.dify import DifyEmulator
+
+    with DifyEmulator(ping_interval=0.1, event_interval=0.002) as emu:
+        for conn_id, key in DIFY_CONN_KEYS.items():
+            extra = {"max_retries": 2, "idle_timeout": 5, "connect_timeout": 2, "read_timeout": 10}
+            conn = {"conn_type": "dify", "host": emu.base_url, "password": key, "extra": extra}
+            monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        yield emu

@@ -1,0 +1,217 @@
+"""``DifyHook``: an Airflow connection of type ``dify`` turned into a Dify Workflow Service API client.
+
+Host = the API base URL including ``/v1`` (default ``https://api.dify.ai/v1``), password = the
+app's API key, extras as for Docify (timeouts, TLS, proxies, trusted hosts, retries, default user).
+Inputs are validated against ``GET /parameters`` before any file is uploaded or any run is sent
+(``prepare_inputs``); storage URLs are resolved through ``ObjectStoragePath``; output files are
+streamed to local folders or object storage by the shared ``download_file``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from docify_provider.dify.client import AsyncDifyClient, DifyClient
+from docify_provider.dify.config import DifyClientConfig
+from docify_provider.dify.errors import DifyError, DifyInputError
+from docify_provider.dify.models import AppInfo, AppParameters, OutputFile, UploadedFile, WorkflowEvent, WorkflowRun
+from docify_provider.get_provider_info import DIFY_CONN_FIELDS, DIFY_CONN_FORM_FIELDS, DIFY_UI_FIELD_BEHAVIOUR
+from docify_provider.hooks.base import DownloadTarget, ProviderHook
+
+
+class DifyHook(ProviderHook):
+    """Talk to the Dify workflow app bound to the connection's API key.
+
+    :param dify_conn_id: Airflow connection of type ``dify``.
+    """
+
+    conn_name_attr = "dify_conn_id"
+    default_conn_name = "dify_default"
+    conn_type = "dify"
+    hook_name = "Dify"
+
+    config_class = DifyClientConfig
+    conn_fields = DIFY_CONN_FIELDS
+    form_fields = DIFY_CONN_FORM_FIELDS
+    ui_behaviour = DIFY_UI_FIELD_BEHAVIOUR
+    client_class = DifyClient
+    async_client_class = AsyncDifyClient
+
+    client: DifyClient
+
+    def __init__(self, dify_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dify_conn_id = dify_conn_id
+        self._info: AppInfo | None = None
+        self._parameters: AppParameters | None = None
+
+    # -- app ------------------------------------------------------------------------------------
+
+    def get_app_info(self, *, refresh: bool = False) -> AppInfo:
+        """``GET /info`` (cached on the hook; costs nothing)."""
+        if self._info is None or refresh:
+            self._info = self.client.get_app_info()
+        return self._info
+
+    def get_parameters(self, *, refresh: bool = False) -> AppParameters:
+        """``GET /parameters``: the app's input form and upload limits (cached on the hook)."""
+        if self._parameters is None or refresh:
+            self._parameters = self.client.get_parameters()
+        return self._parameters
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by the UI / ``airflow connections test``: ``GET /info``, costs nothing."""
+        try:
+            with DifyClient(self.config) as client:
+                info = client.get_app_info()
+        except DifyError as exc:
+            return False, str(exc)
+        message = f"Connected to Dify app {info.name!r} (mode {info.mode})"
+        self.log.info("%s", message)
+        return True, message
+
+    # -- files in -------------------------------------------------------------------------------
+
+    def upload_file(self, source: Any, *, user: str | None = None, file_name: str | None = None) -> UploadedFile:
+        """Upload a local path, bytes, file object, ``ObjectStoragePath`` or storage URL (streamed)."""
+        return self.client.upload_file(self.resolve_path(source), user=user, file_name=file_name)
+
+    def _resolve_file_values(self, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [self.resolve_path(item) for item in value]
+        return self.resolve_path(value)
+
+    def prepare_inputs(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        validate: bool = True,
+        parameters: AppParameters | None = None,
+    ) -> dict[str, Any]:
+        """Validate ``inputs`` against ``/parameters``, then upload file sources; return wire inputs.
+
+        A file variable's value may be a local path, ``ObjectStoragePath``, storage URL, bytes, an
+        http(s) URL (sent as ``remote_url``), an ``UploadedFile``, the upload operator's XCom, a
+        ready mapping with ``transfer_method``, or a list of these for ``file-list``. Every problem
+        is reported at once (one ``DifyInputError``) and before anything is uploaded.
+        """
+        if not validate:
+            return dict(inputs or {})
+        from docify_provider.dify.inputs import plan_inputs
+
+        parameters = parameters or self.get_parameters()
+        resolved: dict[str, Any] = {}
+        for name, value in (inputs or {}).items():
+            variable = parameters.variable(name)
+            resolved[name] = self._resolve_file_values(value) if variable and variable.takes_files else value
+        plan = plan_inputs(resolved, parameters)
+        uploaded = [self.upload_file(upload.source, user=user) for upload in plan.uploads]
+        return plan.build(uploaded)
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def run_workflow(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+        on_sent: Any = None,
+        validate: bool = True,
+    ) -> WorkflowRun:
+        """Blocking run after validation and uploads; a lost answer is recovered, never re-sent."""
+        wire = self.prepare_inputs(inputs, user=user, validate=validate)
+        return self.client.run_workflow(wire, user=user, files=files, workflow_id=workflow_id, on_sent=on_sent)
+
+    def stream_workflow(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+        validate: bool = True,
+    ) -> Iterator[WorkflowEvent]:
+        """Streaming run: events as they arrive, up to ``workflow_finished`` / ``workflow_paused``."""
+        wire = self.prepare_inputs(inputs, user=user, validate=validate)
+        return self.client.stream_workflow(wire, user=user, files=files, workflow_id=workflow_id)
+
+    def attach(self, workflow_run_id: str, *, user: str, task_id: str | None = None) -> Iterator[WorkflowEvent]:
+        return self.client.attach(workflow_run_id, user=user, task_id=task_id)
+
+    def get_workflow_run(self, workflow_run_id: str, *, task_id: str | None = None) -> WorkflowRun:
+        return self.client.get_workflow_run(workflow_run_id, task_id=task_id)
+
+    def wait_for_run(
+        self, workflow_run_id: str, *, poll_interval: float | None = None, timeout: float | None = None
+    ) -> WorkflowRun:
+        return self.client.wait_for_run(workflow_run_id, poll_interval=poll_interval, timeout=timeout)
+
+    def stop_task(
+        self, task_id: str, *, user: str | None = None, workflow_run_id: str | None = None
+    ) -> WorkflowRun | None:
+        """Stop a running task, then (with the run id) log what its status really became."""
+        return self.client.stop_task(task_id, user=user, workflow_run_id=workflow_run_id)
+
+    def iter_workflow_logs(self, **filters: Any) -> Iterator[Any]:
+        return self.client.iter_workflow_logs(**filters)
+
+    # -- async counterparts (triggers) ----------------------------------------------------------
+
+    def _async_client(self, config: DifyClientConfig) -> contextlib.AbstractAsyncContextManager[AsyncDifyClient]:
+        """The HTTP client streams of this connection share in the running event loop."""
+        from docify_provider.dify.client import shared_async_client
+
+        return shared_async_client(config, scope=self.dify_conn_id)
+
+    async def astream_workflow(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        user: str | None = None,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+        attach_to: str | None = None,
+        task_id: str | None = None,
+    ) -> AsyncIterator[WorkflowEvent]:
+        """Stream a run with inputs in wire form, or re-attach to run ``attach_to`` (shared client)."""
+        async with self._async_client(await self.aget_config()) as client:
+            if attach_to:
+                events = client.attach(attach_to, user=str(user), task_id=task_id)
+            else:
+                events = client.stream_workflow(inputs, user=user, files=files, workflow_id=workflow_id)
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+
+    async def aget_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
+        async with self._async_client(await self.aget_config()) as client:
+            return await client.get_workflow_run(workflow_run_id)
+
+    # -- files out ------------------------------------------------------------------------------
+
+    def _as_download(self, file: OutputFile | Mapping[str, Any] | str) -> DownloadTarget:
+        if isinstance(file, str):
+            return DownloadTarget(file, "", None)
+        if isinstance(file, Mapping):
+            if OutputFile.is_file_object(dict(file)):
+                file = OutputFile.from_api(dict(file), base_url=self.config.base_url)
+            else:
+                size = file.get("file_size")
+                return DownloadTarget(
+                    str(file.get("file_url") or ""),
+                    str(file.get("file_name") or ""),
+                    None if size is None else int(size),
+                )
+        if isinstance(file, OutputFile) and file.file_url:
+            return DownloadTarget(file.file_url, file.file_name, file.file_size)
+        raise DifyInputError([f"download_file: expected a Dify file object, dict or URL, got {file!r:.100}"])
+
+
+__all__ = ["DifyHook"]

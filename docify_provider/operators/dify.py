@@ -1,0 +1,576 @@
+"""Operators that run Dify workflows (Workflow Service API) and upload files.
+
+* ``DifyRunWorkflowOperator``: one blocking ``POST /workflows/run``; a lost answer (502/504/524,
+  reset, read timeout) is recovered from the app's logs by the client, never re-sent.
+* ``DifyStreamWorkflowOperator``: the streaming run; node titles, statuses, elapsed times, tokens
+  and prices and text chunks reach the task log as they arrive. ``deferrable=True`` holds the
+  stream in the triggerer (``DifyWorkflowTrigger``).
+* ``DifyUploadFileOperator``: ``POST /files/upload``; its XCom feeds a run's file inputs.
+
+Both run operators return the same XCom dict (:func:`docify_provider.xcom.dify_run_to_xcom`) and
+keep the bought-once ledger (``dify_state``): the intent before sending (fails closed), the
+``task_id`` / ``workflow_run_id`` the moment they are known, the result at once. A retry that
+finds a pending record with a run id re-attaches to that run (or takes its finished result)
+instead of starting a new one; without a run id it fails with ``DifyOutcomeUnknownError`` unless
+``allow_resubmit`` / ``force_rerun``. ``on_kill`` and ``execution_timeout`` stop the Dify task.
+
+A run that pauses for human input fails with ``DifyPausedError`` (``on_pause="fail"``) or waits,
+deferred, until someone answers the form (default ``on_pause="wait"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from docify_provider.durable.state import TaskState
+from docify_provider.operators.base import (
+    RunOperatorBase,
+    context_ti,
+    map_index,
+    now_iso,
+    outcome_known,
+    resolve_user,
+    with_asset_alias,
+)
+from docify_provider.xcom import DIFY_STATE_KEY
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from docify_provider.dify.models import WorkflowEvent, WorkflowRun
+    from docify_provider.hooks.dify import DifyHook
+
+DEFAULT_CONN_ID = "dify_default"
+#: Default name of the ``AssetAlias`` the run operators emit output-file asset events through.
+DEFAULT_ASSET_ALIAS = "dify_outputs"
+
+
+def run_record(run: WorkflowRun) -> dict[str, Any]:
+    """What the ledger keeps of a run (``raw`` as Dify sent it, the summed usage, the task id)."""
+    return {"body": run.raw, "usage": dict(run.usage), "task_id": run.task_id}
+
+
+def run_from_record(record: Mapping[str, Any], base_url: str | None) -> WorkflowRun:
+    """The ``WorkflowRun`` a ``run_record`` (or a trigger event's ``run``) stands for."""
+    import dataclasses
+
+    from docify_provider.dify.models import WorkflowRun
+
+    body = dict(record.get("body") or {})
+    task_id = record.get("task_id")
+    if "event" in body:
+        run = WorkflowRun.from_event(body, usage=record.get("usage"), base_url=base_url)
+    elif isinstance(body.get("data"), dict):
+        run = WorkflowRun.from_blocking(body, base_url=base_url)
+    else:
+        run = WorkflowRun.from_detail(body, task_id=task_id, base_url=base_url)
+    if record.get("usage") and not any(run.usage.get(k) for k in ("total_price",)):
+        run = dataclasses.replace(run, usage={**run.usage, **record["usage"]})
+    if task_id and not run.task_id:
+        run = dataclasses.replace(run, task_id=task_id)
+    return run
+
+
+def log_workflow_event(log: logging.Logger | Any, event: WorkflowEvent) -> None:
+    """One line in the task log per stream event (shared by the operator and the trigger)."""
+    kind = event.event
+    node = event.node
+    if kind == "workflow_started":
+        log.info("Dify workflow started: run %s (task %s)", event.workflow_run_id, event.task_id)
+    elif node is not None and kind == "node_started":
+        log.info("Dify node started: %s (%s)", node.title, node.node_type)
+    elif node is not None and kind == "node_finished":
+        elapsed = f"{node.elapsed_time:.2f}s" if node.elapsed_time is not None else "?"
+        log.info(
+            "Dify node %s %s in %s, %s tokens, price %s %s",
+            node.title,
+            node.status,
+            elapsed,
+            node.tokens if node.tokens is not None else 0,
+            node.price if node.price is not None else 0,
+            node.currency or "",
+        )
+    elif kind == "text_chunk":
+        log.info("Dify: %s", event.text or "")
+    elif kind == "workflow_finished":
+        run = getattr(event, "result", None) or event.run
+        if run is not None:
+            log_run(log, run)
+    elif kind in ("human_input_required", "workflow_paused"):
+        log_form(log, event.form.as_dict() if event.form else {}, event.workflow_run_id)
+    else:
+        log.debug("Dify stream event %s", kind)
+
+
+def log_run(log: logging.Logger | Any, run: WorkflowRun) -> None:
+    usage = run.usage or {}
+    log.info(
+        "Dify run %s %s in %s s: %s tokens, %s steps, price %s %s; %d output file(s)",
+        run.workflow_run_id,
+        run.status,
+        run.elapsed_time,
+        run.total_tokens,
+        run.total_steps,
+        usage.get("total_price"),
+        usage.get("currency") or "",
+        len(run.files),
+    )
+
+
+def log_form(log: logging.Logger | Any, form: Mapping[str, Any], run_id: str | None) -> None:
+    actions = ", ".join(str(a.get("title") or a.get("id")) for a in form.get("actions") or []) or "none"
+    log.warning(
+        "Dify run %s paused for human input: form %r, actions [%s], expires %s",
+        run_id,
+        form.get("title"),
+        actions,
+        form.get("expiration_time") or "never",
+    )
+
+
+class DifyUploadFileOperator(BaseOperator):
+    """Upload one file to Dify (``POST /files/upload``) and return ``UploadedFile.as_dict()``.
+
+    Pass the XCom as a file input of a run operator (``inputs={"doc": upload.output}``).
+
+    :param source: local path, ``ObjectStoragePath`` or storage URL; streamed. (templated)
+    :param file_name: name sent to Dify; the source's name by default. (templated)
+    :param user: Dify end-user id; default as for the run operators. (templated)
+    :param dify_conn_id: Airflow connection of type ``dify``. (templated)
+    """
+
+    template_fields: Sequence[str] = ("dify_conn_id", "source", "file_name", "user")
+    ui_color = "#e0f2fe"
+
+    def __init__(
+        self,
+        *,
+        source: Any,
+        file_name: str | None = None,
+        user: str | None = None,
+        dify_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.file_name = file_name
+        self.user = user
+        self.dify_conn_id = dify_conn_id
+
+    @cached_property
+    def hook(self) -> DifyHook:
+        from docify_provider.hooks.dify import DifyHook
+
+        return DifyHook(dify_conn_id=self.dify_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            uploaded = self.hook.upload_file(
+                self.source, user=resolve_user(self, self.hook), file_name=self.file_name or None
+            )
+        finally:
+            self.hook.close()
+        self.log.info("Uploaded %s (%s bytes) to Dify as %s", uploaded.name, uploaded.size, uploaded.id)
+        return uploaded.as_dict()
+
+
+class _DifyRunOperatorBase(RunOperatorBase):
+    """Shared parameters and flow of the Dify run operators (not for direct use).
+
+    :param inputs: variable -> value, validated against ``/parameters`` before any upload or run;
+        file variables take paths, storage URLs, ``ObjectStoragePath``, http(s) URLs, uploads. (templated)
+    :param user: Dify end-user id; default the connection's ``default_user`` extra, else
+        ``airflow:<dag_id>.<task_id>``. (templated)
+    :param files: the run's ``files`` (system files), as Dify file mappings. (templated)
+    :param workflow_id: run this published workflow version instead of the app's current one. (templated)
+    :param attachments_to: where to store output files (local folder, ``ObjectStoragePath``, storage
+        URL): ``<attachments_to>/<dag_id>/<run_id>/<task_id>[-<map_index>]/<name>``. (templated)
+    :param emit_asset_events: one asset event per stored file through ``AssetAlias(asset_alias)``.
+    :param on_pause: ``"wait"`` (default: wait, deferred, until the human-input form is answered)
+        or ``"fail"`` (raise ``DifyPausedError`` naming the form).
+    :param pause_poll_interval: seconds between run-detail reads while paused.
+    :param force_rerun: start a new run even when an earlier try already started or bought one.
+    :param allow_resubmit: send the run even when an earlier try may have started one whose run id
+        never arrived (risk of paying twice).
+    :param dify_conn_id: Airflow connection of type ``dify``. (templated)
+    """
+
+    state_key = DIFY_STATE_KEY
+    label = "Dify"
+
+    template_fields: Sequence[str] = ("dify_conn_id", "inputs", "user", "files", "workflow_id", "attachments_to")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "files": "json"}
+    ui_color = "#e0e7ff"
+
+    def __init__(
+        self,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        dify_conn_id: str = DEFAULT_CONN_ID,
+        user: str | None = None,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+        attachments_to: Any = None,
+        emit_asset_events: bool = False,
+        asset_alias: str = DEFAULT_ASSET_ALIAS,
+        validate: bool = True,
+        on_pause: str = "wait",
+        pause_poll_interval: float = 30.0,
+        force_rerun: bool = False,
+        allow_resubmit: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if on_pause not in ("wait", "fail"):
+            raise ValueError(f"on_pause must be 'wait' or 'fail', got {on_pause!r}")
+        super().__init__(**with_asset_alias(kwargs, emit_asset_events, asset_alias))
+        self.inputs = inputs
+        self.dify_conn_id = dify_conn_id
+        self.user = user
+        self.files = files
+        self.workflow_id = workflow_id
+        self.attachments_to = attachments_to
+        self.emit_asset_events = emit_asset_events
+        self.asset_alias = asset_alias
+        self.validate = validate
+        self.on_pause = on_pause
+        self.pause_poll_interval = pause_poll_interval
+        self.force_rerun = force_rerun
+        self.allow_resubmit = allow_resubmit
+        self._ledger = None
+        #: (task_id, workflow_run_id, user) of the run in flight, for on_kill / execution_timeout.
+        self._running: tuple[str | None, str | None, str] | None = None
+
+    @cached_property
+    def hook(self) -> DifyHook:
+        from docify_provider.hooks.dify import DifyHook
+
+        return DifyHook(dify_conn_id=self.dify_conn_id)
+
+    # -- the shared flow ------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        state = TaskState(context, self.log)
+        self._ledger = None
+        user = resolve_user(self, self.hook)
+        try:
+            run = self._recover(context, state, user)
+            if run is None:
+                wire = self.hook.prepare_inputs(self.inputs, user=user, validate=self.validate)
+                run = self._buy(context, state, wire, user)
+            return self._settle(context, state, run, user)
+        except BaseException as exc:
+            if _is_task_timeout(exc):
+                self._stop_running("execution_timeout")
+            raise
+        finally:
+            self.hook.close()
+
+    def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
+        raise NotImplementedError
+
+    def _follow(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> WorkflowRun:
+        """Re-attach to a run an earlier try started (blocking: wait for it)."""
+        self._running = (task_id, run_id, user)
+        return self.hook.wait_for_run(run_id)
+
+    def _recover(self, context: Context, state: TaskState, user: str) -> WorkflowRun | None:
+        """What an earlier try left: a result to reuse, a run to re-attach to, or an unknown outcome."""
+        from docify_provider.dify.errors import DifyOutcomeUnknownError
+
+        stored = self.ledger(state).read()
+        if self.force_rerun and stored:
+            self.log.info("force_rerun=True: ignoring what an earlier try stored and starting a new Dify run")
+            return None
+        kept = stored.get("result")
+        if isinstance(kept, dict) and isinstance(kept.get("raw"), dict):
+            run = run_from_record(kept["raw"], self.hook.config.base_url)
+            self.log.info(
+                "Reusing Dify run %s finished under try %s; no new run was started",
+                run.workflow_run_id,
+                kept.get("try_number"),
+            )
+            return run
+        pending = stored.get("pending")
+        if not isinstance(pending, dict):
+            return None
+        run_id = pending.get("workflow_run_id")
+        if run_id:
+            self.log.info(
+                "Try %s started Dify run %s; re-attaching to it instead of starting a new run",
+                pending.get("try_number"),
+                run_id,
+            )
+            return self._follow(context, state, str(run_id), pending.get("task_id"), str(pending.get("user") or user))
+        if self.allow_resubmit:
+            self.log.warning(
+                "A Dify run sent by try %s never reported its run id; allow_resubmit=True, so a new run is sent "
+                "(the earlier one may also have run)",
+                pending.get("try_number"),
+            )
+            return None
+        raise DifyOutcomeUnknownError(
+            f"Dify run outcome unknown: try {pending.get('try_number')} sent a run request (at or after "
+            f"{pending.get('sent_at')}) but neither its run id nor its result arrived; it is not re-sent. "
+            f"Set allow_resubmit=True or clear the task state ({state.describe(self.state_key)}) to start a new run."
+        )
+
+    def _started(self, state: TaskState, task_id: str | None, run_id: str | None, user: str) -> None:
+        if run_id:
+            self._running = (task_id, run_id, user)
+            self.ledger(state).started(task_id=task_id, workflow_run_id=run_id)
+
+    def _settle(self, context: Context, state: TaskState, run: WorkflowRun, user: str) -> Any:
+        """A paused run: fail or wait (deferred); an ended one: keep it and post-process."""
+        if run.paused:
+            self._started(state, run.task_id, run.workflow_run_id, user)
+            return self._on_paused(context, run.workflow_run_id, {})
+        self.ledger(state).bought(run_record(run), task_id=run.task_id, workflow_run_id=run.workflow_run_id)
+        self._running = None
+        return self._finish(context, state, run)
+
+    def _on_paused(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
+        from docify_provider.dify.errors import DifyPausedError
+
+        log_form(self.log, form, run_id)
+        if self.on_pause == "fail":
+            title = form.get("title") or "a human-input form"
+            raise DifyPausedError(
+                f"Dify run {run_id} paused for human input ({title!r}); on_pause='fail'. Answer the form, "
+                "then clear the task (it re-attaches to the run).",
+                run_id=run_id,
+                form=dict(form),
+            )
+        from docify_provider.triggers.dify import DifyWorkflowRunTrigger
+
+        self.log.info("Waiting (deferred) for Dify run %s to be resumed and finish", run_id)
+        self.hook.close()
+        self.defer(
+            trigger=DifyWorkflowRunTrigger(
+                workflow_run_id=run_id,
+                dify_conn_id=self.dify_conn_id,
+                poll_interval=self.pause_poll_interval,
+                try_number=TaskState(context, self.log).try_number,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after a Dify trigger: keep the run, post-process, wait on a pause, or raise its error."""
+        from docify_provider.dify.errors import DifyError, DifyOutcomeUnknownError
+        from docify_provider.events import error_from_event
+
+        state = TaskState(context, self.log)
+        if self._resumed_with_earlier_event(context, state, event):
+            self.hook.close()
+            return self.execute(context)
+        self._ledger = None
+        user = resolve_user(self, self.hook)
+        try:
+            if not event:
+                raise DifyOutcomeUnknownError("The Dify trigger ended without an event; outcome unknown")
+            run_id, task_id = event.get("workflow_run_id"), event.get("task_id")
+            status = event.get("status")
+            if status == "success":
+                run = run_from_record(event["run"], self.hook.config.base_url)
+                return self._settle(context, state, run, user)
+            if status == "paused":
+                self._started(state, task_id, run_id, user)
+                return self._on_paused(context, str(run_id), event.get("form") or {})
+            exc = error_from_event(event, root=DifyError)
+            self._settle_failure(state, exc)
+            if not outcome_known(exc) and run_id:
+                self._started(state, task_id, run_id, user)
+            raise exc
+        finally:
+            self.hook.close()
+
+    # -- post-processing ------------------------------------------------------------------------
+
+    def _finish(self, context: Context, state: TaskState, run: WorkflowRun) -> dict[str, Any]:
+        from docify_provider.xcom import dify_run_to_xcom
+
+        log_run(self.log, run)
+        files = [f for f in run.files if f.file_url]
+        paths = self._store_files(context, files)
+        if self.emit_asset_events and paths:
+            extra = {"workflow_run_id": run.workflow_run_id, "status": run.status, "usage": dict(run.usage)}
+            self._emit_file_events(context, paths, extra)
+        xcom = dify_run_to_xcom(run, paths)
+        self.ledger(state).succeeded()
+        if self.multiple_outputs:
+            self._push_keys_airflow_3_0_refuses(context, xcom)
+        return xcom
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def _stop_running(self, why: str) -> None:
+        """Stop the Dify task in flight (with the run's user), then log what its status became."""
+        running = self._running
+        if running is None or not running[0]:
+            self.log.warning("%s: no Dify task id known yet; nothing to stop", why)
+            return
+        task_id, run_id, user = running
+        self.log.warning("%s: stopping Dify task %s (run %s)", why, task_id, run_id)
+        try:
+            run = self.hook.stop_task(str(task_id), user=user, workflow_run_id=run_id)
+        except Exception as exc:
+            self.log.error("Could not stop Dify task %s: %s", task_id, exc)
+            return
+        if run is not None:
+            self.log.warning("Dify run %s is now %s", run_id, run.status)
+
+    def on_kill(self) -> None:
+        if "hook" in self.__dict__:
+            self._stop_running("on_kill")
+            self.hook.close()
+
+
+def _is_task_timeout(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("AirflowTaskTimeout", "TaskDeferralTimeout")
+
+
+class DifyRunWorkflowOperator(_DifyRunOperatorBase):
+    """Run the Dify workflow bound to the connection's key and wait for its answer (blocking).
+
+    Returns the XCom of :func:`docify_provider.xcom.dify_run_to_xcom`. See the base class for the
+    parameters.
+    """
+
+    def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
+        self.ledger(state).intend(task_id=None, workflow_run_id=None, user=user)
+        self.log.info("Sending Dify run (blocking) for user %s", user)
+        try:
+            run = self.hook.run_workflow(
+                wire, user=user, files=self.files, workflow_id=self.workflow_id or None, validate=False
+            )
+        except BaseException as exc:
+            self._settle_failure(state, exc)
+            run_id = getattr(exc, "run_id", None)
+            if run_id and not outcome_known(exc):
+                self._started(state, None, run_id, user)
+            raise
+        self._started(state, run.task_id, run.workflow_run_id, user)
+        return run
+
+
+class DifyStreamWorkflowOperator(_DifyRunOperatorBase):
+    """Run the Dify workflow as a stream of events, each logged as it arrives.
+
+    :param deferrable: hold the stream in the triggerer (``DifyWorkflowTrigger``); inputs are
+        validated and uploaded on the worker first.
+
+    See the base class for the other parameters.
+    """
+
+    def __init__(
+        self,
+        *,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
+
+    def _consume(self, state: TaskState, events: Any, user: str) -> WorkflowRun:
+        import dataclasses
+
+        from docify_provider.dify.errors import DifyStreamIncompleteError
+        from docify_provider.dify.models import WorkflowRun
+
+        result: WorkflowRun | None = None
+        try:
+            with contextlib.closing(events):
+                for event in events:
+                    if event.workflow_run_id and (self._running is None or self._running[1] != event.workflow_run_id):
+                        self._started(state, event.task_id, event.workflow_run_id, user)
+                    log_workflow_event(self.log, event)
+                    if event.event == "workflow_finished":
+                        result = getattr(event, "result", None) or event.run
+                    elif event.event == "workflow_paused":
+                        form = event.form
+                        self._pause_form = form.as_dict() if form else {}
+                        data = {"status": "paused", **{k: v for k, v in event.data.items() if k != "status"}}
+                        result = WorkflowRun.from_detail({**data, "id": event.workflow_run_id}, task_id=event.task_id)
+        except BaseException as exc:
+            self._settle_failure(state, exc)
+            raise
+        if result is None:  # pragma: no cover - the client raises before this
+            raise DifyStreamIncompleteError("The Dify stream ended without a result")
+        if result.task_id is None and self._running and self._running[0]:
+            result = dataclasses.replace(result, task_id=self._running[0])
+        return result
+
+    def _settle(self, context: Context, state: TaskState, run: WorkflowRun, user: str) -> Any:
+        if run.paused and getattr(self, "_pause_form", None):
+            self._started(state, run.task_id, run.workflow_run_id, user)
+            return self._on_paused(context, run.workflow_run_id, self._pause_form)
+        return super()._settle(context, state, run, user)
+
+    def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
+        if self.deferrable:
+            self._defer(context, state, wire, user, None, None)
+        self.ledger(state).intend(task_id=None, workflow_run_id=None, user=user)
+        self.log.info("Sending Dify run (streaming) for user %s", user)
+        events = self.hook.stream_workflow(
+            wire, user=user, files=self.files, workflow_id=self.workflow_id or None, validate=False
+        )
+        return self._consume(state, events, user)
+
+    def _follow(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> WorkflowRun:
+        self._running = (task_id, run_id, user)
+        if self.deferrable:
+            self._defer(context, state, None, user, run_id, task_id)
+        return self._consume(state, self.hook.attach(run_id, user=user, task_id=task_id), user)
+
+    def _defer(
+        self,
+        context: Context,
+        state: TaskState,
+        wire: dict[str, Any] | None,
+        user: str,
+        run_id: str | None,
+        task_id: str | None,
+    ) -> None:
+        from docify_provider.triggers.dify import DifyWorkflowTrigger
+        from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, dify_marker
+
+        ti = context_ti(context)
+        trigger = DifyWorkflowTrigger(
+            inputs=wire,
+            dify_conn_id=self.dify_conn_id,
+            user=user,
+            files=self.files,
+            workflow_id=self.workflow_id or None,
+            allow_resubmit=self.allow_resubmit,
+            workflow_run_id=run_id,
+            dify_task_id=task_id,
+            dag_id=getattr(ti, "dag_id", None) or self.dag_id,
+            task_id=getattr(ti, "task_id", None) or self.task_id,
+            run_id=getattr(ti, "run_id", None),
+            map_index=map_index(context),
+            try_number=state.try_number,
+        )
+        if run_id is None:
+            self.ledger(state).intend(task_id=None, workflow_run_id=None, user=user)
+            try:
+                ti.xcom_push(key=DIFY_MARKER_XCOM_KEY, value=dify_marker("deferred", deferred_at=now_iso()))
+            except Exception:
+                self.log.warning("Could not write the Dify restart marker; the trigger will look for it", exc_info=True)
+        self.log.info("Deferring the Dify stream to the triggerer (user %s)", user)
+        self.hook.close()
+        self.defer(trigger=trigger, method_name="execute_complete")
+
+
+__all__ = [
+    "DEFAULT_ASSET_ALIAS",
+    "DifyRunWorkflowOperator",
+    "DifyStreamWorkflowOperator",
+    "DifyUploadFileOperator",
+    "log_workflow_event",
+]

@@ -1,0 +1,263 @@
+"""Triggers behind the deferrable Dify operators and sensor.
+
+``DifyWorkflowTrigger`` holds a streamed run in the triggerer. Its kwargs carry the wire inputs
+(validated and uploaded on the worker), the connection id and the run options, never the key.
+Before it sends, it writes the XCom marker ``dify_run_request_sent`` (state ``"sent"``) and, at
+``workflow_started``, the run's ``workflow_run_id`` and ``task_id``; a restarted trigger that
+finds a run id re-attaches to that run instead of sending again (no id: outcome unknown, unless
+``allow_resubmit``). Cancellation (a triggerer shutting down) closes the stream and stops nothing.
+
+``DifyWorkflowRunTrigger`` polls ``GET /workflows/run/{id}`` until the run has ended: for
+``DifyWorkflowRunSensor`` and for a run operator waiting on a human-input pause.
+
+Events: ``{"status": "success", "run": <run record>, "workflow_run_id", "task_id"}``,
+``{"status": "paused", "form": {...}, ...}``, ``{"status": "error", ...}`` (see
+:mod:`docify_provider.events`), ``{"status": "outcome_unknown", ...}``, ``{"status": "timeout", ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from airflow.triggers.base import TriggerEvent
+
+from docify_provider.events import error_to_event, register_result_summary
+from docify_provider.triggers.base import MarkerTrigger, marker_says_deferred
+from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, dify_marker
+
+_STREAM_CLASSPATH = "docify_provider.triggers.dify.DifyWorkflowTrigger"
+_RUN_CLASSPATH = "docify_provider.triggers.dify.DifyWorkflowRunTrigger"
+
+
+def _dify_run_summary(value: Mapping[str, Any], size: int) -> str | None:
+    body = value.get("body")
+    if not isinstance(body, Mapping):
+        return None
+    data: Mapping[str, Any] = body["data"] if isinstance(body.get("data"), Mapping) else body
+    return f"<Dify run {data.get('id') or body.get('workflow_run_id')}: {data.get('status')}, {size} chars>"
+
+
+register_result_summary(_dify_run_summary)
+
+
+def _root() -> Any:
+    from docify_provider.dify.errors import DifyError
+
+    return DifyError
+
+
+class DifyWorkflowTrigger(MarkerTrigger):
+    """Stream one Dify run (or re-attach to ``workflow_run_id``) and fire one event with its outcome."""
+
+    marker_key = DIFY_MARKER_XCOM_KEY
+    log_label = "Dify stream trigger"
+
+    def __init__(
+        self,
+        *,
+        inputs: Mapping[str, Any] | None,
+        dify_conn_id: str = "dify_default",
+        user: str | None = None,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+        allow_resubmit: bool = False,
+        workflow_run_id: str | None = None,
+        dify_task_id: str | None = None,
+        dag_id: str | None = None,
+        task_id: str | None = None,
+        run_id: str | None = None,
+        map_index: int = -1,
+        try_number: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.inputs = dict(inputs or {})
+        self.dify_conn_id = dify_conn_id
+        self.user = user
+        self.files = files
+        self.workflow_id = workflow_id
+        self.allow_resubmit = allow_resubmit
+        self.workflow_run_id = workflow_run_id
+        self.dify_task_id = dify_task_id
+        self._set_identity(dag_id, task_id, run_id, map_index, try_number)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            _STREAM_CLASSPATH,
+            {
+                "inputs": self.inputs,
+                "dify_conn_id": self.dify_conn_id,
+                "user": self.user,
+                "files": self.files,
+                "workflow_id": self.workflow_id,
+                "allow_resubmit": self.allow_resubmit,
+                "workflow_run_id": self.workflow_run_id,
+                "dify_task_id": self.dify_task_id,
+                **self._identity_kwargs(),
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from docify_provider.hooks.dify import DifyHook
+        from docify_provider.operators.base import now_iso
+        from docify_provider.operators.dify import log_workflow_event, run_record
+
+        ident = self._identity()
+        attach_to, dify_task = self.workflow_run_id, self.dify_task_id
+        sent_at = now_iso()
+        if not attach_to:
+            marker = await self._read_marker(ident)
+            if isinstance(marker, dict) and not marker_says_deferred(marker):
+                if marker.get("workflow_run_id"):
+                    attach_to, dify_task = str(marker["workflow_run_id"]), marker.get("task_id")
+                    self.log.warning("An earlier trigger started Dify run %s; re-attaching to it", attach_to)
+                elif not self.allow_resubmit:
+                    message = (
+                        "Dify run outcome unknown: an earlier trigger of this task instance sent the run request at "
+                        f"{marker.get('sent_at')} and no run id arrived (triggerer restart?); it is not re-sent. "
+                        "Set allow_resubmit=True or clear the task state to start a new run."
+                    )
+                    self.log.error("%s", message)
+                    yield self._fire({"status": "outcome_unknown", "message": message})
+                    return
+            if not attach_to:
+                await self._write_marker(ident, dify_marker("sent", sent_at=sent_at))
+        hook = DifyHook(dify_conn_id=self.dify_conn_id)
+        run_id, result = attach_to, None
+        try:
+            self.log.info(
+                "%s Dify run (streaming, deferred) for user %s",
+                f"Re-attaching to {attach_to}" if attach_to else "Sending",
+                self.user,
+            )
+            stream = hook.astream_workflow(
+                self.inputs,
+                user=self.user,
+                files=self.files,
+                workflow_id=self.workflow_id,
+                attach_to=attach_to,
+                task_id=dify_task,
+            )
+            try:
+                async for event in stream:
+                    if (event.workflow_run_id and event.workflow_run_id != run_id) or (event.task_id and not dify_task):
+                        run_id, dify_task = event.workflow_run_id or run_id, event.task_id or dify_task
+                        # Written before the event is logged: a log line with the id means the guard holds it.
+                        await self._write_marker(
+                            ident, dify_marker("sent", sent_at=sent_at, workflow_run_id=run_id, task_id=dify_task)
+                        )
+                    log_workflow_event(self.log, event)
+                    if event.event == "workflow_finished":
+                        result = getattr(event, "result", None) or event.run
+                    elif event.event == "workflow_paused":
+                        form = event.form
+                        yield self._fire(
+                            {
+                                "status": "paused",
+                                "workflow_run_id": run_id,
+                                "task_id": dify_task,
+                                "form": form.as_dict() if form else {},
+                            }
+                        )
+                        return
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            self.log.warning("Dify stream trigger cancelled; the stream was closed, the run was not stopped")
+            raise
+        except Exception as exc:
+            self.log.error("Dify stream failed: %s", exc)
+            payload = error_to_event(exc, session_id=run_id, root=_root())
+            yield self._fire({**payload, "workflow_run_id": run_id, "task_id": dify_task})
+            return
+        if result is None:
+            from docify_provider.dify.errors import DifyStreamIncompleteError
+
+            incomplete = DifyStreamIncompleteError(
+                "The Dify stream ended without a result", run_id=run_id, session_id=run_id
+            )
+            payload = error_to_event(incomplete, root=_root())
+            yield self._fire({**payload, "workflow_run_id": run_id, "task_id": dify_task})
+            return
+        record = run_record(result)
+        yield self._fire({"status": "success", "run": record, "workflow_run_id": run_id, "task_id": dify_task})
+
+
+class DifyWorkflowRunTrigger(MarkerTrigger):
+    """Poll a run's detail until it has ended (a pause keeps it waiting); fire its outcome.
+
+    ``success`` for succeeded / partial-succeeded, ``error`` (``DifyRunFailedError``) for failed /
+    stopped, ``timeout`` after ``timeout`` seconds.
+    """
+
+    marker_key = DIFY_MARKER_XCOM_KEY
+    log_label = "Dify run trigger"
+
+    def __init__(
+        self,
+        *,
+        workflow_run_id: str,
+        dify_conn_id: str = "dify_default",
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        try_number: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.workflow_run_id = workflow_run_id
+        self.dify_conn_id = dify_conn_id
+        self.poll_interval = float(poll_interval)
+        self.timeout = None if timeout is None else float(timeout)
+        self._set_identity(None, None, None, -1, try_number)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            _RUN_CLASSPATH,
+            {
+                "workflow_run_id": self.workflow_run_id,
+                "dify_conn_id": self.dify_conn_id,
+                "poll_interval": self.poll_interval,
+                "timeout": self.timeout,
+                "try_number": self.try_number,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from docify_provider.dify.client import raise_if_failed
+        from docify_provider.dify.errors import DifyError
+        from docify_provider.hooks.dify import DifyHook
+        from docify_provider.operators.dify import run_record
+
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        hook = DifyHook(dify_conn_id=self.dify_conn_id)
+        ids = {"workflow_run_id": self.workflow_run_id}
+        last = None
+        while True:
+            try:
+                run = await hook.aget_workflow_run(self.workflow_run_id)
+            except DifyError as exc:
+                if exc.permanent:
+                    yield self._fire({**error_to_event(exc, posted=False, root=_root()), **ids})
+                    return
+                self.log.info("Dify run %s not readable yet: %s", self.workflow_run_id, exc)
+            else:
+                if run.status != last:
+                    self.log.info("Dify run %s is %s", self.workflow_run_id, run.status)
+                    last = run.status
+                if run.ended:
+                    try:
+                        raise_if_failed(run, "run_detail")
+                    except DifyError as exc:
+                        yield self._fire({**error_to_event(exc, posted=False, root=_root()), **ids})
+                        return
+                    yield self._fire({"status": "success", "run": run_record(run), **ids, "task_id": run.task_id})
+                    return
+            if deadline is not None and time.monotonic() + self.poll_interval > deadline:
+                message = f"Dify run {self.workflow_run_id} had not ended after {self.timeout:g}s"
+                yield self._fire({"status": "timeout", "message": message, **ids})
+                return
+            await asyncio.sleep(self.poll_interval)
+
+
+__all__ = ["DifyWorkflowRunTrigger", "DifyWorkflowTrigger"]
