@@ -70,11 +70,11 @@ def console_text(capfd: pytest.CaptureFixture[str]) -> str:
     return _ANSI.sub("", capfd.readouterr().out)
 
 
-def conn_json(base_url: str, key: str, **extra: Any) -> str:
-    """A docify connection as ``AIRFLOW_CONN_<ID>`` JSON (host = base URL, password = key)."""
+def conn_json(base_url: str, key: str, conn_type: str = "docify", **extra: Any) -> str:
+    """A docify (or dify) connection as ``AIRFLOW_CONN_<ID>`` JSON (host = base URL, password = key)."""
     # Few retries: tests inject faults on purpose and should not wait through long backoffs.
     extras = {"max_retries": 2, "idle_timeout": 30, **extra}
-    return json.dumps({"conn_type": "docify", "host": base_url, "password": key, "extra": extras})
+    return json.dumps({"conn_type": conn_type, "host": base_url, "password": key, "extra": extras})
 
 
 def configure_airflow(home: Path) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from docify_provider import __version__
 from docify_provider.get_provider_info import CONN_FIELDS, CONN_FORM_FIELDS, get_provider_info
+from docify_provider.hooks.dify import DifyHook
 from docify_provider.hooks.docify import DocifyHook, config_from_connection
 from docify_provider.testing import SUMMARY_KEY, DocifyEmulator
 
@@ -34,11 +35,13 @@ def test_provider_info_matches_airflows_schema() -> None:
     info = get_provider_info()
     jsonschema.validate(info, schema)
     assert info["package-name"] == "airflow-provider-docify" and info["versions"] == [__version__]
-    [conn_type] = info["connection-types"]
-    assert conn_type["connection-type"] == "docify" == DocifyHook.conn_type
-    assert conn_type["hook-class-name"] == f"{DocifyHook.__module__}.{DocifyHook.__name__}"
+    conn_types = {c["connection-type"]: c for c in info["connection-types"]}
+    assert set(conn_types) == {"docify", "dify"}
+    for conn_type, hook in ((conn_types["docify"], DocifyHook), (conn_types["dify"], DifyHook)):
+        assert conn_type["connection-type"] == hook.conn_type
+        assert conn_type["hook-class-name"] == f"{hook.__module__}.{hook.__name__}"
     # Every extra the connection form offers is one the hook reads.
-    assert set(conn_type["conn-fields"]) == set(CONN_FIELDS)
+    assert set(conn_types["docify"]["conn-fields"]) == set(CONN_FIELDS)
 
 
 def test_conn_fields_match_the_provider_yaml_schema() -> None:
@@ -48,7 +51,8 @@ def test_conn_fields_match_the_provider_yaml_schema() -> None:
     if "conn-fields" not in properties:
         pytest.skip(f"Airflow {airflow.__version__} predates conn-fields (3.2)")
     fields_schema = properties["conn-fields"]
-    jsonschema.validate(get_provider_info()["connection-types"][0]["conn-fields"], fields_schema)
+    for conn_type in get_provider_info()["connection-types"]:
+        jsonschema.validate(conn_type["conn-fields"], fields_schema)
 
 
 def test_every_form_field_is_described_with_its_default() -> None:
