@@ -39,6 +39,7 @@ from docify_provider.dify.errors import (
     DifyRunTimeoutError,
     DifyStreamIncompleteError,
 )
+from docify_provider.dify.inputs import plan_inputs
 from docify_provider.dify.models import (
     AppInfo,
     AppParameters,
@@ -545,6 +546,13 @@ class DifyClient(DifyClientBase, SyncHTTP):
         log.info("Uploaded %s (%s bytes) to Dify as %s", upload.name, upload.size, uploaded.id)
         return uploaded
 
+    def prepare_inputs(
+        self, inputs: Mapping[str, Any] | None, *, user: str | None = None, parameters: AppParameters | None = None
+    ) -> dict[str, Any]:
+        """Check ``inputs`` against ``/parameters`` (``plan_inputs``), upload their files, return wire inputs."""
+        plan = plan_inputs(inputs, parameters or self.get_parameters())
+        return plan.build([self.upload_file(p.source, user=user, file_name=p.file_name) for p in plan.uploads])
+
     def run_workflow(
         self,
         inputs: Mapping[str, Any] | None,
@@ -722,6 +730,12 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
         with contextlib.ExitStack() as stack:
             _, make_kwargs = self._upload_parts(source, user=user, file_name=file_name, stack=stack)
             return UploadedFile.from_api(await self._call(protocol.UPLOAD, make_kwargs))
+
+    async def prepare_inputs(
+        self, inputs: Mapping[str, Any] | None, *, user: str | None = None, parameters: AppParameters | None = None
+    ) -> dict[str, Any]:
+        plan = plan_inputs(inputs, parameters or await self.get_parameters())
+        return plan.build([await self.upload_file(p.source, user=user, file_name=p.file_name) for p in plan.uploads])
 
     async def run_workflow(
         self,
