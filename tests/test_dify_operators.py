@@ -103,3 +103,135 @@ def test_upload_operator(dify_conns, tmp_path):
     assert outcome.dag_state == "success"
     xcom = outcome.xcom("up")
     assert xcom["id"] and xcom["name"] == "note.txt"
+
+
+# -- helpers for the tests below ------------------------------------------------------------------------
+
+LONG = "app-EmuLongWorkflow000000003"
+DOCUMENT = "app-EmuDocumentWorkflow00002"
+
+
+def _conn(monkeypatch: Any, emu: Any, conn_id: str, key: str, **extra: Any) -> str:
+    """One more ``dify`` connection to the emulator (fast polling and recovery unless overridden)."""
+    from airflow_helpers import conn_json
+
+    extras = {"idle_timeout": 5, "connect_timeout": 2, "read_timeout": 10, "poll_interval": 0.1, **extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", conn_json(emu.base_url, key, "dify", **extras))
+    return conn_id
+
+
+def _document(folder: Any, name: str = "notes.txt", text: str = "quarterly notes") -> str:
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+def _blocked_then(tmp_path: Any, good: Any) -> str:
+    """An ``attachments_to`` template: try 1 cannot store there (a file where a folder must be), try 2 can."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the first try wants a folder")
+    return f"{{{{ '{blocker / 'sub'}' if ti.try_number == 1 else '{good}' }}}}"
+
+
+def _operator(mode: str, **kwargs: Any) -> Any:
+    if mode == "blocking":
+        return DifyRunWorkflowOperator(**kwargs)
+    return DifyStreamWorkflowOperator(deferrable=mode == "deferred", **kwargs)
+
+
+MODES = ["blocking", "streaming", "deferred"]
+
+
+# -- bought once: a retry takes the run an earlier try started -------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_failed_post_processing_is_retried_without_buying_again(dify_conns, tmp_path, capfd, mode):
+    emu = dify_conns
+    good = tmp_path / "good"
+    with new_dag(f"dify_post_{mode}") as dag:
+        _operator(
+            mode,
+            task_id="doc",
+            dify_conn_id="dify_document",
+            inputs={"document": _document(tmp_path)},
+            attachments_to=_blocked_then(tmp_path, good),
+            retries=1,
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("doc") == "success", text[-4000:]
+    assert outcome.try_number("doc") == 2
+    assert emu.runs_started(key=DOCUMENT) == 1
+    assert emu.upload_count(key=DOCUMENT) == 1
+    assert "no new run was started" in text
+    (file,) = outcome.xcom("doc")["files"]
+    assert file["file_name"] == "report.csv" and file["path"].startswith(str(good))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_retry_reattaches_to_the_run_an_earlier_try_started(dify_conns, monkeypatch, capfd, mode):
+    """Try 1 loses the run's answer after it started (the run id is known); try 2 takes its result."""
+    emu = dify_conns
+    if mode == "blocking":
+        # The 524 comes at once; the log recovery finds the run but gives up waiting for it.
+        conn = _conn(monkeypatch, emu, "dify_long_fast", LONG, recovery_timeout=0.3)
+        emu.inject(Fault("run", "timeout_after_start", status=524))
+        inputs: dict[str, Any] = {"seconds": 1.5}
+        key = LONG
+    else:
+        # The stream is cut after workflow_started, and the worker's own re-attach fails (the run
+        # detail answers 500, which is not retried): try 1 fails with the run going on.
+        conn = "dify_text"
+        emu.inject(Fault("stream", "drop_mid_stream", after_events=2))
+        emu.inject(Fault("run_detail", "status", status=500))
+        inputs = TEXT
+        key = TEXT_APP_KEY
+    with new_dag(f"dify_reattach_retry_{mode}") as dag:
+        _operator(mode, task_id="run", dify_conn_id=conn, inputs=inputs, retries=1)
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("run") == "success", text[-5000:]
+    assert outcome.try_number("run") == 2
+    assert emu.runs_started(key=key) == 1
+    xcom = outcome.xcom("run")
+    assert xcom["status"] == "succeeded" and xcom["outputs"]
+    assert f"started Dify run {xcom['workflow_run_id']}; re-attaching to it instead of starting a new run" in text
+
+
+def test_force_rerun_buys_again(dify_conns, tmp_path):
+    emu = dify_conns
+    with new_dag("dify_force_rerun") as dag:
+        DifyRunWorkflowOperator(
+            task_id="doc",
+            dify_conn_id="dify_document",
+            inputs={"document": _document(tmp_path)},
+            attachments_to=_blocked_then(tmp_path, tmp_path / "good"),
+            force_rerun=True,
+            retries=1,
+        )
+    outcome = run_dag(dag)
+    assert outcome.state("doc") == "success" and outcome.try_number("doc") == 2
+    assert emu.runs_started(key=DOCUMENT) == 2
+
+
+@pytest.mark.parametrize("allow_resubmit", [False, True])
+def test_a_run_whose_id_never_arrived_is_sent_again_only_with_allow_resubmit(dify_conns, capfd, allow_resubmit):
+    emu = dify_conns
+    # The stream is cut before its first event: the run started, its id never arrived.
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=0))
+    with new_dag("dify_resubmit") as dag:
+        DifyStreamWorkflowOperator(
+            task_id="run", dify_conn_id="dify_text", inputs=TEXT, allow_resubmit=allow_resubmit, retries=1
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.try_number("run") == 2
+    if allow_resubmit:
+        assert outcome.state("run") == "success", text[-4000:]
+        assert emu.runs_started(key=TEXT_APP_KEY) == 2
+        assert "allow_resubmit=True, so a new run is sent" in text
+    else:
+        assert outcome.state("run") == "failed"
+        assert emu.runs_started(key=TEXT_APP_KEY) == 1
+        assert "DifyOutcomeUnknownError" in text and "not re-sent" in text and "allow_resubmit=True" in text

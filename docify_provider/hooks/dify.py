@@ -47,6 +47,28 @@ class DifyHook(ProviderHook):
         self._info: AppInfo | None = None
         self._parameters: AppParameters | None = None
 
+    @classmethod
+    def config_from_connection(cls, conn: Any) -> DifyClientConfig:
+        """The shared extras, plus Dify's ``recovery_timeout`` and ``poll_interval`` (seconds)."""
+        import dataclasses
+
+        from docify_provider._core.errors import ConfigError, error_class
+
+        config = super().config_from_connection(conn)
+        extra = getattr(conn, "extra_dejson", None) or {}
+        overrides: dict[str, float] = {}
+        for name in ("recovery_timeout", "poll_interval"):
+            value = extra.get(name)
+            if value in (None, ""):
+                continue
+            try:
+                overrides[name] = float(value)
+            except (TypeError, ValueError):
+                raise error_class(DifyError, ConfigError)(
+                    f"Connection {getattr(conn, 'conn_id', '?')!r}: extra {name!r} must be a number, got {value!r}"
+                ) from None
+        return dataclasses.replace(config, **overrides) if overrides else config
+
     # -- app ------------------------------------------------------------------------------------
 
     def get_app_info(self, *, refresh: bool = False) -> AppInfo:
@@ -108,7 +130,7 @@ class DifyHook(ProviderHook):
             variable = parameters.variable(name)
             resolved[name] = self._resolve_file_values(value) if variable and variable.takes_files else value
         plan = plan_inputs(resolved, parameters)
-        uploaded = [self.upload_file(upload.source, user=user) for upload in plan.uploads]
+        uploaded = [self.upload_file(upload.source, user=user, file_name=upload.file_name) for upload in plan.uploads]
         return plan.build(uploaded)
 
     # -- runs -----------------------------------------------------------------------------------

@@ -320,6 +320,19 @@ class _DifyRunOperatorBase(RunOperatorBase):
             f"Set allow_resubmit=True or clear the task state ({state.describe(self.state_key)}) to start a new run."
         )
 
+    def _forget_if_settled(self, state: TaskState, exc: BaseException, run_id: str | None = None) -> bool:
+        """After a failure: forget the pending record only when ``exc`` proves no run is pending.
+
+        Once a run id is known only the run's own end (``DifyRunFailedError``) settles it: an error
+        of a lookup (run detail, events, logs) while re-attaching leaves the run going on. Without
+        one, an HTTP error settles only when it answered the run request itself. Returns whether
+        the record was forgotten.
+        """
+        if _failure_settles(exc, run_known=bool(run_id or (self._running and self._running[1]))):
+            self.ledger(state).forget()
+            return True
+        return False
+
     def _started(self, state: TaskState, task_id: str | None, run_id: str | None, user: str) -> None:
         if run_id:
             self._running = (task_id, run_id, user)
@@ -383,8 +396,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
                 self._started(state, task_id, run_id, user)
                 return self._on_paused(context, str(run_id), event.get("form") or {})
             exc = error_from_event(event, root=DifyError)
-            self._settle_failure(state, exc)
-            if not outcome_known(exc) and run_id:
+            if not self._forget_if_settled(state, exc, run_id=run_id) and run_id:
                 self._started(state, task_id, run_id, user)
             raise exc
         finally:
@@ -431,6 +443,22 @@ class _DifyRunOperatorBase(RunOperatorBase):
             self.hook.close()
 
 
+def _failure_settles(exc: BaseException, *, run_known: bool) -> bool:
+    """True when ``exc`` proves no Dify run is pending (see ``_forget_if_settled``)."""
+    from docify_provider._core.errors import HTTPStatusError, RunFailedError
+
+    if not outcome_known(exc):
+        return False
+    if isinstance(exc, RunFailedError):
+        return True
+    if run_known:
+        return False
+    if isinstance(exc, HTTPStatusError):
+        endpoint = str(getattr(exc, "endpoint", None) or "")
+        return endpoint.startswith("POST /workflows/") and endpoint.endswith("/run")
+    return True
+
+
 def _is_task_timeout(exc: BaseException) -> bool:
     return type(exc).__name__ in ("AirflowTaskTimeout", "TaskDeferralTimeout")
 
@@ -450,9 +478,8 @@ class DifyRunWorkflowOperator(_DifyRunOperatorBase):
                 wire, user=user, files=self.files, workflow_id=self.workflow_id or None, validate=False
             )
         except BaseException as exc:
-            self._settle_failure(state, exc)
             run_id = getattr(exc, "run_id", None)
-            if run_id and not outcome_known(exc):
+            if not self._forget_if_settled(state, exc, run_id=run_id) and run_id:
                 self._started(state, None, run_id, user)
             raise
         self._started(state, run.task_id, run.workflow_run_id, user)
@@ -498,7 +525,7 @@ class DifyStreamWorkflowOperator(_DifyRunOperatorBase):
                         data = {"status": "paused", **{k: v for k, v in event.data.items() if k != "status"}}
                         result = WorkflowRun.from_detail({**data, "id": event.workflow_run_id}, task_id=event.task_id)
         except BaseException as exc:
-            self._settle_failure(state, exc)
+            self._forget_if_settled(state, exc)
             raise
         if result is None:  # pragma: no cover - the client raises before this
             raise DifyStreamIncompleteError("The Dify stream ended without a result")
