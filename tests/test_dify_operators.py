@@ -235,3 +235,49 @@ def test_a_run_whose_id_never_arrived_is_sent_again_only_with_allow_resubmit(dif
         assert outcome.state("run") == "failed"
         assert emu.runs_started(key=TEXT_APP_KEY) == 1
         assert "DifyOutcomeUnknownError" in text and "not re-sent" in text and "allow_resubmit=True" in text
+
+
+# -- stop: execution_timeout stops the Dify task ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_execution_timeout_stops_the_dify_task_and_says_what_became_of_it(dify_conns, capfd, ignored):
+    from datetime import timedelta
+
+    emu = dify_conns
+    if ignored:
+        emu.inject(Fault("stop", "ignore_stop"))
+    with new_dag("dify_timeout_stop") as dag:
+        DifyStreamWorkflowOperator(
+            task_id="long",
+            dify_conn_id="dify_long",
+            inputs={"seconds": 8, "steps": 1},
+            execution_timeout=timedelta(seconds=2),
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("long") == "failed"
+    assert emu.stop_requests(key=LONG) == 1
+    (run,) = emu.runs
+    assert "execution_timeout: stopping Dify task" in text
+    if ignored:
+        assert run.status == "running"
+        assert f"run {run.id} is still running: the run goes on on Dify" in text
+    else:
+        assert emu.wait_run_finished(run.id, timeout=5).status == "stopped"
+        assert f"Dify run {run.id} is now stopped after the stop request" in text
+
+
+def test_execution_timeout_of_a_blocking_run_says_it_cannot_be_stopped(dify_conns, capfd):
+    from datetime import timedelta
+
+    emu = dify_conns
+    with new_dag("dify_timeout_blocking") as dag:
+        DifyRunWorkflowOperator(
+            task_id="long", dify_conn_id="dify_long", inputs={"seconds": 6}, execution_timeout=timedelta(seconds=1)
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("long") == "failed"
+    assert emu.stop_requests() == 0
+    assert "cannot be stopped; it goes on on Dify" in text

@@ -245,6 +245,8 @@ class _DifyRunOperatorBase(RunOperatorBase):
         self._ledger = None
         #: (task_id, workflow_run_id, user) of the run in flight, for on_kill / execution_timeout.
         self._running: tuple[str | None, str | None, str] | None = None
+        #: Set once a stop was attempted (or found impossible) for this try.
+        self._stop_handled = False
 
     @cached_property
     def hook(self) -> DifyHook:
@@ -257,6 +259,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
     def execute(self, context: Context) -> Any:
         state = TaskState(context, self.log)
         self._ledger = None
+        self._stop_handled = False
         user = resolve_user(self, self.hook)
         try:
             run = self._recover(context, state, user)
@@ -422,20 +425,39 @@ class _DifyRunOperatorBase(RunOperatorBase):
     # -- stopping -------------------------------------------------------------------------------
 
     def _stop_running(self, why: str) -> None:
-        """Stop the Dify task in flight (with the run's user), then log what its status became."""
+        """Stop the Dify task in flight (with the run's user), then log what its status really became."""
+        if getattr(self, "_stop_handled", False):
+            return  # Airflow calls on_kill after an execution_timeout the operator has handled
+        self._stop_handled = True
         running = self._running
         if running is None or not running[0]:
-            self.log.warning("%s: no Dify task id known yet; nothing to stop", why)
+            run_id = running[1] if running else None
+            self.log.warning(
+                "%s: the Dify task id of %s is not known%s, so it cannot be stopped; it goes on on Dify "
+                "(a blocking run reports its task id only with its answer; the streaming operator can stop runs)",
+                why,
+                f"run {run_id}" if run_id else "the run",
+                "" if run_id else " (no run id either)",
+            )
             return
         task_id, run_id, user = running
         self.log.warning("%s: stopping Dify task %s (run %s)", why, task_id, run_id)
         try:
             run = self.hook.stop_task(str(task_id), user=user, workflow_run_id=run_id)
         except Exception as exc:
-            self.log.error("Could not stop Dify task %s: %s", task_id, exc)
+            self.log.error("Could not stop Dify task %s (run %s); it may go on: %s", task_id, run_id, exc)
             return
-        if run is not None:
-            self.log.warning("Dify run %s is now %s", run_id, run.status)
+        if run is None:
+            self.log.warning("Asked Dify to stop task %s; the run's status could not be read", task_id)
+        elif run.ended:
+            self.log.warning("Dify run %s is now %s after the stop request", run_id, run.status)
+        else:
+            self.log.warning(
+                "Dify answered success to the stop request, but run %s is still %s: the run goes on on Dify "
+                "(and is billed); stop it in the Dify console if needed",
+                run_id,
+                run.status,
+            )
 
     def on_kill(self) -> None:
         if "hook" in self.__dict__:
