@@ -281,3 +281,65 @@ def test_execution_timeout_of_a_blocking_run_says_it_cannot_be_stopped(dify_conn
     assert outcome.state("long") == "failed"
     assert emu.stop_requests() == 0
     assert "cannot be stopped; it goes on on Dify" in text
+
+
+# -- human input: wait (deferred) until the form is answered ---------------------------------------------
+
+
+def _answer_when_paused(emu: Any, action: str = "approve") -> Any:
+    """Submit the first run's form from another thread as soon as the run has paused."""
+    import threading
+    import time
+
+    def answer() -> None:
+        deadline = time.monotonic() + 30
+        while not emu.runs:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        run = emu.runs[0]
+        emu.wait_run_status(run.id, "paused", timeout=30)
+        emu.submit_form(emu.form_token(run.id), action=action)
+
+    thread = threading.Thread(target=answer, name="dify-form-answer", daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_paused_run_waits_deferred_until_the_form_is_answered(dify_conns, capfd, mode):
+    emu = dify_conns
+    answering = _answer_when_paused(emu, action="approve")
+    with new_dag(f"dify_human_{mode}") as dag:
+        _operator(
+            mode, task_id="review", dify_conn_id="dify_human", inputs={"topic": "budget"}, pause_poll_interval=0.2
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    answering.join(timeout=5)
+    assert outcome.state("review") == "success", text[-5000:]
+    xcom = outcome.xcom("review")
+    assert xcom["status"] == "succeeded"
+    assert xcom["outputs"]["decision"] == "approve" and "Approved: budget" in xcom["outputs"]["text"]
+    assert emu.runs_started() == 1
+    run_id = xcom["workflow_run_id"]
+    assert f"Dify run {run_id} paused for human input: form 'Review', actions [Approve, Reject], expires 20" in text
+    assert f"Waiting (deferred) for Dify run {run_id} to be resumed and finish" in text
+    assert emu.form_token(run_id) not in text
+
+
+def test_an_expired_form_fails_the_task_with_a_clear_error(dify_conns, capfd):
+    emu = dify_conns
+    emu.form_expiry_seconds = 1
+    with new_dag("dify_human_expired") as dag:
+        DifyStreamWorkflowOperator(
+            task_id="review", dify_conn_id="dify_human", inputs={"topic": "budget"}, pause_poll_interval=0.2
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("review") == "failed"
+    (run,) = emu.runs
+    assert run.status == "paused"
+    assert "DifyPausedError" in text
+    assert f"Dify run {run.id} paused for human input: the form 'Review' expired at" in text
+    assert "without an answer" in text

@@ -123,6 +123,17 @@ def log_run(log: logging.Logger | Any, run: WorkflowRun) -> None:
     )
 
 
+def paused_form(run: WorkflowRun) -> dict[str, Any]:
+    """The first human-input form a paused run's answer names (``reasons``), as ``FormRequest.as_dict()``."""
+    from docify_provider.dify.models import FormRequest
+
+    raw: Mapping[str, Any] = run.raw if isinstance(run.raw, Mapping) else {}
+    inner = raw.get("data")
+    data: Mapping[str, Any] = inner if isinstance(inner, Mapping) else raw
+    reasons = [r for r in (data.get("reasons") or []) if isinstance(r, Mapping)]
+    return FormRequest.from_api(dict(reasons[0])).as_dict() if reasons else {}
+
+
 def log_form(log: logging.Logger | Any, form: Mapping[str, Any], run_id: str | None) -> None:
     actions = ", ".join(str(a.get("title") or a.get("id")) for a in form.get("actions") or []) or "none"
     log.warning(
@@ -345,7 +356,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
         """A paused run: fail or wait (deferred); an ended one: keep it and post-process."""
         if run.paused:
             self._started(state, run.task_id, run.workflow_run_id, user)
-            return self._on_paused(context, run.workflow_run_id, {})
+            return self._on_paused(context, run.workflow_run_id, paused_form(run))
         self.ledger(state).bought(run_record(run), task_id=run.task_id, workflow_run_id=run.workflow_run_id)
         self._running = None
         return self._finish(context, state, run)
@@ -372,6 +383,8 @@ class _DifyRunOperatorBase(RunOperatorBase):
                 dify_conn_id=self.dify_conn_id,
                 poll_interval=self.pause_poll_interval,
                 try_number=TaskState(context, self.log).try_number,
+                form_title=form.get("title"),
+                form_expires_at=form.get("expiration_time"),
             ),
             method_name="execute_complete",
         )

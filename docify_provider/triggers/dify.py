@@ -126,6 +126,7 @@ class DifyWorkflowTrigger(MarkerTrigger):
                 await self._write_marker(ident, dify_marker("sent", sent_at=sent_at))
         hook = DifyHook(dify_conn_id=self.dify_conn_id)
         run_id, result = attach_to, None
+        paused: dict[str, Any] | None = None
         try:
             self.log.info(
                 "%s Dify run (streaming, deferred) for user %s",
@@ -153,16 +154,16 @@ class DifyWorkflowTrigger(MarkerTrigger):
                         result = getattr(event, "result", None) or event.run
                     elif event.event == "workflow_paused":
                         form = event.form
-                        yield self._fire(
-                            {
-                                "status": "paused",
-                                "workflow_run_id": run_id,
-                                "task_id": dify_task,
-                                "form": form.as_dict() if form else {},
-                            }
-                        )
-                        return
+                        paused = {
+                            "status": "paused",
+                            "workflow_run_id": run_id,
+                            "task_id": dify_task,
+                            "form": form.as_dict() if form else {},
+                        }
+                        break
             finally:
+                # Closed before the event is fired: a runner that takes the first event and drops
+                # the generator (dag.test()) would otherwise close it on another task at loop shutdown.
                 await stream.aclose()  # type: ignore[attr-defined]
         except asyncio.CancelledError:
             self.log.warning("Dify stream trigger cancelled; the stream was closed, the run was not stopped")
@@ -171,6 +172,9 @@ class DifyWorkflowTrigger(MarkerTrigger):
             self.log.error("Dify stream failed: %s", exc)
             payload = error_to_event(exc, session_id=run_id, root=_root())
             yield self._fire({**payload, "workflow_run_id": run_id, "task_id": dify_task})
+            return
+        if paused is not None:
+            yield self._fire(paused)
             return
         if result is None:
             from docify_provider.dify.errors import DifyStreamIncompleteError
@@ -203,12 +207,16 @@ class DifyWorkflowRunTrigger(MarkerTrigger):
         poll_interval: float = 30.0,
         timeout: float | None = None,
         try_number: int | None = None,
+        form_title: str | None = None,
+        form_expires_at: str | None = None,
     ) -> None:
         super().__init__()
         self.workflow_run_id = workflow_run_id
         self.dify_conn_id = dify_conn_id
         self.poll_interval = float(poll_interval)
         self.timeout = None if timeout is None else float(timeout)
+        self.form_title = form_title
+        self.form_expires_at = form_expires_at
         self._set_identity(None, None, None, -1, try_number)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -220,8 +228,24 @@ class DifyWorkflowRunTrigger(MarkerTrigger):
                 "poll_interval": self.poll_interval,
                 "timeout": self.timeout,
                 "try_number": self.try_number,
+                "form_title": self.form_title,
+                "form_expires_at": self.form_expires_at,
             },
         )
+
+    def _form_expired(self) -> bool:
+        """The run waits on a human-input form whose expiry (ISO time) has passed."""
+        if not self.form_expires_at:
+            return False
+        from datetime import datetime, timezone
+
+        try:
+            expires = datetime.fromisoformat(str(self.form_expires_at).replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=timezone.utc)
+        return datetime.now(tz=timezone.utc) >= expires
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from docify_provider.dify.client import raise_if_failed
@@ -252,6 +276,19 @@ class DifyWorkflowRunTrigger(MarkerTrigger):
                         yield self._fire({**error_to_event(exc, posted=False, root=_root()), **ids})
                         return
                     yield self._fire({"status": "success", "run": run_record(run), **ids, "task_id": run.task_id})
+                    return
+                if run.paused and self._form_expired():
+                    from docify_provider.dify.errors import DifyPausedError
+
+                    expired = DifyPausedError(
+                        f"Dify run {self.workflow_run_id} paused for human input: the form {self.form_title!r} "
+                        f"expired at {self.form_expires_at} without an answer; the run stays paused on Dify. "
+                        "Nothing more can resume it through this form.",
+                        run_id=self.workflow_run_id,
+                        form={"title": self.form_title, "expiration_time": self.form_expires_at},
+                    )
+                    self.log.error("%s", expired)
+                    yield self._fire({**error_to_event(expired, posted=False, root=_root()), **ids})
                     return
             if deadline is not None and time.monotonic() + self.poll_interval > deadline:
                 message = f"Dify run {self.workflow_run_id} had not ended after {self.timeout:g}s"
