@@ -343,3 +343,50 @@ def test_an_expired_form_fails_the_task_with_a_clear_error(dify_conns, capfd):
     assert "DifyPausedError" in text
     assert f"Dify run {run.id} paused for human input: the form 'Review' expired at" in text
     assert "without an answer" in text
+
+
+# -- output files ------------------------------------------------------------------------------------
+
+
+def test_output_files_land_per_task_instance_with_safe_names(dify_conns, tmp_path, capfd):
+    from pathlib import Path
+
+    from docify_provider._core.files import safe_file_name
+
+    emu = dify_conns
+    store = tmp_path / "store"
+    docs = [_document(tmp_path, f"doc{i}.txt", f"document number {i}") for i in range(2)]
+    # The first run's report comes with a hostile name.
+    emu.inject(Fault("run", "attachment_name", name="../../etc/passwd"))
+    with new_dag("dify_files") as dag:
+        mapped = DifyRunWorkflowOperator.partial(
+            task_id="docs", dify_conn_id="dify_document", attachments_to=str(store), emit_asset_events=True
+        ).expand(inputs=[{"document": d} for d in docs])
+        deferred = DifyStreamWorkflowOperator(
+            task_id="deferred",
+            dify_conn_id="dify_document",
+            inputs={"document": docs[0]},
+            attachments_to="file://" + str(store),
+            deferrable=True,
+        )
+        mapped >> deferred
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.dag_state == "success", text[-4000:]
+    base = store / safe_file_name(outcome.dag_id) / safe_file_name(outcome.run_id)
+    names = set()
+    for task, index in (("docs", 0), ("docs", 1), ("deferred", -1)):
+        (file,) = outcome.xcom(task, map_index=index)["files"]
+        path = Path(file["path"].removeprefix("file://"))
+        folder = base / (task if index < 0 else f"{task}-{index}")
+        assert path.parent == folder, (task, index, file)
+        assert path.stat().st_size == file["file_size"] and file["file_url"].startswith(emu.files_base)
+        assert path.read_text().startswith("variable,filename,type")
+        names.add(path.name)
+    assert names == {"passwd", "report.csv"}
+    assert not (tmp_path / "etc").exists()
+    assert {Path(p).name for p in (str(f) for f in store.rglob("*")) if Path(p).is_file()} == names
+    assert emu.runs_started(key=DOCUMENT) == 3
+    events = outcome.asset_events()
+    assert len(events) == 2 and all(uri.startswith("file://") for uri, _ in events)
+    assert all(extra["status"] == "succeeded" and extra["workflow_run_id"] for _, extra in events)
