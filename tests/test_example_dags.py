@@ -84,3 +84,49 @@ def test_examples_log_instead_of_printing() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
         ]
         assert not calls, f"{path.name} prints on line(s) {calls}; use its logger"
+
+
+def test_dify_document_pipeline_fills_the_table_and_stores_output_files(
+    dify_conns, tmp_path, monkeypatch, caplog
+) -> None:
+    from docify_provider.testing.dify import DOCUMENT_APP_KEY
+
+    inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "results.db"
+    inbox.mkdir()
+    names = ["contract_a.txt", "memo_b.txt", "report_café.txt"]
+    for i, name in enumerate(names):
+        (inbox / name).write_text(f"Document {i}: quarterly figures, café supplies, {i * 7} pages.\n" * 20)
+    monkeypatch.setenv("AIRFLOW_CONN_DIFY_DOCUMENTS", conn_json(dify_conns.base_url, DOCUMENT_APP_KEY, "dify"))
+    monkeypatch.setenv("AIRFLOW_CONN_DIFY_RESULTS_DB", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    caplog.set_level(logging.INFO)
+
+    outcome = run_dag(load_dag("example_dify_documents"), {"input_dir": str(inbox), "output_dir": str(out)})
+
+    assert outcome.dag_state == "success", outcome.states()
+    assert [outcome.ti("summarize_document", i).rendered_map_index for i in range(3)] == sorted(names)
+    logged = _logged(caplog)
+    assert "Stored 3 row(s) in table dify_documents" in logged
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT workflow_run_id, status, summary, total_tokens, attachment FROM dify_documents"
+        ).fetchall()
+    assert len({r[0] for r in rows}) == 3 and all(r[1] == "succeeded" and r[2] and r[3] > 0 for r in rows)
+    files = [Path(r[4]) for r in rows]
+    assert all(p.is_file() and p.stat().st_size > 0 and p.is_relative_to(out / "attachments") for p in files)
+    assert len({p.parent for p in files}) == 3
+    assert outcome.xcom("report")["documents"] == 3
+    assert dify_conns.runs_started(key=DOCUMENT_APP_KEY) == 3
+
+
+def test_dify_text_example_feeds_outputs_to_a_taskflow_task(dify_conns, monkeypatch, caplog) -> None:
+    from docify_provider.testing.dify import TEXT_APP_KEY
+
+    monkeypatch.setenv("AIRFLOW_CONN_DIFY_TEXT", conn_json(dify_conns.base_url, TEXT_APP_KEY, "dify"))
+    caplog.set_level(logging.INFO)
+    outcome = run_dag(load_dag("example_dify_text"), {"topic": "café logistics", "tone": "formal"})
+
+    assert outcome.dag_state == "success", outcome.states()
+    text = outcome.xcom("publish")
+    assert isinstance(text, str) and text
+    assert "Published draft" in _logged(caplog)
+    assert dify_conns.runs_started(key=TEXT_APP_KEY) == 1
