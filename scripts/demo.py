@@ -5,7 +5,8 @@ By default it starts the bundled Docify emulator and makes a few sample invoices
 real Docify instead. Everything goes under ``out/`` (a throwaway ``AIRFLOW_HOME`` with SQLite, the
 results database and the attachments); each run starts from a clean ``out/``.
 
-``--all`` also runs the summary pipeline and fails unless both pipelines did what they promise;
+``--all`` also runs the summary pipeline and the Dify document pipeline (on the bundled Dify
+emulator) and fails unless every pipeline did what it promises;
 the test command uses it (``--out``, another interpreter's venv) to run the example pipelines
 under ``airflow dags test`` on every Airflow line the package claims.
 """
@@ -85,6 +86,40 @@ def run_summary(env: dict[str, str], out: Path, emulator: object | None) -> int:
     return 0
 
 
+def run_dify_documents(env: dict[str, str], out: Path) -> int:
+    """The Dify document pipeline on the bundled Dify emulator: a row, a file and a run per document."""
+    from docify_provider.testing.dify import DOCUMENT_APP_KEY, DifyEmulator
+
+    inbox, results = out / "dify-inbox", out / "dify-results"
+    inbox.mkdir(parents=True)
+    results.mkdir(parents=True)
+    for i, name in enumerate(("contract_a.txt", "memo_b.txt", "report_c.txt")):
+        (inbox / name).write_text(f"Document {i}: quarterly figures and supplier terms.\n" * 40)
+    db_path = results / "dify.db"
+    log_file = out / "dag-test-dify.log"
+    with DifyEmulator() as emulator:
+        env = {
+            **env,
+            "AIRFLOW_CONN_DIFY_DOCUMENTS": json.dumps(
+                {"conn_type": "dify", "host": emulator.base_url, "password": DOCUMENT_APP_KEY}
+            ),
+            "AIRFLOW_CONN_DIFY_RESULTS_DB": json.dumps({"conn_type": "sqlite", "host": str(db_path)}),
+        }
+        print("==> Running example_dify_documents on the bundled Dify emulator")
+        conf = {"input_dir": str(inbox), "output_dir": str(results)}
+        if rc := dags_test("example_dify_documents", conf, env, log_file):
+            return rc
+        runs = emulator.runs_started(key=DOCUMENT_APP_KEY)
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT workflow_run_id, status, attachment FROM dify_documents").fetchall()
+    files = [p for p in (results / "attachments").rglob("*") if p.is_file()]
+    print(f"==> Dify: {len(rows)} row(s) in table dify_documents, {len(files)} output file(s), {runs} run(s) billed")
+    if len(rows) != 3 or len(files) != 3 or runs != 3 or any(r[1] != "succeeded" for r in rows):
+        print(f"FAILED: expected 3 succeeded rows, 3 output files and 3 runs billed; full log: {log_file}")
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "out", help="working folder (emptied first)")
@@ -121,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = emulator.runs_started(key) if emulator else None  # type: ignore[attr-defined]
         if rc == 0 and args.all:
             rc = run_summary(env, out, emulator)
+        if rc == 0 and args.all:
+            rc = run_dify_documents(env, out)
         if rc:
             return rc
 
