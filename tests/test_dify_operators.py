@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import console_text, new_dag, run_dag
+from airflow_helpers import console_text, new_dag, run_dag, without_mask_requests
 from docify_provider.operators.dify import (
     DifyRunWorkflowOperator,
     DifyStreamWorkflowOperator,
@@ -48,7 +48,7 @@ def test_blocking_streaming_and_deferred_give_the_same_xcom(dify_conns, capfd):
     assert _same(xcoms["blocking"])["outputs"] == _same(xcoms["streaming"])["outputs"]
     assert emu.runs_started(key=TEXT_APP_KEY) == 3
     assert "Dify node" in text and "Dify workflow started" in text
-    assert TEXT_APP_KEY not in text and TEXT_APP_KEY not in repr(xcoms)
+    assert TEXT_APP_KEY not in without_mask_requests(text) and TEXT_APP_KEY not in repr(xcoms)
 
 
 def test_blocking_524_is_recovered_with_one_run(dify_conns, capfd):
@@ -390,3 +390,63 @@ def test_output_files_land_per_task_instance_with_safe_names(dify_conns, tmp_pat
     events = outcome.asset_events()
     assert len(events) == 2 and all(uri.startswith("file://") for uri, _ in events)
     assert all(extra["status"] == "succeeded" and extra["workflow_run_id"] for _, extra in events)
+
+
+# -- invalid inputs: one error naming every problem, before any upload or run ----------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_invalid_inputs_fail_before_any_upload_or_run(dify_conns, tmp_path, capfd, mode):
+    emu = dify_conns
+    good = _document(tmp_path, "good.txt")
+    image = tmp_path / "photo.exe"
+    image.write_bytes(b"MZ not a document")
+    with new_dag(f"dify_invalid_{mode}") as dag:
+        _operator(
+            mode,
+            task_id="doc",
+            dify_conn_id="dify_document",
+            # A valid file comes first: nothing may be uploaded all the same.
+            inputs={
+                "document": good,
+                "attachments": [good, good, good, good],
+                "summary_style": "short",
+            },
+        )
+        _operator(
+            mode,
+            task_id="text",
+            dify_conn_id="dify_text",
+            inputs={"topic": "x" * 201, "tone": "angry"},
+        )
+        _operator(mode, task_id="missing", dify_conn_id="dify_document", inputs={"document": str(image)})
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.states() == {("doc", -1): "failed", ("text", -1): "failed", ("missing", -1): "failed"}
+    assert emu.upload_count() == 0
+    assert emu.runs_started() == 0
+    # One error per task, naming each of its problems.
+    blocks = _input_error_blocks(text)
+    assert sorted(b.split(": ", 1)[1] for b in blocks) == ["1 problem(s)):", "2 problem(s)):", "2 problem(s)):"], blocks
+    by_task = {
+        "doc": next(b for b in blocks.values() if "summary_style" in b),
+        "text": next(b for b in blocks.values() if "topic" in b),
+        "missing": next(b for b in blocks.values() if "photo.exe" in b),
+    }
+    assert "attachments" in by_task["doc"]
+    assert "200" in by_task["text"] and "tone" in by_task["text"] and "angry" in by_task["text"]
+
+
+def _input_error_blocks(text: str) -> dict[str, str]:
+    """``DifyInputError`` messages in the log: the header line and the problem lines under it."""
+    lines = text.splitlines()
+    blocks: dict[str, str] = {}
+    for index, line in enumerate(lines):
+        if "DifyInputError: Invalid Dify inputs (" in line:
+            body = []
+            for follow in lines[index + 1 : index + 12]:
+                if not follow.strip() or follow.startswith(("20", "Traceback")) or "[DAG TEST]" in follow:
+                    break
+                body.append(follow)
+            blocks[f"{index}: {line.split('(', 1)[1]}"] = "\n".join(body)
+    return blocks
