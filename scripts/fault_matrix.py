@@ -1,6 +1,8 @@
-"""Render the fault matrix of ``tests/test_fault_matrix.py`` into ``docs/fault-matrix.md``.
+"""Render the fault matrices of ``tests/test_fault_matrix.py`` and ``tests/test_dify_fault_matrix.py``.
 
-The table lives in the test module, where every cell is proven against the emulator; this script
+Both go into ``docs/fault-matrix.md``: Docify's first, then the "Dify" section.
+
+Each table lives in its test module, where every cell is proven against the emulator; this script
 only turns it into Markdown, so the document cannot claim what the tests do not check
 (``test_doc_is_up_to_date`` fails when it was not regenerated).
 
@@ -63,14 +65,53 @@ input and file before uploading or paying, so a rejected key, a wrong base URL o
 there, before any run request is sent.
 """
 
+DIFY_INTRO = """\
+## Dify
+
+The same for the Dify backend (Workflow Service API). Every cell that is not "n/a" is a test in
+`tests/test_dify_fault_matrix.py`, against the bundled Dify emulator over a real socket: through
+`DifyHook` on a worker (`get_app_info`, `get_parameters`, `upload_file`, `run_workflow`,
+`stream_workflow`, `download_file`), or through `DifyWorkflowTrigger` in the triggerer's event loop
+for deferrable streaming (its error event turned back into the exception by
+`docify_provider.events.error_from_event`). On Dify a run executes on the server independently of
+the connection that started it, and the API can look a run up (run detail, events, logs), so most
+lost answers are not lost:
+
+- **recovered (re-attached)**: the stream broke, ended or went silent after `workflow_started`
+  named the run; the client read the run detail and re-attached to its events
+  (`GET /workflow/{id}/events`, or polling), and the iteration ended with the run's own
+  `workflow_finished`. One run, never a second one.
+- **recovered (found in the logs)**: a blocking run's answer was lost after the run started (a
+  cut connection, a gateway's 524); the client found the run in `GET /workflows/logs` (same end
+  user, created since the request, inputs confirmed against the run detail) and waited for it.
+- **recovered (retried)**: a request that is safe to repeat (info, parameters, upload, download)
+  was repeated on a dropped connection, 429 or 502/503/504/524 (not 500), after backoff.
+- **an error class**: the task fails with this `DifyError` subclass (from
+  `docify_provider.dify.errors`), with the same decisions as Docify's classes above.
+  `DifyOutcomeUnknownError` on a blocking run means the answer was lost *and* no single matching
+  run showed up in the logs within `recovery_timeout` (connection extra; here 1.5 s), so the run
+  is not re-sent; on a stream it means the connection broke before any event named the run.
+  `DifyRunFailedError` carries Dify's error text (`error`) and the run as Dify reported it.
+- **N runs**: how many runs the emulator started (= billed) for the key. Never 2.
+
+On a worker the run paths read `GET /parameters` (free) and check every input before uploading
+or sending, so a rejected key or a wrong base URL stops there, before any run request is sent
+(0 requests to the run endpoint). The deferred column gets inputs already checked on the worker.
+"""
+
+DIFY_ENDPOINTS_NOTE = (
+    "`ep` is the path's endpoint (`info`, `parameters`, `upload`, `run`, `stream`, `download`); see",
+    "`docify_provider/testing/faults.py` and `docify_provider/testing/dify/` for every fault kind.",
+)
+
 OUTRO = """\
-Regenerate after changing the table in `tests/test_fault_matrix.py`:
+Regenerate after changing a table in `tests/test_fault_matrix.py` or `tests/test_dify_fault_matrix.py`:
 
 ```bash
 .venv/bin/python scripts/fault_matrix.py
 ```
 
-`tests/test_fault_matrix.py::test_doc_is_up_to_date` fails while this file differs from the table.
+`test_doc_is_up_to_date` (in both test files) fails while this file differs from the tables.
 """
 
 
@@ -82,40 +123,75 @@ def cell_text(cell: Any) -> str:
     """One cell: "recovered (retried), 0 runs", "DocifyServerError, 0 runs" or "n/a: reason"."""
     if cell.na is not None:
         return f"n/a: {cell.na}"
-    if cell.expected is None:
+    if cell.expected is None and getattr(cell, "recovery", None):
+        outcome = f"recovered ({cell.recovery})"
+    elif cell.expected is None:
         outcome = "recovered (retried)" if cell.requests > 1 else "recovered"
     else:
         outcome = f"`{cell.expected.__name__}`"
     return f"{outcome}, {_runs(cell.runs)}"
 
 
-def render(cells: Sequence[Any], paths: Mapping[str, tuple[str, str]], faults: Mapping[str, Any]) -> str:
-    """The whole document for the table ``cells`` (rows: faults, columns: paths)."""
+def matrix_lines(
+    cells: Sequence[Any], paths: Mapping[str, tuple[str, str]], faults: Mapping[str, Any], *, level: str = "##"
+) -> list[str]:
+    """The table of ``cells`` (rows: faults, columns: paths) under a ``level`` heading."""
     by_pair = {(c.path, c.fault): c for c in cells}
-    lines = [INTRO, "## Matrix", ""]
+    lines = [f"{level} Matrix", ""]
     lines.append("| Fault | " + " | ".join(title for title, _ in paths.values()) + " |")
     lines.append("|---" * (len(paths) + 1) + "|")
     for fault_id, spec in faults.items():
         row = [cell_text(by_pair[(path_id, fault_id)]) for path_id in paths]
         lines.append(f"| {spec.title} | " + " | ".join(row) + " |")
-    lines += ["", "## How each fault is injected", ""]
-    lines.append("`ep` is the path's endpoint (`info`, `upload`, `run`, `stream`, `download`); see")
-    lines.append("`docify_provider/testing/faults.py` for every fault kind.")
+    return lines
+
+
+def injection_lines(faults: Mapping[str, Any], endpoints_note: Sequence[str], *, level: str = "##") -> list[str]:
+    """How each fault row is injected, after ``endpoints_note`` (what ``ep`` stands for)."""
+    lines = ["", f"{level} How each fault is injected", "", *endpoints_note]
     lines += ["", "| Fault | Injection |", "|---|---|"]
-    for spec in faults.values():
-        lines.append(f"| {spec.title} | {spec.how} |")
+    lines += [f"| {spec.title} | {spec.how} |" for spec in faults.values()]
+    return lines
+
+
+DOCIFY_ENDPOINTS_NOTE = (
+    "`ep` is the path's endpoint (`info`, `upload`, `run`, `stream`, `download`); see",
+    "`docify_provider/testing/faults.py` for every fault kind.",
+)
+
+
+def render(
+    cells: Sequence[Any],
+    paths: Mapping[str, tuple[str, str]],
+    faults: Mapping[str, Any],
+    dify: tuple[Sequence[Any], Mapping[str, tuple[str, str]], Mapping[str, Any]] | None = None,
+) -> str:
+    """The whole document: the Docify matrix ``cells``, then (when given) the Dify one."""
+    lines = [INTRO, *matrix_lines(cells, paths, faults), *injection_lines(faults, DOCIFY_ENDPOINTS_NOTE)]
+    if dify is not None:
+        dify_cells, dify_paths, dify_faults = dify
+        lines += ["", DIFY_INTRO, *matrix_lines(dify_cells, dify_paths, dify_faults, level="###")]
+        lines += injection_lines(dify_faults, DIFY_ENDPOINTS_NOTE, level="###")
     lines += ["", OUTRO]
     return "\n".join(lines)
+
+
+def render_document() -> str:
+    """The document for the tables as they are now in ``tests/``."""
+    for folder in (REPO, REPO / "tests"):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    import test_dify_fault_matrix as dify
+    import test_fault_matrix as docify
+
+    return render(docify.CELLS, docify.PATHS, docify.FAULTS, dify=(dify.CELLS, dify.PATHS, dify.FAULTS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/fault-matrix.md is out of date")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from tests.test_fault_matrix import CELLS, FAULTS, PATHS
-
-    text = render(CELLS, PATHS, FAULTS)
+    text = render_document()
     if args.check:
         current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
         if current != text:

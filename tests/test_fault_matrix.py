@@ -14,17 +14,26 @@ nothing under test is mocked: HTTP goes over 127.0.0.1 to the emulator.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
+from fault_matrix_table import (
+    Cell,
+    FaultSpec,
+    Inject,
+    cells_to_test,
+    check_doc,
+    check_table,
+    drive_cell,
+    na,
+    run_trigger,
+)
 
 from docify_provider.client.errors import (
     DocifyAuthenticationError,
@@ -41,16 +50,13 @@ from docify_provider.client.errors import (
 )
 from docify_provider.client.inputs import MAX_IMAGE_BYTES
 from docify_provider.client.models import ResultFile
-from docify_provider.testing import FORBIDDEN_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault
+from docify_provider.testing import FORBIDDEN_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
 
 if TYPE_CHECKING:
     from docify_provider.hooks.docify import DocifyHook
 
 pytestmark = pytest.mark.timeout(60)
-
-REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "fault-matrix.md"
 
 #: A key the emulator does not know: it answers 401, as Docify does for a wrong key.
 WRONG_KEY = "emulator-wrong-key"
@@ -83,35 +89,6 @@ ENDPOINT_PATHS = {
     "stream": "/v1/scenario/run/streaming",
     "download": "/download/",
 }
-
-
-@dataclass(frozen=True)
-class Inject:
-    """How a fault is produced for one cell; every field is optional.
-
-    ``kind``/``params`` make an emulator ``Fault`` on the path's endpoint (once); the other fields
-    change what the client presents: another key, a wrong base URL, a bad file, an expired link.
-    """
-
-    kind: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    key: str | None = None
-    base_url_suffix: str = ""
-    file: str | None = None  # "oversize" | "unsupported"
-    download_requires_auth: bool = False
-    download_token: str | None = None
-
-    def fault(self, endpoint: str) -> Fault | None:
-        return None if self.kind is None else Fault(endpoint, self.kind, **self.params)
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    """A row of the rendered matrix: its title, the usual injection and how it is described."""
-
-    title: str
-    inject: Inject
-    how: str
 
 
 FAULTS: dict[str, FaultSpec] = {
@@ -186,41 +163,6 @@ FAULTS: dict[str, FaultSpec] = {
     ),
     "unsupported": FaultSpec("Unsupported file type", Inject(file="unsupported"), "an `.exe` file"),
 }
-
-#: Expected outcome: None means recovered (the call returned its normal result).
-Expected = type[DocifyError] | None
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One path under one fault: the injection, the outcome, and what the emulator saw.
-
-    ``requests`` is how many requests reached the path's own endpoint (2 = retried once; 0 = the
-    provider stopped before sending, e.g. the hook's scenario check failed first). ``runs`` is how
-    many runs the emulator started (= billed) during the call. ``na`` marks a cell that cannot
-    apply, with the reason; it is rendered, not tested.
-    """
-
-    path: str
-    fault: str
-    expected: Expected = None
-    runs: int = 0
-    requests: int = 1
-    inject: Inject | None = None
-    na: str | None = None
-
-    @property
-    def injection(self) -> Inject:
-        return self.inject or FAULTS[self.fault].inject
-
-    @property
-    def id(self) -> str:
-        return f"{self.path}-{self.fault}"
-
-
-def na(path: str, fault: str, reason: str) -> Cell:
-    return Cell(path, fault, na=reason)
-
 
 _NO_STREAM = "no event stream on this endpoint"
 _NO_RUN = "no run on this endpoint"
@@ -359,7 +301,7 @@ CELLS: list[Cell] = [
 ]
 # fmt: on
 
-TESTED = [cell for cell in CELLS if cell.na is None]
+TESTED = cells_to_test(CELLS)
 
 
 # --- driving one cell -------------------------------------------------------------------------
@@ -442,20 +384,12 @@ def _worker_stream(case: Case) -> None:
     assert final.response.json_result
 
 
-async def _first_event(trigger: Any) -> Any:
-    gen = trigger.run()
-    try:
-        return await anext(gen)
-    finally:
-        await gen.aclose()
-
-
 def _deferred_stream(case: Case) -> None:
     """``DocifyStreamTrigger.run()`` on an event loop, its event turned back into what the task raises."""
     from docify_provider.triggers.docify import DocifyStreamTrigger, error_from_event
 
     trigger = DocifyStreamTrigger(inputs=SUMMARY_WIRE, docify_conn_id=case.conn(), idle_timeout=IDLE_TIMEOUT)
-    event = asyncio.run(_first_event(trigger))
+    event = run_trigger(trigger)
     if event.payload["status"] != "success":
         raise error_from_event(event.payload)
     assert event.payload["result"]["isSuccess"] is True and event.payload["session_id"]
@@ -491,49 +425,27 @@ RUNNERS: dict[str, tuple[Callable[[Case], None] | None, Callable[[Case], None]]]
 }
 
 
-def _requests_to(emu: DocifyEmulator, endpoint: str) -> int:
-    """Requests that reached ``endpoint``, including ones sent under a wrong base URL (404)."""
-    tail = ENDPOINT_PATHS[endpoint]
-    return sum(1 for r in emu.requests if r.endpoint == endpoint or (r.endpoint is None and r.path.endswith(tail)))
-
-
-def _settled_requests(emu: DocifyEmulator, endpoint: str, expected: int) -> int:
-    # The emulator records a request as its response starts; give a just-finished one a moment.
-    deadline = time.monotonic() + 2
-    while _requests_to(emu, endpoint) < expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return _requests_to(emu, endpoint)
-
-
 @pytest.mark.parametrize("cell", TESTED, ids=[c.id for c in TESTED])
 def test_fault(cell: Cell, emulator: DocifyEmulator, docify_conn: Callable[..., str], tmp_path: Path) -> None:
-    case = Case(emulator, docify_conn, tmp_path, cell.injection)
+    case = Case(emulator, docify_conn, tmp_path, cell.injection(FAULTS))
     if cell.path in ("upload", "download") and not case.inject.key:
         case.inject = dataclasses.replace(case.inject, key=INVOICE_KEY)
     endpoint = PATHS[cell.path][1]
     setup, call = RUNNERS[cell.path]
     if setup is not None:
         setup(case)
-    runs_before, key_runs_before = emulator.runs_started(), emulator.runs_started(case.key)
-    requests_before = _requests_to(emulator, endpoint)
-    fault = cell.injection.fault(endpoint)
-    if fault is not None:
-        emulator.inject(fault)
-
-    if cell.expected is None:
-        call(case)
-    else:
-        with pytest.raises(DocifyError) as caught:
-            call(case)
-        assert type(caught.value) is cell.expected, f"{type(caught.value).__name__}: {caught.value}"
-        _check_error(cell, caught.value, case.key)
-
-    if fault is not None:
-        assert fault.hits == 1, "the fault was never applied: this cell tested nothing"
-    assert emulator.runs_started() - runs_before == cell.runs, "runs started (billed)"
-    assert emulator.runs_started(case.key) - key_runs_before == cell.runs, "runs started for the key"
-    assert _settled_requests(emulator, endpoint, requests_before + cell.requests) - requests_before == cell.requests
-    if cell.injection.file:
+    drive_cell(
+        cell,
+        case.inject,
+        emulator=emulator,
+        endpoint=endpoint,
+        tail=ENDPOINT_PATHS[endpoint],
+        key=case.key,
+        root=DocifyError,
+        call=lambda: call(case),
+        check_error=lambda exc: _check_error(cell, exc, case.key),  # type: ignore[arg-type]
+    )
+    if cell.injection(FAULTS).file:
         assert emulator.uploads == [], "a refused file must not be uploaded"
 
 
@@ -558,20 +470,8 @@ def _check_error(cell: Cell, exc: DocifyError, key: str) -> None:
 
 
 def test_table_covers_every_path_and_fault_once() -> None:
-    pairs = [(c.path, c.fault) for c in CELLS]
-    assert len(pairs) == len(set(pairs)), "a cell is listed twice"
-    assert set(pairs) == {(p, f) for p in PATHS for f in FAULTS}, "a cell is missing"
-    for cell in CELLS:
-        if cell.na is not None:
-            assert cell.expected is None and cell.inject is None
+    check_table(CELLS, PATHS, FAULTS)
 
 
 def test_doc_is_up_to_date() -> None:
-    from scripts.fault_matrix import render
-
-    expected = render(CELLS, PATHS, FAULTS)
-    assert DOC.exists(), "docs/fault-matrix.md is missing: run .venv/bin/python scripts/fault_matrix.py"
-    assert DOC.read_text(encoding="utf-8") == expected, (
-        "docs/fault-matrix.md is out of date with tests/test_fault_matrix.py: "
-        "run .venv/bin/python scripts/fault_matrix.py"
-    )
+    check_doc()

@@ -1,0 +1,188 @@
+"""The table machinery of the fault matrices (Docify: ``test_fault_matrix.py``, Dify: ``test_dify_fault_matrix.py``).
+
+A matrix is three tables: ``PATHS`` (path id -> column title and the emulator endpoint its faults
+go to), ``FAULTS`` (fault id -> ``FaultSpec``: row title, the usual injection, how it is made) and
+``CELLS`` (one ``Cell`` per path x fault: the outcome a DAG author gets and the runs the emulator
+started). ``scripts/fault_matrix.py`` renders every matrix into ``docs/fault-matrix.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docify_provider._core.errors import ProviderError
+from docify_provider.testing.faults import Fault
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "fault-matrix.md"
+
+#: Expected outcome: None means recovered (the call returned its normal result).
+Expected = type[ProviderError] | None
+
+
+@dataclass(frozen=True)
+class Inject:
+    """How a fault is produced for one cell; every field is optional.
+
+    ``kind``/``params`` make an emulator ``Fault`` (once) on the path's endpoint, or on
+    ``endpoint`` when set (e.g. Dify's re-attach ``events``); the other fields change what the
+    client presents: another key, a wrong base URL, a bad file, an expired link.
+    """
+
+    kind: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    key: str | None = None
+    base_url_suffix: str = ""
+    file: str | None = None  # "oversize" | "unsupported"
+    download_requires_auth: bool = False
+    download_token: str | None = None
+    endpoint: str | None = None
+
+    def fault(self, endpoint: str) -> Fault | None:
+        return None if self.kind is None else Fault(self.endpoint or endpoint, self.kind, **self.params)
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A row of the rendered matrix: its title, the usual injection and how it is described."""
+
+    title: str
+    inject: Inject
+    how: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One path under one fault: the injection, the outcome, and what the emulator saw.
+
+    ``requests`` is how many requests reached the path's own endpoint (2 = retried once; 0 = the
+    provider stopped before sending, e.g. the hook's own check failed first). ``runs`` is how
+    many runs the emulator started (= billed) during the call. ``recovery`` says how a recovered
+    cell got its result back when it was not a plain answer (e.g. "re-attached"); the test of the
+    cell checks it. ``na`` marks a cell that cannot apply, with the reason; it is rendered, not tested.
+    """
+
+    path: str
+    fault: str
+    expected: Expected = None
+    runs: int = 0
+    requests: int = 1
+    inject: Inject | None = None
+    na: str | None = None
+    recovery: str | None = None
+
+    def injection(self, faults: Mapping[str, FaultSpec]) -> Inject:
+        """The cell's own injection, else its fault row's usual one."""
+        return self.inject or faults[self.fault].inject
+
+    @property
+    def id(self) -> str:
+        return f"{self.path}-{self.fault}"
+
+
+def na(path: str, fault: str, reason: str) -> Cell:
+    return Cell(path, fault, na=reason)
+
+
+def cells_to_test(cells: Sequence[Cell]) -> list[Cell]:
+    """The cells that are tests (not n/a)."""
+    return [cell for cell in cells if cell.na is None]
+
+
+def check_table(cells: Sequence[Cell], paths: Mapping[str, Any], faults: Mapping[str, Any]) -> None:
+    """Every path x fault pair has exactly one cell; an n/a cell claims nothing else."""
+    pairs = [(c.path, c.fault) for c in cells]
+    assert len(pairs) == len(set(pairs)), "a cell is listed twice"
+    assert set(pairs) == {(p, f) for p in paths for f in faults}, "a cell is missing"
+    for cell in cells:
+        if cell.na is not None:
+            assert cell.expected is None and cell.inject is None
+        if cell.recovery is not None:
+            assert cell.expected is None, "only a recovered cell says how it recovered"
+
+
+# --- driving one cell -------------------------------------------------------------------------
+
+
+async def first_event(trigger: Any) -> Any:
+    """The first event of a trigger's ``run()``, the generator closed afterwards."""
+    gen = trigger.run()
+    try:
+        return await anext(gen)
+    finally:
+        await gen.aclose()
+
+
+def run_trigger(trigger: Any) -> Any:
+    """``trigger.run()`` on a new event loop, as the triggerer runs it: its first event."""
+    return asyncio.run(first_event(trigger))
+
+
+def requests_to(emu: Any, endpoint: str, tail: str) -> int:
+    """Requests that reached ``endpoint``, including ones sent under a wrong base URL (404), by path ``tail``."""
+    return sum(1 for r in emu.requests if r.endpoint == endpoint or (r.endpoint is None and r.path.endswith(tail)))
+
+
+def settled_requests(emu: Any, endpoint: str, tail: str, expected: int) -> int:
+    # The emulator records a request as its response starts; give a just-finished one a moment.
+    deadline = time.monotonic() + 2
+    while requests_to(emu, endpoint, tail) < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return requests_to(emu, endpoint, tail)
+
+
+def drive_cell(
+    cell: Cell,
+    inject: Inject,
+    *,
+    emulator: Any,
+    endpoint: str,
+    tail: str,
+    key: str,
+    root: type[ProviderError],
+    call: Callable[[], None],
+    check_error: Callable[[ProviderError], None],
+) -> None:
+    """Inject the cell's fault, make the call, and check the outcome, the fault's use and the counters.
+
+    ``endpoint`` is the path's emulator endpoint (whose requests are counted; ``tail`` is its
+    request path), ``key`` the key whose runs are counted, ``root`` the backend's error root.
+    """
+    runs_before, key_runs_before = emulator.runs_started(), emulator.runs_started(key)
+    requests_before = requests_to(emulator, endpoint, tail)
+    fault = inject.fault(endpoint)
+    if fault is not None:
+        emulator.inject(fault)
+
+    if cell.expected is None:
+        call()
+    else:
+        with pytest.raises(root) as caught:
+            call()
+        assert type(caught.value) is cell.expected, f"{type(caught.value).__name__}: {caught.value}"
+        check_error(caught.value)
+
+    if fault is not None:
+        assert fault.hits == 1, "the fault was never applied: this cell tested nothing"
+    assert emulator.runs_started() - runs_before == cell.runs, "runs started (billed)"
+    assert emulator.runs_started(key) - key_runs_before == cell.runs, "runs started for the key"
+    settled = settled_requests(emulator, endpoint, tail, requests_before + cell.requests)
+    assert settled - requests_before == cell.requests, "requests to the path's endpoint"
+
+
+def check_doc() -> None:
+    """``docs/fault-matrix.md`` is what ``scripts/fault_matrix.py`` renders from every matrix now."""
+    from scripts.fault_matrix import render_document
+
+    assert DOC.exists(), "docs/fault-matrix.md is missing: run .venv/bin/python scripts/fault_matrix.py"
+    assert DOC.read_text(encoding="utf-8") == render_document(), (
+        "docs/fault-matrix.md is out of date with tests/test_fault_matrix.py or tests/test_dify_fault_matrix.py: "
+        "run .venv/bin/python scripts/fault_matrix.py"
+    )
