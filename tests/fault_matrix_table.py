@@ -9,6 +9,7 @@ started). ``scripts/fault_matrix.py`` renders every matrix into ``docs/fault-mat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,12 @@ from docify_provider.testing.faults import Fault
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "fault-matrix.md"
+
+#: Short enough that the stall cases take a second; long enough that a healthy stream (an event
+#: every few ms, pings every 0.1 s) never trips it on a busy machine.
+IDLE_TIMEOUT = 1.0
+#: Retry settings that keep every retried case in milliseconds (``Retry-After`` 1 s is cut to 0.2 s).
+FAST_RETRIES: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_cap": 0.2}
 
 #: Expected outcome: None means recovered (the call returned its normal result).
 Expected = type[ProviderError] | None
@@ -89,6 +96,30 @@ class Cell:
 
 def na(path: str, fault: str, reason: str) -> Cell:
     return Cell(path, fault, na=reason)
+
+
+# Rows both matrices have, injected the same way.
+LATENCY = FaultSpec(
+    "Latency (0.2 s before answering)",
+    Inject("latency", {"seconds": 0.2}),
+    '`Fault(ep, "latency", seconds=0.2)`',
+)
+MALFORMED_EVENT = FaultSpec(
+    "Malformed event (data not JSON)", Inject("malformed_event"), '`Fault("stream", "malformed_event")`'
+)
+STALL = FaultSpec(
+    f"Stream idle past idle_timeout ({IDLE_TIMEOUT:g} s)",
+    Inject("stall", {"after_events": 2, "seconds": 3}),
+    '`Fault("stream", "stall", after_events=2, seconds=3)`: no bytes at all, not even pings',
+)
+
+
+def fast_hook(hook_class: type[Any], conn_id: str) -> Any:
+    """The hook a task would use for ``conn_id``, with the backoff shortened (``FAST_RETRIES``)."""
+    hook = hook_class(conn_id)
+    # Backoff is not a connection extra; shorten it the way a DAG's own tests would.
+    hook.config = dataclasses.replace(hook.config, **FAST_RETRIES)
+    return hook
 
 
 def cells_to_test(cells: Sequence[Cell]) -> list[Cell]:

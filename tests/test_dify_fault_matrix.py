@@ -24,19 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import fault_matrix_table as table
 import pytest
-from fault_matrix_table import (
-    Cell,
-    FaultSpec,
-    Inject,
-    cells_to_test,
-    check_doc,
-    check_table,
-    drive_cell,
-    na,
-    requests_to,
-    run_trigger,
-)
+from fault_matrix_table import Cell, FaultSpec, Inject
 
 from docify_provider._core.errors import ProviderError
 from docify_provider.dify.errors import (
@@ -60,51 +50,45 @@ pytestmark = pytest.mark.timeout(60)
 
 #: A key the emulator does not know: it answers 401, as Dify does for a wrong app key.
 WRONG_KEY = "app-EmuUnknownKey0000000000009"
-#: A stall of 3 s trips it in a second; pings (every 0.1 s) do not reset it, events (ms apart) do.
-IDLE_TIMEOUT = 1.0
 #: How long a lost blocking answer is looked for in the logs (the run itself takes ~50 ms).
 RECOVERY_TIMEOUT = 1.5
 POLL_INTERVAL = 0.05
-#: Retry settings that keep every retried case in milliseconds.
-FAST_RETRIES: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_cap": 0.2}
 USER = "fault-matrix-user"
 TEXT_INPUTS = {"topic": "fault matrices", "tone": "casual"}
 DOCUMENT_TEXT = b"Dify reads documents.\nIt also writes CSV reports.\n"
 
 # --- the table ---------------------------------------------------------------------------------
 
-#: Path id -> (column title, emulator endpoint its faults are injected on).
-PATHS: dict[str, tuple[str, str]] = {
-    "info": ("App info", "info"),
-    "parameters": ("Parameters", "parameters"),
-    "upload": ("Upload", "upload"),
-    "run": ("Blocking run", "run"),
-    "stream": ("Streaming run (worker)", "stream"),
-    "deferred": ("Streaming run (deferred, trigger)", "stream"),
-    "download": ("Output-file download", "download"),
-}
-
-#: Request path tail of each emulator endpoint (a request to a wrong base URL is matched by it).
-ENDPOINT_PATHS = {
-    "info": "/info",
-    "parameters": "/parameters",
-    "upload": "/files/upload",
-    "run": "/workflows/run",
-    "stream": "/workflows/run",
-    "download": ".csv",
-}
+#: The columns: path id, title, the emulator endpoint its faults are injected on, and that
+#: endpoint's request path tail (a request to a wrong base URL is matched by it).
+_COLUMNS = (
+    ("info", "App info", "info", "/info"),
+    ("parameters", "Parameters", "parameters", "/parameters"),
+    ("upload", "Upload", "upload", "/files/upload"),
+    ("run", "Blocking run", "run", "/workflows/run"),
+    ("stream", "Streaming run (worker)", "stream", "/workflows/run"),
+    ("deferred", "Streaming run (deferred, trigger)", "stream", "/workflows/run"),
+    ("download", "Output-file download", "download", ".csv"),
+)
+PATHS: dict[str, tuple[str, str]] = {path: (title, endpoint) for path, title, endpoint, _ in _COLUMNS}
+TAILS = {path: tail for path, _, _, tail in _COLUMNS}
 
 
-def _status(status: int) -> FaultSpec:
-    return FaultSpec(str(status), Inject("status", {"status": status}), f'`Fault(ep, "status", status={status})`, once')
+def _fault(title: str, kind: str, ep: str = "ep", note: str = "", **params: Any) -> FaultSpec:
+    """A row injected as ``Fault(ep, kind, **params)`` once, described by that call and ``note``."""
+    args = "".join(f", {k}={json.dumps(v) if isinstance(v, str) else repr(v)}" for k, v in params.items())
+    how = f'`Fault({ep}, "{kind}"{args})`' + (f": {note}" if note else "")
+    return FaultSpec(title, Inject(kind, params), how)
 
+
+def _status(status: int, title: str | None = None) -> FaultSpec:
+    return _fault(title or str(status), "status", note="once", status=status)
+
+
+_STREAM = '"stream"'
 
 FAULTS: dict[str, FaultSpec] = {
-    "latency": FaultSpec(
-        "Latency (0.2 s before answering)",
-        Inject("latency", {"seconds": 0.2}),
-        '`Fault(ep, "latency", seconds=0.2)`',
-    ),
+    "latency": table.LATENCY,
     "400": _status(400),
     "401": FaultSpec(
         "401 (wrong API key)",
@@ -121,83 +105,70 @@ FAULTS: dict[str, FaultSpec] = {
         Inject(base_url_suffix="-missing"),
         'a wrong base URL (downloads: `Fault("download", "status", status=404)`)',
     ),
-    "429": FaultSpec(
-        "429 without Retry-After",
-        Inject("status", {"status": 429}),
-        '`Fault(ep, "status", status=429)`, once',
-    ),
+    "429": _status(429, "429 without Retry-After"),
     "500": _status(500),
     "502": _status(502),
     "503": _status(503),
     "504": _status(504),
     "524": _status(524),
-    "drop_before_response": FaultSpec(
+    "drop_before_response": _fault(
         "Connection dropped before the response (no run started)",
-        Inject("drop_before_response"),
-        '`Fault(ep, "drop_before_response")`, once: the server read the request, then closed the socket',
+        "drop_before_response",
+        note="once: the server read the request, then closed the socket",
     ),
-    "drop_after_start": FaultSpec(
+    "drop_after_start": _fault(
         "Connection dropped before the response (run started)",
-        Inject("drop_before_response", {"run_started": True}),
-        '`Fault(ep, "drop_before_response", run_started=True)`, once: the run was started (and runs on), '
-        "then the socket was closed without an answer",
+        "drop_before_response",
+        note="once: the run was started (and runs on), then the socket was closed without an answer",
+        run_started=True,
     ),
-    "timeout_after_start": FaultSpec(
+    "timeout_after_start": _fault(
         "524 after the run started (gateway timeout)",
-        Inject("timeout_after_start", {"status": 524}),
-        '`Fault("run", "timeout_after_start", status=524)`: the run goes on and completes in the background',
+        "timeout_after_start",
+        '"run"',
+        "the run goes on and completes in the background",
+        status=524,
     ),
-    "drop_mid_stream": FaultSpec(
-        "Connection dropped mid-stream",
-        Inject("drop_mid_stream", {"after_events": 3}),
-        '`Fault("stream", "drop_mid_stream", after_events=3)`: the run goes on',
+    "drop_mid_stream": _fault(
+        "Connection dropped mid-stream", "drop_mid_stream", _STREAM, "the run goes on", after_events=3
     ),
-    "end_without_complete": FaultSpec(
+    "end_without_complete": _fault(
         "Stream closed without workflow_finished",
-        Inject("end_without_complete", {"after_events": 3}),
-        '`Fault("stream", "end_without_complete", after_events=3)`: the body ends cleanly, the run goes on',
+        "end_without_complete",
+        _STREAM,
+        "the body ends cleanly, the run goes on",
+        after_events=3,
     ),
-    "stall": FaultSpec(
-        f"Stream idle past idle_timeout ({IDLE_TIMEOUT:g} s)",
-        Inject("stall", {"after_events": 2, "seconds": 3}),
-        '`Fault("stream", "stall", after_events=2, seconds=3)`: no bytes at all, not even pings',
-    ),
-    "slow_events": FaultSpec(
-        "Slow events (0.05 s apart)",
-        Inject("slow_events", {"interval": 0.05}),
-        '`Fault("stream", "slow_events", interval=0.05)`',
-    ),
-    "malformed_event": FaultSpec(
-        "Malformed event (data not JSON)", Inject("malformed_event"), '`Fault("stream", "malformed_event")`'
-    ),
-    "unknown_event": FaultSpec(
-        "Unknown event type", Inject("unknown_event"), '`Fault("stream", "unknown_event")` (`agent_log`)'
-    ),
-    "huge_event": FaultSpec(
+    "stall": table.STALL,
+    "slow_events": _fault("Slow events (0.05 s apart)", "slow_events", _STREAM, interval=0.05),
+    "malformed_event": table.MALFORMED_EVENT,
+    "unknown_event": _fault("Unknown event type", "unknown_event", _STREAM, "`agent_log`"),
+    "huge_event": _fault(
         "Huge event (1 MiB text_chunk)",
-        Inject("huge_event", {"size": 1024 * 1024}),
-        '`Fault("stream", "huge_event", size=1048576)`: one event in many chunks and TCP writes',
+        "huge_event",
+        _STREAM,
+        "one event in many chunks and TCP writes",
+        size=1024 * 1024,
     ),
-    "error_event": FaultSpec(
+    "error_event": _fault(
         "error event",
-        Inject("error_event", {"message": "Model quota exceeded"}),
-        '`Fault("stream", "error_event")`: Dify\'s `error` event, the run marked failed',
+        "error_event",
+        _STREAM,
+        "Dify's `error` event, the run marked failed",
+        message="Model quota exceeded",
     ),
-    "failed_run": FaultSpec(
+    "failed_run": _fault(
         "Failed run (a node failed)",
-        Inject("failed_run", {"message": "LLM node failed"}),
-        '`Fault(ep, "failed_run")`: the LLM node and the run end `failed`',
+        "failed_run",
+        note="the LLM node and the run end `failed`",
+        message="LLM node failed",
     ),
-    "partial_success": FaultSpec(
+    "partial_success": _fault(
         "Partial success",
-        Inject("partial_success"),
-        '`Fault(ep, "partial_success")`: a node fails, its error strategy continues; `partial-succeeded`',
+        "partial_success",
+        note="a node fails, its error strategy continues; the run ends `partial-succeeded`",
     ),
-    "ignore_stop": FaultSpec(
-        "Stop ignored",
-        Inject("ignore_stop"),
-        '`Fault("stop", "ignore_stop")`: the stop is answered success and the run goes on',
-    ),
+    "ignore_stop": _fault("Stop ignored", "ignore_stop", '"stop"', "the stop is answered success and the run goes on"),
 }
 
 #: How a recovered cell got its result back (checked by the test: run detail read / logs searched).
@@ -215,157 +186,118 @@ _SAME_AS_DROP = "no run on this endpoint: the same as the dropped-connection row
 _STREAMS_NOT_BLOCKING = "blocking runs only: a stream is answered at once, before any gateway timeout"
 _DOWNLOAD_SIGNED = "output-file URLs are signed; no API key is sent or checked"
 
-# fmt: off
-CELLS: list[Cell] = [
-    # latency: answered late, within every timeout
-    Cell("info", "latency"),
-    Cell("parameters", "latency"),
-    Cell("upload", "latency"),
-    Cell("run", "latency", runs=1),
-    Cell("stream", "latency", runs=1),
-    Cell("deferred", "latency", runs=1),
-    Cell("download", "latency"),
-    # 400: the server rejected the request; nothing is retried or started
-    Cell("info", "400", DifyBadRequestError),
-    Cell("parameters", "400", DifyBadRequestError),
-    Cell("upload", "400", DifyBadRequestError),
-    Cell("run", "400", DifyBadRequestError),
-    Cell("stream", "400", DifyBadRequestError),
-    Cell("deferred", "400", DifyBadRequestError),
-    Cell("download", "400", DifyBadRequestError),
-    # 401/403/404: on a worker the hook reads /parameters first, so no run request is sent
-    Cell("info", "401", DifyAuthenticationError),
-    Cell("parameters", "401", DifyAuthenticationError),
-    Cell("upload", "401", DifyAuthenticationError),
-    Cell("run", "401", DifyAuthenticationError, requests=0),
-    Cell("stream", "401", DifyAuthenticationError, requests=0),
-    Cell("deferred", "401", DifyAuthenticationError),
-    Cell("download", "401", DifyAuthenticationError, inject=Inject("status", {"status": 401})),
-    Cell("info", "403", DifyAuthenticationError),
-    Cell("parameters", "403", DifyAuthenticationError),
-    Cell("upload", "403", DifyAuthenticationError),
-    Cell("run", "403", DifyAuthenticationError, requests=0),
-    Cell("stream", "403", DifyAuthenticationError, requests=0),
-    Cell("deferred", "403", DifyAuthenticationError),
-    Cell("download", "403", DifyAuthenticationError, inject=Inject("status", {"status": 403})),
-    Cell("info", "404", DifyNotFoundError),
-    Cell("parameters", "404", DifyNotFoundError),
-    Cell("upload", "404", DifyNotFoundError),
-    Cell("run", "404", DifyNotFoundError, requests=0),
-    Cell("stream", "404", DifyNotFoundError, requests=0),
-    Cell("deferred", "404", DifyNotFoundError),
-    Cell("download", "404", DifyNotFoundError, inject=Inject("status", {"status": 404})),
-    # 429: safe requests retried after backoff; a run request is never re-sent
-    Cell("info", "429", requests=2),
-    Cell("parameters", "429", requests=2),
-    Cell("upload", "429", requests=2),
-    Cell("run", "429", DifyRateLimitedError),
-    Cell("stream", "429", DifyRateLimitedError),
-    Cell("deferred", "429", DifyRateLimitedError),
-    Cell("download", "429", requests=2),
-    # 500: not retried; to a blocking run it may hide a started run: the logs are searched
-    Cell("info", "500", DifyServerError),
-    Cell("parameters", "500", DifyServerError),
-    Cell("upload", "500", DifyServerError),
-    Cell("run", "500", DifyOutcomeUnknownError),
-    Cell("stream", "500", DifyRunGatewayError),
-    Cell("deferred", "500", DifyRunGatewayError),
-    Cell("download", "500", DifyServerError),
-    # 502/503/504/524: safe requests retried with backoff
-    Cell("info", "502", requests=2),
-    Cell("parameters", "502", requests=2),
-    Cell("upload", "502", requests=2),
-    Cell("run", "502", DifyOutcomeUnknownError),
-    Cell("stream", "502", DifyRunGatewayError),
-    Cell("deferred", "502", DifyRunGatewayError),
-    Cell("download", "502", requests=2),
-    Cell("info", "503", requests=2),
-    Cell("parameters", "503", requests=2),
-    Cell("upload", "503", requests=2),
-    Cell("run", "503", DifyServerError),
-    Cell("stream", "503", DifyServerError),
-    Cell("deferred", "503", DifyServerError),
-    Cell("download", "503", requests=2),
-    Cell("info", "504", requests=2),
-    Cell("parameters", "504", requests=2),
-    Cell("upload", "504", requests=2),
-    Cell("run", "504", DifyOutcomeUnknownError),
-    Cell("stream", "504", DifyRunGatewayError),
-    Cell("deferred", "504", DifyRunGatewayError),
-    Cell("download", "504", requests=2),
-    Cell("info", "524", requests=2),
-    Cell("parameters", "524", requests=2),
-    Cell("upload", "524", requests=2),
-    Cell("run", "524", DifyOutcomeUnknownError),
-    Cell("stream", "524", DifyRunGatewayError),
-    Cell("deferred", "524", DifyRunGatewayError),
-    Cell("download", "524", requests=2),
-    # dropped before the response: safe requests retried; a run request is not re-sent
-    Cell("info", "drop_before_response", requests=2),
-    Cell("parameters", "drop_before_response", requests=2),
-    Cell("upload", "drop_before_response", requests=2),
-    Cell("run", "drop_before_response", DifyOutcomeUnknownError),
-    Cell("stream", "drop_before_response", DifyOutcomeUnknownError),
-    Cell("deferred", "drop_before_response", DifyOutcomeUnknownError),
-    Cell("download", "drop_before_response", requests=2),
-    na("info", "drop_after_start", _SAME_AS_DROP),
-    na("parameters", "drop_after_start", _SAME_AS_DROP),
-    na("upload", "drop_after_start", _SAME_AS_DROP),
-    Cell("run", "drop_after_start", runs=1, recovery=FOUND_IN_LOGS),
-    Cell("stream", "drop_after_start", DifyOutcomeUnknownError, runs=1),
-    Cell("deferred", "drop_after_start", DifyOutcomeUnknownError, runs=1),
-    na("download", "drop_after_start", _SAME_AS_DROP),
-    na("info", "timeout_after_start", _NO_RUN),
-    na("parameters", "timeout_after_start", _NO_RUN),
-    na("upload", "timeout_after_start", _NO_RUN),
-    Cell("run", "timeout_after_start", runs=1, recovery=FOUND_IN_LOGS),
-    na("stream", "timeout_after_start", _STREAMS_NOT_BLOCKING),
-    na("deferred", "timeout_after_start", _STREAMS_NOT_BLOCKING),
-    na("download", "timeout_after_start", _NO_RUN),
-    # stream faults: the run goes on without the connection; a cut stream is re-attached by run id
-    *[
-        cell
-        for fault, recovery in (
-            ("drop_mid_stream", REATTACHED), ("end_without_complete", REATTACHED), ("stall", REATTACHED),
-            ("slow_events", None), ("malformed_event", None), ("unknown_event", None), ("huge_event", None),
-        )
-        for cell in (
-            na("info", fault, _NO_STREAM),
-            na("parameters", fault, _NO_STREAM),
-            na("upload", fault, _NO_STREAM),
-            na("run", fault, _BLOCKING_NO_STREAM),
-            Cell("stream", fault, runs=1, recovery=recovery),
-            Cell("deferred", fault, runs=1, recovery=recovery),
-            na("download", fault, _NO_STREAM),
-        )
-    ],
-    na("info", "error_event", _NO_STREAM),
-    na("parameters", "error_event", _NO_STREAM),
-    na("upload", "error_event", _NO_STREAM),
-    na("run", "error_event", "a blocking run has no events: its failure is the failed-run row"),
-    Cell("stream", "error_event", DifyRunFailedError, runs=1),
-    Cell("deferred", "error_event", DifyRunFailedError, runs=1),
-    na("download", "error_event", _NO_STREAM),
-    # the run itself failed, or partly
-    na("info", "failed_run", _NO_RUN),
-    na("parameters", "failed_run", _NO_RUN),
-    na("upload", "failed_run", _NO_RUN),
-    Cell("run", "failed_run", DifyRunFailedError, runs=1),
-    Cell("stream", "failed_run", DifyRunFailedError, runs=1),
-    Cell("deferred", "failed_run", DifyRunFailedError, runs=1),
-    na("download", "failed_run", _NO_RUN),
-    na("info", "partial_success", _NO_RUN),
-    na("parameters", "partial_success", _NO_RUN),
-    na("upload", "partial_success", _NO_RUN),
-    Cell("run", "partial_success", runs=1),
-    Cell("stream", "partial_success", runs=1),
-    Cell("deferred", "partial_success", runs=1),
-    na("download", "partial_success", _NO_RUN),
-    *[na(path, "ignore_stop", _NO_STOP) for path in PATHS],
-]
-# fmt: on
+#: The worker paths that only read or send data (repeatable), and the run paths.
+SAFE_PATHS = ("info", "parameters", "upload", "download")
+STREAM_PATHS = ("stream", "deferred")
 
-TESTED = cells_to_test(CELLS)
+
+def ok(runs: int = 0, *, requests: int = 1, recovery: str | None = None) -> Cell:
+    """A recovered cell (path and fault are filled in by ``row``)."""
+    return Cell("", "", None, runs, requests, recovery=recovery)
+
+
+def fails(expected: type[DifyError], runs: int = 0, *, requests: int = 1, inject: Inject | None = None) -> Cell:
+    """A cell that raises ``expected`` (path and fault are filled in by ``row``)."""
+    return Cell("", "", expected, runs, requests, inject)
+
+
+Spec = Cell | str  # a cell template, or the reason the cell is n/a
+
+
+def row(
+    fault: str,
+    *,
+    safe: Spec | None = None,
+    runs: Spec | None = None,
+    streams: Spec | None = None,
+    **by_path: Spec,
+) -> list[Cell]:
+    """One fault's cells in ``PATHS`` order: a path's own spec, else its group's (``streams`` for
+    the two streaming paths, ``runs`` for every run path, ``safe`` for the others)."""
+    cells = []
+    for path in PATHS:
+        group = (streams or runs) if path in STREAM_PATHS else runs if path == "run" else safe
+        spec = by_path.get(path) or group
+        assert spec is not None, f"{fault}: no cell for {path}"
+        cells.append(
+            table.na(path, fault, spec) if isinstance(spec, str) else dataclasses.replace(spec, path=path, fault=fault)
+        )
+    return cells
+
+
+def _refused(expected: type[DifyError], status: int) -> list[Cell]:
+    """401/403/404: a worker's run paths fail on ``GET /parameters``, before any run request."""
+    return row(
+        str(status),
+        safe=fails(expected),
+        runs=fails(expected, requests=0),
+        deferred=fails(expected),
+        download=fails(expected, inject=Inject("status", {"status": status})),
+    )
+
+
+def _retried_gateway(status: int) -> list[Cell]:
+    """502/504/524: safe requests retried; a lost blocking answer searched for in the logs."""
+    return row(
+        str(status),
+        safe=ok(requests=2),
+        run=fails(DifyOutcomeUnknownError),
+        streams=fails(DifyRunGatewayError),
+    )
+
+
+def _stream_only(fault: str, spec: Cell, blocking: str = _BLOCKING_NO_STREAM) -> list[Cell]:
+    return row(fault, safe=_NO_STREAM, run=blocking, streams=spec)
+
+
+def _runs_only(fault: str, spec: Cell) -> list[Cell]:
+    return row(fault, safe=_NO_RUN, runs=spec)
+
+
+CELLS: list[Cell] = [
+    # answered late, within every timeout
+    *row("latency", safe=ok(), runs=ok(1)),
+    # the server rejected the request or the key: nothing is retried, nothing started
+    *row("400", safe=fails(DifyBadRequestError), runs=fails(DifyBadRequestError)),
+    *_refused(DifyAuthenticationError, 401),
+    *_refused(DifyAuthenticationError, 403),
+    *_refused(DifyNotFoundError, 404),
+    # 429 without Retry-After: safe requests retried after backoff; a run request never re-sent
+    *row("429", safe=ok(requests=2), runs=fails(DifyRateLimitedError)),
+    # 500: not retried; to a blocking run it may hide a started run, so the logs are searched first
+    *row("500", safe=fails(DifyServerError), run=fails(DifyOutcomeUnknownError), streams=fails(DifyRunGatewayError)),
+    *_retried_gateway(502),
+    *row("503", safe=ok(requests=2), runs=fails(DifyServerError)),
+    *_retried_gateway(504),
+    *_retried_gateway(524),
+    # dropped before the response: safe requests retried; a run request is not re-sent. Once the
+    # run started, a blocking run is found in the logs; a stream that saw no event cannot tell
+    *row("drop_before_response", safe=ok(requests=2), runs=fails(DifyOutcomeUnknownError)),
+    *row(
+        "drop_after_start",
+        safe=_SAME_AS_DROP,
+        run=ok(1, recovery=FOUND_IN_LOGS),
+        streams=fails(DifyOutcomeUnknownError, 1),
+    ),
+    *row("timeout_after_start", safe=_NO_RUN, run=ok(1, recovery=FOUND_IN_LOGS), streams=_STREAMS_NOT_BLOCKING),
+    # stream faults: the run goes on without the connection; a cut stream is re-attached by run id
+    *_stream_only("drop_mid_stream", ok(1, recovery=REATTACHED)),
+    *_stream_only("end_without_complete", ok(1, recovery=REATTACHED)),
+    *_stream_only("stall", ok(1, recovery=REATTACHED)),
+    *_stream_only("slow_events", ok(1)),
+    *_stream_only("malformed_event", ok(1)),
+    *_stream_only("unknown_event", ok(1)),
+    *_stream_only("huge_event", ok(1)),
+    *_stream_only(
+        "error_event", fails(DifyRunFailedError, 1), "a blocking run has no events: its failure is the failed-run row"
+    ),
+    # the run itself failed, or partly (a warning is logged; outputs are returned)
+    *_runs_only("failed_run", fails(DifyRunFailedError, 1)),
+    *_runs_only("partial_success", ok(1)),
+    *row("ignore_stop", safe=_NO_STOP, runs=_NO_STOP),
+]
+
+TESTED = table.cells_to_test(CELLS)
 
 
 # --- driving one cell -------------------------------------------------------------------------
@@ -391,7 +323,7 @@ class Case:
         """An ``AIRFLOW_CONN_*`` connection of type dify for the cell's key and base URL."""
         conn_id = "dify_fault_matrix"
         extra = {
-            "idle_timeout": IDLE_TIMEOUT,
+            "idle_timeout": table.IDLE_TIMEOUT,
             "connect_timeout": 2,
             "read_timeout": 10,
             "max_retries": 3,
@@ -411,10 +343,7 @@ class Case:
         """The hook a task would use, for the cell's key and base URL, with fast backoff."""
         from docify_provider.hooks.dify import DifyHook
 
-        hook = DifyHook(self.conn(key))
-        # Backoff is not a connection extra; shorten it the way a DAG's own tests would.
-        hook.config = dataclasses.replace(hook.config, **FAST_RETRIES)
-        return hook
+        return table.fast_hook(DifyHook, self.conn(key))  # type: ignore[no-any-return]
 
     def document(self) -> str:
         path = self.tmp / "report_notes.txt"
@@ -458,7 +387,7 @@ def _deferred_stream(case: Case) -> None:
     from docify_provider.triggers.dify import DifyWorkflowTrigger
 
     trigger = DifyWorkflowTrigger(inputs=TEXT_INPUTS, dify_conn_id=case.conn(), user=USER)
-    event = run_trigger(trigger)
+    event = table.run_trigger(trigger)
     if event.payload["status"] != "success":
         raise error_from_event(event.payload, root=DifyError)
     _check_text_run(run_from_record(event.payload["run"], case.emulator.base_url))
@@ -505,12 +434,12 @@ def test_fault(cell: Cell, dify_emulator: DifyEmulator, monkeypatch: pytest.Monk
     setup, call = RUNNERS[cell.path]
     if setup is not None:
         setup(case)
-    drive_cell(
+    table.drive_cell(
         cell,
         case.inject,
         emulator=dify_emulator,
         endpoint=endpoint,
-        tail=ENDPOINT_PATHS[endpoint],
+        tail=TAILS[cell.path],
         key=DOCUMENT_APP_KEY if cell.path == "download" else case.key,
         root=DifyError,
         call=lambda: call(case),
@@ -522,8 +451,8 @@ def test_fault(cell: Cell, dify_emulator: DifyEmulator, monkeypatch: pytest.Monk
 
 def _check_recovery(cell: Cell, emu: DifyEmulator) -> None:
     """A recovered cell got its result the way it says: re-attached, found in the logs, or plainly."""
-    detail_reads = requests_to(emu, "run_detail", "/run_detail-unmatched")
-    log_reads = requests_to(emu, "logs", "/logs-unmatched")
+    detail_reads = table.requests_to(emu, "run_detail", "/run_detail-unmatched")
+    log_reads = table.requests_to(emu, "logs", "/logs-unmatched")
     if cell.recovery == REATTACHED:
         assert detail_reads >= 1, "a cut stream is re-attached: the run detail is read first"
     elif cell.recovery == FOUND_IN_LOGS:
@@ -551,8 +480,8 @@ def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
 
 
 def test_table_covers_every_path_and_fault_once() -> None:
-    check_table(CELLS, PATHS, FAULTS)
+    table.check_table(CELLS, PATHS, FAULTS)
 
 
 def test_doc_is_up_to_date() -> None:
-    check_doc()
+    table.check_doc()

@@ -24,6 +24,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from fault_matrix_table import (
+    IDLE_TIMEOUT,
+    LATENCY,
+    MALFORMED_EVENT,
+    STALL,
     Cell,
     FaultSpec,
     Inject,
@@ -31,6 +35,7 @@ from fault_matrix_table import (
     check_doc,
     check_table,
     drive_cell,
+    fast_hook,
     na,
     run_trigger,
 )
@@ -60,11 +65,6 @@ pytestmark = pytest.mark.timeout(60)
 
 #: A key the emulator does not know: it answers 401, as Docify does for a wrong key.
 WRONG_KEY = "emulator-wrong-key"
-#: Short enough that the stall cases take a second; long enough that a healthy stream (an event
-#: every few ms, pings every 0.1 s) never trips it on a busy machine.
-IDLE_TIMEOUT = 1.0
-#: Retry settings that keep every retried case in milliseconds (``Retry-After`` 1 s is cut to 0.2 s).
-FAST_RETRIES: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.05, "retry_after_cap": 0.2}
 
 SUMMARY_INPUTS = {"text": "Docify reads invoices. It also summarises long reports.", "language": "en"}
 SUMMARY_WIRE = {"text": {"text": SUMMARY_INPUTS["text"]}, "language": {"text": "en"}}
@@ -92,11 +92,7 @@ ENDPOINT_PATHS = {
 
 
 FAULTS: dict[str, FaultSpec] = {
-    "latency": FaultSpec(
-        "Latency (0.2 s before answering)",
-        Inject("latency", {"seconds": 0.2}),
-        '`Fault(ep, "latency", seconds=0.2)`',
-    ),
+    "latency": LATENCY,
     "429": FaultSpec(
         "429 with Retry-After",
         Inject("status", {"status": 429, "retry_after": 1}),
@@ -130,17 +126,11 @@ FAULTS: dict[str, FaultSpec] = {
         Inject("failed_run", {"message": "Bad scan"}),
         '`Fault(ep, "failed_run")`',
     ),
-    "malformed_event": FaultSpec(
-        "Malformed event (data not JSON)", Inject("malformed_event"), '`Fault("stream", "malformed_event")`'
-    ),
+    "malformed_event": MALFORMED_EVENT,
     "unknown_event": FaultSpec(
         "Unknown event type", Inject("unknown_event"), '`Fault("stream", "unknown_event")` (`HEARTBEAT_V2`)'
     ),
-    "stall": FaultSpec(
-        f"Stream idle past idle_timeout ({IDLE_TIMEOUT:g} s)",
-        Inject("stall", {"after_events": 2, "seconds": 3}),
-        '`Fault("stream", "stall", after_events=2, seconds=3)`: no bytes at all, not even pings',
-    ),
+    "stall": STALL,
     "401": FaultSpec(
         "401 (wrong API key)",
         Inject(key=WRONG_KEY),
@@ -338,10 +328,7 @@ class Case:
         """The hook a task would use, for the cell's key and base URL, with fast backoff."""
         from docify_provider.hooks.docify import DocifyHook
 
-        hook = DocifyHook(self.conn(key))
-        # Backoff is not a connection extra; shorten it the way a DAG's own tests would.
-        hook.config = dataclasses.replace(hook.config, **FAST_RETRIES)
-        return hook
+        return fast_hook(DocifyHook, self.conn(key))  # type: ignore[no-any-return]
 
     def file(self) -> str:
         """A local file input: a small PNG, or the cell's bad file."""
