@@ -41,7 +41,7 @@ from docify_provider.dify.errors import (
     DifyServerError,
 )
 from docify_provider.dify.models import OutputFile
-from docify_provider.testing.dify import DISABLED_APP_KEY, DOCUMENT_APP_KEY, TEXT_APP_KEY, DifyEmulator
+from docify_provider.testing.dify import DISABLED_APP_KEY, DOCUMENT_APP_KEY, LONG_APP_KEY, TEXT_APP_KEY, DifyEmulator
 
 if TYPE_CHECKING:
     from docify_provider.hooks.dify import DifyHook
@@ -69,6 +69,7 @@ _COLUMNS = (
     ("stream", "Streaming run (worker)", "stream", "/workflows/run"),
     ("deferred", "Streaming run (deferred, trigger)", "stream", "/workflows/run"),
     ("download", "Output-file download", "download", ".csv"),
+    ("stop", "Stop (`stop_task`)", "stop", "/stop"),
 )
 PATHS: dict[str, tuple[str, str]] = {path: (title, endpoint) for path, title, endpoint, _ in _COLUMNS}
 TAILS = {path: tail for path, _, _, tail in _COLUMNS}
@@ -85,26 +86,20 @@ def _status(status: int, title: str | None = None) -> FaultSpec:
     return _fault(title or str(status), "status", note="once", status=status)
 
 
+def _refusal(status: int, why: str | None, inject: Inject, what: str) -> FaultSpec:
+    """401/403/404: made by the key or base URL; on downloads (no key is sent) by a status fault."""
+    title = f"{status} ({why})" if why else str(status)
+    return FaultSpec(title, inject, f'{what} (downloads: `Fault("download", "status", status={status})`)')
+
+
 _STREAM = '"stream"'
 
 FAULTS: dict[str, FaultSpec] = {
     "latency": table.LATENCY,
     "400": _status(400),
-    "401": FaultSpec(
-        "401 (wrong API key)",
-        Inject(key=WRONG_KEY),
-        'a key the emulator does not know (downloads: `Fault("download", "status", status=401)`)',
-    ),
-    "403": FaultSpec(
-        "403 (app's API service disabled)",
-        Inject(key=DISABLED_APP_KEY),
-        'the emulator\'s disabled app key (downloads: `Fault("download", "status", status=403)`)',
-    ),
-    "404": FaultSpec(
-        "404",
-        Inject(base_url_suffix="-missing"),
-        'a wrong base URL (downloads: `Fault("download", "status", status=404)`)',
-    ),
+    "401": _refusal(401, "wrong API key", Inject(key=WRONG_KEY), "a key the emulator does not know"),
+    "403": _refusal(403, "app's API service disabled", Inject(key=DISABLED_APP_KEY), "the emulator's disabled app key"),
+    "404": _refusal(404, None, Inject(base_url_suffix="-missing"), "a wrong base URL"),
     "429": _status(429, "429 without Retry-After"),
     "500": _status(500),
     "502": _status(502),
@@ -178,16 +173,13 @@ FOUND_IN_LOGS = "found in the logs"
 _NO_STREAM = "no event stream on this endpoint"
 _NO_RUN = "no run on this endpoint"
 _BLOCKING_NO_STREAM = "a blocking run has no event stream"
-_NO_STOP = (
-    "no stop on this path: a stop is sent only when a task is killed or times out "
-    "(operators; `tests/test_dify_operators.py`)"
-)
+_NO_STOP = "no stop on this path: operators stop a run (the Stop column) only when a task is killed or times out"
+#: How an ignored stop ends: ``stop_task`` returns the run as it really is, and logs a warning.
+STILL_RUNNING = "returns the run still running; a warning says so"
 _SAME_AS_DROP = "no run on this endpoint: the same as the dropped-connection row"
 _STREAMS_NOT_BLOCKING = "blocking runs only: a stream is answered at once, before any gateway timeout"
-_DOWNLOAD_SIGNED = "output-file URLs are signed; no API key is sent or checked"
 
-#: The worker paths that only read or send data (repeatable), and the run paths.
-SAFE_PATHS = ("info", "parameters", "upload", "download")
+#: The two streaming paths (the other run path is "run"; every other path is repeatable, "safe").
 STREAM_PATHS = ("stream", "deferred")
 
 
@@ -213,7 +205,8 @@ def row(
     **by_path: Spec,
 ) -> list[Cell]:
     """One fault's cells in ``PATHS`` order: a path's own spec, else its group's (``streams`` for
-    the two streaming paths, ``runs`` for every run path, ``safe`` for the others)."""
+    the two streaming paths, ``runs`` for every run path, ``safe`` for the others: info,
+    parameters, upload, download and stop)."""
     cells = []
     for path in PATHS:
         group = (streams or runs) if path in STREAM_PATHS else runs if path == "run" else safe
@@ -294,7 +287,7 @@ CELLS: list[Cell] = [
     # the run itself failed, or partly (a warning is logged; outputs are returned)
     *_runs_only("failed_run", fails(DifyRunFailedError, 1)),
     *_runs_only("partial_success", ok(1)),
-    *row("ignore_stop", safe=_NO_STOP, runs=_NO_STOP),
+    *row("ignore_stop", safe=_NO_STOP, runs=_NO_STOP, stop=ok(recovery=STILL_RUNNING)),
 ]
 
 TESTED = table.cells_to_test(CELLS)
@@ -313,6 +306,8 @@ class Case:
     inject: Inject
     #: The output file the download path fetches, produced by a run before the fault is injected.
     output_file: OutputFile | None = None
+    #: (task_id, workflow_run_id) of the running run the stop path stops.
+    started: tuple[str, str] | None = None
 
     @property
     def key(self) -> str:
@@ -406,6 +401,23 @@ def _download(case: Case) -> None:
     assert declared and os.path.getsize(stored) == declared, "the stored file must be whole"
 
 
+def _prepare_stop(case: Case) -> None:
+    """Start a long run (before any fault), keep its ids from ``workflow_started``, leave it running."""
+    clean = dataclasses.replace(case, inject=Inject())
+    events = clean.hook(LONG_APP_KEY).stream_workflow({"seconds": 5, "steps": 1}, user=USER)
+    first = next(events)
+    events.close()  # the stream closes; the run goes on
+    assert first.task_id and first.workflow_run_id
+    case.started = (first.task_id, first.workflow_run_id)
+
+
+def _stop(case: Case) -> None:
+    assert case.started is not None
+    task_id, run_id = case.started
+    run = case.hook().stop_task(task_id, user=USER, workflow_run_id=run_id)
+    assert run is not None and run.status == ("running" if case.inject.kind == "ignore_stop" else "stopped")
+
+
 #: Path id -> (setup run before the fault is injected, the call under test).
 RUNNERS: dict[str, tuple[Callable[[Case], None] | None, Callable[[Case], None]]] = {
     "info": (None, _info),
@@ -415,7 +427,12 @@ RUNNERS: dict[str, tuple[Callable[[Case], None] | None, Callable[[Case], None]]]
     "stream": (None, _worker_stream),
     "deferred": (None, _deferred_stream),
     "download": (_prepare_download, _download),
+    "stop": (_prepare_stop, _stop),
 }
+
+
+#: The app key of paths that need another app than the text one (when the cell sets none).
+PATH_KEYS = {"upload": DOCUMENT_APP_KEY, "download": DOCUMENT_APP_KEY, "stop": LONG_APP_KEY}
 
 
 @pytest.fixture
@@ -428,8 +445,8 @@ def dify_emulator() -> Iterator[DifyEmulator]:
 @pytest.mark.parametrize("cell", TESTED, ids=[c.id for c in TESTED])
 def test_fault(cell: Cell, dify_emulator: DifyEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     case = Case(dify_emulator, monkeypatch, tmp_path, cell.injection(FAULTS))
-    if cell.path == "upload" and not case.inject.key:
-        case.inject = dataclasses.replace(case.inject, key=DOCUMENT_APP_KEY)
+    if cell.path in PATH_KEYS and not case.inject.key:
+        case.inject = dataclasses.replace(case.inject, key=PATH_KEYS[cell.path])
     endpoint = PATHS[cell.path][1]
     setup, call = RUNNERS[cell.path]
     if setup is not None:
@@ -440,7 +457,7 @@ def test_fault(cell: Cell, dify_emulator: DifyEmulator, monkeypatch: pytest.Monk
         emulator=dify_emulator,
         endpoint=endpoint,
         tail=TAILS[cell.path],
-        key=DOCUMENT_APP_KEY if cell.path == "download" else case.key,
+        key=case.key,
         root=DifyError,
         call=lambda: call(case),
         check_error=lambda exc: _check_error(cell, exc, case.key),
@@ -453,7 +470,9 @@ def _check_recovery(cell: Cell, emu: DifyEmulator) -> None:
     """A recovered cell got its result the way it says: re-attached, found in the logs, or plainly."""
     detail_reads = table.requests_to(emu, "run_detail", "/run_detail-unmatched")
     log_reads = table.requests_to(emu, "logs", "/logs-unmatched")
-    if cell.recovery == REATTACHED:
+    if cell.path == "stop":
+        assert detail_reads >= 1 and log_reads == 0, "stop_task reads what the run's status became"
+    elif cell.recovery == REATTACHED:
         assert detail_reads >= 1, "a cut stream is re-attached: the run detail is read first"
     elif cell.recovery == FOUND_IN_LOGS:
         assert log_reads >= 1 and detail_reads >= 1, "a lost answer is looked up in the logs, then confirmed"
