@@ -73,9 +73,9 @@ The same for the Dify backend (Workflow Service API). Every cell that is not "n/
 `DifyHook` on a worker (`get_app_info`, `get_parameters`, `upload_file`, `run_workflow`,
 `stream_workflow`, `download_file`, `stop_task` on a running run), or through
 `DifyWorkflowTrigger` in the triggerer's event loop for deferrable streaming (its error event
-turned back into the exception by `docify_provider.events.error_from_event`). On Dify a run executes on the server independently of
-the connection that started it, and the API can look a run up (run detail, events, logs), so most
-lost answers are not lost:
+turned back into the exception by `docify_provider.events.error_from_event`). On Dify a run
+executes on the server independently of the connection that started it, and the API can look a
+run up (run detail, events, logs), so most lost answers are not lost:
 
 - **recovered (re-attached)**: the stream broke, ended or went silent after `workflow_started`
   named the run; the client read the run detail and re-attached to its events
