@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import console_text, new_dag, run_dag, without_mask_requests
+from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag, without_mask_requests
 from docify_provider.operators.dify import (
     DifyRunWorkflowOperator,
     DifyStreamWorkflowOperator,
@@ -387,6 +387,11 @@ def test_output_files_land_per_task_instance_with_safe_names(dify_conns, tmp_pat
     assert not (tmp_path / "etc").exists()
     assert {Path(p).name for p in (str(f) for f in store.rglob("*")) if Path(p).is_file()} == names
     assert emu.runs_started(key=DOCUMENT) == 3
+    if AIRFLOW_LINE < (3, 1):
+        # Airflow 3.0's dag processor cannot re-serialize a DAG whose mapped task registered a new
+        # asset through an alias ("issubclass() arg 1 must be a class" in detect_task_dependencies),
+        # so the events of mapped tasks are lost there (seen on 3.0.6; 3.3 emits them).
+        return
     events = outcome.asset_events()
     assert len(events) == 2 and all(uri.startswith("file://") for uri, _ in events)
     assert all(extra["status"] == "succeeded" and extra["workflow_run_id"] for _, extra in events)
