@@ -308,3 +308,34 @@ def test_recreated_trigger_reattaches_by_the_marker_instead_of_posting(dify_conn
     event = run_trigger_for(out, "stream", DifyWorkflowTrigger(**{**kwargs, "allow_resubmit": True}))
     assert event.payload["status"] == "success" and event.payload["workflow_run_id"] != xcom["workflow_run_id"]
     assert emu.runs_started(key=TEXT_APP_KEY) == 2
+
+
+# -- on_kill: the user ended the deferred task (Airflow 3.3 calls it on mark failed / clear) -------------
+
+
+async def test_on_kill_stops_the_dify_task_and_reads_what_became_of_it(dify_conns, caplog):
+    import asyncio
+
+    from docify_provider.testing.dify import LONG_APP_KEY
+
+    emu = dify_conns
+    trigger = DifyWorkflowTrigger(inputs={"seconds": 30}, dify_conn_id="dify_long", user="u-kill")
+    running = asyncio.ensure_future(_first_event(trigger))
+    for _ in range(200):  # until the trigger has seen workflow_started (it then knows the task id)
+        if trigger._live[1]:
+            break
+        await asyncio.sleep(0.05)
+    assert trigger._live[1], "the stream never named its Dify task"
+    running.cancel()  # what the triggerer does first, then it awaits on_kill()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await trigger.on_kill()
+
+    run_id = trigger._live[0]
+    assert emu.stop_requests(key=LONG_APP_KEY, user="u-kill") == 1
+    assert emu.run(run_id).status == "stopped"
+    assert emu.runs_started(key=LONG_APP_KEY) == 1
+    # Killed before Dify named the task: nothing to stop, and it says so.
+    idle = DifyWorkflowTrigger(inputs={"seconds": 1}, dify_conn_id="dify_long", user="u-kill")
+    await idle.on_kill()
+    assert emu.stop_requests(key=LONG_APP_KEY) == 1

@@ -216,6 +216,13 @@ class DifyHook(ProviderHook):
         async with self._async_client(await self.aget_config()) as client:
             return await client.get_workflow_run(workflow_run_id)
 
+    async def astop_task(
+        self, task_id: str, *, user: str | None = None, workflow_run_id: str | None = None
+    ) -> WorkflowRun | None:
+        """Async ``stop_task``: stop, then read what the run's status really became (and log it)."""
+        async with self._async_client(await self.aget_config()) as client:
+            return await client.stop_task(task_id, user=user, workflow_run_id=workflow_run_id)
+
     # -- files out ------------------------------------------------------------------------------
 
     def _as_download(self, file: OutputFile | Mapping[str, Any] | str) -> DownloadTarget:

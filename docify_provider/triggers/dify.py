@@ -82,6 +82,8 @@ class DifyWorkflowTrigger(MarkerTrigger):
         self.workflow_run_id = workflow_run_id
         self.dify_task_id = dify_task_id
         self._set_identity(dag_id, task_id, run_id, map_index, try_number)
+        #: The ids of the run this trigger is streaming, once known (for ``on_kill``).
+        self._live: tuple[str | None, str | None] = (workflow_run_id, dify_task_id)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -145,6 +147,7 @@ class DifyWorkflowTrigger(MarkerTrigger):
                 async for event in stream:
                     if (event.workflow_run_id and event.workflow_run_id != run_id) or (event.task_id and not dify_task):
                         run_id, dify_task = event.workflow_run_id or run_id, event.task_id or dify_task
+                        self._live = (run_id, dify_task)
                         # Written before the event is logged: a log line with the id means the guard holds it.
                         await self._write_marker(
                             ident, dify_marker("sent", sent_at=sent_at, workflow_run_id=run_id, task_id=dify_task)
@@ -187,6 +190,25 @@ class DifyWorkflowTrigger(MarkerTrigger):
             return
         record = run_record(result)
         yield self._fire({"status": "success", "run": record, "workflow_run_id": run_id, "task_id": dify_task})
+
+    async def on_kill(self) -> None:
+        """The deferred task was marked failed, cleared or marked succeeded (Airflow 3.3+): stop the run.
+
+        Unlike a triggerer shutdown (``cleanup`` / cancellation, which stops nothing: another
+        triggerer re-attaches), this is the user ending the task, so the Dify task is stopped with
+        the run's ``user`` and the log says what its status really became (Dify answers success
+        even when the run goes on).
+        """
+        from docify_provider.hooks.dify import DifyHook
+
+        run_id, dify_task = self._live
+        if not dify_task:
+            self.log.warning("Dify stream trigger killed before Dify named the task: nothing to stop")
+            return
+        try:
+            await DifyHook(dify_conn_id=self.dify_conn_id).astop_task(dify_task, user=self.user, workflow_run_id=run_id)
+        except Exception as exc:
+            self.log.warning("Stopping Dify task %s (run %s) failed: %s", dify_task, run_id, exc)
 
 
 class DifyWorkflowRunTrigger(MarkerTrigger):
