@@ -299,6 +299,13 @@ def _answer_when_paused(emu: Any, action: str = "approve") -> Any:
             time.sleep(0.02)
         run = emu.runs[0]
         emu.wait_run_status(run.id, "paused", timeout=30)
+        # Answer only once the task waits: its trigger's first poll of the run detail comes after
+        # the operator saw the pause and logged the form. Answering earlier (a loaded machine) can
+        # resume the run before a blocking call returns, and then there is no pause to log.
+        while not any(r.endpoint == "run_detail" for r in list(emu.requests)):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
         emu.submit_form(emu.form_token(run.id), action=action)
 
     thread = threading.Thread(target=answer, name="dify-form-answer", daemon=True)
