@@ -1,4 +1,10 @@
-"""Load harness for many concurrent Docify streams: a fault plan, an emulator process, a triggerer-like loop.
+"""Load harness for many concurrent Docify or Dify streams: a fault plan, an emulator process, a triggerer-like loop.
+
+The plan's ``backend`` (:data:`BACKENDS`) picks the emulator (``DocifyEmulator`` with one load
+scenario per stream length, or ``DifyEmulator`` whose keys run the built-in ``long`` app with
+inputs making one event per ``event_interval``, see :func:`dify_inputs`), the trigger
+(``DocifyStreamTrigger`` / ``DifyWorkflowTrigger``, each as its stream operator defers it) and the
+connection type (``docify`` / ``dify``, whose base URL ends in ``/v1``). Faults: Docify only.
 
 Used by ``bench_concurrent_streams.py``, ``bench_workers_freed.py`` and ``tests/test_load.py``.
 
@@ -10,7 +16,7 @@ Used by ``bench_concurrent_streams.py``, ``bench_workers_freed.py`` and ``tests/
   scenarios, injects each stream's fault bound to that stream's key, and answers ``stats`` on its
   stdin with the per-key counters (read through the emulator's public API; keys appear only as
   fingerprints) and its own threads, memory and CPU. It exits when its stdin closes.
-* :func:`drive`: what a triggerer does with deferred tasks: every stream's ``DocifyStreamTrigger``
+* :func:`drive`: what a triggerer does with deferred tasks: every stream's trigger
   is built from the operator's kwargs, serialised and re-created from its classpath, and its
   ``run()`` async generator iterated in its own asyncio task of ONE event loop (with the
   triggerer's per-trigger log context and greenback portal), all started at once, under an overall
@@ -88,43 +94,66 @@ class Plan:
 
     streams: tuple[StreamSpec, ...]
     warmup: StreamSpec
+    #: ``"docify"`` or ``"dify"`` (:data:`BACKENDS`): which emulator, trigger and connection type.
+    backend: str = "docify"
 
     def to_json(self) -> str:
         return json.dumps(
-            {"streams": [dataclasses.asdict(s) for s in self.streams], "warmup": dataclasses.asdict(self.warmup)}
+            {
+                "streams": [dataclasses.asdict(s) for s in self.streams],
+                "warmup": dataclasses.asdict(self.warmup),
+                "backend": self.backend,
+            }
         )
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
-        return cls(tuple(StreamSpec(**s) for s in data["streams"]), StreamSpec(**data["warmup"]))
+        streams = tuple(StreamSpec(**s) for s in data["streams"])
+        return cls(streams, StreamSpec(**data["warmup"]), data.get("backend", "docify"))
+
+    @property
+    def spec(self) -> Backend:
+        return BACKENDS[self.backend]
 
     def faults(self) -> Counter[str | None]:
         return Counter(s.fault for s in self.streams)
 
 
 def build_plan(
-    streams: int, *, fault_rate: float = 0.0, min_events: int = 11, max_events: int = 21, seed: int = 7
+    streams: int,
+    *,
+    fault_rate: float = 0.0,
+    min_events: int = 11,
+    max_events: int = 21,
+    seed: int = 7,
+    backend: str = "docify",
 ) -> Plan:
-    """``streams`` streams of ``min_events``..``max_events`` events (COMPLETE included), spread evenly;
-    ``round(streams * fault_rate)`` of them, picked at random with ``seed``, get the kinds of
-    :data:`FAULT_KINDS` in turn."""
-    if min_events < 5 or max_events < min_events:
-        raise ValueError("need 5 <= min_events <= max_events (START, 2 PREPARE, >= 1 TEXT, COMPLETE)")
+    """``streams`` streams of ``min_events``..``max_events`` events (the terminal one included), spread
+    evenly; ``round(streams * fault_rate)`` of them, picked at random with ``seed``, get the kinds of
+    :data:`FAULT_KINDS` in turn (Docify only)."""
+    spec = BACKENDS[backend]
+    if min_events < spec.min_events or max_events < min_events:
+        raise ValueError(f"need {spec.min_events} <= min_events <= max_events ({spec.shape})")
+    if fault_rate and backend != "docify":
+        raise ValueError("injected faults are planned for the Docify backend only")
     spread = max_events - min_events + 1
     faulty = sorted(random.Random(seed).sample(range(streams), round(streams * fault_rate)))
     kinds = {index: FAULT_KINDS[n % len(FAULT_KINDS)] for n, index in enumerate(faulty)}
     specs = tuple(
         StreamSpec(
             index=i,
-            key=f"load-key-{i:05d}",
-            conn_id=f"docify_load_{i:05d}",
+            key=f"{spec.key_prefix}load-key-{i:05d}",
+            conn_id=f"{backend}_load_{i:05d}",
             events=min_events + i % spread,
             fault=kinds.get(i),
         )
         for i in range(streams)
     )
-    return Plan(specs, StreamSpec(index=-1, key="load-key-warmup", conn_id="docify_load_warmup", events=min_events))
+    warmup = StreamSpec(
+        index=-1, key=f"{spec.key_prefix}load-key-warmup", conn_id=f"{backend}_load_warmup", events=min_events
+    )
+    return Plan(specs, warmup, backend)
 
 
 def events_for_seconds(seconds: float, interval: float) -> int:
@@ -133,11 +162,12 @@ def events_for_seconds(seconds: float, interval: float) -> int:
 
 
 def connection_env(plan: Plan, base_url: str) -> dict[str, str]:
-    """``AIRFLOW_CONN_*`` variables (JSON form) for every stream of ``plan``, as a deployment would set them."""
+    """``AIRFLOW_CONN_*`` variables (JSON form) for every stream of ``plan``, as a deployment would set them
+    (``base_url`` as the emulator gives it: ending in ``/docify`` for Docify, in ``/v1`` for Dify)."""
     env = {}
     for spec in (*plan.streams, plan.warmup):
         env[f"AIRFLOW_CONN_{spec.conn_id.upper()}"] = json.dumps(
-            {"conn_type": "docify", "host": base_url, "password": spec.key}
+            {"conn_type": plan.backend, "host": base_url, "password": spec.key}
         )
     return env
 
@@ -192,12 +222,10 @@ def _fault_for(spec: StreamSpec) -> Any:
     return kinds[str(spec.fault)]()
 
 
-def serve_emulator(plan: Plan, *, event_interval: float, ping_interval: float | None) -> None:
-    """Body of the emulator child: serve ``plan`` until stdin closes; answer ``stats`` lines on stdout."""
+def _docify_emulator(plan: Plan, event_interval: float, ping_interval: float | None) -> Any:
+    """A Docify emulator with one scenario per stream length, the plan's keys and their faults."""
     from docify_provider.testing import DocifyEmulator
-    from docify_provider.testing.keys import fingerprint
 
-    _raise_nofile_limit()
     emu = DocifyEmulator(event_interval=event_interval, ping_interval=ping_interval, default_keys=False)
     specs = (*plan.streams, plan.warmup)
     for events in sorted({s.events for s in specs}):
@@ -206,6 +234,26 @@ def serve_emulator(plan: Plan, *, event_interval: float, ping_interval: float | 
         emu.add_key(spec.key, spec.scenario_code)
         if spec.fault:
             emu.inject(_fault_for(spec))
+    return emu
+
+
+def _dify_emulator(plan: Plan, event_interval: float, ping_interval: float | None) -> Any:
+    """A Dify emulator whose plan keys all run the built-in ``long`` app (see :func:`dify_inputs`)."""
+    from docify_provider.testing.dify import DifyEmulator
+
+    emu = DifyEmulator(event_interval=event_interval, ping_interval=ping_interval, default_keys=False)
+    for spec in (*plan.streams, plan.warmup):
+        emu.add_key(spec.key, "long")
+    return emu
+
+
+def serve_emulator(plan: Plan, *, event_interval: float, ping_interval: float | None) -> None:
+    """Body of the emulator child: serve ``plan`` until stdin closes; answer ``stats`` lines on stdout."""
+    from docify_provider.testing.keys import fingerprint
+
+    _raise_nofile_limit()
+    emu = plan.spec.emulator(plan, event_interval, ping_interval)
+    specs = (*plan.streams, plan.warmup)
     peak_threads = threading.active_count()
     stop = threading.Event()
 
@@ -334,26 +382,102 @@ class Outcome:
     seconds: float = 0.0
 
 
-def make_trigger(spec: StreamSpec) -> Any:
-    """The trigger a triggerer would run for ``spec``: built with the operator's kwargs, serialised,
-    and re-created from its classpath and (JSON round-tripped) kwargs."""
+def _docify_trigger(spec: StreamSpec) -> Any:
+    """``DocifyStreamTrigger`` as ``DocifyStreamScenarioOperator`` defers it."""
     from docify_provider.triggers.docify import DocifyStreamTrigger
 
-    deferred = DocifyStreamTrigger(
+    return DocifyStreamTrigger(
         inputs={"text": {"text": f"load stream {spec.index}"}},
         docify_conn_id=spec.conn_id,
         user=f"load-{spec.index}",
-        dag_id=LOAD_DAG_ID,
-        task_id="stream",
-        run_id="load",
-        map_index=spec.index,
+        **_identity(spec),
     )
+
+
+DIFY_PACED_EVENTS = 7
+"""Events of a ``long`` app run besides its text chunks that the emulator paces ``event_interval``
+apart: workflow_started, node_started/node_finished of start, wait and end; workflow_finished
+follows the last one at once."""
+
+
+def dify_inputs(events: int) -> dict[str, int]:
+    """Wire inputs of the emulator's ``long`` app for a run of ``events`` events in all, one every
+    ``event_interval``: no silent gap (``seconds`` 0), one ``text_chunk`` per step."""
+    return {"seconds": 0, "steps": max(1, events - DIFY_PACED_EVENTS - 1)}
+
+
+def _dify_trigger(spec: StreamSpec) -> Any:
+    """``DifyWorkflowTrigger`` as ``DifyStreamWorkflowOperator`` defers it (validated wire inputs)."""
+    from docify_provider.triggers.dify import DifyWorkflowTrigger
+
+    return DifyWorkflowTrigger(
+        inputs=dify_inputs(spec.events),
+        dify_conn_id=spec.conn_id,
+        user=f"load-{spec.index}",
+        files=None,
+        workflow_id=None,
+        allow_resubmit=False,
+        workflow_run_id=None,
+        dify_task_id=None,
+        try_number=1,
+        **_identity(spec),
+    )
+
+
+def _identity(spec: StreamSpec) -> dict[str, Any]:
+    return {"dag_id": LOAD_DAG_ID, "task_id": "stream", "run_id": "load", "map_index": spec.index}
+
+
+def _docify_ids(payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(run id, session id) of a Docify trigger event."""
+    result = payload.get("result")
+    return (result.get("runId") if isinstance(result, dict) else payload.get("run_id")), payload.get("session_id")
+
+
+def _dify_ids(payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(workflow run id, task id) of a Dify trigger event."""
+    return payload.get("workflow_run_id"), payload.get("task_id")
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """What differs between the backends in a load run; everything else is shared."""
+
+    name: str
+    key_prefix: str
+    min_events: int
+    shape: str
+    emulator: Any  # (plan, event_interval, ping_interval) -> emulator
+    trigger: Any  # (spec) -> the trigger as the operator defers it
+    ids: Any  # (event payload) -> (run id, session / task id)
+
+
+BACKENDS: dict[str, Backend] = {
+    "docify": Backend(
+        "Docify", "", 5, "START, 2 PREPARE, >= 1 TEXT, COMPLETE", _docify_emulator, _docify_trigger, _docify_ids
+    ),
+    "dify": Backend(
+        "Dify",
+        "app-",
+        DIFY_PACED_EVENTS + 2,
+        "the long app: 7 node/run events, >= 1 text_chunk, workflow_finished",
+        _dify_emulator,
+        _dify_trigger,
+        _dify_ids,
+    ),
+}
+
+
+def make_trigger(spec: StreamSpec, backend: str = "docify") -> Any:
+    """The trigger a triggerer would run for ``spec``: built with the operator's kwargs, serialised,
+    and re-created from its classpath and (JSON round-tripped) kwargs."""
+    deferred = BACKENDS[backend].trigger(spec)
     classpath, kwargs = deferred.serialize()
     module, name = classpath.rsplit(".", 1)
     return getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
 
 
-async def run_trigger(spec: StreamSpec) -> Outcome:
+async def run_trigger(spec: StreamSpec, backend: str = "docify") -> Outcome:
     """Iterate one trigger's ``run()`` to its end, as ``TriggerRunner.run_trigger`` does."""
     import structlog
 
@@ -363,7 +487,7 @@ async def run_trigger(spec: StreamSpec) -> Outcome:
         greenback = None
 
     outcome = Outcome(index=spec.index)
-    trigger = make_trigger(spec)
+    trigger = make_trigger(spec, backend)
     structlog.contextvars.bind_contextvars(trigger_id=spec.index, dag_id=LOAD_DAG_ID, map_index=spec.index)
     if greenback is not None:
         await greenback.ensure_portal()
@@ -375,9 +499,7 @@ async def run_trigger(spec: StreamSpec) -> Outcome:
             outcome.status = payload.get("status")
             outcome.error_type = payload.get("error_type")
             outcome.message = str(payload.get("message") or "")[:300] or None
-            outcome.session_id = payload.get("session_id")
-            result = payload.get("result")
-            outcome.run_id = result.get("runId") if isinstance(result, dict) else payload.get("run_id")
+            outcome.run_id, outcome.session_id = BACKENDS[backend].ids(payload)
     except Exception as exc:  # a trigger that raises is an unaccounted run, reported as such
         outcome.raised = f"{type(exc).__name__}: {exc}"[:300]
     outcome.seconds = time.monotonic() - started
@@ -431,13 +553,13 @@ async def drive(plan: Plan, *, deadline: float, measure: bool = False) -> tuple[
     runs first (imports, TLS context, first-use caches), then all streams start at once. With
     ``measure``, peak memory and CPU of the load phase are returned as well.
     """
-    warm = await run_trigger(plan.warmup)
+    warm = await run_trigger(plan.warmup, plan.backend)
     if warm.status != "success":
         raise RuntimeError(f"the warm-up stream failed: {warm}")
     sampler = ResourceSampler()
     if measure:
         sampler.start()
-    tasks = {spec.index: asyncio.create_task(run_trigger(spec)) for spec in plan.streams}
+    tasks = {spec.index: asyncio.create_task(run_trigger(spec, plan.backend)) for spec in plan.streams}
     _, pending = await asyncio.wait(tasks.values(), timeout=deadline)
     for task in pending:
         task.cancel()

@@ -51,6 +51,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info, machine_line
 from _streams import (
+    BACKENDS,
     EmulatorProcess,
     Plan,
     account,
@@ -63,12 +64,49 @@ from _streams import (
 GOAL_STREAMS = 1000
 GOAL_MB = 300.0
 GOAL_CORES = 1.0
+#: Keep-alive ping interval per backend when ``--ping-interval`` is not given.
+DEFAULT_PING = {"docify": 15.0, "dify": 10.0}
 
 
 # -- the blocking alternative: one worker-like process per stream ------------------------------------
 
 
-def worker_child(conn_id: str, hold_after: int) -> None:
+def _docify_worker_stream(conn_id: str, events: int) -> tuple[Any, Any]:
+    """(events, close) of one blocking Docify stream, logged as the operator logs it."""
+    import logging
+
+    from docify_provider.hooks.docify import DocifyHook
+    from docify_provider.operators.docify import DocifyStreamScenarioOperator, log_stream_event
+
+    del DocifyStreamScenarioOperator  # imported only as the task's DAG file would import it
+    log = logging.getLogger("docify.bench.worker")
+    hook = DocifyHook(docify_conn_id=conn_id)
+    stream = hook.stream_scenario({"text": "worker stream"}, user="bench-worker")
+    return (log_stream_event(log, event) for event in stream), hook.close
+
+
+def _dify_worker_stream(conn_id: str, events: int) -> tuple[Any, Any]:
+    """(events, close) of one blocking Dify stream (inputs validated against ``/parameters`` first,
+    as the operator does), logged as the operator logs it."""
+    import logging
+
+    from _streams import dify_inputs
+
+    from docify_provider.hooks.dify import DifyHook
+    from docify_provider.operators.dify import DifyStreamWorkflowOperator, log_workflow_event
+
+    del DifyStreamWorkflowOperator  # imported only as the task's DAG file would import it
+    log = logging.getLogger("docify.bench.worker")
+    hook = DifyHook(dify_conn_id=conn_id)
+    stream = hook.stream_workflow(dify_inputs(events), user="bench-worker")
+    return (log_workflow_event(log, event) for event in stream), hook.close
+
+
+WORKER_STREAMS = {"docify": _docify_worker_stream, "dify": _dify_worker_stream}
+WORKER_HOOK_CALLS = {"docify": "DocifyHook.stream_scenario", "dify": "DifyHook.stream_workflow"}
+
+
+def worker_child(backend: str, conn_id: str, hold_after: int, events: int) -> None:
     """Body of one worker-like process: import what a task process imports, stream one run.
 
     Prints ``holding`` once ``hold_after`` events arrived (the parent then reads our memory), and a
@@ -77,40 +115,47 @@ def worker_child(conn_id: str, hold_after: int) -> None:
     import airflow.sdk
     import airflow.sdk.execution_time.task_runner  # noqa: F401  - the task process's entry point
 
-    from docify_provider.hooks.docify import DocifyHook
-    from docify_provider.operators.docify import DocifyStreamScenarioOperator, log_stream_event
-
-    del DocifyStreamScenarioOperator  # imported only as the task's DAG file would import it
-    import logging
-
-    log = logging.getLogger("docify.bench.worker")
-    hook = DocifyHook(docify_conn_id=conn_id)
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.monotonic()
-    events = 0
-    for event in hook.stream_scenario({"text": "worker stream"}, user="bench-worker"):
-        log_stream_event(log, event)  # the operator logs every event; so does the trigger
-        events += 1
-        if events == hold_after:
+    stream, close = WORKER_STREAMS[backend](conn_id, events)
+    seen = 0
+    for _ in stream:  # the operator logs every event; so does the trigger
+        seen += 1
+        if seen == hold_after:
             print("holding", flush=True)
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
-    hook.close()
+    close()
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
-    print(json.dumps({"events": events, "cpu_seconds": cpu, "wall_seconds": time.monotonic() - wall0}), flush=True)
+    print(json.dumps({"events": seen, "cpu_seconds": cpu, "wall_seconds": time.monotonic() - wall0}), flush=True)
 
 
-def measure_workers(k: int, seconds: float, event_interval: float, home: str, ping_interval: float) -> dict[str, Any]:
+def stream_events(backend: str, seconds: float, event_interval: float) -> int:
+    """Events of a stream of about ``seconds`` (at least the backend's shortest stream)."""
+    return max(BACKENDS[backend].min_events, events_for_seconds(seconds, event_interval))
+
+
+def measure_workers(
+    backend: str, k: int, seconds: float, event_interval: float, home: str, ping_interval: float
+) -> dict[str, Any]:
     """Start ``k`` worker-like processes at once; read their memory while all are mid-stream."""
     import psutil
 
-    events = events_for_seconds(seconds, event_interval)
-    plan = build_plan(k, min_events=events, max_events=events)
+    events = stream_events(backend, seconds, event_interval)
+    plan = build_plan(k, min_events=events, max_events=events, backend=backend)
     hold_after = max(3, events // 3)
     with EmulatorProcess(plan, event_interval=event_interval, ping_interval=ping_interval) as emulator:
         env = {**os.environ, **connection_env(plan, emulator.base_url), "AIRFLOW_HOME": home}
         procs = [
             subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "--worker", spec.conn_id, str(hold_after)],
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--worker",
+                    backend,
+                    spec.conn_id,
+                    str(hold_after),
+                    str(events),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -168,20 +213,20 @@ def measure_workers(k: int, seconds: float, event_interval: float, home: str, pi
 # -- the deferrable way: N streams in one event loop ---------------------------------------------
 
 
-def shared_plan(n: int, events: int, connections: int) -> Plan:
-    """``n`` streams over ``connections`` Docify connections (one per scenario, as deployed); 0: one each."""
-    plan = build_plan(n, min_events=events, max_events=events)
+def shared_plan(n: int, events: int, connections: int, backend: str = "docify") -> Plan:
+    """``n`` streams over ``connections`` connections (one per scenario / app, as deployed); 0: one each."""
+    plan = build_plan(n, min_events=events, max_events=events, backend=backend)
     if connections <= 0 or connections >= n:
         return plan
     streams = tuple(
         dataclasses.replace(
             s,
-            key=f"load-key-shared-{s.index % connections:04d}",
-            conn_id=f"docify_load_shared_{s.index % connections:04d}",
+            key=f"{plan.spec.key_prefix}load-key-shared-{s.index % connections:04d}",
+            conn_id=f"{backend}_load_shared_{s.index % connections:04d}",
         )
         for s in plan.streams
     )
-    return Plan(streams, plan.warmup)
+    return Plan(streams, plan.warmup, backend)
 
 
 def check_shared(plan: Plan, outcomes: list[dict[str, Any]], stats: dict[str, Any]) -> list[str]:
@@ -202,11 +247,11 @@ def check_shared(plan: Plan, outcomes: list[dict[str, Any]], stats: dict[str, An
 
 
 def measure_event_loop(
-    n: int, seconds: float, event_interval: float, home: str, connections: int, ping_interval: float
+    backend: str, n: int, seconds: float, event_interval: float, home: str, connections: int, ping_interval: float
 ) -> dict[str, Any]:
     """N concurrent trigger runs in one event-loop process; its peak memory and CPU, and the accounting."""
-    events = events_for_seconds(seconds, event_interval)
-    plan = shared_plan(n, events, connections)
+    events = stream_events(backend, seconds, event_interval)
+    plan = shared_plan(n, events, connections, backend)
     with EmulatorProcess(plan, event_interval=event_interval, ping_interval=ping_interval) as emulator:
         report = run_load_child(plan, emulator.base_url, deadline=2 * seconds + 60, env={"AIRFLOW_HOME": home})
         stats = emulator.stats()
@@ -231,48 +276,12 @@ def _gb(mb: float) -> str:
     return f"{mb / 1024:,.1f} GB" if mb >= 1024 else f"{mb:,.0f} MB"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--streams", default="100,1000", help="comma-separated stream counts N")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of every stream")
-    parser.add_argument("--event-interval", type=float, default=1.0, help="seconds between a stream's events")
-    parser.add_argument(
-        "--ping-interval",
-        type=float,
-        default=15.0,
-        help="seconds between keep-alive pings (15: a common SSE server keep-alive; the emulator's default is 0.5)",
-    )
-    parser.add_argument(
-        "--connections",
-        type=int,
-        default=10,
-        help="Docify connections the streams share (one per scenario); 0: one connection and key per stream",
-    )
-    parser.add_argument("--workers", type=int, default=4, help="k worker processes measured for the blocking estimate")
-    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
-    parser.add_argument("--worker", nargs=2, metavar=("CONN_ID", "HOLD_AFTER"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        worker_child(args.worker[0], int(args.worker[1]))
-        return 0
-
-    counts = [int(n) for n in args.streams.split(",") if n.strip()]
-    print(machine_line())
-    with tempfile.TemporaryDirectory(prefix="docify-bench-home-") as home:
-        loops = {
-            n: measure_event_loop(n, args.seconds, args.event_interval, home, args.connections, args.ping_interval)
-            for n in counts
-        }
-        workers = measure_workers(args.workers, min(args.seconds, 15.0), args.event_interval, home, args.ping_interval)
-
-    shared = f"over {args.connections} connections" if args.connections > 0 else "one connection and key each"
+def report(backend: str, loops: dict[int, dict[str, Any]], workers: dict[str, Any]) -> None:
+    """One backend's table, goal verdict and pace notes."""
+    label = BACKENDS[backend].name
     print(
-        f"Streams held concurrently, one event every {args.event_interval:g} s and a keep-alive ping every "
-        f"{args.ping_interval:g} s, {args.seconds:g} s each, {shared} (emulator in its own process)."
-    )
-    print(
-        f"Blocking: N x one worker process holding DocifyHook.stream_scenario, extrapolated from k={workers['k']} "
-        f"measured at once: RSS {workers['rss_mb']:.0f} MB, PSS {workers['pss_mb']:.0f} MB, "
+        f"{label} blocking: N x one worker process holding {WORKER_HOOK_CALLS[backend]}, extrapolated from "
+        f"k={workers['k']} measured at once: RSS {workers['rss_mb']:.0f} MB, PSS {workers['pss_mb']:.0f} MB, "
         f"USS {workers['uss_mb']:.0f} MB each (mean), {workers['cores_per_stream']:.4f} core each."
     )
     header = (
@@ -280,14 +289,10 @@ def main() -> int:
         f"  {'N workers: RSS':>15}{'USS':>11}{'CPU':>11}  {'memory ratio (USS)':>19}"
     )
     print(header)
-    rows = []
     for n, usage in loops.items():
         blocking_rss = n * workers["rss_mb"]
         blocking_uss = n * workers["uss_mb"]
         ratio = blocking_uss / usage["peak_mb"]
-        rows.append(
-            {"streams": n, "event_loop": usage, "blocking_rss_mb": blocking_rss, "blocking_uss_mb": blocking_uss}
-        )
         print(
             f"{n:>6}  {usage['peak_mb']:>22.0f} MB{usage['peak_above_baseline_mb']:>12.0f} MB"
             f"{usage['cpu_cores_avg']:>6.2f} core"
@@ -306,7 +311,7 @@ def main() -> int:
         def verdict(ok: bool) -> str:
             return "met" if ok else "MISSED"
 
-        print(f"goal for {GOAL_STREAMS:,} streams in one process:")
+        print(f"{label} goal for {GOAL_STREAMS:,} streams in one process:")
         print(f"  every stream accounted for: {verdict(goal['ok'])}")
         print(f"  resident under {GOAL_MB:g} MB: {goal['peak_mb']:.0f} MB -> {verdict(goal['peak_mb'] < GOAL_MB)}")
         print(
@@ -320,17 +325,104 @@ def main() -> int:
     for n, usage in loops.items():
         if usage["wall_seconds"] > 1.2 * usage["planned_seconds"]:
             print(
-                f"note: the {n} streams took {usage['wall_seconds']:.0f} s instead of {usage['planned_seconds']:.0f} s "
-                f"(the emulator or the machine could not keep the pace); CPU seconds / planned length = "
-                f"{usage['cpu_cores_at_planned_rate']:.2f} core"
+                f"note: the {n} {label} streams took {usage['wall_seconds']:.0f} s instead of "
+                f"{usage['planned_seconds']:.0f} s (the emulator or the machine could not keep the pace); "
+                f"CPU seconds / planned length = {usage['cpu_cores_at_planned_rate']:.2f} core"
             )
-    if args.json:
+
+
+def side_by_side(results: dict[str, tuple[dict[int, dict[str, Any]], dict[str, Any]]]) -> None:
+    """The backends next to each other: per N, the event loop's peak RSS and CPU, N workers' USS."""
+    names = list(results)
+    cols = "".join(f"{BACKENDS[b].name + ' loop RSS':>18}{'CPU':>8}{'workers USS':>13}" for b in names)
+    print(f"side by side (same run):\n{'N':>6}{cols}")
+    for n in next(iter(results.values()))[0]:
+        cells = ""
+        for b in names:
+            loops, workers = results[b]
+            usage = loops[n]
+            cells += f"{usage['peak_mb']:>15.0f} MB{usage['cpu_cores_avg']:>8.2f}{_gb(n * workers['uss_mb']):>13}"
+        print(f"{n:>6}{cells}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", default="100,1000", help="comma-separated stream counts N")
+    parser.add_argument(
+        "--backends", "--backend", default="docify", help="comma-separated: docify, dify (both: side by side)"
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of every stream")
+    parser.add_argument("--event-interval", type=float, default=1.0, help="seconds between a stream's events")
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=None,
+        help="seconds between keep-alive pings (default: Docify 15, a common SSE server keep-alive; "
+        "Dify 10, what a Dify server sends; the Docify emulator's own default is 0.5)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=10,
+        help="connections the streams share (one per scenario / app); 0: one connection and key per stream",
+    )
+    parser.add_argument("--workers", type=int, default=4, help="k worker processes measured for the blocking estimate")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
+    parser.add_argument(
+        "--worker", nargs=4, metavar=("BACKEND", "CONN_ID", "HOLD_AFTER", "EVENTS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.worker:
+        worker_child(args.worker[0], args.worker[1], int(args.worker[2]), int(args.worker[3]))
+        return 0
+
+    counts = [int(n) for n in args.streams.split(",") if n.strip()]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
+    print(machine_line())
+    results: dict[str, tuple[dict[int, dict[str, Any]], dict[str, Any]]] = {}
+    pings = {b: args.ping_interval or DEFAULT_PING[b] for b in backends}
+    with tempfile.TemporaryDirectory(prefix="docify-bench-home-") as home:
+        for b in backends:
+            loops = {
+                n: measure_event_loop(b, n, args.seconds, args.event_interval, home, args.connections, pings[b])
+                for n in counts
+            }
+            worker_seconds = min(args.seconds, 15.0)
+            workers = measure_workers(b, args.workers, worker_seconds, args.event_interval, home, pings[b])
+            results[b] = (loops, workers)
+
+    shared = f"over {args.connections} connections" if args.connections > 0 else "one connection and key each"
+    for b in backends:
+        loops, workers = results[b]
+        any_loop = next(iter(loops.values()))
         print(
-            json.dumps(
-                {"machine": machine_info(), "ping_interval": args.ping_interval, "rows": rows, "workers": workers}
-            )
+            f"\n{BACKENDS[b].name}: streams held concurrently, one event every {args.event_interval:g} s and a "
+            f"keep-alive ping every {pings[b]:g} s, {any_loop['planned_seconds']:g} s each, {shared} "
+            "(emulator in its own process)."
         )
-    return 0 if all(u["ok"] for u in loops.values()) else 1
+        report(b, loops, workers)
+    if len(backends) > 1:
+        print()
+        side_by_side(results)
+    if args.json:
+        rows = {
+            b: [
+                {
+                    "streams": n,
+                    "event_loop": usage,
+                    "blocking_rss_mb": n * workers["rss_mb"],
+                    "blocking_uss_mb": n * workers["uss_mb"],
+                }
+                for n, usage in loops.items()
+            ]
+            for b, (loops, workers) in results.items()
+        }
+        workers_json = {b: w for b, (_, w) in results.items()}
+        print(json.dumps({"machine": machine_info(), "ping_interval": pings, "rows": rows, "workers": workers_json}))
+    return 0 if all(u["ok"] for loops, _ in results.values() for u in loops.values()) else 1
 
 
 if __name__ == "__main__":
