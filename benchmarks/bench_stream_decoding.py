@@ -18,7 +18,15 @@ each event sends, the default) and 64 KiB chunks (``--framing bulk``; decoding c
 The figure is events / wall time from sending the request to the last event read; the median
 of ``--repeat`` runs is printed, with the provider's speed as a fraction of plain line reading.
 
+With ``--backend dify`` (or ``--backend docify,dify``, one after the other in the same run) the
+body is Dify's framing: ``data:``-only frames with the event name inside the JSON
+(``workflow_started``, ``text_chunk`` events with ``task_id`` / ``workflow_run_id`` / ``data.text``,
+an ``event: ping`` frame every 50 events, ``workflow_finished`` at the end), read by
+``DifyClient.stream_workflow`` (``POST /v1/workflows/run``) vs httpx-sse alone (pings skipped)
+vs httpx iter_lines (and requests iter_lines).
+
     .venv/bin/python benchmarks/bench_stream_decoding.py [--events 100000] [--repeat 3] [--framing both]
+        [--backend docify|dify|docify,dify]
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import socketserver
 import statistics
@@ -34,12 +43,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import free_port, machine_info, machine_line
 
-KEY = "bench-stream-key"
-PATH = "/docify/v1/scenario/run/streaming"
+KEY = "app-bench-stream-key"
 BULK_CHUNK = 64 * 1024
 #: TEXT contents: the model's output, streamed a few words at a time.
 TEXTS = (
@@ -98,6 +107,52 @@ def build_events(count: int) -> list[bytes]:
     return frames
 
 
+#: A Dify server's keep-alive: one ``event: ping`` frame every this many events (~10 s on a live run).
+DIFY_PING_EVERY = 50
+
+
+def build_dify_events(count: int) -> list[bytes]:
+    """``count`` Dify ``data:`` frames (workflow_started, text_chunk..., workflow_finished), with an
+    ``event: ping`` frame (not counted) every :data:`DIFY_PING_EVERY` events, as Dify frames them:
+    compact JSON, raw UTF-8, ``\\n`` line endings."""
+    run_id, task_id, workflow_id = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    now = 1_772_000_000
+    frames: list[bytes] = []
+    sent = 0
+
+    def frame(event: str, data: dict[str, object]) -> None:
+        nonlocal sent
+        if sent and sent % DIFY_PING_EVERY == 0:
+            frames.append(b"event: ping\n\n")
+        body = {"event": event, "task_id": task_id, "workflow_run_id": run_id, "data": data}
+        frames.append(f"data: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n".encode())
+        sent += 1
+
+    frame(
+        "workflow_started",
+        {"id": run_id, "workflow_id": workflow_id, "inputs": {"topic": "benchmark"}, "created_at": now},
+    )
+    while sent < count - 1:
+        frame("text_chunk", {"text": TEXTS[sent % len(TEXTS)], "from_variable_selector": ["llm", "text"]})
+    finished = {
+        "id": run_id,
+        "workflow_id": workflow_id,
+        "status": "succeeded",
+        "outputs": {"text": "Invoice Number: INV-2026-0042\nTotal: 16,500 JPY"},
+        "error": None,
+        "elapsed_time": 5.0,
+        "total_tokens": 1234,
+        "total_steps": 3,
+        "created_by": {"id": str(uuid.uuid4()), "user": "bench"},
+        "created_at": now,
+        "finished_at": now + 5,
+        "exceptions_count": 0,
+        "files": [],
+    }
+    frame("workflow_finished", finished)
+    return frames
+
+
 def chunked(frames: list[bytes], framing: str) -> bytes:
     """The HTTP/1.1 chunked body: one chunk per frame, or 64 KiB chunks."""
     pieces = frames
@@ -107,14 +162,14 @@ def chunked(frames: list[bytes], framing: str) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
 
 
-def serve(port: int, count: int) -> None:
-    """Serve the pre-built streams on 127.0.0.1:``port`` until killed.
+def serve(port: int, count: int, backend: str) -> None:
+    """Serve the pre-built streams of ``backend``'s framing on 127.0.0.1:``port`` until killed.
 
     The query string picks the body: ``framing=bulk`` (else one chunk per event) and
     ``warmup`` (a short stream of the same events, to warm a reader up).
     """
-    frames = build_events(count)
-    warm = build_events(WARM_UP_EVENTS)
+    frames = BACKENDS[backend].build(count)
+    warm = BACKENDS[backend].build(WARM_UP_EVENTS)
     bodies = {(f, False): chunked(frames, f) for f in ("event", "bulk")}
     bodies.update({(f, True): chunked(warm, f) for f in ("event", "bulk")})
     head = (
@@ -154,7 +209,7 @@ def serve(port: int, count: int) -> None:
 Query = dict[str, str]
 
 
-def _provider(base_url: str, query: Query) -> Iterator[object]:
+def _provider(backend: str, base_url: str, query: Query) -> Iterator[object]:
     from docify_provider.client import ClientConfig, DocifyClient
 
     client = DocifyClient(ClientConfig(api_key=KEY, base_url=base_url, max_retries=0, idle_timeout=60))
@@ -166,67 +221,116 @@ def _provider(base_url: str, query: Query) -> Iterator[object]:
         client.close()
 
 
-def _httpx_response(base_url: str, query: Query) -> Iterator[object]:
+def _dify_provider(backend: str, base_url: str, query: Query) -> Iterator[object]:
+    from docify_provider.dify.client import DifyClient
+    from docify_provider.dify.config import DifyClientConfig
+
+    client = DifyClient(DifyClientConfig(api_key=KEY, base_url=base_url, max_retries=0, idle_timeout=60))
+    client.http.params = query  # as for Docify: the client posts to its own path, /v1/workflows/run
+    try:
+        yield from client.stream_workflow({"topic": "benchmark"}, user="bench")
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend's framing, where its run request goes, and the provider's reader of it."""
+
+    label: str
+    base_path: str  # the client's base URL after the origin
+    run_path: str  # what the client POSTs to, after the base URL
+    body: dict[str, object]
+    build: Callable[[int], list[bytes]]
+    provider: Callable[[str, str, Query], Iterator[object]]
+    provider_label: str
+    pings: bool  # frames without data that httpx-sse yields and a client skips
+
+
+BACKENDS = {
+    "docify": Backend(
+        "Docify",
+        "/docify",
+        "/v1/scenario/run/streaming",
+        {"user": "bench", "inputs": {"text": {"text": "benchmark"}}},
+        build_events,
+        _provider,
+        "DocifyClient.stream -> StreamEvent",
+        False,
+    ),
+    "dify": Backend(
+        "Dify",
+        "/v1",
+        "/workflows/run",
+        {"user": "bench", "inputs": {"topic": "benchmark"}, "response_mode": "streaming"},
+        build_dify_events,
+        _dify_provider,
+        "DifyClient.stream_workflow -> WorkflowEvent",
+        True,
+    ),
+}
+
+
+def _post(backend: str) -> dict[str, object]:
+    """The run request's JSON body and headers, for the plain readers."""
+    return {
+        "json": BACKENDS[backend].body,
+        "headers": {"Authorization": f"Bearer {KEY}", "Accept": "text/event-stream"},
+    }
+
+
+def _httpx_response(backend: str, base_url: str, query: Query) -> Iterator[object]:
     import httpx
 
-    with (
-        httpx.Client(timeout=60) as http,
-        http.stream(
-            "POST",
-            f"{base_url}/v1/scenario/run/streaming",
-            params=query,
-            json={"user": "bench", "inputs": {"text": {"text": "benchmark"}}},
-            headers={"Authorization": f"Bearer {KEY}", "Accept": "text/event-stream"},
-        ) as response,
-    ):
+    url = base_url + BACKENDS[backend].run_path
+    with httpx.Client(timeout=60) as http, http.stream("POST", url, params=query, **_post(backend)) as response:  # type: ignore[arg-type]
         response.raise_for_status()
         yield response
 
 
-def _httpx_sse(base_url: str, query: Query) -> Iterator[object]:
+def _httpx_sse(backend: str, base_url: str, query: Query) -> Iterator[object]:
     from httpx_sse import EventSource
 
-    for response in _httpx_response(base_url, query):
-        yield from EventSource(response).iter_sse()  # type: ignore[arg-type]
+    for response in _httpx_response(backend, base_url, query):
+        events = EventSource(response).iter_sse()  # type: ignore[arg-type]
+        yield from (e for e in events if e.event != "ping") if BACKENDS[backend].pings else events
 
 
-def _httpx_lines(base_url: str, query: Query) -> Iterator[object]:
-    for response in _httpx_response(base_url, query):
+def _httpx_lines(backend: str, base_url: str, query: Query) -> Iterator[object]:
+    for response in _httpx_response(backend, base_url, query):
         yield from (line for line in response.iter_lines() if line.startswith("data:"))  # type: ignore[attr-defined]
 
 
-def _requests_lines(base_url: str, query: Query) -> Iterator[object]:
+def _requests_lines(backend: str, base_url: str, query: Query) -> Iterator[object]:
     import requests
 
-    with requests.post(
-        f"{base_url}/v1/scenario/run/streaming",
-        params=query,
-        json={"user": "bench", "inputs": {"text": {"text": "benchmark"}}},
-        headers={"Authorization": f"Bearer {KEY}", "Accept": "text/event-stream"},
-        stream=True,
-        timeout=60,
-    ) as response:
+    url = base_url + BACKENDS[backend].run_path
+    with requests.post(url, params=query, stream=True, timeout=60, **_post(backend)) as response:  # type: ignore[arg-type]
         response.raise_for_status()
         yield from (line for line in response.iter_lines(chunk_size=64 * 1024) if line.startswith(b"data:"))
 
 
-READERS: dict[str, tuple[str, Callable[[str, Query], Iterator[object]]]] = {
-    "provider": ("DocifyClient.stream -> StreamEvent", _provider),
+READERS: dict[str, tuple[str, Callable[[str, str, Query], Iterator[object]]]] = {
+    "provider": ("the provider's client", lambda b, u, q: BACKENDS[b].provider(b, u, q)),
     "httpx_sse": ("httpx-sse EventSource.iter_sse", _httpx_sse),
     "httpx_lines": ("httpx response.iter_lines", _httpx_lines),
     "requests_lines": ("requests iter_lines (64 KiB)", _requests_lines),
 }
 
 
-def child(reader: str, base_url: str, framing: str, expected: int) -> None:
+def reader_label(reader: str, backend: str) -> str:
+    return BACKENDS[backend].provider_label if reader == "provider" else READERS[reader][0]
+
+
+def child(reader: str, backend: str, base_url: str, framing: str, expected: int) -> None:
     """Read one stream with ``reader``; print events, seconds and events per second as JSON."""
     read = READERS[reader][1]
     # Warm-up on a short stream: imports, connection set-up, every code path once.
-    for _ in read(base_url, {"framing": framing, "warmup": "1"}):
+    for _ in read(backend, base_url, {"framing": framing, "warmup": "1"}):
         pass
     start = time.perf_counter()
     count = 0
-    for _ in read(base_url, {"framing": framing}):
+    for _ in read(backend, base_url, {"framing": framing}):
         count += 1
     seconds = time.perf_counter() - start
     if count != expected:
@@ -237,9 +341,9 @@ def child(reader: str, base_url: str, framing: str, expected: int) -> None:
 # -- driver ----------------------------------------------------------------------------------------
 
 
-def run_child(reader: str, base_url: str, framing: str, expected: int) -> float:
+def run_child(reader: str, backend: str, base_url: str, framing: str, expected: int) -> float:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", reader, base_url, framing, str(expected)],
+        [sys.executable, __file__, "--child", reader, backend, base_url, framing, str(expected)],
         capture_output=True,
         text=True,
         check=False,
@@ -250,63 +354,87 @@ def run_child(reader: str, base_url: str, framing: str, expected: int) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["eps"])
 
 
+def measure(backend: str, readers: list[str], framings: tuple[str, ...], events: int, repeat: int) -> Results:
+    """Every reader's events/s on ``backend``'s stream, ``repeat`` child processes each, from one server."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), str(events), backend], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise SystemExit("the stream server did not start")
+        base_url = f"http://127.0.0.1:{port}{BACKENDS[backend].base_path}"
+        results: Results = {(f, r): [] for f in framings for r in readers}
+        for framing in framings:
+            for _ in range(repeat):  # interleaved, so that drift hits every reader alike
+                for reader in readers:
+                    results[(framing, reader)].append(run_child(reader, backend, base_url, framing, events))
+    finally:
+        server.terminate()
+        server.wait(10)
+    return results
+
+
+def print_table(backend: str, results: Results, events: int, repeat: int) -> None:
+    frames = BACKENDS[backend].build(events)
+    texts = [f.split(b"data: ", 1)[1] for f in frames[: 4 * len(TEXTS)] if re.search(b'"(TEXT|text_chunk)"', f)]
+    sizes = [len(t) - 2 for t in texts]  # the TEXT / text_chunk events' JSON
+    pings = sum(1 for f in frames if b"data: " not in f)
+    ping_note = f", {pings:,} pings" if pings else ""
+    print(
+        f"{BACKENDS[backend].label}: decoding a loopback SSE stream of {events:,} events{ping_note} "
+        f"({len(b''.join(frames)) / 1e6:.1f} MB; text data {min(sizes)}-{max(sizes)} bytes of JSON), "
+        f"median of {repeat} child processes each"
+    )
+    print(f"{'HTTP framing':<22}{'reader':<46}{'events/s':>12}{'vs httpx iter_lines':>21}")
+    for framing in dict.fromkeys(f for f, _ in results):
+        base = statistics.median(results[(framing, "httpx_lines")]) if (framing, "httpx_lines") in results else None
+        label = "one chunk per event" if framing == "event" else "64 KiB chunks"
+        for f, reader in results:
+            if f != framing:
+                continue
+            eps = statistics.median(results[(framing, reader)])
+            ratio = f"{eps / base:.2f}x" if base else "-"
+            print(f"{label:<22}{reader_label(reader, backend):<46}{eps:>12,.0f}{ratio:>21}")
+            label = ""
+
+
+Results = dict[tuple[str, str], list[float]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="child processes per reader and framing")
     parser.add_argument("--framing", choices=("event", "bulk", "both"), default="both")
     parser.add_argument("--readers", default=",".join(READERS), help="comma-separated subset of " + ",".join(READERS))
+    parser.add_argument("--backend", "--backends", default="docify", help="comma-separated: docify, dify")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
-    parser.add_argument("--serve", nargs=2, type=int, metavar=("PORT", "EVENTS"), help=argparse.SUPPRESS)
-    parser.add_argument("--child", nargs=4, metavar=("READER", "URL", "FRAMING", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=3, metavar=("PORT", "EVENTS", "BACKEND"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=5, metavar=("READER", "BACKEND", "URL", "FRAMING", "N"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.serve:
-        serve(*args.serve)
+        serve(int(args.serve[0]), int(args.serve[1]), args.serve[2])
         return
     if args.child:
-        child(args.child[0], args.child[1], args.child[2], int(args.child[3]))
+        child(args.child[0], args.child[1], args.child[2], args.child[3], int(args.child[4]))
         return
 
+    backends = [b for b in args.backend.split(",") if b]
+    if any(b not in BACKENDS for b in backends):
+        parser.error(f"--backend: choose from {', '.join(BACKENDS)}")
     print(machine_line())
     readers = [r for r in args.readers.split(",") if r]
     framings = ("event", "bulk") if args.framing == "both" else (args.framing,)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port), str(args.events)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        if server.stdout.readline().strip() != "ready":
-            raise SystemExit("the stream server did not start")
-        base_url = f"http://127.0.0.1:{port}/docify"
-        sample = build_events(3 + 2 * len(TEXTS))
-        sizes = [len(f.split(b"data: ", 1)[1]) - 2 for f in sample[3:-1]]  # TEXT events' JSON
-        results: dict[tuple[str, str], list[float]] = {(f, r): [] for f in framings for r in readers}
-        for framing in framings:
-            for _ in range(args.repeat):  # interleaved, so that drift hits every reader alike
-                for reader in readers:
-                    results[(framing, reader)].append(run_child(reader, base_url, framing, args.events))
-    finally:
-        server.terminate()
-        server.wait(10)
-
-    print(
-        f"Decoding a loopback SSE stream of {args.events:,} events "
-        f"({len(b''.join(build_events(args.events))) / 1e6:.1f} MB; "
-        f"TEXT data {min(sizes)}-{max(sizes)} bytes of JSON), median of {args.repeat} child processes each"
-    )
-    print(f"{'HTTP framing':<22}{'reader':<38}{'events/s':>12}{'vs httpx iter_lines':>21}")
-    for framing in framings:
-        base = statistics.median(results[(framing, "httpx_lines")]) if "httpx_lines" in readers else None
-        label = "one chunk per event" if framing == "event" else "64 KiB chunks"
-        for reader in readers:
-            eps = statistics.median(results[(framing, reader)])
-            ratio = f"{eps / base:.2f}x" if base else "-"
-            print(f"{label:<22}{READERS[reader][0]:<38}{eps:>12,.0f}{ratio:>21}")
-            label = ""
+    results = {b: measure(b, readers, framings, args.events, args.repeat) for b in backends}
+    for b in backends:
+        print_table(b, results[b], args.events, args.repeat)
     print("goal: the provider's path at least 0.50x of httpx iter_lines")
     if args.json:
-        medians = {f"{f}/{r}": statistics.median(v) for (f, r), v in results.items()}
+        medians = {f"{b}/{f}/{r}": statistics.median(v) for b in backends for (f, r), v in results[b].items()}
         print(json.dumps({"machine": machine_info(), "events": args.events, "events_per_second": medians}))
 
 
