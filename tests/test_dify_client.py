@@ -24,7 +24,6 @@ from docify_provider.dify.errors import (
     DifyOutcomeUnknownError,
     DifyRateLimitedError,
     DifyRunFailedError,
-    DifyStreamIncompleteError,
     DifyTransportError,
 )
 from docify_provider.testing.dify import (
@@ -225,11 +224,43 @@ def test_stream_cut_reattaches(client: DifyClient, dify_emulator: DifyEmulator, 
     assert usage["total_tokens"] == dify_emulator.run(events[-1].workflow_run_id or "").total_tokens
 
 
-def test_stream_without_run_id_is_incomplete(client: DifyClient, dify_emulator: DifyEmulator) -> None:
+def test_stream_cut_before_its_first_event_is_found_in_the_logs(
+    client: DifyClient, dify_emulator: DifyEmulator
+) -> None:
+    """No run id was seen, but the run started: it is found by user, time and inputs, then re-attached."""
     dify_emulator.inject(Fault("stream", "end_without_complete", after_events=0))
-    with pytest.raises(DifyStreamIncompleteError) as info:
-        list(client.stream_workflow({"topic": "x"}, user="s3"))
-    assert info.value.outcome_unknown
+    events = list(client.stream_workflow({"topic": "x"}, user="s3"))
+    assert events[-1].event == "workflow_finished" and events[-1].data["status"] == "succeeded"
+    assert events[-1].workflow_run_id in {r.id for r in dify_emulator.runs}
+    assert run_posts(dify_emulator) == 1 and dify_emulator.runs_started() == 1
+
+
+def test_stream_cut_before_any_run_fails_closed_after_the_search(
+    client: DifyClient, dify_emulator: DifyEmulator
+) -> None:
+    """The server read the request and closed: no run appears in the logs, so the outcome stays unknown."""
+    dify_emulator.inject(Fault("stream", "drop_before_response"))
+    with pytest.raises(DifyOutcomeUnknownError, match="no run of user 's3b' with these inputs appeared") as info:
+        list(client.stream_workflow({"topic": "x"}, user="s3b"))
+    assert info.value.outcome_unknown and "not re-sent" in str(info.value)
+    assert run_posts(dify_emulator) == 1 and dify_emulator.runs_started() == 0
+
+
+def test_recovery_reads_that_fail_are_tried_again(client: DifyClient, dify_emulator: DifyEmulator) -> None:
+    """A 500 from the logs while searching is not the end: reads are free, the next poll finds the run."""
+    dify_emulator.inject(Fault("stream", "end_without_complete", after_events=0))
+    dify_emulator.inject(Fault("logs", "status", status=500, times=2))
+    events = list(client.stream_workflow({"topic": "x"}, user="s3c"))
+    assert events[-1].event == "workflow_finished"
+    assert dify_emulator.runs_started() == 1
+
+
+def test_recovery_stops_at_a_read_that_cannot_heal(client: DifyClient, dify_emulator: DifyEmulator) -> None:
+    dify_emulator.inject(Fault("run", "drop_before_response", run_started=True))
+    dify_emulator.inject(Fault("logs", "status", status=404))
+    with pytest.raises(DifyOutcomeUnknownError, match="reading the app's logs failed") as info:
+        client.run_workflow({"topic": "x"}, user="s3d")
+    assert "not re-sent" in str(info.value)
     assert run_posts(dify_emulator) == 1
 
 
@@ -448,8 +479,11 @@ async def test_async_stream_error_event_and_incomplete(dify_emulator: DifyEmulat
             _ = [e async for e in c.stream_workflow({"topic": "x"}, user="as4")]
         assert info.value.code == "completion_request_error"
         dify_emulator.inject(Fault("stream", "end_without_complete", after_events=0))
-        with pytest.raises(DifyStreamIncompleteError):
-            _ = [e async for e in c.stream_workflow({"topic": "x"}, user="as4")]
+        events = [e async for e in c.stream_workflow({"topic": "x"}, user="as4-found")]
+        assert events[-1].event == "workflow_finished", "found in the logs and re-attached"
+        dify_emulator.inject(Fault("stream", "drop_before_response"))
+        with pytest.raises(DifyOutcomeUnknownError, match="appeared in the logs"):
+            _ = [e async for e in c.stream_workflow({"topic": "y"}, user="as4b")]
 
 
 async def test_shared_async_client(dify_emulator: DifyEmulator) -> None:

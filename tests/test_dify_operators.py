@@ -215,11 +215,31 @@ def test_force_rerun_buys_again(dify_conns, tmp_path):
     assert emu.runs_started(key=DOCUMENT) == 2
 
 
-@pytest.mark.parametrize("allow_resubmit", [False, True])
-def test_a_run_whose_id_never_arrived_is_sent_again_only_with_allow_resubmit(dify_conns, capfd, allow_resubmit):
+def test_a_stream_cut_before_its_first_event_is_found_in_the_logs(dify_conns, capfd):
+    """The run started but its id never arrived: the logs name it, the task re-attaches, one run, try 1."""
     emu = dify_conns
-    # The stream is cut before its first event: the run started, its id never arrived.
     emu.inject(Fault("stream", "drop_mid_stream", after_events=0))
+    with new_dag("dify_found") as dag:
+        DifyStreamWorkflowOperator(task_id="run", dify_conn_id="dify_text", inputs=TEXT, retries=1)
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("run") == "success" and outcome.try_number("run") == 1, text[-4000:]
+    assert emu.runs_started(key=TEXT_APP_KEY) == 1
+    assert any(r.endpoint == "logs" for r in emu.requests), "the run was found in the app's logs"
+
+
+@pytest.mark.parametrize("allow_resubmit", [False, True])
+def test_a_run_whose_id_never_arrived_is_sent_again_only_with_allow_resubmit(
+    dify_conns, capfd, monkeypatch, allow_resubmit
+):
+    import json
+
+    emu = dify_conns
+    # The request was read and the connection closed: no run id, and no run in the logs either.
+    conn = {"conn_type": "dify", "host": emu.base_url, "password": TEXT_APP_KEY}
+    conn["extra"] = {"idle_timeout": 5, "connect_timeout": 2, "recovery_timeout": 1, "poll_interval": 0.2}
+    monkeypatch.setenv("AIRFLOW_CONN_DIFY_TEXT", json.dumps(conn))
+    emu.inject(Fault("stream", "drop_before_response", times=1))
     with new_dag("dify_resubmit") as dag:
         DifyStreamWorkflowOperator(
             task_id="run", dify_conn_id="dify_text", inputs=TEXT, allow_resubmit=allow_resubmit, retries=1
@@ -227,13 +247,14 @@ def test_a_run_whose_id_never_arrived_is_sent_again_only_with_allow_resubmit(dif
     outcome = run_dag(dag)
     text = console_text(capfd)
     assert outcome.try_number("run") == 2
+    assert "appeared in the logs within recovery_timeout" in text
     if allow_resubmit:
         assert outcome.state("run") == "success", text[-4000:]
-        assert emu.runs_started(key=TEXT_APP_KEY) == 2
+        assert emu.runs_started(key=TEXT_APP_KEY) == 1, "the first request started nothing"
         assert "allow_resubmit=True, so a new run is sent" in text
     else:
         assert outcome.state("run") == "failed"
-        assert emu.runs_started(key=TEXT_APP_KEY) == 1
+        assert emu.runs_started(key=TEXT_APP_KEY) == 0
         assert "DifyOutcomeUnknownError" in text and "not re-sent" in text and "allow_resubmit=True" in text
 
 

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from docify_provider._core.config import DEFAULT_USER
-from docify_provider._core.errors import OutcomeUnknownError, TransportError
+from docify_provider._core.errors import OutcomeUnknownError, ProviderError, TransportError
 from docify_provider._core.files import open_file_source
 from docify_provider._core.sse import json_decode
 from docify_provider._core.transport import AsyncHTTP, HTTPBase, SyncHTTP
@@ -355,6 +355,7 @@ class RunRecovery:
         self.cause = cause
         self.checked: set[str] = set()
         self.matches: list[str] = []
+        self.read_errors = 0
 
     def log_filter(self) -> dict[str, Any]:
         return {"user": self.user, "created_after": self.since}
@@ -405,10 +406,19 @@ class RunRecovery:
         err.__cause__ = self.cause
         return err
 
+    def read_failed(self, exc: ProviderError) -> None:
+        """A logs or run-detail read failed: go on at the next poll, unless it cannot heal."""
+        if exc.permanent:
+            raise self.unknown(f"reading the app's logs failed ({exc.message})") from exc
+        self.read_errors += 1
+        log.warning("Reading the Dify logs to find the run failed (%s); trying again", exc.message)
+
     def expired(self) -> DifyOutcomeUnknownError:
         return self.unknown(
             f"no run of user {self.user!r} with these inputs appeared in the logs within recovery_timeout "
-            f"({self.deadline - self.sent_at:g}s)."
+            f"({self.deadline - self.sent_at:g}s"
+            + (f"; {self.read_errors} reads of the logs failed" if self.read_errors else "")
+            + ")."
         )
 
 
@@ -520,6 +530,17 @@ class DifyClientBase(HTTPBase):
                 run.status,
             )
 
+    def _stream_recovery(self, body: Mapping[str, Any], sent_at: float, exc: Exception) -> RunRecovery:
+        """A stream cut before its first event: the run, if one started, is searched for in the logs.
+
+        Only when the request may have reached Dify (an outcome-unknown error); a connection that
+        was never made re-raises, since no run can have started.
+        """
+        if not isinstance(exc, OutcomeUnknownError):
+            raise exc
+        log.warning("The Dify stream broke before its first event (%s); looking for the run in the logs", exc)
+        return RunRecovery(body, sent_at, self.config, exc)
+
     def _stop_pause(self) -> float:
         return min(1.0, self.config.poll_interval)
 
@@ -584,16 +605,28 @@ class DifyClient(DifyClientBase, SyncHTTP):
     def recover_run(self, body: Mapping[str, Any], sent_at: float, cause: Exception) -> WorkflowRun:
         """Find the run that the request ``body`` sent at ``sent_at`` started, and wait for it to end."""
         rec = RunRecovery(body, sent_at, self.config, cause)
+        found = self.find_run(rec)
+        try:
+            return self.wait_for_run(found, timeout=max(rec.remaining(), self.config.poll_interval))
+        except DifyRunTimeoutError as exc:
+            raise rec.unknown(exc.message, run_id=found) from exc
+
+    def find_run(self, rec: RunRecovery) -> str:
+        """The id of the one run ``rec`` describes, read from the logs until ``recovery_timeout``.
+
+        Reads are free, so a failed read is tried again at the next poll; one that cannot heal (a
+        permanent error) or the deadline ends the search with ``DifyOutcomeUnknownError``.
+        """
         while True:
-            for run_id in rec.unchecked(list(self.iter_workflow_logs(**rec.log_filter()))):
-                rec.check(self.get_workflow_run(run_id))
+            try:
+                for run_id in rec.unchecked(list(self.iter_workflow_logs(**rec.log_filter()))):
+                    rec.check(self.get_workflow_run(run_id))
+            except ProviderError as exc:
+                rec.read_failed(exc)
             found = rec.found()
             if found is not None:
                 log.info("Recovered Dify run %s from the logs", found)
-                try:
-                    return self.wait_for_run(found, timeout=max(rec.remaining(), self.config.poll_interval))
-                except DifyRunTimeoutError as exc:
-                    raise rec.unknown(exc.message, run_id=found) from exc
+                return found
             if not rec.remaining():
                 raise rec.expired()
             time.sleep(rec.pause())
@@ -612,12 +645,14 @@ class DifyClient(DifyClientBase, SyncHTTP):
 
     def _stream(self, endpoint: Endpoint, body: dict[str, Any]) -> Iterator[WorkflowEvent]:
         tracker = self._tracker(endpoint)
+        sent_at = time.time()
         try:
             stream, response = self._open_stream(endpoint, json=body)
             yield from self._read_stream(stream, response, endpoint, tracker)
         except _CUT as exc:
             if not tracker.run_id:
-                raise
+                rec = self._stream_recovery(body, sent_at, exc)
+                tracker.session_id = self.find_run(rec)
             log.warning("Dify stream of run %s broke (%s); re-attaching", tracker.run_id, exc)
         if not tracker.done:
             yield from self._attach(tracker, body["user"])
@@ -762,16 +797,24 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
 
     async def recover_run(self, body: Mapping[str, Any], sent_at: float, cause: Exception) -> WorkflowRun:
         rec = RunRecovery(body, sent_at, self.config, cause)
+        found = await self.find_run(rec)
+        try:
+            return await self.wait_for_run(found, timeout=max(rec.remaining(), self.config.poll_interval))
+        except DifyRunTimeoutError as exc:
+            raise rec.unknown(exc.message, run_id=found) from exc
+
+    async def find_run(self, rec: RunRecovery) -> str:
         while True:
-            logs = [item async for item in self.iter_workflow_logs(**rec.log_filter())]
-            for run_id in rec.unchecked(logs):
-                rec.check(await self.get_workflow_run(run_id))
+            try:
+                logs = [item async for item in self.iter_workflow_logs(**rec.log_filter())]
+                for run_id in rec.unchecked(logs):
+                    rec.check(await self.get_workflow_run(run_id))
+            except ProviderError as exc:
+                rec.read_failed(exc)
             found = rec.found()
             if found is not None:
-                try:
-                    return await self.wait_for_run(found, timeout=max(rec.remaining(), self.config.poll_interval))
-                except DifyRunTimeoutError as exc:
-                    raise rec.unknown(exc.message, run_id=found) from exc
+                log.info("Recovered Dify run %s from the logs", found)
+                return found
             if not rec.remaining():
                 raise rec.expired()
             await asyncio.sleep(rec.pause())
@@ -789,13 +832,15 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
 
     async def _stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[WorkflowEvent]:
         tracker = self._tracker(endpoint)
+        sent_at = time.time()
         try:
             stream, response = await self._open_stream(endpoint, json=body)
             async for event in self._read_stream(stream, response, endpoint, tracker):
                 yield event
         except _CUT as exc:
             if not tracker.run_id:
-                raise
+                rec = self._stream_recovery(body, sent_at, exc)
+                tracker.session_id = await self.find_run(rec)
             log.warning("Dify stream of run %s broke (%s); re-attaching", tracker.run_id, exc)
         if not tracker.done:
             async for event in self._attach(tracker, body["user"]):
