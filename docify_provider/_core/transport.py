@@ -226,7 +226,13 @@ class HTTPBase:
         """
         if response.status_code >= 300:
             body = redact_key(response.content, self.config.api_key)
-            raise error_for_status(response.status_code, body, response.headers, endpoint, self.errors)
+            raise self._error_for_status(response.status_code, body, response.headers, endpoint)
+
+    def _error_for_status(
+        self, status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint
+    ) -> ProviderError:
+        """The backend's typed error for a non-2xx answer; a backend with its own error body overrides it."""
+        return error_for_status(status, body, headers, endpoint, self.errors)
 
     def _json(self, response: httpx.Response, endpoint: Endpoint) -> Any:
         try:
