@@ -185,9 +185,7 @@ def _details(details: Any) -> list[str]:
     return out
 
 
-def error_for_status(
-    status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint
-) -> core.HTTPStatusError:
+def error_for_status(status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint) -> core.HTTPStatusError:
     """The typed error for a non-2xx OpenAPI answer (the key already cut out of ``body``).
 
     Built on the shared mapping (status -> decision class, ``Retry-After``, gateway answers to a
