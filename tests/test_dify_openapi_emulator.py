@@ -48,7 +48,7 @@ def auth(token: str = ACCOUNT_TOKEN) -> dict[str, str]:
 
 def make(paths: str = "current", **options: object) -> DifyOpenAPIEmulator:
     defaults: dict[str, object] = {"ping_interval": 0.1, "idle_close_seconds": 3.0, "event_interval": 0.002}
-    defaults["device_poll_interval"] = 0.2
+    defaults["device_poll_interval"] = 0.5
     return DifyOpenAPIEmulator(paths=paths, **{**defaults, **options})  # type: ignore[arg-type]
 
 
@@ -460,7 +460,7 @@ def test_reattach_live_only_snapshot_finished_and_ownership(emu: DifyOpenAPIEmul
         assert "workflow_started" not in names(live)  # no replay
         _, finished = sse(c, "GET", events_url)
         assert names(finished) == ["workflow_finished"] and finished[0]["data"]["status"] == "succeeded"
-        second = start_long(emu, c, seconds=0.6, steps=3)
+        second = start_long(emu, c, seconds=1.5, steps=3)
         _, snapshot = sse(
             c,
             "GET",
@@ -577,7 +577,7 @@ def test_device_flow(emu: DifyOpenAPIEmulator) -> None:
             "error": "unsupported_client"
         }
         code = c.post("oauth/device/code", json={"client_id": "difyctl", "device_label": "ci"}).json()
-        assert code["device_code"].startswith("dc_") and code["interval"] == 0.2 and code["expires_in"] == 900
+        assert code["device_code"].startswith("dc_") and code["interval"] == 0.5 and code["expires_in"] == 900
         assert (
             len(code["user_code"]) == 9 and code["user_code"][4] == "-" and code["verification_uri"].endswith("/device")
         )
@@ -590,14 +590,14 @@ def test_device_flow(emu: DifyOpenAPIEmulator) -> None:
         assert c.post("oauth/device/approve", json={"user_code": code["user_code"]}).json() == {"status": "approved"}
         again = c.post("oauth/device/approve", json={"user_code": code["user_code"]})
         assert (again.status_code, again.json()) == (409, {"error": "already_resolved"})
-        time.sleep(0.25)
+        time.sleep(0.55)
         granted = c.post("oauth/device/token", json=poll)
         assert granted.status_code == 200
         body = granted.json()
         assert body["token"].startswith("dfoa_") and len(body["token"]) == 5 + 43 and body["subject_type"] == "account"
         assert body["account"]["id"] == ACCOUNT_ID and body["default_workspace_id"] == WORKSPACE_ID and body["token_id"]
         assert {w["id"] for w in body["workspaces"]} == {WORKSPACE_ID, SECOND_WORKSPACE_ID} and body["expires_at"]
-        time.sleep(0.25)
+        time.sleep(0.55)
         assert c.post("oauth/device/token", json=poll).json() == {"error": "expired_token"}
         assert c.get("account", headers=auth(body["token"])).json()["account"]["id"] == ACCOUNT_ID
         sessions = c.get("account/sessions", headers=auth(body["token"])).json()["data"]
@@ -665,3 +665,23 @@ def test_cli_dify_openapi_mode(paths: str) -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_enablement_version_gate_deprecation_and_concurrency() -> None:
+    with make(openapi_enabled=False) as emu, client(emu) as c:
+        error_body(c.get("_health"), 404, "not_found")
+        error_body(c.get("account"), 404, "not_found")
+    with make(max_active_requests=1) as emu, client(emu) as c:
+        error_body(c.get("account", headers={"User-Agent": "difyctl/0.1.9"}), 426, "upgrade_required")
+        assert c.get("account", headers={"User-Agent": "difyctl/0.2.0"}).status_code == 200
+        assert c.get("account", headers={"User-Agent": "difyctl/0.2.0-alpha"}).status_code == 200
+        assert c.get("_version", headers={"User-Agent": "difyctl/0.0.1"}).status_code == 200
+        with c.stream("POST", f"apps/{TEXT_APP_ID}:run", json={"inputs": TEXT}) as response:
+            assert response.headers["Deprecation"] == "true"
+            response.read()
+        started = start_long(emu, c)
+        error_body(c.post(run_path(emu, LONG_APP_ID), json={"inputs": {}}), 429, "too_many_requests")
+        c.post(stop_path(emu, LONG_APP_ID, started["task_id"]))
+        emu.wait_run_finished(started["workflow_run_id"])
+        _, events = run(emu, c, app_id=LONG_APP_ID, inputs={"seconds": 0})
+        assert events[-1]["data"]["status"] == "succeeded"

@@ -47,6 +47,9 @@ class DifyOpenAPIEmulator(DifyEmulator):
     generation's paths 404. ``rate_limit_per_token`` requests per ``rate_limit_window``
     seconds (0: off) before a raw 429. ``token_ttl`` (seconds) of minted and built-in tokens.
     Device flow: ``known_client_ids``, ``device_code_ttl``, ``device_poll_interval``.
+    ``openapi_enabled=False``: every path 404s (``OPENAPI_ENABLED`` off). ``min_difyctl_version``:
+    a ``User-Agent: difyctl/<older>`` gets 426 ``upgrade_required`` (None: no gate).
+    ``max_active_requests``: 429 ``too_many_requests`` beyond that many running runs of an app.
     Everything else (``ping_interval``, ``idle_close_seconds``, ``event_interval``,
     ``form_expiry_seconds``, ...) is as for :class:`DifyEmulator`.
     """
@@ -69,6 +72,8 @@ class DifyOpenAPIEmulator(DifyEmulator):
         known_client_ids: tuple[str, ...] = ("difyctl",),
         device_code_ttl: float = 900.0,
         device_poll_interval: float = 5.0,
+        openapi_enabled: bool = True,
+        min_difyctl_version: str | None = "0.2.0-alpha",
         **options: Any,
     ) -> None:
         if paths not in PATH_GENERATIONS:
@@ -77,6 +82,8 @@ class DifyOpenAPIEmulator(DifyEmulator):
             raise ValueError("rate_limit_per_token must be >= 0 and rate_limit_window positive")
         super().__init__(host, port, default_keys=False, **options)
         self.paths = paths
+        self.openapi_enabled = openapi_enabled
+        self.min_difyctl_version = min_difyctl_version
         self.version = version or VERSIONS[paths]
         self.edition = edition
         self.rate_limit_per_token = rate_limit_per_token

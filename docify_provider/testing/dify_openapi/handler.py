@@ -114,6 +114,13 @@ def _page(query: Mapping[str, str], max_limit: int, default_limit: int = 20) -> 
     return values[0], values[1]
 
 
+def _version_key(version: str) -> tuple[tuple[int, ...], int, str]:
+    """Sort key of a semantic version: ``0.2.0-alpha`` < ``0.2.0`` < ``0.10.0``."""
+    core, _, pre = version.partition("-")
+    numbers = tuple(int(n) if n.isdigit() else 0 for n in core.split("."))
+    return numbers, 0 if pre else 1, pre
+
+
 def _envelope(items: list[Any], page: int, limit: int) -> dict[str, Any]:
     chunk = items[(page - 1) * limit : page * limit]
     return {"page": page, "limit": limit, "total": len(items), "has_more": page * limit < len(items), "data": chunk}
@@ -166,16 +173,28 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         self._hint_app = None
         if not self.legacy:
             self._extra_headers["X-Dify-Catalog"] = hashlib.sha256(json.dumps(self._catalog()).encode()).hexdigest()
-        found = self._match(path)
+        found = self._match(path) if self.emulator.openapi_enabled else None
         if found is None:
             raise RequestError("The requested URL was not found on the server.", 404, "not_found")
         endpoint, op, methods, args = found
+        if endpoint != "probe" and self._outdated_difyctl():
+            raise ApiError(
+                "upgrade_required", 426, "upgrade_required", hint=f"difyctl >= {self.emulator.min_difyctl_version}"
+            )
         if self.command not in methods:
             self._extra_headers["Allow"] = ", ".join(sorted(methods))
             raise RequestError("The method is not allowed for the requested URL.", 405, "method_not_allowed")
         self._args = args
         self._op = op
         return endpoint, op
+
+    def _outdated_difyctl(self) -> bool:
+        """B1 version gate: ``User-Agent: difyctl/<ver>`` older than the minimum (others pass)."""
+        agent = self.headers.get("User-Agent") or ""
+        minimum = self.emulator.min_difyctl_version
+        if minimum is None or not agent.startswith("difyctl/"):
+            return False
+        return _version_key(agent.split("/", 1)[1].split()[0]) < _version_key(minimum)
 
     def _match(self, path: str) -> tuple[str, str, set[str], tuple[str, ...]] | None:
         """(fault endpoint, operation, methods, path arguments) of ``path``, None for a 404."""
@@ -567,6 +586,8 @@ class OpenAPIRequestHandler(DifyRequestHandler):
             values, files = engine_validate(emu, app, inputs)
         except RequestError:
             raise ApiError("invalid run input", 400, "bad_request") from None
+        if emu.max_active_requests and emu.active_runs(app.code) >= emu.max_active_requests:
+            raise ApiError("Too many requests. Please try again later.", 429, "too_many_requests")
         fault = emu.state.take_fault(self._endpoint or "stream", session.token_fp, "run")
         run = DifyRun(app=app, key_fp=session.token_fp, user=account.id, inputs=values, files=files, fault=fault)
         run.end_user_id = account.id
@@ -585,7 +606,8 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         assert channel is not None
         self._stream_fault = run.fault
         self._hint_app = run.app.code
-        self._stream_headers()
+        deprecated = not self.legacy and not self._args[1]  # POST /apps/{id}:run
+        self._stream_headers(*([("Deprecation", "true")] if deprecated else []))
         mode = run.app.mode  # type: ignore[attr-defined]
         self._relay(run, channel, TERMINAL if mode == "workflow" else _CHAT_TERMINAL)
 
