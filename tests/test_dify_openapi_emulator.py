@@ -685,3 +685,23 @@ def test_enablement_version_gate_deprecation_and_concurrency() -> None:
         emu.wait_run_finished(started["workflow_run_id"])
         _, events = run(emu, c, app_id=LONG_APP_ID, inputs={"seconds": 0})
         assert events[-1]["data"]["status"] == "succeeded"
+
+
+def test_drop_before_response_after_the_run_started(emu: DifyOpenAPIEmulator) -> None:
+    """The costly unknown: the connection dies with no response, yet the run was started."""
+    emu.inject(Fault("stream", "drop_before_response", run_started=True))
+    with client(emu) as c:
+        with pytest.raises(httpx.HTTPError):
+            c.post(run_path(emu, TEXT_APP_ID), json={"inputs": TEXT})
+        assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
+        assert emu.wait_run_finished(emu.runs[0].id).status == "succeeded"
+        emu.inject(Fault("events", "drop_mid_stream", after_events=1))
+        started = start_long(emu, c, seconds=1.0, steps=10)
+        with (
+            pytest.raises(httpx.HTTPError),
+            connect_sse(c, "GET", f"apps/{LONG_APP_ID}/tasks/{started['workflow_run_id']}/events") as source,
+        ):
+            received: list[ServerSentEvent] = []
+            received.extend(i for i in source.iter_sse() if i.event == "message")
+        assert len(received) == 1  # one event, then the socket was cut
+        assert emu.wait_run_finished(started["workflow_run_id"]).status == "succeeded"
