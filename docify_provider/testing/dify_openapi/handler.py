@@ -582,8 +582,8 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         conversation = body.get("conversation_id") or None
         if conversation is not None and emu.conversations.get(str(conversation)) != app.app_id:
             raise ApiError("Conversation Not Exists.", 404, "not_found")
-        try:
-            values, files = engine_validate(emu, app, inputs)
+        try:  # Dify hides the detail: ValueError -> 400 "invalid run input" (B5)
+            values, files = validate_inputs(app, inputs, lambda oid: emu.state.uploaded_file(None, oid))
         except RequestError:
             raise ApiError("invalid run input", 400, "bad_request") from None
         if emu.max_active_requests and emu.active_runs(app.code) >= emu.max_active_requests:
@@ -608,8 +608,8 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         self._hint_app = run.app.code
         deprecated = not self.legacy and not self._args[1]  # POST /apps/{id}:run
         self._stream_headers(*([("Deprecation", "true")] if deprecated else []))
-        mode = run.app.mode  # type: ignore[attr-defined]
-        self._relay(run, channel, TERMINAL if mode == "workflow" else _CHAT_TERMINAL)
+        assert isinstance(run.app, OpenAPIApp)
+        self._relay(run, channel, TERMINAL if run.app.mode == "workflow" else _CHAT_TERMINAL)
 
     def _outgoing(self, event: dict[str, Any]) -> dict[str, Any]:
         """B5: ``human_input_required`` gets top-level ``hints`` (one per action), chat
@@ -741,8 +741,3 @@ class OpenAPIRequestHandler(DifyRequestHandler):
                 self._send_json(200, {"status": status})
         except DeviceError as exc:
             raise RawError(exc.status, {"error": exc.code}) from None
-
-
-def engine_validate(emu: DifyOpenAPIEmulator, app: OpenAPIApp, inputs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """The Service API's input validation (A10), files resolved against the workspace's uploads."""
-    return validate_inputs(app, inputs, lambda oid: emu.state.uploaded_file(None, oid))
