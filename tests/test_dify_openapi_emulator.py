@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -128,6 +129,8 @@ def test_probes_and_versions(emu: DifyOpenAPIEmulator) -> None:
         paths = {op["path"] for op in catalog.json()["operations"]}
         assert ("/apps/{app_id}/workflow:run" in paths) is (emu.paths == "current")
         assert ("X-Dify-Catalog" in catalog.headers) is (emu.paths == "current")
+        if emu.paths == "current":
+            assert catalog.headers["X-Dify-Catalog"] == hashlib.sha256(catalog.content).hexdigest()
 
 
 def test_other_generation_paths_404_with_error_body(emu: DifyOpenAPIEmulator) -> None:
@@ -157,6 +160,9 @@ def test_bearer_required_unknown_revoked_expired(current: DifyOpenAPIEmulator) -
         assert c.get("account", headers=auth(token)).status_code == 200
         assert c.delete("account/sessions/self", headers=auth(token)).json() == {"status": "revoked"}
         error_body(c.get("account", headers=auth(token)), 401, "unauthorized")
+        first, rotated = current.issue_token(device_label="desk"), current.issue_token(device_label="desk")
+        error_body(c.get("account", headers=auth(first)), 401, "unauthorized")  # a re-login revokes the old row
+        assert c.get("account", headers=auth(rotated)).status_code == 200
         short = current.issue_token(ttl=0.3, device_label="short")
         assert c.get("account", headers=auth(short)).status_code == 200
         time.sleep(0.4)
@@ -261,6 +267,8 @@ def test_describe(emu: DifyOpenAPIEmulator) -> None:
         validator = jsonschema.Draft202012Validator(schema)
         validator.validate({"inputs": {"document": {"transfer_method": "local_file", "upload_file_id": "x"}}})
         assert not validator.is_valid({"inputs": {"document": {"transfer_method": "x"}, "other": 1}})
+        repeated = c.get(describe_path(emu, CHAT_APP_ID), params=[("fields", "info"), ("fields", "parameters")]).json()
+        assert set(repeated) - {"hints"} == {"info", "parameters"}
         chat = c.get(describe_path(emu, CHAT_APP_ID), params={"fields": "info,input_schema"}).json()
         assert set(chat) - {"hints"} == {"info", "input_schema"}
         assert chat["input_schema"]["properties"]["query"] == {"type": "string", "minLength": 1}

@@ -36,6 +36,14 @@ Constants (fixed across runs):
   ``FOREIGN_APP_ID`` in ``FOREIGN_WORKSPACE_ID`` (404). ``NIGHTLY_TAG = "nightly"``.
 * ``APP_MODES``; device flow client id ``"difyctl"`` (``known_client_ids``).
 
+Test-side API (beyond :class:`~docify_provider.testing.dify.DifyEmulator`'s ``run()``,
+``wait_run_finished()``, ``wait_run_status()``, ``form_token()``, ``inject()``): ``emu.approve(user_code)``
+/ ``emu.deny(user_code)`` (the console's device page), ``emu.answer_in_ui(form_token, action,
+inputs)`` (a form answered in Dify's UI, not through the OpenAPI), ``emu.issue_token(ttl=...)``,
+``emu.revoke_token(token)``, ``emu.session(token)``; counters ``runs_started(token, app=app_id)``,
+``stop_requests(token, app=...)``, ``events_requests(token, app=...)``, ``runs_completed(token)``.
+Runs are always SSE (fault endpoint ``stream``).
+
 Error bodies are ``{code, message, status, hint?, details?}``; ``code`` follows the status
 (401 ``unauthorized``, 403 ``forbidden``, 404 ``not_found``, 422 ``invalid_param``) unless a
 domain code applies (``form_not_found``, ``human_input_form_expired``,
