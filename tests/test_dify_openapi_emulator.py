@@ -212,6 +212,14 @@ def test_workspaces(emu: DifyOpenAPIEmulator) -> None:
         detail = c.get(f"workspaces/{SECOND_WORKSPACE_ID}").json()
         assert detail["role"] == "normal" and detail["status"] == "normal" and "created_at" in detail
         error_body(c.get(f"workspaces/{FOREIGN_WORKSPACE_ID}"), 404, "not_found")
+        error_body(c.get("permitted-external-apps"), 403, "forbidden", "unsupported_token_type")
+        switch = c.post(f"workspaces/{SECOND_WORKSPACE_ID}:switch")
+        if emu.paths == "legacy":
+            error_body(switch, 404, "not_found")
+        else:
+            assert switch.json()["current"] is True
+            assert c.get("account").json()["default_workspace_id"] == SECOND_WORKSPACE_ID
+            error_body(c.post(f"workspaces/{FOREIGN_WORKSPACE_ID}:switch"), 404, "not_found")
 
 
 # apps --------------------------------------------------------------------------------------------

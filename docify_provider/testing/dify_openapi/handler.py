@@ -211,6 +211,7 @@ class OpenAPIRequestHandler(DifyRequestHandler):
             "account/sessions/self": ("sessions", "revoke_self", {"DELETE"}),
             "workspaces": ("workspaces", "workspaces", {"GET"}),
             "apps": ("apps", "apps", {"GET"}),
+            "permitted-external-apps": ("apps", "external_apps", {"GET"}),
             "oauth/device/code": ("device", "device_code", {"POST"}),
             "oauth/device/token": ("device", "device_token", {"POST"}),
             "oauth/device/lookup": ("device", "device_lookup", {"GET"}),
@@ -223,7 +224,9 @@ class OpenAPIRequestHandler(DifyRequestHandler):
             return endpoint, op, methods, ()
         if n == 3 and parts[:2] == ["account", "sessions"]:
             return "sessions", "revoke", {"DELETE"}, (parts[2],)
-        if n == 2 and parts[0] == "workspaces":
+        if n == 2 and parts[0] == "workspaces" and parts[1].endswith(":switch") and not self.legacy:
+            return "workspaces", "switch", {"POST"}, (parts[1][: -len(":switch")],)
+        if n == 2 and parts[0] == "workspaces" and ":" not in parts[1]:
             return "workspaces", "workspace", {"GET"}, (parts[1],)
         if parts[0] != "apps" or n < 2:
             return None
@@ -387,10 +390,13 @@ class OpenAPIRequestHandler(DifyRequestHandler):
     def _do_workspaces(self, op: str) -> None:
         _, account = self._caller()
         items = self._workspace_items(account)
-        if op == "workspace":
+        if op in ("workspace", "switch"):
             item = next((w for w in items if w["id"] == self._args[0]), None)
             if item is None:
                 raise ApiError("Workspace not found", 404, "not_found")
+            if op == "switch":  # POST /workspaces/{id}:switch: the account's default workspace
+                account.default_workspace_id = item["id"]
+                item = next(w for w in self._workspace_items(account) if w["id"] == item["id"])
             self._send_json(200, {**item, "created_at": self.emulator.workspaces[item["id"]].created_at})
         elif self.legacy:
             self._send_json(200, {"workspaces": items})
@@ -399,8 +405,10 @@ class OpenAPIRequestHandler(DifyRequestHandler):
             self._send_json(200, _envelope(items, page, limit))
 
     # apps ---------------------------------------------------------------------------------
-    def _do_apps(self, _op: str) -> None:
+    def _do_apps(self, op: str) -> None:
         account = self._caller()[1]
+        if op == "external_apps":  # for dfoe_ (EE external SSO) subjects only
+            raise ApiError("unsupported_token_type", 403, "forbidden")
         emu = self.emulator
         query = self._query()
         workspace_id = query.get("workspace_id")
