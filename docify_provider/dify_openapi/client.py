@@ -86,10 +86,20 @@ class OpenAPIEventTracker(DifyEventTracker):
         super().__init__(endpoint, errors=DifyOpenAPIError, **kwargs)
         self.continue_on_pause = continue_on_pause
 
+    def accept(self, event: WorkflowEvent) -> WorkflowEvent | None:
+        accepted = super().accept(event)
+        if accepted is not None and accepted.event == "message_end":
+            # Chat and completion apps end with message_end (no workflow events; advanced-chat sends both).
+            self.terminal, self.done = accepted, True
+            self.session_id = self.session_id or _str(accepted.raw.get("message_id"))
+        return accepted
+
     def ends_stream(self, event: WorkflowEvent) -> bool:
         if event.event == "workflow_paused" and self.continue_on_pause:
             self.done = False
             return False
+        if event.event == "message_end":
+            return self.done
         return event.is_terminal
 
     @property
@@ -97,6 +107,10 @@ class OpenAPIEventTracker(DifyEventTracker):
         """The forms the run waits on when it paused (the ``workflow_paused`` reasons)."""
         terminal = self.terminal
         return terminal.forms if terminal is not None and terminal.event == "workflow_paused" else []
+
+
+def _str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
 
 
 def _unknown_before_id(exc: ProviderError) -> ProviderError:
