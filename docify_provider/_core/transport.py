@@ -239,9 +239,7 @@ class HTTPBase:
             body = redact_key(response.content, self.config.api_key)
             raise self._error_for_status(response.status_code, body, response.headers, endpoint)
 
-    def _error_for_status(
-        self, status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint
-    ) -> ProviderError:
+    def _error_for_status(self, status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint) -> ProviderError:
         """The backend's typed error for a non-2xx answer; a backend with its own error body overrides it."""
         return error_for_status(status, body, headers, endpoint, self.errors)
 
