@@ -275,6 +275,21 @@ class DifyOpenAPIClientBase(HTTPBase):
             events_seen=tracker.events_seen,
         )
 
+    def _on_cut(self, app: ResolvedApp, tracker: OpenAPIEventTracker, exc: ProviderError | None) -> None:
+        """A run's stream broke (``exc``) or ended early (None): re-attach, or raise why it cannot."""
+        if exc is not None and not tracker.run_id:
+            raise _unknown_before_id(exc) from None
+        if app.mode not in protocol.EVENT_MODES:
+            raise self._no_reattach(app, tracker, exc or RuntimeError("the stream ended early")) from None
+        log.warning("Dify stream of run %s broke (%s); re-attaching", tracker.run_id, exc or "ended early")
+
+    def _attach_progress(self, tracker: OpenAPIEventTracker, before: int, idle: int, budget: int) -> int:
+        """Re-attaches in a row that brought no event; raise once there were ``budget`` of them."""
+        idle = 0 if len(tracker.events_seen) > before else idle + 1
+        if idle >= budget:
+            raise self._attach_gave_up(tracker, f"{idle} re-attaches in a row brought no event")
+        return idle
+
     def _attach_budget(self) -> tuple[float, int]:
         """(deadline, attempts without progress) for re-attaching a run."""
         seconds = self.config.max_stream_seconds or 86400.0
@@ -469,16 +484,9 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
                 stream, response = self._open_stream(endpoint, **request)
                 yield from self._read_stream(stream, response, endpoint, tracker)
             except _CUT as exc:
-                if not tracker.run_id:
-                    raise _unknown_before_id(exc) from None
-                if app.mode not in protocol.EVENT_MODES:
-                    raise self._no_reattach(app, tracker, exc) from None
-                log.warning("Dify stream of run %s broke (%s); re-attaching", tracker.run_id, exc)
-            except DifyOpenAPIStreamIncompleteError:
-                raise
+                self._on_cut(app, tracker, exc)
         if not tracker.done:
-            if app.mode not in protocol.EVENT_MODES:
-                raise self._no_reattach(app, tracker, RuntimeError("the stream ended early"))
+            self._on_cut(app, tracker, None)
             yield from self._reattach(app, tracker)
 
     def _reattach(self, app: ResolvedApp, tracker: OpenAPIEventTracker) -> Iterator[WorkflowEvent]:
@@ -494,9 +502,7 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
                 log.warning("Re-attached Dify stream of run %s broke (%s)", tracker.run_id, exc)
             if tracker.done:
                 return
-            idle = 0 if len(tracker.events_seen) > before else idle + 1
-            if idle >= budget:
-                raise self._attach_gave_up(tracker, f"{idle} re-attaches in a row brought no event")
+            idle = self._attach_progress(tracker, before, idle, budget)
             time.sleep(self.config.poll_interval)
 
     def _events(
@@ -749,14 +755,9 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
                 async for event in self._read_stream(stream, response, endpoint, tracker):
                     yield event
             except _CUT as exc:
-                if not tracker.run_id:
-                    raise _unknown_before_id(exc) from None
-                if resolved.mode not in protocol.EVENT_MODES:
-                    raise self._no_reattach(resolved, tracker, exc) from None
-                log.warning("Dify stream of run %s broke (%s); re-attaching", tracker.run_id, exc)
+                self._on_cut(resolved, tracker, exc)
         if not tracker.done:
-            if resolved.mode not in protocol.EVENT_MODES:
-                raise self._no_reattach(resolved, tracker, RuntimeError("the stream ended early"))
+            self._on_cut(resolved, tracker, None)
             async for event in self._reattach(resolved, tracker):
                 yield event
 
@@ -774,9 +775,7 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
                 log.warning("Re-attached Dify stream of run %s broke (%s)", tracker.run_id, exc)
             if tracker.done:
                 return
-            idle = 0 if len(tracker.events_seen) > before else idle + 1
-            if idle >= budget:
-                raise self._attach_gave_up(tracker, f"{idle} re-attaches in a row brought no event")
+            idle = self._attach_progress(tracker, before, idle, budget)
             await asyncio.sleep(self.config.poll_interval)
 
     async def _events(

@@ -116,19 +116,22 @@ class DifyOpenAPIHook(ProviderHook):
     def resolve_app(self, app: str) -> ResolvedApp:
         return self.client.resolve_app(app)
 
-    def _resolve_files(self, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Storage URLs (``s3://``...) become ``ObjectStoragePath``s; the planner opens them lazily."""
+    def _resolve_files(self, app: str, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Storage URLs (``s3://``...) of the app's file inputs become ``ObjectStoragePath``s (opened lazily)."""
+        from docify_provider.dify_openapi.schema import file_variables
+
+        names = {v.variable for v in file_variables(self.client.describe_app(app))}
 
         def one(value: Any) -> Any:
             if isinstance(value, (list, tuple)):
                 return [one(v) for v in value]
             return self.resolve_path(value) if isinstance(value, str) else value
 
-        return {k: one(v) for k, v in (inputs or {}).items()}
+        return {k: one(v) if k in names else v for k, v in (inputs or {}).items()}
 
     def run_app(self, app: str, inputs: Mapping[str, Any] | None, **kwargs: Any) -> Iterator[WorkflowEvent]:
         """Validate against the app's ``input_schema``, then stream the run (re-attached on a cut)."""
-        return self.client.run_app(app, self._resolve_files(inputs), **kwargs)
+        return self.client.run_app(app, self._resolve_files(app, inputs), **kwargs)
 
     def task_events(self, app: str, workflow_run_id: str, **kwargs: Any) -> Iterator[WorkflowEvent]:
         return self.client.task_events(app, workflow_run_id, **kwargs)
