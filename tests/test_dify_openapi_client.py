@@ -268,3 +268,35 @@ def test_async_run_with_reattach(emu: DifyOpenAPIEmulator) -> None:
     events = asyncio.run(main())
     assert events[-1].event == "workflow_finished"
     assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
+
+
+def test_async_pause_forms_stop_and_device_flow(emu: DifyOpenAPIEmulator) -> None:
+    async def main() -> None:
+        async with AsyncDifyOpenAPIClient(make_config(emu)) as c:
+            events = [e async for e in c.run_app(HUMAN_INPUT_APP_ID, {"topic": "launch"})]
+            paused = events[-1]
+            assert paused.event == "workflow_paused" and paused.forms
+            token = str(paused.forms[0].form_token)
+            assert "approve" in (await c.get_form(HUMAN_INPUT_APP_ID, token)).action_ids
+            await c.submit_form(HUMAN_INPUT_APP_ID, token, "approve", {"comment": "ok"})
+            rest = [
+                e
+                async for e in c.task_events(
+                    HUMAN_INPUT_APP_ID, str(paused.workflow_run_id), include_state_snapshot=True
+                )
+            ]
+            assert rest[-1].event == "workflow_finished"
+            stream = c.run_app(LONG_APP_ID, {"seconds": 30, "steps": 30})
+            first = await stream.__anext__()
+            await stream.aclose()  # type: ignore[attr-defined]
+            run = await c.stop_task(LONG_APP_ID, str(first.task_id), workflow_run_id=first.workflow_run_id)
+            assert run is not None and run.status == "stopped"
+        async with AsyncDifyOpenAPIClient(make_config(emu, token="", login_only=True)) as anon:
+            code = await anon.start_device_flow(device_label="airflow-async")
+            asyncio.get_running_loop().call_later(0.5, emu.approve, code.user_code)
+            issued = await anon.poll_device_token(code)
+            assert issued.token.reveal().startswith("dfoa_")
+
+    asyncio.run(main())
+    assert emu.runs_started(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1
+    assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
