@@ -159,6 +159,45 @@ DIFY_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
+DIFY_OPENAPI_DEFAULT_BASE_URL = "https://api.dify.ai/openapi/v1"
+
+#: The Dify account connection (user-scoped OpenAPI, account token): the Dify extras without the
+#: Service API's end user, plus the account's workspace, the console and when the token lapses.
+DIFY_OPENAPI_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    **{name: spec for name, spec in DIFY_CONN_FIELDS.items() if name != "default_user"},
+    "max_retries": {
+        **DIFY_CONN_FIELDS["max_retries"],
+        "description": "Retries of account, app and form reads, stops and downloads after a network error, "
+        "429 (after Retry-After) or 5xx; runs are never re-sent. Default when empty: 4.",
+    },
+    "workspace_id": {
+        "label": "Workspace id",
+        "schema": {"type": ["string", "null"]},
+        "description": "Workspace whose apps are listed and resolved by name. Default when empty: the "
+        "account's default workspace (GET /account).",
+    },
+    "console_url": {
+        "label": "Console URL",
+        "schema": {"type": ["string", "null"]},
+        "description": "The Dify console (e.g. https://cloud.dify.ai), for links in messages. Optional.",
+    },
+    "token_expires_at": {
+        "label": "Token expires at",
+        "schema": {"type": ["string", "null"]},
+        "description": "When the account token lapses (ISO 8601, the device login's expires_at); the "
+        "connection test warns ahead of it. Optional.",
+    },
+}
+DIFY_OPENAPI_CONN_FORM_FIELDS: dict[str, dict[str, Any]] = {
+    name: _form_field(name, spec) for name, spec in DIFY_OPENAPI_CONN_FIELDS.items()
+}
+DIFY_OPENAPI_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "login"],
+    "relabeling": {"host": "OpenAPI base URL (with /openapi/v1)", "password": "Account token"},
+    "placeholders": {"host": DIFY_OPENAPI_DEFAULT_BASE_URL, "password": "dfoa_... (device login)"},
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-docify",
@@ -180,7 +219,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [
             {"integration-name": "Docify", "python-modules": ["docify_provider.hooks.docify"]},
-            {"integration-name": "Dify", "python-modules": ["docify_provider.hooks.dify"]},
+            {
+                "integration-name": "Dify",
+                "python-modules": ["docify_provider.hooks.dify", "docify_provider.hooks.dify_openapi"],
+            },
         ],
         "operators": [
             {"integration-name": "Docify", "python-modules": ["docify_provider.operators.docify"]},
@@ -208,6 +250,13 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "Dify",
                 "conn-fields": DIFY_CONN_FORM_FIELDS,
                 "ui-field-behaviour": DIFY_UI_FIELD_BEHAVIOUR,
+            },
+            {
+                "connection-type": "dify_openapi",
+                "hook-class-name": "docify_provider.hooks.dify_openapi.DifyOpenAPIHook",
+                "hook-name": "Dify account",
+                "conn-fields": DIFY_OPENAPI_CONN_FORM_FIELDS,
+                "ui-field-behaviour": DIFY_OPENAPI_UI_FIELD_BEHAVIOUR,
             },
         ],
     }

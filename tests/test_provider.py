@@ -36,8 +36,11 @@ def test_provider_info_matches_airflows_schema() -> None:
     jsonschema.validate(info, schema)
     assert info["package-name"] == "airflow-provider-docify" and info["versions"] == [__version__]
     conn_types = {c["connection-type"]: c for c in info["connection-types"]}
-    assert set(conn_types) == {"docify", "dify"}
-    for conn_type, hook in ((conn_types["docify"], DocifyHook), (conn_types["dify"], DifyHook)):
+    assert set(conn_types) == {"docify", "dify", "dify_openapi"}
+    from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+
+    hooks = {"docify": DocifyHook, "dify": DifyHook, "dify_openapi": DifyOpenAPIHook}
+    for conn_type, hook in ((conn_types[name], hook) for name, hook in hooks.items()):
         assert conn_type["connection-type"] == hook.conn_type
         assert conn_type["hook-class-name"] == f"{hook.__module__}.{hook.__name__}"
     # Every extra the connection form offers is one the hook reads.

@@ -115,11 +115,7 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         bad = error_class(self.errors, ConfigError)
-        if not reveal(self.api_key).strip():
-            raise bad(
-                f"No {self.label} API key: set the connection's password (API key) field, "
-                f"or {self.conn_env} with a 'password'."
-            )
+        self._check_key(bad)
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             default = type(self).__dataclass_fields__["base_url"].default
@@ -143,6 +139,14 @@ class ClientConfig:
             )
         if self.max_retries < 0:
             raise bad(f"max_retries must be >= 0, got {self.max_retries!r}")
+
+    def _check_key(self, bad: type[ConfigError]) -> None:
+        """Refuse a missing key; a backend whose credential is not an API key words it its own way."""
+        if not reveal(self.api_key).strip():
+            raise bad(
+                f"No {self.label} API key: set the connection's password (API key) field, "
+                f"or {self.conn_env} with a 'password'."
+            )
 
     @property
     def host(self) -> str:

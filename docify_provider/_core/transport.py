@@ -165,9 +165,16 @@ class HTTPBase:
         return self._auth() if self.config.is_trusted_host(url) else {}
 
     def _stream_request(
-        self, endpoint: Endpoint, *, json: Any = None, params: dict[str, str] | None = None
+        self,
+        endpoint: Endpoint,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
+        files: Any = None,
     ) -> dict[str, Any]:
-        """Arguments for ``http.stream(...)`` of a streaming run or a re-attach."""
+        """Arguments for ``http.stream(...)`` of a streaming run (JSON, or multipart ``data`` + ``files``)
+        or a re-attach."""
         request: dict[str, Any] = {
             "method": endpoint.method,
             "url": endpoint.path,
@@ -178,6 +185,10 @@ class HTTPBase:
             request["json"] = json
         if params:
             request["params"] = params
+        if data is not None:
+            request["data"] = data
+        if files is not None:
+            request["files"] = files
         return request
 
     def _stream_failure(
@@ -226,7 +237,11 @@ class HTTPBase:
         """
         if response.status_code >= 300:
             body = redact_key(response.content, self.config.api_key)
-            raise error_for_status(response.status_code, body, response.headers, endpoint, self.errors)
+            raise self._error_for_status(response.status_code, body, response.headers, endpoint)
+
+    def _error_for_status(self, status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint) -> ProviderError:
+        """The backend's typed error for a non-2xx answer; a backend with its own error body overrides it."""
+        return error_for_status(status, body, headers, endpoint, self.errors)
 
     def _json(self, response: httpx.Response, endpoint: Endpoint) -> Any:
         try:
@@ -415,13 +430,15 @@ class SyncHTTP(HTTPBase):
                 response.read()
                 self._check(response, endpoint)
             text = self._event_text(response, endpoint)
+            #: A tracker may decide itself which event ends the stream (a re-attach that goes on past a pause).
+            ends = getattr(tracker, "ends_stream", None)
             try:
                 for sse in EventSource(text).iter_sse():  # type: ignore[arg-type]
                     event = tracker.feed(sse)
                     if event is not None:
                         text.event_seen()
                         yield event
-                        if event.is_terminal:
+                        if ends(event) if ends else event.is_terminal:
                             return
             except (SSEError, httpx.HTTPError, RunTimeoutError) as exc:  # timeout: only keep-alives arrived
                 raise self._stream_failure(exc, tracker, response, endpoint) from None
@@ -547,13 +564,15 @@ class AsyncHTTP(HTTPBase):
                 await response.aread()
                 self._check(response, endpoint)
             text = self._event_text(response, endpoint)
+            #: A tracker may decide itself which event ends the stream (a re-attach that goes on past a pause).
+            ends = getattr(tracker, "ends_stream", None)
             try:
                 async for sse in EventSource(text).aiter_sse():  # type: ignore[arg-type]
                     event = tracker.feed(sse)
                     if event is not None:
                         text.event_seen()
                         yield event
-                        if event.is_terminal:
+                        if ends(event) if ends else event.is_terminal:
                             return
             except (SSEError, httpx.HTTPError, RunTimeoutError) as exc:  # timeout: only keep-alives arrived
                 raise self._stream_failure(exc, tracker, response, endpoint) from None

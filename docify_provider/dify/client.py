@@ -24,7 +24,14 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from docify_provider._core.config import DEFAULT_USER
-from docify_provider._core.errors import OutcomeUnknownError, ProviderError, TransportError
+from docify_provider._core.errors import (
+    OutcomeUnknownError,
+    ProviderError,
+    RunFailedError,
+    StreamIncompleteError,
+    TransportError,
+    error_class,
+)
 from docify_provider._core.files import open_file_source
 from docify_provider._core.sse import json_decode
 from docify_provider._core.transport import AsyncHTTP, HTTPBase, SyncHTTP
@@ -32,12 +39,11 @@ from docify_provider._core.transport import shared_async_client as core_shared_a
 from docify_provider.dify import protocol
 from docify_provider.dify.config import DifyClientConfig
 from docify_provider.dify.errors import (
+    DifyError,
     DifyHTTPError,
     DifyOutcomeUnknownError,
     DifyProtocolError,
-    DifyRunFailedError,
     DifyRunTimeoutError,
-    DifyStreamIncompleteError,
 )
 from docify_provider.dify.inputs import plan_inputs
 from docify_provider.dify.models import (
@@ -100,10 +106,11 @@ def normalize_inputs(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
     return {str(k): one(v) for k, v in (inputs or {}).items()}
 
 
-def raise_if_failed(run: WorkflowRun, endpoint: str) -> WorkflowRun:
-    """``DifyRunFailedError`` for a run that ended failed or stopped; a warning for partial success."""
+def raise_if_failed(run: WorkflowRun, endpoint: str, errors: type[ProviderError] = DifyError) -> WorkflowRun:
+    """``DifyRunFailedError`` (``errors``' class) for a run that ended failed or stopped; a warning for
+    partial success."""
     if run.failed:
-        raise DifyRunFailedError(
+        raise error_class(errors, RunFailedError)(
             f"Dify run {run.workflow_run_id} ended {run.status}: {run.error or 'no error message'}",
             endpoint=endpoint,
             run_id=run.workflow_run_id,
@@ -131,8 +138,12 @@ class DifyEventTracker:
     re-attach does not count twice). ``feed`` raises ``DifyRunFailedError`` on an ``error`` event
     or a ``workflow_finished`` that failed or stopped; ``finish`` at the end of a body without a
     terminal event returns None when the run id is known (the client re-attaches) and raises
-    ``DifyStreamIncompleteError`` when it is not.
+    ``DifyStreamIncompleteError`` when it is not. ``errors`` is the backend's error root (the
+    user-scoped OpenAPI reads the same events under ``DifyOpenAPIError``).
     """
+
+    #: Appended to the "ended before any event named its run" message (what the backend can't look up).
+    unknown_hint: str = ""
 
     def __init__(
         self,
@@ -141,8 +152,10 @@ class DifyEventTracker:
         run_id: str | None = None,
         task_id: str | None = None,
         base_url: str | None = None,
+        errors: type[ProviderError] = DifyError,
     ) -> None:
         self.endpoint = endpoint
+        self.errors = errors
         self.session_id: str | None = run_id
         self.task_id: str | None = task_id
         self.base_url = base_url
@@ -214,22 +227,23 @@ class DifyEventTracker:
                 self._node_usage[execution] = metadata
         elif name == "error":
             message = event.error_message or "no message"
-            raise DifyRunFailedError(
+            failed = error_class(self.errors, RunFailedError)(
                 f"Dify reported an error during run {self.session_id or '?'}: {message} ({event.error_code})",
-                code=event.error_code,
                 endpoint=self.endpoint,
                 run_id=self.session_id,
                 session_id=self.session_id,
                 error=message,
                 result=event.raw,
             )
+            failed.code = event.error_code  # type: ignore[attr-defined]
+            raise failed
         elif name == "workflow_finished":
             run = WorkflowRun.from_event(event.raw, usage=self.usage, base_url=self.base_url)
             if run.task_id is None and self.task_id:
                 run = _with_task(run, self.task_id)
             event = _with_result(event, run)
             self.result, self.terminal, self.done = run, event, True
-            raise_if_failed(run, self.endpoint)
+            raise_if_failed(run, self.endpoint, self.errors)
         elif name == "workflow_paused":
             self.terminal, self.done = event, True
         elif not event.is_known:
@@ -267,10 +281,10 @@ class DifyEventTracker:
             )
             return None
         seen = ", ".join(self.events_seen[-10:]) or "none"
-        raise DifyStreamIncompleteError(
+        raise error_class(self.errors, StreamIncompleteError)(
             f"The Dify stream ended before any event named its run ({len(self.events_seen)} event(s) seen, "
             f"last: {seen}" + (f", {self.malformed} malformed" if self.malformed else "") + "). The run may have "
-            "started and been billed; it is not re-sent automatically.",
+            "started and been billed; it is not re-sent automatically." + self.unknown_hint,
             endpoint=self.endpoint,
             events_seen=self.events_seen,
         )

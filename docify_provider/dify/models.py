@@ -700,6 +700,14 @@ class WorkflowEvent:
         return None
 
     @property
+    def forms(self) -> list[FormRequest]:
+        """Every form a ``workflow_paused`` waits on (its ``reasons``), or a ``human_input_required``'s one."""
+        if self.event == "workflow_paused":
+            return [FormRequest.from_api(r) for r in _list(self.data.get("reasons")) if isinstance(r, dict)]
+        form = self.form
+        return [form] if form is not None else []
+
+    @property
     def error_code(self) -> str | None:
         return _str(self.raw.get("code")) if self.event == "error" else None
 

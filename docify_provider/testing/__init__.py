@@ -11,6 +11,8 @@ needs only the standard library and python-multipart.
 
 ``DifyEmulator`` (:mod:`docify_provider.testing.dify`) serves the Dify Workflow Service API
 (``emu.base_url`` ends in ``/v1``) with the app keys ``TEXT_APP_KEY`` and the others below.
+``DifyOpenAPIEmulator`` (:mod:`docify_provider.testing.dify_openapi`, constants there) serves
+Dify's user-scoped OpenAPI (``/openapi/v1``, bearer account tokens).
 """
 
 from docify_provider.testing.dify import (
@@ -21,6 +23,7 @@ from docify_provider.testing.dify import (
     TEXT_APP_KEY,
     DifyEmulator,
 )
+from docify_provider.testing.dify_openapi import DifyOpenAPIEmulator
 from docify_provider.testing.emulator import DocifyEmulator
 from docify_provider.testing.faults import Fault
 from docify_provider.testing.keys import BUNDLE_KEY, FORBIDDEN_KEY, INVOICE_KEY, SUMMARY_KEY, fingerprint
@@ -38,6 +41,7 @@ __all__ = [
     "SUMMARY_KEY",
     "TEXT_APP_KEY",
     "DifyEmulator",
+    "DifyOpenAPIEmulator",
     "DocifyEmulator",
     "DownloadRecord",
     "Fault",

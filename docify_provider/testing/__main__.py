@@ -2,6 +2,7 @@
 
 python -m docify_provider.testing --port 8765
 python -m docify_provider.testing --mode dify --port 8766
+python -m docify_provider.testing --mode dify-openapi --port 8767 [--paths legacy]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import FrameType
 
 from docify_provider.testing.dify import DifyEmulator
 from docify_provider.testing.dify.apps import DEFAULT_APP_KEYS
+from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, OTHER_ACCOUNT_TOKEN, DifyOpenAPIEmulator
 from docify_provider.testing.emulator import DocifyEmulator
 from docify_provider.testing.keys import DEFAULT_KEYS
 from docify_provider.testing.server import EmulatorServer
@@ -21,7 +23,9 @@ from docify_provider.testing.server import EmulatorServer
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m docify_provider.testing", description=__doc__)
-    parser.add_argument("--mode", choices=("docify", "dify"), default="docify", help="which API to emulate")
+    parser.add_argument(
+        "--mode", choices=("docify", "dify", "dify-openapi"), default="docify", help="which API to emulate"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--prefix", default="/docify", help="docify mode only (dify serves /v1)")
@@ -33,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--event-interval", type=float, default=0.01, help="seconds between stream events")
     parser.add_argument("--public-host", default=None, help="host:port used in attachment URLs")
+    parser.add_argument(
+        "--paths", choices=("current", "legacy"), default="current", help="dify-openapi: path generation"
+    )
     return parser
 
 
@@ -45,10 +52,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    default_ping = 10.0 if args.mode == "dify" else 0.5
+    default_ping = 0.5 if args.mode == "docify" else 10.0
     ping = default_ping if args.ping_interval is None else args.ping_interval or None
     emulator: EmulatorServer
-    if args.mode == "dify":
+    keys: tuple[tuple[str, str, bool], ...]
+    if args.mode == "dify-openapi":
+        emulator = DifyOpenAPIEmulator(
+            host=args.host,
+            port=args.port,
+            paths=args.paths,
+            ping_interval=ping,
+            idle_close_seconds=args.idle_close,
+            event_interval=args.event_interval,
+            public_host=args.public_host,
+        )
+        title = f"Dify OpenAPI emulator ({args.paths} paths)"
+        keys = ((ACCOUNT_TOKEN, "account token", False), (OTHER_ACCOUNT_TOKEN, "second account token", False))
+    elif args.mode == "dify":
         emulator = DifyEmulator(
             host=args.host,
             port=args.port,

@@ -68,6 +68,11 @@ data), marks the run failed and, as on Dify, does not end the stream (it ends on
 * ``ignore_stop()`` - stop: answer ``{"result": "success"}`` and do not stop the run.
 * ``partial_success(message=...)`` - run/stream: one node fails with an error strategy, the
   run ends ``partial-succeeded`` (outputs set, ``exceptions_count`` 1).
+
+Dify OpenAPI emulator (:mod:`docify_provider.testing.dify_openapi`). Runs (always SSE) are
+``stream``; ``stop``, ``events`` and ``form`` as above; request faults also apply to ``probe``
+(``/_health`` ...), ``account``, ``sessions``, ``workspaces``, ``apps``, ``describe`` and
+``device`` (the OAuth device flow).
 """
 
 from __future__ import annotations
@@ -76,7 +81,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DIFY_ENDPOINTS = ("parameters", "run_detail", "stop", "events", "logs", "form")
-ENDPOINTS = ("info", "upload", "run", "stream", "download", *DIFY_ENDPOINTS, "*")
+#: Dify user-scoped OpenAPI emulator only (its runs are ``stream``; also stop/events/form).
+OPENAPI_ENDPOINTS = ("probe", "account", "sessions", "workspaces", "apps", "describe", "device")
+ENDPOINTS = ("info", "upload", "run", "stream", "download", *DIFY_ENDPOINTS, *OPENAPI_ENDPOINTS, "*")
 
 _ANY = frozenset(ENDPOINTS) - {"*"}
 _STREAM = frozenset({"stream", "events"})

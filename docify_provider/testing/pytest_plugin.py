@@ -5,7 +5,8 @@ function-scoped ``docify_emulator`` (fresh server, no state leaks between tests)
 session-scoped ``docify_emulator_session`` is shared by all tests; faults injected into it are
 cleared after every test (records and counters are not: compare before/after values).
 ``dify_emulator`` is a function-scoped ``DifyEmulator`` with short intervals for tests
-(pings every 0.2 s, idle close after 5 s).
+(pings every 0.2 s, idle close after 5 s). ``dify_openapi_emulator`` is the same for the
+user-scoped OpenAPI (current paths; device-flow poll interval 0.2 s).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from docify_provider.testing.dify import DifyEmulator
+from docify_provider.testing.dify_openapi import DifyOpenAPIEmulator
 from docify_provider.testing.emulator import DocifyEmulator
 
 _SESSION_EMULATOR = pytest.StashKey[DocifyEmulator]()
@@ -31,6 +33,15 @@ def docify_emulator() -> Iterator[DocifyEmulator]:
 def dify_emulator() -> Iterator[DifyEmulator]:
     """A started Dify emulator with the default app keys and test-sized intervals, stopped after the test."""
     with DifyEmulator(ping_interval=0.2, idle_close_seconds=5.0, event_interval=0.005) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def dify_openapi_emulator() -> Iterator[DifyOpenAPIEmulator]:
+    """A started Dify OpenAPI emulator (current paths, ``ACCOUNT_TOKEN``) with test-sized intervals."""
+    with DifyOpenAPIEmulator(
+        ping_interval=0.2, idle_close_seconds=5.0, event_interval=0.005, device_poll_interval=0.2
+    ) as emulator:
         yield emulator
 
 

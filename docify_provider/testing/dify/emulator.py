@@ -40,6 +40,8 @@ class DifyEmulator(EmulatorServer):
 
     handler_class = DifyRequestHandler
     name = "dify-emulator"
+    #: (message, code) of the 404 for an unknown form token (the OpenAPI has its own).
+    form_not_found = ("Form not found", "not_found")
 
     def __init__(
         self,
@@ -171,7 +173,7 @@ class DifyEmulator(EmulatorServer):
         """The form, or the API's error: 404 not found, 412 submitted / expired."""
         form = self.state.form(token)
         if form is None or (app_code is not None and form.app_code != app_code):
-            raise RequestError("Form not found", 404, "not_found")
+            raise RequestError(self.form_not_found[0], 404, self.form_not_found[1])
         if form.submitted:
             raise RequestError("This form has already been submitted.", 412, "human_input_form_submitted")
         if form.expired:

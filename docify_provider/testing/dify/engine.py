@@ -236,44 +236,67 @@ def _long_graph(r: _Runner) -> None:
     r.end({"text": f"Waited {seconds:g} seconds in {steps} step(s)"})
 
 
-def _human_input_graph(r: _Runner) -> None:
+def _ask(r: _Runner, node_id: str, title: str, content: str, inputs: list[dict[str, Any]], actions: Any) -> None:
+    """A human-input node: create its form, publish ``human_input_required`` and pause the run."""
     run = r.run
-    started = r.node_started("review", "human-input", "Review", {"topic": run.inputs.get("topic")})
+    started = r.node_started(node_id, "human-input", title, {"topic": run.inputs.get("topic")})
     form = HumanForm(
         run_id=run.id,
         app_code=run.app.code,
-        node_id="review",
-        node_title="Review",
-        form_content=f"Please review the draft about {run.inputs.get('topic')}: {{{{#$output.comment#}}}}",
-        inputs=[
-            {
-                "type": "paragraph",
-                "output_variable_name": "comment",
-                "default": {"type": "constant", "selector": [], "value": ""},
-            }
-        ],
-        actions=[dict(a) for a in REVIEW_ACTIONS],
+        node_id=node_id,
+        node_title=title,
+        form_content=content,
+        inputs=inputs,
+        actions=[dict(a) for a in actions],
         expiration_time=int(time.time() + r.emu.form_expiry_seconds),
     )
     r.emu.state.add_form(form)
     r.emit("human_input_required", form.data())
-    run.update(status="paused", form=form, paused_nodes=["review"], paused_node=started)
+    run.update(status="paused", form=form, paused_nodes=[node_id], paused_node=started)
     run.publish(run.envelope("workflow_paused", run.paused_data()))
+
+
+def _form_input(type_: str, name: str, default: Any = "") -> dict[str, Any]:
+    return {
+        "type": type_,
+        "output_variable_name": name,
+        "default": {"type": "constant", "selector": [], "value": default},
+    }
+
+
+def _human_input_graph(r: _Runner) -> None:
+    topic = r.run.inputs.get("topic")
+    content = f"Please review the draft about {topic}: {{{{#$output.comment#}}}}"
+    _ask(r, "review", "Review", content, [_form_input("paragraph", "comment")], REVIEW_ACTIONS)
+
+
+def _filled(r: _Runner, action: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The start of a resumption: ``workflow_started`` (reason ``resumption``),
+    ``human_input_form_filled`` and the human-input node's ``node_finished``; returns the
+    form's values (its defaults filled in) with ``action``."""
+    run = r.run
+    form = run.form
+    assert form is not None
+    started = run.paused_node or r.node_data(form.node_id, "human-input", form.node_title, {})
+    r.index, r.previous = int(started["index"]), "start"
+    r.workflow_started("resumption")
+    title = next((a["title"] for a in form.actions if a["id"] == action), action)
+    defaults = form.data()["resolved_default_values"]
+    answer = {name: str(values.get(name) if values.get(name) is not None else defaults[name]) for name in defaults}
+    rendered = form.form_content
+    for name, value in answer.items():
+        rendered = rendered.replace(f"{{{{#$output.{name}#}}}}", value)
+    filled = {"node_id": form.node_id, "node_title": form.node_title, "rendered_content": rendered}
+    r.emit("human_input_form_filled", {**filled, "action_id": action, "action_text": title})
+    answer["action"] = action
+    r.node_finished(started, answer)
+    run.update(answers={**run.answers, form.node_id: answer})
+    return answer
 
 
 def _resume_graph(r: _Runner, action: str, values: dict[str, Any]) -> None:
     run = r.run
-    form = run.form
-    assert form is not None
-    started = run.paused_node or r.node_data("review", "human-input", "Review", {})
-    r.index, r.previous = int(started["index"]), "start"
-    r.workflow_started("resumption")
-    title = next((a["title"] for a in form.actions if a["id"] == action), action)
-    comment = str(values.get("comment") or "")
-    filled = {"node_id": form.node_id, "node_title": form.node_title, "rendered_content": form.form_content}
-    filled.update(rendered_content=form.form_content.replace("{{#$output.comment#}}", comment))
-    r.emit("human_input_form_filled", {**filled, "action_id": action, "action_text": title})
-    r.node_finished(started, {"action": action, "comment": comment})
+    comment = _filled(r, action, values)["comment"]
     if action != "approve":
         r.end({"decision": action, "comment": comment, "text": ""})
         return
@@ -282,7 +305,113 @@ def _resume_graph(r: _Runner, action: str, values: dict[str, Any]) -> None:
         r.end({"decision": action, "comment": comment, "text": text})
 
 
-_GRAPHS = {"text": _text_graph, "document": _document_graph, "long": _long_graph, "human_input": _human_input_graph}
+SIGN_OFF_ACTIONS = [
+    {"id": "sign", "title": "Sign off", "button_style": "primary"},
+    {"id": "reject", "title": "Reject", "button_style": "default"},
+]
+
+
+def _two_forms_graph(r: _Runner) -> None:
+    topic = r.run.inputs.get("topic")
+    content = f"Outline for {topic}. Comment: {{{{#$output.comment#}}}} Priority: {{{{#$output.priority#}}}}"
+    inputs = [_form_input("paragraph", "comment", "Looks fine"), _form_input("text-input", "priority", "normal")]
+    _ask(r, "outline_review", "Outline review", content, inputs, REVIEW_ACTIONS)
+
+
+def _two_forms_resume(r: _Runner, action: str, values: dict[str, Any]) -> None:
+    run = r.run
+    assert run.form is not None
+    first = run.form.node_id == "outline_review"
+    answer = _filled(r, action, values)
+    if first and action == "approve":
+        content = f"Sign off {run.inputs.get('topic')} as {{{{#$output.signature#}}}}"
+        _ask(
+            r,
+            "sign_off",
+            "Final sign-off",
+            content,
+            [_form_input("text-input", "signature", "emulator")],
+            SIGN_OFF_ACTIONS,
+        )
+        return
+    outline = run.answers.get("outline_review", answer)
+    outputs = {
+        "outline_action": outline["action"],
+        "comment": outline["comment"],
+        "priority": outline["priority"],
+        "sign_off_action": None if first else answer["action"],
+        "signature": None if first else answer["signature"],
+    }
+    r.end(outputs)
+
+
+# chat-family graphs (user-scoped OpenAPI) ----------------------------------------------------
+def _message(r: _Runner, name: str, **fields: Any) -> None:
+    """A chat-family event: ``conversation_id``, ``message_id`` and ``created_at`` in the envelope."""
+    run = r.run
+    body: dict[str, Any] = {"event": name, "task_id": run.task_id, "id": run.message_id}
+    if run.app.kind == "advanced_chat":
+        body["workflow_run_id"] = run.id
+    body.update(message_id=run.message_id, conversation_id=run.conversation_id, created_at=int(run.created_at))
+    body.update(fields)
+    run.publish(body)
+
+
+def _answer_chunks(r: _Runner) -> list[str]:
+    run = r.run
+    subject = run.query if run.query is not None else str(run.inputs.get("topic") or "")
+    return ["You asked: ", subject, ". ", "Voilà — ", "a réponse."]
+
+
+def _message_end(r: _Runner, answer: str) -> None:
+    tokens = 17 * 5 + len(answer)
+    usage: dict[str, Any] = {"prompt_tokens": 17, "completion_tokens": tokens - 17, "total_tokens": tokens}
+    usage.update(total_price=str(round(tokens * 2e-6, 7)), currency="USD", latency=r.emu.event_interval)
+    r.wait(r.emu.event_interval)
+    _message(r, "message_end", metadata={"usage": usage, "retriever_resources": []}, files=[])
+
+
+def _chat_graph(r: _Runner) -> None:
+    """Basic chat and completion: ``message`` events then ``message_end`` (no workflow events)."""
+    chunks = _answer_chunks(r)
+    for piece in chunks:
+        r.wait(r.emu.event_interval)
+        _message(r, "message", answer=piece)
+    answer = "".join(chunks)
+    run = r.run
+    run.update(status="succeeded", outputs={"answer": answer}, finished_at=time.time(), total_tokens=17 * 5)
+    r.emu.state.count("completed", run.key_fp, run.user)
+    _message_end(r, answer)
+
+
+def _advanced_chat_graph(r: _Runner) -> None:
+    """Chatflow: workflow and node events, the LLM's answer as ``message`` events, an answer
+    node, ``workflow_finished`` and then ``message_end``."""
+    chunks = _answer_chunks(r)
+    started = r.node_started("llm", "llm", "LLM", {"query": r.run.query})
+    for piece in chunks:
+        r.wait(r.emu.event_interval)
+        _message(r, "message", answer=piece)
+    answer = "".join(chunks)
+    r.node_finished(started, {"text": answer}, tokens=17 * len(chunks) + len(answer))
+    r.node_finished(r.node_started("answer", "answer", "Answer", {"answer": answer}), {"answer": answer})
+    r.finish("succeeded", {"answer": answer})
+    _message_end(r, answer)
+
+
+_GRAPHS = {
+    "text": _text_graph,
+    "document": _document_graph,
+    "long": _long_graph,
+    "human_input": _human_input_graph,
+    "human_input_two": _two_forms_graph,
+    "chat": _chat_graph,
+    "completion": _chat_graph,
+    "advanced_chat": _advanced_chat_graph,
+}
+#: Kinds whose graph has no ``workflow_started`` / start node (basic chat, completion).
+_MESSAGE_ONLY = frozenset({"chat", "completion"})
+_RESUMES = {"human_input": _resume_graph, "human_input_two": _two_forms_resume}
 
 
 def _execute(emu: DifyEmulator, run: DifyRun, body: Any) -> None:
@@ -307,6 +436,9 @@ def start(emu: DifyEmulator, run: DifyRun) -> None:
     graph = _GRAPHS[run.app.kind]
 
     def body(r: _Runner) -> None:
+        if run.app.kind in _MESSAGE_ONLY:
+            graph(r)
+            return
         r.workflow_started("initial")
         if r.kind == "error_event":
             r.error_event()
@@ -320,7 +452,8 @@ def start(emu: DifyEmulator, run: DifyRun) -> None:
 def resume(emu: DifyEmulator, run: DifyRun, action: str, values: dict[str, Any]) -> None:
     """Resume a paused run after its form was submitted."""
     run.update(status="running", paused_nodes=[])
-    _spawn(emu, run, lambda r: _resume_graph(r, action, values))
+    graph = _RESUMES[run.app.kind]
+    _spawn(emu, run, lambda r: graph(r, action, values))
 
 
 def stop_paused(emu: DifyEmulator, run: DifyRun) -> None:

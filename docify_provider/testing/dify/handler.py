@@ -302,6 +302,7 @@ class DifyRequestHandler(EmulatorRequestHandler):
                 terminal=terminal,
                 fault=self._stream_fault,
                 stopping=emu.stopping,
+                transform=self._outgoing,
             )
         finally:
             run.unsubscribe(channel)
@@ -309,6 +310,10 @@ class DifyRequestHandler(EmulatorRequestHandler):
             self._abort()
 
     _stream_fault = None
+
+    def _outgoing(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An event as this API writes it (the Service API: unchanged)."""
+        return event
 
     def _do_stream(self, _: str) -> None:
         run, channel = self._start_run(subscribe=True)
@@ -335,6 +340,11 @@ class DifyRequestHandler(EmulatorRequestHandler):
         run = self._app_run(app, path.split("/")[3])
         if run.user != user:
             raise RequestError("Workflow run not found.", 404, "not_found")
+        self._reattach(run, key_fp, query)
+
+    def _reattach(self, run: DifyRun, key_fp: str, query: Mapping[str, str]) -> None:
+        """Re-attach to ``run`` (A8, B7): one ``workflow_finished`` frame when it has finished,
+        else its live events (a state snapshot first with ``include_state_snapshot``)."""
         self._stream_fault = self.emulator.state.take_fault("events", key_fp, "run")
         snapshot = query.get("include_state_snapshot", "false").lower() == "true"
         channel = run.subscribe_unless_finished(snapshot)

@@ -23,6 +23,13 @@ ENDED = frozenset({"succeeded", "failed", "stopped", "partial-succeeded"})
 STOPPED_BY_USER = "Stopped by user."
 
 
+def _default_text(form_input: dict[str, Any]) -> str:
+    """A form input's constant default as Dify stringifies it ("" when there is none)."""
+    default = form_input.get("default") or {}
+    value = default.get("value") if default.get("type") == "constant" else None
+    return "" if value is None else str(value)
+
+
 @dataclass(eq=False)
 class HumanForm:
     """A human-input form of a paused run, addressed by its ``form_token``."""
@@ -54,7 +61,7 @@ class HumanForm:
             "actions": [dict(a) for a in self.actions],
             "display_in_ui": True,
             "form_token": self.form_token,
-            "resolved_default_values": {i["output_variable_name"]: "" for i in self.inputs},
+            "resolved_default_values": {i["output_variable_name"]: _default_text(i) for i in self.inputs},
             "expiration_time": self.expiration_time,
         }
 
@@ -99,6 +106,12 @@ class DifyRun:
     #: Set to wake the executing thread: a stop request or the emulator shutting down.
     wake: threading.Event = field(default_factory=threading.Event)
     stop_requested: bool = False
+    #: Chat-family runs: the query, the conversation and the message the answer is.
+    query: str | None = None
+    conversation_id: str | None = None
+    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: Answers of the forms submitted so far, by form node id (multi-form graphs).
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _subscribers: list[queue.SimpleQueue[dict[str, Any]]] = field(default_factory=list, repr=False)
     #: The node events published so far (what Dify persists; a state snapshot is rebuilt from it).

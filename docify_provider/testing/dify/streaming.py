@@ -66,9 +66,12 @@ def pump(
     terminal: frozenset[str],
     fault: Fault | None,
     stopping: threading.Event,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> str:
     """Relay the channel's events; return ``"terminal"``, ``"idle"``, ``"clean"`` (a fault
-    ended the body early) or ``"abort"`` (the caller must cut the socket)."""
+    ended the body early) or ``"abort"`` (the caller must cut the socket).
+
+    ``transform`` rewrites each event before it is written (the OpenAPI adds ``hints``)."""
     kind = fault.kind if fault is not None else None
     cut = int(fault.after_events or 0) if fault is not None and kind in _CUTS else None
     delay = float(fault.interval or 0) if fault is not None and kind == "slow_events" else 0.0
@@ -101,7 +104,7 @@ def pump(
         last_message = time.monotonic()
         if delay:
             stream.wait(delay)
-        stream.frame("", compact(item))
+        stream.frame("", compact(item if transform is None else transform(item)))
         if fault is not None and stream.events_sent == 1 and kind in ("malformed_event", "unknown_event", "huge_event"):
             _extra_frame(stream, fault, item)
         if item.get("event") in terminal:

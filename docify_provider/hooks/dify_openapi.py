@@ -1,0 +1,191 @@
+"""``DifyOpenAPIHook``: an Airflow connection of type ``dify_openapi`` turned into a Dify
+user-scoped OpenAPI client (an account's token, every app the account may run).
+
+Host = ``https://<dify>/openapi/v1``, password = the account token (``dfoa_...``, from a device
+login), extras ``workspace_id`` (default: the account's default workspace), ``console_url``,
+``token_expires_at`` and the shared HTTP extras (timeouts, TLS, proxies, retries). Thin over
+``DifyOpenAPIClient``; the ``a``-prefixed methods are the async counterparts for triggers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from docify_provider.dify.models import WorkflowEvent, WorkflowRun
+from docify_provider.dify_openapi.client import AsyncDifyOpenAPIClient, DifyOpenAPIClient
+from docify_provider.dify_openapi.config import DifyOpenAPIClientConfig
+from docify_provider.dify_openapi.errors import DifyOpenAPIConfigError, DifyOpenAPIError
+from docify_provider.dify_openapi.models import Account, AppDescription, AppSummary, HumanInputForm, ResolvedApp
+from docify_provider.get_provider_info import (
+    DIFY_OPENAPI_CONN_FIELDS,
+    DIFY_OPENAPI_CONN_FORM_FIELDS,
+    DIFY_OPENAPI_UI_FIELD_BEHAVIOUR,
+)
+from docify_provider.hooks.base import ProviderHook
+
+#: The connection test warns when the token lapses within this many seconds.
+LAPSE_WARNING_SECONDS = 3 * 86400.0
+
+
+class DifyOpenAPIHook(ProviderHook):
+    """Talk to Dify as an account (user-scoped OpenAPI).
+
+    :param dify_openapi_conn_id: Airflow connection of type ``dify_openapi``.
+    """
+
+    conn_name_attr = "dify_openapi_conn_id"
+    default_conn_name = "dify_openapi_default"
+    conn_type = "dify_openapi"
+    hook_name = "Dify account"
+
+    config_class = DifyOpenAPIClientConfig
+    conn_fields = DIFY_OPENAPI_CONN_FIELDS
+    form_fields = DIFY_OPENAPI_CONN_FORM_FIELDS
+    ui_behaviour = DIFY_OPENAPI_UI_FIELD_BEHAVIOUR
+    client_class = DifyOpenAPIClient
+    async_client_class = AsyncDifyOpenAPIClient
+
+    client: DifyOpenAPIClient
+
+    def __init__(self, dify_openapi_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dify_openapi_conn_id = dify_openapi_conn_id
+
+    @classmethod
+    def config_from_connection(cls, conn: Any) -> DifyOpenAPIClientConfig:
+        """The shared extras, plus ``workspace_id``, ``console_url``, ``token_expires_at``, ``poll_interval``."""
+        from docify_provider.dify.models import epoch_to_datetime
+
+        config = super().config_from_connection(conn)
+        extra = getattr(conn, "extra_dejson", None) or {}
+        overrides: dict[str, Any] = {}
+        for name in ("workspace_id", "console_url", "api_generation"):
+            if extra.get(name) not in (None, ""):
+                overrides[name] = str(extra[name])
+        if extra.get("token_expires_at") not in (None, ""):
+            when = epoch_to_datetime(extra["token_expires_at"])
+            if when is None:
+                raise DifyOpenAPIConfigError(
+                    f"Connection {getattr(conn, 'conn_id', '?')!r}: extra 'token_expires_at' must be an ISO 8601 "
+                    f"time or epoch seconds, got {extra['token_expires_at']!r}"
+                )
+            overrides["token_expires_at"] = when
+        if extra.get("poll_interval") not in (None, ""):
+            try:
+                overrides["poll_interval"] = float(extra["poll_interval"])
+            except (TypeError, ValueError):
+                raise DifyOpenAPIConfigError(
+                    f"Connection {getattr(conn, 'conn_id', '?')!r}: extra 'poll_interval' must be a number"
+                ) from None
+        return dataclasses.replace(config, **overrides) if overrides else config
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by the UI / ``airflow connections test``: ``GET /account``, costs nothing."""
+        try:
+            with DifyOpenAPIClient(self.config) as client:
+                account = client.get_account()
+        except DifyOpenAPIError as exc:
+            return False, str(exc)
+        message = f"Connected to Dify as {account.email or account.name or account.id}"
+        lapses = self.config.token_lapses_in()
+        if lapses is not None:
+            when = self.config.token_expires_at.isoformat()
+            if lapses <= 0:
+                return False, f"{message}, but the token lapsed at {when}: log in again"
+            days = lapses / 86400
+            message += f"; the token lapses at {when} (in {days:.1f} days)"
+            if lapses < LAPSE_WARNING_SECONDS:
+                message += ": log in again soon"
+        self.log.info("%s", message)
+        return True, message
+
+    # -- sync (workers) -------------------------------------------------------------------------
+
+    def get_account(self) -> Account:
+        return self.client.get_account()
+
+    def list_apps(self, **filters: Any) -> list[AppSummary]:
+        return self.client.list_apps(**filters)
+
+    def describe_app(self, app: str) -> AppDescription:
+        return self.client.describe_app(app)
+
+    def resolve_app(self, app: str) -> ResolvedApp:
+        return self.client.resolve_app(app)
+
+    def _resolve_files(self, app: str, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Storage URLs (``s3://``...) of the app's file inputs become ``ObjectStoragePath``s (opened lazily)."""
+        from docify_provider.dify_openapi.schema import file_variables
+
+        names = {v.variable for v in file_variables(self.client.describe_app(app))}
+
+        def one(value: Any) -> Any:
+            if isinstance(value, (list, tuple)):
+                return [one(v) for v in value]
+            return self.resolve_path(value) if isinstance(value, str) else value
+
+        return {k: one(v) if k in names else v for k, v in (inputs or {}).items()}
+
+    def run_app(self, app: str, inputs: Mapping[str, Any] | None, **kwargs: Any) -> Iterator[WorkflowEvent]:
+        """Validate against the app's ``input_schema``, then stream the run (re-attached on a cut)."""
+        return self.client.run_app(app, self._resolve_files(app, inputs), **kwargs)
+
+    def task_events(self, app: str, workflow_run_id: str, **kwargs: Any) -> Iterator[WorkflowEvent]:
+        return self.client.task_events(app, workflow_run_id, **kwargs)
+
+    def stop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
+        return self.client.stop_task(app, task_id, workflow_run_id=workflow_run_id)
+
+    def get_form(self, app: str, form_token: str) -> HumanInputForm:
+        return self.client.get_form(app, form_token)
+
+    def submit_form(self, app: str, form_token: str, action: str, inputs: Mapping[str, Any] | None = None) -> Any:
+        return self.client.submit_form(app, form_token, action, inputs)
+
+    # -- async (triggers) -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _aclient(self) -> AsyncIterator[AsyncDifyOpenAPIClient]:
+        client = AsyncDifyOpenAPIClient(await self.aget_config())
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+    async def aget_account(self) -> Account:
+        async with self._aclient() as client:
+            return await client.get_account()
+
+    async def arun_app(self, app: str, inputs: Mapping[str, Any] | None, **kwargs: Any) -> AsyncIterator[WorkflowEvent]:
+        async with self._aclient() as client:
+            events = client.run_app(app, inputs, **kwargs)
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+
+    async def atask_events(self, app: str, workflow_run_id: str, **kwargs: Any) -> AsyncIterator[WorkflowEvent]:
+        async with self._aclient() as client:
+            async for event in client.task_events(app, workflow_run_id, **kwargs):
+                yield event
+
+    async def astop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
+        async with self._aclient() as client:
+            return await client.stop_task(app, task_id, workflow_run_id=workflow_run_id)
+
+    async def aget_form(self, app: str, form_token: str) -> HumanInputForm:
+        async with self._aclient() as client:
+            return await client.get_form(app, form_token)
+
+    async def asubmit_form(
+        self, app: str, form_token: str, action: str, inputs: Mapping[str, Any] | None = None
+    ) -> Any:
+        async with self._aclient() as client:
+            return await client.submit_form(app, form_token, action, inputs)
+
+
+__all__ = ["DifyOpenAPIHook"]

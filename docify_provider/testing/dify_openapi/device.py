@@ -1,0 +1,111 @@
+"""The OAuth device flow (RFC 8628) as Dify's OpenAPI runs it (B9).
+
+Codes live ``expires_in`` seconds; ``/token`` answers ``slow_down`` to a poll within
+``interval`` seconds of the previous one (checked first; every poll resets the timer), hands
+the token out exactly once and then answers ``expired_token``. Approval happens in the
+console (a cookie session); the emulator approves with ``POST /oauth/device/approve`` without
+auth or with :meth:`DeviceFlow.approve`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+USER_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXY3456789"
+
+
+class DeviceError(Exception):
+    """A device-flow answer ``{"error": code}`` with ``status``."""
+
+    def __init__(self, code: str, status: int = 400) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+
+
+@dataclass(eq=False)
+class DeviceCode:
+    device_code: str
+    user_code: str
+    client_id: str
+    device_label: str
+    expires_at: float
+    status: str = "pending"  # pending | approved | denied | consumed
+    account_id: str | None = None
+    last_poll: float | None = None
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def expired(self) -> bool:
+        return time.time() >= self.expires_at
+
+
+def _user_code() -> str:
+    chars = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(8))
+    return f"{chars[:4]}-{chars[4:]}"
+
+
+class DeviceFlow:
+    """Thread-safe device codes by device code and user code."""
+
+    def __init__(self, known_clients: tuple[str, ...], expires_in: float, interval: float) -> None:
+        self.known_clients = known_clients
+        self.expires_in = expires_in
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._codes: dict[str, DeviceCode] = {}
+
+    def create(self, client_id: str, device_label: str) -> DeviceCode:
+        if client_id not in self.known_clients:
+            raise DeviceError("unsupported_client")
+        code = DeviceCode(
+            device_code="dc_" + secrets.token_urlsafe(24),
+            user_code=_user_code(),
+            client_id=client_id,
+            device_label=device_label,
+            expires_at=time.time() + self.expires_in,
+        )
+        with self._lock:
+            self._codes[code.device_code] = code
+        return code
+
+    def by_user_code(self, user_code: str) -> DeviceCode | None:
+        wanted = user_code.strip().upper()
+        with self._lock:
+            return next((c for c in self._codes.values() if c.user_code == wanted), None)
+
+    def poll(self, device_code: str, client_id: str) -> DeviceCode:
+        """The approved code, consumed (the caller mints the token); else :class:`DeviceError`."""
+        now = time.time()
+        with self._lock:
+            code = self._codes.get(device_code)
+            if code is not None and code.last_poll is not None and now - code.last_poll < self.interval:
+                code.last_poll = now
+                raise DeviceError("slow_down")
+            if code is None or code.expired or code.status == "consumed" or code.client_id != client_id:
+                raise DeviceError("expired_token")
+            code.last_poll = now
+            if code.status == "denied":
+                raise DeviceError("access_denied")
+            if code.status == "pending":
+                raise DeviceError("authorization_pending")
+            code.status = "consumed"
+            return code
+
+    def resolve(self, user_code: str, approve: bool, account_id: str) -> str:
+        """Approve or deny; returns ``"approved"`` / ``"denied"``. 404 ``expired_or_unknown``,
+        409 ``already_resolved``."""
+        code = self.by_user_code(user_code)
+        with self._lock:
+            if code is None or code.expired:
+                raise DeviceError("expired_or_unknown", 404)
+            if code.status != "pending":
+                raise DeviceError("already_resolved", 409)
+            code.status = "approved" if approve else "denied"
+            code.account_id = account_id
+            # Dify raises the code's TTL to at least 60 s after approval.
+            code.expires_at = max(code.expires_at, time.time() + 60)
+            return code.status

@@ -1,0 +1,302 @@
+"""DifyOpenAPIClient and AsyncDifyOpenAPIClient over real sockets against the bundled OpenAPI emulator.
+
+Nothing is mocked: both path generations are served by the emulator, faults are injected there
+(cut streams, rate limits, failed runs) and the emulator's counters prove that a run was never
+sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from docify_provider._core.errors import OutcomeUnknownError
+from docify_provider.dify_openapi.client import AsyncDifyOpenAPIClient, DifyOpenAPIClient
+from docify_provider.dify_openapi.config import DifyOpenAPIClientConfig
+from docify_provider.dify_openapi.errors import (
+    DifyOpenAPIAppLookupError,
+    DifyOpenAPIAuthenticationError,
+    DifyOpenAPIError,
+    DifyOpenAPIInputError,
+    DifyOpenAPIRateLimitedError,
+    DifyOpenAPIRunFailedError,
+)
+from docify_provider.testing.dify_openapi import (
+    ACCOUNT_TOKEN,
+    CHAT_APP_ID,
+    DOCUMENT_APP_ID,
+    HUMAN_INPUT_APP_ID,
+    LONG_APP_ID,
+    SECOND_WORKSPACE_ID,
+    TEXT_APP_ID,
+    WORKSPACE_ID,
+    DifyOpenAPIEmulator,
+)
+from docify_provider.testing.faults import Fault
+
+FAST: dict[str, Any] = {
+    "backoff_initial": 0.01,
+    "backoff_max": 0.05,
+    "retry_after_cap": 2.0,
+    "idle_timeout": 3.0,
+    "connect_timeout": 2,
+    "read_timeout": 10,
+    "max_retries": 2,
+    "poll_interval": 0.05,
+}
+
+
+def make_config(emu: DifyOpenAPIEmulator, token: str = ACCOUNT_TOKEN, **overrides: Any) -> DifyOpenAPIClientConfig:
+    return DifyOpenAPIClientConfig(api_key=token, **{"base_url": emu.base_url, **FAST, **overrides})
+
+
+@pytest.fixture(params=["current", "legacy"])
+def emu(request: pytest.FixtureRequest) -> Iterator[DifyOpenAPIEmulator]:
+    with DifyOpenAPIEmulator(
+        paths=request.param, ping_interval=0.2, idle_close_seconds=5.0, event_interval=0.005, device_poll_interval=0.2
+    ) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def client(emu: DifyOpenAPIEmulator) -> Iterator[DifyOpenAPIClient]:
+    with DifyOpenAPIClient(make_config(emu)) as c:
+        yield c
+
+
+def run_posts(emu: DifyOpenAPIEmulator) -> int:
+    return sum(1 for r in emu.requests if r.method == "POST" and r.path.split("?")[0].endswith("run"))
+
+
+# --- account, workspaces, apps --------------------------------------------------------------------
+
+
+def test_account_workspaces_and_apps(client: DifyOpenAPIClient) -> None:
+    account = client.get_account()
+    assert account.email and account.default_workspace_id == WORKSPACE_ID
+    assert {w.id for w in client.list_workspaces()} >= {WORKSPACE_ID, SECOND_WORKSPACE_ID}
+    apps = client.list_apps()
+    assert TEXT_APP_ID in {a.id for a in apps}
+    assert {a.mode for a in client.list_apps(mode="chat")} == {"chat"}
+    assert all("nightly" in a.tags for a in client.list_apps(tag="nightly"))
+
+
+def test_generation_detected_with_reads_only_and_cached(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    description = client.describe_app(TEXT_APP_ID)
+    assert description.mode == "workflow" and description.input_schema
+    assert description.parameters is not None and description.parameters.variable("topic") is not None
+    assert client.generation == ("per-mode" if emu.paths == "current" else "legacy")
+    before = len(emu.requests)
+    client.describe_app(LONG_APP_ID)
+    client.describe_app(LONG_APP_ID)
+    assert len(emu.requests) == before + 1  # generation and description cached
+    assert all(r.method == "GET" for r in emu.requests)  # never a run to find out
+
+
+def test_resolve_app_by_name_and_clear_errors(client: DifyOpenAPIClient) -> None:
+    app = client.resolve_app("Text Writer")
+    assert (app.id, app.mode) == (TEXT_APP_ID, "workflow")
+    with pytest.raises(DifyOpenAPIAppLookupError, match="no app is named exactly 'Text'") as info:
+        client.resolve_app("Text")
+    assert any(c["id"] == TEXT_APP_ID for c in info.value.candidates)
+
+
+# --- runs -------------------------------------------------------------------------------------------
+
+
+def test_run_workflow_app(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    events = list(client.run_app("Text Writer", {"topic": "cats"}))
+    final = events[-1]
+    assert final.event == "workflow_finished" and final.run is not None and final.run.succeeded
+    assert "cats" in final.run.outputs["text"]
+    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
+
+
+def test_chat_app_needs_query_before_anything_is_sent(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    with pytest.raises(DifyOpenAPIInputError, match="'query' is required"):
+        list(client.run_app(CHAT_APP_ID, {}))
+    assert run_posts(emu) == 0
+    events = list(client.run_app(CHAT_APP_ID, {}, query="hello"))
+    assert events[-1].event == "message_end"
+
+
+def test_invalid_inputs_one_error_no_run(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    with pytest.raises(DifyOpenAPIInputError) as info:
+        list(client.run_app(TEXT_APP_ID, {"topic": 5, "tone": "angry", "bogus": 1}))
+    text = "\n".join(info.value.problems)
+    assert "'bogus' is not an input" in text and "'topic'" in text and "'tone'" in text
+    assert run_posts(emu) == 0
+
+
+def test_local_file_sent_as_multipart_part(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient, tmp_path) -> None:
+    doc = tmp_path / "notes.txt"
+    doc.write_text("quarterly numbers\n")
+    if emu.paths == "legacy":
+        with pytest.raises(DifyOpenAPIInputError, match="takes no file parts"):
+            list(client.run_app(DOCUMENT_APP_ID, {"document": str(doc)}))
+        assert run_posts(emu) == 0
+        return
+    events = list(client.run_app(DOCUMENT_APP_ID, {"document": str(doc)}))
+    assert events[-1].run is not None and events[-1].run.succeeded
+    assert emu.runs_started(ACCOUNT_TOKEN, app=DOCUMENT_APP_ID) == 1
+
+
+def test_cut_stream_reattaches_one_run(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
+    events = list(client.run_app(LONG_APP_ID, {"seconds": 0.5, "steps": 4}))
+    assert events[-1].event == "workflow_finished" and events[-1].run is not None
+    assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
+    assert run_posts(emu) == 1
+    assert emu.events_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1
+    node_ids = [e.data.get("id") for e in events if e.event == "node_finished"]
+    assert len(node_ids) == len(set(node_ids))  # replayed nodes counted once
+
+
+def test_cut_before_any_id_is_outcome_unknown(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    emu.inject(Fault("stream", "drop_before_response", run_started=True, times=1))
+    with pytest.raises(OutcomeUnknownError) as info:
+        list(client.run_app(TEXT_APP_ID, {"topic": "cats"}))
+    assert isinstance(info.value, DifyOpenAPIError)
+    assert "no run-detail or log endpoint" in str(info.value)
+    assert run_posts(emu) == 1  # never re-sent
+
+
+def test_failed_run_raises(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    emu.inject(Fault("stream", "failed_run", message="model exploded", times=1))
+    with pytest.raises(DifyOpenAPIRunFailedError, match="model exploded"):
+        list(client.run_app(TEXT_APP_ID, {"topic": "cats"}))
+    assert run_posts(emu) == 1
+
+
+def test_429_on_a_read_is_retried_never_on_a_run(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    emu.inject(Fault("account", "status", status=429, retry_after=0.1, times=1))
+    assert client.get_account().default_workspace_id == WORKSPACE_ID
+    assert sum(1 for r in emu.requests if r.path.endswith("/account")) == 2
+    client.describe_app(TEXT_APP_ID)
+    emu.inject(Fault("stream", "status", status=429, retry_after=0.1, times=1))
+    with pytest.raises(DifyOpenAPIRateLimitedError):
+        list(client.run_app(TEXT_APP_ID, {"topic": "cats"}))
+    assert run_posts(emu) == 1
+
+
+def test_bearer_rate_limit_raw_body_retried_for_reads() -> None:
+    with DifyOpenAPIEmulator(rate_limit_per_token=2, rate_limit_window=0.5) as emu:
+        with DifyOpenAPIClient(make_config(emu, max_retries=3)) as c:
+            for _ in range(4):
+                c.get_account()
+        assert sum(1 for r in emu.requests if r.path.endswith("/account")) > 4  # some were 429 and retried
+
+
+def test_token_never_in_errors_or_logs(emu: DifyOpenAPIEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    token = emu.issue_token()
+    emu.revoke_token(token)
+    caplog.set_level(logging.DEBUG)
+    with DifyOpenAPIClient(make_config(emu, token=token)) as c:
+        with pytest.raises(DifyOpenAPIAuthenticationError) as info:
+            c.get_account()
+    assert "log in again" in str(info.value).lower()
+    assert token not in str(info.value) and token not in repr(info.value.__dict__)
+    assert token not in caplog.text
+
+
+# --- pause, forms, stop -----------------------------------------------------------------------------
+
+
+def test_pause_is_a_state_then_answer_the_form(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    events = list(client.run_app(HUMAN_INPUT_APP_ID, {"topic": "launch"}))
+    paused = events[-1]
+    assert paused.event == "workflow_paused"
+    forms = paused.forms
+    assert forms and forms[0].form_token
+    token = str(forms[0].form_token)
+    form = client.get_form(HUMAN_INPUT_APP_ID, token)
+    assert set(form.action_ids) >= {"approve", "reject"}
+    with pytest.raises(DifyOpenAPIInputError, match="not an action"):
+        client.submit_form(HUMAN_INPUT_APP_ID, token, "maybe", {})
+    client.submit_form(HUMAN_INPUT_APP_ID, token, "approve", {"comment": "ok"})
+    rest = list(client.task_events(HUMAN_INPUT_APP_ID, str(paused.workflow_run_id), include_state_snapshot=True))
+    assert rest[-1].event == "workflow_finished"
+    assert emu.runs_started(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1
+
+
+def test_stop_then_look(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    events = client.run_app(LONG_APP_ID, {"seconds": 30, "steps": 30})
+    first = next(events)
+    run_id, task_id = first.workflow_run_id, first.task_id
+    assert run_id and task_id
+    events.close()  # type: ignore[attr-defined]
+    run = client.stop_task(LONG_APP_ID, task_id, workflow_run_id=run_id)
+    assert run is not None and run.status == "stopped"
+
+
+# --- sessions and device flow -----------------------------------------------------------------------
+
+
+def test_device_flow_then_sessions(emu: DifyOpenAPIEmulator) -> None:
+    with DifyOpenAPIClient(make_config(emu, token="", login_only=True)) as anon:
+        code = anon.start_device_flow(device_label="airflow-test")
+        assert code.user_code and code.verification_uri
+        threading.Timer(0.5, emu.approve, args=(code.user_code,)).start()
+        token = anon.poll_device_token(code)
+    assert token.token.reveal().startswith("dfoa_") and token.expires_at is not None
+    assert token.account.get("email")
+    with DifyOpenAPIClient(make_config(emu, token=token.token.reveal())) as c:
+        sessions = c.list_sessions()
+        assert any(s.device_label == "airflow-test" for s in sessions)
+        c.revoke_session()
+        with pytest.raises(DifyOpenAPIAuthenticationError):
+            c.get_account()
+
+
+# --- async -------------------------------------------------------------------------------------------
+
+
+def test_async_run_with_reattach(emu: DifyOpenAPIEmulator) -> None:
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
+
+    async def main() -> list[Any]:
+        async with AsyncDifyOpenAPIClient(make_config(emu)) as c:
+            account = await c.get_account()
+            assert account.default_workspace_id == WORKSPACE_ID
+            return [e async for e in c.run_app("Long Job", {"seconds": 0.5, "steps": 4})]
+
+    events = asyncio.run(main())
+    assert events[-1].event == "workflow_finished"
+    assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
+
+
+def test_async_pause_forms_stop_and_device_flow(emu: DifyOpenAPIEmulator) -> None:
+    async def main() -> None:
+        async with AsyncDifyOpenAPIClient(make_config(emu)) as c:
+            events = [e async for e in c.run_app(HUMAN_INPUT_APP_ID, {"topic": "launch"})]
+            paused = events[-1]
+            assert paused.event == "workflow_paused" and paused.forms
+            token = str(paused.forms[0].form_token)
+            assert "approve" in (await c.get_form(HUMAN_INPUT_APP_ID, token)).action_ids
+            await c.submit_form(HUMAN_INPUT_APP_ID, token, "approve", {"comment": "ok"})
+            rest = [
+                e
+                async for e in c.task_events(
+                    HUMAN_INPUT_APP_ID, str(paused.workflow_run_id), include_state_snapshot=True
+                )
+            ]
+            assert rest[-1].event == "workflow_finished"
+            stream = c.run_app(LONG_APP_ID, {"seconds": 30, "steps": 30})
+            first = await stream.__anext__()
+            await stream.aclose()  # type: ignore[attr-defined]
+            run = await c.stop_task(LONG_APP_ID, str(first.task_id), workflow_run_id=first.workflow_run_id)
+            assert run is not None and run.status == "stopped"
+        async with AsyncDifyOpenAPIClient(make_config(emu, token="", login_only=True)) as anon:
+            code = await anon.start_device_flow(device_label="airflow-async")
+            asyncio.get_running_loop().call_later(0.5, emu.approve, code.user_code)
+            issued = await anon.poll_device_token(code)
+            assert issued.token.reveal().startswith("dfoa_")
+
+    asyncio.run(main())
+    assert emu.runs_started(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1
+    assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
