@@ -325,3 +325,56 @@ def landed_invoice_rows(db: Path, inbox: Path, out: Path, documents: int) -> lis
     assert all(p.is_file() and p.is_relative_to(out) for p in stored)
     assert len({p.parent for p in stored}) == documents, "mapped tasks must not share an attachment folder"
     return stored
+
+
+# --- what the deployment tests observe with ---------------------------------------------------
+
+
+class Timeline:
+    """Named moments since the test started, printed at the end as the observed sequence."""
+
+    def __init__(self, source: str = "log") -> None:
+        self.start = time.monotonic()
+        self.start_wall = time.time()
+        self.source = source
+        self.marks: list[tuple[float, str]] = []
+
+    def mark(self, label: str, at: float | None = None) -> float:
+        """Record ``label`` now, or at ``at`` (seconds since the epoch, e.g. a log record's timestamp)."""
+        when = time.monotonic() - self.start if at is None else at - self.start_wall
+        self.marks.append((when, label))
+        if at is None:
+            print(f"  [{when:6.1f}s] {label}", flush=True)
+        return when
+
+    def print_sequence(self) -> None:
+        print(f"observed sequence (s since the test started; 'log:' = timestamp of a {self.source} record):")
+        for when, label in sorted(self.marks):
+            print(f"  [{when:6.1f}s] {label}")
+
+
+def wait_until(what: str, check: Any, timeout: float, interval: float = 0.5) -> Any:
+    """Poll ``check`` until it returns something truthy; fail the test with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def api(dep: Deployment, method: str, path: str, **kwargs: Any) -> Any:
+    """One REST API call (``/api/v2`` + path); the JSON answer, or None while the API cannot answer.
+
+    The CLI takes seconds per call on a busy machine; the API answers in milliseconds, so a test
+    sees state changes (and reports timings) to within its polling interval. The deployment must
+    run with ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True`` (no login).
+    """
+    import httpx
+
+    try:
+        response = httpx.request(method, f"http://127.0.0.1:{dep.port}/api/v2{path}", timeout=10, **kwargs)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.is_success else None

@@ -26,16 +26,14 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from docify_provider.testing.dify import LONG_APP_KEY, DifyEmulator
-from tests.deployment import ROOT, Deployment, running_deployment, triggerer
+from tests.deployment import ROOT, Deployment, Timeline, api, running_deployment, triggerer, wait_until
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -49,48 +47,6 @@ TRIGGERERS = ("triggerer-1", "triggerer-2")
 #: [triggerer] triggerer_health_check_threshold (Airflow's default is 30 s).
 HEALTH_THRESHOLD = 10
 MARKER_KEY = "dify_run_request_sent"
-
-
-class Timeline:
-    """Named moments since the test started, printed at the end as the observed sequence."""
-
-    def __init__(self) -> None:
-        self.start = time.monotonic()
-        self.start_wall = time.time()
-        self.marks: list[tuple[float, str]] = []
-
-    def mark(self, label: str, at: float | None = None) -> float:
-        """Record ``label`` now, or at ``at`` (seconds since the epoch, e.g. a log record's timestamp)."""
-        when = time.monotonic() - self.start if at is None else at - self.start_wall
-        self.marks.append((when, label))
-        if at is None:
-            print(f"  [{when:6.1f}s] {label}", flush=True)
-        return when
-
-    def print_sequence(self) -> None:
-        print("observed sequence (s since the test started; 'log:' = timestamp of a trigger log record):")
-        for when, label in sorted(self.marks):
-            print(f"  [{when:6.1f}s] {label}")
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something truthy; fail the test with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def api(dep: Deployment, method: str, path: str, **kwargs: Any) -> Any:
-    """One REST API call (``/api/v2`` + path); the JSON answer, or None while the API cannot answer."""
-    try:
-        response = httpx.request(method, f"http://127.0.0.1:{dep.port}/api/v2{path}", timeout=10, **kwargs)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.is_success else None
 
 
 def task_instance(dep: Deployment, run_id: str) -> dict[str, Any]:
@@ -169,7 +125,7 @@ def test_dify_stream_survives_its_triggerer_being_killed_with_one_run_billed(tmp
     dags.mkdir()
     shutil.copy(DAG_FILE, dags / DAG_FILE.name)
     home = tmp_path / "home"
-    timeline = Timeline()
+    timeline = Timeline("trigger log")
     print()
     # Pings every second keep the stream (and a re-attached events stream) alive across the 5 s gaps.
     with DifyEmulator(ping_interval=1.0, idle_close_seconds=300.0) as emu:

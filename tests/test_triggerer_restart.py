@@ -25,16 +25,14 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from docify_provider.testing import SUMMARY_KEY, DocifyEmulator, Fault, fingerprint
-from tests.deployment import ROOT, Deployment, running_deployment
+from tests.deployment import ROOT, Deployment, Timeline, api, running_deployment, wait_until
 
 pytestmark = [pytest.mark.deployment, pytest.mark.restart_guard, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -51,41 +49,8 @@ EVENT_INTERVAL = 12.0
 HEALTH_THRESHOLD = 10
 
 
-class Timeline:
-    """Named moments since the test started, printed at the end as the observed sequence."""
-
-    def __init__(self) -> None:
-        self.start = time.monotonic()
-        self.start_wall = time.time()
-        self.marks: list[tuple[float, str]] = []
-
-    def mark(self, label: str, at: float | None = None) -> float:
-        """Record ``label`` now, or at ``at`` (seconds since the epoch, e.g. a log record's timestamp)."""
-        when = time.monotonic() - self.start if at is None else at - self.start_wall
-        self.marks.append((when, label))
-        if at is None:
-            print(f"  [{when:6.1f}s] {label}", flush=True)
-        return when
-
-    def print_sequence(self) -> None:
-        print("observed sequence (s since the test started; 'log:' = timestamp of a task log record):")
-        for when, label in sorted(self.marks):
-            print(f"  [{when:6.1f}s] {label}")
-
-
 def timeline_failed(timeline: Timeline) -> float:
     return next((when for when, label in timeline.marks if label == "guarded: failed (try 2)"), float("nan"))
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something truthy; fail the test with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def deployment(home: Path, dags_folder: Path, connections: dict[str, dict[str, Any]]) -> Any:
@@ -100,19 +65,6 @@ def deployment(home: Path, dags_folder: Path, connections: dict[str, dict[str, A
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         },
     )
-
-
-def api(dep: Deployment, method: str, path: str, **kwargs: Any) -> Any:
-    """One REST API call (``/api/v2`` + path); the JSON answer, or None while the API cannot answer.
-
-    The CLI takes seconds per call on a busy machine; the API answers in milliseconds, so the test
-    sees state changes (and reports timings) to within its one-second polling interval.
-    """
-    try:
-        response = httpx.request(method, f"http://127.0.0.1:{dep.port}/api/v2{path}", timeout=10, **kwargs)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.is_success else None
 
 
 def task_instances(dep: Deployment, run_id: str) -> dict[str, dict[str, Any]]:
@@ -208,7 +160,7 @@ def test_triggerer_killed_mid_stream_never_pays_twice_unless_opted_in(
         "docify_restart_resubmit": {"conn_type": "docify", "host": emu.base_url, "password": RESUBMIT_KEY},
     }
     both = ("guarded", "resubmit")
-    timeline = Timeline()
+    timeline = Timeline("task log")
     print()
     with deployment(home, dags, connections) as dep:
         timeline.mark("deployment up (db migrated, 4 components started, API healthy)")

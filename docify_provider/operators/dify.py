@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -477,6 +478,38 @@ class _DifyRunOperatorBase(RunOperatorBase):
             self._stop_running("on_kill")
             self.hook.close()
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """A deferred try that Airflow resumes only to fail it (``__fail__``: the trigger's timeout,
+        i.e. ``execution_timeout`` while deferred, or the trigger crashed) stops the Dify task first.
+
+        The triggerer has already dropped the trigger, so nothing else would stop the run: it would
+        go on on Dify, billed, with no task watching it. The run and task ids come from the
+        trigger's restart marker (written when ``workflow_started`` arrived).
+        """
+        if next_method == "__fail__":
+            self._stop_deferred_run(context, (next_kwargs or {}).get("error"))
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def _stop_deferred_run(self, context: Context, error: Any) -> None:
+        from docify_provider.xcom import DIFY_MARKER_XCOM_KEY
+
+        ti = context_ti(context)
+        marker: Any = None
+        try:
+            marker = ti.xcom_pull(task_ids=ti.task_id, key=DIFY_MARKER_XCOM_KEY, map_indexes=map_index(context))
+        except Exception:
+            self.log.warning("Could not read the Dify trigger's marker to stop its run", exc_info=True)
+        if isinstance(marker, list):  # some Airflow lines return one value per map index
+            marker = marker[0] if marker else None
+        marker = marker if isinstance(marker, Mapping) else {}
+        why = "execution_timeout while deferred" if "timeout" in str(error).lower() else f"the trigger failed ({error})"
+        try:
+            user = resolve_user(self, self.hook)
+            self._running = (marker.get("task_id"), marker.get("workflow_run_id"), user)
+            self._stop_running(why)
+        finally:
+            self.hook.close()
+
 
 def _failure_settles(exc: BaseException, *, run_known: bool) -> bool:
     """True when ``exc`` proves no Dify run is pending (see ``_forget_if_settled``)."""
@@ -626,7 +659,19 @@ class DifyStreamWorkflowOperator(_DifyRunOperatorBase):
                 self.log.warning("Could not write the Dify restart marker; the trigger will look for it", exc_info=True)
         self.log.info("Deferring the Dify stream to the triggerer (user %s)", user)
         self.hook.close()
-        self.defer(trigger=trigger, method_name="execute_complete")
+        # Airflow 3 does not bound a deferral by execution_timeout: the trigger's own timeout does
+        # (then resume_execution stops the Dify task).
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=self._deferral_timeout(context))
+
+    def _deferral_timeout(self, context: Context) -> timedelta | None:
+        """What is left of ``execution_timeout`` since the try started (None: no limit)."""
+        if self.execution_timeout is None:
+            return None
+        started = getattr(context_ti(context), "start_date", None)
+        if started is None:
+            return self.execution_timeout
+        elapsed = datetime.now(timezone.utc) - started
+        return max(self.execution_timeout - elapsed, timedelta(seconds=1))
 
 
 __all__ = [
