@@ -148,7 +148,22 @@ def _dify_field(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {**field, **_DIFY_OVERRIDES.get(name, {})}
 
 
-DIFY_CONN_FIELDS: dict[str, dict[str, Any]] = {name: _dify_field(name, spec) for name, spec in CONN_FIELDS.items()}
+DIFY_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    **{name: _dify_field(name, spec) for name, spec in CONN_FIELDS.items()},
+    # Read by DifyHook itself (the Service API's run-status endpoint and logs make both meaningful).
+    "recovery_timeout": {
+        "label": "Recovery timeout (s)",
+        "schema": {"type": ["number", "null"], "default": 1800},
+        "description": "How long to look for a run whose answer was lost (in the app's logs) and to wait for "
+        "it to end; after that the outcome is unknown and the run is not re-sent. Default when empty: 1800.",
+    },
+    "poll_interval": {
+        "label": "Poll interval (s)",
+        "schema": {"type": ["number", "null"], "default": 5},
+        "description": "Seconds between reads of the logs or the run detail while recovering or waiting for "
+        "a run. Default when empty: 5.",
+    },
+}
 DIFY_CONN_FORM_FIELDS: dict[str, dict[str, Any]] = {
     name: _form_field(name, spec) for name, spec in DIFY_CONN_FIELDS.items()
 }
@@ -164,7 +179,11 @@ DIFY_OPENAPI_DEFAULT_BASE_URL = "https://api.dify.ai/openapi/v1"
 #: The Dify account connection (user-scoped OpenAPI, account token): the Dify extras without the
 #: Service API's end user, plus the account's workspace, the console and when the token lapses.
 DIFY_OPENAPI_CONN_FIELDS: dict[str, dict[str, Any]] = {
-    **{name: spec for name, spec in DIFY_CONN_FIELDS.items() if name != "default_user"},
+    **{
+        name: spec
+        for name, spec in DIFY_CONN_FIELDS.items()
+        if name not in ("default_user", "recovery_timeout", "poll_interval")
+    },
     "max_retries": {
         **DIFY_CONN_FIELDS["max_retries"],
         "description": "Retries of account, app and form reads, stops and downloads after a network error, "
