@@ -236,15 +236,19 @@ def _long_graph(r: _Runner) -> None:
     r.end({"text": f"Waited {seconds:g} seconds in {steps} step(s)"})
 
 
-def _human_input_graph(r: _Runner) -> None:
+SIGNOFF_ACTIONS = [{"id": "sign", "title": "Sign off", "button_style": "primary"}]
+
+
+def _pause_on_form(r: _Runner, node_id: str, title: str, content: str, actions: list[dict[str, str]]) -> None:
+    """Start a human-input node, publish its form (``human_input_required``) and pause the run."""
     run = r.run
-    started = r.node_started("review", "human-input", "Review", {"topic": run.inputs.get("topic")})
+    started = r.node_started(node_id, "human-input", title, {"topic": run.inputs.get("topic")})
     form = HumanForm(
         run_id=run.id,
         app_code=run.app.code,
-        node_id="review",
-        node_title="Review",
-        form_content=f"Please review the draft about {run.inputs.get('topic')}: {{{{#$output.comment#}}}}",
+        node_id=node_id,
+        node_title=title,
+        form_content=content,
         inputs=[
             {
                 "type": "paragraph",
@@ -252,20 +256,26 @@ def _human_input_graph(r: _Runner) -> None:
                 "default": {"type": "constant", "selector": [], "value": ""},
             }
         ],
-        actions=[dict(a) for a in REVIEW_ACTIONS],
+        actions=[dict(a) for a in actions],
         expiration_time=int(time.time() + r.emu.form_expiry_seconds),
     )
     r.emu.state.add_form(form)
     r.emit("human_input_required", form.data())
-    run.update(status="paused", form=form, paused_nodes=["review"], paused_node=started)
+    run.update(status="paused", form=form, paused_nodes=[node_id], paused_node=started)
     run.publish(run.envelope("workflow_paused", run.paused_data()))
+
+
+def _human_input_graph(r: _Runner) -> None:
+    topic = r.run.inputs.get("topic")
+    content = f"Please review the draft about {topic}: {{{{#$output.comment#}}}}"
+    _pause_on_form(r, "review", "Review", content, REVIEW_ACTIONS)
 
 
 def _resume_graph(r: _Runner, action: str, values: dict[str, Any]) -> None:
     run = r.run
     form = run.form
     assert form is not None
-    started = run.paused_node or r.node_data("review", "human-input", "Review", {})
+    started = run.paused_node or r.node_data(form.node_id, "human-input", form.node_title, {})
     r.index, r.previous = int(started["index"]), "start"
     r.workflow_started("resumption")
     title = next((a["title"] for a in form.actions if a["id"] == action), action)
@@ -274,6 +284,21 @@ def _resume_graph(r: _Runner, action: str, values: dict[str, Any]) -> None:
     filled.update(rendered_content=form.form_content.replace("{{#$output.comment#}}", comment))
     r.emit("human_input_form_filled", {**filled, "action_id": action, "action_text": title})
     r.node_finished(started, {"action": action, "comment": comment})
+    if run.app.kind == "two_forms" and form.node_id == "review":
+        run.answers = {"decision": action, "comment": comment}
+        if action == "approve":
+            r.previous = "review"
+            content = f"Sign off the approved draft about {run.inputs.get('topic')}: {{{{#$output.comment#}}}}"
+            _pause_on_form(r, "signoff", "Sign-off", content, SIGNOFF_ACTIONS)
+            return
+    if run.app.kind == "two_forms" and form.node_id == "signoff":
+        first = dict(run.answers)
+        action, comment = str(first.get("decision") or action), str(first.get("comment") or "")
+        signoff = str(values.get("comment") or "")
+        text = r.llm([f"Approved: {run.inputs.get('topic')}. ", f"Signed off: {signoff or '—'}"])
+        if text is not None:
+            r.end({"decision": action, "comment": comment, "signoff": signoff, "text": text})
+        return
     if action != "approve":
         r.end({"decision": action, "comment": comment, "text": ""})
         return
@@ -282,7 +307,13 @@ def _resume_graph(r: _Runner, action: str, values: dict[str, Any]) -> None:
         r.end({"decision": action, "comment": comment, "text": text})
 
 
-_GRAPHS = {"text": _text_graph, "document": _document_graph, "long": _long_graph, "human_input": _human_input_graph}
+_GRAPHS = {
+    "text": _text_graph,
+    "document": _document_graph,
+    "long": _long_graph,
+    "human_input": _human_input_graph,
+    "two_forms": _human_input_graph,
+}
 
 
 def _execute(emu: DifyEmulator, run: DifyRun, body: Any) -> None:

@@ -96,6 +96,8 @@ class DifyRun:
     paused_nodes: list[str] = field(default_factory=list)
     #: ``node_started.data`` of the node the run is paused in (finished on resume).
     paused_node: dict[str, Any] | None = None
+    #: Answers of the forms already submitted (a multi-form graph reads them at its end).
+    answers: dict[str, Any] = field(default_factory=dict)
     #: Set to wake the executing thread: a stop request or the emulator shutting down.
     wake: threading.Event = field(default_factory=threading.Event)
     stop_requested: bool = False
