@@ -66,6 +66,20 @@ def mask_secret_once(secret: str | Secret) -> None:
     _MASKED.add(digest)
 
 
+@cache
+def has_hitl() -> bool:
+    """Airflow's human-in-the-loop requests exist (3.1+: ``hitl_detail``, the Required Actions UI).
+
+    Checked through the Task SDK module that writes them, not the version alone, so a build
+    without it falls back to waiting for an answer given in the backend's own UI.
+    """
+    if airflow_version() < (3, 1):
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("airflow.sdk.execution_time.hitl") is not None
+
+
 def _in_event_loop() -> bool:
     import asyncio
 
@@ -102,4 +116,4 @@ def _mask_secret_function() -> Callable[[str], None] | None:
     return None
 
 
-__all__ = ["airflow_version", "mask_secret_once"]
+__all__ = ["airflow_version", "has_hitl", "mask_secret_once"]

@@ -725,6 +725,17 @@ class DifyClient(DifyClientBase, SyncHTTP):
                 raise self._wait_timeout(workflow_run_id, run, float(timeout or 0))
             time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
 
+    def get_form(self, form_token: str) -> dict[str, Any]:
+        """``GET /form/human_input/{token}``: the form's content, inputs, defaults, actions, expiry."""
+        return dict(self._call(protocol.FORM.format(form_token=form_token)) or {})
+
+    def submit_form(
+        self, form_token: str, *, action: str, inputs: Mapping[str, Any] | None = None, user: str | None = None
+    ) -> None:
+        """``POST /form/human_input/{token}`` with the run's ``user``; the run resumes on Dify."""
+        body = {"action": action, "inputs": dict(inputs or {}), "user": self._user(user)}
+        self._call(protocol.FORM_SUBMIT.format(form_token=form_token), lambda: {"json": body})
+
     def stop_task(
         self, task_id: str, *, user: str | None = None, workflow_run_id: str | None = None
     ) -> WorkflowRun | None:
@@ -907,6 +918,15 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
             if deadline is not None and time.monotonic() >= deadline:
                 raise self._wait_timeout(workflow_run_id, run, float(timeout or 0))
             await asyncio.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+
+    async def get_form(self, form_token: str) -> dict[str, Any]:
+        return dict(await self._call(protocol.FORM.format(form_token=form_token)) or {})
+
+    async def submit_form(
+        self, form_token: str, *, action: str, inputs: Mapping[str, Any] | None = None, user: str | None = None
+    ) -> None:
+        body = {"action": action, "inputs": dict(inputs or {}), "user": self._user(user)}
+        await self._call(protocol.FORM_SUBMIT.format(form_token=form_token), lambda: {"json": body})
 
     async def stop_task(
         self, task_id: str, *, user: str | None = None, workflow_run_id: str | None = None

@@ -17,6 +17,8 @@ __all__ = [
     "ENDED_STATUSES",
     "EVENTS",
     "FAILED_STATUSES",
+    "FORM",
+    "FORM_SUBMIT",
     "INFO",
     "LOGS",
     "PARAMETERS",
@@ -46,6 +48,9 @@ STOP = Endpoint("stop", "POST", "/workflows/tasks/{task_id}/stop", repeatable=Tr
 #: Re-attach to a run's live events (the path says ``workflow``, singular; the id is the run id).
 EVENTS = Endpoint("events", "GET", "/workflow/{workflow_run_id}/events", repeatable=True, streaming=True, lookup=True)
 LOGS = Endpoint("logs", "GET", "/workflows/logs", repeatable=True)
+#: A human-input form of a paused run (A7). Submitting twice is safe: the second gets 412 submitted.
+FORM = Endpoint("form", "GET", "/form/human_input/{form_token}", repeatable=True, lookup=True)
+FORM_SUBMIT = Endpoint("form_submit", "POST", "/form/human_input/{form_token}", repeatable=True)
 
 #: A run in one of these has ended (``paused`` has not).
 ENDED_STATUSES = frozenset({"succeeded", "failed", "stopped", "partial-succeeded"})

@@ -182,6 +182,16 @@ class DifyHook(ProviderHook):
     def iter_workflow_logs(self, **filters: Any) -> Iterator[Any]:
         return self.client.iter_workflow_logs(**filters)
 
+    def get_form(self, form_token: str) -> dict[str, Any]:
+        """``GET /form/human_input/{token}`` (a paused run's human-input form)."""
+        return self.client.get_form(form_token)
+
+    def submit_form(
+        self, form_token: str, *, action: str, inputs: Mapping[str, Any] | None = None, user: str | None = None
+    ) -> None:
+        """Answer a human-input form with the run's ``user``; the run resumes on Dify."""
+        self.client.submit_form(form_token, action=action, inputs=inputs, user=user)
+
     # -- async counterparts (triggers) ----------------------------------------------------------
 
     def _async_client(self, config: DifyClientConfig) -> contextlib.AbstractAsyncContextManager[AsyncDifyClient]:
@@ -215,6 +225,10 @@ class DifyHook(ProviderHook):
     async def aget_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
         async with self._async_client(await self.aget_config()) as client:
             return await client.get_workflow_run(workflow_run_id)
+
+    async def aget_form(self, form_token: str) -> dict[str, Any]:
+        async with self._async_client(await self.aget_config()) as client:
+            return await client.get_form(form_token)
 
     async def astop_task(
         self, task_id: str, *, user: str | None = None, workflow_run_id: str | None = None

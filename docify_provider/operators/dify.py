@@ -374,6 +374,8 @@ class _DifyRunOperatorBase(RunOperatorBase):
                 run_id=run_id,
                 form=dict(form),
             )
+        if form.get("form_token"):
+            return self._wait_for_human(context, run_id, form)
         from docify_provider.triggers.dify import DifyWorkflowRunTrigger
 
         self.log.info("Waiting (deferred) for Dify run %s to be resumed and finish", run_id)
@@ -390,8 +392,173 @@ class _DifyRunOperatorBase(RunOperatorBase):
             method_name="execute_complete",
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Resume after a Dify trigger: keep the run, post-process, wait on a pause, or raise its error."""
+    # -- human input (docify_provider.hitl) ----------------------------------------------------
+
+    def _wait_for_human(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
+        """Raise the try's Airflow HITL request for ``form`` (3.1+) and wait, deferred, for an answer."""
+        from docify_provider import hitl
+        from docify_provider.compat import airflow_version
+        from docify_provider.triggers.hitl import HumanInputTrigger
+
+        state = TaskState(context, self.log)
+        running = self._running if self._running and self._running[1] == run_id else None
+        user = running[2] if running else resolve_user(self, self.hook)
+        backend = hitl.DifyServiceForms(self.dify_conn_id, user)
+        info: dict[str, Any] = {
+            "workflow_run_id": run_id,
+            "dify_task_id": running[0] if running else None,
+            "user": user,
+            "form_token": str(form["form_token"]),
+            "title": form.get("title"),
+            "expires_at": form.get("expiration_time"),
+            "backend": backend.classpath,
+            "backend_kwargs": backend.spec(),
+            "actions": {},
+        }
+        ti_id = None
+        if hitl.has_hitl():
+            ti_id = self._hitl_record(context, state, info)
+        else:
+            major, minor = airflow_version()
+            self.log.warning(
+                "Airflow %s.%s has no human-in-the-loop requests (3.1+): answer the form %r of Dify run %s in Dify "
+                "(expires %s); the task waits, deferred, and goes on when Dify resumes the run",
+                major,
+                minor,
+                info["title"],
+                run_id,
+                info["expires_at"] or "never",
+            )
+        self.log.info("Waiting (deferred) for Dify run %s to be resumed and finish", run_id)
+        self.hook.close()
+        self.defer(
+            trigger=HumanInputTrigger(
+                hitl=info, ti_id=ti_id, poll_interval=self.pause_poll_interval, try_number=state.try_number
+            ),
+            method_name="execute_complete",
+            kwargs={"hitl": info},
+        )
+
+    def _hitl_record(self, context: Context, state: TaskState, info: dict[str, Any]) -> str | None:
+        """The TI id whose HITL record asks for this form, or None (the form is answered in Dify).
+
+        One record per try (see :mod:`docify_provider.hitl`): the first form of a try gets it; the
+        same form again re-uses it untouched; another form ends the try so the next one asks.
+        """
+        from docify_provider import hitl
+
+        ti = context["task_instance"]
+        key, title, run_id = hitl.form_key(info["form_token"]), info["title"], info["workflow_run_id"]
+        held = state.get(hitl.HITL_STATE_KEY, must=False) or {}
+        if held.get("try") == state.try_number:
+            if held.get("form") == key:
+                info["actions"] = dict(held.get("actions") or {})
+                self.log.info("This try already asked Airflow for form %r; waiting for its answer", title)
+                return str(ti.id)
+            if (state.try_number or 1) <= (self.retries or 0):
+                raise hitl.HumanInputNextTry(
+                    f"Dify run {run_id} paused on another form ({title!r}) in try {state.try_number}, whose "
+                    "Airflow human-in-the-loop record already served a form (Airflow keeps one per try): try "
+                    f"{(state.try_number or 1) + 1} asks for it, re-attaching to the same run (nothing is sent again)"
+                )
+            self.log.warning(
+                "Dify run %s paused on another form (%r) and no retry is left to ask Airflow for it (one "
+                "human-in-the-loop record per try; set retries >= forms - 1): answer it in Dify",
+                run_id,
+                title,
+            )
+            return None
+        try:
+            definition = self.hook.get_form(info["form_token"])
+        except Exception as exc:
+            self.log.warning("Could not read the form %r of Dify run %s (%s); waiting for Dify", title, run_id, exc)
+            return None
+        request = hitl.request_from_form(title, definition, info["expires_at"])
+        hitl.raise_request(context, request)
+        info["actions"] = request.actions
+        state.set(hitl.HITL_STATE_KEY, {"try": state.try_number, "form": key, "actions": request.actions})
+        self.log.info(
+            "Asked Airflow for human input (Required Actions): %r, options %s, params %s",
+            request.subject,
+            request.options,
+            sorted(request.params),
+        )
+        return str(ti.id)
+
+    def _after_human(
+        self,
+        context: Context,
+        state: TaskState,
+        info: Mapping[str, Any],
+        answer: tuple[list[str], dict[str, Any], Any] | None,
+    ) -> Any:
+        """Post an Airflow answer to Dify (unless Dify already has one), then re-attach to the run."""
+        from docify_provider import hitl
+        from docify_provider.dify.errors import DifyInputError
+
+        run_id, user = str(info["workflow_run_id"]), str(info["user"])
+        self._started(state, info.get("dify_task_id"), run_id, user)
+        if answer is not None:
+            chosen, params, who = answer
+            actions = dict(info.get("actions") or {})
+            action = actions.get(chosen[0]) if chosen else None
+            if action is None:
+                raise DifyInputError(f"The Airflow answer {chosen} names none of the form's actions {list(actions)}")
+            backend = hitl.backend_from_spec(str(info["backend"]), info.get("backend_kwargs") or {})
+            inputs = {k: v for k, v in params.items() if v is not None}
+            name = who.get("name") if isinstance(who, Mapping) else who
+            if backend.submit_form(str(info["form_token"]), action, inputs):
+                self.log.info(
+                    "Posted the Airflow answer to Dify run %s: action %r (%s), inputs %s, answered by %s",
+                    run_id,
+                    action,
+                    chosen[0],
+                    sorted(inputs),
+                    name or "?",
+                )
+            else:
+                self.log.warning(
+                    "The form %r of Dify run %s was answered in Dify first; the Airflow answer (%s by %s) "
+                    "was not posted",
+                    info.get("title"),
+                    run_id,
+                    chosen[0],
+                    name or "?",
+                )
+        return self._reattach(context, state, run_id, info.get("dify_task_id"), user)
+
+    def _reattach(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> None:
+        """Follow the resumed run from the triggerer (events endpoint; it may pause again)."""
+        from docify_provider.triggers.dify import DifyWorkflowTrigger
+
+        ti = context_ti(context)
+        self.log.info("Re-attaching (deferred) to the resumed Dify run %s", run_id)
+        self.hook.close()
+        self.defer(
+            trigger=DifyWorkflowTrigger(
+                inputs=None,
+                dify_conn_id=self.dify_conn_id,
+                user=user,
+                workflow_run_id=run_id,
+                dify_task_id=task_id,
+                dag_id=getattr(ti, "dag_id", None) or self.dag_id,
+                task_id=getattr(ti, "task_id", None) or self.task_id,
+                run_id=getattr(ti, "run_id", None),
+                map_index=map_index(context),
+                try_number=state.try_number,
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, hitl: dict[str, Any] | None = None
+    ) -> Any:
+        """Resume after a Dify trigger: keep the run, post-process, wait on a pause, or raise its error.
+
+        ``hitl`` (the defer kwargs of a human-input wait) names the form when Airflow 3.3 resumes the
+        task straight from a REST API answer, whose event carries only the answer.
+        """
+        from docify_provider import hitl as seam
         from docify_provider.dify.errors import DifyError, DifyOutcomeUnknownError
         from docify_provider.events import error_from_event
 
@@ -406,6 +573,10 @@ class _DifyRunOperatorBase(RunOperatorBase):
                 raise DifyOutcomeUnknownError("The Dify trigger ended without an event; outcome unknown")
             run_id, task_id = event.get("workflow_run_id"), event.get("task_id")
             status = event.get("status")
+            answer = seam.answer_of(event)
+            info = event.get("hitl") or hitl
+            if (answer is not None or status == "hitl_resumed") and info:
+                return self._after_human(context, state, info, answer)
             if status == "success":
                 run = run_from_record(event["run"], self.hook.config.base_url)
                 return self._settle(context, state, run, user)

@@ -14,6 +14,7 @@ from docify_provider.testing.dify.apps import (
     HUMAN_INPUT_APP_KEY,
     LONG_APP_KEY,
     TEXT_APP_KEY,
+    TWO_FORMS_APP_KEY,
     DifyApp,
 )
 from docify_provider.testing.dify.emulator import DifyEmulator
@@ -25,6 +26,7 @@ __all__ = [
     "HUMAN_INPUT_APP_KEY",
     "LONG_APP_KEY",
     "TEXT_APP_KEY",
+    "TWO_FORMS_APP_KEY",
     "DifyApp",
     "DifyEmulator",
     "DifyRun",

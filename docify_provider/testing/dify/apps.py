@@ -15,6 +15,8 @@ TEXT_APP_KEY = "app-EmuTextWorkflow0000000001"
 DOCUMENT_APP_KEY = "app-EmuDocumentWorkflow00002"
 LONG_APP_KEY = "app-EmuLongWorkflow000000003"
 HUMAN_INPUT_APP_KEY = "app-EmuHumanInputWorkflow004"
+#: Two human-input forms one after the other: a review (approve / reject), then a sign-off.
+TWO_FORMS_APP_KEY = "app-EmuTwoFormsWorkflow00006"
 #: A key whose app has its API service disabled: 403 ``forbidden`` on every endpoint.
 DISABLED_APP_KEY = "app-EmuDisabledWorkflow00005"
 
@@ -145,6 +147,12 @@ _BUILTIN: tuple[tuple[str, str, str, list[dict[str, Any]]], ...] = (
         "Pauses for a human review, then writes the text",
         [variable("text-input", "topic", "Topic", required=True, max_length=200)],
     ),
+    (
+        "two_forms",
+        "Review and Sign-off",
+        "Pauses for a review, then for a sign-off, then writes the text",
+        [variable("text-input", "topic", "Topic", required=True, max_length=200)],
+    ),
 )
 
 
@@ -169,5 +177,6 @@ DEFAULT_APP_KEYS: tuple[tuple[str, str, bool], ...] = (
     (DOCUMENT_APP_KEY, "document", False),
     (LONG_APP_KEY, "long", False),
     (HUMAN_INPUT_APP_KEY, "human_input", False),
+    (TWO_FORMS_APP_KEY, "two_forms", False),
     (DISABLED_APP_KEY, "text", True),
 )

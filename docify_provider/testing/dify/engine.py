@@ -405,13 +405,14 @@ _GRAPHS = {
     "long": _long_graph,
     "human_input": _human_input_graph,
     "human_input_two": _two_forms_graph,
+    "two_forms": _two_forms_graph,  # the Service API's TWO_FORMS_APP_KEY app
     "chat": _chat_graph,
     "completion": _chat_graph,
     "advanced_chat": _advanced_chat_graph,
 }
 #: Kinds whose graph has no ``workflow_started`` / start node (basic chat, completion).
 _MESSAGE_ONLY = frozenset({"chat", "completion"})
-_RESUMES = {"human_input": _resume_graph, "human_input_two": _two_forms_resume}
+_RESUMES = {"human_input": _resume_graph, "human_input_two": _two_forms_resume, "two_forms": _two_forms_resume}
 
 
 def _execute(emu: DifyEmulator, run: DifyRun, body: Any) -> None:
