@@ -397,7 +397,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
     def _wait_for_human(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
         """Raise the try's Airflow HITL request for ``form`` (3.1+) and wait, deferred, for an answer."""
         from docify_provider import hitl
-        from docify_provider.compat import airflow_version
+        from docify_provider.compat import airflow_version, mask_secret_once
         from docify_provider.triggers.hitl import HumanInputTrigger
 
         state = TaskState(context, self.log)
@@ -415,6 +415,9 @@ class _DifyRunOperatorBase(RunOperatorBase):
             "backend_kwargs": backend.spec(),
             "actions": {},
         }
+        # The form token lets its holder answer the form: Airflow's masker redacts it from every log
+        # line from here on (Airflow 3.0 prints a deferral's kwargs).
+        mask_secret_once(info["form_token"])
         ti_id = None
         if hitl.has_hitl():
             ti_id = self._hitl_record(context, state, info)
