@@ -245,7 +245,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "operators": [
             {"integration-name": "Docify", "python-modules": ["docify_provider.operators.docify"]},
-            {"integration-name": "Dify", "python-modules": ["docify_provider.operators.dify"]},
+            {
+                "integration-name": "Dify",
+                "python-modules": ["docify_provider.operators.dify", "docify_provider.operators.dify_openapi"],
+            },
         ],
         "sensors": [
             {"integration-name": "Docify", "python-modules": ["docify_provider.sensors.docify"]},

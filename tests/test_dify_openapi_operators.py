@@ -1,0 +1,64 @@
+"""``DifyRunAppOperator`` in real Airflow runs (``dag.test()``) against the Dify OpenAPI emulator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_helpers import console_text, new_dag, run_dag, without_mask_requests
+from docify_provider.operators.dify_openapi import DifyRunAppOperator
+from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, CHAT_APP_ID, TEXT_APP_ID
+from docify_provider.xcom import DIFY_XCOM_KEYS
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def openapi_conn(airflow_env, dify_openapi_emulator, monkeypatch):
+    conn = {
+        "conn_type": "dify_openapi",
+        "host": dify_openapi_emulator.base_url,
+        "password": ACCOUNT_TOKEN,
+        "extra": {"max_retries": 2, "idle_timeout": 5, "connect_timeout": 2, "read_timeout": 10},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_DIFY_OPENAPI_DEFAULT", json.dumps(conn))
+    return dify_openapi_emulator
+
+
+def test_workflow_app_by_name_gives_the_workflow_xcom_plus_app(openapi_conn, capfd):
+    emu = openapi_conn
+    with new_dag("openapi_workflow") as dag:
+        DifyRunAppOperator(task_id="run", app="Text Writer", inputs={"topic": "Airflow", "tone": "formal"})
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.dag_state == "success", text[-4000:]
+    xcom = outcome.xcom("run")
+    assert set(DIFY_XCOM_KEYS) <= set(xcom)
+    assert xcom["app_id"] == TEXT_APP_ID and xcom["mode"] == "workflow"
+    assert xcom["status"] == "succeeded" and xcom["workflow_run_id"]
+    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
+    assert "Dify node" in text
+    assert ACCOUNT_TOKEN not in without_mask_requests(text) and ACCOUNT_TOKEN not in repr(xcom)
+
+
+def test_chat_app_gives_answer_and_conversation(openapi_conn, capfd):
+    emu = openapi_conn
+    with new_dag("openapi_chat") as dag:
+        DifyRunAppOperator(task_id="chat", app=CHAT_APP_ID, inputs={"name": "Ada"}, query="Hello?")
+    outcome = run_dag(dag)
+    assert outcome.dag_state == "success", console_text(capfd)[-4000:]
+    xcom = outcome.xcom("chat")
+    assert xcom["mode"] == "chat" and xcom["answer"] and xcom["conversation_id"]
+    assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 1
+
+
+def test_bad_input_fails_before_any_run(openapi_conn, capfd):
+    emu = openapi_conn
+    with new_dag("openapi_bad") as dag:
+        DifyRunAppOperator(task_id="run", app="Text Writer", inputs={"tone": "formal"}, retries=0)
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("run") == "failed"
+    assert "topic" in text
+    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 0
