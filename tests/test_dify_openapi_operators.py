@@ -62,3 +62,13 @@ def test_bad_input_fails_before_any_run(openapi_conn, capfd):
     assert outcome.state("run") == "failed"
     assert "topic" in text
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 0
+
+
+def test_deferrable_is_refused_until_the_account_trigger_exists() -> None:
+    """Silently running on the worker when deferral was asked for would surprise a user: say so at once."""
+    import pytest
+
+    from docify_provider.operators.dify_openapi import DifyRunAppOperator
+
+    with pytest.raises(ValueError, match="deferrable=True is not supported yet"):
+        DifyRunAppOperator(task_id="t", app="Text Writer", deferrable=True)

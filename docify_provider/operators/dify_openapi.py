@@ -9,7 +9,8 @@ A chat/completion stream carries no workflow run id and the events route refuses
 to it (``mode_not_supported_for_event_reconnect``), so such a run is recorded by its task id and
 a retry that finds it pending fails closed (``DifyOutcomeUnknownError``) rather than paying twice.
 
-Deferral is not implemented in this slice: ``deferrable=True`` raises at construction.
+Deferral is not implemented yet: ``deferrable=True`` raises at construction, and
+``[operators] default_deferrable`` is logged and not honoured (the run streams on the worker).
 """
 
 from __future__ import annotations
@@ -61,15 +62,21 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         query: str | None = None,
         conversation_id: str | None = None,
         dify_openapi_conn_id: str = DEFAULT_OPENAPI_CONN_ID,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        if deferrable:
+            raise ValueError(
+                "DifyRunAppOperator: deferrable=True is not supported yet (the account API's trigger is not "
+                "built); leave deferrable unset, or use DifyStreamWorkflowOperator with an app key to defer"
+            )
         super().__init__(deferrable=False, **kwargs)
         self.app = app
         self.query = query
         self.conversation_id = conversation_id
         self.dify_openapi_conn_id = dify_openapi_conn_id
-        self.requested_deferrable = deferrable
+        #: ``[operators] default_deferrable`` is not honoured yet: the run streams on the worker (logged).
+        self.requested_deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
         self._mode: str | None = None
         self._app_id: str | None = None
 
@@ -80,6 +87,11 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         return DifyOpenAPIHook(dify_openapi_conn_id=self.dify_openapi_conn_id)
 
     def execute(self, context: Context) -> Any:
+        if self.requested_deferrable:
+            self.log.warning(
+                "[operators] default_deferrable is on, but DifyRunAppOperator cannot defer yet: the run streams "
+                "on this worker"
+            )
         if not isinstance(self.app, str) or not self.app.strip():
             raise ValueError(f"app must be a Dify app id or exact name, got {self.app!r}")
         if self.inputs is not None and not isinstance(self.inputs, Mapping):
