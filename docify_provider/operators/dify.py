@@ -530,11 +530,21 @@ class _DifyRunOperatorBase(RunOperatorBase):
                 )
         return self._reattach(context, state, run_id, info.get("dify_task_id"), user)
 
+    def _trigger_identity(self, context: Context, state: TaskState) -> dict[str, Any]:
+        """The task instance a Dify trigger belongs to (its restart marker's key), for every deferral."""
+        ti = context_ti(context)
+        return {
+            "dag_id": getattr(ti, "dag_id", None) or self.dag_id,
+            "task_id": getattr(ti, "task_id", None) or self.task_id,
+            "run_id": getattr(ti, "run_id", None),
+            "map_index": map_index(context),
+            "try_number": state.try_number,
+        }
+
     def _reattach(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> None:
         """Follow the resumed run from the triggerer (events endpoint; it may pause again)."""
         from docify_provider.triggers.dify import DifyWorkflowTrigger
 
-        ti = context_ti(context)
         self.log.info("Re-attaching (deferred) to the resumed Dify run %s", run_id)
         self.hook.close()
         self.defer(
@@ -544,11 +554,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
                 user=user,
                 workflow_run_id=run_id,
                 dify_task_id=task_id,
-                dag_id=getattr(ti, "dag_id", None) or self.dag_id,
-                task_id=getattr(ti, "task_id", None) or self.task_id,
-                run_id=getattr(ti, "run_id", None),
-                map_index=map_index(context),
-                try_number=state.try_number,
+                **self._trigger_identity(context, state),
             ),
             method_name="execute_complete",
         )
@@ -819,11 +825,7 @@ class DifyStreamWorkflowOperator(_DifyRunOperatorBase):
             allow_resubmit=self.allow_resubmit,
             workflow_run_id=run_id,
             dify_task_id=task_id,
-            dag_id=getattr(ti, "dag_id", None) or self.dag_id,
-            task_id=getattr(ti, "task_id", None) or self.task_id,
-            run_id=getattr(ti, "run_id", None),
-            map_index=map_index(context),
-            try_number=state.try_number,
+            **self._trigger_identity(context, state),
         )
         if run_id is None:
             self.ledger(state).intend(task_id=None, workflow_run_id=None, user=user)
