@@ -235,7 +235,13 @@ def test_app_list_filters_and_pages(emu: DifyOpenAPIEmulator) -> None:
             everything["data"][0]
         )
         nightly = c.get("apps", params={"workspace_id": WORKSPACE_ID, "tag": "nightly"}).json()
-        assert [a["name"] for a in nightly["data"]] == ["Text Writer", "Document Summary"]
+        assert [a["name"] for a in nightly["data"]] == [
+            "Text Writer",
+            "Document Summary",
+            "Long Job",
+            "Chat Assistant",
+            "Completion Writer",
+        ]
         chats = c.get("apps", params={"workspace_id": WORKSPACE_ID, "mode": "chat"}).json()["data"]
         assert [a["id"] for a in chats] == [CHAT_APP_ID]
         error_body(c.get("apps", params={"workspace_id": WORKSPACE_ID, "mode": "robot"}), 422, "invalid_param")

@@ -10,7 +10,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from airflow_helpers import conn_json, run_dag
+import pytest
+
+from airflow_helpers import AIRFLOW_LINE, conn_json, run_dag
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY
 from docify_provider.testing.samples import make_sample_invoices
 
@@ -130,3 +132,106 @@ def test_dify_text_example_feeds_outputs_to_a_taskflow_task(dify_conns, monkeypa
     assert isinstance(text, str) and text
     assert "Published draft" in _logged(caplog)
     assert dify_conns.runs_started(key=TEXT_APP_KEY) == 1
+
+
+# -- the Dify account API (user-scoped OpenAPI) and human review ----------------------------------
+
+
+def test_nightly_example_runs_every_app_tagged_nightly_and_skips_the_unfillable_one(
+    airflow_env, monkeypatch, caplog
+) -> None:
+    from docify_provider.testing.dify_openapi import (
+        ACCOUNT_TOKEN,
+        CHAT_APP_ID,
+        COMPLETION_APP_ID,
+        LONG_APP_ID,
+        TEXT_APP_ID,
+        DifyOpenAPIEmulator,
+    )
+
+    with DifyOpenAPIEmulator(ping_interval=0.1, event_interval=0.002) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_DIFY_ACCOUNT", conn_json(emu.base_url, ACCOUNT_TOKEN, "dify_openapi"))
+        caplog.set_level(logging.INFO)
+        conf = {
+            "app_inputs": {
+                "Text Writer": {"topic": "the night shift", "tone": "casual"},
+                "Completion Writer": {"topic": "tomorrow"},
+                "Chat Assistant": {"query": "What is open?"},
+                "Long Job": {"seconds": 0.2},
+            }
+        }
+        outcome = run_dag(load_dag("example_dify_nightly"), conf)
+        runs = {app: emu.runs_started(ACCOUNT_TOKEN, app=app) for app in (TEXT_APP_ID, LONG_APP_ID, CHAT_APP_ID)}
+        runs[COMPLETION_APP_ID] = emu.runs_started(ACCOUNT_TOKEN, app=COMPLETION_APP_ID)
+        total = emu.runs_started(ACCOUNT_TOKEN)
+
+    assert outcome.dag_state == "success", outcome.states()
+    # One mapped task per runnable nightly app (Document Summary has a required file input: skipped).
+    mapped = sorted(i for (task, i) in outcome.states() if task == "run_app")
+    assert mapped == [0, 1, 2, 3]
+    names = sorted(outcome.ti("run_app", i).rendered_map_index for i in mapped)
+    assert names == ["Chat Assistant", "Completion Writer", "Long Job", "Text Writer"]
+    assert all(outcome.state("run_app", i) == "success" for i in mapped)
+    assert runs == dict.fromkeys(runs, 1) and total == 4, "one run per app, none for the skipped one"
+    report = outcome.xcom("summary")
+    assert report["skipped"] == ["Document Summary"]
+    modes = sorted(r["mode"] for r in report["ran"])
+    assert modes == ["chat", "completion", "workflow", "workflow"]
+    assert all(r["status"] == "succeeded" and r["output"] for r in report["ran"])
+    logged = _logged(caplog)
+    assert "Skipping app 'Document Summary' (workflow, " in logged
+    assert "required input(s) document have no default and no value in params.app_inputs" in logged
+    assert "Nightly Dify batch: 4 app(s) ran, 1 skipped" in logged
+    text = next(r for r in report["ran"] if r["app_id"] == TEXT_APP_ID)["output"]
+    assert "the night shift" in text
+
+
+def _review_conn(monkeypatch: Any, dify_conns: Any) -> None:
+    from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY
+
+    monkeypatch.setenv("AIRFLOW_CONN_DIFY_REVIEW", conn_json(dify_conns.base_url, HUMAN_INPUT_APP_KEY, "dify"))
+    monkeypatch.setenv("DIFY_REVIEW_POLL_SECONDS", "0.2")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(AIRFLOW_LINE < (3, 1), reason="Airflow human-in-the-loop requests are 3.1+")
+def test_human_review_example_asks_airflow_and_publishes_what_the_reviewer_approved(
+    dify_conns, monkeypatch, caplog
+) -> None:
+    from test_dify_hitl import _Person
+
+    _review_conn(monkeypatch, dify_conns)
+    caplog.set_level(logging.INFO)
+    dag = load_dag("example_dify_human_review")
+    person = _Person(dag.dag_id, [("Approve", {"comment": "good to go"})])
+    person.start()
+    outcome = run_dag(dag, {"topic": "the spring catalogue"})
+    person.join(timeout=5)
+
+    assert person.error is None
+    assert outcome.dag_state == "success", outcome.states()
+    (asked,) = person.seen
+    assert asked["subject"] == "Review" and asked["options"] == ["Approve", "Reject"]
+    assert "Please review the draft about the spring catalogue" in asked["body"]
+    assert (outcome.state("publish"), outcome.state("send_back")) == ("success", "skipped")
+    assert "Approved: the spring catalogue" in outcome.xcom("publish")
+    assert "Comment: good to go" in outcome.xcom("publish")
+    assert "Reviewer chose 'approve'" in _logged(caplog)
+    assert dify_conns.runs_started() == 1
+
+
+@pytest.mark.timeout(120)
+def test_human_review_example_sends_back_what_the_reviewer_rejected_in_dify(dify_conns, monkeypatch, caplog) -> None:
+    _review_conn(monkeypatch, dify_conns)
+    caplog.set_level(logging.INFO)
+    answering = dify_conns.answer_when_paused("reject", {"comment": "needs sources"})
+    outcome = run_dag(load_dag("example_dify_human_review"), {"topic": "the spring catalogue"})
+    answering.join(timeout=5)
+
+    assert answering.error is None and answering.answered is not None
+    assert outcome.dag_state == "success", outcome.states()
+    assert (outcome.state("publish"), outcome.state("send_back")) == ("skipped", "success")
+    assert outcome.xcom("send_back") == "needs sources"
+    assert outcome.xcom("review")["outputs"]["decision"] == "reject"
+    assert "Sent the draft back to its author with the reviewer's comment: needs sources" in _logged(caplog)
+    assert dify_conns.runs_started() == 1

@@ -7,6 +7,8 @@ workers and Redis pub/sub), so "the stream closed but the run went on" is observ
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -169,6 +171,25 @@ class DifyEmulator(EmulatorServer):
             raise KeyError(run_id)
         return form.form_token
 
+    def answer_when_paused(
+        self,
+        action: str = "approve",
+        inputs: Any = None,
+        *,
+        app_code: str | None = None,
+        timeout: float = 60.0,
+    ) -> FormAnswerer:
+        """Answer a run's form as a person in Dify's UI would, from a started background thread.
+
+        It waits for the first run (of ``app_code`` when given) to pause, then for the client to
+        have seen the pause (a run-detail, form or events request after it: answering earlier
+        could resume the run before a blocking call returned), then submits ``action`` and
+        ``inputs``. ``join()`` the thread; ``answered`` is the run, ``error`` what went wrong.
+        """
+        answerer = FormAnswerer(self, action, inputs, app_code, timeout)
+        answerer.start()
+        return answerer
+
     def checked_form(self, token: str, app_code: str | None = None) -> HumanForm:
         """The form, or the API's error: 404 not found, 412 submitted / expired."""
         form = self.state.form(token)
@@ -219,3 +240,37 @@ class DifyEmulator(EmulatorServer):
     def upload_count(self, key: str | None = None, user: str | None = None) -> int:
         """Accepted uploads."""
         return self.state.total("upload", _fp(key), user)
+
+
+class FormAnswerer(threading.Thread):
+    """The thread of :meth:`DifyEmulator.answer_when_paused`."""
+
+    #: Requests that show a client looking at a paused run.
+    LOOKS = frozenset({"run_detail", "form", "events"})
+
+    def __init__(self, emu: DifyEmulator, action: str, inputs: Any, app_code: str | None, timeout: float) -> None:
+        super().__init__(name="dify-form-answer", daemon=True)
+        self.emu, self.action, self.inputs, self.app_code, self.timeout = emu, action, inputs, app_code, timeout
+        self.answered: DifyRun | None = None
+        self.error: BaseException | None = None
+
+    def _looks(self) -> int:
+        return sum(1 for r in self.emu.requests if r.endpoint in self.LOOKS)
+
+    def run(self) -> None:
+        try:
+            deadline = time.monotonic() + self.timeout
+            run = None
+            while run is None or run.status != "paused":
+                if time.monotonic() > deadline or self.emu.stopping.is_set():
+                    raise TimeoutError(f"no run paused within {self.timeout:g} s")
+                run = next((r for r in self.emu.runs if self.app_code in (None, r.app.code)), None)
+                time.sleep(0.02)
+            seen = self._looks()
+            while self._looks() <= seen:
+                if time.monotonic() > deadline or self.emu.stopping.is_set():
+                    raise TimeoutError(f"nobody looked at paused run {run.id} within {self.timeout:g} s")
+                time.sleep(0.02)
+            self.answered = self.emu.submit_form(self.emu.form_token(run.id), self.action, self.inputs)
+        except BaseException as exc:  # reported by the caller through ``error``
+            self.error = exc

@@ -21,19 +21,21 @@ Constants (fixed across runs):
   - ``TEXT_APP_ID`` - "Text Writer" - workflow - emulator, nightly - topic (text, required), tone (select)
   - ``DOCUMENT_APP_ID`` - "Document Summary" - workflow - emulator, nightly - document (file,
     required), attachments (file-list); outputs a CSV report file
-  - ``LONG_APP_ID`` - "Long Job" - workflow - emulator - seconds, steps (numbers)
+  - ``LONG_APP_ID`` - "Long Job" - workflow - emulator, nightly - seconds, steps (numbers, defaults 2 and 1)
   - ``HUMAN_INPUT_APP_ID`` - "Review Gate" - workflow - emulator, human-input - topic; one form
     (input ``comment``; actions approve / reject)
   - ``TWO_FORMS_APP_ID`` - "Two-Step Review" - workflow - emulator, human-input - topic; two
     forms in sequence: "Outline review" (inputs ``comment`` default "Looks fine", ``priority``
     default "normal"; approve / reject), then "Final sign-off" (``signature`` default
     "emulator"; sign / reject). Outputs: outline_action, comment, priority, sign_off_action, signature.
-  - ``CHAT_APP_ID`` - "Chat Assistant" - chat - emulator, chat - name (optional); query required
+  - ``CHAT_APP_ID`` - "Chat Assistant" - chat - emulator, chat, nightly - name (optional); query required
   - ``ADVANCED_CHAT_APP_ID`` - "Advanced Chat" - advanced-chat - emulator, chat - name; query required
-  - ``COMPLETION_APP_ID`` - "Completion Writer" - completion - emulator - topic
+  - ``COMPLETION_APP_ID`` - "Completion Writer" - completion - emulator, nightly - topic (required)
   - ``DISABLED_APP_ID`` - "Disabled Writer" - workflow - Service API off (403 ``service_api_disabled``)
 * ``SECOND_WORKSPACE_APP_ID`` ("Second Writer", workflow, tag nightly) in ``SECOND_WORKSPACE_ID``;
-  ``FOREIGN_APP_ID`` in ``FOREIGN_WORKSPACE_ID`` (404). ``NIGHTLY_TAG = "nightly"``.
+  ``FOREIGN_APP_ID`` in ``FOREIGN_WORKSPACE_ID`` (404). ``NIGHTLY_TAG = "nightly"``: in the default workspace
+  five apps of three modes carry it (Text Writer, Document Summary, Long Job, Chat Assistant,
+  Completion Writer), for ``example_dags/example_dify_nightly.py``.
 * ``APP_MODES``; device flow client id ``"difyctl"`` (``known_client_ids``).
 
 Test-side API (beyond :class:`~docify_provider.testing.dify.DifyEmulator`'s ``run()``,

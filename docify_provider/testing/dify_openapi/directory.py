@@ -157,7 +157,7 @@ def builtin_openapi_apps() -> dict[str, OpenAPIApp]:
     apps = [
         _app(base["text"], TEXT_APP_ID, "Text Writer", ["emulator", NIGHTLY_TAG]),
         _app(base["document"], DOCUMENT_APP_ID, "Document Summary", ["emulator", NIGHTLY_TAG]),
-        _app(base["long"], LONG_APP_ID, "Long Job", ["emulator"]),
+        _app(base["long"], LONG_APP_ID, "Long Job", ["emulator", NIGHTLY_TAG]),
         _app(base["human_input"], HUMAN_INPUT_APP_ID, "Review Gate", ["emulator", "human-input"]),
         _app(
             base["human_input"],
@@ -171,7 +171,7 @@ def builtin_openapi_apps() -> dict[str, OpenAPIApp]:
             base["text"],
             CHAT_APP_ID,
             "Chat Assistant",
-            ["emulator", "chat"],
+            ["emulator", "chat", NIGHTLY_TAG],
             kind="chat",
             mode="chat",
             description="Answers the query",
@@ -191,7 +191,7 @@ def builtin_openapi_apps() -> dict[str, OpenAPIApp]:
             base["text"],
             COMPLETION_APP_ID,
             "Completion Writer",
-            ["emulator"],
+            ["emulator", NIGHTLY_TAG],
             kind="completion",
             mode="completion",
             description="Completes a text about a topic",
