@@ -5,8 +5,11 @@ By default it starts the bundled Docify emulator and makes a few sample invoices
 real Docify instead. Everything goes under ``out/`` (a throwaway ``AIRFLOW_HOME`` with SQLite, the
 results database and the attachments); each run starts from a clean ``out/``.
 
-``--all`` also runs the summary pipeline and the Dify document pipeline (on the bundled Dify
-emulator) and fails unless every pipeline did what it promises;
+``--all`` also runs the summary pipeline, the Dify document pipeline, the nightly run of every
+app tagged ``nightly`` (on the bundled Dify account-API emulator) and the human review (on the
+bundled Dify emulator; the form is answered in Dify by a thread, as a reviewer would), each
+``airflow dags test`` bounded by ``--timeout`` seconds, prints a summary of them, and fails unless
+every pipeline did what it promises;
 the test command uses it (``--out``, another interpreter's venv) to run the example pipelines
 under ``airflow dags test`` on every Airflow line the package claims.
 """
@@ -21,13 +24,16 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from docify_provider.testing.samples import make_sample_invoices
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+#: Seconds one ``airflow dags test`` may take (``--timeout``).
+DAG_TEST_TIMEOUT = 300.0
 
 
 @contextlib.contextmanager
@@ -43,15 +49,21 @@ def docify_backend() -> Iterator[tuple[str, str, object | None]]:
         yield emulator.base_url, INVOICE_KEY, emulator
 
 
-def dags_test(dag_id: str, conf: dict[str, str], env: dict[str, str], log_file: Path) -> int:
-    """``airflow dags test`` of one example pipeline, its output kept in ``log_file``."""
+def dags_test(dag_id: str, conf: dict[str, object], env: dict[str, str], log_file: Path) -> int:
+    """``airflow dags test`` of one example pipeline, its output kept in ``log_file``; at most
+    ``DAG_TEST_TIMEOUT`` seconds (then it is killed and counts as failed)."""
     with open(log_file, "w") as log:
-        proc = subprocess.run(
-            [str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        try:
+            proc = subprocess.run(
+                [str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=DAG_TEST_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            print(f"FAILED: airflow dags test {dag_id} took more than {DAG_TEST_TIMEOUT:g} s; full log: {log_file}")
+            return 124
     if proc.returncode != 0:
         print("\n".join(log_file.read_text(errors="replace").splitlines()[-60:]))
         print(f"FAILED: airflow dags test {dag_id} exited {proc.returncode}; full log: {log_file}")
@@ -120,11 +132,96 @@ def run_dify_documents(env: dict[str, str], out: Path) -> int:
     return 0
 
 
+def run_dify_nightly(env: dict[str, str], out: Path) -> int:
+    """Every app tagged nightly on the bundled account-API emulator: one run per fillable app."""
+    from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, DifyOpenAPIEmulator
+
+    log_file = out / "dag-test-dify-nightly.log"
+    with DifyOpenAPIEmulator() as emulator:
+        env = {
+            **env,
+            "AIRFLOW_CONN_DIFY_ACCOUNT": json.dumps(
+                {"conn_type": "dify_openapi", "host": emulator.base_url, "password": ACCOUNT_TOKEN}
+            ),
+        }
+        print("==> Running example_dify_nightly on the bundled Dify account-API emulator")
+        conf = {
+            "app_inputs": {
+                "Text Writer": {"topic": "what changed in the warehouse today"},
+                "Completion Writer": {"topic": "tomorrow's delivery plan"},
+                "Chat Assistant": {"query": "Summarise today's open support tickets."},
+                "Long Job": {"seconds": 0.5},
+            }
+        }
+        if rc := dags_test("example_dify_nightly", conf, env, log_file):
+            return rc
+        runs = emulator.runs_started(ACCOUNT_TOKEN)
+    text = log_file.read_text(errors="replace")
+    want = "Nightly Dify batch: 4 app(s) ran, 1 skipped"
+    found = want in text and "Skipping app 'Document Summary'" in text
+    print(f"==> Nightly: {want!r} logged: {'yes' if found else 'NO'}; emulator billed {runs} run(s)")
+    if not found or runs != 4:
+        print(f"FAILED: expected 4 nightly apps run (1 skipped) and 4 runs billed; full log: {log_file}")
+        return 1
+    return 0
+
+
+def run_dify_review(env: dict[str, str], out: Path) -> int:
+    """The human review on the bundled Dify emulator; the reviewer approves in Dify (a thread)."""
+    from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, DifyEmulator
+
+    log_file = out / "dag-test-dify-review.log"
+    with DifyEmulator() as emulator:
+        env = {
+            **env,
+            "AIRFLOW_CONN_DIFY_REVIEW": json.dumps(
+                {"conn_type": "dify", "host": emulator.base_url, "password": HUMAN_INPUT_APP_KEY}
+            ),
+            "DIFY_REVIEW_POLL_SECONDS": "0.5",
+        }
+        print("==> Running example_dify_human_review on the bundled Dify emulator (the reviewer answers in Dify)")
+        reviewer = emulator.answer_when_paused("approve", {"comment": "ship it"}, timeout=DAG_TEST_TIMEOUT)
+        rc = dags_test("example_dify_human_review", {"topic": "the spring catalogue"}, env, log_file)
+        reviewer.join(timeout=5)
+        runs = emulator.runs_started(key=HUMAN_INPUT_APP_KEY)
+        if rc:
+            return rc
+    text = log_file.read_text(errors="replace")
+    found = "Published the reviewed draft" in text and "Approved: the spring catalogue" in text
+    print(f"==> Review: approved in Dify, branch publish taken: {'yes' if found else 'NO'}; {runs} run(s) billed")
+    if reviewer.error is not None or not found or runs != 1 or "Sent the draft back" in text:
+        print(f"FAILED: expected the approved draft published once (reviewer: {reviewer.error}); full log: {log_file}")
+        return 1
+    return 0
+
+
+def timed(results: list[tuple[str, int, float]], name: str, step: Callable[[], int]) -> int:
+    """Run one pipeline step, keeping (name, exit code, seconds) for the closing summary."""
+    started = time.monotonic()
+    rc = step()
+    results.append((name, rc, time.monotonic() - started))
+    return rc
+
+
+def print_summary(results: list[tuple[str, int, float]]) -> None:
+    print("\n==> Example pipelines")
+    for name, rc, seconds in results:
+        print(f"    {name:<28} {'ok' if rc == 0 else f'FAILED ({rc})':<12} {seconds:6.1f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
+    global DAG_TEST_TIMEOUT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "out", help="working folder (emptied first)")
-    parser.add_argument("--all", action="store_true", help="also run the summary pipeline; check both strictly")
+    parser.add_argument(
+        "--all", action="store_true", help="also run the summary and the Dify pipelines; check every one strictly"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=DAG_TEST_TIMEOUT, help="seconds each airflow dags test may take"
+    )
     args = parser.parse_args(argv)
+    DAG_TEST_TIMEOUT = args.timeout
+    timings: list[tuple[str, int, float]] = []
     out: Path = args.out.resolve()
     shutil.rmtree(out, ignore_errors=True)
     home, inbox, results = out / "airflow-home", out / "inbox", out / "results"
@@ -152,13 +249,22 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         conf = {"input_dir": str(input_dir), "output_dir": str(results)}
         log_file = out / "dag-test.log"
-        rc = dags_test("example_docify_invoices", conf, env, log_file)
+        invoices = "example_docify_invoices"
+        rc = timed(timings, invoices, lambda: dags_test(invoices, conf, env, log_file))
         runs = emulator.runs_started(key) if emulator else None  # type: ignore[attr-defined]
-        if rc == 0 and args.all:
-            rc = run_summary(env, out, emulator)
-        if rc == 0 and args.all:
-            rc = run_dify_documents(env, out)
+        if args.all:
+            # Each pipeline runs even when an earlier one failed, so that the summary shows them all.
+            steps: list[tuple[str, Callable[[], int]]] = [
+                ("example_docify_summary", lambda: run_summary(env, out, emulator)),
+                ("example_dify_documents", lambda: run_dify_documents(env, out)),
+                ("example_dify_nightly", lambda: run_dify_nightly(env, out)),
+                ("example_dify_human_review", lambda: run_dify_review(env, out)),
+            ]
+            for name, step in steps:
+                rc = timed(timings, name, step) or rc
         if rc:
+            if args.all:
+                print_summary(timings)
             return rc
 
     for line in log_file.read_text(errors="replace").splitlines():
@@ -178,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     if runs is not None:
         print(f"==> Emulator billed {runs} run(s) for {len(rows)} document(s)")
     print(f"==> Airflow log of the run: {log_file}")
+    if args.all:
+        print_summary(timings)
     if not rows or len(attachments) < len(rows):
         print("FAILED: expected one row and at least one attachment per document")
         return 1
