@@ -1,6 +1,7 @@
-"""Render the fault matrices of ``tests/test_fault_matrix.py`` and ``tests/test_dify_fault_matrix.py``.
+"""Render the fault matrices of ``tests/test_fault_matrix.py``, ``tests/test_dify_fault_matrix.py`` and
+``tests/test_dify_openapi_fault_matrix.py``.
 
-Both go into ``docs/fault-matrix.md``: Docify's first, then the "Dify" section.
+All go into ``docs/fault-matrix.md``: Docify's first, then the "Dify" section, then "Dify account API".
 
 Each table lives in its test module, where every cell is proven against the emulator; this script
 only turns it into Markdown, so the document cannot claim what the tests do not check
@@ -104,14 +105,49 @@ DIFY_ENDPOINTS_NOTE = (
     "`docify_provider/testing/faults.py` and `docify_provider/testing/dify/` for every fault kind.",
 )
 
+OPENAPI_INTRO = """\
+## Dify account API
+
+The same for the Dify account API (user-scoped OpenAPI, account token, `DifyOpenAPIHook` /
+`DifyRunAppOperator`). Every cell that is not "n/a" is a test in
+`tests/test_dify_openapi_fault_matrix.py`, against the bundled account-API emulator over a real
+socket, through `DifyOpenAPIHook` on a worker: `list_apps`, `describe_app`, `run_app` (always a
+stream), `task_events` (re-attach to a run by id), `get_form`, `submit_form`, `stop_task`, and the
+device login's token poll (`client.poll_device_token`). What differs from the Service API:
+
+- **No run lookup.** This API has no run-detail or log endpoint, so a run request whose answer was
+  lost before any event named the run (a dropped connection, a gateway's 5xx) is
+  `DifyOpenAPIOutcomeUnknownError` / `DifyOpenAPIRunGatewayError`, never re-sent: look in the Dify
+  console. A run's stream cut *after* `workflow_started` is **recovered (re-attached)** through
+  `GET /apps/{id}/tasks/{run_id}/events` with the state snapshot (events counted once).
+- **`task_events` reports a cut.** A re-attach stream that breaks or ends before the run's final
+  event raises `DifyOpenAPIStreamIncompleteError` (the run may still be going); opening it is a
+  read, so 429 and 502/503/504/524 are retried with backoff.
+- **Not every POST is a run.** A form answer and a device-token poll are not repeatable either: a
+  lost answer says what may have happened (the form answered, the token handed out) instead of
+  "billed". A 429 to a device poll is RFC 8628's `slow_down` (the poll waits 5 s longer).
+- **N runs** counts runs started during the call; the re-attach, form and stop paths follow a run
+  started before the fault was injected, so they start none.
+
+App-scoped calls read the app first (`GET /_version`, then `GET /apps/{id}`, free), so a token
+Dify does not know (401) or a wrong base URL (404) stops there: 0 requests to the path's own
+endpoint.
+"""
+
+OPENAPI_ENDPOINTS_NOTE = (
+    "`ep` is the path's endpoint (`apps`, `describe`, `stream`, `events`, `form`, `form_submit`, `stop`,",
+    "`device`); see `docify_provider/testing/faults.py` and `docify_provider/testing/dify_openapi/`.",
+)
+
 OUTRO = """\
-Regenerate after changing a table in `tests/test_fault_matrix.py` or `tests/test_dify_fault_matrix.py`:
+Regenerate after changing a table in `tests/test_fault_matrix.py`, `tests/test_dify_fault_matrix.py` or
+`tests/test_dify_openapi_fault_matrix.py`:
 
 ```bash
 .venv/bin/python scripts/fault_matrix.py
 ```
 
-`test_doc_is_up_to_date` (in both test files) fails while this file differs from the tables.
+`test_doc_is_up_to_date` (in each of those test files) fails while this file differs from the tables.
 """
 
 
@@ -165,13 +201,18 @@ def render(
     paths: Mapping[str, tuple[str, str]],
     faults: Mapping[str, Any],
     dify: tuple[Sequence[Any], Mapping[str, tuple[str, str]], Mapping[str, Any]] | None = None,
+    openapi: tuple[Sequence[Any], Mapping[str, tuple[str, str]], Mapping[str, Any]] | None = None,
 ) -> str:
-    """The whole document: the Docify matrix ``cells``, then (when given) the Dify one."""
+    """The whole document: the Docify matrix ``cells``, then (when given) the Dify and account-API ones."""
     lines = [INTRO, *matrix_lines(cells, paths, faults), *injection_lines(faults, DOCIFY_ENDPOINTS_NOTE)]
-    if dify is not None:
-        dify_cells, dify_paths, dify_faults = dify
-        lines += ["", DIFY_INTRO, *matrix_lines(dify_cells, dify_paths, dify_faults, level="###")]
-        lines += injection_lines(dify_faults, DIFY_ENDPOINTS_NOTE, level="###")
+    for section, intro, note in (
+        (dify, DIFY_INTRO, DIFY_ENDPOINTS_NOTE),
+        (openapi, OPENAPI_INTRO, OPENAPI_ENDPOINTS_NOTE),
+    ):
+        if section is not None:
+            more_cells, more_paths, more_faults = section
+            lines += ["", intro, *matrix_lines(more_cells, more_paths, more_faults, level="###")]
+            lines += injection_lines(more_faults, note, level="###")
     lines += ["", OUTRO]
     return "\n".join(lines)
 
@@ -182,9 +223,16 @@ def render_document() -> str:
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
     import test_dify_fault_matrix as dify
+    import test_dify_openapi_fault_matrix as openapi
     import test_fault_matrix as docify
 
-    return render(docify.CELLS, docify.PATHS, docify.FAULTS, dify=(dify.CELLS, dify.PATHS, dify.FAULTS))
+    return render(
+        docify.CELLS,
+        docify.PATHS,
+        docify.FAULTS,
+        dify=(dify.CELLS, dify.PATHS, dify.FAULTS),
+        openapi=(openapi.CELLS, openapi.PATHS, openapi.FAULTS),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The table machinery of the fault matrices (Docify: ``test_fault_matrix.py``, Dify: ``test_dify_fault_matrix.py``).
+"""The table machinery of the fault matrices (Docify: ``test_fault_matrix.py``, Dify: ``test_dify_fault_matrix.py``,
+the Dify account API: ``test_dify_openapi_fault_matrix.py``).
 
 A matrix is three tables: ``PATHS`` (path id -> column title and the emulator endpoint its faults
 go to), ``FAULTS`` (fault id -> ``FaultSpec``: row title, the usual injection, how it is made) and
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,36 @@ class Cell:
 
 def na(path: str, fault: str, reason: str) -> Cell:
     return Cell(path, fault, na=reason)
+
+
+#: A cell template (``ok`` / ``fails``, path and fault filled in by ``cells_for``), or why it is n/a.
+Spec = Cell | str
+
+
+def ok(runs: int = 0, *, requests: int = 1, recovery: str | None = None) -> Cell:
+    """A recovered cell template: the normal result, ``runs`` started, ``requests`` to the path's endpoint."""
+    return Cell("", "", None, runs, requests, recovery=recovery)
+
+
+def fails(expected: type[ProviderError], runs: int = 0, *, requests: int = 1, inject: Inject | None = None) -> Cell:
+    """A cell template that raises ``expected``."""
+    return Cell("", "", expected, runs, requests, inject)
+
+
+def cells_for(fault: str, paths: Iterable[str], spec_of: Callable[[str], Spec | None]) -> list[Cell]:
+    """One fault's row, in ``paths`` order: ``spec_of(path)`` made into that path's cell.
+
+    How a matrix groups its paths (every run path alike, every read alike, ...) is its
+    ``spec_of``; a path it leaves without a spec is a table error.
+    """
+    cells = []
+    for path in paths:
+        spec = spec_of(path)
+        assert spec is not None, f"{fault}: no cell for {path}"
+        cells.append(
+            na(path, fault, spec) if isinstance(spec, str) else dataclasses.replace(spec, path=path, fault=fault)
+        )
+    return cells
 
 
 # Rows both matrices have, injected the same way.
@@ -214,6 +245,6 @@ def check_doc() -> None:
 
     assert DOC.exists(), "docs/fault-matrix.md is missing: run .venv/bin/python scripts/fault_matrix.py"
     assert DOC.read_text(encoding="utf-8") == render_document(), (
-        "docs/fault-matrix.md is out of date with tests/test_fault_matrix.py or tests/test_dify_fault_matrix.py: "
-        "run .venv/bin/python scripts/fault_matrix.py"
+        "docs/fault-matrix.md is out of date with tests/test_fault_matrix.py, tests/test_dify_fault_matrix.py or "
+        "tests/test_dify_openapi_fault_matrix.py: run .venv/bin/python scripts/fault_matrix.py"
     )

@@ -182,17 +182,7 @@ _STREAMS_NOT_BLOCKING = "blocking runs only: a stream is answered at once, befor
 STREAM_PATHS = ("stream", "deferred")
 
 
-def ok(runs: int = 0, *, requests: int = 1, recovery: str | None = None) -> Cell:
-    """A recovered cell (path and fault are filled in by ``row``)."""
-    return Cell("", "", None, runs, requests, recovery=recovery)
-
-
-def fails(expected: type[DifyError], runs: int = 0, *, requests: int = 1, inject: Inject | None = None) -> Cell:
-    """A cell that raises ``expected`` (path and fault are filled in by ``row``)."""
-    return Cell("", "", expected, runs, requests, inject)
-
-
-Spec = Cell | str  # a cell template, or the reason the cell is n/a
+ok, fails, Spec = table.ok, table.fails, table.Spec
 
 
 def row(
@@ -206,15 +196,12 @@ def row(
     """One fault's cells in ``PATHS`` order: a path's own spec, else its group's (``streams`` for
     the two streaming paths, ``runs`` for every run path, ``safe`` for the others: info,
     parameters, upload, download and stop)."""
-    cells = []
-    for path in PATHS:
+
+    def spec_of(path: str) -> Spec | None:
         group = (streams or runs) if path in STREAM_PATHS else runs if path == "run" else safe
-        spec = by_path.get(path) or group
-        assert spec is not None, f"{fault}: no cell for {path}"
-        cells.append(
-            table.na(path, fault, spec) if isinstance(spec, str) else dataclasses.replace(spec, path=path, fault=fault)
-        )
-    return cells
+        return by_path.get(path) or group
+
+    return table.cells_for(fault, PATHS, spec_of)
 
 
 def _refused(expected: type[DifyError], status: int) -> list[Cell]:

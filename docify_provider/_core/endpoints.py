@@ -22,6 +22,9 @@ class Endpoint:
     streaming: bool = False
     #: A lookup of one thing by id: a 404 means the thing is unknown, not that the base URL is wrong.
     lookup: bool = False
+    #: For a non-repeatable request that is not a run: what may already have happened when its
+    #: answer was lost (the error says so instead of "the run may have been billed").
+    effect: str | None = None
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"

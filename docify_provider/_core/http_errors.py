@@ -116,6 +116,12 @@ def error_for_status(
             **common,
         )
     if status in RUN_OUTCOME_UNKNOWN and not endpoint.repeatable:
+        if endpoint.effect:
+            return error_class(root, RunGatewayError)(
+                f"{name} answered HTTP {status} to the {endpoint.name} request{detail}. A gateway can answer so "
+                f"after the server acted: {endpoint.effect}; it is not re-sent automatically.",
+                **common,
+            )
         return error_class(root, RunGatewayError)(
             f"{name} answered HTTP {status} to the run request{detail}. The run may still have started and "
             "been billed behind the gateway, so it is not re-sent automatically.",
@@ -136,6 +142,13 @@ def error_for_transport(exc: httpx.HTTPError, endpoint: Endpoint | str, root: ty
     repeatable = getattr(endpoint, "repeatable", True)
     if sent and not repeatable:
         unknown = RunTimeoutError if isinstance(exc, httpx.TimeoutException) else OutcomeUnknownError
+        effect = getattr(endpoint, "effect", None)
+        if effect:
+            return error_class(root, unknown)(
+                f"The {endpoint.name} request was sent but no answer arrived ({kind}: {exc}): {effect}; "  # type: ignore[union-attr]
+                "it is not re-sent automatically.",
+                endpoint=where,
+            )
         return error_class(root, unknown)(
             f"The run request was sent but no final answer arrived ({kind}: {exc}). The run may have "
             "started and been billed; it is not re-sent automatically.",

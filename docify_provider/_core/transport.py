@@ -403,12 +403,24 @@ class SyncHTTP(HTTPBase):
     def _open_stream(
         self, endpoint: Endpoint, **request: Any
     ) -> tuple[contextlib.AbstractContextManager[Any], httpx.Response]:
-        """Open a stream (retried by the shared policy: a run only when it certainly never left)."""
+        """Open a stream (retried by the shared policy: a run only when it certainly never left).
+
+        A repeatable stream (a re-attach) answered with an error status is checked here, inside the
+        retry, so that a 429 or 502/503/504/524 to it is retried like any other read; a run's error
+        answer is left to ``_read_stream``.
+        """
         for attempt in Retrying(**retry_kwargs(self.config, endpoint)):
             with attempt:
                 stream = self.http.stream(**self._stream_request(endpoint, **request))
                 try:
-                    return stream, stream.__enter__()
+                    response = stream.__enter__()
+                    if endpoint.repeatable and response.status_code >= 300:
+                        try:
+                            response.read()
+                        finally:
+                            stream.__exit__(None, None, None)
+                        self._check(response, endpoint)
+                    return stream, response
                 except httpx.HTTPError as exc:
                     raise error_for_transport(exc, endpoint, self.errors) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -541,12 +553,19 @@ class AsyncHTTP(HTTPBase):
     async def _open_stream(
         self, endpoint: Endpoint, **request: Any
     ) -> tuple[contextlib.AbstractAsyncContextManager[Any], httpx.Response]:
-        """Async twin of ``SyncHTTP._open_stream``."""
+        """Async twin of ``SyncHTTP._open_stream`` (a repeatable stream's error status retried too)."""
         async for attempt in AsyncRetrying(**retry_kwargs(self.config, endpoint)):
             with attempt:
                 stream = self.http.stream(**self._stream_request(endpoint, **request))
                 try:
-                    return stream, await stream.__aenter__()
+                    response = await stream.__aenter__()
+                    if endpoint.repeatable and response.status_code >= 300:
+                        try:
+                            await response.aread()
+                        finally:
+                            await stream.__aexit__(None, None, None)
+                        self._check(response, endpoint)
+                    return stream, response
                 except httpx.HTTPError as exc:
                     raise error_for_transport(exc, endpoint, self.errors) from None
         raise AssertionError("unreachable")  # pragma: no cover

@@ -283,6 +283,19 @@ class DifyOpenAPIClientBase(HTTPBase):
             raise self._no_reattach(app, tracker, exc or RuntimeError("the stream ended early")) from None
         log.warning("Dify stream of run %s broke (%s); re-attaching", tracker.run_id, exc or "ended early")
 
+    def _events_incomplete(self, tracker: OpenAPIEventTracker, cause: Exception | None) -> ProviderError:
+        """``task_events`` whose stream broke (``cause``) or ended before the run's final event."""
+        how = f"broke ({cause})" if cause is not None else "ended"
+        return DifyOpenAPIStreamIncompleteError(
+            f"The events stream of Dify run {tracker.run_id} {how} before the run's final event, after "
+            f"{len(tracker.events_seen)} event(s). The run may still be going: read its events again "
+            "(task_events, include_state_snapshot=True) or look in the Dify console. Nothing was re-sent.",
+            endpoint=tracker.endpoint,
+            run_id=tracker.run_id,
+            session_id=tracker.run_id,
+            events_seen=tracker.events_seen,
+        )
+
     def _attach_progress(self, tracker: OpenAPIEventTracker, before: int, idle: int, budget: int) -> int:
         """Re-attaches in a row that brought no event; raise once there were ``budget`` of them."""
         idle = 0 if len(tracker.events_seen) > before else idle + 1
@@ -523,11 +536,28 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
         include_state_snapshot: bool = False,
         continue_on_pause: bool = False,
     ) -> Iterator[WorkflowEvent]:
-        """``GET /apps/{id}/tasks/{run_id}/events``: a run's events (live; replayed with the snapshot)."""
+        """``GET /apps/{id}/tasks/{run_id}/events``: a run's events (live; replayed with the snapshot).
+
+        Opening the stream is a read (429 and 502/503/504/524 retried with backoff). A stream that
+        breaks or ends before ``workflow_finished`` (or a pause) raises
+        ``DifyOpenAPIStreamIncompleteError``: the run may still be going.
+        """
         resolved = self.resolve_app(app)
         self.detect_generation(resolved.id)
         tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, continue_on_pause=continue_on_pause)
-        return self._events(resolved.id, workflow_run_id, tracker, include_state_snapshot=include_state_snapshot)
+        return self._followed(resolved.id, tracker, include_state_snapshot=include_state_snapshot)
+
+    def _followed(
+        self, app_id: str, tracker: OpenAPIEventTracker, *, include_state_snapshot: bool
+    ) -> Iterator[WorkflowEvent]:
+        try:
+            yield from self._events(app_id, str(tracker.run_id), tracker, include_state_snapshot=include_state_snapshot)
+        except TransportError as exc:
+            if isinstance(exc, OutcomeUnknownError):  # e.g. idle past idle_timeout: already says so
+                raise
+            raise self._events_incomplete(tracker, exc) from None
+        if not tracker.done:
+            raise self._events_incomplete(tracker, None)
 
     def stop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
         """Stop a task, then (with the run id, for apps with events) read what became of the run."""
@@ -800,10 +830,17 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
         resolved = await self.resolve_app(app)
         await self.detect_generation(resolved.id)
         tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, continue_on_pause=continue_on_pause)
-        async for event in self._events(
-            resolved.id, workflow_run_id, tracker, include_state_snapshot=include_state_snapshot
-        ):
-            yield event
+        try:
+            async for event in self._events(
+                resolved.id, workflow_run_id, tracker, include_state_snapshot=include_state_snapshot
+            ):
+                yield event
+        except TransportError as exc:
+            if isinstance(exc, OutcomeUnknownError):
+                raise
+            raise self._events_incomplete(tracker, exc) from None
+        if not tracker.done:
+            raise self._events_incomplete(tracker, None)
 
     async def stop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
         resolved = await self.resolve_app(app)

@@ -58,7 +58,13 @@ EVENTS = Endpoint(
 DEVICE_CODE = Endpoint("device_code", "POST", "/oauth/device/code", repeatable=True)
 #: The token is handed out once (the server consumes it on the answer): a poll whose answer was
 #: lost is not re-sent, the next poll of the state machine is a new decision.
-DEVICE_TOKEN = Endpoint("device_token", "POST", "/oauth/device/token", repeatable=False)
+DEVICE_TOKEN = Endpoint(
+    "device_token",
+    "POST",
+    "/oauth/device/token",
+    repeatable=False,
+    effect="the token may have been handed out (and is then spent): start a new login",
+)
 DEVICE_LOOKUP = Endpoint("device_lookup", "GET", "/oauth/device/lookup", repeatable=True)
 
 # --- per generation ------------------------------------------------------------------------------
@@ -89,10 +95,25 @@ FORM = {
     PER_MODE: Endpoint("form", "GET", "/apps/{app_id}/human-input-forms/{form_token}", repeatable=True, lookup=True),
 }
 #: A submit resumes the run; a second one would answer "already submitted": not re-sent.
+_SUBMITTED = "the form may be answered and its run resumed (read the form: 412 means it was)"
 SUBMIT = {
-    LEGACY: Endpoint("submit_form", "POST", "/apps/{app_id}/form/human_input/{form_token}", repeatable=False),
-    ACTION: Endpoint("submit_form", "POST", "/apps/{app_id}/human-input-forms/{form_token}:submit", repeatable=False),
-    PER_MODE: Endpoint("submit_form", "POST", "/apps/{app_id}/human-input-forms/{form_token}:submit", repeatable=False),
+    LEGACY: Endpoint(
+        "submit_form", "POST", "/apps/{app_id}/form/human_input/{form_token}", repeatable=False, effect=_SUBMITTED
+    ),
+    ACTION: Endpoint(
+        "submit_form",
+        "POST",
+        "/apps/{app_id}/human-input-forms/{form_token}:submit",
+        repeatable=False,
+        effect=_SUBMITTED,
+    ),
+    PER_MODE: Endpoint(
+        "submit_form",
+        "POST",
+        "/apps/{app_id}/human-input-forms/{form_token}:submit",
+        repeatable=False,
+        effect=_SUBMITTED,
+    ),
 }
 
 

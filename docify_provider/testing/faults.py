@@ -70,9 +70,9 @@ data), marks the run failed and, as on Dify, does not end the stream (it ends on
   run ends ``partial-succeeded`` (outputs set, ``exceptions_count`` 1).
 
 Dify OpenAPI emulator (:mod:`docify_provider.testing.dify_openapi`). Runs (always SSE) are
-``stream``; ``stop``, ``events`` and ``form`` as above; request faults also apply to ``probe``
-(``/_health`` ...), ``account``, ``sessions``, ``workspaces``, ``apps``, ``describe`` and
-``device`` (the OAuth device flow).
+``stream``; ``stop``, ``events`` and ``form`` (the form read) as above; request faults also apply
+to ``form_submit`` (the form answer), ``probe`` (``/_health`` ...), ``account``, ``sessions``,
+``workspaces``, ``apps``, ``describe`` and ``device`` (the OAuth device flow).
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ from typing import Any
 
 DIFY_ENDPOINTS = ("parameters", "run_detail", "stop", "events", "logs", "form")
 #: Dify user-scoped OpenAPI emulator only (its runs are ``stream``; also stop/events/form).
-OPENAPI_ENDPOINTS = ("probe", "account", "sessions", "workspaces", "apps", "describe", "device")
+#: ``form_submit`` is the OpenAPI's form answer (POST), apart from its read (``form``) so that a
+#: fault can hit the answer of a submit, which reads the form first.
+OPENAPI_ENDPOINTS = ("probe", "account", "sessions", "workspaces", "apps", "describe", "device", "form_submit")
 ENDPOINTS = ("info", "upload", "run", "stream", "download", *DIFY_ENDPOINTS, *OPENAPI_ENDPOINTS, "*")
 
 _ANY = frozenset(ENDPOINTS) - {"*"}

@@ -186,6 +186,8 @@ class OpenAPIRequestHandler(DifyRequestHandler):
             raise RequestError("The method is not allowed for the requested URL.", 405, "method_not_allowed")
         self._args = args
         self._op = op
+        if endpoint == "form" and self.command == "POST":
+            endpoint = "form_submit"  # its own fault endpoint: a submit reads the form first
         return endpoint, op
 
     def _outdated_difyctl(self) -> bool:
@@ -244,7 +246,7 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         if n == 5 and parts[2] == "tasks" and parts[4] == "stop":
             return "stop", "stop", {"POST"}, (parts[1], parts[3])
         if n == 5 and parts[2:4] == ["form", "human_input"]:
-            return "form", "form", {"GET", "POST"}, (parts[1], parts[4])
+            return "form", "form", {"GET", "POST"}, (parts[1], parts[4])  # POST: form_submit (_route)
         return None
 
     @staticmethod
@@ -261,7 +263,7 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         if n == 4 and parts[2] == "human-input-forms":
             token, _, action = parts[3].partition(":")
             if action == "submit":
-                return "form", "form_submit", {"POST"}, (parts[1], token)
+                return "form", "form_submit", {"POST"}, (parts[1], token)  # endpoint form_submit (_route)
             if not action:
                 return "form", "form", {"GET"}, (parts[1], token)
         return None
@@ -673,6 +675,9 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         if run is not None and run.app is app and fault is None:
             emu.stop_run(run)
         self._send_json(200, {"result": "success"})
+
+    def _do_form_submit(self, op: str) -> None:
+        self._do_form(op)
 
     def _do_form(self, op: str) -> None:
         _, account = self._caller()
