@@ -72,3 +72,47 @@ def test_deferrable_is_refused_until_the_account_trigger_exists() -> None:
 
     with pytest.raises(ValueError, match="deferrable=True is not supported yet"):
         DifyRunAppOperator(task_id="t", app="Text Writer", deferrable=True)
+
+
+@pytest.mark.parametrize("status", [400, 429, 503])
+def test_a_refused_run_request_leaves_nothing_pending_so_the_retry_runs(openapi_conn, capfd, status):
+    """A 400/429/503 answer to the run request itself means no run started: the retry sends it (once)."""
+    from datetime import timedelta
+
+    from docify_provider.testing.faults import Fault
+
+    emu = openapi_conn
+    emu.inject(Fault("stream", "status", status=status))
+    with new_dag(f"openapi_refused_{status}") as dag:
+        DifyRunAppOperator(
+            task_id="run",
+            app=TEXT_APP_ID,
+            inputs={"topic": "Airflow"},
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("run") == "success", text[-4000:]
+    assert outcome.try_number("run") == 2
+    assert "outcome unknown" not in text
+    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
+
+
+def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(openapi_conn, capfd):
+    """A 502 may hide a started run (no run lookup on this API): the retry fails closed instead."""
+    from datetime import timedelta
+
+    from docify_provider.testing.faults import Fault
+
+    emu = openapi_conn
+    emu.inject(Fault("stream", "status", status=502))
+    with new_dag("openapi_gateway") as dag:
+        DifyRunAppOperator(
+            task_id="run", app=TEXT_APP_ID, inputs={"topic": "Airflow"}, retries=1, retry_delay=timedelta(seconds=0)
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("run") == "failed" and outcome.try_number("run") == 2
+    assert "outcome unknown" in text and "it is not re-sent" in text
+    assert emu.runs_started(ACCOUNT_TOKEN) == 0

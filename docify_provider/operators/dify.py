@@ -702,9 +702,20 @@ def _failure_settles(exc: BaseException, *, run_known: bool) -> bool:
     if run_known:
         return False
     if isinstance(exc, HTTPStatusError):
-        endpoint = str(getattr(exc, "endpoint", None) or "")
-        return endpoint.startswith("POST /workflows/") and endpoint.endswith("/run")
+        return _is_run_request(str(getattr(exc, "endpoint", None) or ""))
     return True
+
+
+def _is_run_request(endpoint: str) -> bool:
+    """Whether ``endpoint`` (``"POST /path"``) sends a run: the Service API's ``/workflows[/{id}]/run``
+    or the account API's ``/apps/{id}/run``, ``/apps/{id}:run`` and ``/apps/{id}/<mode>:run``.
+
+    An HTTP error answering the run request itself proves nothing started (the outcome-unknown
+    statuses were ruled out before). An error answering another request (a read, a re-attach)
+    leaves the pending record as it is: it does not tell whether a run request went out.
+    """
+    method, _, path = endpoint.partition(" ")
+    return method == "POST" and (path.endswith("/run") or path.endswith(":run"))
 
 
 def _is_task_timeout(exc: BaseException) -> bool:
