@@ -59,6 +59,9 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    # Scheduled: it starts paused, whatever [core] dags_are_paused_at_creation says, so that it
+    # runs only once its connection exists and someone unpaused it.
+    is_paused_upon_creation=True,
     max_active_runs=1,
     tags=["dify", "example"],
     params={
