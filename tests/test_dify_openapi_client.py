@@ -300,3 +300,57 @@ def test_async_pause_forms_stop_and_device_flow(emu: DifyOpenAPIEmulator) -> Non
     asyncio.run(main())
     assert emu.runs_started(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1
     assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
+
+
+# --- task_events: a read (429/5xx retried); a cut or an early end is reported, never silent ------------
+
+
+def _started_long(client: DifyOpenAPIClient) -> str:
+    events = client.run_app(LONG_APP_ID, {"seconds": 0.6, "steps": 2})
+    first = next(events)
+    events.close()  # type: ignore[attr-defined]
+    assert first.workflow_run_id
+    return first.workflow_run_id
+
+
+@pytest.mark.parametrize("kind", ["end_without_complete", "drop_mid_stream"])
+def test_task_events_cut_or_ended_early_raises_stream_incomplete(
+    emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient, kind: str
+) -> None:
+    from docify_provider.dify_openapi.errors import DifyOpenAPIStreamIncompleteError
+
+    run_id = _started_long(client)
+    emu.inject(Fault("events", kind, after_events=2))
+    with pytest.raises(DifyOpenAPIStreamIncompleteError) as caught:
+        list(client.task_events(LONG_APP_ID, run_id, include_state_snapshot=True))
+    assert run_id in str(caught.value) and "Nothing was re-sent" in str(caught.value)
+    assert caught.value.outcome_unknown
+    assert emu.runs_started(ACCOUNT_TOKEN) == 1
+
+
+def test_async_task_events_reports_an_early_end_and_retries_a_502(emu: DifyOpenAPIEmulator) -> None:
+    from docify_provider.dify_openapi.errors import DifyOpenAPIStreamIncompleteError
+
+    async def main() -> tuple[BaseException | None, list[Any]]:
+        async with AsyncDifyOpenAPIClient(make_config(emu)) as c:
+            events = c.run_app(LONG_APP_ID, {"seconds": 1.0, "steps": 2})
+            first = await anext(events)  # type: ignore[call-overload]
+            await events.aclose()  # type: ignore[attr-defined]
+            run_id = first.workflow_run_id
+            error: BaseException | None = None
+            emu.inject(Fault("events", "end_without_complete", after_events=2))
+            try:
+                async for _ in c.task_events(LONG_APP_ID, run_id, include_state_snapshot=True):
+                    pass
+            except DifyOpenAPIStreamIncompleteError as exc:
+                error = exc
+            emu.inject(Fault("events", "status", status=502))
+            finished = [e async for e in c.task_events(LONG_APP_ID, run_id, include_state_snapshot=True)]
+            return error, finished
+
+    error, finished = asyncio.run(main())
+    assert isinstance(error, DifyOpenAPIStreamIncompleteError), "an early end is not silent"
+    assert finished[-1].event == "workflow_finished", "the 502 was retried"
+    reads = [r.status for r in emu.requests if r.endpoint == "events"]
+    assert reads == [200, 502, 200], "one early-ended read, one 502, its retry"
+    assert emu.runs_started(ACCOUNT_TOKEN) == 1
