@@ -125,7 +125,8 @@ device login's token poll (`client.poll_device_token`). What differs from the Se
   read, so 429 and 502/503/504/524 are retried with backoff.
 - **Not every POST is a run.** A form answer and a device-token poll are not repeatable either: a
   lost answer says what may have happened (the form answered, the token handed out) instead of
-  "billed". A 429 to a device poll is RFC 8628's `slow_down` (the poll waits 5 s longer).
+  "billed". A 429 to a device poll is RFC 8628's `slow_down` (the poll waits 5 s longer); a
+  502/503/504/524 is no RFC 8628 answer, so the poll simply polls again at its interval.
 - **N runs** counts runs started during the call; the re-attach, form and stop paths follow a run
   started before the fault was injected, so they start none.
 

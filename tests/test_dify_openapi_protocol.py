@@ -319,3 +319,20 @@ def test_device_poll_pending_past_expiry_is_expired() -> None:
     assert poll.expired()
     with pytest.raises(DifyOpenAPIDeviceFlowError, match="expired"):
         poll.on_answer(400, {"error": "authorization_pending"})
+
+
+@pytest.mark.parametrize("status", [502, 503, 504, 524])
+def test_device_poll_goes_on_after_a_gateway_answer_until_the_code_expires(status: int) -> None:
+    """A gateway's 5xx is no RFC 8628 answer: poll again (same interval); past expiry it ends the login."""
+    clock = Clock()
+    poll = DevicePoll(_code(expires_in=10), clock=clock)
+    assert poll.on_answer(status, {"error": "bad_gateway"}) is None
+    assert poll.wait() == 5, "no slow_down step for a gateway answer"
+    clock.now = 11
+    with pytest.raises(DifyOpenAPIDeviceFlowError, match="expired"):
+        poll.on_answer(status, {"error": "bad_gateway"})
+
+
+def test_device_poll_500_still_ends_the_login() -> None:
+    with pytest.raises(DifyOpenAPIDeviceFlowError):
+        DevicePoll(_code(), clock=Clock()).on_answer(500, {"error": "internal_server_error"})

@@ -11,6 +11,7 @@ was already handed out: it is given once) and ``access_denied`` (the user said n
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from docify_provider._core.config import Secret
 from docify_provider.dify.models import epoch_to_datetime
 from docify_provider.dify_openapi.errors import DifyOpenAPIDeviceFlowError, DifyOpenAPIProtocolError
 from docify_provider.dify_openapi.protocol import DEVICE_TOKEN
+
+log = logging.getLogger(__name__)
 
 #: RFC 8628 3.5: "the interval MUST be increased by 5 seconds for this and all subsequent requests".
 SLOW_DOWN_STEP = 5.0
@@ -99,6 +102,12 @@ class DeviceToken:
         )
 
 
+#: Statuses of a gateway or an overloaded server, never an RFC 8628 error answer (those are 400):
+#: the poll goes on at its interval. (A 502 may hide a token handed out and lost: the next poll then
+#: answers ``expired_token``, which ends the login with "start a new login".)
+TRANSIENT_STATUSES = frozenset({502, 503, 504, 524})
+
+
 @dataclass
 class DevicePoll:
     """The polling side: what to send, how long to wait, and what each answer means.
@@ -138,6 +147,11 @@ class DevicePoll:
                 payload = None
         if 200 <= status < 300:
             return DeviceToken.from_api(payload)
+        if status in TRANSIENT_STATUSES:
+            if self.expired():
+                raise self._final("expired_token")
+            log.warning("Dify answered HTTP %s to a device token poll; polling again in %.0f s", status, self.interval)
+            return None
         error = str(payload.get("error") or "") if isinstance(payload, dict) else ""
         if error == "authorization_pending":
             if self.expired():
