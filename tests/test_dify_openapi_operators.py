@@ -115,4 +115,5 @@ def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(o
     text = console_text(capfd)
     assert outcome.state("run") == "failed" and outcome.try_number("run") == 2
     assert "outcome unknown" in text and "it is not re-sent" in text
+    assert "DifyOpenAPIOutcomeUnknownError" in text, "the account API's family, so except DifyOpenAPIError catches it"
     assert emu.runs_started(ACCOUNT_TOKEN) == 0

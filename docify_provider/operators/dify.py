@@ -44,6 +44,7 @@ from docify_provider.xcom import DIFY_STATE_KEY
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from docify_provider._core.errors import ProviderError
     from docify_provider.dify.models import WorkflowEvent, WorkflowRun
     from docify_provider.hooks.dify import DifyHook
 
@@ -294,9 +295,16 @@ class _DifyRunOperatorBase(RunOperatorBase):
         self._running = (task_id, run_id, user)
         return self.hook.wait_for_run(run_id)
 
+    def _error_root(self) -> type[ProviderError]:
+        """The error family of this operator's own failures (``DifyError``; the account API's operator
+        ``DifyOpenAPIError``), so that ``except DifyOpenAPIError`` catches its refusals too."""
+        from docify_provider.dify.errors import DifyError
+
+        return DifyError
+
     def _recover(self, context: Context, state: TaskState, user: str) -> WorkflowRun | None:
         """What an earlier try left: a result to reuse, a run to re-attach to, or an unknown outcome."""
-        from docify_provider.dify.errors import DifyOutcomeUnknownError
+        from docify_provider._core.errors import OutcomeUnknownError, error_class
 
         stored = self.ledger(state).read()
         if self.force_rerun and stored:
@@ -329,7 +337,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
                 pending.get("try_number"),
             )
             return None
-        raise DifyOutcomeUnknownError(
+        raise error_class(self._error_root(), OutcomeUnknownError)(
             f"Dify run outcome unknown: try {pending.get('try_number')} sent a run request (at or after "
             f"{pending.get('sent_at')}) but neither its run id nor its result arrived; it is not re-sent. "
             f"Set allow_resubmit=True or clear the task state ({state.describe(self.state_key)}) to start a new run."

@@ -7,7 +7,7 @@ operator's, reused by subclassing; only the hook calls differ (the app is named 
 
 A chat/completion stream carries no workflow run id and the events route refuses to re-attach
 to it (``mode_not_supported_for_event_reconnect``), so such a run is recorded by its task id and
-a retry that finds it pending fails closed (``DifyOutcomeUnknownError``) rather than paying twice.
+a retry that finds it pending fails closed (``DifyOpenAPIOutcomeUnknownError``) rather than paying twice.
 
 Deferral is not implemented yet: ``deferrable=True`` raises at construction, and
 ``[operators] default_deferrable`` is logged and not honoured (the run streams on the worker).
@@ -28,6 +28,7 @@ from docify_provider.operators.dify import DifyStreamWorkflowOperator, log_workf
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from docify_provider._core.errors import ProviderError
     from docify_provider.dify.models import WorkflowRun
     from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
 
@@ -79,6 +80,11 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         self.requested_deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
         self._mode: str | None = None
         self._app_id: str | None = None
+
+    def _error_root(self) -> type[ProviderError]:
+        from docify_provider.dify_openapi.errors import DifyOpenAPIError
+
+        return DifyOpenAPIError
 
     @cached_property
     def hook(self) -> DifyOpenAPIHook:  # type: ignore[override]
@@ -133,9 +139,9 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
 
     def _follow(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> WorkflowRun:
         if self._mode in CHAT_MODES:
-            from docify_provider.dify.errors import DifyOutcomeUnknownError
+            from docify_provider.dify_openapi.errors import DifyOpenAPIOutcomeUnknownError
 
-            raise DifyOutcomeUnknownError(
+            raise DifyOpenAPIOutcomeUnknownError(
                 f"Dify {self._mode} run {run_id} of app {self._app_id} was started by an earlier try, and Dify's "
                 "events route cannot re-attach to this app mode; it is not re-sent. Set allow_resubmit=True or "
                 "clear the task state to start a new run."
