@@ -1,0 +1,52 @@
+"""DAG for ``tests/test_dify_hitl_deployment.py`` and ``tests/test_dify_hitl_browser.py``.
+
+``review`` runs the emulator's human-input app (``dify_human``: one form "Review" with a
+``comment`` input and the actions Approve / Reject) as a deferred stream; when the run pauses
+the task raises an Airflow human-in-the-loop request and waits, deferred, for the answer given
+through the REST API or the Required Actions page. ``record`` keeps what the resumed run
+returned (its XCom is what the tests read back through the REST API).
+
+``retries=1``: Airflow 3.3 can fail a task that resumes very quickly after a deferral
+(apache/airflow#67287, #72716); the second try re-attaches to the same Dify run through the
+operator's ledger (nothing is sent again), so a retry never buys a second run. The tests assert
+which try succeeded and report it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, task
+
+from docify_provider.operators.dify import DifyStreamWorkflowOperator
+
+DAG_ID = "dify_hitl"
+TOPIC = "budget"
+
+with DAG(dag_id=DAG_ID, schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["dify", "test"]):
+    review = DifyStreamWorkflowOperator(
+        task_id="review",
+        dify_conn_id="dify_human",
+        inputs={"topic": TOPIC},
+        deferrable=True,
+        on_pause="wait",
+        # How often the human-input trigger looks at the form and the HITL record (default 30 s).
+        pause_poll_interval=1.0,
+        retries=1,
+        retry_delay=timedelta(seconds=2),
+    )
+
+    @task
+    def record(result: dict[str, Any]) -> dict[str, Any]:
+        """What the reviewed run produced: the decision, the comment and the text."""
+        outputs = dict(result.get("outputs") or {})
+        return {
+            "workflow_run_id": result.get("workflow_run_id"),
+            "status": result.get("status"),
+            "decision": outputs.get("decision"),
+            "comment": outputs.get("comment"),
+            "text": outputs.get("text"),
+        }
+
+    record(review.output)
