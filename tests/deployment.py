@@ -464,6 +464,24 @@ class HitlRun:
             return ti if deferrals and len(handled) >= deferrals else None
         return None
 
+    def externally_changed_tries(self) -> int:
+        """Tries of the Dify task the scheduler failed as "changed externally" (apache/airflow#67287).
+
+        Airflow 3.3 resumes a deferred task as soon as its event arrives; when the scheduler handles
+        the executor event of the worker that deferred only after that (a busy machine: seconds),
+        it finds the task queued or running again and fails the try. The DAG's ``retries=1`` covers
+        it: the next try re-attaches to the same Dify run (nothing is sent again).
+        """
+        with contextlib.suppress(OSError):
+            text = (self.dep.logs / "scheduler.log").read_text(errors="replace")
+            return sum(
+                1
+                for line in text.splitlines()
+                if "finished with state success, but the task instance's state attribute is" in line
+                and f"{self.dag_id}.{self.task_id} {self.run_id} " in line
+            )
+        return 0
+
     def attempt_log(self, try_number: int | None) -> str:
         """The task log (worker side) of one try of the Dify task."""
         folder = self.dep.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={self.run_id}" / f"task_id={self.task_id}"
