@@ -414,6 +414,7 @@ def task_xcom(dep: Deployment, dag_id: str, run_id: str, task_id: str, key: str 
 
 HITL_DAG_FILE = ROOT / "tests" / "dags" / "dify_hitl.py"
 HITL_DAG_ID, HITL_TASK_ID, HITL_RECORD_TASK_ID = "dify_hitl", "review", "record"
+HITL_TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
 
 
 @dataclass
@@ -438,11 +439,11 @@ class HitlRun:
 
     def waiting_for_answer(self) -> dict[str, Any] | None:
         """The task instance once it is deferred on its human-input trigger and the scheduler has
-        handled every deferral of the try (its executor event: "TaskInstance Finished ... deferred").
+        handled the executor event of every worker run of the task so far ("TaskInstance Finished").
 
         Before that a REST answer races the scheduler: Airflow 3.3 resumes the task straight from
         the answer (state scheduled, then queued), and the executor event of the worker that just
-        deferred, handled after that, finds the task "changed externally" and fails the try
+        deferred, handled after that, can find the task "changed externally" and fail the try
         (apache/airflow#67287). A person is never that fast (the window is one scheduler loop);
         a script answering the moment the request appears can be.
         """
@@ -450,18 +451,16 @@ class HitlRun:
         trigger = ti.get("trigger") or {}
         if ti.get("state") != "deferred" or "HumanInputTrigger" not in str(trigger.get("classpath")):
             return None
-        try_log = self.attempt_log(ti.get("try_number"))
-        deferrals = try_log.count("Pausing task as DEFERRED")
+        folder = self.dep.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={self.run_id}" / f"task_id={self.task_id}"
+        worker_runs = sum(
+            p.read_text(errors="replace").count("::group::Pre Execute") for p in folder.glob("attempt=*.log")
+        )
         with contextlib.suppress(OSError):
-            handled = [
-                line
-                for line in (self.dep.logs / "scheduler.log").read_text(errors="replace").splitlines()
-                if "TaskInstance Finished" in line
-                and f"task_id={self.task_id}, run_id={self.run_id}," in line
-                and f"try_number={ti.get('try_number')}," in line
-                and "state=deferred" in line
-            ]
-            return ti if deferrals and len(handled) >= deferrals else None
+            scheduler = (self.dep.logs / "scheduler.log").read_text(errors="replace")
+            handled = scheduler.count(
+                f"TaskInstance Finished: dag_id={self.dag_id}, task_id={self.task_id}, run_id={self.run_id},"
+            )
+            return ti if worker_runs and handled >= worker_runs else None
         return None
 
     def externally_changed_tries(self) -> int:
@@ -481,13 +480,6 @@ class HitlRun:
                 and f"{self.dag_id}.{self.task_id} {self.run_id} " in line
             )
         return 0
-
-    def attempt_log(self, try_number: int | None) -> str:
-        """The task log (worker side) of one try of the Dify task."""
-        folder = self.dep.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={self.run_id}" / f"task_id={self.task_id}"
-        with contextlib.suppress(OSError):
-            return (folder / f"attempt={try_number}.log").read_text(errors="replace")
-        return ""
 
     def hitl_detail(self) -> dict[str, Any] | None:
         """The Dify task's human-in-the-loop request (``GET .../{task}/-1/hitlDetails``), None while none."""
@@ -518,8 +510,12 @@ class HitlRun:
         return task_xcom(self.dep, self.dag_id, self.run_id, task_id or self.task_id, key)
 
     def form_posts(self) -> int:
-        """Answers posted to the emulator's forms (``POST /v1/form/human_input/{token}``)."""
-        return sum(1 for r in self.emu.requests if r.endpoint == "form" and r.method == "POST")
+        """Answers the emulator's forms accepted (``POST /v1/form/human_input/{token}`` answered 200)."""
+        return sum(1 for r in self.emu.requests if r.endpoint == "form" and r.method == "POST" and r.status == 200)
+
+    def refused_form_posts(self) -> int:
+        """Answers refused as already given (412): a second resume of the task posting it again."""
+        return sum(1 for r in self.emu.requests if r.endpoint == "form" and r.method == "POST" and r.status == 412)
 
     def task_log(self) -> str:
         """Every task and trigger log of the Dify task in this run (all tries)."""
@@ -534,15 +530,17 @@ def dify_hitl_deployment(
     users: Mapping[str, tuple[str, str]] | None = None,
     env: Mapping[str, str] | None = None,
     emulator: Mapping[str, Any] | None = None,
+    dag_id: str = HITL_DAG_ID,
 ) -> Iterator[HitlRun]:
-    """The emulator, a deployment serving ``tests/dags/dify_hitl.py`` and one triggered run of it.
+    """The emulator, a deployment serving ``tests/dags/dify_hitl.py`` and one triggered run of
+    ``dag_id`` (``dify_hitl``: one form; ``dify_hitl_two_forms``: two, one per try).
 
     ``users`` (name -> (role, password)) turns the login on: SimpleAuthManager with those users
     and a password file of its own, and the REST calls of the helpers go with ``users``' first
     user's token. Without it everyone is admin (no login). ``emulator`` adds ``DifyEmulator``
     options (e.g. ``event_interval`` to pace a run).
     """
-    from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, DifyEmulator
+    from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, TWO_FORMS_APP_KEY, DifyEmulator
 
     dags = tmp_path / "dags"
     dags.mkdir(parents=True, exist_ok=True)
@@ -562,7 +560,10 @@ def dify_hitl_deployment(
     timeline = Timeline("task log")
     options: dict[str, Any] = {"ping_interval": 1.0, "idle_close_seconds": 300.0, **(emulator or {})}
     with DifyEmulator(**options) as emu:
-        connections = {"dify_human": {"conn_type": "dify", "host": emu.base_url, "password": HUMAN_INPUT_APP_KEY}}
+        connections = {
+            conn_id: {"conn_type": "dify", "host": emu.base_url, "password": key}
+            for conn_id, key in (("dify_human", HUMAN_INPUT_APP_KEY), ("dify_two_forms", TWO_FORMS_APP_KEY))
+        }
         with running_deployment(
             home, dags_folder=dags, connections=connections, env={**settings, **(env or {})}
         ) as dep:
@@ -570,9 +571,9 @@ def dify_hitl_deployment(
             if users:
                 name, (_role, password) = next(iter(users.items()))
                 dep.login(name, password)
-            wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{HITL_DAG_ID}"), timeout=180)
+            wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{dag_id}"), timeout=180)
             run_id = f"hitl__{int(time.time() * 1000)}"
             body = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
-            assert api(dep, "POST", f"/dags/{HITL_DAG_ID}/dagRuns", json=body), "triggering the DAG run failed"
-            timeline.mark(f"DAG run {run_id} triggered")
-            yield HitlRun(emu=emu, dep=dep, run_id=run_id, timeline=timeline)
+            assert api(dep, "POST", f"/dags/{dag_id}/dagRuns", json=body), "triggering the DAG run failed"
+            timeline.mark(f"DAG run {dag_id}/{run_id} triggered")
+            yield HitlRun(emu=emu, dep=dep, run_id=run_id, timeline=timeline, dag_id=dag_id)

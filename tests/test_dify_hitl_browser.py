@@ -131,7 +131,7 @@ def test_a_reviewer_answers_the_dify_form_in_airflows_ui(tmp_path: Path) -> None
     print(
         f"dify hitl in the browser: pause seen -> request shown {t_shown - t_paused:.1f}s, page shows the form "
         f"{t_page - t_paused:.1f}s after the pause, click -> Dify run finished {t_finished - t_answer:.1f}s, "
-        f"Dify run finished -> task success {t_success - t_finished:.1f}s; form POSTs {hitl.form_posts()}; "
+        f"Dify run finished -> task success {t_success - t_finished:.1f}s; form POSTs accepted {hitl.form_posts()}, refused as already answered {hitl.refused_form_posts()}; "
         f"review try {ti['try_number']} (tries failed by the known 3.3 race: {retried_by_race}); "
         f"screenshots in {SCREENSHOTS}"
     )
