@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the system services the deployment tests start themselves: Redis (the Celery broker of
-# tests/test_celery_deployment.py). Idempotent: does nothing when they are already on PATH.
+# Installs the system services and programs the deployment tests start themselves: Redis (the
+# Celery broker of tests/test_celery_deployment.py) and Chromium with its driver (the browser that
+# tests/test_dify_hitl_browser.py drives through Playwright at /usr/bin/chromium; Playwright's own
+# browser download is not needed). Idempotent: does nothing when they are already installed.
 # Nothing is started here; each test starts its own throwaway instance on a free port.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -132,6 +132,18 @@ class Deployment:
             self.env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = home / "component-logs"
+        #: Sent with every ``api()`` call: a bearer token once a test has logged in (``login``).
+        self.headers: dict[str, str] = {}
+
+    def login(self, username: str, password: str) -> None:
+        """Get a JWT for ``username`` (SimpleAuthManager's ``POST /auth/token``); ``api()`` sends it."""
+        import httpx
+
+        response = httpx.post(
+            f"http://127.0.0.1:{self.port}/auth/token", json={"username": username, "password": password}, timeout=10
+        )
+        response.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -369,12 +381,199 @@ def api(dep: Deployment, method: str, path: str, **kwargs: Any) -> Any:
 
     The CLI takes seconds per call on a busy machine; the API answers in milliseconds, so a test
     sees state changes (and reports timings) to within its polling interval. The deployment must
-    run with ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True`` (no login).
+    run with ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True`` (no login), or have logged in
+    (``Deployment.login``: its token goes with every call).
     """
     import httpx
 
+    headers = {**dep.headers, **kwargs.pop("headers", {})}
     try:
-        response = httpx.request(method, f"http://127.0.0.1:{dep.port}/api/v2{path}", timeout=10, **kwargs)
+        response = httpx.request(
+            method, f"http://127.0.0.1:{dep.port}/api/v2{path}", timeout=10, headers=headers, **kwargs
+        )
     except httpx.HTTPError:
         return None
     return response.json() if response.is_success else None
+
+
+def task_xcom(dep: Deployment, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+    """The value of a task's XCom ``key``, read through the REST API (None while there is none).
+
+    ``deserialize=true`` gives the value as the task pushed it; some Airflow lines hand it back as
+    its JSON text, which is parsed here.
+    """
+    path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+    value = (api(dep, "GET", path, params={"deserialize": "true"}) or {}).get("value")
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
+    return value
+
+
+# --- a deployment with a paused Dify run waiting for a person -----------------------------------
+
+HITL_DAG_FILE = ROOT / "tests" / "dags" / "dify_hitl.py"
+HITL_DAG_ID, HITL_TASK_ID, HITL_RECORD_TASK_ID = "dify_hitl", "review", "record"
+HITL_TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
+
+
+@dataclass
+class HitlRun:
+    """Handles on a triggered ``dify_hitl`` run: the emulator, the deployment, the run id, the clock."""
+
+    emu: Any
+    dep: Deployment
+    run_id: str
+    timeline: Timeline
+    dag_id: str = HITL_DAG_ID
+    task_id: str = HITL_TASK_ID
+
+    @property
+    def ti_path(self) -> str:
+        return f"/dags/{self.dag_id}/dagRuns/{self.run_id}/taskInstances/{self.task_id}"
+
+    def task_instance(self, task_id: str | None = None) -> dict[str, Any]:
+        """The task instance (default: the Dify task), or {} while the API cannot answer."""
+        path = f"/dags/{self.dag_id}/dagRuns/{self.run_id}/taskInstances/{task_id or self.task_id}"
+        return api(self.dep, "GET", path) or {}
+
+    def waiting_for_answer(self) -> dict[str, Any] | None:
+        """The task instance once it is deferred on its human-input trigger and the scheduler has
+        handled the executor event of every worker run of the task so far ("TaskInstance Finished").
+
+        Before that a REST answer races the scheduler: Airflow 3.3 resumes the task straight from
+        the answer (state scheduled, then queued), and the executor event of the worker that just
+        deferred, handled after that, can find the task "changed externally" and fail the try
+        (apache/airflow#67287). A person is never that fast (the window is one scheduler loop);
+        a script answering the moment the request appears can be.
+        """
+        ti = self.task_instance()
+        trigger = ti.get("trigger") or {}
+        if ti.get("state") != "deferred" or "HumanInputTrigger" not in str(trigger.get("classpath")):
+            return None
+        folder = self.dep.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={self.run_id}" / f"task_id={self.task_id}"
+        worker_runs = sum(
+            p.read_text(errors="replace").count("::group::Pre Execute") for p in folder.glob("attempt=*.log")
+        )
+        with contextlib.suppress(OSError):
+            scheduler = (self.dep.logs / "scheduler.log").read_text(errors="replace")
+            handled = scheduler.count(
+                f"TaskInstance Finished: dag_id={self.dag_id}, task_id={self.task_id}, run_id={self.run_id},"
+            )
+            return ti if worker_runs and handled >= worker_runs else None
+        return None
+
+    def externally_changed_tries(self) -> int:
+        """Tries of the Dify task the scheduler failed as "changed externally" (apache/airflow#67287).
+
+        Airflow 3.3 resumes a deferred task as soon as its event arrives; when the scheduler handles
+        the executor event of the worker that deferred only after that (a busy machine: seconds),
+        it finds the task queued or running again and fails the try. The DAG's ``retries=1`` covers
+        it: the next try re-attaches to the same Dify run (nothing is sent again).
+        """
+        with contextlib.suppress(OSError):
+            text = (self.dep.logs / "scheduler.log").read_text(errors="replace")
+            return sum(
+                1
+                for line in text.splitlines()
+                if "finished with state success, but the task instance's state attribute is" in line
+                and f"{self.dag_id}.{self.task_id} {self.run_id} " in line
+            )
+        return 0
+
+    def hitl_detail(self) -> dict[str, Any] | None:
+        """The Dify task's human-in-the-loop request (``GET .../{task}/-1/hitlDetails``), None while none."""
+        detail = api(self.dep, "GET", f"{self.ti_path}/-1/hitlDetails")
+        return detail if isinstance(detail, dict) else None
+
+    def pending_requests(self) -> list[dict[str, Any]]:
+        """The run's unanswered requests from the list endpoint (what the Required Actions page lists)."""
+        path = f"/dags/{self.dag_id}/dagRuns/{self.run_id}/hitlDetails"
+        listed = api(self.dep, "GET", path, params={"response_received": "false"}) or {}
+        return list(listed.get("hitl_details") or [])
+
+    def answer(self, option: str, params: dict[str, Any]) -> Any:
+        """Answer the request as the Required Actions page does (``PATCH .../hitlDetails``)."""
+        import httpx
+
+        response = httpx.patch(
+            f"http://127.0.0.1:{self.dep.port}/api/v2{self.ti_path}/-1/hitlDetails",
+            json={"chosen_options": [option], "params_input": params},
+            headers=self.dep.headers,
+            timeout=10,
+        )
+        if not response.is_success:
+            raise AssertionError(f"PATCH hitlDetails answered {response.status_code}: {response.text}")
+        return response.json()
+
+    def xcom(self, task_id: str | None = None, key: str = "return_value") -> Any:
+        return task_xcom(self.dep, self.dag_id, self.run_id, task_id or self.task_id, key)
+
+    def form_posts(self) -> int:
+        """Answers the emulator's forms accepted (``POST /v1/form/human_input/{token}`` answered 200)."""
+        return sum(1 for r in self.emu.requests if r.endpoint == "form" and r.method == "POST" and r.status == 200)
+
+    def refused_form_posts(self) -> int:
+        """Answers refused as already given (412): a second resume of the task posting it again."""
+        return sum(1 for r in self.emu.requests if r.endpoint == "form" and r.method == "POST" and r.status == 412)
+
+    def task_log(self) -> str:
+        """Every task and trigger log of the Dify task in this run (all tries)."""
+        folder = self.dep.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={self.run_id}" / f"task_id={self.task_id}"
+        return "\n".join(p.read_text(errors="replace") for p in sorted(folder.rglob("*.log")))
+
+
+@contextlib.contextmanager
+def dify_hitl_deployment(
+    tmp_path: Path,
+    *,
+    users: Mapping[str, tuple[str, str]] | None = None,
+    env: Mapping[str, str] | None = None,
+    emulator: Mapping[str, Any] | None = None,
+    dag_id: str = HITL_DAG_ID,
+) -> Iterator[HitlRun]:
+    """The emulator, a deployment serving ``tests/dags/dify_hitl.py`` and one triggered run of
+    ``dag_id`` (``dify_hitl``: one form; ``dify_hitl_two_forms``: two, one per try).
+
+    ``users`` (name -> (role, password)) turns the login on: SimpleAuthManager with those users
+    and a password file of its own, and the REST calls of the helpers go with ``users``' first
+    user's token. Without it everyone is admin (no login). ``emulator`` adds ``DifyEmulator``
+    options (e.g. ``event_interval`` to pace a run).
+    """
+    from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, TWO_FORMS_APP_KEY, DifyEmulator
+
+    dags = tmp_path / "dags"
+    dags.mkdir(parents=True, exist_ok=True)
+    (dags / HITL_DAG_FILE.name).write_bytes(HITL_DAG_FILE.read_bytes())
+    home = tmp_path / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    settings = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
+    if users:
+        passwords = home / "simple_auth_manager_passwords.json"
+        passwords.write_text(json.dumps({name: password for name, (_role, password) in users.items()}))
+        settings = {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__SIMPLE_AUTH_MANAGER__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{role}" for n, (role, _pw) in users.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        }
+    timeline = Timeline("task log")
+    options: dict[str, Any] = {"ping_interval": 1.0, "idle_close_seconds": 300.0, **(emulator or {})}
+    with DifyEmulator(**options) as emu:
+        connections = {
+            conn_id: {"conn_type": "dify", "host": emu.base_url, "password": key}
+            for conn_id, key in (("dify_human", HUMAN_INPUT_APP_KEY), ("dify_two_forms", TWO_FORMS_APP_KEY))
+        }
+        with running_deployment(
+            home, dags_folder=dags, connections=connections, env={**settings, **(env or {})}
+        ) as dep:
+            timeline.mark("deployment up (api-server, scheduler, dag-processor, triggerer; API healthy)")
+            if users:
+                name, (_role, password) = next(iter(users.items()))
+                dep.login(name, password)
+            wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{dag_id}"), timeout=180)
+            run_id = f"hitl__{int(time.time() * 1000)}"
+            body = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
+            assert api(dep, "POST", f"/dags/{dag_id}/dagRuns", json=body), "triggering the DAG run failed"
+            timeline.mark(f"DAG run {dag_id}/{run_id} triggered")
+            yield HitlRun(emu=emu, dep=dep, run_id=run_id, timeline=timeline, dag_id=dag_id)

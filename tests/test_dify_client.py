@@ -297,8 +297,11 @@ def test_stream_pauses_then_attach_after_submit(dify_emulator: DifyEmulator) -> 
         assert form is not None and form.form_token and {a["id"] for a in form.actions} == {"approve", "reject"}
         run_id = last.workflow_run_id or ""
         assert c.get_workflow_run(run_id).paused
-        # attach while paused: the snapshot says so
-        assert [e.event for e in c.attach(run_id, user="h1")][-1] == "workflow_paused"
+        # attach while paused: the snapshot says so, with the form (the run detail has none): a
+        # re-attaching try can still ask for the answer
+        paused = list(c.attach(run_id, user="h1"))[-1]
+        assert paused.event == "workflow_paused" and paused.form is not None
+        assert paused.form.form_token == form.form_token and paused.form.title == form.title
         dify_emulator.submit_form(form.form_token or "", action="approve")
         after = list(c.attach(run_id, user="h1", task_id=last.task_id))
         assert after[-1].event == "workflow_finished" and after[-1].run.outputs["decision"] == "approve"  # type: ignore[union-attr]
@@ -456,6 +459,17 @@ async def test_async_stream_reattach_attach_and_logs(dify_emulator: DifyEmulator
         assert [e.event for e in again] == ["workflow_finished"]
         assert [item.workflow_run_id async for item in c.iter_workflow_logs(user="as2")] == [run_id]
         assert (await c.get_workflow_run(run_id)).succeeded
+
+
+async def test_async_attach_to_a_paused_run_gives_its_form(dify_emulator: DifyEmulator) -> None:
+    """What a trigger re-attaching to a paused run (a retry, the next try of a second form) needs."""
+    async with AsyncDifyClient(config(dify_emulator, HUMAN_INPUT_APP_KEY)) as c:
+        first = [e async for e in c.stream_workflow({"topic": "again"}, user="as5")][-1]
+        assert first.event == "workflow_paused" and first.form is not None
+        again = [e async for e in c.attach(first.workflow_run_id or "", user="as5")]
+    assert again[-1].event == "workflow_paused" and again[-1].form is not None
+    assert again[-1].form.form_token == first.form.form_token
+    assert dify_emulator.events_requests(user="as5") == 1 and dify_emulator.runs_started(user="as5") == 1
 
 
 async def test_async_stop_wait_upload(dify_emulator: DifyEmulator) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from docify_provider.testing.dify import LONG_APP_KEY, DifyEmulator
-from tests.deployment import ROOT, Deployment, Timeline, api, running_deployment, triggerer, wait_until
+from tests.deployment import ROOT, Deployment, Timeline, api, running_deployment, task_xcom, triggerer, wait_until
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -56,12 +56,7 @@ def task_instance(dep: Deployment, run_id: str) -> dict[str, Any]:
 
 def xcom(dep: Deployment, run_id: str, key: str) -> Any:
     """The value of the task's XCom ``key`` (None while there is none)."""
-    path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}/xcomEntries/{key}"
-    value = (api(dep, "GET", path, params={"deserialize": "true"}) or {}).get("value")
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return json.loads(value)
-    return value
+    return task_xcom(dep, DAG_ID, run_id, TASK_ID, key)
 
 
 def triggerer_hostnames(dep: Deployment) -> dict[int, str]:

@@ -296,6 +296,20 @@ def _with_result(event: WorkflowEvent, run: WorkflowRun) -> WorkflowEvent:
     return dataclasses.replace(event, result=run)
 
 
+def _settled_by_detail(run: WorkflowRun, snapshot_read: bool) -> bool:
+    """Whether a re-attach ends on the run detail instead of reading the events endpoint.
+
+    An ended run: yes. A paused one only once the events endpoint has been read: the detail
+    carries no form (Dify's run detail has no ``reasons``, so no ``form_token``), while the
+    events endpoint's state snapshot (``include_state_snapshot``) replays ``human_input_required``
+    and ``workflow_paused`` with it. Without that a re-attach (a retry, the next try of a
+    second form) saw a pause with no form and could not ask Airflow for the answer. A Dify whose
+    events endpoint sends no snapshot ends the stream without a pause; the next detail read
+    then settles it (a pause without form, as before).
+    """
+    return run.ended or (run.paused and snapshot_read)
+
+
 def _with_task(run: WorkflowRun, task_id: str) -> WorkflowRun:
     import dataclasses
 
@@ -678,15 +692,17 @@ class DifyClient(DifyClientBase, SyncHTTP):
 
     def _attach(self, tracker: DifyEventTracker, user: str) -> Iterator[WorkflowEvent]:
         run_id = str(tracker.run_id)
+        snapshot_read = False
         while not tracker.done:
             run = self.get_workflow_run(run_id, task_id=tracker.task_id)
-            if run.is_terminal:
+            if _settled_by_detail(run, snapshot_read):
                 event = tracker.accept_run(run)
                 if event is not None:
                     yield event
                 return
             endpoint, params = self._events_request(run_id, user)
             before = len(tracker.events_seen)
+            snapshot_read = True
             try:
                 stream, response = self._open_stream(endpoint, params=params)
                 yield from self._read_stream(stream, response, endpoint, tracker)
@@ -877,15 +893,17 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
 
     async def _attach(self, tracker: DifyEventTracker, user: str) -> AsyncIterator[WorkflowEvent]:
         run_id = str(tracker.run_id)
+        snapshot_read = False
         while not tracker.done:
             run = await self.get_workflow_run(run_id, task_id=tracker.task_id)
-            if run.is_terminal:
+            if _settled_by_detail(run, snapshot_read):
                 event = tracker.accept_run(run)
                 if event is not None:
                     yield event
                 return
             endpoint, params = self._events_request(run_id, user)
             before = len(tracker.events_seen)
+            snapshot_read = True
             try:
                 stream, response = await self._open_stream(endpoint, params=params)
                 async for event in self._read_stream(stream, response, endpoint, tracker):

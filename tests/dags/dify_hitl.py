@@ -1,0 +1,64 @@
+"""DAG for ``tests/test_dify_hitl_deployment.py`` and ``tests/test_dify_hitl_browser.py``.
+
+``dify_hitl``: ``review`` runs the emulator's human-input app (``dify_human``: one form "Review" with a
+``comment`` input and the actions Approve / Reject) as a deferred stream; when the run pauses
+the task raises an Airflow human-in-the-loop request and waits, deferred, for the answer given
+through the REST API or the Required Actions page. ``record`` keeps what the resumed run
+returned (its XCom is what the tests read back through the REST API). ``dify_hitl_two_forms``
+runs the two-forms app (outline review, then sign-off) the same way.
+
+``retries=1``: Airflow 3.3 can fail a task that resumes very quickly after a deferral
+(apache/airflow#67287, #72716); the second try re-attaches to the same Dify run through the
+operator's ledger (nothing is sent again), so a retry never buys a second run. The tests assert
+which try succeeded and report it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, task
+
+from docify_provider.operators.dify import DifyStreamWorkflowOperator
+
+DAG_ID = "dify_hitl"
+#: Two forms one after the other (outline review, then sign-off): Airflow keeps one human-in-the-loop
+#: record per try, so the second form is asked in the next try (retries >= forms - 1).
+TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
+TOPIC = "budget"
+
+
+def reviewed_dag(dag_id: str, conn_id: str, retries: int) -> DAG:
+    """``review`` (the Dify run, waiting deferred for the answers) then ``record`` (its outputs)."""
+    with DAG(
+        dag_id=dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["dify", "test"]
+    ) as dag:
+        review = DifyStreamWorkflowOperator(
+            task_id="review",
+            dify_conn_id=conn_id,
+            inputs={"topic": TOPIC},
+            deferrable=True,
+            on_pause="wait",
+            # How often the human-input trigger looks at the form and the HITL record (default 30 s).
+            pause_poll_interval=1.0,
+            retries=retries,
+            retry_delay=timedelta(seconds=2),
+        )
+
+        @task
+        def record(result: dict[str, Any]) -> dict[str, Any]:
+            """What the reviewed run produced (its outputs, with the run's id and status)."""
+            return {
+                "workflow_run_id": result.get("workflow_run_id"),
+                "status": result.get("status"),
+                **dict(result.get("outputs") or {}),
+            }
+
+        record(review.output)
+    return dag
+
+
+reviewed_dag(DAG_ID, "dify_human", retries=1)
+# One retry asks the second form; one more covers the 3.3 race above.
+reviewed_dag(TWO_FORMS_DAG_ID, "dify_two_forms", retries=2)

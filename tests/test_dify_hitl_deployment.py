@@ -1,0 +1,119 @@
+"""A paused Dify run answered through Airflow's REST API, on a real deployment.
+
+The deployment: API server, scheduler, dag processor and triggerer as separate processes
+(LocalExecutor, SQLite), the Dify emulator over 127.0.0.1. ``tests/dags/dify_hitl.py`` runs the
+human-input app as a deferred stream; the run pauses on its "Review" form (a ``comment`` input,
+Approve / Reject) and the task raises an Airflow human-in-the-loop request. The test waits for the
+request to show up through the REST API (the task's ``hitlDetails`` and the run's list endpoint,
+what the Required Actions page reads), checks subject, body, options and params against the
+form, answers it with ``PATCH .../hitlDetails`` and follows the run to its end. Checked: the
+answer reached Dify exactly once (the emulator's form POSTs), the Dify run finished with it in
+its outputs (the emulator's record and both tasks' XComs, read through the REST API), one run
+was bought, and the form token and the key are in no log.
+
+On Airflow 3.3 the PATCH resumes the deferred task directly (``handle_event_submit``), while the
+``HumanInputTrigger`` may read the answer too; the test reports which path resumed the task and
+that the answer was posted once either way. The moments (pause seen -> request shown -> answer
+-> Dify run finished -> task success) are printed with ``pytest -s``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airflow_helpers import AIRFLOW_LINE
+from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY
+from tests.deployment import HITL_RECORD_TASK_ID, HitlRun, dify_hitl_deployment, wait_until
+
+pytestmark = [
+    pytest.mark.deployment,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(AIRFLOW_LINE < (3, 1), reason="Airflow human-in-the-loop requests are 3.1+"),
+]
+
+COMMENT = "ship it, via REST"
+
+
+def settled(hitl: HitlRun, task_id: str | None = None) -> dict | None:
+    ti = hitl.task_instance(task_id)
+    return ti if ti.get("state") in ("success", "failed") else None
+
+
+def test_a_paused_dify_run_is_answered_through_the_rest_api(tmp_path: Path) -> None:
+    print()
+    with dify_hitl_deployment(tmp_path) as hitl:
+        emu, timeline = hitl.emu, hitl.timeline
+        run = wait_until(
+            "the Dify run to pause", lambda: emu.runs and emu.runs[0].status == "paused" and emu.runs[0], 150, 0.1
+        )
+        t_paused = timeline.mark(f"Dify run {run.id} paused on its form (emulator)")
+        detail = wait_until("the HITL request in the REST API", hitl.hitl_detail, 60, 0.1)
+        t_shown = timeline.mark("request shown: GET .../review/-1/hitlDetails answers")
+        listed = wait_until("the request in the run's list endpoint", hitl.pending_requests, 30, 0.2)
+        # A person answers seconds later; an answer within ~0.3 s of the deferral races the
+        # scheduler on 3.3 (apache/airflow#67287: the resumed try is killed as "changed externally").
+        ti_before = wait_until("the human-input trigger to run", hitl.waiting_for_answer, 60, 0.1)
+        timeline.mark("deferred on the HumanInputTrigger, the deferral handled by the scheduler")
+        form_posts_before = hitl.form_posts()
+
+        answered = hitl.answer("Approve", {"comment": COMMENT})
+        t_answer = timeline.mark("answered: PATCH .../hitlDetails (Approve, comment)")
+        wait_until("the Dify run to finish", lambda: run.ended, 60, 0.1)
+        t_finished = timeline.mark(f"Dify run {run.status}")
+        ti = wait_until("the review task to end", lambda: settled(hitl), 90, 0.2)
+        t_success = timeline.mark(f"review {ti['state']} (try {ti['try_number']})")
+        recorded = wait_until("the record task to end", lambda: settled(hitl, HITL_RECORD_TASK_ID), 90, 0.5)
+        timeline.mark(f"record {recorded['state']}")
+        review_xcom = hitl.xcom()
+        record_xcom = hitl.xcom(HITL_RECORD_TASK_ID)
+        after = wait_until("the request in the REST API after the answer", hitl.hitl_detail, 10)
+        logs = hitl.dep.read_logs()
+        task_log = hitl.task_log()
+        retried_by_race = hitl.externally_changed_tries()
+        token = emu.form_token(run.id)
+    timeline.print_sequence()
+    # On 3.3 the PATCH resumes the task itself; the trigger may read the answer too before it is
+    # cancelled, and a second resume then finds the form answered (412) and posts nothing.
+    trigger_fired = "answered in Airflow by" in task_log
+    print(
+        f"dify hitl via REST: pause seen -> request shown {t_shown - t_paused:.1f}s, shown -> answer "
+        f"{t_answer - t_shown:.1f}s, answer -> Dify run finished {t_finished - t_answer:.1f}s, "
+        f"Dify run finished -> task success {t_success - t_finished:.1f}s; form POSTs accepted {hitl.form_posts()}, refused as already answered {hitl.refused_form_posts()}; "
+        f"HumanInputTrigger also read the answer: {trigger_fired}; review try {ti['try_number']} "
+        f"(tries failed by the known 3.3 race: {retried_by_race})"
+    )
+
+    # The request, as Airflow shows it: the form's title, text, actions and input.
+    assert ti_before.get("state") == "deferred", ti_before
+    assert detail["subject"] == "Review"
+    assert "Please review the draft about budget: **[comment]**" in detail["body"]
+    assert detail["options"] == ["Approve", "Reject"]
+    assert detail["multiple"] is False
+    assert set(detail["params"]) == {"comment"}
+    assert detail["response_received"] is False
+    assert [d["task_instance"]["task_id"] for d in listed] == [hitl.task_id]
+    assert form_posts_before == 0, "nothing is posted to Dify before someone answers"
+    assert answered["chosen_options"] == ["Approve"]
+    assert after["response_received"] is True and after["chosen_options"] == ["Approve"]
+    assert after["params_input"] == {"comment": COMMENT}
+
+    # The answer reached Dify once and the run went on with it.
+    assert hitl.form_posts() == 1, "the answer is posted to Dify exactly once"
+    assert hitl.refused_form_posts() == task_log.count("was answered in Dify first")
+    assert run.status == "succeeded"
+    assert run.answers["review"]["action"] == "approve" and run.answers["review"]["comment"] == COMMENT
+    assert run.outputs["decision"] == "approve" and run.outputs["comment"] == COMMENT
+    assert ti["state"] == "success", task_log[-5000:]
+    # A retry only for the known Airflow race (see HitlRun.externally_changed_tries), never for ours.
+    assert ti["try_number"] - 1 == retried_by_race, (ti["try_number"], retried_by_race, task_log[-5000:])
+    assert recorded["state"] == "success"
+    assert review_xcom["workflow_run_id"] == run.id and review_xcom["status"] == "succeeded"
+    assert review_xcom["outputs"]["decision"] == "approve" and review_xcom["outputs"]["comment"] == COMMENT
+    assert record_xcom["decision"] == "approve" and record_xcom["comment"] == COMMENT
+    assert f"Comment: {COMMENT}" in record_xcom["text"]
+    assert emu.runs_started(key=HUMAN_INPUT_APP_KEY) == 1, "one run bought"
+    assert task_log.count("Posted the Airflow answer to Dify run") == 1, task_log[-5000:]
+    assert token not in logs and HUMAN_INPUT_APP_KEY not in logs
