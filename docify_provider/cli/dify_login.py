@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import shlex
 import socket
@@ -530,6 +531,10 @@ ACTIONS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Run one subcommand; a ``CLIError`` becomes one line on stderr and its exit code."""
+    # httpx logs every request (each poll) at INFO, and Airflow 3.0's logging prints INFO to
+    # stdout, where --print-env's line must stand alone.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return ACTIONS[name](args)
     except CLIError as exc:
