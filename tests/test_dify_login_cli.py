@@ -276,3 +276,12 @@ def test_airflow_cli_group() -> None:
     assert done.returncode == 0, done.stderr
     for option in ("--host", "--conn-id", "--client-id", "--workspace-id", "--console-url", "--print-env"):
         assert option in done.stdout
+    # The action runs through Airflow's CLI too, exit code included.
+    done = subprocess.run(
+        [str(BIN / "airflow"), "dify", "status", "--conn-id", "dify_nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
+    assert done.returncode == 2 and "No connection 'dify_nowhere' (--conn-id)" in done.stderr

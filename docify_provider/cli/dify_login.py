@@ -354,11 +354,8 @@ def login(args: argparse.Namespace) -> int:
         )
     host = args.host or (existing or {}).get("host")
     if not host:
-        raise CLIError(
-            f"--host is required: connection {conn_id!r} does not exist yet to take it from "
-            "(e.g. --host https://dify.example/openapi/v1)",
-            USAGE,
-        )
+        why = "with --print-env" if not write else f"connection {conn_id!r} does not exist yet to take it from"
+        raise CLIError(f"--host is required: {why} (e.g. --host https://dify.example/openapi/v1)", USAGE)
     host = _check_host(host)
     if write and os.environ.get(_env_name(conn_id)):
         _say(
