@@ -258,6 +258,9 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Docify", "python-modules": ["docify_provider.triggers.docify"]},
             {"integration-name": "Dify", "python-modules": ["docify_provider.triggers.dify"]},
         ],
+        # Airflow 3.2+ adds these to its CLI (`airflow dify login ...`); older lines ignore the key
+        # (their provider-info schema allows any key) and have the `airflow-dify` console script.
+        "cli": ["docify_provider.cli.definition.get_dify_cli_commands"],
         "connection-types": [
             {
                 "connection-type": "docify",

@@ -37,6 +37,8 @@ class DeviceCode:
     account_id: str | None = None
     last_poll: float | None = None
     created_at: float = field(default_factory=time.time)
+    #: ``time.monotonic()`` of every poll of this code (tests check a client's poll gaps).
+    polls: list[float] = field(default_factory=list)
 
     @property
     def expired(self) -> bool:
@@ -51,10 +53,16 @@ def _user_code() -> str:
 class DeviceFlow:
     """Thread-safe device codes by device code and user code."""
 
-    def __init__(self, known_clients: tuple[str, ...], expires_in: float, interval: float) -> None:
+    def __init__(
+        self, known_clients: tuple[str, ...], expires_in: float, interval: float, advertised: float | None = None
+    ) -> None:
         self.known_clients = known_clients
         self.expires_in = expires_in
+        #: The poll gap enforced (``slow_down`` below it) and the one the code answer states
+        #: (``advertised``, default the same): a smaller advertised interval makes a client that
+        #: follows it meet ``slow_down``.
         self.interval = interval
+        self.advertised = interval if advertised is None else advertised
         self._lock = threading.Lock()
         self._codes: dict[str, DeviceCode] = {}
 
@@ -82,6 +90,8 @@ class DeviceFlow:
         now = time.time()
         with self._lock:
             code = self._codes.get(device_code)
+            if code is not None:
+                code.polls.append(time.monotonic())
             if code is not None and code.last_poll is not None and now - code.last_poll < self.interval:
                 code.last_poll = now
                 raise DeviceError("slow_down")

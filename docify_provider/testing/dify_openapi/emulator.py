@@ -46,7 +46,9 @@ class DifyOpenAPIEmulator(DifyEmulator):
     ``/describe``, ``/tasks/{tid}/stop``, ``/form/human_input/{token}``); the other
     generation's paths 404. ``rate_limit_per_token`` requests per ``rate_limit_window``
     seconds (0: off) before a raw 429. ``token_ttl`` (seconds) of minted and built-in tokens.
-    Device flow: ``known_client_ids``, ``device_code_ttl``, ``device_poll_interval``.
+    Device flow: ``known_client_ids``, ``device_code_ttl``, ``device_poll_interval`` (the gap
+    enforced with ``slow_down``) and ``device_advertised_interval`` (the ``interval`` the code
+    answer states; default the enforced one).
     ``openapi_enabled=False``: every path 404s (``OPENAPI_ENABLED`` off). ``min_difyctl_version``:
     a ``User-Agent: difyctl/<older>`` gets 426 ``upgrade_required`` (None: no gate).
     ``max_active_requests``: 429 ``too_many_requests`` beyond that many running runs of an app.
@@ -72,6 +74,7 @@ class DifyOpenAPIEmulator(DifyEmulator):
         known_client_ids: tuple[str, ...] = ("difyctl",),
         device_code_ttl: float = 900.0,
         device_poll_interval: float = 5.0,
+        device_advertised_interval: float | None = None,
         openapi_enabled: bool = True,
         min_difyctl_version: str | None = "0.2.0-alpha",
         **options: Any,
@@ -96,7 +99,7 @@ class DifyOpenAPIEmulator(DifyEmulator):
         self.sessions = Sessions()
         self.sessions.issue(ACCOUNT_ID, token_ttl, token=ACCOUNT_TOKEN, device_label="built-in")
         self.sessions.issue(OTHER_ACCOUNT_ID, token_ttl, token=OTHER_ACCOUNT_TOKEN, device_label="built-in")
-        self.device = DeviceFlow(known_client_ids, device_code_ttl, device_poll_interval)
+        self.device = DeviceFlow(known_client_ids, device_code_ttl, device_poll_interval, device_advertised_interval)
         #: conversation id -> app id (chat-family runs continue a known conversation only)
         self.conversations: dict[str, str] = {}
         self._hits: dict[str, deque[float]] = {}
@@ -153,6 +156,11 @@ class DifyOpenAPIEmulator(DifyEmulator):
     def deny(self, user_code: str, account_id: str = ACCOUNT_ID) -> None:
         """Deny a device code from the console."""
         self.device.resolve(user_code, False, account_id)
+
+    def device_polls(self, user_code: str) -> list[float]:
+        """``time.monotonic()`` of every token poll of that code (empty for an unknown code)."""
+        code = self.device.by_user_code(user_code)
+        return list(code.polls) if code is not None else []
 
     # human input --------------------------------------------------------------------------
     def answer_in_ui(self, token: str, action: str = "approve", inputs: Any = None) -> DifyRun:

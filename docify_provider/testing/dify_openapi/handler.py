@@ -726,7 +726,7 @@ class OpenAPIRequestHandler(DifyRequestHandler):
                 if not isinstance(client_id, str) or not isinstance(label, str) or not label:
                     raise DeviceError("invalid_request")
                 code = flow.create(client_id, label)
-                interval = flow.interval if flow.interval != int(flow.interval) else int(flow.interval)
+                interval = flow.advertised if flow.advertised != int(flow.advertised) else int(flow.advertised)
                 body = {"device_code": code.device_code, "user_code": code.user_code}
                 body.update(
                     verification_uri=f"http://{emu.netloc}/device", expires_in=int(flow.expires_in), interval=interval
