@@ -256,7 +256,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "triggers": [
             {"integration-name": "Docify", "python-modules": ["docify_provider.triggers.docify"]},
-            {"integration-name": "Dify", "python-modules": ["docify_provider.triggers.dify"]},
+            {
+                "integration-name": "Dify",
+                "python-modules": ["docify_provider.triggers.dify", "docify_provider.triggers.dify_openapi"],
+            },
         ],
         "connection-types": [
             {
