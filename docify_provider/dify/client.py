@@ -680,7 +680,9 @@ class DifyClient(DifyClientBase, SyncHTTP):
         run_id = str(tracker.run_id)
         while not tracker.done:
             run = self.get_workflow_run(run_id, task_id=tracker.task_id)
-            if run.is_terminal:
+            # A paused run is read through the events route too: its state snapshot ends with the
+            # workflow_paused that names the form (reasons[].form_token); the run detail does not.
+            if run.ended:
                 event = tracker.accept_run(run)
                 if event is not None:
                     yield event
@@ -879,7 +881,9 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
         run_id = str(tracker.run_id)
         while not tracker.done:
             run = await self.get_workflow_run(run_id, task_id=tracker.task_id)
-            if run.is_terminal:
+            # A paused run is read through the events route too: its state snapshot ends with the
+            # workflow_paused that names the form (reasons[].form_token); the run detail does not.
+            if run.ended:
                 event = tracker.accept_run(run)
                 if event is not None:
                     yield event

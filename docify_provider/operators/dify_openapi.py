@@ -235,6 +235,25 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         self._ensure_app()
         return super().execute_complete(context, event or None, hitl)
 
+    def _form_backend(self, user: str) -> Any:
+        from docify_provider.hitl import DifyAccountForms
+
+        self._ensure_app()
+        return DifyAccountForms(self.dify_openapi_conn_id, str(self._app_id))
+
+    def _on_paused(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
+        """A pause whose form token is unknown cannot be waited on here (no run-detail endpoint to poll)."""
+        if self.on_pause == "wait" and not form.get("form_token"):
+            from docify_provider.dify.errors import DifyPausedError
+
+            raise DifyPausedError(
+                f"Dify run {run_id} paused for human input, but the account API named no form token to wait on; "
+                "answer it in the Dify console, then clear the task (it re-attaches to the run).",
+                run_id=run_id,
+                form=dict(form),
+            )
+        return super()._on_paused(context, run_id, form)
+
     def _ensure_app(self) -> None:
         """``_app_id`` / ``_mode`` on a resumed try (``execute`` did not run): resolve ``app`` (a read)."""
         if self._app_id is None or self._mode is None:
