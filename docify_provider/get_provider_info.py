@@ -254,6 +254,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Docify", "python-modules": ["docify_provider.sensors.docify"]},
             {"integration-name": "Dify", "python-modules": ["docify_provider.sensors.dify"]},
         ],
+        "extra-links": ["docify_provider.operators.dify_openapi.DifyRunLogLink"],
         "triggers": [
             {"integration-name": "Docify", "python-modules": ["docify_provider.triggers.docify"]},
             {

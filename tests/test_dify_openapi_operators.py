@@ -257,3 +257,13 @@ def test_run_log_link_points_at_the_app_log_in_the_console(openapi_conn, monkeyp
     monkeypatch.setenv("AIRFLOW_CONN_DIFY_CONSOLE", json.dumps(conn))
     assert DifyRunLogLink.url_for("dify_console", xcom) == f"https://console.example.com/app/{TEXT_APP_ID}/logs"
     assert DifyRunLogLink.url_for("dify_console", None) == ""
+
+
+def test_run_log_link_is_stored_for_the_ui_when_deferred_and_at_the_end(openapi_conn):
+    """Airflow 3 keeps a link in XCom (computed on the worker); the UI reads it from there."""
+    with new_dag("openapi_link") as dag:
+        DifyRunAppOperator(task_id="run", app="Text Writer", inputs={"topic": "links"}, deferrable=True)
+    outcome = run_dag(dag)
+    assert outcome.dag_state == "success"
+    expected = f"{openapi_conn.base_url.removesuffix('/openapi/v1')}/app/{TEXT_APP_ID}/logs"
+    assert outcome.xcom("run", key="_link_DifyRunLogLink") == expected

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import conf
+from airflow.providers.common.compat.sdk import BaseOperatorLink, conf
 
 from docify_provider.durable.state import TaskState
 from docify_provider.operators.base import resolve_user
@@ -42,6 +42,41 @@ CHAT_MODES = ("chat", "advanced-chat", "agent-chat", "completion")
 EVENT_MODES = ("workflow", "advanced-chat")
 
 
+class DifyRunLogLink(BaseOperatorLink):
+    """ "Dify run log": the app's run log in the Dify console (``<console>/app/<app_id>/logs``).
+
+    The console is the connection's ``console_url`` extra, else the API host without
+    ``/openapi/v1`` (a self-hosted Dify serves both). Airflow 3 computes a link on the worker when
+    the task ends and keeps it in XCom (``_link_DifyRunLogLink``); the operator also writes it when
+    it defers, so the link works while the run is followed from the triggerer.
+    """
+
+    name = "Dify run log"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        conn_id = getattr(operator, "dify_openapi_conn_id", DEFAULT_OPENAPI_CONN_ID)
+        app_id = getattr(operator, "_app_id", None)
+        if not app_id and hasattr(ti_key, "xcom_pull"):
+            try:
+                xcom = ti_key.xcom_pull(task_ids=ti_key.task_id)
+            except Exception:
+                xcom = None
+            app_id = xcom.get("app_id") if isinstance(xcom, Mapping) else None
+        return self.url_for(conn_id, {"app_id": app_id})
+
+    @staticmethod
+    def url_for(conn_id: str, xcom: Mapping[str, Any] | None) -> str:
+        """The link for an XCom (or any mapping) naming ``app_id``; ``""`` when it names none."""
+        from docify_provider.hitl import console_logs_url
+        from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+
+        app_id = xcom.get("app_id") if isinstance(xcom, Mapping) else None
+        if not app_id:
+            return ""
+        config = DifyOpenAPIHook.config_from_connection(DifyOpenAPIHook.get_connection(conn_id))
+        return console_logs_url(config, str(app_id)) or ""
+
+
 class DifyRunAppOperator(DifyStreamWorkflowOperator):
     """Run a Dify app (id or exact name) with the account token of a ``dify_openapi`` connection.
 
@@ -53,6 +88,8 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
     The other parameters are ``DifyStreamWorkflowOperator``'s. XCom: the Dify workflow XCom plus
     ``app_id``, ``mode`` and, for chat/completion apps, ``answer`` and ``conversation_id``.
     """
+
+    operator_extra_links = (DifyRunLogLink(),)
 
     template_fields: Sequence[str] = (
         *DifyStreamWorkflowOperator.template_fields,
@@ -200,7 +237,11 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
 
         marker = dify_marker("sent", sent_at=now_iso(), workflow_run_id=run_id, task_id=task_id, app_id=self._app_id)
         try:
-            context_ti(context).xcom_push(key=DIFY_MARKER_XCOM_KEY, value=marker)
+            ti = context_ti(context)
+            ti.xcom_push(key=DIFY_MARKER_XCOM_KEY, value=marker)
+            link = DifyRunLogLink()
+            url = link.url_for(self.dify_openapi_conn_id, {"app_id": self._app_id})
+            ti.xcom_push(key=getattr(link, "xcom_key", "_link_DifyRunLogLink"), value=url)
         except Exception:
             self.log.warning(
                 "Could not write the Dify restart marker (the ledger still holds the run id)", exc_info=True
@@ -333,4 +374,4 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             )
 
 
-__all__ = ["DifyRunAppOperator"]
+__all__ = ["DifyRunAppOperator", "DifyRunLogLink"]
