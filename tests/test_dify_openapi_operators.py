@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -267,3 +268,58 @@ def test_run_log_link_is_stored_for_the_ui_when_deferred_and_at_the_end(openapi_
     assert outcome.dag_state == "success"
     expected = f"{openapi_conn.base_url.removesuffix('/openapi/v1')}/app/{TEXT_APP_ID}/logs"
     assert outcome.xcom("run", key="_link_DifyRunLogLink") == expected
+
+
+# -- a real deployment: the scheduler enforces the deferral's timeout -----------------------------------
+
+
+@pytest.mark.deployment
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_execution_timeout_stops_a_deferred_account_run(tmp_path: Any) -> None:
+    """``dag.test()`` does not enforce a trigger's timeout; a real scheduler does, and resumes the task
+    with ``__fail__``: the operator must stop the account run (``POST .../tasks/{task_id}/stop``)."""
+    import shutil
+
+    from docify_provider.testing.dify_openapi import DifyOpenAPIEmulator
+    from tests.deployment import ROOT, api, running_deployment, wait_until
+
+    dag_file = ROOT / "tests" / "dags" / "dify_openapi_deferred_timeout.py"
+    dag_id, task_id = "dify_openapi_deferred_timeout", "too_long"
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(dag_file, dags / dag_file.name)
+    home = tmp_path / "home"
+    with DifyOpenAPIEmulator(ping_interval=1.0, idle_close_seconds=300.0) as emu:
+        connections = {"dify_account": {"conn_type": "dify_openapi", "host": emu.base_url, "password": ACCOUNT_TOKEN}}
+        env = {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
+        }
+        with running_deployment(home, dags_folder=dags, connections=connections, env=env) as dep:
+            wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{dag_id}"), timeout=180)
+            run_id = f"timeout__{int(time.time() * 1000)}"
+            body = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
+            assert api(dep, "POST", f"/dags/{dag_id}/dagRuns", json=body), "triggering the DAG run failed"
+            path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+            wait_until("the run to start", lambda: emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1, timeout=120)
+            started = time.monotonic()
+            ti = wait_until(
+                "the task to end",
+                lambda: (lambda t: t if t and t.get("state") in ("failed", "success", "up_for_retry") else None)(
+                    api(dep, "GET", path)
+                ),
+                timeout=150,
+            )
+            ended = time.monotonic()
+            (run,) = emu.runs
+            wait_until("the Dify run to be stopped", lambda: run.status == "stopped", timeout=20)
+            logs = "\n".join(p.read_text(errors="replace") for p in (home / "logs").rglob("*.log"))
+    print(f"dify account deferred execution_timeout: run start -> task failed {ended - started:.1f}s; run {run.status}")
+    assert (ti["state"], ti["try_number"]) == ("failed", 1), ti
+    assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
+    assert run.status == "stopped", "the Dify task was stopped, not left running (and billed)"
+    assert emu.stop_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1
+    assert "execution_timeout while deferred: stopping Dify task" in logs, logs[-3000:]
+    assert f"Dify run {run.id} is now stopped after the stop request" in logs, logs[-3000:]
+    assert ACCOUNT_TOKEN not in logs
