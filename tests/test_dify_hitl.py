@@ -42,18 +42,22 @@ def dify_hitl(dify_conns: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 def _records(dag_id: str) -> list[dict[str, Any]]:
     """Every HITL record (current tries and earlier ones) of ``dag_id``, oldest first."""
     from airflow.models.hitl import HITLDetail
-    from airflow.models.hitl_history import HITLDetailHistory
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.taskinstancehistory import TaskInstanceHistory
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    sources: list[tuple[Any, Any, Any]] = []
+    try:  # Airflow 3.2+ archives earlier tries' records; 3.1 has no history table
+        from airflow.models.hitl_history import HITLDetailHistory
+
+        sources.append((HITLDetailHistory, TaskInstanceHistory, HITLDetailHistory.ti_history_id))
+    except ImportError:
+        pass
+    sources.append((HITLDetail, TaskInstance, HITLDetail.ti_id))
     out = []
     with create_session() as session:
-        for model, ti_model, key in (
-            (HITLDetailHistory, TaskInstanceHistory, HITLDetailHistory.ti_history_id),
-            (HITLDetail, TaskInstance, HITLDetail.ti_id),
-        ):
+        for model, ti_model, key in sources:
             id_col = ti_model.task_instance_id if ti_model is TaskInstanceHistory else ti_model.id
             rows = session.execute(
                 select(model, ti_model.try_number).join(ti_model, id_col == key).where(ti_model.dag_id == dag_id)
