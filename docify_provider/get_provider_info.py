@@ -254,9 +254,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Docify", "python-modules": ["docify_provider.sensors.docify"]},
             {"integration-name": "Dify", "python-modules": ["docify_provider.sensors.dify"]},
         ],
+        "extra-links": ["docify_provider.operators.dify_openapi.DifyRunLogLink"],
         "triggers": [
             {"integration-name": "Docify", "python-modules": ["docify_provider.triggers.docify"]},
-            {"integration-name": "Dify", "python-modules": ["docify_provider.triggers.dify"]},
+            {
+                "integration-name": "Dify",
+                "python-modules": ["docify_provider.triggers.dify", "docify_provider.triggers.dify_openapi"],
+            },
         ],
         # Airflow 3.2+ adds these to its CLI (`airflow dify login ...`); older lines ignore the key
         # (their provider-info schema allows any key) and have the `airflow-dify` console script.

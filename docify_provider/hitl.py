@@ -12,7 +12,8 @@ re-attaches to the resumed run.
 The seam is backend-neutral: a backend is a :class:`FormBackend` (get form, submit form, and
 async form and run state for the trigger), built in the triggerer from a class path and plain
 kwargs (:func:`backend_from_spec`), so no key ever travels in trigger kwargs. The Dify Service
-API backend is :class:`DifyServiceForms`; the account-API backend plugs in the same way.
+API backend is :class:`DifyServiceForms`; the account API's (``DifyRunAppOperator``) is
+:class:`DifyAccountForms`.
 
 Several forms in one run, and what Airflow 3.3 allows (checked in its source,
 ``execution_api/routes/hitl.py`` and ``core_api/routes/public/hitl.py``):
@@ -25,14 +26,19 @@ Several forms in one run, and what Airflow 3.3 allows (checked in its source,
 * On 3.3 an answer given through the Core API to a DEFERRED task resumes it directly with the
   answer as its event (the trigger is bypassed); on 3.1/3.2 the trigger sees it and fires.
 
-So each try raises at most one request: the first form a try meets gets the try's record (kept in
-the task state as ``dify_hitl``: try number and a digest of the form token). When the run pauses
-on a different form in the same try, the try ends with :class:`HumanInputNextTry` (a retryable
-error) and the next try, which re-attaches to the same run through the bought-once ledger, raises
-the request for that form: a workflow with N forms needs ``retries >= N - 1``. Without a retry
-left, the form is waited for in the backend's own UI, and the log says so. The same try meeting
-the same form again (a restart) re-uses its record, answered or not, and never upserts it again
-(which would drop an answer already given).
+* The row is carried over to the task's next try: its key is a foreign key to the task instance's
+  id with ``ON UPDATE CASCADE``, so when a new try gives the TI a new id the row follows, content
+  and answer included. A new try therefore cannot ask another form either.
+
+So a task raises ONE request, for the FIRST form its run meets; it is kept in the task state
+(``dify_hitl``: a digest of the form token, the run, the action map). A later form of the same
+run (a workflow with several human-input nodes) is not raised again in Airflow: the task waits,
+deferred, for it to be answered in the backend's own UI, and the log says so (form title, why,
+where: the app's log in the Dify console); its expiry still fails the task. The same form met
+again (a restart, a retry) re-uses the record, answered or not, and never upserts it (which would
+drop an answer already given). :func:`raise_request` reads back what Airflow stored, so a record
+left by an earlier form (e.g. the task state was cleared) is noticed and the form is answered in
+the backend instead.
 
 On Airflow 3.0 (no HITL) the trigger watches the backend only, and the task log says once that
 the form must be answered there.
@@ -54,14 +60,6 @@ HITL_STATE_KEY = "dify_hitl"
 
 #: States :meth:`FormBackend.aform_state` answers.
 FORM_OPEN, FORM_SUBMITTED, FORM_EXPIRED, FORM_GONE = "open", "submitted", "expired", "gone"
-
-
-class HumanInputNextTry(Exception):
-    """The run paused on another form in a try whose HITL record is used: the next try asks for it.
-
-    Retryable on purpose (Airflow keeps one HITL record per try); the next try re-attaches to the
-    same run and starts nothing new.
-    """
 
 
 class FormBackend(Protocol):
@@ -140,19 +138,48 @@ def request_from_form(title: str | None, definition: Mapping[str, Any], expires_
     )
 
 
-def raise_request(context: Any, request: HumanRequest) -> None:
-    """Write the try's HITL request (``upsert_hitl_detail``); only where :func:`has_hitl`."""
-    from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+def raise_request(context: Any, request: HumanRequest) -> bool:
+    """Write the task's HITL request (only where :func:`has_hitl`); True when Airflow now shows it.
 
-    upsert_hitl_detail(
-        ti_id=context["task_instance"].id,
-        options=request.options,
-        subject=request.subject,
-        body=request.body,
-        defaults=None,
-        multiple=False,
-        params=request.serialized_params(),
-    )
+    Airflow's upsert answers with the record as stored, and an existing record keeps its subject,
+    body and options whatever is sent (module docstring). So the answer is read back: a record that
+    shows another form (False) means this form cannot be asked in Airflow and is answered in the
+    backend's UI instead. The read-back goes through the Task SDK's ``SUPERVISOR_COMMS`` with
+    ``CreateHITLDetailPayload`` (what the public ``upsert_hitl_detail`` sends, discarding the
+    answer; the same in Airflow 3.1, 3.2 and 3.3); where that private path is missing or differs, the
+    public function is used and the request is taken as shown (logged).
+    """
+    ti_id = context["task_instance"].id
+    fields: dict[str, Any] = {
+        "options": request.options,
+        "subject": request.subject,
+        "body": request.body,
+        "defaults": None,
+        "multiple": False,
+        "params": request.serialized_params(),
+    }
+    try:
+        from airflow.sdk.execution_time.comms import CreateHITLDetailPayload
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+        stored = SUPERVISOR_COMMS.send(msg=CreateHITLDetailPayload(ti_id=ti_id, assigned_users=[], **fields))
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        import logging
+
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        logging.getLogger(__name__).warning(
+            "This Airflow's HITL request cannot be read back (%s: %s); the request is written through "
+            "upsert_hitl_detail and taken as shown",
+            type(exc).__name__,
+            exc,
+        )
+        upsert_hitl_detail(ti_id=ti_id, **fields)
+        return True
+    subject, options = getattr(stored, "subject", None), getattr(stored, "options", None)
+    if subject is None or options is None:  # an answer without the record: nothing says otherwise
+        return True
+    return bool(subject == request.subject and list(options) == request.options)
 
 
 def answer_of(event: Mapping[str, Any]) -> tuple[list[str], dict[str, Any], Any] | None:
@@ -227,11 +254,132 @@ class DifyServiceForms:
         run = await self._hook().aget_workflow_run(run_id)
         return bool(run.paused)
 
+    def answer_where(self, run_id: str) -> str:
+        """Where a person answers the run's form in Dify (the key names no app: the console, by run id)."""
+        hook = self._hook()
+        try:
+            base = console_base(hook.config)
+        finally:
+            hook.close()
+        return f"{base or 'the Dify console'} (the app's logs, run {run_id})"
+
+
+# -- the Dify account API (user-scoped OpenAPI) backend ---------------------------------------
+
+#: Longest an account-API run-state read waits on the events route (its state snapshot arrives at
+#: once; a run that runs again streams live events instead, which is the answer "not paused").
+SNAPSHOT_SECONDS = 5.0
+
+
+class DifyAccountForms:
+    """:class:`FormBackend` over a ``dify_openapi`` connection, for one app.
+
+    Forms are read and answered through the hook, which picks the server's path generation
+    (``/apps/{id}/human-input-forms/{token}`` or the legacy ``/apps/{id}/form/human_input/{token}``).
+    This API has no run-detail endpoint, so whether the run is still paused is read from the
+    events route's state snapshot (``include_state_snapshot``): it ends with ``workflow_paused``
+    while paused, is one ``workflow_finished`` once ended, and goes on live while the run runs.
+    """
+
+    classpath = "docify_provider.hitl.DifyAccountForms"
+
+    def __init__(self, dify_openapi_conn_id: str, app_id: str) -> None:
+        self.dify_openapi_conn_id = dify_openapi_conn_id
+        self.app_id = app_id
+
+    def spec(self) -> dict[str, Any]:
+        return {"dify_openapi_conn_id": self.dify_openapi_conn_id, "app_id": self.app_id}
+
+    def _hook(self) -> Any:
+        from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+
+        return DifyOpenAPIHook(dify_openapi_conn_id=self.dify_openapi_conn_id)
+
+    def get_form(self, form_token: str) -> Mapping[str, Any]:
+        hook = self._hook()
+        try:
+            return dict(hook.get_form(self.app_id, form_token).raw)
+        finally:
+            hook.close()
+
+    def submit_form(self, form_token: str, action: str, inputs: Mapping[str, Any]) -> bool:
+        hook = self._hook()
+        try:
+            hook.submit_form(self.app_id, form_token, action, inputs)
+        except Exception as exc:
+            if _form_closed(exc) == FORM_SUBMITTED:
+                return False
+            raise
+        finally:
+            hook.close()
+        return True
+
+    async def aform_state(self, form_token: str) -> str:
+        try:
+            await self._hook().aget_form(self.app_id, form_token)
+        except Exception as exc:
+            state = _form_closed(exc)
+            if state is None:
+                raise
+            return state
+        return FORM_OPEN
+
+    async def arun_paused(self, run_id: str) -> bool:
+        import asyncio
+
+        from docify_provider.dify_openapi.errors import DifyOpenAPIRunFailedError
+
+        events = self._hook().atask_events(self.app_id, run_id, include_state_snapshot=True)
+
+        async def verdict() -> bool:
+            async for event in events:
+                if event.event == "workflow_paused":
+                    return True
+                if event.event == "workflow_finished":
+                    return False
+            return False
+
+        try:
+            return await asyncio.wait_for(verdict(), SNAPSHOT_SECONDS)
+        except asyncio.TimeoutError:
+            return False  # live events after the snapshot: the run runs again
+        except DifyOpenAPIRunFailedError:
+            return False  # ended failed or stopped
+        finally:
+            await events.aclose()
+
+    def answer_where(self, run_id: str) -> str:
+        """Where a person answers the run's form in Dify (the app's log in the console)."""
+        hook = self._hook()
+        try:
+            return console_logs_url(hook.config, self.app_id) or "the Dify console"
+        finally:
+            hook.close()
+
+
+def console_base(config: Any) -> str | None:
+    """The Dify console: the ``console_url`` extra, else the API host without ``/openapi/v1`` (account
+    API) or ``/v1`` (Service API), which is where a self-hosted Dify serves both."""
+    base = str(getattr(config, "console_url", None) or "").strip()
+    if not base:
+        base = str(getattr(config, "base_url", "") or "").rstrip("/")
+        for suffix in ("/openapi/v1", "/v1"):
+            if base.endswith(suffix):
+                base = base[: -len(suffix)]
+                break
+    return base.rstrip("/") or None
+
+
+def console_logs_url(config: Any, app_id: str | None) -> str | None:
+    """The app's run log in the Dify console (``<console>/app/<app_id>/logs``)."""
+    base = console_base(config)
+    return f"{base}/app/{app_id}/logs" if base and app_id else None
+
 
 def _form_closed(exc: BaseException) -> str | None:
     """What a Dify form error says about the form (A7: 404 not found, 412 submitted / expired)."""
     status, code = getattr(exc, "status_code", None), str(getattr(exc, "code", "") or "")
-    if status == 412:
+    if status == 412 or code in ("human_input_form_expired", "human_input_form_submitted"):
         return FORM_EXPIRED if "expired" in code else FORM_SUBMITTED
     if status == 404:
         return FORM_GONE
@@ -244,12 +392,14 @@ __all__ = [
     "FORM_OPEN",
     "FORM_SUBMITTED",
     "HITL_STATE_KEY",
+    "DifyAccountForms",
     "DifyServiceForms",
     "FormBackend",
-    "HumanInputNextTry",
     "HumanRequest",
     "answer_of",
     "backend_from_spec",
+    "console_base",
+    "console_logs_url",
     "form_key",
     "has_hitl",
     "raise_request",

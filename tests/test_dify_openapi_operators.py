@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from airflow_helpers import console_text, new_dag, run_dag, without_mask_requests
+from airflow_helpers import console_text, new_dag, run_dag, run_trigger_for, without_mask_requests
+from docify_provider.operators.dify import run_from_record
 from docify_provider.operators.dify_openapi import DifyRunAppOperator
-from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, CHAT_APP_ID, TEXT_APP_ID
-from docify_provider.xcom import DIFY_XCOM_KEYS
+from docify_provider.testing.dify_openapi import (
+    ACCOUNT_TOKEN,
+    ADVANCED_CHAT_APP_ID,
+    CHAT_APP_ID,
+    LONG_APP_ID,
+    TEXT_APP_ID,
+)
+from docify_provider.testing.faults import Fault
+from docify_provider.triggers.dify_openapi import DifyAppRunTrigger
+from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, DIFY_XCOM_KEYS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -64,14 +76,254 @@ def test_bad_input_fails_before_any_run(openapi_conn, capfd):
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 0
 
 
-def test_deferrable_is_refused_until_the_account_trigger_exists() -> None:
-    """Silently running on the worker when deferral was asked for would surprise a user: say so at once."""
-    import pytest
+# -- deferral (DifyAppRunTrigger) --------------------------------------------------------------------
 
-    from docify_provider.operators.dify_openapi import DifyRunAppOperator
+APP_TRIGGER_CLASSPATH = "docify_provider.triggers.dify_openapi.DifyAppRunTrigger"
 
-    with pytest.raises(ValueError, match="deferrable=True is not supported yet"):
-        DifyRunAppOperator(task_id="t", app="Text Writer", deferrable=True)
+
+def _stored_kwargs(dag_id: str) -> list[dict[str, Any]]:
+    """The kwargs of every DifyAppRunTrigger row of ``dag_id`` (as the triggerer would rebuild it)."""
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = [
+            (row.encrypted_kwargs, dict(row.kwargs))
+            for row in session.scalars(select(Trigger).where(Trigger.classpath == APP_TRIGGER_CLASSPATH))
+            if row.kwargs.get("dag_id") == dag_id
+        ]
+    for encrypted, kwargs in rows:
+        assert ACCOUNT_TOKEN not in encrypted and ACCOUNT_TOKEN not in json.dumps(kwargs)
+    return [kwargs for _, kwargs in rows]
+
+
+def test_deferred_workflow_app_defers_once_named_and_gives_the_same_xcom(openapi_conn, capfd):
+    emu = openapi_conn
+    with new_dag("openapi_deferred") as dag:
+        DifyRunAppOperator(task_id="run", app="Text Writer", inputs={"topic": "Airflow"}, deferrable=True)
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.dag_state == "success", text[-4000:]
+    xcom = outcome.xcom("run")
+    assert set(DIFY_XCOM_KEYS) <= set(xcom)
+    assert xcom["app_id"] == TEXT_APP_ID and xcom["mode"] == "workflow" and xcom["status"] == "succeeded"
+    assert xcom["outputs"]["text"]
+    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
+    assert emu.events_requests(ACCOUNT_TOKEN, app=TEXT_APP_ID) >= 1, "the trigger followed the run by id"
+    assert f"Deferring: the triggerer follows Dify run {xcom['workflow_run_id']}" in text
+    (kwargs,) = _stored_kwargs(dag.dag_id)
+    assert kwargs["workflow_run_id"] == xcom["workflow_run_id"] and kwargs["app_id"] == TEXT_APP_ID
+    assert kwargs["dify_openapi_conn_id"] == "dify_openapi_default" and "inputs" not in kwargs
+    marker = outcome.xcom("run", key=DIFY_MARKER_XCOM_KEY)
+    assert marker["workflow_run_id"] == xcom["workflow_run_id"] and marker["task_id"] == xcom["task_id"]
+    assert ACCOUNT_TOKEN not in without_mask_requests(text) and ACCOUNT_TOKEN not in repr(xcom)
+
+
+def test_default_deferrable_is_honoured(openapi_conn, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+    from airflow.providers.common.compat.sdk import conf
+
+    assert conf.getboolean("operators", "default_deferrable")
+    import importlib
+
+    import docify_provider.operators.dify_openapi as module
+
+    # The default is read when the class is defined, as for Airflow's own operators.
+    reloaded = importlib.reload(module)
+    try:
+        assert reloaded.DifyRunAppOperator(task_id="t", app="Text Writer").deferrable is True
+    finally:
+        monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE")
+        importlib.reload(module)
+    assert DifyRunAppOperator(task_id="t", app="Text Writer", deferrable=False).deferrable is False
+
+
+def test_deferred_run_reattaches_after_a_cut_events_stream(openapi_conn, capfd, caplog):
+    emu = openapi_conn
+    emu.inject(Fault("events", "drop_mid_stream", after_events=3, times=1))
+    with new_dag("openapi_deferred_cut") as dag:
+        DifyRunAppOperator(task_id="run", app=LONG_APP_ID, inputs={"seconds": 1, "steps": 4}, deferrable=True)
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.dag_state == "success", text[-4000:]
+    assert outcome.xcom("run")["status"] == "succeeded"
+    assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
+    assert emu.events_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 2, "the cut stream was re-attached"
+    assert "Re-attached Dify stream of run" in caplog.text and "broke" in caplog.text
+
+
+def test_a_restarted_trigger_reattaches_from_its_kwargs_and_starts_nothing(openapi_conn):
+    emu = openapi_conn
+    with new_dag("openapi_deferred_restart") as dag:
+        DifyRunAppOperator(task_id="run", app="Text Writer", inputs={"topic": "restarts"}, deferrable=True)
+    outcome = run_dag(dag)
+    assert outcome.dag_state == "success"
+    xcom = outcome.xcom("run")
+    (kwargs,) = _stored_kwargs(dag.dag_id)
+    for _ in range(2):  # a triggerer restart rebuilds the trigger from the stored kwargs
+        event = run_trigger_for(outcome, "run", DifyAppRunTrigger(**kwargs))
+        payload = dict(event.payload)
+        assert payload["status"] == "success" and payload["workflow_run_id"] == xcom["workflow_run_id"]
+        assert payload["app_id"] == TEXT_APP_ID
+        assert run_from_record(payload["run"], None).outputs == xcom["outputs"]
+        assert ACCOUNT_TOKEN not in json.dumps(payload, default=str)
+    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
+
+
+def test_deferred_advanced_chat_gives_answer_and_conversation(openapi_conn, capfd):
+    emu = openapi_conn
+    with new_dag("openapi_deferred_chat") as dag:
+        DifyRunAppOperator(
+            task_id="chat", app=ADVANCED_CHAT_APP_ID, inputs={"name": "Ada"}, query="Hi?", deferrable=True
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.dag_state == "success", text[-4000:]
+    xcom = outcome.xcom("chat")
+    assert xcom["mode"] == "advanced-chat"
+    assert xcom["answer"] == "You asked: Hi?. Voilà — a réponse."
+    (run,) = [r for r in emu.runs if r.app.app_id == ADVANCED_CHAT_APP_ID]
+    assert xcom["conversation_id"] == run.conversation_id
+    assert "Deferring: the triggerer follows" in text
+    assert emu.runs_started(ACCOUNT_TOKEN, app=ADVANCED_CHAT_APP_ID) == 1
+
+
+def test_deferrable_basic_chat_streams_on_the_worker_and_says_so(openapi_conn, capfd):
+    emu = openapi_conn
+    with new_dag("openapi_deferred_basic_chat") as dag:
+        DifyRunAppOperator(task_id="chat", app=CHAT_APP_ID, inputs={"name": "Ada"}, query="Hello?", deferrable=True)
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.dag_state == "success", text[-4000:]
+    xcom = outcome.xcom("chat")
+    assert xcom["answer"] == "You asked: Hello?. Voilà — a réponse." and xcom["conversation_id"]
+    assert "a Dify chat app cannot be re-attached" in text and "streams on this worker" in text
+    assert not _stored_kwargs(dag.dag_id)
+    assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 1
+
+
+def test_deferral_is_bounded_by_what_is_left_of_execution_timeout(openapi_conn, monkeypatch):
+    """The deferral's timeout (which the scheduler enforces and ``dag.test()`` does not) is what is left
+    of execution_timeout; that its lapse stops the run is checked on a real deployment
+    (``test_execution_timeout_stops_a_deferred_account_run``)."""
+    from datetime import datetime, timezone
+
+    import airflow.sdk.definitions.dag as dag_module
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    seen: list[Any] = []
+    real = dag_module._run_inline_trigger
+
+    def watching(trigger: Any, task_sdk_ti: Any) -> Any:
+        with create_session() as session:
+            row = session.get(TaskInstance, task_sdk_ti.id)
+            seen.append((row.state, row.trigger_timeout, datetime.now(timezone.utc)))
+        return real(trigger, task_sdk_ti)
+
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", watching)
+    emu = openapi_conn
+    with new_dag("openapi_deferred_bound") as dag:
+        DifyRunAppOperator(
+            task_id="run",
+            app="Text Writer",
+            inputs={"topic": "bounded"},
+            deferrable=True,
+            execution_timeout=timedelta(minutes=10),
+        )
+    outcome = run_dag(dag)
+    assert outcome.dag_state == "success"
+    ((_, timeout, now),) = seen
+    assert timeout is not None
+    left = (timeout - now).total_seconds()
+    assert 540 < left <= 600, left
+    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
+
+
+def test_run_log_link_points_at_the_app_log_in_the_console(openapi_conn, monkeypatch):
+    from docify_provider.operators.dify_openapi import DifyRunLogLink
+
+    op = DifyRunAppOperator(task_id="run", app="Text Writer")
+    # by name: test_default_deferrable_is_honoured reloads the module (a new class object)
+    assert any(type(link).__name__ == "DifyRunLogLink" for link in op.operator_extra_links)
+    base = openapi_conn.base_url.removesuffix("/openapi/v1")
+    xcom = {"app_id": TEXT_APP_ID, "workflow_run_id": "run-1"}
+    assert DifyRunLogLink.url_for("dify_openapi_default", xcom) == f"{base}/app/{TEXT_APP_ID}/logs"
+    conn = {
+        "conn_type": "dify_openapi",
+        "host": "https://dify.example.com/openapi/v1",
+        "password": ACCOUNT_TOKEN,
+        "extra": {"console_url": "https://console.example.com/"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_DIFY_CONSOLE", json.dumps(conn))
+    assert DifyRunLogLink.url_for("dify_console", xcom) == f"https://console.example.com/app/{TEXT_APP_ID}/logs"
+    assert DifyRunLogLink.url_for("dify_console", None) == ""
+
+
+def test_run_log_link_is_stored_for_the_ui_when_deferred_and_at_the_end(openapi_conn):
+    """Airflow 3 keeps a link in XCom (computed on the worker); the UI reads it from there."""
+    with new_dag("openapi_link") as dag:
+        DifyRunAppOperator(task_id="run", app="Text Writer", inputs={"topic": "links"}, deferrable=True)
+    outcome = run_dag(dag)
+    assert outcome.dag_state == "success"
+    expected = f"{openapi_conn.base_url.removesuffix('/openapi/v1')}/app/{TEXT_APP_ID}/logs"
+    assert outcome.xcom("run", key="_link_DifyRunLogLink") == expected
+
+
+# -- a real deployment: the scheduler enforces the deferral's timeout -----------------------------------
+
+
+@pytest.mark.deployment
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_execution_timeout_stops_a_deferred_account_run(tmp_path: Any) -> None:
+    """``dag.test()`` does not enforce a trigger's timeout; a real scheduler does, and resumes the task
+    with ``__fail__``: the operator must stop the account run (``POST .../tasks/{task_id}/stop``)."""
+    import shutil
+
+    from docify_provider.testing.dify_openapi import DifyOpenAPIEmulator
+    from tests.deployment import ROOT, api, running_deployment, wait_until
+
+    dag_file = ROOT / "tests" / "dags" / "dify_openapi_deferred_timeout.py"
+    dag_id, task_id = "dify_openapi_deferred_timeout", "too_long"
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(dag_file, dags / dag_file.name)
+    home = tmp_path / "home"
+    with DifyOpenAPIEmulator(ping_interval=1.0, idle_close_seconds=300.0) as emu:
+        connections = {"dify_account": {"conn_type": "dify_openapi", "host": emu.base_url, "password": ACCOUNT_TOKEN}}
+        env = {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
+        }
+        with running_deployment(home, dags_folder=dags, connections=connections, env=env) as dep:
+            wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{dag_id}"), timeout=180)
+            run_id = f"timeout__{int(time.time() * 1000)}"
+            body = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
+            assert api(dep, "POST", f"/dags/{dag_id}/dagRuns", json=body), "triggering the DAG run failed"
+            path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+            wait_until("the run to start", lambda: emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1, timeout=120)
+            started = time.monotonic()
+            ti = wait_until(
+                "the task to end",
+                lambda: (lambda t: t if t and t.get("state") in ("failed", "success", "up_for_retry") else None)(
+                    api(dep, "GET", path)
+                ),
+                timeout=150,
+            )
+            ended = time.monotonic()
+            (run,) = emu.runs
+            wait_until("the Dify run to be stopped", lambda: run.status == "stopped", timeout=20)
+            logs = "\n".join(p.read_text(errors="replace") for p in (home / "logs").rglob("*.log"))
+    print(f"dify account deferred execution_timeout: run start -> task failed {ended - started:.1f}s; run {run.status}")
+    assert (ti["state"], ti["try_number"]) == ("failed", 1), ti
+    assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
+    assert run.status == "stopped", "the Dify task was stopped, not left running (and billed)"
+    assert emu.stop_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1
+    assert "execution_timeout while deferred: stopping Dify task" in logs, logs[-3000:]
+    assert f"Dify run {run.id} is now stopped after the stop request" in logs, logs[-3000:]
+    assert ACCOUNT_TOKEN not in logs
 
 
 @pytest.mark.parametrize("status", [400, 429, 503])

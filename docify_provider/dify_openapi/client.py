@@ -559,6 +559,18 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
         if not tracker.done:
             raise self._events_incomplete(tracker, None)
 
+    def follow_run(self, app: str, workflow_run_id: str) -> Iterator[WorkflowEvent]:
+        """Follow a run started elsewhere (another process, an earlier try) to its end or pause.
+
+        Each (re-)attach asks for the state snapshot, so what happened while nobody listened is
+        replayed (each event counted once); a cut re-attaches within ``max_stream_seconds``, as a
+        run's own stream does. Nothing is ever sent that could start a run.
+        """
+        resolved = self.resolve_app(app)
+        self.detect_generation(resolved.id)
+        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id)
+        return self._reattach(resolved, tracker)
+
     def stop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
         """Stop a task, then (with the run id, for apps with events) read what became of the run."""
         resolved = self.resolve_app(app)
@@ -841,6 +853,14 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
             raise self._events_incomplete(tracker, exc) from None
         if not tracker.done:
             raise self._events_incomplete(tracker, None)
+
+    async def follow_run(self, app: str, workflow_run_id: str) -> AsyncIterator[WorkflowEvent]:
+        """The async :meth:`DifyOpenAPIClient.follow_run` (snapshot on every attach, re-attach on a cut)."""
+        resolved = await self.resolve_app(app)
+        await self.detect_generation(resolved.id)
+        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id)
+        async for event in self._reattach(resolved, tracker):
+            yield event
 
     async def stop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
         resolved = await self.resolve_app(app)

@@ -136,6 +136,10 @@ class DifyOpenAPIHook(ProviderHook):
     def task_events(self, app: str, workflow_run_id: str, **kwargs: Any) -> Iterator[WorkflowEvent]:
         return self.client.task_events(app, workflow_run_id, **kwargs)
 
+    def follow_run(self, app: str, workflow_run_id: str) -> Iterator[WorkflowEvent]:
+        """Follow a run by id (events route with the state snapshot, re-attached on a cut)."""
+        return self.client.follow_run(app, workflow_run_id)
+
     def stop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
         return self.client.stop_task(app, task_id, workflow_run_id=workflow_run_id)
 
@@ -172,6 +176,15 @@ class DifyOpenAPIHook(ProviderHook):
         async with self._aclient() as client:
             async for event in client.task_events(app, workflow_run_id, **kwargs):
                 yield event
+
+    async def afollow_run(self, app: str, workflow_run_id: str) -> AsyncIterator[WorkflowEvent]:
+        async with self._aclient() as client:
+            events = client.follow_run(app, workflow_run_id)
+            try:
+                async for event in events:
+                    yield event
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
 
     async def astop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
         async with self._aclient() as client:

@@ -411,7 +411,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
         state = TaskState(context, self.log)
         running = self._running if self._running and self._running[1] == run_id else None
         user = running[2] if running else resolve_user(self, self.hook)
-        backend = hitl.DifyServiceForms(self.dify_conn_id, user)
+        backend = self._form_backend(user)
         info: dict[str, Any] = {
             "workflow_run_id": run_id,
             "dify_task_id": running[0] if running else None,
@@ -450,44 +450,45 @@ class _DifyRunOperatorBase(RunOperatorBase):
             kwargs={"hitl": info},
         )
 
+    def _form_backend(self, user: str) -> Any:
+        """The :class:`~docify_provider.hitl.FormBackend` that reads and answers this operator's forms."""
+        from docify_provider import hitl
+
+        return hitl.DifyServiceForms(self.dify_conn_id, user)
+
     def _hitl_record(self, context: Context, state: TaskState, info: dict[str, Any]) -> str | None:
         """The TI id whose HITL record asks for this form, or None (the form is answered in Dify).
 
-        One record per try (see :mod:`docify_provider.hitl`): the first form of a try gets it; the
-        same form again re-uses it untouched; another form ends the try so the next one asks.
+        One record per task (see :mod:`docify_provider.hitl`): the first form of the run gets it;
+        the same form again re-uses it untouched; a later form is answered in Dify (logged).
         """
         from docify_provider import hitl
 
         ti = context["task_instance"]
         key, title, run_id = hitl.form_key(info["form_token"]), info["title"], info["workflow_run_id"]
         held = state.get(hitl.HITL_STATE_KEY, must=False) or {}
-        if held.get("try") == state.try_number:
-            if held.get("form") == key:
-                info["actions"] = dict(held.get("actions") or {})
-                self.log.info("This try already asked Airflow for form %r; waiting for its answer", title)
-                return str(ti.id)
-            if (state.try_number or 1) <= (self.retries or 0):
-                raise hitl.HumanInputNextTry(
-                    f"Dify run {run_id} paused on another form ({title!r}) in try {state.try_number}, whose "
-                    "Airflow human-in-the-loop record already served a form (Airflow keeps one per try): try "
-                    f"{(state.try_number or 1) + 1} asks for it, re-attaching to the same run (nothing is sent again)"
-                )
-            self.log.warning(
-                "Dify run %s paused on another form (%r) and no retry is left to ask Airflow for it (one "
-                "human-in-the-loop record per try; set retries >= forms - 1): answer it in Dify",
-                run_id,
-                title,
-            )
+        if held.get("form") == key:
+            info["actions"] = dict(held.get("actions") or {})
+            self.log.info("This task already asked Airflow for form %r; waiting for its answer", title)
+            return str(ti.id)
+        if held:
+            self._answer_in_dify(info, f"this task's request already asked for the form {held.get('title')!r}")
             return None
+        backend = hitl.backend_from_spec(info["backend"], info["backend_kwargs"])
         try:
-            definition = self.hook.get_form(info["form_token"])
+            definition = backend.get_form(info["form_token"])
         except Exception as exc:
             self.log.warning("Could not read the form %r of Dify run %s (%s); waiting for Dify", title, run_id, exc)
             return None
         request = hitl.request_from_form(title, definition, info["expires_at"])
-        hitl.raise_request(context, request)
+        if not hitl.raise_request(context, request):
+            self._answer_in_dify(info, "this task's request already holds another form")
+            return None
         info["actions"] = request.actions
-        state.set(hitl.HITL_STATE_KEY, {"try": state.try_number, "form": key, "actions": request.actions})
+        state.set(
+            hitl.HITL_STATE_KEY,
+            {"try": state.try_number, "form": key, "title": title, "run": run_id, "actions": request.actions},
+        )
         self.log.info(
             "Asked Airflow for human input (Required Actions): %r, options %s, params %s",
             request.subject,
@@ -495,6 +496,30 @@ class _DifyRunOperatorBase(RunOperatorBase):
             sorted(request.params),
         )
         return str(ti.id)
+
+    def _answer_in_dify(self, info: Mapping[str, Any], why: str) -> None:
+        """Say, once per form, that it must be answered in Dify, why, and where."""
+        where = self._answer_where(info)
+        self.log.warning(
+            "Dify run %s paused on the form %r, which is NOT asked in Airflow: Airflow keeps one human-in-the-loop "
+            "request per task try, and %s. Answer it in Dify's console at %s (expires %s); the task waits, "
+            "deferred, and goes on when Dify resumes the run",
+            info["workflow_run_id"],
+            info["title"],
+            why,
+            where,
+            info.get("expires_at") or "never",
+        )
+
+    def _answer_where(self, info: Mapping[str, Any]) -> str:
+        """Where the form is answered in Dify (the backend's ``answer_where``; a read of config only)."""
+        from docify_provider import hitl
+
+        try:
+            backend = hitl.backend_from_spec(info["backend"], info["backend_kwargs"])
+            return str(backend.answer_where(str(info["workflow_run_id"])))  # type: ignore[attr-defined]
+        except Exception:
+            return "the Dify console"
 
     def _after_human(
         self,

@@ -9,8 +9,13 @@ A chat/completion stream carries no workflow run id and the events route refuses
 to it (``mode_not_supported_for_event_reconnect``), so such a run is recorded by its task id and
 a retry that finds it pending fails closed (``DifyOpenAPIOutcomeUnknownError``) rather than paying twice.
 
-Deferral is not implemented yet: ``deferrable=True`` raises at construction, and
-``[operators] default_deferrable`` is logged and not honoured (the run streams on the worker).
+``deferrable=True`` (default ``[operators] default_deferrable``): the run is sent from the worker
+(inputs checked, file parts sent with it) and the task defers as soon as the stream names the run
+(``workflow_started``); the run id is in the ledger and the trigger's restart marker first.
+``DifyAppRunTrigger`` then follows it by id through the events route with the state snapshot, so
+no trigger (restarted or not) ever sends a run. Chat and completion apps cannot be re-attached by
+Dify, so they stream on the worker even when deferrable (logged). The deferral is bounded by what
+is left of ``execution_timeout``; when it lapses the Dify task is stopped (``stop_task``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import conf
+from airflow.providers.common.compat.sdk import BaseOperatorLink, conf
 
 from docify_provider.durable.state import TaskState
 from docify_provider.operators.base import resolve_user
@@ -34,6 +39,43 @@ if TYPE_CHECKING:
 
 DEFAULT_OPENAPI_CONN_ID = "dify_openapi_default"
 CHAT_MODES = ("chat", "advanced-chat", "agent-chat", "completion")
+#: Modes whose runs the events route serves (re-attach, deferral); the others stream on the worker.
+EVENT_MODES = ("workflow", "advanced-chat")
+
+
+class DifyRunLogLink(BaseOperatorLink):
+    """ "Dify run log": the app's run log in the Dify console (``<console>/app/<app_id>/logs``).
+
+    The console is the connection's ``console_url`` extra, else the API host without
+    ``/openapi/v1`` (a self-hosted Dify serves both). Airflow 3 computes a link on the worker when
+    the task ends and keeps it in XCom (``_link_DifyRunLogLink``); the operator also writes it when
+    it defers, so the link works while the run is followed from the triggerer.
+    """
+
+    name = "Dify run log"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        conn_id = getattr(operator, "dify_openapi_conn_id", DEFAULT_OPENAPI_CONN_ID)
+        app_id = getattr(operator, "_app_id", None)
+        if not app_id and hasattr(ti_key, "xcom_pull"):
+            try:
+                xcom = ti_key.xcom_pull(task_ids=ti_key.task_id)
+            except Exception:
+                xcom = None
+            app_id = xcom.get("app_id") if isinstance(xcom, Mapping) else None
+        return self.url_for(conn_id, {"app_id": app_id})
+
+    @staticmethod
+    def url_for(conn_id: str, xcom: Mapping[str, Any] | None) -> str:
+        """The link for an XCom (or any mapping) naming ``app_id``; ``""`` when it names none."""
+        from docify_provider.hitl import console_logs_url
+        from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+
+        app_id = xcom.get("app_id") if isinstance(xcom, Mapping) else None
+        if not app_id:
+            return ""
+        config = DifyOpenAPIHook.config_from_connection(DifyOpenAPIHook.get_connection(conn_id))
+        return console_logs_url(config, str(app_id)) or ""
 
 
 class DifyRunAppOperator(DifyStreamWorkflowOperator):
@@ -47,6 +89,8 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
     The other parameters are ``DifyStreamWorkflowOperator``'s. XCom: the Dify workflow XCom plus
     ``app_id``, ``mode`` and, for chat/completion apps, ``answer`` and ``conversation_id``.
     """
+
+    operator_extra_links = (DifyRunLogLink(),)
 
     template_fields: Sequence[str] = (
         *DifyStreamWorkflowOperator.template_fields,
@@ -63,23 +107,18 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         query: str | None = None,
         conversation_id: str | None = None,
         dify_openapi_conn_id: str = DEFAULT_OPENAPI_CONN_ID,
-        deferrable: bool | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
-        if deferrable:
-            raise ValueError(
-                "DifyRunAppOperator: deferrable=True is not supported yet (the account API's trigger is not "
-                "built); leave deferrable unset, or use DifyStreamWorkflowOperator with an app key to defer"
-            )
-        super().__init__(deferrable=False, **kwargs)
+        super().__init__(deferrable=deferrable, **kwargs)
         self.app = app
         self.query = query
         self.conversation_id = conversation_id
         self.dify_openapi_conn_id = dify_openapi_conn_id
-        #: ``[operators] default_deferrable`` is not honoured yet: the run streams on the worker (logged).
-        self.requested_deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
         self._mode: str | None = None
         self._app_id: str | None = None
+        #: The chat-family run's conversation id, once its stream named it (deferral).
+        self._conversation: str | None = None
 
     def _error_root(self) -> type[ProviderError]:
         from docify_provider.dify_openapi.errors import DifyOpenAPIError
@@ -93,11 +132,6 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         return DifyOpenAPIHook(dify_openapi_conn_id=self.dify_openapi_conn_id)
 
     def execute(self, context: Context) -> Any:
-        if self.requested_deferrable:
-            self.log.warning(
-                "[operators] default_deferrable is on, but DifyRunAppOperator cannot defer yet: the run streams "
-                "on this worker"
-            )
         if not isinstance(self.app, str) or not self.app.strip():
             raise ValueError(f"app must be a Dify app id or exact name, got {self.app!r}")
         if self.inputs is not None and not isinstance(self.inputs, Mapping):
@@ -123,7 +157,19 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
 
     def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
         self.ledger(state).intend(task_id=None, workflow_run_id=None, user=user)
-        self.log.info("Sending Dify run of app %s (%s, streaming)", self._app_id, self._mode)
+        defer = self.deferrable and self._mode in EVENT_MODES
+        if self.deferrable and not defer:
+            self.log.info(
+                "deferrable=True, but a Dify %s app cannot be re-attached (its runs have no events route): the "
+                "run streams on this worker",
+                self._mode,
+            )
+        self.log.info(
+            "Sending Dify run of app %s (%s, streaming%s)",
+            self._app_id,
+            self._mode,
+            ", deferred once named" if defer else "",
+        )
         events = self.hook.run_app(
             str(self._app_id),
             self.inputs,
@@ -133,12 +179,14 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             workflow_id=self.workflow_id or None,
             validate=False,
         )
+        if defer:
+            return self._defer_once_named(context, state, events, user)
         if self._mode in CHAT_MODES:
             return self._consume_chat(state, events, user)
         return self._consume(state, events, user)
 
     def _follow(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> WorkflowRun:
-        if self._mode in CHAT_MODES:
+        if self._mode not in EVENT_MODES:
             from docify_provider.dify_openapi.errors import DifyOpenAPIOutcomeUnknownError
 
             raise DifyOpenAPIOutcomeUnknownError(
@@ -147,8 +195,117 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
                 "clear the task state to start a new run."
             )
         self._running = (task_id, run_id, user)
-        events = self.hook.task_events(str(self._app_id), run_id, include_state_snapshot=True)
-        return self._consume(state, events, user)
+        if self.deferrable:
+            self._defer_app(context, state, run_id, task_id, user)
+        return self._consume(state, self.hook.follow_run(str(self._app_id), run_id), user)
+
+    # -- deferral (DifyAppRunTrigger) -----------------------------------------------------------
+
+    def _defer_once_named(self, context: Context, state: TaskState, events: Any, user: str) -> WorkflowRun:
+        """Read the run's stream until it names the run, record the ids, then defer to follow it by id.
+
+        Dify goes on with a run whose stream is closed (it runs in Dify's workers), and this API
+        re-attaches by run id, so the worker holds the connection only for the first event.
+        """
+        import contextlib
+
+        from docify_provider.dify.errors import DifyStreamIncompleteError
+
+        named: tuple[str, str | None] | None = None
+        try:
+            with contextlib.closing(events):
+                for event in events:
+                    raw = event.raw or {}
+                    if raw.get("event") not in ("message", "agent_message"):
+                        log_workflow_event(self.log, event)
+                    self._conversation = raw.get("conversation_id") or self._conversation
+                    if event.workflow_run_id and named is None:
+                        named = (str(event.workflow_run_id), event.task_id)
+                    # A chat-family run is named by its conversation too (Dify puts it on every event;
+                    # read on until it is seen, so the XCom has it as the worker-side stream's has).
+                    if named and (self._mode not in CHAT_MODES or self._conversation):
+                        break
+        except BaseException as exc:
+            self._forget_if_settled(state, exc)
+            raise
+        if named is None:  # pragma: no cover - the client raises before a stream ends unnamed
+            raise DifyStreamIncompleteError("The Dify stream ended before it named the run")
+        run_id, task_id = named
+        self._started(state, task_id, run_id, user)
+        self._defer_app(context, state, run_id, task_id, user)
+        raise AssertionError("unreachable: defer() raises")  # pragma: no cover
+
+    def _defer_app(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> None:
+        """Defer to ``DifyAppRunTrigger`` for run ``run_id`` (the marker names it first: restart-safe)."""
+        from docify_provider.operators.base import context_ti, now_iso
+        from docify_provider.triggers.dify_openapi import DifyAppRunTrigger
+        from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, dify_marker
+
+        marker = dify_marker("sent", sent_at=now_iso(), workflow_run_id=run_id, task_id=task_id, app_id=self._app_id)
+        try:
+            ti = context_ti(context)
+            ti.xcom_push(key=DIFY_MARKER_XCOM_KEY, value=marker)
+            link = DifyRunLogLink()
+            url = link.url_for(self.dify_openapi_conn_id, {"app_id": self._app_id})
+            ti.xcom_push(key=getattr(link, "xcom_key", "_link_DifyRunLogLink"), value=url)
+        except Exception:
+            self.log.warning(
+                "Could not write the Dify restart marker (the ledger still holds the run id)", exc_info=True
+            )
+        trigger = DifyAppRunTrigger(
+            app_id=str(self._app_id),
+            workflow_run_id=run_id,
+            mode=self._mode,
+            dify_openapi_conn_id=self.dify_openapi_conn_id,
+            dify_task_id=task_id,
+            conversation_id=self._conversation or self.conversation_id or None,
+            user=user,
+            **self._trigger_identity(context, state),
+        )
+        self.log.info("Deferring: the triggerer follows Dify run %s (task %s) of app %s", run_id, task_id, self._app_id)
+        self.hook.close()
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=self._deferral_timeout(context))
+
+    def _reattach(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> None:
+        """After a human answer: follow the resumed run from the triggerer (it may pause again)."""
+        self._ensure_app()
+        self.log.info("Re-attaching (deferred) to the resumed Dify run %s", run_id)
+        self._defer_app(context, state, run_id, task_id, user)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, hitl: dict[str, Any] | None = None
+    ) -> Any:
+        """Resume after a trigger: the app id and mode come from the event (else are resolved again)."""
+        event = event or {}
+        if event.get("app_id"):
+            self._app_id, self._mode = str(event["app_id"]), event.get("mode")
+        self._ensure_app()
+        return super().execute_complete(context, event or None, hitl)
+
+    def _form_backend(self, user: str) -> Any:
+        from docify_provider.hitl import DifyAccountForms
+
+        self._ensure_app()
+        return DifyAccountForms(self.dify_openapi_conn_id, str(self._app_id))
+
+    def _on_paused(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
+        """A pause whose form token is unknown cannot be waited on here (no run-detail endpoint to poll)."""
+        if self.on_pause == "wait" and not form.get("form_token"):
+            from docify_provider.dify.errors import DifyPausedError
+
+            raise DifyPausedError(
+                f"Dify run {run_id} paused for human input, but the account API named no form token to wait on; "
+                "answer it in the Dify console, then clear the task (it re-attaches to the run).",
+                run_id=run_id,
+                form=dict(form),
+            )
+        return super()._on_paused(context, run_id, form)
+
+    def _ensure_app(self) -> None:
+        """``_app_id`` / ``_mode`` on a resumed try (``execute`` did not run): resolve ``app`` (a read)."""
+        if self._app_id is None or self._mode is None:
+            resolved = self.hook.resolve_app(str(self.app))
+            self._app_id, self._mode = resolved.id, resolved.mode
 
     def _consume_chat(self, state: TaskState, events: Any, user: str) -> WorkflowRun:
         """Collect a chat/completion stream into a ``WorkflowRun`` (``outputs.answer``)."""
@@ -208,9 +365,19 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         task_id, run_id, _user = running
         self.log.warning("%s: stopping Dify task %s (run %s)", why, task_id, run_id)
         try:
-            self.hook.stop_task(str(self._app_id), str(task_id), workflow_run_id=run_id)
+            self._ensure_app()
+            run = self.hook.stop_task(str(self._app_id), str(task_id), workflow_run_id=run_id)
         except Exception as exc:
             self.log.error("Could not stop Dify task %s (run %s); it may go on: %s", task_id, run_id, exc)
+            return
+        if run is not None and run.ended:
+            self.log.warning("Dify run %s is now %s after the stop request", run_id, run.status)
+        else:
+            self.log.warning(
+                "Asked Dify to stop task %s; run %s was not seen ending: it may go on on Dify (check its log there)",
+                task_id,
+                run_id,
+            )
 
 
-__all__ = ["DifyRunAppOperator"]
+__all__ = ["DifyRunAppOperator", "DifyRunLogLink"]

@@ -102,9 +102,8 @@ class DifyWorkflowTrigger(MarkerTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from docify_provider.hooks.dify import DifyHook
         from docify_provider.operators.base import now_iso
-        from docify_provider.operators.dify import log_workflow_event, run_record
+        from docify_provider.operators.dify import run_record
 
         ident = self._identity()
         attach_to, dify_task = self.workflow_run_id, self.dify_task_id
@@ -126,7 +125,6 @@ class DifyWorkflowTrigger(MarkerTrigger):
                     return
             if not attach_to:
                 await self._write_marker(ident, dify_marker("sent", sent_at=sent_at))
-        hook = DifyHook(dify_conn_id=self.dify_conn_id)
         run_id, result = attach_to, None
         paused: dict[str, Any] | None = None
         try:
@@ -135,14 +133,7 @@ class DifyWorkflowTrigger(MarkerTrigger):
                 f"Re-attaching to {attach_to}" if attach_to else "Sending",
                 self.user,
             )
-            stream = hook.astream_workflow(
-                self.inputs,
-                user=self.user,
-                files=self.files,
-                workflow_id=self.workflow_id,
-                attach_to=attach_to,
-                task_id=dify_task,
-            )
+            stream = self._stream(attach_to, dify_task)
             try:
                 async for event in stream:
                     if (event.workflow_run_id and event.workflow_run_id != run_id) or (event.task_id and not dify_task):
@@ -152,7 +143,7 @@ class DifyWorkflowTrigger(MarkerTrigger):
                         await self._write_marker(
                             ident, dify_marker("sent", sent_at=sent_at, workflow_run_id=run_id, task_id=dify_task)
                         )
-                    log_workflow_event(self.log, event)
+                    self._observe(event)
                     if event.event == "workflow_finished":
                         result = getattr(event, "result", None) or event.run
                     elif event.event == "workflow_paused":
@@ -189,7 +180,39 @@ class DifyWorkflowTrigger(MarkerTrigger):
             yield self._fire({**payload, "workflow_run_id": run_id, "task_id": dify_task})
             return
         record = run_record(result)
-        yield self._fire({"status": "success", "run": record, "workflow_run_id": run_id, "task_id": dify_task})
+        yield self._fire(
+            self._success({"status": "success", "run": record, "workflow_run_id": run_id, "task_id": dify_task})
+        )
+
+    # -- what a subclass for another Dify API changes ------------------------------------------
+
+    def _stream(self, attach_to: str | None, dify_task: str | None) -> AsyncIterator[Any]:
+        """The run's events: sent now, or re-attached to ``attach_to`` (Service API)."""
+        from docify_provider.hooks.dify import DifyHook
+
+        return DifyHook(dify_conn_id=self.dify_conn_id).astream_workflow(
+            self.inputs,
+            user=self.user,
+            files=self.files,
+            workflow_id=self.workflow_id,
+            attach_to=attach_to,
+            task_id=dify_task,
+        )
+
+    def _observe(self, event: Any) -> None:
+        """Each event, once its ids are in the marker: one task-log line."""
+        from docify_provider.operators.dify import log_workflow_event
+
+        log_workflow_event(self.log, event)
+
+    def _success(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The success event (a subclass adds what its operator needs)."""
+        return payload
+
+    async def _astop(self, dify_task: str, run_id: str | None) -> None:
+        from docify_provider.hooks.dify import DifyHook
+
+        await DifyHook(dify_conn_id=self.dify_conn_id).astop_task(dify_task, user=self.user, workflow_run_id=run_id)
 
     async def on_kill(self) -> None:
         """The deferred task was marked failed, cleared or marked succeeded (Airflow 3.3+): stop the run.
@@ -199,14 +222,12 @@ class DifyWorkflowTrigger(MarkerTrigger):
         the run's ``user`` and the log says what its status really became (Dify answers success
         even when the run goes on).
         """
-        from docify_provider.hooks.dify import DifyHook
-
         run_id, dify_task = self._live
         if not dify_task:
             self.log.warning("Dify stream trigger killed before Dify named the task: nothing to stop")
             return
         try:
-            await DifyHook(dify_conn_id=self.dify_conn_id).astop_task(dify_task, user=self.user, workflow_run_id=run_id)
+            await self._astop(dify_task, run_id)
         except Exception as exc:
             self.log.warning("Stopping Dify task %s (run %s) failed: %s", dify_task, run_id, exc)
 
