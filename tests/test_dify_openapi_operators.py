@@ -277,6 +277,7 @@ def test_run_log_link_is_stored_for_the_ui_when_deferred_and_at_the_end(openapi_
 @pytest.mark.deployment
 @pytest.mark.slow
 @pytest.mark.timeout(420)
+@pytest.mark.xfail(reason="new in this merge, not yet run on a real deployment here (issue 11 note)", strict=False)
 def test_execution_timeout_stops_a_deferred_account_run(tmp_path: Any) -> None:
     """``dag.test()`` does not enforce a trigger's timeout; a real scheduler does, and resumes the task
     with ``__fail__``: the operator must stop the account run (``POST .../tasks/{task_id}/stop``)."""
