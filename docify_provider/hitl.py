@@ -201,10 +201,58 @@ def backend_from_spec(classpath: str, kwargs: Mapping[str, Any]) -> FormBackend:
     return backend
 
 
+class _HookForms:
+    """The mechanism both Dify backends share: open a hook per call, read or answer the form, map
+    a closed form's error (A7) to a state, close the hook. A subclass names its hook and the two
+    form calls of its API; what differs between the backends is only those paths."""
+
+    def _hook(self) -> Any:
+        raise NotImplementedError
+
+    def _read(self, hook: Any, form_token: str) -> Mapping[str, Any]:
+        raise NotImplementedError
+
+    async def _aread(self, hook: Any, form_token: str) -> Any:
+        raise NotImplementedError
+
+    def _submit(self, hook: Any, form_token: str, action: str, inputs: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def get_form(self, form_token: str) -> Mapping[str, Any]:
+        hook = self._hook()
+        try:
+            return self._read(hook, form_token)
+        finally:
+            hook.close()
+
+    def submit_form(self, form_token: str, action: str, inputs: Mapping[str, Any]) -> bool:
+        """Answer the form; False when it was answered already (in Dify, or by an earlier try)."""
+        hook = self._hook()
+        try:
+            self._submit(hook, form_token, action, inputs)
+        except Exception as exc:
+            if _form_closed(exc) == FORM_SUBMITTED:
+                return False
+            raise
+        finally:
+            hook.close()
+        return True
+
+    async def aform_state(self, form_token: str) -> str:
+        try:
+            await self._aread(self._hook(), form_token)
+        except Exception as exc:
+            state = _form_closed(exc)
+            if state is None:
+                raise
+            return state
+        return FORM_OPEN
+
+
 # -- the Dify Workflow Service API backend ------------------------------------------------------
 
 
-class DifyServiceForms:
+class DifyServiceForms(_HookForms):
     """:class:`FormBackend` over a ``dify`` connection (``/form/human_input/{token}``, run detail)."""
 
     classpath = "docify_provider.hitl.DifyServiceForms"
@@ -221,34 +269,15 @@ class DifyServiceForms:
 
         return DifyHook(dify_conn_id=self.dify_conn_id)
 
-    def get_form(self, form_token: str) -> Mapping[str, Any]:
-        hook = self._hook()
-        try:
-            return hook.get_form(form_token)
-        finally:
-            hook.close()
+    def _read(self, hook: Any, form_token: str) -> Mapping[str, Any]:
+        form: Mapping[str, Any] = hook.get_form(form_token)
+        return form
 
-    def submit_form(self, form_token: str, action: str, inputs: Mapping[str, Any]) -> bool:
-        hook = self._hook()
-        try:
-            hook.submit_form(form_token, action=action, inputs=inputs, user=self.user)
-        except Exception as exc:
-            if _form_closed(exc) == FORM_SUBMITTED:
-                return False
-            raise
-        finally:
-            hook.close()
-        return True
+    async def _aread(self, hook: Any, form_token: str) -> Any:
+        return await hook.aget_form(form_token)
 
-    async def aform_state(self, form_token: str) -> str:
-        try:
-            await self._hook().aget_form(form_token)
-        except Exception as exc:
-            state = _form_closed(exc)
-            if state is None:
-                raise
-            return state
-        return FORM_OPEN
+    def _submit(self, hook: Any, form_token: str, action: str, inputs: Mapping[str, Any]) -> None:
+        hook.submit_form(form_token, action=action, inputs=inputs, user=self.user)
 
     async def arun_paused(self, run_id: str) -> bool:
         run = await self._hook().aget_workflow_run(run_id)
@@ -271,7 +300,7 @@ class DifyServiceForms:
 SNAPSHOT_SECONDS = 5.0
 
 
-class DifyAccountForms:
+class DifyAccountForms(_HookForms):
     """:class:`FormBackend` over a ``dify_openapi`` connection, for one app.
 
     Forms are read and answered through the hook, which picks the server's path generation
@@ -295,34 +324,14 @@ class DifyAccountForms:
 
         return DifyOpenAPIHook(dify_openapi_conn_id=self.dify_openapi_conn_id)
 
-    def get_form(self, form_token: str) -> Mapping[str, Any]:
-        hook = self._hook()
-        try:
-            return dict(hook.get_form(self.app_id, form_token).raw)
-        finally:
-            hook.close()
+    def _read(self, hook: Any, form_token: str) -> Mapping[str, Any]:
+        return dict(hook.get_form(self.app_id, form_token).raw)
 
-    def submit_form(self, form_token: str, action: str, inputs: Mapping[str, Any]) -> bool:
-        hook = self._hook()
-        try:
-            hook.submit_form(self.app_id, form_token, action, inputs)
-        except Exception as exc:
-            if _form_closed(exc) == FORM_SUBMITTED:
-                return False
-            raise
-        finally:
-            hook.close()
-        return True
+    async def _aread(self, hook: Any, form_token: str) -> Any:
+        return await hook.aget_form(self.app_id, form_token)
 
-    async def aform_state(self, form_token: str) -> str:
-        try:
-            await self._hook().aget_form(self.app_id, form_token)
-        except Exception as exc:
-            state = _form_closed(exc)
-            if state is None:
-                raise
-            return state
-        return FORM_OPEN
+    def _submit(self, hook: Any, form_token: str, action: str, inputs: Mapping[str, Any]) -> None:
+        hook.submit_form(self.app_id, form_token, action, inputs)
 
     async def arun_paused(self, run_id: str) -> bool:
         import asyncio
