@@ -70,6 +70,23 @@ def dags_test(dag_id: str, conf: dict[str, object], env: dict[str, str], log_fil
     return proc.returncode
 
 
+def conn(conn_type: str, host: str, password: str | None = None) -> str:
+    """An ``AIRFLOW_CONN_...`` value (JSON form)."""
+    fields = {"conn_type": conn_type, "host": host}
+    if password is not None:
+        fields["password"] = password
+    return json.dumps(fields)
+
+
+def verdict(found_line: str, ok: bool, expected: str, log_file: Path) -> int:
+    """Print a pipeline's result line and, when it is not what was expected, why, with its log."""
+    print(found_line)
+    if not ok:
+        print(f"FAILED: expected {expected}; full log: {log_file}")
+        return 1
+    return 0
+
+
 def run_summary(env: dict[str, str], out: Path, emulator: object | None) -> int:
     """The summary pipeline; its published line must come from the scenario's json_result."""
     from docify_provider.testing import SUMMARY_KEY
@@ -79,9 +96,7 @@ def run_summary(env: dict[str, str], out: Path, emulator: object | None) -> int:
         return 0
     env = {
         **env,
-        "AIRFLOW_CONN_DOCIFY_SUMMARY": json.dumps(
-            {"conn_type": "docify", "host": emulator.base_url, "password": SUMMARY_KEY}  # type: ignore[attr-defined]
-        ),
+        "AIRFLOW_CONN_DOCIFY_SUMMARY": conn("docify", emulator.base_url, SUMMARY_KEY),  # type: ignore[attr-defined]
     }
     log_file = out / "dag-test-summary.log"
     print("==> Running example_docify_summary on the bundled Docify emulator")
@@ -91,11 +106,12 @@ def run_summary(env: dict[str, str], out: Path, emulator: object | None) -> int:
     want = "[fr] Airflow runs Docify. (5 words)"
     runs = emulator.runs_started(SUMMARY_KEY)  # type: ignore[attr-defined]
     found = want in log_file.read_text(errors="replace")
-    print(f"==> Summary published {want!r}: {'yes' if found else 'NO'}; emulator billed {runs} run(s)")
-    if not found or runs != 1:
-        print(f"FAILED: expected the published summary once and 1 run billed; full log: {log_file}")
-        return 1
-    return 0
+    return verdict(
+        f"==> Summary published {want!r}: {'yes' if found else 'NO'}; emulator billed {runs} run(s)",
+        found and runs == 1,
+        "the published summary once and 1 run billed",
+        log_file,
+    )
 
 
 def run_dify_documents(env: dict[str, str], out: Path) -> int:
@@ -112,10 +128,8 @@ def run_dify_documents(env: dict[str, str], out: Path) -> int:
     with DifyEmulator() as emulator:
         env = {
             **env,
-            "AIRFLOW_CONN_DIFY_DOCUMENTS": json.dumps(
-                {"conn_type": "dify", "host": emulator.base_url, "password": DOCUMENT_APP_KEY}
-            ),
-            "AIRFLOW_CONN_DIFY_RESULTS_DB": json.dumps({"conn_type": "sqlite", "host": str(db_path)}),
+            "AIRFLOW_CONN_DIFY_DOCUMENTS": conn("dify", emulator.base_url, DOCUMENT_APP_KEY),
+            "AIRFLOW_CONN_DIFY_RESULTS_DB": conn("sqlite", str(db_path)),
         }
         print("==> Running example_dify_documents on the bundled Dify emulator")
         conf = {"input_dir": str(inbox), "output_dir": str(results)}
@@ -125,11 +139,12 @@ def run_dify_documents(env: dict[str, str], out: Path) -> int:
     with sqlite3.connect(db_path) as db:
         rows = db.execute("SELECT workflow_run_id, status, attachment FROM dify_documents").fetchall()
     files = [p for p in (results / "attachments").rglob("*") if p.is_file()]
-    print(f"==> Dify: {len(rows)} row(s) in table dify_documents, {len(files)} output file(s), {runs} run(s) billed")
-    if len(rows) != 3 or len(files) != 3 or runs != 3 or any(r[1] != "succeeded" for r in rows):
-        print(f"FAILED: expected 3 succeeded rows, 3 output files and 3 runs billed; full log: {log_file}")
-        return 1
-    return 0
+    return verdict(
+        f"==> Dify: {len(rows)} row(s) in table dify_documents, {len(files)} output file(s), {runs} run(s) billed",
+        len(rows) == 3 and len(files) == 3 and runs == 3 and all(r[1] == "succeeded" for r in rows),
+        "3 succeeded rows, 3 output files and 3 runs billed",
+        log_file,
+    )
 
 
 def run_dify_nightly(env: dict[str, str], out: Path) -> int:
@@ -140,9 +155,7 @@ def run_dify_nightly(env: dict[str, str], out: Path) -> int:
     with DifyOpenAPIEmulator() as emulator:
         env = {
             **env,
-            "AIRFLOW_CONN_DIFY_ACCOUNT": json.dumps(
-                {"conn_type": "dify_openapi", "host": emulator.base_url, "password": ACCOUNT_TOKEN}
-            ),
+            "AIRFLOW_CONN_DIFY_ACCOUNT": conn("dify_openapi", emulator.base_url, ACCOUNT_TOKEN),
         }
         print("==> Running example_dify_nightly on the bundled Dify account-API emulator")
         conf = {
@@ -159,11 +172,12 @@ def run_dify_nightly(env: dict[str, str], out: Path) -> int:
     text = log_file.read_text(errors="replace")
     want = "Nightly Dify batch: 4 app(s) ran, 1 skipped"
     found = want in text and "Skipping app 'Document Summary'" in text
-    print(f"==> Nightly: {want!r} logged: {'yes' if found else 'NO'}; emulator billed {runs} run(s)")
-    if not found or runs != 4:
-        print(f"FAILED: expected 4 nightly apps run (1 skipped) and 4 runs billed; full log: {log_file}")
-        return 1
-    return 0
+    return verdict(
+        f"==> Nightly: {want!r} logged: {'yes' if found else 'NO'}; emulator billed {runs} run(s)",
+        found and runs == 4,
+        "4 nightly apps run (1 skipped) and 4 runs billed",
+        log_file,
+    )
 
 
 def run_dify_review(env: dict[str, str], out: Path) -> int:
@@ -174,9 +188,7 @@ def run_dify_review(env: dict[str, str], out: Path) -> int:
     with DifyEmulator() as emulator:
         env = {
             **env,
-            "AIRFLOW_CONN_DIFY_REVIEW": json.dumps(
-                {"conn_type": "dify", "host": emulator.base_url, "password": HUMAN_INPUT_APP_KEY}
-            ),
+            "AIRFLOW_CONN_DIFY_REVIEW": conn("dify", emulator.base_url, HUMAN_INPUT_APP_KEY),
             "DIFY_REVIEW_POLL_SECONDS": "0.5",
         }
         print("==> Running example_dify_human_review on the bundled Dify emulator (the reviewer answers in Dify)")
@@ -188,11 +200,12 @@ def run_dify_review(env: dict[str, str], out: Path) -> int:
             return rc
     text = log_file.read_text(errors="replace")
     found = "Published the reviewed draft" in text and "Approved: the spring catalogue" in text
-    print(f"==> Review: approved in Dify, branch publish taken: {'yes' if found else 'NO'}; {runs} run(s) billed")
-    if reviewer.error is not None or not found or runs != 1 or "Sent the draft back" in text:
-        print(f"FAILED: expected the approved draft published once (reviewer: {reviewer.error}); full log: {log_file}")
-        return 1
-    return 0
+    return verdict(
+        f"==> Review: approved in Dify, branch publish taken: {'yes' if found else 'NO'}; {runs} run(s) billed",
+        reviewer.error is None and found and runs == 1 and "Sent the draft back" not in text,
+        f"the approved draft published once (reviewer: {reviewer.error})",
+        log_file,
+    )
 
 
 def timed(results: list[tuple[str, int, float]], name: str, step: Callable[[], int]) -> int:
@@ -242,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW_CONN_DOCIFY_INVOICES": json.dumps({"conn_type": "docify", "host": base_url, "password": key}),
-            "AIRFLOW_CONN_DOCIFY_RESULTS_DB": json.dumps({"conn_type": "sqlite", "host": str(db_path)}),
+            "AIRFLOW_CONN_DOCIFY_INVOICES": conn("docify", base_url, key),
+            "AIRFLOW_CONN_DOCIFY_RESULTS_DB": conn("sqlite", str(db_path)),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
