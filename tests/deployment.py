@@ -533,7 +533,8 @@ def dify_hitl_deployment(
     dag_id: str = HITL_DAG_ID,
 ) -> Iterator[HitlRun]:
     """The emulator, a deployment serving ``tests/dags/dify_hitl.py`` and one triggered run of
-    ``dag_id`` (``dify_hitl``: one form; ``dify_hitl_two_forms``: two, one per try).
+    ``dag_id`` (``dify_hitl``: one form; ``dify_hitl_two_forms``: two, the first asked in Airflow
+    and the second answered in Dify).
 
     ``users`` (name -> (role, password)) turns the login on: SimpleAuthManager with those users
     and a password file of its own, and the REST calls of the helpers go with ``users``' first

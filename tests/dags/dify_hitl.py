@@ -5,7 +5,7 @@
 the task raises an Airflow human-in-the-loop request and waits, deferred, for the answer given
 through the REST API or the Required Actions page. ``record`` keeps what the resumed run
 returned (its XCom is what the tests read back through the REST API). ``dify_hitl_two_forms``
-runs the two-forms app (outline review, then sign-off) the same way.
+runs the two-forms app (outline review asked in Airflow, then a sign-off answered in Dify).
 
 ``retries=1``: Airflow 3.3 can fail a task that resumes very quickly after a deferral
 (apache/airflow#67287, #72716); the second try re-attaches to the same Dify run through the
@@ -24,7 +24,7 @@ from docify_provider.operators.dify import DifyStreamWorkflowOperator
 
 DAG_ID = "dify_hitl"
 #: Two forms one after the other (outline review, then sign-off): Airflow keeps one human-in-the-loop
-#: record per try, so the second form is asked in the next try (retries >= forms - 1).
+#: record per task, so the first form is asked in Airflow and the second is answered in Dify.
 TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
 TOPIC = "budget"
 
@@ -60,5 +60,4 @@ def reviewed_dag(dag_id: str, conn_id: str, retries: int) -> DAG:
 
 
 reviewed_dag(DAG_ID, "dify_human", retries=1)
-# One retry asks the second form; one more covers the 3.3 race above.
-reviewed_dag(TWO_FORMS_DAG_ID, "dify_two_forms", retries=2)
+reviewed_dag(TWO_FORMS_DAG_ID, "dify_two_forms", retries=1)
