@@ -59,9 +59,15 @@ def _records(dag_id: str) -> list[dict[str, Any]]:
     with create_session() as session:
         for model, ti_model, key in sources:
             id_col = ti_model.task_instance_id if ti_model is TaskInstanceHistory else ti_model.id
-            rows = session.execute(
-                select(model, ti_model.try_number).join(ti_model, id_col == key).where(ti_model.dag_id == dag_id)
-            ).all()
+            # Matched in Python: 3.1 keys records by a string column and task instances by a UUID
+            # one, which SQLite stores in forms a join does not equate.
+            tries = {
+                str(ti_key): try_number
+                for ti_key, try_number in session.execute(
+                    select(id_col, ti_model.try_number).where(ti_model.dag_id == dag_id)
+                ).all()
+            }
+            rows = [(row, tries[str(k)]) for row, k in session.execute(select(model, key)).all() if str(k) in tries]
             for row, try_number in rows:
                 out.append(
                     {
@@ -88,7 +94,10 @@ def _answer_in_airflow(ti_id: str, option: str, params: dict[str, Any]) -> None:
     from sqlalchemy import select
 
     with create_session() as session:
-        row = session.scalar(select(HITLDetail).where(HITLDetail.ti_id == UUID(ti_id)))
+        # Airflow 3.2+ keys the record by a UUID column; 3.1 by a 36-character string.
+        row = session.scalar(select(HITLDetail).where(HITLDetail.ti_id == UUID(ti_id))) or session.scalar(
+            select(HITLDetail).where(HITLDetail.ti_id == str(ti_id))
+        )
         assert row is not None and row.responded_at is None
         row.responded_by = {"id": "reviewer-1", "name": "Rita Reviewer"}
         row.responded_at = timezone.utcnow()
@@ -279,7 +288,7 @@ def test_an_answer_given_in_dify_is_noticed_and_nothing_is_posted(dify_hitl, cap
 
 def test_an_expired_form_fails_the_task_as_the_request_times_out(dify_hitl, capfd):
     emu = dify_hitl
-    emu.form_expiry_seconds = 1.5
+    emu.form_expiry_seconds = 4.0  # long enough that even a slow dag.test() asks Airflow before it lapses
     with new_dag("dify_hitl_expired") as dag:
         DifyStreamWorkflowOperator(
             task_id="review",
@@ -380,7 +389,7 @@ def test_account_form_expiry_fails_the_task(account, capfd):
     from docify_provider.testing.dify_openapi import HUMAN_INPUT_APP_ID
 
     emu = account
-    emu.form_expiry_seconds = 1.5
+    emu.form_expiry_seconds = 4.0  # as above
     with new_dag("acct_hitl_expired") as dag:
         _account_task(HUMAN_INPUT_APP_ID)
     started = time.monotonic()
