@@ -22,5 +22,5 @@ lock() {  # line, day after its newest release, extra
     -o "requirements/airflow-$1.lock"
 }
 lock 3.0 2025-08-30 test       # the whole suite but the deployment tests runs on it
-lock 3.1 2026-03-12 examples   # the example pipelines run on it
+lock 3.1 2026-03-12 test       # the example pipelines and the human-in-the-loop tests run on it
 lock 3.2 2026-05-30 examples

@@ -4,7 +4,8 @@
 #                              LocalExecutor, triggerer-restart and CeleryExecutor deployments)
 #   Airflow 3.0 (oldest line): the whole suite but the deployment tests, plus the triggerer-restart
 #                              deployment (the restart guard on a real 3.0 triggerer)
-#   Airflow 3.1, 3.2:          both example pipelines under `airflow dags test`
+#   Airflow 3.1, 3.2:          the example pipelines under `airflow dags test`; on 3.1 (the first line
+#                              with human-in-the-loop) also the HITL tests, in dag.test() and deployed
 # Each line installs from its own lock file (requirements/, see scripts/lock.sh) into its own venv,
 # the provider as a built wheel. Arguments go to the 3.3 pytest run; DOCIFY_MATRIX=0 runs only it.
 set -uo pipefail
@@ -60,6 +61,11 @@ if [ "${DOCIFY_MATRIX:-1}" != 0 ]; then
       total_passed=$((total_passed + 2))
     else
       total_failed=$((total_failed + 1))
+    fi
+    if [ "$line" = 3.1 ]; then  # human-in-the-loop's first line: its tests, in dag.test() and deployed
+      part pytest-airflow-3.1 .venv-3.1/bin/pytest -p no:cacheprovider tests/test_dify_hitl.py \
+        tests/test_dify_hitl_deployment.py tests/test_dify_hitl_two_forms_deployment.py
+      count "$log_dir/pytest-airflow-3.1.log"
     fi
   done
 fi
