@@ -377,3 +377,31 @@ def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(o
     assert "outcome unknown" in text and "it is not re-sent" in text
     assert "DifyOpenAPIOutcomeUnknownError" in text, "the account API's family, so except DifyOpenAPIError catches it"
     assert emu.runs_started(ACCOUNT_TOKEN) == 0
+
+
+def test_a_retry_of_an_advanced_chat_run_reattaches_by_its_workflow_run_id(openapi_conn, capfd):
+    """Non-deferred advanced-chat: try 1's stream is cut and re-attaching fails, so the try fails
+    with the run still going; try 2 must follow that run through the events route, which knows it
+    by its workflow run id (not the message id the chat events also carry), and buy nothing."""
+    emu = openapi_conn
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
+    emu.inject(Fault("events", "status", status=503, times=3))
+    with new_dag("openapi_adv_chat_retry") as dag:
+        DifyRunAppOperator(
+            task_id="chat",
+            app=ADVANCED_CHAT_APP_ID,
+            inputs={"name": "Ada"},
+            query="Hi?",
+            deferrable=False,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.dag_state == "success", text[-6000:]
+    assert outcome.try_number("chat") == 2, text[-6000:]
+    (run,) = [r for r in emu.runs if r.app.app_id == ADVANCED_CHAT_APP_ID]
+    xcom = outcome.xcom("chat")
+    assert xcom["workflow_run_id"] == run.id
+    assert xcom["answer"] == "You asked: Hi?. Voilà — a réponse."
+    assert emu.runs_started(ACCOUNT_TOKEN, app=ADVANCED_CHAT_APP_ID) == 1

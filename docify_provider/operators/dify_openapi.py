@@ -307,6 +307,16 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             resolved = self.hook.resolve_app(str(self.app))
             self._app_id, self._mode = resolved.id, resolved.mode
 
+    def _chat_run_key(self, event: Any, raw: Mapping[str, Any]) -> str | None:
+        """What names a chat-family run for a retry: an advanced-chat run is a workflow run, which the
+        events route knows by its workflow run id (on every event from ``workflow_started``); a chat
+        or completion run has only its message id (and no events route to re-attach through)."""
+        if self._mode in EVENT_MODES:
+            key = getattr(event, "workflow_run_id", None) or raw.get("workflow_run_id")
+        else:
+            key = raw.get("message_id") or raw.get("id")
+        return str(key) if key else None
+
     def _consume_chat(self, state: TaskState, events: Any, user: str) -> WorkflowRun:
         """Collect a chat/completion stream into a ``WorkflowRun`` (``outputs.answer``)."""
         import contextlib
@@ -320,9 +330,9 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
                 for event in events:
                     raw = dict(event.raw or {})
                     last = {**last, **{k: v for k, v in raw.items() if v is not None}}
-                    task_id, message_id = raw.get("task_id"), raw.get("message_id") or raw.get("id")
-                    if task_id and message_id and (self._running is None or self._running[1] != message_id):
-                        self._started(state, task_id, message_id, user)
+                    task_id, run_key = raw.get("task_id"), self._chat_run_key(event, raw)
+                    if task_id and run_key and (self._running is None or self._running[1] != run_key):
+                        self._started(state, task_id, run_key, user)
                     if raw.get("event") in ("message", "agent_message"):
                         answer.append(str(raw.get("answer") or ""))
                     else:
@@ -331,13 +341,15 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             self._forget_if_settled(state, exc)
             raise
         usage = ((last.get("metadata") or {}).get("usage")) or {}
+        run_id = (self._running[1] if self._running else None) or last.get("message_id") or last.get("id")
         body = {
             "event": "workflow_finished",
             "task_id": last.get("task_id"),
-            "workflow_run_id": last.get("message_id") or last.get("id"),
+            "workflow_run_id": run_id,
+            "message_id": last.get("message_id"),
             "conversation_id": last.get("conversation_id"),
             "data": {
-                "id": last.get("message_id") or last.get("id"),
+                "id": run_id,
                 "status": "succeeded",
                 "outputs": {"answer": "".join(answer)},
                 "total_tokens": usage.get("total_tokens"),
