@@ -286,7 +286,8 @@ def _hook(conn_id: str) -> tuple[Any, str | None]:
         )
     own = (conn.extra_dejson or {}).get("token_id")
     try:
-        hook.__dict__["config"] = hook._config(conn)  # the hook's own connection -> config
+        # the hook's own connection -> config, with a terminal's patience (see CLI_MAX_RETRIES)
+        hook.__dict__["config"] = _for_terminal(hook._config(conn))
     except ProviderError as exc:
         raise CLIError(f"Connection {conn_id!r} (--conn-id): {exc}", USAGE) from None
     finally:
@@ -316,10 +317,20 @@ def _login_config(host: str, existing: dict[str, Any] | None) -> DifyOpenAPIClie
     from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
 
     if existing is None:
-        return DifyOpenAPIClientConfig(base_url=host, login_only=True)
+        return _for_terminal(DifyOpenAPIClientConfig(base_url=host, login_only=True))
     view = ConnectionView(None, host, None, None, Secret("login"), existing["extra"])
     config = DifyOpenAPIHook.config_from_connection(view)
-    return dataclasses.replace(config, api_key="", login_only=True, base_url=host)
+    return _for_terminal(dataclasses.replace(config, api_key="", login_only=True, base_url=host))
+
+
+#: Retries of one CLI request (a read, a device-code request, a revocation). Tasks retry a failing
+#: read four times with back-off (about 17 s against a host that does not answer); someone at a
+#: terminal wants the error at once and can run the command again.
+CLI_MAX_RETRIES = 1
+
+
+def _for_terminal(config: DifyOpenAPIClientConfig) -> DifyOpenAPIClientConfig:
+    return dataclasses.replace(config, max_retries=min(config.max_retries, CLI_MAX_RETRIES))
 
 
 def _poll_sleep(announce: Callable[[str], None]) -> Callable[[float], None]:
