@@ -18,8 +18,9 @@ API backend is :class:`DifyServiceForms`; the account API's (``DifyRunAppOperato
 Several forms in one run, and what Airflow 3.3 allows (checked in its source,
 ``execution_api/routes/hitl.py`` and ``core_api/routes/public/hitl.py``):
 
-* ``hitl_detail`` has one row per task instance try, keyed by the TI's id; the id changes only
-  when a new try starts (``prepare_db_for_next_try``), never on a deferral's resume.
+* ``hitl_detail`` has one row per task instance, keyed by the TI's id (which a new try changes,
+  ``prepare_db_for_next_try``; a deferral's resume does not), and the row follows that change
+  (below): in effect one row per task, whatever the try.
 * ``upsert_hitl_detail`` on an existing row never changes its subject, body, options or params;
   it only clears an answered row's response. A second form in the same try would show the first
   form's text and options, and the REST API validates answers against those options.
@@ -146,7 +147,7 @@ def raise_request(context: Any, request: HumanRequest) -> bool:
     shows another form (False) means this form cannot be asked in Airflow and is answered in the
     backend's UI instead. The read-back goes through the Task SDK's ``SUPERVISOR_COMMS`` with
     ``CreateHITLDetailPayload`` (what the public ``upsert_hitl_detail`` sends, discarding the
-    answer; the same in Airflow 3.1, 3.2 and 3.3); where that private path is missing or differs, the
+    answer; read in the sources of Airflow 3.1 and 3.3, not 3.2); where that private path is missing or differs, the
     public function is used and the request is taken as shown (logged).
     """
     ti_id = context["task_instance"].id

@@ -216,7 +216,7 @@ def _answer_second_form_in_dify(emu: Any, person: _Person, title: str, action: s
 
 def _assert_second_form_waited_in_dify(text: str, title: str) -> None:
     assert f"paused on the form {title!r}, which is NOT asked in Airflow" in text
-    assert "Airflow keeps one human-in-the-loop request per task try" in text
+    assert "Airflow keeps one human-in-the-loop request per task (its tries share it)" in text
     assert "Answer it in Dify's console at " in text
 
 

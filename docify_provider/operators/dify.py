@@ -502,8 +502,8 @@ class _DifyRunOperatorBase(RunOperatorBase):
         where = self._answer_where(info)
         self.log.warning(
             "Dify run %s paused on the form %r, which is NOT asked in Airflow: Airflow keeps one human-in-the-loop "
-            "request per task try, and %s. Answer it in Dify's console at %s (expires %s); the task waits, "
-            "deferred, and goes on when Dify resumes the run",
+            "request per task (its tries share it), and %s. Answer it in Dify's console at %s (expires %s); "
+            "the task waits, deferred, and goes on when Dify resumes the run",
             info["workflow_run_id"],
             info["title"],
             why,
