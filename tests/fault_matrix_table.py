@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,29 @@ def cells_for(fault: str, paths: Iterable[str], spec_of: Callable[[str], Spec | 
             na(path, fault, spec) if isinstance(spec, str) else dataclasses.replace(spec, path=path, fault=fault)
         )
     return cells
+
+
+def fault(title: str, kind: str, ep: str = "ep", note: str = "", **params: Any) -> FaultSpec:
+    """A row injected as ``Fault(ep, kind, **params)`` once, described by that call and ``note``."""
+    args = "".join(f", {k}={json.dumps(v) if isinstance(v, str) else repr(v)}" for k, v in params.items())
+    how = f'`Fault({ep}, "{kind}"{args})`' + (f": {note}" if note else "")
+    return FaultSpec(title, Inject(kind, params), how)
+
+
+def status(code: int, title: str | None = None, note: str = "once") -> FaultSpec:
+    """A row answering HTTP ``code`` once."""
+    return fault(title or str(code), "status", note=note, status=code)
+
+
+def index_columns(
+    columns: Sequence[tuple[str, str, str, str]],
+) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """``(path id, title, endpoint, request path tail)`` columns as PATHS (id -> title, endpoint)
+    and TAILS (id -> tail: a request to a wrong base URL is matched by it)."""
+    return (
+        {path: (title, endpoint) for path, title, endpoint, _ in columns},
+        {path: tail for path, _, _, tail in columns},
+    )
 
 
 # Rows both matrices have, injected the same way.

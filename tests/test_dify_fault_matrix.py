@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import fault_matrix_table as table
 import pytest
-from fault_matrix_table import Cell, FaultSpec, Inject
+from fault_matrix_table import Cell, FaultSpec, Inject, fault, index_columns, status
 
 from docify_provider._core.errors import ProviderError
 from docify_provider.dify.errors import (
@@ -70,19 +70,9 @@ _COLUMNS = (
     ("download", "Output-file download", "download", ".csv"),
     ("stop", "Stop (`stop_task`)", "stop", "/stop"),
 )
-PATHS: dict[str, tuple[str, str]] = {path: (title, endpoint) for path, title, endpoint, _ in _COLUMNS}
-TAILS = {path: tail for path, _, _, tail in _COLUMNS}
+PATHS, TAILS = index_columns(_COLUMNS)
 
 
-def _fault(title: str, kind: str, ep: str = "ep", note: str = "", **params: Any) -> FaultSpec:
-    """A row injected as ``Fault(ep, kind, **params)`` once, described by that call and ``note``."""
-    args = "".join(f", {k}={json.dumps(v) if isinstance(v, str) else repr(v)}" for k, v in params.items())
-    how = f'`Fault({ep}, "{kind}"{args})`' + (f": {note}" if note else "")
-    return FaultSpec(title, Inject(kind, params), how)
-
-
-def _status(status: int, title: str | None = None) -> FaultSpec:
-    return _fault(title or str(status), "status", note="once", status=status)
 
 
 def _refusal(status: int, why: str | None, inject: Inject, what: str) -> FaultSpec:
@@ -95,38 +85,38 @@ _STREAM = '"stream"'
 
 FAULTS: dict[str, FaultSpec] = {
     "latency": table.LATENCY,
-    "400": _status(400),
+    "400": status(400),
     "401": _refusal(401, "wrong API key", Inject(key=WRONG_KEY), "a key the emulator does not know"),
     "403": _refusal(403, "app's API service disabled", Inject(key=DISABLED_APP_KEY), "the emulator's disabled app key"),
     "404": _refusal(404, None, Inject(base_url_suffix="-missing"), "a wrong base URL"),
-    "429": _status(429, "429 without Retry-After"),
-    "500": _status(500),
-    "502": _status(502),
-    "503": _status(503),
-    "504": _status(504),
-    "524": _status(524),
-    "drop_before_response": _fault(
+    "429": status(429, "429 without Retry-After"),
+    "500": status(500),
+    "502": status(502),
+    "503": status(503),
+    "504": status(504),
+    "524": status(524),
+    "drop_before_response": fault(
         "Connection dropped before the response (no run started)",
         "drop_before_response",
         note="once: the server read the request, then closed the socket",
     ),
-    "drop_after_start": _fault(
+    "drop_after_start": fault(
         "Connection dropped before the response (run started)",
         "drop_before_response",
         note="once: the run was started (and runs on), then the socket was closed without an answer",
         run_started=True,
     ),
-    "timeout_after_start": _fault(
+    "timeout_after_start": fault(
         "524 after the run started (gateway timeout)",
         "timeout_after_start",
         '"run"',
         "the run goes on and completes in the background",
         status=524,
     ),
-    "drop_mid_stream": _fault(
+    "drop_mid_stream": fault(
         "Connection dropped mid-stream", "drop_mid_stream", _STREAM, "the run goes on", after_events=3
     ),
-    "end_without_complete": _fault(
+    "end_without_complete": fault(
         "Stream closed without workflow_finished",
         "end_without_complete",
         _STREAM,
@@ -134,35 +124,35 @@ FAULTS: dict[str, FaultSpec] = {
         after_events=3,
     ),
     "stall": table.STALL,
-    "slow_events": _fault("Slow events (0.05 s apart)", "slow_events", _STREAM, interval=0.05),
+    "slow_events": fault("Slow events (0.05 s apart)", "slow_events", _STREAM, interval=0.05),
     "malformed_event": table.MALFORMED_EVENT,
-    "unknown_event": _fault("Unknown event type", "unknown_event", _STREAM, "`agent_log`"),
-    "huge_event": _fault(
+    "unknown_event": fault("Unknown event type", "unknown_event", _STREAM, "`agent_log`"),
+    "huge_event": fault(
         "Huge event (1 MiB text_chunk)",
         "huge_event",
         _STREAM,
         "one event in many chunks and TCP writes",
         size=1024 * 1024,
     ),
-    "error_event": _fault(
+    "error_event": fault(
         "error event",
         "error_event",
         _STREAM,
         "Dify's `error` event, the run marked failed",
         message="Model quota exceeded",
     ),
-    "failed_run": _fault(
+    "failed_run": fault(
         "Failed run (a node failed)",
         "failed_run",
         note="the LLM node and the run end `failed`",
         message="LLM node failed",
     ),
-    "partial_success": _fault(
+    "partial_success": fault(
         "Partial success",
         "partial_success",
         note="a node fails, its error strategy continues; the run ends `partial-succeeded`",
     ),
-    "ignore_stop": _fault("Stop ignored", "ignore_stop", '"stop"', "the stop is answered success and the run goes on"),
+    "ignore_stop": fault("Stop ignored", "ignore_stop", '"stop"', "the stop is answered success and the run goes on"),
 }
 
 #: How a recovered cell got its result back (checked by the test: run detail read / logs searched).

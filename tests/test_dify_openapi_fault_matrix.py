@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import fault_matrix_table as table
 import pytest
-from fault_matrix_table import Cell, FaultSpec, Inject
+from fault_matrix_table import Cell, FaultSpec, Inject, fault, index_columns, status
 
 from docify_provider._core.errors import ProviderError
 from docify_provider.dify_openapi.errors import (
@@ -74,51 +74,42 @@ _COLUMNS = (
     ("stop", "Stop (`stop_task`)", "stop", ":stop"),
     ("device", "Device login poll (`poll_device_token`)", "device", "/oauth/device/token"),
 )
-PATHS: dict[str, tuple[str, str]] = {path: (title, endpoint) for path, title, endpoint, _ in _COLUMNS}
-TAILS = {path: tail for path, _, _, tail in _COLUMNS}
+PATHS, TAILS = index_columns(_COLUMNS)
 
 
-def _fault(title: str, kind: str, ep: str = "ep", note: str = "", **params: Any) -> FaultSpec:
-    args = "".join(f", {k}={json.dumps(v) if isinstance(v, str) else repr(v)}" for k, v in params.items())
-    how = f'`Fault({ep}, "{kind}"{args})`' + (f": {note}" if note else "")
-    return FaultSpec(title, Inject(kind, params), how)
-
-
-def _status(status: int, title: str | None = None, note: str = "once") -> FaultSpec:
-    return _fault(title or str(status), "status", note=note, status=status)
 
 
 _STREAM = '"stream"/"events"'
 
 FAULTS: dict[str, FaultSpec] = {
     "latency": table.LATENCY,
-    "400": _status(400),
+    "400": status(400),
     "401": FaultSpec(
         "401 (token revoked or expired)", Inject(key=WRONG_TOKEN), "a `dfoa_` token the emulator never issued"
     ),
-    "403": _status(403, "403 (no access, or the app's API off)"),
+    "403": status(403, "403 (no access, or the app's API off)"),
     "404": FaultSpec("404", Inject(base_url_suffix="-missing"), "a wrong base URL"),
-    "429": _status(429, "429 without Retry-After"),
-    "500": _status(500),
-    "502": _status(502),
-    "503": _status(503),
-    "504": _status(504),
-    "524": _status(524),
-    "drop_before_response": _fault(
+    "429": status(429, "429 without Retry-After"),
+    "500": status(500),
+    "502": status(502),
+    "503": status(503),
+    "504": status(504),
+    "524": status(524),
+    "drop_before_response": fault(
         "Connection dropped before the response (nothing started)",
         "drop_before_response",
         note="once: the server read the request, then closed the socket",
     ),
-    "drop_after_start": _fault(
+    "drop_after_start": fault(
         "Connection dropped before the response (run started)",
         "drop_before_response",
         note="once: the run was started (and runs on), then the socket was closed without an answer",
         run_started=True,
     ),
-    "drop_mid_stream": _fault(
+    "drop_mid_stream": fault(
         "Connection dropped mid-stream", "drop_mid_stream", _STREAM, "the run goes on", after_events=3
     ),
-    "end_without_complete": _fault(
+    "end_without_complete": fault(
         "Stream closed without workflow_finished",
         "end_without_complete",
         _STREAM,
@@ -126,22 +117,22 @@ FAULTS: dict[str, FaultSpec] = {
         after_events=3,
     ),
     "stall": table.STALL,
-    "slow_events": _fault("Slow events (0.05 s apart)", "slow_events", _STREAM, interval=0.05),
+    "slow_events": fault("Slow events (0.05 s apart)", "slow_events", _STREAM, interval=0.05),
     "malformed_event": table.MALFORMED_EVENT,
-    "unknown_event": _fault("Unknown event type", "unknown_event", _STREAM, "`agent_log`"),
-    "huge_event": _fault(
+    "unknown_event": fault("Unknown event type", "unknown_event", _STREAM, "`agent_log`"),
+    "huge_event": fault(
         "Huge event (1 MiB text_chunk)", "huge_event", _STREAM, "one event in many chunks", size=1024 * 1024
     ),
-    "error_event": _fault(
+    "error_event": fault(
         "error event", "error_event", _STREAM, "Dify's `error` event, the run marked failed", message="Quota exceeded"
     ),
-    "failed_run": _fault(
+    "failed_run": fault(
         "Failed run (a node failed)", "failed_run", '"stream"', "the LLM node and the run end `failed`", message="LLM"
     ),
-    "partial_success": _fault(
+    "partial_success": fault(
         "Partial success", "partial_success", '"stream"', "a node fails, its error strategy continues"
     ),
-    "ignore_stop": _fault("Stop ignored", "ignore_stop", '"stop"', "answered success, the run goes on"),
+    "ignore_stop": fault("Stop ignored", "ignore_stop", '"stop"', "answered success, the run goes on"),
 }
 
 REATTACHED = "re-attached"
