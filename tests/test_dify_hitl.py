@@ -153,12 +153,7 @@ def test_an_airflow_answer_is_posted_to_dify_and_the_run_finishes(dify_hitl, cap
             deferrable=True,
             pause_poll_interval=0.2,
         )
-    person = _Person(dag.dag_id, [("Approve", {"comment": "ship it"})])
-    person.start()
-    outcome = run_dag(dag)
-    person.join(timeout=5)
-    text = console_text(capfd)
-    assert person.error is None
+    outcome, text, person = _run_answered(dag, capfd, ("Approve", {"comment": "ship it"}))
     assert outcome.state("review") == "success", text[-5000:]
     (shown,) = person.seen
     assert shown["subject"] == "Review"
@@ -214,6 +209,27 @@ def _answer_second_form_in_dify(emu: Any, person: _Person, title: str, action: s
     return thread
 
 
+def _run_answered(
+    dag: Any,
+    capfd: Any,
+    answer: tuple[str, dict[str, Any]],
+    then_in_dify: tuple[Any, str, str, dict[str, Any]] | None = None,
+) -> tuple[Any, str, _Person]:
+    """Run ``dag`` while a person answers its first request in Airflow (``answer``) and, with
+    ``then_in_dify`` (emulator, form title, action, inputs), a Dify user answers that later form in
+    Dify; the outcome, what the run printed, and the person (who must have met no error)."""
+    person = _Person(dag.dag_id, [answer])
+    person.start()
+    dify_user = _answer_second_form_in_dify(then_in_dify[0], person, *then_in_dify[1:]) if then_in_dify else None
+    outcome = run_dag(dag)
+    person.join(timeout=5)
+    if dify_user is not None:
+        dify_user.join(timeout=5)
+    text = console_text(capfd)
+    assert person.error is None, person.error
+    return outcome, text, person
+
+
 def _assert_second_form_waited_in_dify(text: str, title: str) -> None:
     assert f"paused on the form {title!r}, which is NOT asked in Airflow" in text
     assert "Airflow keeps one human-in-the-loop request per task (its tries share it)" in text
@@ -233,14 +249,12 @@ def test_two_forms_the_first_in_airflow_the_second_in_dify(dify_hitl, capfd):
             deferrable=True,
             pause_poll_interval=0.2,
         )
-    person = _Person(dag.dag_id, [("Approve", {"comment": "fine"})])
-    person.start()
-    dify_user = _answer_second_form_in_dify(emu, person, "Final sign-off", "sign", {"signature": "signed, R."})
-    outcome = run_dag(dag)
-    person.join(timeout=5)
-    dify_user.join(timeout=5)
-    text = console_text(capfd)
-    assert person.error is None
+    outcome, text, person = _run_answered(
+        dag,
+        capfd,
+        ("Approve", {"comment": "fine"}),
+        then_in_dify=(emu, "Final sign-off", "sign", {"signature": "signed, R."}),
+    )
     assert outcome.state("review") == "success", text[-6000:]
     (first,) = person.seen
     assert (first["subject"], first["options"]) == ("Outline review", ["Approve", "Reject"])
@@ -343,12 +357,7 @@ def test_account_form_answered_in_airflow_is_posted_back(account, capfd):
     emu = account
     with new_dag("acct_hitl_one") as dag:
         _account_task(HUMAN_INPUT_APP_ID)
-    person = _Person(dag.dag_id, [("Approve", {"comment": "ship it"})])
-    person.start()
-    outcome = run_dag(dag)
-    person.join(timeout=5)
-    text = console_text(capfd)
-    assert person.error is None
+    outcome, text, person = _run_answered(dag, capfd, ("Approve", {"comment": "ship it"}))
     assert outcome.state("review") == "success", text[-5000:]
     (shown,) = person.seen
     assert shown["options"] == ["Approve", "Reject"] and "comment" in shown["params"]
@@ -410,14 +419,12 @@ def test_account_two_forms_the_first_in_airflow_the_second_in_dify(account, capf
     emu = account
     with new_dag("acct_hitl_two") as dag:
         _account_task(TWO_FORMS_APP_ID)
-    person = _Person(dag.dag_id, [("Approve", {"comment": "fine"})])
-    person.start()
-    dify_user = _answer_second_form_in_dify(emu, person, "Final sign-off", "sign", {"signature": "signed, R."})
-    outcome = run_dag(dag)
-    person.join(timeout=5)
-    dify_user.join(timeout=5)
-    text = console_text(capfd)
-    assert person.error is None
+    outcome, text, _person = _run_answered(
+        dag,
+        capfd,
+        ("Approve", {"comment": "fine"}),
+        then_in_dify=(emu, "Final sign-off", "sign", {"signature": "signed, R."}),
+    )
     assert outcome.state("review") == "success", text[-6000:]
     (record,) = _records(dag.dag_id)
     assert record["subject"] == "Outline review" and record["answered"]
