@@ -234,6 +234,32 @@ def test_stop_then_look(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> 
     assert run is not None and run.status == "stopped"
 
 
+def test_the_action_generation_end_to_end() -> None:
+    """The middle generation (``POST /apps/{id}:run``, ``/tasks/{tid}:stop``, ``...:submit``), pinned by
+    ``api_generation="action"``: a current server still serves it, and every call goes to its paths."""
+    with DifyOpenAPIEmulator(paths="current", ping_interval=0.2, event_interval=0.005) as emu:
+        with DifyOpenAPIClient(make_config(emu, api_generation="action")) as client:
+            assert client.generation == "action"
+            assert [e.event for e in client.run_app(CHAT_APP_ID, {}, query="hello")][-1] == "message_end"
+            paused = list(client.run_app(HUMAN_INPUT_APP_ID, {"topic": "launch"}))[-1]
+            assert paused.event == "workflow_paused"
+            token = str(paused.forms[0].form_token)
+            client.submit_form(HUMAN_INPUT_APP_ID, token, "approve", {"comment": "ok"})
+            events = client.run_app(LONG_APP_ID, {"seconds": 30, "steps": 30})
+            first = next(events)
+            events.close()  # type: ignore[attr-defined]
+            run = client.stop_task(LONG_APP_ID, str(first.task_id), workflow_run_id=first.workflow_run_id)
+            assert run is not None and run.status == "stopped"
+        posts = [r.path.split("?")[0] for r in emu.requests if r.method == "POST"]
+        assert posts.count(f"/openapi/v1/apps/{CHAT_APP_ID}:run") == 1
+        assert f"/openapi/v1/apps/{HUMAN_INPUT_APP_ID}:run" in posts
+        assert f"/openapi/v1/apps/{LONG_APP_ID}:run" in posts
+        assert any(p.endswith(f"/human-input-forms/{token}:submit") for p in posts), posts
+        assert any(p.endswith(f"/tasks/{first.task_id}:stop") for p in posts), posts
+        assert not [p for p in posts if p.endswith(("/workflow:run", "/chat:run", "/run"))], posts
+        assert emu.runs_started(ACCOUNT_TOKEN) == 3
+
+
 # --- sessions and device flow -----------------------------------------------------------------------
 
 
