@@ -142,6 +142,13 @@ def status(code: int, title: str | None = None, note: str = "once") -> FaultSpec
     return fault(title or str(code), "status", note=note, status=code)
 
 
+#: The rate-limit and server-error rows of both Dify matrices (same rows, same order).
+DIFY_SERVER_STATUS_ROWS: dict[str, FaultSpec] = {
+    "429": status(429, "429 without Retry-After"),
+    **{str(code): status(code) for code in (500, 502, 503, 504, 524)},
+}
+
+
 def index_columns(
     columns: Sequence[tuple[str, str, str, str]],
 ) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:

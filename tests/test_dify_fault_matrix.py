@@ -89,12 +89,7 @@ FAULTS: dict[str, FaultSpec] = {
     "401": _refusal(401, "wrong API key", Inject(key=WRONG_KEY), "a key the emulator does not know"),
     "403": _refusal(403, "app's API service disabled", Inject(key=DISABLED_APP_KEY), "the emulator's disabled app key"),
     "404": _refusal(404, None, Inject(base_url_suffix="-missing"), "a wrong base URL"),
-    "429": status(429, "429 without Retry-After"),
-    "500": status(500),
-    "502": status(502),
-    "503": status(503),
-    "504": status(504),
-    "524": status(524),
+    **table.DIFY_SERVER_STATUS_ROWS,
     "drop_before_response": fault(
         "Connection dropped before the response (no run started)",
         "drop_before_response",

@@ -89,12 +89,7 @@ FAULTS: dict[str, FaultSpec] = {
     ),
     "403": status(403, "403 (no access, or the app's API off)"),
     "404": FaultSpec("404", Inject(base_url_suffix="-missing"), "a wrong base URL"),
-    "429": status(429, "429 without Retry-After"),
-    "500": status(500),
-    "502": status(502),
-    "503": status(503),
-    "504": status(504),
-    "524": status(524),
+    **table.DIFY_SERVER_STATUS_ROWS,
     "drop_before_response": fault(
         "Connection dropped before the response (nothing started)",
         "drop_before_response",
