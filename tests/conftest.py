@@ -220,3 +220,18 @@ def dify_conns(airflow_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
             conn = {"conn_type": "dify", "host": emu.base_url, "password": key, "extra": extra}
             monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
         yield emu
+
+
+@pytest.fixture
+def openapi_conn(airflow_env: Any, dify_openapi_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The ``dify_openapi_emulator`` with the ``dify_openapi_default`` connection (its account token) on it."""
+    from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN
+
+    conn = {
+        "conn_type": "dify_openapi",
+        "host": dify_openapi_emulator.base_url,
+        "password": ACCOUNT_TOKEN,
+        "extra": {"max_retries": 2, "idle_timeout": 5, "connect_timeout": 2, "read_timeout": 10},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_DIFY_OPENAPI_DEFAULT", json.dumps(conn))
+    return dify_openapi_emulator

@@ -300,6 +300,22 @@ def test_an_answer_given_in_dify_is_noticed_and_nothing_is_posted(dify_hitl, cap
     assert emu.runs_started() == 1
 
 
+def _assert_failed_on_expiry(dag: Any, emu: Any, capfd: Any) -> dict[str, Any]:
+    """Run ``dag``, whose form expires unanswered: the task fails within a minute and says why, the
+    Dify run stays paused, and the one request is unanswered and shows the expiry. Its record."""
+    started = time.monotonic()
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("review") == "failed", text[-5000:]
+    assert time.monotonic() - started < 60
+    (run,) = emu.runs
+    assert run.status == "paused"
+    (record,) = _records(dag.dag_id)
+    assert not record["answered"] and "_Expires " in record["body"]
+    assert f"Dify run {run.id} paused for human input: the form 'Review' expired at" in text
+    return record
+
+
 def test_an_expired_form_fails_the_task_as_the_request_times_out(dify_hitl, capfd):
     emu = dify_hitl
     emu.form_expiry_seconds = 4.0  # long enough that even a slow dag.test() asks Airflow before it lapses
@@ -312,35 +328,12 @@ def test_an_expired_form_fails_the_task_as_the_request_times_out(dify_hitl, capf
             deferrable=True,
             pause_poll_interval=0.2,
         )
-    started = time.monotonic()
-    outcome = run_dag(dag)
-    text = console_text(capfd)
-    assert outcome.state("review") == "failed", text[-5000:]
-    assert time.monotonic() - started < 60
-    (run,) = emu.runs
-    assert run.status == "paused"
-    (record,) = _records(dag.dag_id)
-    assert record["subject"] == "Review" and not record["answered"]
-    assert "_Expires " in record["body"]
-    assert f"Dify run {run.id} paused for human input: the form 'Review' expired at" in text
+    record = _assert_failed_on_expiry(dag, emu, capfd)
+    assert record["subject"] == "Review"
     assert emu.runs_started() == 1
 
 
 # -- the account API backend (DifyRunAppOperator, DifyAccountForms) ---------------------------------
-
-
-@pytest.fixture
-def account(airflow_env: Any, dify_openapi_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN
-
-    conn = {
-        "conn_type": "dify_openapi",
-        "host": dify_openapi_emulator.base_url,
-        "password": ACCOUNT_TOKEN,
-        "extra": {"max_retries": 2, "idle_timeout": 5, "connect_timeout": 2, "read_timeout": 10},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_DIFY_OPENAPI_DEFAULT", json.dumps(conn))
-    return dify_openapi_emulator
 
 
 def _account_task(app: str, **kwargs: Any) -> Any:
@@ -351,10 +344,10 @@ def _account_task(app: str, **kwargs: Any) -> Any:
     )
 
 
-def test_account_form_answered_in_airflow_is_posted_back(account, capfd):
+def test_account_form_answered_in_airflow_is_posted_back(openapi_conn, capfd):
     from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, HUMAN_INPUT_APP_ID
 
-    emu = account
+    emu = openapi_conn
     with new_dag("acct_hitl_one") as dag:
         _account_task(HUMAN_INPUT_APP_ID)
     outcome, text, person = _run_answered(dag, capfd, ("Approve", {"comment": "ship it"}))
@@ -370,10 +363,10 @@ def test_account_form_answered_in_airflow_is_posted_back(account, capfd):
     assert ACCOUNT_TOKEN not in text
 
 
-def test_account_form_answered_in_dify_is_noticed(account, capfd):
+def test_account_form_answered_in_dify_is_noticed(openapi_conn, capfd):
     from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, HUMAN_INPUT_APP_ID
 
-    emu = account
+    emu = openapi_conn
     with new_dag("acct_hitl_dify_ui") as dag:
         _account_task(HUMAN_INPUT_APP_ID)
 
@@ -394,29 +387,20 @@ def test_account_form_answered_in_dify_is_noticed(account, capfd):
     assert emu.runs_started(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1
 
 
-def test_account_form_expiry_fails_the_task(account, capfd):
+def test_account_form_expiry_fails_the_task(openapi_conn, capfd):
     from docify_provider.testing.dify_openapi import HUMAN_INPUT_APP_ID
 
-    emu = account
+    emu = openapi_conn
     emu.form_expiry_seconds = 4.0  # as above
     with new_dag("acct_hitl_expired") as dag:
         _account_task(HUMAN_INPUT_APP_ID)
-    started = time.monotonic()
-    outcome = run_dag(dag)
-    text = console_text(capfd)
-    assert outcome.state("review") == "failed", text[-5000:]
-    assert time.monotonic() - started < 60
-    (run,) = emu.runs
-    assert run.status == "paused"
-    (record,) = _records(dag.dag_id)
-    assert not record["answered"] and "_Expires " in record["body"]
-    assert f"Dify run {run.id} paused for human input: the form 'Review' expired at" in text
+    _assert_failed_on_expiry(dag, emu, capfd)
 
 
-def test_account_two_forms_the_first_in_airflow_the_second_in_dify(account, capfd):
+def test_account_two_forms_the_first_in_airflow_the_second_in_dify(openapi_conn, capfd):
     from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, TWO_FORMS_APP_ID
 
-    emu = account
+    emu = openapi_conn
     with new_dag("acct_hitl_two") as dag:
         _account_task(TWO_FORMS_APP_ID)
     outcome, text, _person = _run_answered(

@@ -33,18 +33,6 @@ from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, DIFY_XCOM_KEYS
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def openapi_conn(airflow_env, dify_openapi_emulator, monkeypatch):
-    conn = {
-        "conn_type": "dify_openapi",
-        "host": dify_openapi_emulator.base_url,
-        "password": ACCOUNT_TOKEN,
-        "extra": {"max_retries": 2, "idle_timeout": 5, "connect_timeout": 2, "read_timeout": 10},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_DIFY_OPENAPI_DEFAULT", json.dumps(conn))
-    return dify_openapi_emulator
-
-
 def test_workflow_app_by_name_gives_the_workflow_xcom_plus_app(openapi_conn, capfd):
     emu = openapi_conn
     with new_dag("openapi_workflow") as dag:
