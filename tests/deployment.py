@@ -407,6 +407,28 @@ def api(dep: Deployment, method: str, path: str, **kwargs: Any) -> Any:
     return response.json() if response.is_success else None
 
 
+def trigger_dag(dep: Deployment, dag_id: str, prefix: str) -> str:
+    """Trigger ``dag_id`` through the REST API once the dag processor has stored it; the run id
+    (``<prefix>__<ms since the epoch>``)."""
+    wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{dag_id}"), timeout=180)
+    run_id = f"{prefix}__{int(time.time() * 1000)}"
+    body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
+    assert api(dep, "POST", f"/dags/{dag_id}/dagRuns", json=body), "triggering the DAG run failed"
+    return run_id
+
+
+def wait_task_end(dep: Deployment, dag_id: str, run_id: str, task_id: str, timeout: float) -> dict[str, Any]:
+    """The task instance once it has failed, succeeded or is up for retry (read through the REST API)."""
+    path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+
+    def ended() -> dict[str, Any] | None:
+        ti = api(dep, "GET", path)
+        return ti if ti and ti.get("state") in ("failed", "success", "up_for_retry") else None
+
+    ti: dict[str, Any] = wait_until("the task to end", ended, timeout=timeout)
+    return ti
+
+
 def task_xcom(dep: Deployment, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
     """The value of a task's XCom ``key``, read through the REST API (None while there is none).
 
@@ -585,9 +607,6 @@ def dify_hitl_deployment(
             if users:
                 name, (_role, password) = next(iter(users.items()))
                 dep.login(name, password)
-            wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{dag_id}"), timeout=180)
-            run_id = f"hitl__{int(time.time() * 1000)}"
-            body = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
-            assert api(dep, "POST", f"/dags/{dag_id}/dagRuns", json=body), "triggering the DAG run failed"
+            run_id = trigger_dag(dep, dag_id, "hitl")
             timeline.mark(f"DAG run {dag_id}/{run_id} triggered")
             yield HitlRun(emu=emu, dep=dep, run_id=run_id, timeline=timeline, dag_id=dag_id)

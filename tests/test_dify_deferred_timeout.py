@@ -13,13 +13,12 @@ status became, and the key is in no log.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
 from docify_provider.testing.dify import LONG_APP_KEY, DifyEmulator
-from tests.deployment import ROOT, Timeline, api, running_deployment, wait_until
+from tests.deployment import ROOT, Timeline, running_deployment, trigger_dag, wait_task_end, wait_until
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -43,20 +42,10 @@ def test_execution_timeout_stops_a_deferred_dify_run(tmp_path: Path) -> None:
         }
         with running_deployment(home, dags_folder=dags, connections=connections, env=env) as dep:
             timeline.mark("deployment up")
-            wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{DAG_ID}"), timeout=180)
-            run_id = f"timeout__{int(time.time() * 1000)}"
-            body = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
-            assert api(dep, "POST", f"/dags/{DAG_ID}/dagRuns", json=body), "triggering the DAG run failed"
-            path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}"
+            run_id = trigger_dag(dep, DAG_ID, "timeout")
             wait_until("the run to start on Dify", lambda: emu.runs_started(key=LONG_APP_KEY) >= 1, timeout=120)
             started = timeline.mark("the Dify run started (deferred stream)")
-            ti = wait_until(
-                "the task to end",
-                lambda: (lambda t: t if t and t.get("state") in ("failed", "success", "up_for_retry") else None)(
-                    api(dep, "GET", path)
-                ),
-                timeout=150,
-            )
+            ti = wait_task_end(dep, DAG_ID, run_id, TASK_ID, timeout=150)
             ended = timeline.mark(f"task {ti['state']} (try {ti['try_number']})")
             [run] = emu.runs
             wait_until("the Dify run to be stopped", lambda: run.status == "stopped", timeout=20)

@@ -33,7 +33,17 @@ from typing import Any
 import pytest
 
 from docify_provider.testing.dify import LONG_APP_KEY, DifyEmulator
-from tests.deployment import ROOT, Deployment, Timeline, api, running_deployment, task_xcom, triggerer, wait_until
+from tests.deployment import (
+    ROOT,
+    Deployment,
+    Timeline,
+    api,
+    running_deployment,
+    task_xcom,
+    trigger_dag,
+    triggerer,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -137,10 +147,7 @@ def test_dify_stream_survives_its_triggerer_being_killed_with_one_run_billed(tmp
             components=("api-server", "scheduler", "dag-processor", *(triggerer(home, n) for n in TRIGGERERS)),
         ) as dep:
             timeline.mark("deployment up (api-server, scheduler, dag-processor, 2 triggerers; API healthy)")
-            wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{DAG_ID}"), timeout=180)
-            run_id = f"dify_restart__{int(time.time() * 1000)}"
-            body = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
-            assert api(dep, "POST", f"/dags/{DAG_ID}/dagRuns", json=body), "triggering the DAG run failed"
+            run_id = trigger_dag(dep, DAG_ID, "dify_restart")
             timeline.mark(f"DAG run {run_id} triggered")
 
             def in_flight() -> int | None:

@@ -279,7 +279,7 @@ def test_execution_timeout_stops_a_deferred_account_run(tmp_path: Any) -> None:
     import shutil
 
     from docify_provider.testing.dify_openapi import DifyOpenAPIEmulator
-    from tests.deployment import ROOT, api, running_deployment, wait_until
+    from tests.deployment import ROOT, running_deployment, trigger_dag, wait_task_end, wait_until
 
     dag_file = ROOT / "tests" / "dags" / "dify_openapi_deferred_timeout.py"
     dag_id, task_id = "dify_openapi_deferred_timeout", "too_long"
@@ -294,20 +294,10 @@ def test_execution_timeout_stops_a_deferred_account_run(tmp_path: Any) -> None:
             "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
         }
         with running_deployment(home, dags_folder=dags, connections=connections, env=env) as dep:
-            wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{dag_id}"), timeout=180)
-            run_id = f"timeout__{int(time.time() * 1000)}"
-            body = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
-            assert api(dep, "POST", f"/dags/{dag_id}/dagRuns", json=body), "triggering the DAG run failed"
-            path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+            run_id = trigger_dag(dep, dag_id, "timeout")
             wait_until("the run to start", lambda: emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1, timeout=120)
             started = time.monotonic()
-            ti = wait_until(
-                "the task to end",
-                lambda: (lambda t: t if t and t.get("state") in ("failed", "success", "up_for_retry") else None)(
-                    api(dep, "GET", path)
-                ),
-                timeout=150,
-            )
+            ti = wait_task_end(dep, dag_id, run_id, task_id, timeout=150)
             ended = time.monotonic()
             (run,) = emu.runs
             wait_until("the Dify run to be stopped", lambda: run.status == "stopped", timeout=20)

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from docify_provider.testing import SUMMARY_KEY, DocifyEmulator, Fault, fingerprint
-from tests.deployment import ROOT, Deployment, Timeline, api, running_deployment, wait_until
+from tests.deployment import ROOT, Deployment, Timeline, api, running_deployment, trigger_dag, wait_until
 
 pytestmark = [pytest.mark.deployment, pytest.mark.restart_guard, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -75,11 +75,7 @@ def task_instances(dep: Deployment, run_id: str) -> dict[str, dict[str, Any]]:
 
 def trigger_run(dep: Deployment) -> str:
     """Trigger the DAG once the dag processor has stored it; returns the run id."""
-    wait_until("the DAG to be parsed", lambda: api(dep, "GET", f"/dags/{DAG_ID}"), timeout=180)
-    run_id = f"restart__{int(time.time() * 1000)}"
-    body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
-    assert api(dep, "POST", f"/dags/{DAG_ID}/dagRuns", json=body), "triggering the DAG run failed"
-    return run_id
+    return trigger_dag(dep, DAG_ID, "restart")
 
 
 def run_state(dep: Deployment, run_id: str) -> str | None:
