@@ -22,6 +22,10 @@ from docify_provider.testing.keys import fingerprint
 from docify_provider.testing.server import EmulatorServer
 
 
+#: ``"current"``: as the newest Dify server source behaves (Part C); ``"documented"``: as its documents say.
+SERVER_PROFILES = ("current", "documented")
+
+
 def _fp(key: str | None) -> str | None:
     return None if key is None else fingerprint(key)
 
@@ -38,6 +42,11 @@ class DifyEmulator(EmulatorServer):
     (``file_size_limit`` ... ``workflow_file_upload_limit``; floats allowed so that a test can
     set a tiny one), ``public_host`` (``host:port`` of output-file URLs). The default app keys
     (see :mod:`docify_provider.testing.dify.apps`) are registered unless ``default_keys`` is False.
+
+    ``server_profile``: ``"current"`` (the default) behaves like the newest Dify server source
+    (``shared/reference/dify-server-behaviour.md`` Part C: worker-side validation of streaming
+    runs, no tag filter, ``TYPE``-keyed pause reasons, ...); ``"documented"`` behaves as Dify's
+    documents describe, for tests of the documented wire. Read it through ``emu.current``.
     """
 
     handler_class = DifyRequestHandler
@@ -63,7 +72,10 @@ class DifyEmulator(EmulatorServer):
         workflow_file_upload_limit: int = 10,
         public_host: str | None = None,
         default_keys: bool = True,
+        server_profile: str = "current",
     ) -> None:
+        if server_profile not in SERVER_PROFILES:
+            raise ValueError(f"server_profile must be one of {SERVER_PROFILES}, not {server_profile!r}")
         if ping_interval is not None and ping_interval <= 0:
             raise ValueError("ping_interval must be positive or None")
         if idle_close_seconds <= 0:
@@ -84,12 +96,18 @@ class DifyEmulator(EmulatorServer):
             "workflow_file_upload_limit": workflow_file_upload_limit,
         }
         self.public_host = public_host
+        self.server_profile = server_profile
         self.apps: dict[str, DifyApp] = builtin_apps()
         self.tenant_id = str(uuid.uuid4())
         self.secret = os.urandom(32)
         if default_keys:
             for key, code, disabled in DEFAULT_APP_KEYS:
                 self.add_key(key, code, disabled)
+
+    @property
+    def current(self) -> bool:
+        """True when the emulator behaves like the newest server rather than its documents."""
+        return self.server_profile == "current"
 
     @property
     def base_url(self) -> str:
