@@ -77,8 +77,6 @@ _COLUMNS = (
 PATHS, TAILS = index_columns(_COLUMNS)
 
 
-
-
 _STREAM = '"stream"/"events"'
 
 FAULTS: dict[str, FaultSpec] = {
