@@ -426,3 +426,35 @@ def test_unknown_token_is_unauthorized_and_points_to_airflow_dify_login(emu: Dif
     text = str(caught.value)
     assert "Invalid or unknown bearer token." in text and "Log in again with `airflow-dify login`" in text
     assert "difyctl" not in text and unknown not in text
+
+
+# --- sans-IO: what the client makes of either wire ------------------------------------------------
+
+
+def test_events_normalized_for_either_server() -> None:
+    from docify_provider.dify.models import WorkflowEvent
+    from docify_provider.dify_openapi.protocol import normalized_event, pause_reason_type
+
+    assert pause_reason_type({"TYPE": "human_input_required"}) == pause_reason_type({"type": "human_input_required"})
+    paused = WorkflowEvent.from_api(
+        {"event": "workflow_paused", "task_id": "t", "workflow_run_id": "r", "data": {"reasons": [{"TYPE": "x"}]}}
+    )
+    assert normalized_event(paused).data["reasons"] == [{"TYPE": "x", "type": "x"}]
+    assert normalized_event(paused).raw["data"]["reasons"][0]["type"] == "x"
+    finished = {"event": "workflow_finished", "workflow_run_id": "r", "data": {"id": "r", "status": "succeeded"}}
+    same = WorkflowEvent.from_api({**finished, "task_id": "r"})
+    assert normalized_event(same).task_id is None and normalized_event(same).raw["task_id"] is None
+    own = WorkflowEvent.from_api({**finished, "task_id": "t"})
+    assert normalized_event(own) is own, "a real task id is kept"
+
+
+def test_401_wording_names_this_package_login() -> None:
+    from docify_provider._core.endpoints import Endpoint
+    from docify_provider.dify_openapi.errors import error_for_status
+
+    endpoint = Endpoint("account", "GET", "/account", repeatable=True)
+    body = {"code": "token_expired", "message": "Token expired", "status": 401, "hint": "Re-authenticate to continue"}
+    expired = error_for_status(401, json.dumps(body).encode(), httpx.Headers(), endpoint)
+    assert isinstance(expired, DifyOpenAPIAuthenticationError) and expired.code == "token_expired"
+    assert "expired" in str(expired) and "hint: Re-authenticate to continue" in str(expired)
+    assert "airflow-dify login" in str(expired) and "difyctl" not in str(expired)
