@@ -188,7 +188,7 @@ def test_unknown_mode_named_before_anything_is_sent(client: DifyOpenAPIClient, e
     with pytest.raises(DifyOpenAPIInputError) as caught:
         client.list_apps(mode="workflows")
     assert "mode: 'workflows' is not a Dify app mode" in str(caught.value) and "advanced-chat" in str(caught.value)
-    assert requests_to(emu, "apps") == 0
+    assert emu.requests == [], "nothing sent, not even the account read"
 
 
 def test_select_apps_by_exact_names_ids_and_pattern(emu: DifyOpenAPIEmulator) -> None:

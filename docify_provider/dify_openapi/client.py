@@ -92,11 +92,7 @@ class OpenAPIEventTracker(DifyEventTracker):
         if event.event == "error":  # the end of the run, even when the server keeps the body open (C1)
             self.session_id = event.workflow_run_id or self.session_id
             self.events_seen.append("error")
-            raw = event.raw
-            status = raw.get("status")
-            raise run_error_event(
-                event.error_message, event.error_code, status, run_id=self.run_id, endpoint=self.endpoint, raw=raw
-            )
+            raise run_error_event(event, run_id=self.run_id, endpoint=self.endpoint)
         accepted = super().accept(event)
         if accepted is not None and accepted.event == "message_end":
             # Chat and completion apps end with message_end (no workflow events; advanced-chat sends both).
@@ -188,6 +184,7 @@ class DifyOpenAPIClientBase(HTTPBase):
         return items, bool(answer.get("has_more")) and bool(items)
 
     def _apps_params(self, page: int, workspace_id: str | None, **filters: str | None) -> dict[str, Any]:
+        discovery.check_mode(filters.get("mode"))  # a closed enum: named before anything is sent
         params: dict[str, Any] = {"page": page, "limit": PAGE_SIZE}
         if workspace_id:
             params["workspace_id"] = workspace_id
@@ -432,7 +429,7 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
     ) -> list[AppSummary]:
         """``GET /apps`` of the workspace, every page; each filter is checked again on every row
         (``discovery.checked_rows``): a ``tag`` on a server whose rows carry no tags raises."""
-        discovery.check_mode(mode)
+        discovery.check_mode(mode)  # before the workspace lookup: nothing is sent for a wrong mode
         workspace = self.workspace_id()
         params = self._apps_params(1, workspace, mode=mode, name=name, tag=tag)
         rows = [AppSummary.from_api(row) for row in self._pages(protocol.APPS, params, "apps")]
@@ -440,7 +437,6 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
 
     def list_permitted_external_apps(self, *, mode: str | None = None, name: str | None = None) -> list[AppSummary]:
         """``GET /permitted-external-apps`` (external SSO subjects, Enterprise), every page."""
-        discovery.check_mode(mode)
         params = self._apps_params(1, None, mode=mode, name=name)
         rows = [AppSummary.from_api(row) for row in self._pages(protocol.PERMITTED_APPS, params, "apps")]
         return discovery.checked_rows(rows, mode=mode, name=name)
@@ -749,7 +745,6 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
     async def list_permitted_external_apps(
         self, *, mode: str | None = None, name: str | None = None
     ) -> list[AppSummary]:
-        discovery.check_mode(mode)
         params = self._apps_params(1, None, mode=mode, name=name)
         rows = [AppSummary.from_api(row) for row in await self._pages(protocol.PERMITTED_APPS, params, "apps")]
         return discovery.checked_rows(rows, mode=mode, name=name)
