@@ -1,10 +1,16 @@
-"""Nightly: run every Dify app tagged ``nightly``, whatever its mode, one mapped task per app.
+"""Nightly: run a chosen set of Dify apps, whatever their mode, one mapped task per app.
 
-For teams that keep their scheduled Dify work as apps in a workspace and mark them with a tag,
-instead of listing them in the DAG (a new app tagged ``nightly`` joins the next run):
+For teams that keep their scheduled Dify work as apps in a workspace. The DAG names the apps it
+runs, by exact name or id (param ``apps``) and/or by a name pattern (param ``name_pattern``, a
+glob on the whole app name such as ``nightly-*``); both are checked here against every app the
+workspace lists, so a new app joins the batch when it is added to the list or named to match the
+pattern. (Tags are not used: current Dify ignores the ``tag`` filter of ``GET /apps`` and sends
+no tags, so "every app tagged nightly" would run, and bill, every app in the workspace;
+``DifyOpenAPIHook.list_apps(tag=...)`` refuses such a server.)
 
-* ``plan_runs`` lists the workspace's apps with the tag (``DifyOpenAPIHook.list_apps(tag=...)``,
-  the account token of connection ``dify_account``) and reads each app's ``input_schema``
+* ``plan_runs`` selects the apps (``DifyOpenAPIHook.select_apps``, the account token of
+  connection ``dify_account``): a name that matches no app, or several, fails the task before
+  anything runs, listing the candidates. It reads each app's ``input_schema``
   (``describe_app``). An app's inputs are its schema's defaults, overridden by the DAG param
   ``app_inputs`` (``{"<app name or id>": {"<variable>": value, "query": "..."}}``; ``query`` is the
   user message of chat apps). An app whose required inputs stay empty (a file input, a topic
@@ -15,7 +21,8 @@ instead of listing them in the DAG (a new app tagged ``nightly`` joins the next 
   instead of paying again.
 * ``summary`` logs what ran (mode, status, first words of the output) and what was skipped.
 
-Params: ``tag`` (default ``nightly``), ``app_inputs``; connection ``dify_account`` (type
+Params: ``apps`` (exact app names or ids; default the bundled emulator's five nightly apps),
+``name_pattern`` (a glob, default none), ``app_inputs``; connection ``dify_account`` (type
 ``dify_openapi``: host ``https://<dify>/openapi/v1``, password the account token).
 """
 
@@ -65,7 +72,17 @@ with DAG(
     max_active_runs=1,
     tags=["dify", "example"],
     params={
-        "tag": Param("nightly", type="string"),
+        "apps": Param(
+            ["Text Writer", "Document Summary", "Long Job", "Chat Assistant", "Completion Writer"],
+            type="array",
+            items={"type": "string"},
+            description="Exact app names or ids to run (each must match exactly one app)",
+        ),
+        "name_pattern": Param(
+            None,
+            type=["null", "string"],
+            description="Also run every app whose whole name matches this glob (e.g. nightly-*); checked here",
+        ),
         "app_inputs": Param(
             {
                 "Text Writer": {"topic": "what changed in the warehouse today", "tone": "formal"},
@@ -87,7 +104,7 @@ with DAG(
         given_by_app = params["app_inputs"] or {}
         hook = DifyOpenAPIHook(dify_openapi_conn_id=CONN_ID)
         try:
-            apps = hook.list_apps(tag=params["tag"])
+            apps = hook.select_apps(params["apps"] or [], name_pattern=params["name_pattern"] or None)
             runs, skipped, names = [], [], {}
             for app in apps:
                 description = hook.describe_app(app.id)
@@ -110,9 +127,8 @@ with DAG(
         finally:
             hook.close()
         log.info(
-            "%d app(s) tagged %r: %d to run (%s), %d skipped",
+            "%d app(s) selected: %d to run (%s), %d skipped",
             len(apps),
-            params["tag"],
             len(runs),
             ", ".join(names.values()) or "none",
             len(skipped),

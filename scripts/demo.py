@@ -5,8 +5,8 @@ By default it starts the bundled Docify emulator and makes a few sample invoices
 real Docify instead. Everything goes under ``out/`` (a throwaway ``AIRFLOW_HOME`` with SQLite, the
 results database and the attachments); each run starts from a clean ``out/``.
 
-``--all`` also runs the summary pipeline, the Dify document pipeline, the nightly run of every
-app tagged ``nightly`` (on the bundled Dify account-API emulator) and the human review (on the
+``--all`` also runs the summary pipeline, the Dify document pipeline, the nightly run of the apps
+it names (on the bundled Dify account-API emulator) and the human review (on the
 bundled Dify emulator; the form is answered in Dify by a thread, as a reviewer would), each
 ``airflow dags test`` bounded by ``--timeout`` seconds, prints a summary of them, and fails unless
 every pipeline did what it promises;
@@ -148,7 +148,7 @@ def run_dify_documents(env: dict[str, str], out: Path) -> int:
 
 
 def run_dify_nightly(env: dict[str, str], out: Path) -> int:
-    """Every app tagged nightly on the bundled account-API emulator: one run per fillable app."""
+    """The nightly example's named apps on the bundled account-API emulator: one run per fillable app."""
     from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, DifyOpenAPIEmulator
 
     log_file = out / "dag-test-dify-nightly.log"

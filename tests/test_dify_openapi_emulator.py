@@ -59,6 +59,13 @@ def emu(request: pytest.FixtureRequest) -> Iterator[DifyOpenAPIEmulator]:
         yield emulator
 
 
+@pytest.fixture(params=GENERATIONS)
+def documented(request: pytest.FixtureRequest) -> Iterator[DifyOpenAPIEmulator]:
+    """Either path generation, answering as Dify's documents say (``server_profile="documented"``)."""
+    with make(request.param, server_profile="documented") as emulator:
+        yield emulator
+
+
 @pytest.fixture
 def current() -> Iterator[DifyOpenAPIEmulator]:
     with make("current") as emulator:
@@ -150,8 +157,8 @@ def test_other_generation_paths_404_with_error_body(emu: DifyOpenAPIEmulator) ->
 
 
 # auth --------------------------------------------------------------------------------------------
-def test_bearer_required_unknown_revoked_expired(current: DifyOpenAPIEmulator) -> None:
-    with client(current, None) as c:
+def test_bearer_required_unknown_revoked_expired_as_documented() -> None:
+    with make("current", server_profile="documented") as current, client(current, None) as c:
         error_body(c.get("account"), 401, "unauthorized", "bearer required")
         error_body(c.get("account", headers={"Authorization": "Basic abc"}), 401, "unauthorized")
         error_body(c.get("account", headers=auth("app-NotAnAccountToken")), 401, "unauthorized", "invalid_bearer")
@@ -223,7 +230,8 @@ def test_workspaces(emu: DifyOpenAPIEmulator) -> None:
 
 
 # apps --------------------------------------------------------------------------------------------
-def test_app_list_filters_and_pages(emu: DifyOpenAPIEmulator) -> None:
+def test_app_list_filters_and_pages_as_documented(documented: DifyOpenAPIEmulator) -> None:
+    emu = documented
     with client(emu) as c:
         body = error_body(c.get("apps"), 422, "invalid_param", "Request validation failed")
         assert body["details"][0]["loc"] == ["workspace_id"]
@@ -260,7 +268,8 @@ def test_app_list_filters_and_pages(emu: DifyOpenAPIEmulator) -> None:
         assert [a["id"] for a in second] == [SECOND_WORKSPACE_APP_ID]
 
 
-def test_describe(emu: DifyOpenAPIEmulator) -> None:
+def test_describe_as_documented(documented: DifyOpenAPIEmulator) -> None:
+    emu = documented
     with client(emu) as c:
         full = c.get(describe_path(emu, DOCUMENT_APP_ID)).json()
         assert {"info", "parameters", "input_schema"} <= set(full)
@@ -340,7 +349,8 @@ def test_pings_while_silent_and_idle_close() -> None:
         assert emu.wait_run_finished(events[0]["workflow_run_id"]).status == "succeeded"
 
 
-def test_run_payload_checks(emu: DifyOpenAPIEmulator) -> None:
+def test_run_payload_checks_as_documented(documented: DifyOpenAPIEmulator) -> None:
+    emu = documented
     legacy = emu.paths == "legacy"
     with client(emu) as c:
         bad = error_body(c.post(run_path(emu, TEXT_APP_ID), json={"inputs": TEXT, "user": "u1"}), 422, "invalid_param")
@@ -651,7 +661,8 @@ def test_device_code_expiry_token_ttl_and_python_approve() -> None:
         ]
         assert c.get("account", headers=auth(token)).status_code == 200
         time.sleep(0.55)
-        error_body(c.get("account", headers=auth(token)), 401, "unauthorized")
+        expired = error_body(c.get("account", headers=auth(token)), 401, "token_expired")
+        assert expired["hint"].startswith("Re-authenticate")
 
 
 # fixture and CLI ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ built from an ``AIRFLOW_CONN_*`` connection, as a task would; backoff is shorten
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from docify_provider.dify_openapi.errors import (
     DifyOpenAPIBadRequestError,
     DifyOpenAPIDeviceFlowError,
     DifyOpenAPIError,
+    DifyOpenAPIInputError,
     DifyOpenAPINotFoundError,
     DifyOpenAPIOutcomeUnknownError,
     DifyOpenAPIRateLimitedError,
@@ -40,8 +42,10 @@ from docify_provider.dify_openapi.errors import (
     DifyOpenAPIRunTimeoutError,
     DifyOpenAPIServerError,
     DifyOpenAPIStreamIncompleteError,
+    DifyOpenAPITagFilterError,
 )
 from docify_provider.testing.dify_openapi import (
+    ACCOUNT_ID,
     ACCOUNT_TOKEN,
     HUMAN_INPUT_APP_ID,
     LONG_APP_ID,
@@ -57,6 +61,11 @@ pytestmark = pytest.mark.timeout(60)
 
 #: A well-formed token the emulator never issued: 401, as for a revoked or expired login.
 WRONG_TOKEN = "dfoa_EmulatorUnknownToken000000000000000000009"
+#: A token whose session lapsed (registered expired in every cell's emulator): 401 ``token_expired``.
+EXPIRED_TOKEN = "dfoa_EmulatorExpiredToken000000000000000000008"
+#: The apps the nightly example names (``select_apps``): what ``list_apps`` cells look for.
+NIGHTLY_APPS = ["Text Writer", "Document Summary", "Long Job", "Chat Assistant", "Completion Writer"]
+WORKER_MESSAGE = "topic is required in input form"
 TEXT_INPUTS = {"topic": "fault matrices", "tone": "casual"}
 #: The long run the re-attach and stop paths follow: short, with a silent gap in the middle.
 LONG_INPUTS = {"seconds": 0.6, "steps": 1}
@@ -75,8 +84,6 @@ _COLUMNS = (
     ("device", "Device login poll (`poll_device_token`)", "device", "/oauth/device/token"),
 )
 PATHS, TAILS = index_columns(_COLUMNS)
-
-
 
 
 _STREAM = '"stream"/"events"'
@@ -128,6 +135,40 @@ FAULTS: dict[str, FaultSpec] = {
         "Partial success", "partial_success", '"stream"', "a node fails, its error strategy continues"
     ),
     "ignore_stop": fault("Stop ignored", "ignore_stop", '"stop"', "answered success, the run goes on"),
+    # --- how the current Dify server differs from its documents (server-behaviour reference, Part C) ---
+    "worker_error": fault(
+        "Run rejected by Dify's worker (current Dify, C1)",
+        "worker_error",
+        '"stream"',
+        "HTTP 200, a ping, `{event: error, message, status: 500}` without code or ids, the body held open "
+        "until the 300 s idle close",
+        message=WORKER_MESSAGE,
+    ),
+    "token_expired": FaultSpec(
+        "401 `token_expired` with a hint (current Dify, C6)",
+        Inject(key=EXPIRED_TOKEN),
+        "a `dfoa_` token whose session lapsed",
+    ),
+    "continue_on_pause": FaultSpec(
+        "Re-attach with continue_on_pause held open after workflow_finished (current Dify, C3)",
+        Inject(),
+        "no fault: the current server's events route, `task_events(..., continue_on_pause=True)`",
+    ),
+    "finished_frame": FaultSpec(
+        "Re-attach to a finished run: its frame's task_id is the run id (current Dify, C3)",
+        Inject(),
+        "no fault: the run has finished before the call",
+    ),
+    "tag_ignored": FaultSpec(
+        "Tag filter ignored, rows without tags (current Dify, C5)",
+        Inject(),
+        'no fault: `list_apps(tag="nightly")` on the current server',
+    ),
+    "unknown_mode": FaultSpec(
+        "Unknown app mode (a closed enum: Dify answers 422)",
+        Inject(),
+        'no fault: `list_apps(mode="workflows")`',
+    ),
 }
 
 REATTACHED = "re-attached"
@@ -141,6 +182,10 @@ _NO_TOKEN = "the device login sends no token (it is how one is obtained)"
 _NO_APP = "not app-scoped: the device login belongs to no app"
 _NO_STOP = "no stop on this path: operators stop a run only when a task is killed or times out"
 _RUN_FAULT = "a run fault, decided when the run starts (the Run column); a re-attach shows the run as it goes"
+_REJECTED = "the worker rejects the run before it has a run id: there is nothing to re-attach to"
+_REATTACH_ONLY = "a re-attach behaviour (the Re-attach column)"
+_DISCOVERY_ONLY = "only app discovery filters apps"
+_FINISHED_RUN_PATH = "a run's own re-attach reads the same frame: the Re-attach and Stop cells show it"
 
 #: Paths that carry an event stream; the others answer JSON.
 STREAM_PATHS = ("run", "events")
@@ -258,6 +303,20 @@ CELLS: list[Cell] = [
     *row("failed_run", default=_NO_RUN, run=fails(DifyOpenAPIRunFailedError, 1), events=_RUN_FAULT),
     *row("partial_success", default=_NO_RUN, run=ok(1), events=_RUN_FAULT),
     *row("ignore_stop", default=_NO_STOP, stop=ok(recovery=RAN_TO_ITS_END), device=_NO_APP),
+    # current Dify (Part C): the error frame ends the run at once (one POST, nothing re-sent, the
+    # connection closed by the client); an expired token as the 401 row, with Dify's hint
+    *row("worker_error", default=_NO_RUN, run=fails(DifyOpenAPIRunFailedError, 1), events=_REJECTED),
+    *row(
+        "token_expired",
+        default=fails(DifyOpenAPIAuthenticationError, requests=0),
+        apps=fails(DifyOpenAPIAuthenticationError),
+        describe=fails(DifyOpenAPIAuthenticationError),
+        device=_NO_TOKEN,
+    ),
+    *row("continue_on_pause", default=_REATTACH_ONLY, events=ok()),
+    *row("finished_frame", default=_REATTACH_ONLY, events=ok(), stop=ok(), run=_FINISHED_RUN_PATH),
+    *row("tag_ignored", default=_DISCOVERY_ONLY, apps=fails(DifyOpenAPITagFilterError)),
+    *row("unknown_mode", default=_DISCOVERY_ONLY, apps=fails(DifyOpenAPIInputError, requests=0)),
 ]
 
 TESTED = table.cells_to_test(CELLS)
@@ -273,6 +332,8 @@ class Case:
     emulator: DifyOpenAPIEmulator
     monkeypatch: pytest.MonkeyPatch
     inject: Inject
+    #: The row's fault id: the current-server rows (no emulator fault) change what the call asks.
+    fault: str = ""
     #: (task_id, workflow_run_id) of the run the events and stop paths follow.
     started: tuple[str, str] | None = None
     form_token: str | None = None
@@ -306,8 +367,14 @@ class Case:
 
 
 def _apps(case: Case) -> None:
-    names = [a.name for a in case.hook().list_apps(tag="nightly")]
-    assert "Text Writer" in names and len(names) == 5
+    if case.fault == "tag_ignored":
+        case.hook().list_apps(tag="nightly")
+        raise AssertionError("list_apps(tag=) returned apps nobody can show carry the tag")
+    if case.fault == "unknown_mode":
+        case.hook().list_apps(mode="workflows")
+        raise AssertionError("an unknown mode was accepted")
+    names = [a.name for a in case.hook().select_apps(NIGHTLY_APPS)]
+    assert names == NIGHTLY_APPS
 
 
 def _describe(case: Case) -> None:
@@ -316,7 +383,11 @@ def _describe(case: Case) -> None:
 
 
 def _run(case: Case) -> None:
-    events = list(case.hook().run_app(TEXT_APP_ID, TEXT_INPUTS))
+    started = time.monotonic()
+    try:
+        events = list(case.hook().run_app(TEXT_APP_ID, TEXT_INPUTS))
+    finally:  # the server holds an error frame's body open 300 s: the client must not wait for it
+        assert time.monotonic() - started < 30
     final = events[-1]
     assert final.event == "workflow_finished"
     run = final.result
@@ -335,9 +406,21 @@ def _start_long(case: Case) -> None:
 
 def _events(case: Case) -> None:
     assert case.started is not None
-    events = list(case.hook().task_events(LONG_APP_ID, case.started[1], include_state_snapshot=True))
+    run_id = case.started[1]
+    if case.fault == "finished_frame":
+        case.emulator.wait_run_finished(run_id, timeout=10)
+    started = time.monotonic()
+    events = list(
+        case.hook().task_events(
+            LONG_APP_ID, run_id, include_state_snapshot=True, continue_on_pause=case.fault == "continue_on_pause"
+        )
+    )
+    assert time.monotonic() - started < 30, "ended at workflow_finished, not at the server's idle close"
     assert events[-1].event == "workflow_finished" and events[-1].run is not None
     assert events[-1].run.status == "succeeded"
+    if case.fault == "finished_frame":
+        assert len(events) == 1 and events[0].task_id is None, "the run id is never taken for the task id"
+        assert events[-1].result is not None and events[-1].result.task_id != run_id
 
 
 def _pause(case: Case) -> None:
@@ -365,8 +448,12 @@ def _submit(case: Case) -> None:
 def _stop(case: Case) -> None:
     assert case.started is not None
     task_id, run_id = case.started
+    if case.fault == "finished_frame":
+        case.emulator.wait_run_finished(run_id, timeout=10)
     run = case.hook().stop_task(LONG_APP_ID, task_id, workflow_run_id=run_id)
-    assert run is not None and run.status == ("succeeded" if case.inject.kind == "ignore_stop" else "stopped")
+    ended = "succeeded" if case.inject.kind == "ignore_stop" or case.fault == "finished_frame" else "stopped"
+    assert run is not None and run.status == ended
+    assert run.task_id != run_id, "the finished frame's task_id (the run id) is not the run's task"
 
 
 def _login(case: Case) -> None:
@@ -399,12 +486,13 @@ RUNNERS: dict[str, tuple[Callable[[Case], None] | None, Callable[[Case], None]]]
 def openapi_emulator() -> Iterator[DifyOpenAPIEmulator]:
     """A fresh emulator per cell (counters at zero), quick pings and events, no device poll limit."""
     with DifyOpenAPIEmulator(ping_interval=0.1, event_interval=0.002, device_poll_interval=0.0) as emu:
+        emu.sessions.issue(ACCOUNT_ID, -1.0, token=EXPIRED_TOKEN, device_label="lapsed")
         yield emu
 
 
 @pytest.mark.parametrize("cell", TESTED, ids=[c.id for c in TESTED])
 def test_fault(cell: Cell, openapi_emulator: DifyOpenAPIEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    case = Case(openapi_emulator, monkeypatch, cell.injection(FAULTS))
+    case = Case(openapi_emulator, monkeypatch, cell.injection(FAULTS), fault=cell.fault)
     setup, call = RUNNERS[cell.path]
     if setup is not None:
         setup(case)
@@ -421,6 +509,12 @@ def test_fault(cell: Cell, openapi_emulator: DifyOpenAPIEmulator, monkeypatch: p
     )
     if cell.recovery == REATTACHED:
         assert openapi_emulator.events_requests(ACCOUNT_TOKEN) >= 1, "a cut run stream is re-attached by run id"
+    if cell.fault == "worker_error":
+        assert openapi_emulator.events_requests() == 0, "nothing re-attached"
+        deadline = time.monotonic() + 5
+        while not openapi_emulator.worker_error_streams and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert openapi_emulator.worker_error_streams == ["client closed"], "the client closed the connection"
 
 
 def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
@@ -432,8 +526,17 @@ def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
         assert "not re-sent" in str(exc) or "never re-sent" in str(exc) or "not sent again" in str(exc), str(exc)
     if cell.path in ("submit", "device") and isinstance(exc, DifyOpenAPIOutcomeUnknownError):
         assert "run may" not in str(exc) and "not re-sent" in str(exc), "says what may have happened instead"
-    if cell.fault == "401":
-        assert "Log in again" in str(exc), "a refused token says how to get a new one"
+    if cell.fault in ("401", "token_expired"):
+        assert "Log in again with `airflow-dify login`" in str(exc), "a refused token says how to get a new one"
+        assert "difyctl" not in str(exc) and getattr(exc, "status_code", None) == 401
+    if cell.fault == "token_expired":
+        assert getattr(exc, "code", None) == "token_expired" and "hint: Re-authenticate to continue" in str(exc)
+    if cell.fault == "worker_error":
+        assert WORKER_MESSAGE in str(exc) and "not re-sent" in str(exc) and getattr(exc, "run_id", "?") is None
+    if cell.fault == "tag_ignored":
+        assert "tag='nightly'" in str(exc) and "select_apps" in str(exc)
+    if cell.fault == "unknown_mode":
+        assert "mode: 'workflows'" in str(exc)
     if cell.fault in ("failed_run", "error_event"):
         assert isinstance(exc, DifyOpenAPIRunFailedError)
 

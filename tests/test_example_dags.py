@@ -137,9 +137,8 @@ def test_dify_text_example_feeds_outputs_to_a_taskflow_task(dify_conns, monkeypa
 # -- the Dify account API (user-scoped OpenAPI) and human review ----------------------------------
 
 
-def test_nightly_example_runs_every_app_tagged_nightly_and_skips_the_unfillable_one(
-    airflow_env, monkeypatch, caplog
-) -> None:
+def test_nightly_example_runs_the_named_apps_and_skips_the_unfillable_one(airflow_env, monkeypatch, caplog) -> None:
+    """On a current server (no tags): the apps named in ``params.apps`` run, nothing else in the workspace."""
     from docify_provider.testing.dify_openapi import (
         ACCOUNT_TOKEN,
         CHAT_APP_ID,
@@ -184,6 +183,33 @@ def test_nightly_example_runs_every_app_tagged_nightly_and_skips_the_unfillable_
     assert "Nightly Dify batch: 4 app(s) ran, 1 skipped" in logged
     text = next(r for r in report["ran"] if r["app_id"] == TEXT_APP_ID)["output"]
     assert "the night shift" in text
+
+
+def test_nightly_example_by_name_pattern_and_an_unknown_name_runs_nothing(
+    airflow_env, monkeypatch, caplog, capsys
+) -> None:
+    from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, COMPLETION_APP_ID, TEXT_APP_ID, DifyOpenAPIEmulator
+
+    with DifyOpenAPIEmulator(ping_interval=0.1, event_interval=0.002) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_DIFY_ACCOUNT", conn_json(emu.base_url, ACCOUNT_TOKEN, "dify_openapi"))
+        caplog.set_level(logging.INFO)
+        inputs = {"Text Writer": {"topic": "tea"}, "Completion Writer": {"topic": "tea"}}
+        # "Disabled Writer" matches too; it has a required topic nobody gave: skipped, not run
+        by_pattern = run_dag(
+            load_dag("example_dify_nightly"), {"apps": [], "name_pattern": "* Writer", "app_inputs": inputs}
+        )
+        ran = {emu.runs_started(ACCOUNT_TOKEN, app=a) for a in (TEXT_APP_ID, COMPLETION_APP_ID)}
+        after_pattern = emu.runs_started(ACCOUNT_TOKEN)
+        typo = run_dag(load_dag("example_dify_nightly"), {"apps": ["Text Writer", "Long job"], "app_inputs": inputs})
+        total = emu.runs_started(ACCOUNT_TOKEN)
+
+    assert by_pattern.dag_state == "success", by_pattern.states()
+    assert ran == {1} and after_pattern == 2, "the two writers whose inputs were given, nothing else"
+    assert by_pattern.xcom("summary")["skipped"] == ["Disabled Writer"]
+    assert typo.dag_state == "failed" and typo.state("plan_runs") == "failed"
+    assert total == after_pattern, "an unknown app name fails the plan before anything runs"
+    told = _logged(caplog) + capsys.readouterr().out
+    assert "no app is named exactly 'Long job'" in told and "'Long Job'" in told, "names the typo and the candidate"
 
 
 def _review_conn(monkeypatch: Any, dify_conns: Any) -> None:

@@ -32,7 +32,7 @@ from docify_provider._core.transport import AsyncHTTP, HTTPBase, SyncHTTP
 from docify_provider.dify.client import DifyEventTracker, normalize_inputs
 from docify_provider.dify.inputs import InputPlan
 from docify_provider.dify.models import UploadedFile, WorkflowEvent, WorkflowRun
-from docify_provider.dify_openapi import protocol
+from docify_provider.dify_openapi import discovery, protocol
 from docify_provider.dify_openapi.config import DifyOpenAPIClientConfig
 from docify_provider.dify_openapi.device import DeviceCode, DevicePoll, DeviceToken
 from docify_provider.dify_openapi.errors import (
@@ -46,6 +46,7 @@ from docify_provider.dify_openapi.errors import (
     DifyOpenAPIRunTimeoutError,
     DifyOpenAPIStreamIncompleteError,
     error_for_status,
+    run_error_event,
 )
 from docify_provider.dify_openapi.models import (
     Account,
@@ -87,6 +88,11 @@ class OpenAPIEventTracker(DifyEventTracker):
         self.continue_on_pause = continue_on_pause
 
     def accept(self, event: WorkflowEvent) -> WorkflowEvent | None:
+        event = protocol.normalized_event(event)
+        if event.event == "error":  # the end of the run, even when the server keeps the body open (C1)
+            self.session_id = event.workflow_run_id or self.session_id
+            self.events_seen.append("error")
+            raise run_error_event(event, run_id=self.run_id, endpoint=self.endpoint)
         accepted = super().accept(event)
         if accepted is not None and accepted.event == "message_end":
             # Chat and completion apps end with message_end (no workflow events; advanced-chat sends both).
@@ -178,6 +184,7 @@ class DifyOpenAPIClientBase(HTTPBase):
         return items, bool(answer.get("has_more")) and bool(items)
 
     def _apps_params(self, page: int, workspace_id: str | None, **filters: str | None) -> dict[str, Any]:
+        discovery.check_mode(filters.get("mode"))  # a closed enum: named before anything is sent
         params: dict[str, Any] = {"page": page, "limit": PAGE_SIZE}
         if workspace_id:
             params["workspace_id"] = workspace_id
@@ -420,14 +427,19 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
     def list_apps(
         self, *, mode: str | None = None, name: str | None = None, tag: str | None = None
     ) -> list[AppSummary]:
-        """``GET /apps`` of the workspace, every page; filtered by ``mode``, ``name``, ``tag``."""
-        params = self._apps_params(1, self.workspace_id(), mode=mode, name=name, tag=tag)
-        return [AppSummary.from_api(row) for row in self._pages(protocol.APPS, params, "apps")]
+        """``GET /apps`` of the workspace, every page; each filter is checked again on every row
+        (``discovery.checked_rows``): a ``tag`` on a server whose rows carry no tags raises."""
+        discovery.check_mode(mode)  # before the workspace lookup: nothing is sent for a wrong mode
+        workspace = self.workspace_id()
+        params = self._apps_params(1, workspace, mode=mode, name=name, tag=tag)
+        rows = [AppSummary.from_api(row) for row in self._pages(protocol.APPS, params, "apps")]
+        return discovery.checked_rows(rows, mode=mode, name=name, tag=tag, workspace_id=workspace)
 
     def list_permitted_external_apps(self, *, mode: str | None = None, name: str | None = None) -> list[AppSummary]:
         """``GET /permitted-external-apps`` (external SSO subjects, Enterprise), every page."""
         params = self._apps_params(1, None, mode=mode, name=name)
-        return [AppSummary.from_api(row) for row in self._pages(protocol.PERMITTED_APPS, params, "apps")]
+        rows = [AppSummary.from_api(row) for row in self._pages(protocol.PERMITTED_APPS, params, "apps")]
+        return discovery.checked_rows(rows, mode=mode, name=name)
 
     def describe_app(self, app: str, *, refresh: bool = False) -> AppDescription:
         """``GET /apps/{id}`` (legacy ``/describe``): info, ``parameters`` and ``input_schema`` (cached)."""
@@ -559,16 +571,17 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
         if not tracker.done:
             raise self._events_incomplete(tracker, None)
 
-    def follow_run(self, app: str, workflow_run_id: str) -> Iterator[WorkflowEvent]:
+    def follow_run(self, app: str, workflow_run_id: str, *, task_id: str | None = None) -> Iterator[WorkflowEvent]:
         """Follow a run started elsewhere (another process, an earlier try) to its end or pause.
 
         Each (re-)attach asks for the state snapshot, so what happened while nobody listened is
         replayed (each event counted once); a cut re-attaches within ``max_stream_seconds``, as a
-        run's own stream does. Nothing is ever sent that could start a run.
+        run's own stream does. Nothing is ever sent that could start a run. ``task_id`` (when the
+        caller saw it) is the run's task: the frame of an already finished run names none (C3).
         """
         resolved = self.resolve_app(app)
         self.detect_generation(resolved.id)
-        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id)
+        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, task_id=task_id)
         return self._reattach(resolved, tracker)
 
     def stop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
@@ -723,14 +736,18 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
     async def list_apps(
         self, *, mode: str | None = None, name: str | None = None, tag: str | None = None
     ) -> list[AppSummary]:
-        params = self._apps_params(1, await self.workspace_id(), mode=mode, name=name, tag=tag)
-        return [AppSummary.from_api(row) for row in await self._pages(protocol.APPS, params, "apps")]
+        discovery.check_mode(mode)
+        workspace = await self.workspace_id()
+        params = self._apps_params(1, workspace, mode=mode, name=name, tag=tag)
+        rows = [AppSummary.from_api(row) for row in await self._pages(protocol.APPS, params, "apps")]
+        return discovery.checked_rows(rows, mode=mode, name=name, tag=tag, workspace_id=workspace)
 
     async def list_permitted_external_apps(
         self, *, mode: str | None = None, name: str | None = None
     ) -> list[AppSummary]:
         params = self._apps_params(1, None, mode=mode, name=name)
-        return [AppSummary.from_api(row) for row in await self._pages(protocol.PERMITTED_APPS, params, "apps")]
+        rows = [AppSummary.from_api(row) for row in await self._pages(protocol.PERMITTED_APPS, params, "apps")]
+        return discovery.checked_rows(rows, mode=mode, name=name)
 
     async def describe_app(self, app: str, *, refresh: bool = False) -> AppDescription:
         app_id = (await self.resolve_app(app)).id if not self._is_id(app) else app
@@ -854,11 +871,13 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
         if not tracker.done:
             raise self._events_incomplete(tracker, None)
 
-    async def follow_run(self, app: str, workflow_run_id: str) -> AsyncIterator[WorkflowEvent]:
+    async def follow_run(
+        self, app: str, workflow_run_id: str, *, task_id: str | None = None
+    ) -> AsyncIterator[WorkflowEvent]:
         """The async :meth:`DifyOpenAPIClient.follow_run` (snapshot on every attach, re-attach on a cut)."""
         resolved = await self.resolve_app(app)
         await self.detect_generation(resolved.id)
-        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id)
+        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, task_id=task_id)
         async for event in self._reattach(resolved, tracker):
             yield event
 

@@ -51,7 +51,7 @@ class DifyOpenAPIClientConfig(core.ClientConfig):
             return
         raise bad(
             "No Dify account token: set the connection's password to the dfoa_... token of a device "
-            f"login (DifyOpenAPIClient.start_device_flow, or difyctl auth login), or {self.conn_env} "
+            f"login (`airflow-dify login` writes it; or DifyOpenAPIClient.start_device_flow), or {self.conn_env} "
             "with a 'password'."
         )
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import httpx
 
     from docify_provider._core.endpoints import Endpoint
+    from docify_provider.dify.models import WorkflowEvent
 
 
 class DifyOpenAPIError(core.ProviderError, backend_root=True):
@@ -47,6 +48,11 @@ class DifyOpenAPIInputError(core.InputError, DifyOpenAPIError):
 
 class DifyOpenAPIFileError(core.FileError, DifyOpenAPIInputError):
     """A file cannot be sent: unreadable, over the size limit, a type the variable refuses."""
+
+
+class DifyOpenAPITagFilterError(DifyOpenAPIInputError):
+    """``list_apps(tag=...)`` against a server whose app rows carry no ``tags``: it cannot show an
+    app carries the tag (current Dify ignores the ``tag`` filter), so nothing is returned to run."""
 
 
 class DifyOpenAPIAppLookupError(DifyOpenAPIInputError):
@@ -77,7 +83,7 @@ class DifyOpenAPIAuthenticationError(core.AuthenticationError, DifyOpenAPIHTTPEr
 
     permanent_because = (
         "{label} refused the account token (HTTP {status}); retrying cannot fix it. Log in again "
-        "(device flow) for a new token, or check the app's access and its Service API toggle."
+        "(`airflow-dify login`) for a new token, or check the app's access and its Service API toggle."
     )
 
 
@@ -185,6 +191,46 @@ def _details(details: Any) -> list[str]:
     return out
 
 
+#: How to get a new account token with this package (its device login writes the connection).
+LOGIN_AGAIN = (
+    "Log in again with `airflow-dify login` (add `--conn-id <id>` for a connection other than "
+    "dify_openapi_default; `airflow-dify status` shows when a token lapses): it runs the device login "
+    "and stores the new token in the connection's password"
+)
+
+
+def _refused_token(code: str | None, said: str | None) -> str:
+    """A 401's message: an expired session (current Dify: code ``token_expired``) or any other refusal."""
+    if code == "token_expired":
+        return f"Dify says the account token expired (token_expired{': ' + said if said else ''}). {LOGIN_AGAIN}"
+    return (
+        "Dify refused the account token: it is invalid, expired or revoked"
+        f"{' (' + said + ')' if said else ''}. {LOGIN_AGAIN}"
+    )
+
+
+def run_error_event(event: WorkflowEvent, *, run_id: str | None, endpoint: str) -> DifyOpenAPIRunFailedError:
+    """The error for an ``error`` frame: the end of the run, whatever the server does with the body.
+
+    A current server's worker rejects a run (inputs it validates only there) with an ``error``
+    frame that has no code, no task id and no run id, and then keeps the body open until its idle
+    close (Part C1): the frame itself is the answer, and the run request was sent once.
+    """
+    said, code, status = event.error_message or "no message", event.error_code, event.raw.get("status")
+    if run_id:
+        text = f"Dify reported an error during run {run_id}: {said}" + (f" ({code})" if code else "")
+    else:
+        text = (
+            f"Dify rejected the run before it started: its worker answered an error frame with no run id "
+            f"(status {status if status is not None else '?'}): {said}. The run request was sent once and is "
+            "not re-sent. If the message names an input, fix it (DifyOpenAPIHook.describe_app(app)"
+            ".input_schema lists the app's inputs) and run again."
+        )
+    return DifyOpenAPIRunFailedError(
+        text, code=code, endpoint=endpoint, run_id=run_id, session_id=run_id, error=said, result=event.raw
+    )
+
+
 def error_for_status(status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint) -> core.HTTPStatusError:
     """The typed error for a non-2xx OpenAPI answer (the key already cut out of ``body``).
 
@@ -209,11 +255,7 @@ def error_for_status(status: int, body: bytes, headers: httpx.Headers, endpoint:
             code=code,
         )
     elif status == 401:
-        err.message = (
-            "Dify refused the account token: it is invalid, expired or revoked. Log in again (device flow, "
-            "DifyOpenAPIClient.start_device_flow / difyctl auth login) and store the new token in the "
-            f"connection's password{': ' + said if said else ''}"
-        )
+        err.message = _refused_token(code, said)
     elif status == 403:
         err.message = (
             f"Dify refused this request for the account token (HTTP 403){': ' + said if said else ''}. "
@@ -260,8 +302,10 @@ __all__ = [
     "DifyOpenAPIRunTimeoutError",
     "DifyOpenAPIServerError",
     "DifyOpenAPIStreamIncompleteError",
+    "DifyOpenAPITagFilterError",
     "DifyOpenAPITimeoutError",
     "DifyOpenAPITransportError",
     "DifyOpenAPIUnsafeDownloadError",
     "error_for_status",
+    "run_error_event",
 ]

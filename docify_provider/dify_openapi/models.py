@@ -86,7 +86,7 @@ class Account:
 
 @dataclass(frozen=True)
 class AppSummary:
-    """One ``GET /apps`` (or ``/permitted-external-apps``) row."""
+    """One ``GET /apps`` (or ``/permitted-external-apps``) row; ``tags`` only where the server sends them."""
 
     id: str
     name: str
@@ -94,7 +94,8 @@ class AppSummary:
     description: str = ""
     workspace_id: str | None = None
     workspace_name: str | None = None
-    tags: list[str] = field(default_factory=list)
+    #: None when the row has no ``tags`` field (current Dify sends none, C5): unknown, not "no tags".
+    tags: list[str] | None = None
     updated_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -103,7 +104,8 @@ class AppSummary:
         data = _mapping(data, "an app row")
         if not data.get("id"):
             raise DifyOpenAPIProtocolError("App row without an id")
-        tags = [str(t.get("name") if isinstance(t, dict) else t) for t in data.get("tags") or []]
+        listed = data.get("tags")
+        tags = [str(t.get("name") if isinstance(t, dict) else t) for t in listed] if isinstance(listed, list) else None
         return cls(
             id=str(data["id"]),
             name=str(data.get("name") or ""),

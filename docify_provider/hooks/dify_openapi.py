@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from docify_provider.dify.models import WorkflowEvent, WorkflowRun
@@ -108,7 +108,22 @@ class DifyOpenAPIHook(ProviderHook):
         return self.client.get_account()
 
     def list_apps(self, **filters: Any) -> list[AppSummary]:
+        """``GET /apps`` with ``mode``, ``name`` and ``tag`` filters, each checked again on every row.
+
+        ``tag`` raises ``DifyOpenAPITagFilterError`` on a server whose rows carry no tags (current
+        Dify ignores the filter): to pick apps to run, use :meth:`select_apps`.
+        """
         return self.client.list_apps(**filters)
+
+    def select_apps(
+        self, apps: Sequence[str] | None = None, *, name_pattern: str | None = None, mode: str | None = None
+    ) -> list[AppSummary]:
+        """The workspace's apps a DAG chose to run: ``apps`` (exact names or ids; each must match
+        one app, or nothing is returned) and/or ``name_pattern`` (a glob on the whole name), all
+        checked here on every listed app, so no server-side filter decides what runs (and bills)."""
+        from docify_provider.dify_openapi.discovery import select_apps
+
+        return select_apps(self.client.list_apps(mode=mode), apps=apps, name_pattern=name_pattern)
 
     def describe_app(self, app: str) -> AppDescription:
         return self.client.describe_app(app)
@@ -136,9 +151,10 @@ class DifyOpenAPIHook(ProviderHook):
     def task_events(self, app: str, workflow_run_id: str, **kwargs: Any) -> Iterator[WorkflowEvent]:
         return self.client.task_events(app, workflow_run_id, **kwargs)
 
-    def follow_run(self, app: str, workflow_run_id: str) -> Iterator[WorkflowEvent]:
-        """Follow a run by id (events route with the state snapshot, re-attached on a cut)."""
-        return self.client.follow_run(app, workflow_run_id)
+    def follow_run(self, app: str, workflow_run_id: str, *, task_id: str | None = None) -> Iterator[WorkflowEvent]:
+        """Follow a run by id (events route with the state snapshot, re-attached on a cut); ``task_id``
+        keeps the run's task when the events name none (a finished run's frame, Part C3)."""
+        return self.client.follow_run(app, workflow_run_id, task_id=task_id)
 
     def stop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
         return self.client.stop_task(app, task_id, workflow_run_id=workflow_run_id)
@@ -177,9 +193,11 @@ class DifyOpenAPIHook(ProviderHook):
             async for event in client.task_events(app, workflow_run_id, **kwargs):
                 yield event
 
-    async def afollow_run(self, app: str, workflow_run_id: str) -> AsyncIterator[WorkflowEvent]:
+    async def afollow_run(
+        self, app: str, workflow_run_id: str, *, task_id: str | None = None
+    ) -> AsyncIterator[WorkflowEvent]:
         async with self._aclient() as client:
-            events = client.follow_run(app, workflow_run_id)
+            events = client.follow_run(app, workflow_run_id, task_id=task_id)
             try:
                 async for event in events:
                     yield event

@@ -197,7 +197,7 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         self._running = (task_id, run_id, user)
         if self.deferrable:
             self._defer_app(context, state, run_id, task_id, user)
-        return self._consume(state, self.hook.follow_run(str(self._app_id), run_id), user)
+        return self._consume(state, self.hook.follow_run(str(self._app_id), run_id, task_id=task_id), user)
 
     # -- deferral (DifyAppRunTrigger) -----------------------------------------------------------
 

@@ -72,7 +72,12 @@ data), marks the run failed and, as on Dify, does not end the stream (it ends on
 Dify OpenAPI emulator (:mod:`docify_provider.testing.dify_openapi`). Runs (always SSE) are
 ``stream``; ``stop``, ``events`` and ``form`` (the form read) as above; request faults also apply
 to ``form_submit`` (the form answer), ``probe`` (``/_health`` ...), ``account``, ``sessions``,
-``workspaces``, ``apps``, ``describe`` and ``device`` (the OAuth device flow).
+``workspaces``, ``apps``, ``describe`` and ``device`` (the OAuth device flow). OpenAPI-only kind:
+
+* ``worker_error(message="topic is required in input form")`` - stream: the run is accepted
+  (HTTP 200, counted as started) and its worker rejects it, as a current Dify server validates
+  run inputs (Part C1): a ping, one ``{"event": "error", "message", "status": 500}`` frame with
+  no code and no ids, then pings only until the idle close.
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ _KINDS: dict[str, tuple[frozenset[str], tuple[str, ...], dict[str, Any]]] = {
     "drop_mid_stream": (_STREAM, ("after_events",), {}),
     "end_without_complete": (_STREAM, ("after_events",), {}),
     "error_event": (_STREAM, (), {"message": "Emulated scenario failure"}),
+    "worker_error": (frozenset({"stream"}), (), {"message": "topic is required in input form"}),
     "failed_run": (_RUNS, (), {"message": "Emulated scenario failure"}),
     "malformed_event": (_STREAM, (), {}),
     "unknown_event": (_STREAM, (), {}),

@@ -87,7 +87,9 @@ class DifyAppRunTrigger(DifyWorkflowTrigger):
 
     def _stream(self, attach_to: str | None, dify_task: str | None) -> AsyncIterator[Any]:
         # attach_to is always set: the kwargs name the run (the operator never defers before).
-        return self._hook().afollow_run(self.app_id, str(attach_to or self.workflow_run_id))
+        # The run's task id is passed on: the frame of an already finished run names none (Part C3).
+        task = dify_task or self.dify_task_id
+        return self._hook().afollow_run(self.app_id, str(attach_to or self.workflow_run_id), task_id=task)
 
     def _observe(self, event: Any) -> None:
         raw = getattr(event, "raw", None) or {}

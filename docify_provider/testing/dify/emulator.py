@@ -21,7 +21,6 @@ from docify_provider.testing.errors import RequestError
 from docify_provider.testing.keys import fingerprint
 from docify_provider.testing.server import EmulatorServer
 
-
 #: ``"current"``: as the newest Dify server source behaves (Part C); ``"documented"``: as its documents say.
 SERVER_PROFILES = ("current", "documented")
 

@@ -35,7 +35,9 @@ Constants (fixed across runs):
 * ``SECOND_WORKSPACE_APP_ID`` ("Second Writer", workflow, tag nightly) in ``SECOND_WORKSPACE_ID``;
   ``FOREIGN_APP_ID`` in ``FOREIGN_WORKSPACE_ID`` (404). ``NIGHTLY_TAG = "nightly"``: in the default workspace
   five apps of three modes carry it (Text Writer, Document Summary, Long Job, Chat Assistant,
-  Completion Writer), for ``example_dags/example_dify_nightly.py``.
+  Completion Writer, the apps ``example_dags/example_dify_nightly.py`` names); tags are served
+  (rows, describe, the ``tag`` filter) only with ``server_profile="documented"``: by default the
+  emulator answers as current Dify, which has none.
 * ``APP_MODES``; device flow client id ``"difyctl"`` (``known_client_ids``).
 
 Test-side API (beyond :class:`~docify_provider.testing.dify.DifyEmulator`'s ``run()``,
@@ -45,6 +47,11 @@ inputs)`` (a form answered in Dify's UI, not through the OpenAPI), ``emu.issue_t
 ``emu.revoke_token(token)``, ``emu.session(token)``; counters ``runs_started(token, app=app_id)``,
 ``stop_requests(token, app=...)``, ``events_requests(token, app=...)``, ``runs_completed(token)``.
 Runs are always SSE (fault endpoint ``stream``).
+
+``server_profile``: ``"current"`` (default) or ``"documented"``; see :class:`DifyOpenAPIEmulator`
+for what differs (worker ``error`` frames, ``TYPE`` pause reasons, re-attach, 401 ``token_expired``,
+no tags). The ``worker_error`` fault makes a run's worker reject it; ``emu.worker_error_streams``
+says how each such stream ended ("client closed", or "idle" when the client waited for the close).
 
 Error bodies are ``{code, message, status, hint?, details?}``; ``code`` follows the status
 (401 ``unauthorized``, 403 ``forbidden``, 404 ``not_found``, 422 ``invalid_param``) unless a

@@ -72,27 +72,41 @@ def input_schema(app: OpenAPIApp) -> dict[str, Any]:
     return {"$schema": SCHEMA_DIALECT, "type": "object", "properties": properties, "required": required}
 
 
-def info(app: OpenAPIApp) -> dict[str, Any]:
-    """``info``; ``is_agent`` is true for agent-chat *and* advanced-chat (Dify's oddity)."""
-    return {
-        "id": app.app_id,
-        "name": app.name,
-        "description": app.description,
-        "mode": app.mode,
-        "author": app.author_name,
-        "tags": app.tag_items(),
-        "updated_at": app.updated_at,
-        "service_api_enabled": app.service_api_enabled,
-        "is_agent": app.mode in ("agent-chat", "advanced-chat"),
-    }
+def info(app: OpenAPIApp, *, documented: bool = False) -> dict[str, Any]:
+    """``info``; ``is_agent`` is true for agent-chat *and* advanced-chat (Dify's oddity). The
+    documents add ``author`` and ``tags``; a current server sends neither (C5)."""
+    body: dict[str, Any] = {"id": app.app_id, "name": app.name, "description": app.description, "mode": app.mode}
+    if documented:
+        body.update(author=app.author_name, tags=app.tag_items())
+    body.update(
+        updated_at=app.updated_at,
+        service_api_enabled=app.service_api_enabled,
+        is_agent=app.mode in ("agent-chat", "advanced-chat"),
+    )
+    return body
 
 
-def describe(app: OpenAPIApp, fields: tuple[str, ...], system_parameters: dict[str, Any]) -> dict[str, Any]:
+def app_row(app: OpenAPIApp, workspace_name: str, *, documented: bool = False) -> dict[str, Any]:
+    """One ``GET /apps`` row; the documents' rows add ``tags`` and ``created_by_name`` (C5: not on
+    a current server, whose rows are ``id, name, description, mode, updated_at, workspace_id,
+    workspace_name``)."""
+    row: dict[str, Any] = {"id": app.app_id, "name": app.name, "description": app.description, "mode": app.mode}
+    if documented:
+        row["tags"] = app.tag_items()
+    row.update(updated_at=app.updated_at, workspace_id=app.workspace_id, workspace_name=workspace_name)
+    if documented:
+        row["created_by_name"] = app.created_by_name
+    return row
+
+
+def describe(
+    app: OpenAPIApp, fields: tuple[str, ...], system_parameters: dict[str, Any], *, documented: bool = False
+) -> dict[str, Any]:
     """The describe body with the requested blocks (all when ``fields`` is empty)."""
     wanted = fields or DESCRIBE_FIELDS
     body: dict[str, Any] = {}
     if "info" in wanted:
-        body["info"] = info(app)
+        body["info"] = info(app, documented=documented)
     if "parameters" in wanted:
         body["parameters"] = parameters_body(app, system_parameters)
     if "input_schema" in wanted:

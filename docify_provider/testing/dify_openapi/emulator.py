@@ -52,6 +52,16 @@ class DifyOpenAPIEmulator(DifyEmulator):
     ``openapi_enabled=False``: every path 404s (``OPENAPI_ENABLED`` off). ``min_difyctl_version``:
     a ``User-Agent: difyctl/<older>`` gets 426 ``upgrade_required`` (None: no gate).
     ``max_active_requests``: 429 ``too_many_requests`` beyond that many running runs of an app.
+    ``server_profile`` (from :class:`DifyEmulator`): ``"current"`` (default) answers as the newest
+    Dify server does (Part C of the server-behaviour reference): no tag filter and no ``tags``
+    on app rows or in describe (no ``author`` either), run inputs rejected by the worker after
+    the 200 (a ping, then ``{"event": "error", "message", "status": 500}``, the body held open
+    until the idle close; file-mapping errors stay a 400 ``bad_request`` with the real message),
+    pause reasons keyed ``TYPE``, a ``continue_on_pause`` re-attach held open after
+    ``workflow_finished``, the frame of an already finished run with ``task_id`` = the run id,
+    401 ``token_expired`` (with a ``hint``) for an expired session and "Invalid or unknown bearer
+    token." for an unknown one. ``"documented"`` answers as Dify's documents say (tag filter,
+    tags and author, ``type``, 400 "invalid run input", 401 ``unauthorized`` for both).
     Everything else (``ping_interval``, ``idle_close_seconds``, ``event_interval``,
     ``form_expiry_seconds``, ...) is as for :class:`DifyEmulator`.
     """
@@ -103,6 +113,8 @@ class DifyOpenAPIEmulator(DifyEmulator):
         #: conversation id -> app id (chat-family runs continue a known conversation only)
         self.conversations: dict[str, str] = {}
         self._hits: dict[str, deque[float]] = {}
+        #: How each stream of a run its worker rejected ended (C1): "client closed" or "idle".
+        self.worker_error_streams: list[str] = []
         self._hits_lock = threading.Lock()
 
     @property

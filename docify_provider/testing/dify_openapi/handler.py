@@ -21,11 +21,19 @@ from urllib.parse import parse_qs, urlsplit
 
 from docify_provider.testing.base_handler import DISCONNECTS
 from docify_provider.testing.dify import engine
-from docify_provider.testing.dify.handler import MAX_JSON_BODY, DifyRequestHandler
+from docify_provider.testing.dify.handler import MAX_JSON_BODY
 from docify_provider.testing.dify.runs import DifyRun
 from docify_provider.testing.dify.streaming import TERMINAL
 from docify_provider.testing.dify.validation import extension_of, file_type_of, validate_inputs
-from docify_provider.testing.dify_openapi.describe import DESCRIBE_FIELDS, describe
+from docify_provider.testing.dify_openapi.current import (
+    TOKEN_EXPIRED_HINT,
+    UNKNOWN_TOKEN,
+    CurrentServerHandler,
+    WorkerRejected,
+    file_mapping_error,
+    upper_case_reasons,
+)
+from docify_provider.testing.dify_openapi.describe import DESCRIBE_FIELDS, app_row, describe
 from docify_provider.testing.dify_openapi.device import DeviceError
 from docify_provider.testing.dify_openapi.directory import APP_MODES, CHAT_MODES, Account, OpenAPIApp, Session, iso
 from docify_provider.testing.errors import RequestError
@@ -126,7 +134,7 @@ def _envelope(items: list[Any], page: int, limit: int) -> dict[str, Any]:
     return {"page": page, "limit": limit, "total": len(items), "has_more": page * limit < len(items), "data": chunk}
 
 
-class OpenAPIRequestHandler(DifyRequestHandler):
+class OpenAPIRequestHandler(CurrentServerHandler):
     """Serves ``/openapi/v1`` (current or legacy paths, per the emulator's ``paths``)."""
 
     server_version = "DifyOpenAPIEmulator/1.0"
@@ -326,8 +334,12 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         if not token.startswith(("dfoa_", "dfoe_")):
             raise ApiError("invalid_bearer", 401, "unauthorized")
         session = emu.sessions.get(token_fp)
+        if emu.current and session is not None and time.time() >= session.expires_at:
+            # C6: an expired session answers token_expired with a hint (the row is revoked on use)
+            emu.sessions.revoke(session)
+            raise ApiError("Token expired", 401, "token_expired", hint=TOKEN_EXPIRED_HINT)
         if session is None or session.revoked:
-            raise ApiError("Invalid or revoked token", 401, "unauthorized")
+            raise ApiError(UNKNOWN_TOKEN if emu.current else "Invalid or revoked token", 401, "unauthorized")
         if not session.live:  # an expired row is hard-revoked on use
             emu.sessions.revoke(session)
             raise ApiError("Token expired", 401, "unauthorized")
@@ -421,7 +433,9 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         if workspace_id not in account.roles:
             raise ApiError("Workspace not found", 404, "not_found")
         page, limit = _page(query, 200 if self.legacy else 100)
-        mode, name, tag = query.get("mode"), query.get("name"), query.get("tag")
+        mode, name = query.get("mode"), query.get("name")
+        # C5: a current server has no tag filter (the parameter is ignored) and rows carry no tags
+        tag = None if emu.current else query.get("tag")
         if mode is not None and mode not in APP_MODES:
             raise invalid_request(("enum", ["mode"], f"Input should be one of {list(APP_MODES)}"))
         if name is not None and len(name) > 200:
@@ -435,20 +449,7 @@ class OpenAPIRequestHandler(DifyRequestHandler):
             and (tag is None or tag in a.tags)
             and (not name or (a.app_id == name if _is_uuid(name) else name.lower() in a.name.lower()))
         ]
-        rows = [
-            {
-                "id": a.app_id,
-                "name": a.name,
-                "description": a.description,
-                "mode": a.mode,
-                "tags": a.tag_items(),
-                "updated_at": a.updated_at,
-                "workspace_id": a.workspace_id,
-                "workspace_name": ws.name,
-                "created_by_name": a.created_by_name,
-            }
-            for a in apps
-        ]
+        rows = [app_row(a, ws.name, documented=not emu.current) for a in apps]
         body = _envelope(rows, page, limit)
         if not self.legacy:
             more = {"workspace_id": workspace_id, "page": page + 1, "limit": limit}
@@ -465,9 +466,10 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         if bad:
             msg = "Input should be 'info', 'parameters' or 'input_schema'"
             raise invalid_request(*(("literal_error", ["fields", i], msg) for i, _f in bad))
-        workspace_id = query.get("workspace_id", [""])[0]
+        # C5: workspace_id is no longer a parameter of describe on a current server (ignored)
+        workspace_id = "" if self.emulator.current else query.get("workspace_id", [""])[0]
         app = self._member_app(account, self._args[0], workspace_id=workspace_id)
-        body = describe(app, tuple(fields), self.emulator.system_parameters)
+        body = describe(app, tuple(fields), self.emulator.system_parameters, documented=not self.emulator.current)
         if not self.legacy:
             body["hints"] = [
                 {
@@ -592,13 +594,21 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         conversation = body.get("conversation_id") or None
         if conversation is not None and emu.conversations.get(str(conversation)) != app.app_id:
             raise ApiError("Conversation Not Exists.", 404, "not_found")
-        try:  # Dify hides the detail: ValueError -> 400 "invalid run input" (B5)
+        rejected: str | None = None
+        try:
             values, files = validate_inputs(app, inputs, lambda oid: emu.state.uploaded_file(None, oid))
-        except RequestError:
-            raise ApiError("invalid run input", 400, "bad_request") from None
+        except RequestError as exc:
+            if not emu.current:  # the documents: ValueError -> 400 "invalid run input", detail hidden (B5)
+                raise ApiError("invalid run input", 400, "bad_request") from None
+            if file_mapping_error(exc.message):
+                raise ApiError(exc.message, 400, "bad_request") from None  # C6: the real message
+            rejected, values, files = exc.message, {}, {}  # C1: validated in the worker, after the 200
         if emu.max_active_requests and emu.active_runs(app.code) >= emu.max_active_requests:
             raise ApiError("Too many requests. Please try again later.", 429, "too_many_requests")
         fault = emu.state.take_fault(self._endpoint or "stream", session.token_fp, "run")
+        if rejected is not None or (fault is not None and fault.kind == "worker_error"):
+            emu.state.count("started", session.token_fp, app.app_id)  # the run POST was accepted (200)
+            raise WorkerRejected(rejected if rejected is not None else str(fault.message if fault else ""))
         run = DifyRun(app=app, key_fp=session.token_fp, user=account.id, inputs=values, files=files, fault=fault)
         run.end_user_id = account.id
         if app.mode in CHAT_MODES:
@@ -612,7 +622,11 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         return run, channel
 
     def _do_stream(self, _: str) -> None:
-        run, channel = self._start_run(subscribe=True)
+        try:
+            run, channel = self._start_run(subscribe=True)
+        except WorkerRejected as exc:
+            self._worker_error(exc.message)
+            return
         assert channel is not None
         self._stream_fault = run.fault
         self._hint_app = run.app.code
@@ -623,8 +637,11 @@ class OpenAPIRequestHandler(DifyRequestHandler):
 
     def _outgoing(self, event: dict[str, Any]) -> dict[str, Any]:
         """B5: ``human_input_required`` gets top-level ``hints`` (one per action), chat
-        ``message_end`` a "Reply in this conversation" hint; everything else is unchanged."""
+        ``message_end`` a "Reply in this conversation" hint; a current server keys pause
+        reasons ``TYPE`` (C4); everything else is unchanged."""
         name = event.get("event")
+        if name == "workflow_paused" and self.emulator.current:
+            return upper_case_reasons(event)
         if name == "human_input_required":
             data = event.get("data") or {}
             op = "run.form.submit" if self.legacy else "submit.run.form"
