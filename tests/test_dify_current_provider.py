@@ -251,3 +251,18 @@ def test_stop_of_a_paused_run_is_bounded_and_says_what_it_saw(dify_conns: DifyEm
     assert elapsed < 10, "the stop reads the status a bounded number of times, never waits for 'stopped'"
     assert emu.stop_requests() == 1 and emu.run(paused.workflow_run_id).status == "paused"
     assert "still paused (status seen: paused)" in console_text(capfd)
+
+
+def test_blocking_operator_names_the_provider_rate_limit(dify_conns: DifyEmulator, capfd: Any) -> None:
+    from docify_provider.operators.dify import DifyRunWorkflowOperator
+
+    emu = dify_conns
+    emu.inject(Fault("run", "error_event", code="rate_limit_error", message="Rate Limit Error"))
+    with new_dag("dify_provider_rate_limit") as dag:
+        DifyRunWorkflowOperator(task_id="run", dify_conn_id="dify_text", inputs=TEXT, validate=False)
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("run") == "failed"
+    assert "DifyRunFailedError" in text and "rate_limit_error" in text and "not retried as one" in text
+    assert "DifyRateLimitedError" not in text
+    assert posts(emu, "run") == 1 and emu.runs_started() == 1
