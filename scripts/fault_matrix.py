@@ -70,7 +70,8 @@ DIFY_INTRO = """\
 ## Dify
 
 The same for the Dify backend (Workflow Service API). Every cell that is not "n/a" is a test in
-`tests/test_dify_fault_matrix.py`, against the bundled Dify emulator over a real socket: through
+`tests/test_dify_fault_matrix.py`, against the bundled Dify emulator over a real socket (its
+default `server_profile="current"`: as the newest Dify server behaves, not only its documents): through
 `DifyHook` on a worker (`get_app_info`, `get_parameters`, `upload_file`, `run_workflow`,
 `stream_workflow`, `download_file`, `stop_task` on a running run), or through
 `DifyWorkflowTrigger` in the triggerer's event loop for deferrable streaming (its error event
@@ -92,7 +93,10 @@ run up (run detail, events, logs), so most lost answers are not lost:
   `DifyOutcomeUnknownError` on a blocking run means the answer was lost *and* no single matching
   run showed up in the logs within `recovery_timeout` (connection extra; here 1.5 s), so the run
   is not re-sent; on a stream it means the connection broke before any event named the run.
-  `DifyRunFailedError` carries Dify's error text (`error`) and the run as Dify reported it.
+  `DifyRunFailedError` carries Dify's error text (`error`) and the run as Dify reported it. The
+  newest Dify answers a blocking run that failed on its model provider with HTTP 400 or 429 and
+  the provider's code: the run had started, so a 429 `rate_limit_error` is `DifyRunFailedError`
+  (the task's `retries` decide), never the "429, nothing started" that a retry policy re-sends.
 - **N runs**: how many runs the emulator started (= billed) for the key. Never 2.
 
 On a worker the run paths read `GET /parameters` (free) and check every input before uploading

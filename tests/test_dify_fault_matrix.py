@@ -136,6 +136,28 @@ FAULTS: dict[str, FaultSpec] = {
         "Dify's `error` event, the run marked failed",
         message="Model quota exceeded",
     ),
+    "rejected_input": fault(
+        "Input rejected by the server (worker-side on streams)",
+        "rejected_input",
+        note="a check only the server makes; no run starts. Streams: 200, a ping, an `error` frame with no "
+        "code or ids, then pings until the idle close (the newest Dify, C1); blocking: 400 `invalid_param`",
+        message="topic must be a known topic",
+    ),
+    "provider_error": fault(
+        "Model provider error (`provider_quota_exceeded`)",
+        "error_event",
+        note="the started run fails on its model provider: blocking is answered HTTP 400 with the code "
+        "(the newest Dify, C2); streams get an `error` event",
+        code="provider_quota_exceeded",
+        message="Quota exhausted",
+    ),
+    "rate_limit_error": fault(
+        "Model provider rate limit (`rate_limit_error`)",
+        "error_event",
+        note="as above with HTTP 429: the run started, so it is a failed run, never a 429 to re-send",
+        code="rate_limit_error",
+        message="Rate Limit Error",
+    ),
     "failed_run": fault(
         "Failed run (a node failed)",
         "failed_run",
@@ -244,8 +266,13 @@ CELLS: list[Cell] = [
     *_stream_only("unknown_event", ok(1)),
     *_stream_only("huge_event", ok(1)),
     *_stream_only(
-        "error_event", fails(DifyRunFailedError, 1), "a blocking run has no events: its failure is the failed-run row"
+        "error_event", fails(DifyRunFailedError, 1), "a blocking run has no events: see the model-provider rows"
     ),
+    # the server refused the inputs: nothing started; on a stream the in-band frame ends it at once
+    *row("rejected_input", safe=_NO_RUN, run=fails(DifyBadRequestError), streams=fails(DifyRunFailedError)),
+    # a started run failed on its model provider (blocking: an HTTP error naming the code)
+    *row("provider_error", safe=_NO_RUN, run=fails(DifyBadRequestError, 1), streams=fails(DifyRunFailedError, 1)),
+    *_runs_only("rate_limit_error", fails(DifyRunFailedError, 1)),
     # the run itself failed, or partly (a warning is logged; outputs are returned)
     *_runs_only("failed_run", fails(DifyRunFailedError, 1)),
     *_runs_only("partial_success", ok(1)),
@@ -455,6 +482,13 @@ def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
         assert exc.session_id, "a failed run names its workflow_run_id"
     if cell.fault == "drop_after_start":
         assert "not re-sent" in str(exc)
+    params = FAULTS[cell.fault].inject.params
+    if cell.fault == "rejected_input":
+        assert params["message"] in str(exc)
+        if cell.path != "run":
+            assert "before it started" in str(exc), "the worker's error frame names no run: say what it means"
+    if cell.fault in ("provider_error", "rate_limit_error"):
+        assert getattr(exc, "code", None) == params["code"] and params["message"] in str(exc)
 
 
 # --- the table itself and its document ---------------------------------------------------------

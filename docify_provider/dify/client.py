@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -46,6 +45,7 @@ from docify_provider.dify.errors import (
     DifyRunTimeoutError,
 )
 from docify_provider.dify.inputs import plan_inputs
+from docify_provider.dify.matching import inputs_match
 from docify_provider.dify.models import (
     AppInfo,
     AppParameters,
@@ -153,8 +153,11 @@ class DifyEventTracker:
         task_id: str | None = None,
         base_url: str | None = None,
         errors: type[ProviderError] = DifyError,
+        continue_on_pause: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        #: Follow a run across its pauses up to ``workflow_finished`` (``attach(continue_on_pause=True)``).
+        self.continue_on_pause = continue_on_pause
         self.errors = errors
         self.session_id: str | None = run_id
         self.task_id: str | None = task_id
@@ -228,7 +231,7 @@ class DifyEventTracker:
         elif name == "error":
             message = event.error_message or "no message"
             failed = error_class(self.errors, RunFailedError)(
-                f"Dify reported an error during run {self.session_id or '?'}: {message} ({event.error_code})",
+                protocol.error_event_message(self.session_id, event.error_code, event.error_message),
                 endpoint=self.endpoint,
                 run_id=self.session_id,
                 session_id=self.session_id,
@@ -245,10 +248,21 @@ class DifyEventTracker:
             self.result, self.terminal, self.done = run, event, True
             raise_if_failed(run, self.endpoint, self.errors)
         elif name == "workflow_paused":
-            self.terminal, self.done = event, True
+            self.terminal, self.done = event, not self.continue_on_pause
         elif not event.is_known:
             log.debug("Unknown Dify stream event %r kept: %.200r", name, event.raw)
         return event
+
+    def ends_stream(self, event: WorkflowEvent) -> bool:
+        """Whether the transport stops reading after ``event``: at ``workflow_finished`` always.
+
+        With ``continue_on_pause`` the newest Dify treats no event as terminal and keeps the body
+        open after ``workflow_finished`` until its idle close (Part C3): the client must end there
+        itself, not wait for the server to close.
+        """
+        if event.event == "workflow_paused":
+            return not self.continue_on_pause
+        return event.is_terminal
 
     def accept_run(self, run: WorkflowRun) -> WorkflowEvent | None:
         """A run read from the run detail, as the terminal event a stream would have sent."""
@@ -296,7 +310,7 @@ def _with_result(event: WorkflowEvent, run: WorkflowRun) -> WorkflowEvent:
     return dataclasses.replace(event, result=run)
 
 
-def _settled_by_detail(run: WorkflowRun, snapshot_read: bool) -> bool:
+def _settled_by_detail(run: WorkflowRun, snapshot_read: bool, continue_on_pause: bool = False) -> bool:
     """Whether a re-attach ends on the run detail instead of reading the events endpoint.
 
     An ended run: yes. A paused one only once the events endpoint has been read: the detail
@@ -307,7 +321,7 @@ def _settled_by_detail(run: WorkflowRun, snapshot_read: bool) -> bool:
     events endpoint sends no snapshot ends the stream without a pause; the next detail read
     then settles it (a pause without form, as before).
     """
-    return run.ended or (run.paused and snapshot_read)
+    return run.ended or (run.paused and snapshot_read and not continue_on_pause)
 
 
 def _with_task(run: WorkflowRun, task_id: str) -> WorkflowRun:
@@ -317,56 +331,6 @@ def _with_task(run: WorkflowRun, task_id: str) -> WorkflowRun:
 
 
 # --- finding a lost blocking run -----------------------------------------------------------------
-
-
-def _same_file(sent: Mapping[str, Any], stored: Any) -> bool:
-    if not isinstance(stored, Mapping):
-        return False
-    if sent.get("upload_file_id"):
-        ids = {stored.get(k) for k in ("related_id", "upload_file_id", "id")}
-        return sent["upload_file_id"] in ids
-    url = sent.get("url") or sent.get("remote_url")
-    if url:
-        return url in (stored.get("remote_url"), stored.get("url"))
-    return True
-
-
-def _same_value(sent: Any, stored: Any) -> bool:
-    if isinstance(sent, Mapping) and "transfer_method" in sent:
-        return _same_file(sent, stored)
-    if isinstance(sent, list):
-        return isinstance(stored, list) and len(stored) == len(sent) and all(map(_same_value, sent, stored))
-    if isinstance(sent, bool):
-        return stored in (sent, str(sent).lower(), int(sent))
-    if isinstance(sent, (int, float)):
-        try:
-            return float(stored) == float(sent)
-        except (TypeError, ValueError):
-            return False
-    if isinstance(sent, str):
-        return isinstance(stored, str) and stored == sent.replace("\x00", "")
-    if isinstance(sent, Mapping) and isinstance(stored, str):
-        try:
-            stored = json.loads(stored)
-        except ValueError:
-            return False
-    return bool(stored == sent)
-
-
-def inputs_match(sent: Mapping[str, Any], stored: Any) -> bool:
-    """Whether a run's stored ``inputs`` (run detail) are the ones that were sent.
-
-    Dify stores inputs transformed (files as file objects, numbers as floats, defaults filled in,
-    NUL stripped): each value sent is compared in the form Dify keeps; empty ones are skipped.
-    """
-    if isinstance(stored, str):
-        try:
-            stored = json.loads(stored)
-        except ValueError:
-            return False
-    if not isinstance(stored, Mapping):
-        return False
-    return all(_same_value(value, stored.get(name)) for name, value in sent.items() if value not in (None, "", []))
 
 
 class RunRecovery:
@@ -481,8 +445,12 @@ class DifyClientBase(HTTPBase):
         upload = open_file_source(source, file_name=file_name, errors=self.errors)
         return upload, self._upload_kwargs(upload, {"user": self._user(user)}, stack)
 
-    def _tracker(self, endpoint: Endpoint, *, run_id: str | None = None, task_id: str | None = None):  # type: ignore[no-untyped-def]
-        return DifyEventTracker(str(endpoint), run_id=run_id, task_id=task_id, base_url=self.config.base_url)
+    def _tracker(self, endpoint: Endpoint, *, run_id: str | None = None, task_id: str | None = None, **options: Any):  # type: ignore[no-untyped-def]
+        return DifyEventTracker(str(endpoint), run_id=run_id, task_id=task_id, base_url=self.config.base_url, **options)
+
+    def _error_for_status(self, status: int, body: bytes, headers: Any, endpoint: Endpoint) -> ProviderError:
+        """A blocking run's model-provider error (400/429 with its code) as the run failure it is."""
+        return protocol.pipeline_error(super()._error_for_status(status, body, headers, endpoint), endpoint)
 
     def _blocking(self, answer: Any) -> WorkflowRun:
         return WorkflowRun.from_blocking(answer, base_url=self.config.base_url)
@@ -497,9 +465,14 @@ class DifyClientBase(HTTPBase):
         return protocol.RUN_DETAIL.format(workflow_run_id=workflow_run_id)
 
     @staticmethod
-    def _events_request(workflow_run_id: str, user: str) -> tuple[Endpoint, dict[str, str]]:
+    def _events_request(
+        workflow_run_id: str, user: str, continue_on_pause: bool = False
+    ) -> tuple[Endpoint, dict[str, str]]:
         endpoint = protocol.EVENTS.format(workflow_run_id=workflow_run_id)
-        return endpoint, {"user": user, "include_state_snapshot": "true"}
+        params = {"user": user, "include_state_snapshot": "true"}
+        if continue_on_pause:
+            params["continue_on_pause"] = "true"
+        return endpoint, params
 
     @staticmethod
     def _events_unsupported(exc: DifyHTTPError) -> bool:
@@ -551,8 +524,8 @@ class DifyClientBase(HTTPBase):
             log.info("Dify task %s: run %s is now %s", task_id, run.workflow_run_id, run.status)
         else:
             log.warning(
-                "Dify answered success to the stop of task %s, but run %s is still %s "
-                "(Dify does not always stop a run it says it stopped)",
+                "Dify answered success to the stop of task %s, but run %s is still %s (Dify does not always "
+                "stop a run it says it stopped; a paused run has no live engine to stop); not waiting for it",
                 task_id,
                 run.workflow_run_id,
                 run.status,
@@ -685,9 +658,14 @@ class DifyClient(DifyClientBase, SyncHTTP):
         if not tracker.done:
             yield from self._attach(tracker, body["user"])
 
-    def attach(self, workflow_run_id: str, *, user: str, task_id: str | None = None) -> Iterator[WorkflowEvent]:
-        """Re-attach to a run: its events up to the terminal one (one synthesized if it has ended)."""
-        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, task_id=task_id)
+    def attach(
+        self, workflow_run_id: str, *, user: str, task_id: str | None = None, continue_on_pause: bool = False
+    ) -> Iterator[WorkflowEvent]:
+        """Re-attach to a run: its events up to the terminal one (one synthesized if it has ended);
+        with ``continue_on_pause`` across its pauses, up to ``workflow_finished``."""
+        tracker = self._tracker(
+            protocol.EVENTS, run_id=workflow_run_id, task_id=task_id, continue_on_pause=continue_on_pause
+        )
         return self._attach(tracker, self._user(user))
 
     def _attach(self, tracker: DifyEventTracker, user: str) -> Iterator[WorkflowEvent]:
@@ -695,12 +673,12 @@ class DifyClient(DifyClientBase, SyncHTTP):
         snapshot_read = False
         while not tracker.done:
             run = self.get_workflow_run(run_id, task_id=tracker.task_id)
-            if _settled_by_detail(run, snapshot_read):
+            if _settled_by_detail(run, snapshot_read, tracker.continue_on_pause):
                 event = tracker.accept_run(run)
                 if event is not None:
                     yield event
                 return
-            endpoint, params = self._events_request(run_id, user)
+            endpoint, params = self._events_request(run_id, user, tracker.continue_on_pause)
             before = len(tracker.events_seen)
             snapshot_read = True
             try:
@@ -887,8 +865,12 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
             async for event in self._attach(tracker, body["user"]):
                 yield event
 
-    def attach(self, workflow_run_id: str, *, user: str, task_id: str | None = None) -> AsyncIterator[WorkflowEvent]:
-        tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, task_id=task_id)
+    def attach(
+        self, workflow_run_id: str, *, user: str, task_id: str | None = None, continue_on_pause: bool = False
+    ) -> AsyncIterator[WorkflowEvent]:
+        tracker = self._tracker(
+            protocol.EVENTS, run_id=workflow_run_id, task_id=task_id, continue_on_pause=continue_on_pause
+        )
         return self._attach(tracker, self._user(user))
 
     async def _attach(self, tracker: DifyEventTracker, user: str) -> AsyncIterator[WorkflowEvent]:
@@ -896,12 +878,12 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
         snapshot_read = False
         while not tracker.done:
             run = await self.get_workflow_run(run_id, task_id=tracker.task_id)
-            if _settled_by_detail(run, snapshot_read):
+            if _settled_by_detail(run, snapshot_read, tracker.continue_on_pause):
                 event = tracker.accept_run(run)
                 if event is not None:
                     yield event
                 return
-            endpoint, params = self._events_request(run_id, user)
+            endpoint, params = self._events_request(run_id, user, tracker.continue_on_pause)
             before = len(tracker.events_seen)
             snapshot_read = True
             try:

@@ -33,6 +33,8 @@ __all__ = [
     "WorkflowLog",
     "WorkflowRun",
     "epoch_to_datetime",
+    "human_input_reasons",
+    "reason_kind",
 ]
 
 #: Events that end a stream (Dify's default terminal set).
@@ -116,6 +118,31 @@ def _str(value: Any) -> str | None:
 
 def _list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def _task_id(task_id: Any, run_id: Any) -> str | None:
+    """A task id, or None when it is the run id.
+
+    Re-attaching to a run that has already finished, the newest Dify sends one
+    ``workflow_finished`` whose ``task_id`` is the run id (Part C3). Kept as the task id it
+    would replace the real one, and a later stop would name a task that does not exist.
+    """
+    if task_id is None or (run_id is not None and str(task_id) == str(run_id)):
+        return None
+    return str(task_id)
+
+
+def reason_kind(reason: Mapping[str, Any]) -> str | None:
+    """The kind of a ``workflow_paused`` reason: the documents key it ``type``, the newest
+    Dify ``TYPE`` (Part C4), so both are read."""
+    kind = reason.get("type", reason.get("TYPE"))
+    return None if kind is None else str(kind)
+
+
+def human_input_reasons(reasons: Any) -> list[dict[str, Any]]:
+    """The reasons of a pause that are human-input forms (``type``/``TYPE`` human_input_required,
+    or no kind at all, as older servers sent), in order."""
+    return [r for r in _list(reasons) if isinstance(r, dict) and reason_kind(r) in (None, "human_input_required")]
 
 
 # --- the app -------------------------------------------------------------------------------------
@@ -510,7 +537,7 @@ class WorkflowRun:
         return cls(
             workflow_run_id=str(run_id),
             status=status,
-            task_id=_str(task_id),
+            task_id=_task_id(task_id, run_id),
             workflow_id=_str(data.get("workflow_id")),
             outputs=outputs,
             error=_str(data.get("error")) or None,
@@ -598,11 +625,14 @@ class FormRequest:
     expiration_time: datetime | None
     form_content: str | None = None
     node_id: str | None = None
+    #: The reason's kind (``type`` or ``TYPE``), None for a ``human_input_required`` event.
+    kind: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> FormRequest:
         return cls(
+            kind=reason_kind(data),
             title=_str(data.get("node_title") or data.get("title")),
             form_token=_str(data.get("form_token")),
             actions=[a for a in _list(data.get("actions") or data.get("user_actions")) if isinstance(a, dict)],
@@ -652,7 +682,7 @@ class WorkflowEvent:
         data = payload.get("data")
         return cls(
             event=name,
-            task_id=_str(payload.get("task_id")),
+            task_id=_task_id(payload.get("task_id"), payload.get("workflow_run_id")),
             workflow_run_id=_str(payload.get("workflow_run_id")),
             data=data if isinstance(data, dict) else {},
             raw=payload,
@@ -695,7 +725,7 @@ class WorkflowEvent:
         if self.event == "human_input_required":
             return FormRequest.from_api(self.data)
         if self.event == "workflow_paused":
-            reasons = [r for r in _list(self.data.get("reasons")) if isinstance(r, dict)]
+            reasons = human_input_reasons(self.data.get("reasons"))
             return FormRequest.from_api(reasons[0]) if reasons else None
         return None
 
@@ -703,7 +733,7 @@ class WorkflowEvent:
     def forms(self) -> list[FormRequest]:
         """Every form a ``workflow_paused`` waits on (its ``reasons``), or a ``human_input_required``'s one."""
         if self.event == "workflow_paused":
-            return [FormRequest.from_api(r) for r in _list(self.data.get("reasons")) if isinstance(r, dict)]
+            return [FormRequest.from_api(r) for r in human_input_reasons(self.data.get("reasons"))]
         form = self.form
         return [form] if form is not None else []
 

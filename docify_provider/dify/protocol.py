@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from docify_provider._core.endpoints import Endpoint
+from docify_provider._core.errors import ProviderError
 from docify_provider._core.transport import DOWNLOAD
+from docify_provider.dify.errors import DifyBadRequestError, DifyRunFailedError
 
 __all__ = [
     "DOWNLOAD",
@@ -22,6 +24,7 @@ __all__ = [
     "INFO",
     "LOGS",
     "PARAMETERS",
+    "PIPELINE_ERROR_CODES",
     "RUN",
     "RUN_BY_ID",
     "RUN_DETAIL",
@@ -30,6 +33,8 @@ __all__ = [
     "STREAM_BY_ID",
     "UPLOAD",
     "Endpoint",
+    "error_event_message",
+    "pipeline_error",
     "run_body",
 ]
 
@@ -76,3 +81,74 @@ def run_endpoint(*, streaming: bool, workflow_id: str | None) -> Endpoint:
     if workflow_id:
         return (STREAM_BY_ID if streaming else RUN_BY_ID).format(workflow_id=workflow_id)
     return STREAM if streaming else RUN
+
+
+#: Codes of a blocking run that hit a model-provider error: the newest Dify answers them as an
+#: HTTP error (400, 429 for ``rate_limit_error``) instead of a 200 with ``status: failed`` (Part C2).
+#: The run was started (and may be billed) and failed: none of them means "nothing was started".
+PIPELINE_ERROR_CODES = frozenset(
+    {
+        "provider_not_initialize",
+        "provider_quota_exceeded",
+        "model_currently_not_support",
+        "completion_request_error",
+        "rate_limit_error",
+    }
+)
+
+
+def pipeline_error(error: ProviderError, endpoint: Endpoint) -> ProviderError:
+    """``error`` as a run's model-provider failure when it is one (a run endpoint, a
+    ``PIPELINE_ERROR_CODES`` code), else unchanged.
+
+    Why: a 429 on a run request otherwise reads as "Dify turned the request away, nothing
+    started", which a retry policy answers by sending the run again. ``rate_limit_error`` is the
+    *model provider's* limit, hit by a run that had started: it becomes ``DifyRunFailedError``
+    (the task's own ``retries`` decide, as for any failed run; never an automatic re-send). The
+    400 codes stay ``DifyBadRequestError`` (a retry cannot fix a missing or exhausted provider),
+    with a message that names the code and says the run started.
+    """
+    code = getattr(error, "code", None)
+    if endpoint.name not in ("run", "stream") or code not in PIPELINE_ERROR_CODES:
+        return error
+    said = getattr(error, "server_message", None) or "no message"
+    status = error.status_code
+    message = (
+        f"Dify's model provider failed the run ({code}, HTTP {status}): {said}. The run was started on Dify "
+        "and failed there"
+    )
+    if code == "rate_limit_error":
+        failed = DifyRunFailedError(
+            message + "; this 429 is the model provider's rate limit, not Dify refusing the request, so it is "
+            "not retried as one. Retry later (the task's retries decide) or raise the provider's limit.",
+            code=code,
+            endpoint=str(endpoint),
+            error=said,
+        )
+        failed.status_code = status
+        failed.args = (failed._render(),)
+        return failed
+    return DifyBadRequestError(
+        message + "; retrying cannot fix it: check the app's model provider settings (key, quota, model) in Dify.",
+        status_code=int(status or 400),
+        endpoint=str(endpoint),
+        server_message=getattr(error, "server_message", None),
+        code=code,
+    )
+
+
+def error_event_message(run_id: str | None, code: str | None, message: str | None) -> str:
+    """What a stream's ``error`` event means, for the task log.
+
+    The newest Dify validates a streaming run's inputs in its worker and reports a rejection as
+    an ``error`` frame with no code and no run id (Part C1), before any run exists; other
+    ``error`` events name the run and a code.
+    """
+    said = message or "no message"
+    if run_id is None and code is None:
+        return (
+            f"Dify rejected the streaming run before it started: {said}. Dify checks streaming inputs in a "
+            "worker and reports a rejection as an error event without a run id; check the inputs against the "
+            "app's parameters (GET /parameters). The stream was closed at once; nothing is re-sent."
+        )
+    return f"Dify reported an error during run {run_id or '?'}: {said} ({code or 'no code'})"

@@ -162,8 +162,10 @@ class DifyHook(ProviderHook):
         wire = self.prepare_inputs(inputs, user=user, validate=validate)
         return self.client.stream_workflow(wire, user=user, files=files, workflow_id=workflow_id)
 
-    def attach(self, workflow_run_id: str, *, user: str, task_id: str | None = None) -> Iterator[WorkflowEvent]:
-        return self.client.attach(workflow_run_id, user=user, task_id=task_id)
+    def attach(
+        self, workflow_run_id: str, *, user: str, task_id: str | None = None, continue_on_pause: bool = False
+    ) -> Iterator[WorkflowEvent]:
+        return self.client.attach(workflow_run_id, user=user, task_id=task_id, continue_on_pause=continue_on_pause)
 
     def get_workflow_run(self, workflow_run_id: str, *, task_id: str | None = None) -> WorkflowRun:
         return self.client.get_workflow_run(workflow_run_id, task_id=task_id)

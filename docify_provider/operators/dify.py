@@ -127,12 +127,12 @@ def log_run(log: logging.Logger | Any, run: WorkflowRun) -> None:
 
 def paused_form(run: WorkflowRun) -> dict[str, Any]:
     """The first human-input form a paused run's answer names (``reasons``), as ``FormRequest.as_dict()``."""
-    from docify_provider.dify.models import FormRequest
+    from docify_provider.dify.models import FormRequest, human_input_reasons
 
     raw: Mapping[str, Any] = run.raw if isinstance(run.raw, Mapping) else {}
     inner = raw.get("data")
     data: Mapping[str, Any] = inner if isinstance(inner, Mapping) else raw
-    reasons = [r for r in (data.get("reasons") or []) if isinstance(r, Mapping)]
+    reasons = human_input_reasons(data.get("reasons"))  # keyed ``type`` or (newest Dify) ``TYPE``
     return FormRequest.from_api(dict(reasons[0])).as_dict() if reasons else {}
 
 
@@ -678,6 +678,14 @@ class _DifyRunOperatorBase(RunOperatorBase):
             self.log.warning("Asked Dify to stop task %s; the run's status could not be read", task_id)
         elif run.ended:
             self.log.warning("Dify run %s is now %s after the stop request", run_id, run.status)
+        elif run.paused:
+            # The newest Dify's stop reaches only a live engine; a paused run has none (Part C6).
+            self.log.warning(
+                "Dify answered success to the stop request, but run %s is still paused (status seen: paused): "
+                "a paused run has no running engine for the stop to reach, so it waits on its form until it "
+                "is answered or expires. The task does not wait for it; stop it in the Dify console if needed",
+                run_id,
+            )
         else:
             self.log.warning(
                 "Dify answered success to the stop request, but run %s is still %s: the run goes on on Dify "

@@ -1,7 +1,7 @@
 """Command line: run the emulator until SIGINT/SIGTERM, for manual tries and demo DAGs.
 
 python -m docify_provider.testing --port 8765
-python -m docify_provider.testing --mode dify --port 8766
+python -m docify_provider.testing --mode dify --port 8766 [--server-profile documented]
 python -m docify_provider.testing --mode dify-openapi --port 8767 [--paths legacy]
 """
 
@@ -15,6 +15,7 @@ from types import FrameType
 
 from docify_provider.testing.dify import DifyEmulator
 from docify_provider.testing.dify.apps import DEFAULT_APP_KEYS
+from docify_provider.testing.dify.emulator import SERVER_PROFILES
 from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, OTHER_ACCOUNT_TOKEN, DifyOpenAPIEmulator
 from docify_provider.testing.emulator import DocifyEmulator
 from docify_provider.testing.keys import DEFAULT_KEYS
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--public-host", default=None, help="host:port used in attachment URLs")
     parser.add_argument(
         "--paths", choices=("current", "legacy"), default="current", help="dify-openapi: path generation"
+    )
+    parser.add_argument(
+        "--server-profile",
+        choices=SERVER_PROFILES,
+        default="current",
+        help="dify: behave like the newest Dify server (current) or as its documents say (documented)",
     )
     return parser
 
@@ -76,8 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_close_seconds=args.idle_close,
             event_interval=args.event_interval,
             public_host=args.public_host,
+            server_profile=args.server_profile,
         )
-        title, keys = "Dify emulator", DEFAULT_APP_KEYS
+        profile = "" if args.server_profile == "current" else f" ({args.server_profile} server)"
+        title, keys = f"Dify emulator{profile}", DEFAULT_APP_KEYS
     else:
         emulator = DocifyEmulator(
             host=args.host,

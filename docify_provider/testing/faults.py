@@ -68,6 +68,17 @@ data), marks the run failed and, as on Dify, does not end the stream (it ends on
 * ``ignore_stop()`` - stop: answer ``{"result": "success"}`` and do not stop the run.
 * ``partial_success(message=...)`` - run/stream: one node fails with an error strategy, the
   run ends ``partial-succeeded`` (outputs set, ``exceptions_count`` 1).
+* ``error_event(message=..., code=None)`` also applies to a blocking ``run``: the model
+  provider's error (``code``: ``provider_not_initialize``, ``provider_quota_exceeded``,
+  ``model_currently_not_support``, ``completion_request_error`` (default) or
+  ``rate_limit_error``) fails the started run. With ``server_profile="current"`` the blocking
+  call is answered HTTP 400 with that code (429 for ``rate_limit_error``), as the newest Dify
+  does (Part C2); ``"documented"``: 200 with ``status: failed``.
+* ``rejected_input(message=...)`` - run/stream: the inputs fail a check only the server can
+  make; no run is started. Blocking (and every run with ``server_profile="documented"``): 400
+  ``invalid_param``. A streaming run with ``"current"``: 200, a ping, then
+  ``{"event": "error", "message": ..., "status": 500}`` (no code, task or run id) and pings
+  only until the idle close, as Dify's worker-side validation answers (Part C1).
 
 Dify OpenAPI emulator (:mod:`docify_provider.testing.dify_openapi`). Runs (always SSE) are
 ``stream``; ``stop``, ``events`` and ``form`` (the form read) as above; request faults also apply
@@ -104,7 +115,7 @@ _KINDS: dict[str, tuple[frozenset[str], tuple[str, ...], dict[str, Any]]] = {
     "redirect": (_ANY, ("location",), {"status": 302}),
     "drop_mid_stream": (_STREAM, ("after_events",), {}),
     "end_without_complete": (_STREAM, ("after_events",), {}),
-    "error_event": (_STREAM, (), {"message": "Emulated scenario failure"}),
+    "error_event": (_STREAM | {"run"}, (), {"message": "Emulated scenario failure", "code": None}),
     "worker_error": (frozenset({"stream"}), (), {"message": "topic is required in input form"}),
     "failed_run": (_RUNS, (), {"message": "Emulated scenario failure"}),
     "malformed_event": (_STREAM, (), {}),
@@ -119,6 +130,7 @@ _KINDS: dict[str, tuple[frozenset[str], tuple[str, ...], dict[str, Any]]] = {
     "timeout_after_start": (frozenset({"run"}), (), {"status": 524, "seconds": 0.0}),
     "ignore_stop": (frozenset({"stop"}), (), {}),
     "partial_success": (_RUNS, (), {"message": "Emulated node failure (continued by its error strategy)"}),
+    "rejected_input": (_RUNS, (), {"message": "topic is required in input form"}),
 }
 
 #: Kinds applied when the request arrives (before auth); the others apply to started runs.

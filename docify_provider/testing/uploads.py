@@ -38,6 +38,9 @@ class ParsedUpload:
     file_name: str | None = None
     content_type: str | None = None
     file_parts: int = 0
+    #: Names of the form fields that carry a file (a ``filename``), each once: what Dify's
+    #: ``len(request.files)`` counts.
+    file_fields: set[str] = field(default_factory=set)
     size: int = 0
     head: bytearray = field(default_factory=bytearray)
     sha256: str = ""
@@ -101,6 +104,8 @@ class _UploadParser:
         part = self._part
         _, options = parse_options_header(part.headers.get("content-disposition", ""))
         part.name = _decode(options.get(b"name", b""))
+        if b"filename" in options:
+            self.result.file_fields.add(part.name)
         if part.name == "file":
             self.result.file_parts += 1
             part.is_file = self.result.file_parts == 1

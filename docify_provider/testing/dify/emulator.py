@@ -173,9 +173,12 @@ class DifyEmulator(EmulatorServer):
         return sum(1 for r in self.state.runs() if r.app.code == app_code and r.status == "running")
 
     def stop_run(self, run: DifyRun) -> None:
-        """What a stop request does: a running run ends ``stopped``, a paused one at once."""
+        """What a stop request does: a running run ends ``stopped``; a paused one at once with
+        the documented profile, and not at all with the current one (no live engine holds a
+        paused run, so the stop flag and command reach nothing: it stays ``paused``, C6)."""
         if run.status == "paused":
-            engine.stop_paused(self, run)
+            if not run.current:
+                engine.stop_paused(self, run)
         elif not run.ended:
             run.update(stop_requested=True)
             run.wake.set()

@@ -152,10 +152,11 @@ class _Runner:
         fault = run.fault
         message = str(fault.message if fault else "Emulated failure")
         code = (fault.code if fault else None) or "completion_request_error"
+        status = 429 if code == "rate_limit_error" else 400
         self.wait(self.emu.event_interval)
         run.update(status="failed", error=message, finished_at=time.time())
         self.emu.state.count("completed", run.key_fp, run.user)
-        run.publish({"event": "error", "workflow_run_id": run.id, "code": code, "message": message, "status": 400})
+        run.publish({"event": "error", "workflow_run_id": run.id, "code": code, "message": message, "status": status})
 
 
 # graphs -----------------------------------------------------------------------------------
@@ -287,6 +288,8 @@ def _filled(r: _Runner, action: str, values: dict[str, Any]) -> dict[str, Any]:
     for name, value in answer.items():
         rendered = rendered.replace(f"{{{{#$output.{name}#}}}}", value)
     filled = {"node_id": form.node_id, "node_title": form.node_title, "rendered_content": rendered}
+    if run.current:  # the newest server re-announces the resumed node before the filled form (C6)
+        r.emit("node_started", started)
     r.emit("human_input_form_filled", {**filled, "action_id": action, "action_text": title})
     answer["action"] = action
     r.node_finished(started, answer)

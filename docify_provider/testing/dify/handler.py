@@ -17,12 +17,18 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from docify_provider.testing.base_handler import EmulatorRequestHandler, reason
-from docify_provider.testing.dify import engine
+from docify_provider.testing.dify import current, engine
 from docify_provider.testing.dify.apps import DifyApp, parameters_body
 from docify_provider.testing.dify.files import verify
 from docify_provider.testing.dify.runs import DifyRun
 from docify_provider.testing.dify.streaming import TERMINAL, dify_stream, pump
-from docify_provider.testing.dify.validation import extension_of, file_type_of, invalid, validate_inputs
+from docify_provider.testing.dify.validation import (
+    FileMappingError,
+    extension_of,
+    file_type_of,
+    invalid,
+    validate_inputs,
+)
 from docify_provider.testing.errors import RequestError
 from docify_provider.testing.records import UploadRecord
 from docify_provider.testing.uploads import parse_multipart
@@ -39,6 +45,8 @@ _ROUTES = {
     "/v1/workflows/run": ("run", "POST"),
     "/v1/workflows/logs": ("logs", "GET"),
 }
+#: Routes only the newest server has (C6); 404 with ``server_profile="documented"``.
+_CURRENT_ROUTES = {"/v1/meta": ("info", "GET"), "/v1/site": ("info", "GET")}
 _LOG_STATUSES = ("succeeded", "failed", "stopped")
 _GATEWAY_BODY = "<html><head><title>{status}</title></head><body>error code: {status}</body></html>"
 
@@ -90,8 +98,8 @@ class DifyRequestHandler(EmulatorRequestHandler):
         self._body = None
         parts = path.strip("/").split("/")
         allowed = {"GET"}
-        if path in _ROUTES:
-            endpoint, method = _ROUTES[path]
+        if path in _ROUTES or (path in _CURRENT_ROUTES and self.emulator.current):
+            endpoint, method = _ROUTES.get(path) or _CURRENT_ROUTES[path]
             allowed = {method}
         elif len(parts) == 4 and parts[:3] == ["v1", "workflows", "run"]:
             endpoint = "run_detail"
@@ -150,8 +158,14 @@ class DifyRequestHandler(EmulatorRequestHandler):
         return self._key_fp, app
 
     # endpoints ----------------------------------------------------------------------------
-    def _do_info(self, _: str) -> None:
-        self._send_json(200, self._authenticate()[1].info())
+    def _do_info(self, path: str) -> None:
+        app = self._authenticate()[1]
+        if path == "/v1/meta":
+            self._send_json(200, current.meta_body())
+        elif path == "/v1/site":
+            self._send_json(200, current.site_body(app))
+        else:
+            self._send_json(200, app.info())
 
     def _do_parameters(self, _: str) -> None:
         app = self._authenticate()[1]
@@ -174,7 +188,10 @@ class DifyRequestHandler(EmulatorRequestHandler):
             raise RequestError(exc.message, exc.status, "bad_request") from None
         if parsed.file_parts == 0:
             raise RequestError("Please upload your file.", 400, "no_file_uploaded")
-        if parsed.file_parts > 1:
+        # Dify checks ``len(request.files)``: distinct file field names (C6), where the
+        # documents suggest every part named ``file`` counts.
+        many = len(parsed.file_fields) > 1 if emu.current else parsed.file_parts > 1
+        if many:
             raise RequestError("Only one file is allowed.", 400, "too_many_files")
         if not parsed.file_name:
             raise RequestError("The specified filename does not exist.", 400, "filename_not_exists_error")
@@ -244,10 +261,25 @@ class DifyRequestHandler(EmulatorRequestHandler):
             raise RequestError(message, 429, "too_many_requests")
         if "inputs" not in body:
             raise invalid("inputs: Field required")
-        values, files = validate_inputs(app, body["inputs"], lambda oid: emu.state.uploaded_file(None, oid))
+        # The newest server validates a streaming run's inputs in its worker (C1): file mappings
+        # are still built (and refused) here, everything else is answered in-band.
+        in_worker = emu.current and self._endpoint == "stream"
+        try:
+            values, files = validate_inputs(app, body["inputs"], lambda oid: emu.state.uploaded_file(None, oid))
+        except FileMappingError:
+            raise
+        except RequestError as exc:
+            if in_worker:
+                raise current.WorkerRejection(exc.message) from None
+            raise
         fault = emu.state.take_fault(self._endpoint or "run", key_fp, "run")
+        if fault is not None and fault.kind == "rejected_input":
+            if in_worker:
+                raise current.WorkerRejection(str(fault.message))
+            raise invalid(str(fault.message))
         run = DifyRun(app=app, key_fp=key_fp, user=user, inputs=values, files=files, fault=fault)
         run.end_user_id = emu.end_user_id(user)
+        run.current = emu.current
         emu.state.add_run(run)
         emu.state.count("started", key_fp, user)
         channel = run.subscribe() if subscribe else None
@@ -275,6 +307,9 @@ class DifyRequestHandler(EmulatorRequestHandler):
                     if emu.stopping.is_set():
                         raise ConnectionAbortedError("emulator stopping") from None
                     continue
+                if event.get("event") == "error" and run.current:
+                    self._send_json(*current.pipeline_error_body(event))  # C2: an HTTP error
+                    return
                 if event.get("event") in (*TERMINAL, "error"):
                     break
         finally:
@@ -316,7 +351,21 @@ class DifyRequestHandler(EmulatorRequestHandler):
         return event
 
     def _do_stream(self, _: str) -> None:
-        run, channel = self._start_run(subscribe=True)
+        try:
+            run, channel = self._start_run(subscribe=True)
+        except current.WorkerRejection as exc:
+            self._stream_headers()
+            emu = self.emulator
+            outcome = current.send_worker_error(
+                self.wfile.write,
+                exc.message,
+                ping_interval=emu.ping_interval,
+                idle_close=emu.idle_close_seconds,
+                stopping=emu.stopping,
+            )
+            if outcome == "abort":
+                self._abort()
+            return
         assert channel is not None
         self._stream_fault = run.fault
         self._stream_headers()
@@ -351,11 +400,19 @@ class DifyRequestHandler(EmulatorRequestHandler):
         self._stream_headers(("Cache-Control", "no-cache"), ("Connection", "keep-alive"))
         if channel is None:
             stream = dify_stream(self.wfile.write, None, self.emulator.stopping)
-            stream.frame("", json.dumps(run.envelope("workflow_finished", run.finished_data())))
+            frame = run.envelope("workflow_finished", run.finished_data())
+            if run.current:  # the newest server's finished-run frame carries the run id as task id (C3)
+                frame["task_id"] = run.id
+            stream.frame("", json.dumps(frame))
             stream.end()
             return
         continue_on_pause = query.get("continue_on_pause", "false").lower() == "true"
-        self._relay(run, channel, frozenset({"workflow_finished"}) if continue_on_pause else TERMINAL)
+        terminal = TERMINAL
+        if continue_on_pause:
+            # Documents: closes at workflow_finished. Newest server (C3): nothing is terminal,
+            # the body stays open after workflow_finished until the idle close.
+            terminal = frozenset() if run.current else frozenset({"workflow_finished"})
+        self._relay(run, channel, terminal)
 
     def _do_stop(self, path: str) -> None:
         key_fp, app = self._authenticate()
@@ -378,11 +435,15 @@ class DifyRequestHandler(EmulatorRequestHandler):
         before = _iso("created_at__before", query["created_at__before"]) if "created_at__before" in query else None
         after = _iso("created_at__after", query["created_at__after"]) if "created_at__after" in query else None
         session = query.get("created_by_end_user_session_id")
+        # The newest server also filters by account (C6); Service API runs are end users' runs,
+        # so no run matches an account. The documented profile ignores the parameter.
+        by_account = self.emulator.current and bool(query.get("created_by_account"))
         keyword = query.get("keyword")
         runs = [
             run
             for run in reversed(self.emulator.state.runs())
             if run.app is app
+            and not by_account
             and (status is None or run.status == status)
             and (before is None or run.created_at <= before)
             and (after is None or run.created_at >= after)

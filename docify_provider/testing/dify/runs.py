@@ -7,6 +7,7 @@ only a *subscriber*. Subscribers get events published after they subscribed (no 
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -110,6 +111,10 @@ class DifyRun:
     query: str | None = None
     conversation_id: str | None = None
     message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: Shaped like the newest Dify server (``server_profile="current"``): set by the API that
+    #: started the run (the Service API), so that the OpenAPI emulator, which shares this class,
+    #: keeps its documented shapes until it opts in.
+    current: bool = False
     #: Answers of the forms submitted so far, by form node id (multi-form graphs).
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
@@ -230,7 +235,8 @@ class DifyRun:
     def reasons(self) -> list[dict[str, Any]]:
         if self.form is None or self.status != "paused":
             return []
-        return [{**self.form.data(), "type": "human_input_required"}]
+        # The newest server keys the reason kind upper-case (Part C4); the documents: ``type``.
+        return [{**self.form.data(), ("TYPE" if self.current else "type"): "human_input_required"}]
 
     def blocking_body(self) -> dict[str, Any]:
         """The blocking ``POST /v1/workflows/run`` answer (paused: ``paused_nodes``, ``reasons``)."""
@@ -248,7 +254,8 @@ class DifyRun:
             "id": self.id,
             "workflow_id": self.app.workflow_id,
             "status": self.status,
-            "inputs": dict(self.inputs),
+            # The newest server sends the raw JSON string column (Part C6); the documents an object.
+            "inputs": json.dumps(self.inputs, ensure_ascii=False) if self.current else dict(self.inputs),
             "outputs": {} if self.outputs is None else self.outputs,
             "error": self.error,
             "total_steps": self.total_steps,

@@ -37,6 +37,18 @@ def invalid(message: str) -> RequestError:
     return RequestError(message, 400, "invalid_param")
 
 
+class FileMappingError(RequestError):
+    """A 400 ``invalid_param`` from building a file mapping (Dify's file factory).
+
+    Dify builds file arguments in the API process before it hands a streaming run to a worker,
+    so these stay a synchronous 400 even where input validation moved to the worker (Part C1).
+    """
+
+
+def _file_invalid(message: str) -> FileMappingError:
+    return FileMappingError(message, 400, "invalid_param")
+
+
 def file_type_of(extension: str) -> str:
     """Dify's file type for an extension (with or without the dot): document, image, ... custom."""
     ext = extension.lower().lstrip(".")
@@ -80,17 +92,17 @@ class DifyFile:
 
 def _resolve(mapping: Any, variable: str, resolve: Callable[[str], FileInput | None]) -> DifyFile:
     if not isinstance(mapping, Mapping):
-        raise invalid(f"{variable} in input form must be a file")
+        raise _file_invalid(f"{variable} in input form must be a file")
     method = mapping.get("transfer_method")
     if method not in TRANSFER_METHODS:
-        raise invalid(f"Invalid transfer method: {method}")
+        raise _file_invalid(f"Invalid transfer method: {method}")
     declared = mapping.get("type")
     if declared is not None and declared not in FILE_TYPES:
-        raise invalid(f"Invalid file type: {declared}")
+        raise _file_invalid(f"Invalid file type: {declared}")
     if method == "remote_url":
         url = mapping.get("url") or mapping.get("remote_url")
         if not isinstance(url, str) or not url:
-            raise invalid("Invalid file url")
+            raise _file_invalid("Invalid file url")
         name = posixpath.basename(unquote(urlsplit(url).path)) or "remote_file"
         ext = extension_of(name)
         detected = file_type_of(ext)
@@ -108,10 +120,10 @@ def _resolve(mapping: Any, variable: str, resolve: Callable[[str], FileInput | N
     try:
         uuid.UUID(str(file_id))
     except ValueError:
-        raise invalid("Invalid upload file id format") from None
+        raise _file_invalid("Invalid upload file id format") from None
     found = resolve(str(file_id))
     if found is None:
-        raise invalid("Invalid upload file")
+        raise _file_invalid("Invalid upload file")
     ext = extension_of(found.name)
     return DifyFile(
         type=declared if declared and declared != "custom" else file_type_of(ext),
@@ -136,7 +148,7 @@ def _check_file(file: DifyFile, var: Mapping[str, Any]) -> None:
         or (file.type == "custom" and allowed_exts and file.extension not in allowed_exts)
         or (methods and file.transfer_method not in methods)
     ):
-        raise invalid(f"File validation failed for file: {file.filename}")
+        raise _file_invalid(f"File validation failed for file: {file.filename}")
 
 
 def _number(name: str, value: Any) -> float:
