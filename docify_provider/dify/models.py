@@ -588,6 +588,21 @@ class NodeView:
     execution_id: str | None = None
 
 
+def human_input_reason(reasons: Any) -> dict[str, Any] | None:
+    """The pause reason naming a human-input form (with its ``form_token``), or None.
+
+    Reasons are keyed ``type`` in Dify's documentation and ``TYPE`` by current servers; both are
+    read. A reason typed ``human_input_required`` is preferred, an untyped one with a token is taken
+    (older servers); a reason of another type is never a form.
+    """
+    tokened = [r for r in _list(reasons) if isinstance(r, dict) and r.get("form_token")]
+    kind = [str(r.get("type") or r.get("TYPE") or "").lower() for r in tokened]
+    typed = [r for r, k in zip(tokened, kind, strict=True) if k == "human_input_required"]
+    untyped = [r for r, k in zip(tokened, kind, strict=True) if not k]
+    chosen = typed or untyped
+    return chosen[0] if chosen else None
+
+
 @dataclass(frozen=True)
 class FormRequest:
     """A human-input form (``human_input_required`` data or a ``workflow_paused`` reason)."""
@@ -695,8 +710,8 @@ class WorkflowEvent:
         if self.event == "human_input_required":
             return FormRequest.from_api(self.data)
         if self.event == "workflow_paused":
-            reasons = [r for r in _list(self.data.get("reasons")) if isinstance(r, dict)]
-            return FormRequest.from_api(reasons[0]) if reasons else None
+            reason = human_input_reason(self.data.get("reasons"))
+            return FormRequest.from_api(reason) if reason is not None else None
         return None
 
     @property
