@@ -118,6 +118,40 @@ def _answer_in_try_2(dag_id: str, option: str, params: dict[str, Any]) -> thread
     return thread
 
 
+class _Watchdog(threading.Thread):
+    """Keeps a broken build from hanging the test: a try that lost the form waits on plain run
+    polling with no end (``dag.test()`` bounds no deferral), so after ``seconds`` a run still paused
+    is stopped in Dify (the task then ends and the test's assertions say what went wrong).
+    ``cancel()`` before asserting that a run stays paused."""
+
+    def __init__(self, emu: Any, seconds: float = 90.0) -> None:
+        super().__init__(name="hitl-watchdog", daemon=True)
+        self.emu, self.seconds, self.cancelled, self.fired = emu, seconds, threading.Event(), False
+        self.start()
+
+    def run(self) -> None:
+        if self.cancelled.wait(self.seconds):
+            return
+        for run in self.emu.runs:
+            if run.status == "paused":
+                self.fired = True
+                self.emu.stop_run(run)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+def _run(dag: Any, emu: Any) -> Any:
+    """``run_dag`` under a :class:`_Watchdog`; fails when the watchdog had to stop a waiting run."""
+    watchdog = _Watchdog(emu)
+    try:
+        outcome = run_dag(dag)
+    finally:
+        watchdog.cancel()
+    assert not watchdog.fired, "the task still waited on the paused run after 90 s; the watchdog stopped it"
+    return outcome
+
+
 def _form_posts(emu: Any, status: int = 200) -> int:
     """Form answers the emulator accepted (200) or refused as already given (412)."""
     return sum(
@@ -169,7 +203,7 @@ def test_a_retry_finds_the_form_and_the_answer_reaches_dify_once(dify_conns, cap
     emu = dify_conns
     dag = _service_dag("retry_finds_form", cls, kwargs)
     person = _answer_in_try_2(dag.dag_id, "Approve", {"comment": "after the clear"})
-    outcome = run_dag(dag)
+    outcome = _run(dag, emu)
     person.join(timeout=5)
     text = console_text(capfd)
     _assert_found_and_posted_once(outcome, text, emu, emu.runs_started())
@@ -180,7 +214,7 @@ def test_a_retry_that_finds_its_form_expired_fails_at_once(dify_conns, capfd, cl
     emu = dify_conns
     emu.form_expiry_seconds = 4.0  # try 1 asks before it lapses; try 2 starts after it
     dag = _service_dag("retry_form_expired", cls, kwargs, retry_delay=6)
-    outcome = run_dag(dag)
+    outcome = _run(dag, emu)
     text = console_text(capfd)
     assert outcome.state("review") == "failed", text[-6000:]
     assert outcome.try_number("review") == 2
@@ -211,7 +245,7 @@ def test_an_answer_that_resumes_a_following_try_finds_the_form_and_reaches_dify_
             retries=1,
             retry_delay=timedelta(seconds=0),
         )
-    outcome = run_dag(dag)
+    outcome = _run(dag, emu)
     text = console_text(capfd)
     assert outcome.state("review") == "success", text[-6000:]
     assert outcome.try_number("review") == 2
@@ -244,7 +278,7 @@ def test_an_answer_with_no_form_to_post_it_to_fails_saying_so(dify_conns, capfd)
             retries=1,
             retry_delay=timedelta(seconds=0),
         )
-    outcome = run_dag(dag)
+    outcome = _run(dag, emu)
     text = console_text(capfd)
     assert outcome.state("review") == "failed", text[-6000:]
     assert outcome.try_number("review") == 2
@@ -282,7 +316,7 @@ def test_account_retry_finds_the_form_and_the_answer_reaches_dify_once(openapi_c
     emu = openapi_conn
     dag = _account_dag("acct_retry_finds_form", deferrable)
     person = _answer_in_try_2(dag.dag_id, "Approve", {"comment": "after the clear"})
-    outcome = run_dag(dag)
+    outcome = _run(dag, emu)
     person.join(timeout=5)
     text = console_text(capfd)
     _assert_found_and_posted_once(outcome, text, emu, emu.runs_started(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID))
@@ -295,7 +329,7 @@ def test_account_retry_that_finds_its_form_expired_fails_at_once(openapi_conn, c
     emu = openapi_conn
     emu.form_expiry_seconds = 4.0
     dag = _account_dag("acct_retry_form_expired", True, retry_delay=6)
-    outcome = run_dag(dag)
+    outcome = _run(dag, emu)
     text = console_text(capfd)
     assert outcome.state("review") == "failed", text[-6000:]
     assert outcome.try_number("review") == 2
