@@ -117,7 +117,9 @@ def find_form(backend: Any, run_id: str, log: Any) -> dict[str, Any]:
 
 
 def expired_error(run_id: str, form: Mapping[str, Any], try_number: int, reattached: bool) -> Exception:
-    """The error failing a try whose form has expired (``DifyPausedError``: permanent, so no retry)."""
+    """The error failing a try whose form has expired. ``DifyPausedError`` is permanent: with
+    ``DocifyRetryPolicy`` (3.3+) the task fails without retrying; a plain retry re-attaches and fails
+    the same way at once, buying nothing."""
     from docify_provider.dify.errors import DifyPausedError
 
     found = f" (found when try {try_number} re-attached to the run)" if reattached else ""
@@ -270,9 +272,16 @@ def answer_found_form(op: Any, context: Any, state: Any, answer: tuple[list[str]
             held.get("try"),
         )
         return op._after_human(context, state, info, answer)
+    where = answer_where(op, str(run_id), user)
     if not token:
-        why = f"Dify's paused-run state of run {run_id} names no open form (answered in Dify, or the run went on)"
-        todo = "Clear the task: it re-attaches to the run and follows it (or waits on its next form)."
+        why = (
+            f"Dify's paused-run state of run {run_id} names no open form (it was answered in Dify, the run went "
+            "on, or this Dify keeps no paused-run state)"
+        )
+        todo = (
+            f"If the run still waits on a form, answer it in Dify ({where}). Then clear the task: it re-attaches "
+            "to the run and follows it (or waits on its next form)."
+        )
     else:
         why = (
             f"the form run {run_id} waits on ({form.get('title')!r}) is not the one this task asked for "
@@ -280,7 +289,6 @@ def answer_found_form(op: Any, context: Any, state: Any, answer: tuple[list[str]
             if held
             else "this task has no record of asking Airflow for the run's form (its task state was cleared?)"
         )
-        where = answer_where(op, str(run_id), user)
         todo = f"Answer the form in Dify ({where}); the run stays paused until then. Then clear the task."
     error = answer_without_form_error(str(run_id), chosen, who, why, todo)
     op.log.error("%s", error)

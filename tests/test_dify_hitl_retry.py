@@ -284,7 +284,8 @@ def test_an_answer_with_no_form_to_post_it_to_fails_saying_so(dify_conns, capfd)
     assert outcome.try_number("review") == 2
     assert "An Airflow answer ('Approve' by Rita Reviewer) resumed this task, but the task holds no" in text
     assert "names no open form" in text and "Nothing was posted to Dify" in text
-    assert "Clear the task: it re-attaches to the run" in text
+    assert "If the run still waits on a form, answer it in Dify (" in text
+    assert "Then clear the task: it re-attaches to the run" in text
     assert _form_posts(emu) == 0, "the Airflow answer was not posted"
     assert "reported None" not in text and "form None" not in text
 
