@@ -78,6 +78,10 @@ class FormBackend(Protocol):
     async def arun_paused(self, run_id: str) -> bool:
         """Whether the run is still paused (False once it runs again or has ended)."""
 
+    def paused_form(self, run_id: str) -> Mapping[str, Any] | None:
+        """The form a paused run waits on, token included, read from the backend's paused-run state
+        (a try that re-attached through a source naming no form: :mod:`docify_provider.hitl_reattach`)."""
+
 
 @dataclass(frozen=True)
 class HumanRequest:
@@ -284,6 +288,17 @@ class DifyServiceForms(_HookForms):
         run = await self._hook().aget_workflow_run(run_id)
         return bool(run.paused)
 
+    def paused_form(self, run_id: str) -> Mapping[str, Any] | None:
+        """Re-attach to the run (the events route with its state snapshot, which ends with the
+        ``workflow_paused`` naming the form; the run detail names none) and read its form."""
+        from docify_provider.hitl_reattach import form_of_events
+
+        hook = self._hook()
+        try:
+            return form_of_events(hook.attach(run_id, user=self.user))
+        finally:
+            hook.close()
+
     def answer_where(self, run_id: str) -> str:
         """Where a person answers the run's form in Dify (the key names no app: the console, by run id)."""
         hook = self._hook()
@@ -357,6 +372,31 @@ class DifyAccountForms(_HookForms):
             return False  # ended failed or stopped
         finally:
             await events.aclose()
+
+    def paused_form(self, run_id: str) -> Mapping[str, Any] | None:
+        """The form of the run's state snapshot (events route; this API has no run detail). Read for
+        at most ``SNAPSHOT_SECONDS`` past the first event: a run that runs again streams live events
+        and names no paused form."""
+        import time
+
+        from docify_provider.dify_openapi.errors import DifyOpenAPIRunFailedError
+        from docify_provider.hitl_reattach import form_of_events
+
+        hook = self._hook()
+        deadline = time.monotonic() + SNAPSHOT_SECONDS
+
+        def snapshot() -> Any:
+            for event in hook.task_events(self.app_id, run_id, include_state_snapshot=True):
+                yield event
+                if time.monotonic() > deadline:
+                    return
+
+        try:
+            return form_of_events(snapshot())
+        except DifyOpenAPIRunFailedError:
+            return None  # ended failed or stopped
+        finally:
+            hook.close()
 
     def answer_where(self, run_id: str) -> str:
         """Where a person answers the run's form in Dify (the app's log in the console)."""

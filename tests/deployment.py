@@ -448,6 +448,7 @@ def task_xcom(dep: Deployment, dag_id: str, run_id: str, task_id: str, key: str 
 HITL_DAG_FILE = ROOT / "tests" / "dags" / "dify_hitl.py"
 HITL_DAG_ID, HITL_TASK_ID, HITL_RECORD_TASK_ID = "dify_hitl", "review", "record"
 HITL_TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
+HITL_BLOCKING_DAG_ID = "dify_hitl_blocking"
 
 
 @dataclass
@@ -543,6 +544,21 @@ class HitlRun:
 
     def xcom(self, task_id: str | None = None, key: str = "return_value") -> Any:
         return task_xcom(self.dep, self.dag_id, self.run_id, task_id or self.task_id, key)
+
+    def clear(self) -> Any:
+        """Clear the Dify task as the UI's Clear does (``POST /dags/{dag}/clearTaskInstances``, not a dry
+        run, whatever its state): Airflow ends its wait and starts its next try."""
+        body = {
+            "dry_run": False,
+            "task_ids": [self.task_id],
+            "dag_run_id": self.run_id,
+            "only_failed": False,
+            "include_downstream": False,
+        }
+        cleared = api(self.dep, "POST", f"/dags/{self.dag_id}/clearTaskInstances", json=body)
+        if not cleared or not cleared.get("task_instances"):
+            raise AssertionError(f"clearTaskInstances cleared nothing: {cleared}")
+        return cleared
 
     def form_posts(self) -> int:
         """Answers the emulator's forms accepted (``POST /v1/form/human_input/{token}`` answered 200)."""

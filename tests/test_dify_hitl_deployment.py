@@ -25,7 +25,7 @@ import pytest
 
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY
-from tests.deployment import HITL_RECORD_TASK_ID, HitlRun, dify_hitl_deployment, wait_until
+from tests.deployment import HITL_BLOCKING_DAG_ID, HITL_RECORD_TASK_ID, HitlRun, dify_hitl_deployment, wait_until
 
 pytestmark = [
     pytest.mark.deployment,
@@ -116,4 +116,61 @@ def test_a_paused_dify_run_is_answered_through_the_rest_api(tmp_path: Path) -> N
     assert f"Comment: {COMMENT}" in record_xcom["text"]
     assert emu.runs_started(key=HUMAN_INPUT_APP_KEY) == 1, "one run bought"
     assert task_log.count("Posted the Airflow answer to Dify run") == 1, task_log[-5000:]
+    assert token not in logs and HUMAN_INPUT_APP_KEY not in logs
+
+
+def test_a_task_cleared_while_it_waits_finds_its_form_and_the_answer_reaches_dify_once(tmp_path: Path) -> None:
+    """Issue 17 item 6, as found with ``example_dify_human_review``: the blocking operator's run pauses,
+    the task asks Airflow and waits; a person clears it (REST, as the UI's Clear does). Try 2
+    re-attaches to the same run through the run detail, which names no form: it must find the form
+    again (Dify's paused-run state), wait on the one request try 1 raised, and post its answer
+    (``PATCH .../hitlDetails``) to Dify once; the run is resumed, one run bought, the task succeeds."""
+    print()
+    with dify_hitl_deployment(tmp_path, dag_id=HITL_BLOCKING_DAG_ID) as hitl:
+        emu, timeline = hitl.emu, hitl.timeline
+        run = wait_until(
+            "the Dify run to pause", lambda: emu.runs and emu.runs[0].status == "paused" and emu.runs[0], 150, 0.1
+        )
+        timeline.mark(f"Dify run {run.id} paused on its form (emulator)")
+        shown = wait_until("the HITL request in the REST API", hitl.hitl_detail, 60, 0.1)
+        first = wait_until("try 1 to wait on the human-input trigger", hitl.waiting_for_answer, 90, 0.2)
+        timeline.mark(f"try {first['try_number']} deferred on the HumanInputTrigger")
+        hitl.clear()
+        t_cleared = timeline.mark("cleared: POST /dags/{dag}/clearTaskInstances (review)")
+
+        def next_try_waiting() -> dict | None:
+            ti = hitl.waiting_for_answer()
+            return ti if ti and ti["try_number"] > first["try_number"] else None
+
+        second = wait_until("the next try to wait on the human-input trigger", next_try_waiting, 150, 0.2)
+        t_waiting = timeline.mark(f"try {second['try_number']} deferred on the HumanInputTrigger again")
+        still = hitl.hitl_detail()
+        posts_before = hitl.form_posts()
+        hitl.answer("Approve", {"comment": COMMENT})
+        t_answer = timeline.mark("answered: PATCH .../hitlDetails (Approve, comment)")
+        wait_until("the Dify run to finish", lambda: run.ended, 90, 0.1)
+        ti = wait_until("the review task to end", lambda: settled(hitl), 120, 0.2)
+        t_end = timeline.mark(f"review {ti['state']} (try {ti['try_number']})")
+        review_xcom = hitl.xcom()
+        logs = hitl.dep.read_logs()
+        task_log = hitl.task_log()
+        retried_by_race = hitl.externally_changed_tries()
+        token = emu.form_token(run.id)
+    timeline.print_sequence()
+    print(
+        f"dify hitl clear while waiting: clear -> next try waiting {t_waiting - t_cleared:.1f}s, answer -> task "
+        f"{ti['state']} {t_end - t_answer:.1f}s; form POSTs accepted {hitl.form_posts()}, refused "
+        f"{hitl.refused_form_posts()}; review try {ti['try_number']} (tries failed by the 3.3 race: {retried_by_race})"
+    )
+    assert shown["subject"] == "Review" and still is not None and still["subject"] == "Review"
+    assert still["response_received"] is False, "the one request (try 1's) still waits after the clear"
+    assert posts_before == 0
+    assert "found its form again" in task_log, task_log[-5000:]
+    assert "form None" not in task_log and "reported None" not in task_log and "expires never" not in task_log
+    assert hitl.form_posts() == 1, "the answer is posted to Dify exactly once"
+    assert run.status == "succeeded" and run.answers["review"]["comment"] == COMMENT
+    assert ti["state"] == "success", task_log[-5000:]
+    assert ti["try_number"] - second["try_number"] == retried_by_race, (ti["try_number"], retried_by_race)
+    assert review_xcom["workflow_run_id"] == run.id and review_xcom["outputs"]["comment"] == COMMENT
+    assert emu.runs_started(key=HUMAN_INPUT_APP_KEY) == 1, "one run bought"
     assert token not in logs and HUMAN_INPUT_APP_KEY not in logs

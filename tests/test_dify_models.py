@@ -262,3 +262,19 @@ def test_inputs_match_as_dify_stores_them() -> None:
     assert not inputs_match({**sent, "n": 4}, stored)
     assert not inputs_match({**sent, "f": {"transfer_method": "local_file", "upload_file_id": "u2"}}, stored)
     assert not inputs_match(sent, None)
+
+
+def test_a_pause_names_its_human_input_form_whichever_way_its_reasons_are_typed():
+    """Current Dify servers key a pause reason's type ``TYPE``, its documents ``type``; older ones send
+    none. The human-input reason (with its token) is the form, whatever comes before it."""
+    from docify_provider.dify.models import WorkflowEvent
+
+    other = {"TYPE": "scheduled_pause", "form_token": "not-a-form"}
+    for key in ("TYPE", "type"):
+        reasons = [other, {key: "human_input_required", "form_token": "tok", "node_title": "Review"}]
+        event = WorkflowEvent.from_api({"event": "workflow_paused", "data": {"reasons": reasons}})
+        assert event.form is not None and (event.form.form_token, event.form.title) == ("tok", "Review")
+    untyped = WorkflowEvent.from_api({"event": "workflow_paused", "data": {"reasons": [{"form_token": "t"}]}})
+    assert untyped.form is not None and untyped.form.form_token == "t"
+    only_other = WorkflowEvent.from_api({"event": "workflow_paused", "data": {"reasons": [other]}})
+    assert only_other.form is None

@@ -615,6 +615,19 @@ class NodeView:
     execution_id: str | None = None
 
 
+def human_input_reason(reasons: Any) -> dict[str, Any] | None:
+    """The pause reason naming a human-input form (with its ``form_token``), or None.
+
+    Of :func:`human_input_reasons` (keyed ``type`` or ``TYPE``), those with a token; a reason typed
+    ``human_input_required`` is preferred over an untyped one (older servers). A reason of another
+    type is never a form.
+    """
+    tokened = [r for r in human_input_reasons(reasons) if r.get("form_token")]
+    typed = [r for r in tokened if reason_kind(r) == "human_input_required"]
+    chosen = typed or tokened
+    return chosen[0] if chosen else None
+
+
 @dataclass(frozen=True)
 class FormRequest:
     """A human-input form (``human_input_required`` data or a ``workflow_paused`` reason)."""
@@ -725,8 +738,8 @@ class WorkflowEvent:
         if self.event == "human_input_required":
             return FormRequest.from_api(self.data)
         if self.event == "workflow_paused":
-            reasons = human_input_reasons(self.data.get("reasons"))
-            return FormRequest.from_api(reasons[0]) if reasons else None
+            reason = human_input_reason(self.data.get("reasons"))
+            return FormRequest.from_api(reason) if reason is not None else None
         return None
 
     @property

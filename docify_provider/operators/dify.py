@@ -126,25 +126,18 @@ def log_run(log: logging.Logger | Any, run: WorkflowRun) -> None:
 
 
 def paused_form(run: WorkflowRun) -> dict[str, Any]:
-    """The first human-input form a paused run's answer names (``reasons``), as ``FormRequest.as_dict()``."""
-    from docify_provider.dify.models import FormRequest, human_input_reasons
+    """The human-input form a paused run's answer names (``reasons``), as ``FormRequest.as_dict()``."""
+    from docify_provider.hitl_reattach import form_of_pause
 
     raw: Mapping[str, Any] = run.raw if isinstance(run.raw, Mapping) else {}
     inner = raw.get("data")
-    data: Mapping[str, Any] = inner if isinstance(inner, Mapping) else raw
-    reasons = human_input_reasons(data.get("reasons"))  # keyed ``type`` or (newest Dify) ``TYPE``
-    return FormRequest.from_api(dict(reasons[0])).as_dict() if reasons else {}
+    return form_of_pause(inner if isinstance(inner, Mapping) else raw)
 
 
 def log_form(log: logging.Logger | Any, form: Mapping[str, Any], run_id: str | None) -> None:
-    actions = ", ".join(str(a.get("title") or a.get("id")) for a in form.get("actions") or []) or "none"
-    log.warning(
-        "Dify run %s paused for human input: form %r, actions [%s], expires %s",
-        run_id,
-        form.get("title"),
-        actions,
-        form.get("expiration_time") or "never",
-    )
+    from docify_provider.hitl_reattach import describe_pause
+
+    log.warning("Dify run %s paused for human input: %s", run_id, describe_pause(form))
 
 
 class DifyUploadFileOperator(BaseOperator):
@@ -371,8 +364,14 @@ class _DifyRunOperatorBase(RunOperatorBase):
         return self._finish(context, state, run)
 
     def _on_paused(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
+        """Fail (``on_pause="fail"``) or wait on the form; a pause that names no form (a re-attach
+        through the run detail) is looked up in Dify's paused-run state first (``hitl_reattach``)."""
+        from docify_provider import hitl_reattach
         from docify_provider.dify.errors import DifyPausedError
 
+        if self.on_pause == "wait":
+            running = self._running if self._running and self._running[1] == run_id else None
+            form = hitl_reattach.look_up(self, run_id, form, running[2] if running else resolve_user(self, self.hook))
         log_form(self.log, form, run_id)
         if self.on_pause == "fail":
             title = form.get("title") or "a human-input form"
@@ -380,13 +379,19 @@ class _DifyRunOperatorBase(RunOperatorBase):
                 f"Dify run {run_id} paused for human input ({title!r}); on_pause='fail'. Answer the form, "
                 "then clear the task (it re-attaches to the run).",
                 run_id=run_id,
-                form=dict(form),
+                form=hitl_reattach.public_form(form),
             )
         if form.get("form_token"):
             return self._wait_for_human(context, run_id, form)
+        return self._wait_without_form(context, run_id, form)
+
+    def _wait_without_form(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
+        """No form could be found (a Dify that keeps no paused-run state): wait for Dify to resume the run."""
+        from docify_provider import hitl_reattach
         from docify_provider.triggers.dify import DifyWorkflowRunTrigger
 
-        self.log.info("Waiting (deferred) for Dify run %s to be resumed and finish", run_id)
+        running = self._running if self._running and self._running[1] == run_id else None
+        hitl_reattach.warn_no_form(self, run_id, running[2] if running else resolve_user(self, self.hook))
         self.hook.close()
         self.defer(
             trigger=DifyWorkflowRunTrigger(
@@ -404,28 +409,18 @@ class _DifyRunOperatorBase(RunOperatorBase):
 
     def _wait_for_human(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
         """Raise the try's Airflow HITL request for ``form`` (3.1+) and wait, deferred, for an answer."""
-        from docify_provider import hitl
+        from docify_provider import hitl, hitl_reattach
         from docify_provider.compat import airflow_version, mask_secret_once
         from docify_provider.triggers.hitl import HumanInputTrigger
 
         state = TaskState(context, self.log)
         running = self._running if self._running and self._running[1] == run_id else None
         user = running[2] if running else resolve_user(self, self.hook)
-        backend = self._form_backend(user)
-        info: dict[str, Any] = {
-            "workflow_run_id": run_id,
-            "dify_task_id": running[0] if running else None,
-            "user": user,
-            "form_token": str(form["form_token"]),
-            "title": form.get("title"),
-            "expires_at": form.get("expiration_time"),
-            "backend": backend.classpath,
-            "backend_kwargs": backend.spec(),
-            "actions": {},
-        }
+        info = hitl_reattach.form_info(self, run_id, running[0] if running else None, user, form)
         # The form token lets its holder answer the form: Airflow's masker redacts it from every log
         # line from here on (Airflow 3.0 prints a deferral's kwargs).
         mask_secret_once(info["form_token"])
+        hitl_reattach.check_found(self, state, run_id, form)  # the form an earlier try asked for; expired
         ti_id = None
         if hitl.has_hitl():
             ti_id = self._hitl_record(context, state, info)
@@ -619,6 +614,10 @@ class _DifyRunOperatorBase(RunOperatorBase):
             info = event.get("hitl") or hitl
             if (answer is not None or status == "hitl_resumed") and info:
                 return self._after_human(context, state, info, answer)
+            if answer is not None:  # 3.3: a REST answer resumed a try that waits on no form
+                from docify_provider import hitl_reattach
+
+                return hitl_reattach.answer_found_form(self, context, state, answer)
             if status == "success":
                 run = run_from_record(event["run"], self.hook.config.base_url)
                 return self._settle(context, state, run, user)

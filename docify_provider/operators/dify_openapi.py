@@ -288,18 +288,19 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         self._ensure_app()
         return DifyAccountForms(self.dify_openapi_conn_id, str(self._app_id))
 
-    def _on_paused(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
-        """A pause whose form token is unknown cannot be waited on here (no run-detail endpoint to poll)."""
-        if self.on_pause == "wait" and not form.get("form_token"):
-            from docify_provider.dify.errors import DifyPausedError
+    def _wait_without_form(self, context: Context, run_id: str, form: Mapping[str, Any]) -> Any:
+        """A pause whose form is found nowhere (not in the event, not in the run's state snapshot)
+        cannot be waited on here: this API has no run-detail endpoint to poll."""
+        from docify_provider.dify.errors import DifyPausedError
+        from docify_provider.hitl_reattach import answer_where, public_form
 
-            raise DifyPausedError(
-                f"Dify run {run_id} paused for human input, but the account API named no form token to wait on; "
-                "answer it in the Dify console, then clear the task (it re-attaches to the run).",
-                run_id=run_id,
-                form=dict(form),
-            )
-        return super()._on_paused(context, run_id, form)
+        where = answer_where(self, run_id, str(self._running[2] if self._running else ""))
+        raise DifyPausedError(
+            f"Dify run {run_id} paused for human input, but neither its events nor its state snapshot name a form "
+            f"token to wait on; answer it in Dify ({where}), then clear the task (it re-attaches to the run).",
+            run_id=run_id,
+            form=public_form(form),
+        )
 
     def _ensure_app(self) -> None:
         """``_app_id`` / ``_mode`` on a resumed try (``execute`` did not run): resolve ``app`` (a read)."""

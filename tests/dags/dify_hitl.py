@@ -6,6 +6,9 @@ the task raises an Airflow human-in-the-loop request and waits, deferred, for th
 through the REST API or the Required Actions page. ``record`` keeps what the resumed run
 returned (its XCom is what the tests read back through the REST API). ``dify_hitl_two_forms``
 runs the two-forms app (outline review asked in Airflow, then a sign-off answered in Dify).
+``dify_hitl_blocking`` runs the one-form app as ``example_dify_human_review`` does
+(``DifyRunWorkflowOperator``: blocking up to the pause); a clear of ``review`` while it waits
+re-attaches through the run detail, which names no form (``tests/test_dify_hitl_deployment.py``).
 
 ``retries=1``: Airflow 3.3 can fail a task that resumes very quickly after a deferral
 (apache/airflow#67287, #72716); the second try re-attaches to the same Dify run through the
@@ -20,25 +23,29 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from docify_provider.operators.dify import DifyStreamWorkflowOperator
+from docify_provider.operators.dify import DifyRunWorkflowOperator, DifyStreamWorkflowOperator
 
 DAG_ID = "dify_hitl"
 #: Two forms one after the other (outline review, then sign-off): Airflow keeps one human-in-the-loop
 #: record per task, so the first form is asked in Airflow and the second is answered in Dify.
 TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
+#: The one-form app run blocking (as ``example_dify_human_review``), for the clear-while-waiting test.
+BLOCKING_DAG_ID = "dify_hitl_blocking"
 TOPIC = "budget"
 
 
-def reviewed_dag(dag_id: str, conn_id: str, retries: int) -> DAG:
+def reviewed_dag(dag_id: str, conn_id: str, retries: int, *, blocking: bool = False) -> DAG:
     """``review`` (the Dify run, waiting deferred for the answers) then ``record`` (its outputs)."""
+    streamed: dict[str, Any] = {} if blocking else {"deferrable": True}
+    operator: type[DifyRunWorkflowOperator] = DifyRunWorkflowOperator if blocking else DifyStreamWorkflowOperator
     with DAG(
         dag_id=dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["dify", "test"]
     ) as dag:
-        review = DifyStreamWorkflowOperator(
+        review = operator(
             task_id="review",
             dify_conn_id=conn_id,
             inputs={"topic": TOPIC},
-            deferrable=True,
+            **streamed,
             on_pause="wait",
             # How often the human-input trigger looks at the form and the HITL record (default 30 s).
             pause_poll_interval=1.0,
@@ -61,3 +68,4 @@ def reviewed_dag(dag_id: str, conn_id: str, retries: int) -> DAG:
 
 reviewed_dag(DAG_ID, "dify_human", retries=1)
 reviewed_dag(TWO_FORMS_DAG_ID, "dify_two_forms", retries=1)
+reviewed_dag(BLOCKING_DAG_ID, "dify_human", retries=1, blocking=True)
