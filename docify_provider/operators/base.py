@@ -23,7 +23,18 @@ from docify_provider.durable.ledger import RunLedger
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from docify_provider._core.errors import ProviderError
     from docify_provider.durable.state import TaskState
+
+#: Example providers that register an object-storage scheme, named in the error for a missing one.
+_SCHEME_PROVIDERS = {
+    "s3": "apache-airflow-providers-amazon",
+    "gs": "apache-airflow-providers-google",
+    "gcs": "apache-airflow-providers-google",
+    "abfs": "apache-airflow-providers-microsoft-azure",
+    "az": "apache-airflow-providers-microsoft-azure",
+    "adl": "apache-airflow-providers-microsoft-azure",
+}
 
 
 def now_iso() -> str:
@@ -81,6 +92,48 @@ def with_asset_alias(kwargs: dict[str, Any], emit_asset_events: bool, asset_alia
     return kwargs
 
 
+def _shown(value: Any) -> str:
+    """``value`` for an error message, without any ``user:password@`` part of a URL."""
+    import re
+
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", str(value))
+
+
+def open_output_target(param: str, value: Any, root: type[ProviderError]) -> None:
+    """Open the filesystem of the output target ``value`` (operator parameter ``param``) or raise.
+
+    Called before any upload or run: a storage URL whose scheme no installed provider registers
+    (``memory://`` on a stock Airflow, a typo, ``s3://`` without the Amazon provider) used to fail
+    only when the first output file was written, after the run had been paid for. Opening it
+    means building the ``ObjectStoragePath`` and its filesystem (``.fs``), which is what the
+    download does first; nothing is written. A local folder is created later, when a file arrives.
+    The error is the backend's ``ConfigError`` (permanent: a retry cannot register a filesystem).
+    """
+    from docify_provider._core.errors import ConfigError, error_class
+    from docify_provider._core.files import local_fs_path
+
+    if local_fs_path(value) is not None:
+        return
+    protocol = getattr(value, "protocol", None) or str(value).partition("://")[0]
+    scheme = str(protocol[0] if isinstance(protocol, (list, tuple)) else protocol)
+    try:
+        path = value
+        if isinstance(value, str):
+            from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+            path = ObjectStoragePath(value)
+        path.fs  # noqa: B018 - instantiating the filesystem is the check
+    except Exception as exc:
+        provider = _SCHEME_PROVIDERS.get(scheme.lower())
+        hint = f"install {provider} on every worker" if provider else "install the Airflow provider that registers it"
+        raise error_class(root, ConfigError)(
+            f"{param}={_shown(value)!r}: cannot open the {scheme!r} storage the outputs would be written to "
+            f"({type(exc).__name__}: {exc}). Nothing was uploaded or run. Either {hint}, or set {param} to a "
+            "local folder or a storage URL whose scheme this Airflow registers (file:// always is; "
+            "see the README's Troubleshooting)."
+        ) from None
+
+
 class RunOperatorBase(BaseOperator):
     """Ledger, attachments, asset events and XCom push of a backend's run operators.
 
@@ -95,6 +148,9 @@ class RunOperatorBase(BaseOperator):
     #: Name of the service in log lines.
     label: ClassVar[str] = "The service"
 
+    #: Parameters naming where a run's outputs go; each is opened before any upload or run.
+    output_targets: ClassVar[tuple[str, ...]] = ("attachments_to",)
+
     attachments_to: Any
     emit_asset_events: bool
     asset_alias: str
@@ -106,6 +162,22 @@ class RunOperatorBase(BaseOperator):
         if getattr(self, "_ledger", None) is None or self._ledger.state is not state:  # type: ignore[union-attr]
             self._ledger = RunLedger(state, self.state_key, legacy=self.legacy_state_keys)
         return self._ledger  # type: ignore[return-value]
+
+    def _error_root(self) -> type[ProviderError]:
+        """The error family of this operator's own failures (each backend's root error class)."""
+        from docify_provider._core.errors import ProviderError
+
+        return ProviderError
+
+    def _check_output_targets(self) -> None:
+        """Open every output target (``output_targets``) before anything is uploaded or paid for.
+
+        Called at the top of each run operator's ``execute`` (templates are rendered by then).
+        """
+        for param in self.output_targets:
+            value = getattr(self, param, None)
+            if value:
+                open_output_target(param, value, self._error_root())
 
     def _settle_failure(self, state: TaskState, exc: BaseException) -> None:
         """After a failed run request: forget the pending record only when the outcome is known."""
@@ -226,6 +298,7 @@ __all__ = [
     "later_try",
     "map_index",
     "now_iso",
+    "open_output_target",
     "outcome_known",
     "resolve_user",
     "with_asset_alias",

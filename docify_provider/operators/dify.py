@@ -270,6 +270,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
     # -- the shared flow ------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        self._check_output_targets()
         state = TaskState(context, self.log)
         self._ledger = None
         self._stop_handled = False

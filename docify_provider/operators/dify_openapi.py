@@ -136,6 +136,7 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             raise ValueError(f"app must be a Dify app id or exact name, got {self.app!r}")
         if self.inputs is not None and not isinstance(self.inputs, Mapping):
             raise TypeError(f"inputs must be a mapping of variable -> value, got {type(self.inputs).__name__}")
+        self._check_output_targets()
         resolved, _ = self.hook.client.prepare_run(self.app, self.inputs, query=self.query, validate=self.validate)
         self._app_id, self._mode = resolved.id, resolved.mode
         # the base flow, with the inputs checked above instead of the Service API's /parameters

@@ -52,6 +52,7 @@ from docify_provider.xcom import LEGACY_PENDING_STATE_KEY, LEGACY_RESULT_STATE_K
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from docify_provider._core.errors import ProviderError
     from docify_provider.client.models import RunResult, StreamEvent
     from docify_provider.hooks.docify import DocifyHook
 
@@ -190,9 +191,15 @@ class _DocifyRunOperatorBase(RunOperatorBase):
 
         return DocifyHook(docify_conn_id=self.docify_conn_id)
 
+    def _error_root(self) -> type[ProviderError]:
+        from docify_provider.client.errors import DocifyError
+
+        return DocifyError
+
     # -- the shared flow ------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        self._check_output_targets()
         state = TaskState(context, self.log)
         self._ledger = None
         try:
