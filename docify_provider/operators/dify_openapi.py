@@ -302,6 +302,11 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             )
         return super()._on_paused(context, run_id, form)
 
+    def _follow_on_worker(self, context: Context, state: TaskState, run_id: str, task_id: Any) -> Any:
+        """The trigger failed: follow the run here through the events route (the app resolved first)."""
+        self._ensure_app()
+        return super()._follow_on_worker(context, state, run_id, task_id)
+
     def _ensure_app(self) -> None:
         """``_app_id`` / ``_mode`` on a resumed try (``execute`` did not run): resolve ``app`` (a read)."""
         if self._app_id is None or self._mode is None:

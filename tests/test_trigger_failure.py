@@ -1,0 +1,126 @@
+"""No run left behind when a trigger fails: real ``dag.test()`` runs against the emulators on 127.0.0.1.
+
+The set-up users met: the connection is kept only in Airflow's metadata database (as
+``airflow-dify login`` writes it). Under ``dag.test()`` / ``airflow dags test`` on Airflow 3.1+,
+the trigger runs inline and cannot read such a connection ("The conn_id ... isn't defined"),
+while the task on the worker can. Nothing is mocked: the connection really is missing for the
+trigger. Airflow 3.0's ``dag.test()`` gives inline triggers the metadata database, so there the
+trigger reads it and the tests are skipped (the worker-side handling is the same code).
+
+* account API (run started on the worker, then deferred): the worker follows the run to its end;
+* Service API and Docify (the trigger would send the run): nothing was sent, and the error says so.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag, without_mask_requests
+from docify_provider.operators.dify import DifyStreamWorkflowOperator
+from docify_provider.operators.dify_openapi import DifyRunAppOperator
+from docify_provider.operators.docify import DocifyStreamScenarioOperator
+from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, TEXT_APP_ID
+from docify_provider.testing.keys import SUMMARY_KEY
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        AIRFLOW_LINE < (3, 1),
+        reason="Airflow 3.0's dag.test() runs triggers with the metadata database: they read the connection",
+    ),
+]
+
+TEXT_KEY = "app-EmuTextWorkflow0000000001"
+
+
+def _db_only_connection(conn_type: str, host: str, password: str) -> str:
+    """A connection kept only in the metadata database (as ``airflow-dify login`` writes one); its id."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    conn_id = f"{conn_type}_dbonly_{uuid.uuid4().hex[:8]}"
+    extra = {"max_retries": 2, "idle_timeout": 5, "connect_timeout": 2, "read_timeout": 10}
+    with create_session() as session:
+        session.add(
+            Connection(conn_id=conn_id, conn_type=conn_type, host=host, password=password, extra=json.dumps(extra))
+        )
+    return conn_id
+
+
+def _not_found(conn_id: str) -> str:
+    return f"AirflowNotFoundException: The conn_id `{conn_id}` isn't defined"
+
+
+def test_account_run_is_followed_on_the_worker_when_the_trigger_cannot_read_the_connection(
+    airflow_env: Any, dify_openapi_emulator: Any, capfd: Any
+) -> None:
+    emu = dify_openapi_emulator
+    conn_id = _db_only_connection("dify_openapi", emu.base_url, ACCOUNT_TOKEN)
+    with new_dag("trigger_fail_openapi") as dag:
+        DifyRunAppOperator(
+            task_id="run", app="Text Writer", inputs={"topic": "Airflow"}, deferrable=True, dify_openapi_conn_id=conn_id
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("run") == "success", text[-4000:]
+    xcom = outcome.xcom("run")
+    assert xcom["status"] == "succeeded" and xcom["outputs"]["text"] and xcom["app_id"] == TEXT_APP_ID
+    run_id = xcom["workflow_run_id"]
+    assert emu.runs_started(ACCOUNT_TOKEN) == 1, "one run bought"
+    assert f"Deferring: the triggerer follows Dify run {run_id}" in text
+    assert (
+        f"The Dify trigger failed ({_not_found(conn_id)}) after Dify run {run_id} was started; "
+        "following the run to its end on this worker" in text
+    ), text[-4000:]
+    assert emu.events_requests(ACCOUNT_TOKEN, app=TEXT_APP_ID) >= 1, "the worker re-attached through the events route"
+    assert "may have reached" not in text
+    assert ACCOUNT_TOKEN not in without_mask_requests(text) and ACCOUNT_TOKEN not in repr(xcom)
+
+
+def test_service_api_stream_whose_trigger_cannot_read_the_connection_sent_nothing_and_says_so(
+    dify_conns: Any, capfd: Any
+) -> None:
+    emu = dify_conns
+    conn_id = _db_only_connection("dify", emu.base_url, TEXT_KEY)
+    with new_dag("trigger_fail_dify") as dag:
+        DifyStreamWorkflowOperator(
+            task_id="run",
+            dify_conn_id=conn_id,
+            inputs={"topic": "Airflow and Dify", "tone": "formal"},
+            validate=False,
+            deferrable=True,
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("run") == "failed"
+    assert emu.runs_started() == 0
+    assert "DifyConfigError" in text, text[-4000:]
+    assert f"The Dify trigger failed before it sent anything ({_not_found(conn_id)}): nothing was sent to Dify" in text
+    assert "AIRFLOW_CONN_<CONN_ID>" in text and "Troubleshooting" in text
+    assert "may have reached" not in text
+    assert TEXT_KEY not in without_mask_requests(text)
+
+
+def test_docify_stream_whose_trigger_cannot_read_the_connection_sent_nothing_and_says_so(
+    docify_conns: Any, capfd: Any
+) -> None:
+    emu = docify_conns
+    conn_id = _db_only_connection("docify", emu.base_url, SUMMARY_KEY)
+    with new_dag("trigger_fail_docify") as dag:
+        DocifyStreamScenarioOperator(
+            task_id="run", docify_conn_id=conn_id, inputs={"text": "a short text"}, validate=False, deferrable=True
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("run") == "failed"
+    assert emu.runs_started() == 0
+    assert "DocifyConfigError" in text, text[-4000:]
+    assert (
+        f"The Docify trigger failed before it sent anything ({_not_found(conn_id)}): nothing was sent to Docify" in text
+    )
+    assert "may have reached" not in text
+    assert SUMMARY_KEY not in without_mask_requests(text)
