@@ -46,8 +46,11 @@ WHERE = [
 TEXT_KEY = "app-EmuTextWorkflow0000000001"
 
 
-def _connection(where: str, monkeypatch: Any, conn_type: str, host: str, password: str) -> str:
-    """A connection the task can read and the inline trigger cannot (see the module docstring); its id."""
+def _connection(where: str, monkeypatch: Any, conn_type: str, host: str, password: str, from_trigger: int = 1) -> str:
+    """A connection the task can read and the inline trigger cannot (see the module docstring); its id.
+
+    ``worker_only``: hidden from the ``from_trigger``-th trigger ``dag.test()`` runs inline, and every later one.
+    """
     conn_id = f"{conn_type}_{where}_{uuid.uuid4().hex[:8]}"
     extra = {"max_retries": 2, "idle_timeout": 5, "connect_timeout": 2, "read_timeout": 10}
     if where == "db_only":
@@ -64,8 +67,12 @@ def _connection(where: str, monkeypatch: Any, conn_type: str, host: str, passwor
     name = f"AIRFLOW_CONN_{conn_id.upper()}"
     monkeypatch.setenv(name, json.dumps({"conn_type": conn_type, "host": host, "password": password, "extra": extra}))
     real = dag_module._run_inline_trigger
+    runs = [0]
 
     def without_the_connection(*args: Any) -> Any:  # the triggerer's environment lacks it
+        runs[0] += 1
+        if runs[0] < from_trigger:
+            return real(*args)
         value = os.environ.pop(name)
         try:
             return real(*args)
@@ -110,6 +117,43 @@ def test_account_run_is_followed_on_the_worker_when_the_trigger_cannot_read_the_
     assert emu.events_requests(ACCOUNT_TOKEN, app=TEXT_APP_ID) >= 1, "the worker re-attached through the events route"
     assert "may have reached" not in text
     assert ACCOUNT_TOKEN not in without_mask_requests(text) and ACCOUNT_TOKEN not in repr(xcom)
+
+
+def test_a_service_api_run_an_earlier_try_started_is_followed_on_the_worker_when_the_trigger_cannot_read_the_connection(
+    dify_conns: Any, capfd: Any, monkeypatch: Any
+) -> None:
+    """Try 1's trigger loses the stream after ``workflow_started`` and cannot re-attach (the run detail
+    answers 500), so the try fails with the run going on; try 2 defers to re-attach by the run id,
+    and that trigger cannot read the connection: the worker follows the run (events endpoint)."""
+    from docify_provider.testing.faults import Fault
+
+    emu = dify_conns
+    conn_id = _connection("worker_only", monkeypatch, "dify", emu.base_url, TEXT_KEY, from_trigger=2)
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=2))
+    emu.inject(Fault("run_detail", "status", status=500))
+    with new_dag("trigger_fail_dify_reattach") as dag:
+        DifyStreamWorkflowOperator(
+            task_id="run",
+            dify_conn_id=conn_id,
+            inputs={"topic": "Airflow and Dify", "tone": "formal"},
+            validate=False,
+            deferrable=True,
+            retries=1,
+        )
+    outcome = run_dag(dag)
+    text = _flat(console_text(capfd))
+    assert outcome.state("run") == "success", text[-5000:]
+    assert outcome.try_number("run") == 2
+    assert emu.runs_started() == 1, "one run bought"
+    xcom = outcome.xcom("run")
+    run_id = xcom["workflow_run_id"]
+    assert xcom["status"] == "succeeded" and xcom["outputs"]
+    assert f"started Dify run {run_id}; re-attaching to it instead of starting a new run" in text
+    assert (
+        f"The Dify trigger failed ({_not_found(conn_id)}) after Dify run {run_id} was started; "
+        "following the run to its end on this worker" in text
+    ), text[-5000:]
+    assert TEXT_KEY not in without_mask_requests(text)
 
 
 @pytest.mark.parametrize("where", WHERE)
