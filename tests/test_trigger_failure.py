@@ -189,7 +189,11 @@ def test_docify_stream_whose_trigger_cannot_read_the_connection_sent_nothing_and
     conn_id = _connection(where, monkeypatch, "docify", emu.base_url, SUMMARY_KEY)
     with new_dag("trigger_fail_docify") as dag:
         DocifyStreamScenarioOperator(
-            task_id="run", docify_conn_id=conn_id, inputs={"text": "a short text"}, validate=False, deferrable=True
+            task_id="run",
+            docify_conn_id=conn_id,
+            inputs={"text": "Airflow runs Docify. Then more text follows.", "language": "en"},
+            validate=False,
+            deferrable=True,
         )
     outcome = run_dag(dag)
     text = _flat(console_text(capfd))

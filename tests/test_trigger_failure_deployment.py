@@ -9,8 +9,8 @@ the import error as a trigger failure.
 
 * ``account`` (account API): the worker started the run and deferred; on ``__fail__`` it follows
   the run to its end on the worker and the task succeeds with the run's outputs, one run bought.
-* ``service`` (Service API): the trigger would have sent the run; its restart marker still says
-  ``deferred``, so the task fails saying nothing was sent, and Dify saw no run.
+* ``service`` (Service API) and ``docify``: the trigger would have sent the run; its restart marker
+  still says ``deferred``, so the task fails saying nothing was sent, and the service saw no run.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from docify_provider.testing import DocifyEmulator
 from docify_provider.testing.dify import DifyEmulator
 from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, LONG_APP_ID, DifyOpenAPIEmulator
+from docify_provider.testing.keys import SUMMARY_KEY
 from tests.deployment import ROOT, running_deployment, task_xcom, trigger_dag, triggerer, wait_task_end
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -51,10 +53,12 @@ def test_a_triggerer_that_cannot_load_the_trigger_leaves_no_run_behind(tmp_path:
     with (
         DifyEmulator(ping_interval=1.0, idle_close_seconds=300.0) as service,
         DifyOpenAPIEmulator(ping_interval=1.0, idle_close_seconds=300.0) as account,
+        DocifyEmulator() as docify,
     ):
         connections = {
             "dify_text": {"conn_type": "dify", "host": service.base_url, "password": TEXT_KEY},
             "dify_openapi_default": {"conn_type": "dify_openapi", "host": account.base_url, "password": ACCOUNT_TOKEN},
+            "docify_summary": {"conn_type": "docify", "host": docify.base_url, "password": SUMMARY_KEY},
         }
         components = ("api-server", "scheduler", "dag-processor", broken)
         env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
@@ -62,6 +66,7 @@ def test_a_triggerer_that_cannot_load_the_trigger_leaves_no_run_behind(tmp_path:
             run_id = trigger_dag(dep, DAG_ID, "trigger_failure")
             account_ti = wait_task_end(dep, DAG_ID, run_id, "account", timeout=240)
             service_ti = wait_task_end(dep, DAG_ID, run_id, "service", timeout=120)
+            docify_ti = wait_task_end(dep, DAG_ID, run_id, "docify", timeout=120)
             xcom = task_xcom(dep, DAG_ID, run_id, "account")
             logs = "\n".join(p.read_text(errors="replace") for p in (home / "logs").rglob("*.log"))
             triggerer_log = (home / "component-logs" / "triggerer.log").read_text(errors="replace")
@@ -81,5 +86,9 @@ def test_a_triggerer_that_cannot_load_the_trigger_leaves_no_run_behind(tmp_path:
     assert service.runs_started() == 0
     assert "The Dify trigger failed before it sent anything" in logs and "nothing was sent to Dify" in logs
     assert "its restart marker still says 'deferred'" in logs
+    # Docify: the same, from its own marker
+    assert docify_ti["state"] == "failed", docify_ti
+    assert docify.runs_started() == 0
+    assert "The Docify trigger failed before it sent anything" in logs and "nothing was sent to Docify" in logs
     assert "may have reached" not in logs
-    assert ACCOUNT_TOKEN not in logs and TEXT_KEY not in logs
+    assert ACCOUNT_TOKEN not in logs and TEXT_KEY not in logs and SUMMARY_KEY not in logs

@@ -10,6 +10,7 @@ This module is imported when DAG files are parsed: only ``airflow.sdk`` pieces a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -287,7 +288,9 @@ class RunOperatorBase(BaseOperator):
                 f"({source}), so no run was started or billed. {self._trigger_failure_hint(why)}"
             )
         if run_id:
-            what = f"{label} run {run_id} was started"
+            with contextlib.suppress(Exception):  # best effort: a retry's error then names the run too
+                self.ledger(state).started(**{field: run_id})
+            what = f"{label} run {run_id} was started" if field != "session_id" else f"session {run_id} was started"
         elif marker_sent:
             what = f"its restart marker says it sent the run request at {marker.get('sent_at')}, but no run id arrived"
         elif sent:
