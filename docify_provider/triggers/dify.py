@@ -12,7 +12,10 @@ finds a run id re-attaches to that run instead of sending again (no id: outcome 
 
 Events: ``{"status": "success", "run": <run record>, "workflow_run_id", "task_id"}``,
 ``{"status": "paused", "form": {...}, ...}``, ``{"status": "error", ...}`` (see
-:mod:`docify_provider.events`), ``{"status": "outcome_unknown", ...}``, ``{"status": "timeout", ...}``.
+:mod:`docify_provider.events`), ``{"status": "outcome_unknown", ...}``, ``{"status": "timeout", ...}``,
+and ``{"status": "trigger_failed", "sent", "message", "workflow_run_id", "task_id"}`` when the trigger
+itself broke (its connection unreadable in the triggerer, checked before anything is sent, or an
+error that is not the run's): the worker then follows the run (``RunOperatorBase._after_trigger_failure``).
 """
 
 from __future__ import annotations

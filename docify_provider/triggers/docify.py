@@ -22,6 +22,9 @@ Events (``TriggerEvent.payload``):
 * ``{"status": "error", "error_type": "<DocifyError subclass>", "message": ..., "session_id": ...,
   "run_id": ..., "detail": {...}}``
 * ``{"status": "outcome_unknown", "message": ..., "session_id": ...}``
+* ``{"status": "trigger_failed", "sent": ..., "message": ..., "session_id": ...}``: the trigger itself
+  broke (its connection unreadable, checked before the marker says "sent"; an error that is not the
+  run's); the worker says what is known (``RunOperatorBase._after_trigger_failure``).
 
 Payloads are ``EventPayload`` dicts: whole to every consumer, but with a one-line ``repr``, because the
 triggerer writes each event into the task log as ``Trigger fired event name=... result=TriggerEvent<
