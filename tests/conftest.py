@@ -198,6 +198,12 @@ def memory_object_storage() -> Iterator[None]:
     finally:
         registry.pop("memory", None)  # type: ignore[attr-defined]
         MemoryFileSystem.store.clear()
+        # Airflow caches the store it attached per scheme: drop it, or memory:// would stay usable
+        # for the rest of the session (tests/test_output_targets.py checks it is refused).
+        from airflow.sdk.io import store
+
+        for alias in [a for a in store._STORE_CACHE if a == "memory" or a.startswith("memory-")]:
+            store._STORE_CACHE.pop(alias, None)
 
 
 #: Dify connections the Dify Airflow tests use, by app key of the Dify emulator.

@@ -10,6 +10,7 @@ This module is imported when DAG files are parsed: only ``airflow.sdk`` pieces a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,18 @@ from docify_provider.durable.ledger import RunLedger
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from docify_provider._core.errors import ProviderError
     from docify_provider.durable.state import TaskState
+
+#: Example providers that register an object-storage scheme, named in the error for a missing one.
+_SCHEME_PROVIDERS = {
+    "s3": "apache-airflow-providers-amazon",
+    "gs": "apache-airflow-providers-google",
+    "gcs": "apache-airflow-providers-google",
+    "abfs": "apache-airflow-providers-microsoft-azure",
+    "az": "apache-airflow-providers-microsoft-azure",
+    "adl": "apache-airflow-providers-microsoft-azure",
+}
 
 
 def now_iso() -> str:
@@ -81,6 +93,64 @@ def with_asset_alias(kwargs: dict[str, Any], emit_asset_events: bool, asset_alia
     return kwargs
 
 
+#: ``next_method`` with which Airflow resumes a deferred task only to fail it (trigger crash or timeout).
+TRIGGER_FAIL = "__fail__"
+
+
+def is_trigger_timeout(error: Any) -> bool:
+    """True when a ``__fail__`` resume reports the deferral's timeout (``TriggerFailureReason.TRIGGER_TIMEOUT``)."""
+    return "timeout" in str(getattr(error, "value", error)).lower()
+
+
+def failure_cause(error: Any, traceback: Any) -> str:
+    """What a ``__fail__`` resume says went wrong: the traceback's last line, else the error."""
+    lines = [str(line).strip() for line in (traceback or []) if str(line).strip()]
+    last = lines[-1].splitlines()[-1].strip() if lines else ""
+    return last or str(getattr(error, "value", error) or "unknown")
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message, without any ``user:password@`` part of a URL."""
+    import re
+
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", str(value))
+
+
+def open_output_target(param: str, value: Any, root: type[ProviderError]) -> None:
+    """Open the filesystem of the output target ``value`` (operator parameter ``param``) or raise.
+
+    Called before any upload or run: a storage URL whose scheme no installed provider registers
+    (``memory://`` on a stock Airflow, a typo, ``s3://`` without the Amazon provider) used to fail
+    only when the first output file was written, after the run had been paid for. Opening it
+    means building the ``ObjectStoragePath`` and its filesystem (``.fs``), which is what the
+    download does first; nothing is written. A local folder is created later, when a file arrives.
+    The error is the backend's ``ConfigError`` (permanent: a retry cannot register a filesystem).
+    """
+    from docify_provider._core.errors import ConfigError, error_class
+    from docify_provider._core.files import local_fs_path
+
+    if local_fs_path(value) is not None:
+        return
+    protocol = getattr(value, "protocol", None) or str(value).partition("://")[0]
+    scheme = str(protocol[0] if isinstance(protocol, (list, tuple)) else protocol)
+    try:
+        path = value
+        if isinstance(value, str):
+            from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+            path = ObjectStoragePath(value)
+        path.fs  # noqa: B018 - instantiating the filesystem is the check
+    except Exception as exc:
+        provider = _SCHEME_PROVIDERS.get(scheme.lower())
+        hint = f"install {provider} on every worker" if provider else "install the Airflow provider that registers it"
+        raise error_class(root, ConfigError)(
+            f"{param}={_shown(value)!r}: cannot open the {scheme!r} storage the outputs would be written to "
+            f"({type(exc).__name__}: {exc}). Nothing was uploaded or run. Either {hint}, or set {param} to a "
+            "local folder or a storage URL whose scheme this Airflow registers (file:// always is; "
+            "see the README's Troubleshooting)."
+        ) from None
+
+
 class RunOperatorBase(BaseOperator):
     """Ledger, attachments, asset events and XCom push of a backend's run operators.
 
@@ -95,6 +165,9 @@ class RunOperatorBase(BaseOperator):
     #: Name of the service in log lines.
     label: ClassVar[str] = "The service"
 
+    #: Parameters naming where a run's outputs go; each is opened before any upload or run.
+    output_targets: ClassVar[tuple[str, ...]] = ("attachments_to",)
+
     attachments_to: Any
     emit_asset_events: bool
     asset_alias: str
@@ -106,6 +179,153 @@ class RunOperatorBase(BaseOperator):
         if getattr(self, "_ledger", None) is None or self._ledger.state is not state:  # type: ignore[union-attr]
             self._ledger = RunLedger(state, self.state_key, legacy=self.legacy_state_keys)
         return self._ledger  # type: ignore[return-value]
+
+    def _error_root(self) -> type[ProviderError]:
+        """The error family of this operator's own failures (each backend's root error class)."""
+        from docify_provider._core.errors import ProviderError
+
+        return ProviderError
+
+    def _check_output_targets(self) -> None:
+        """Open every output target (``output_targets``) before anything is uploaded or paid for.
+
+        Called at the top of each run operator's ``execute`` (templates are rendered by then).
+        """
+        for param in self.output_targets:
+            value = getattr(self, param, None)
+            if value:
+                open_output_target(param, value, self._error_root())
+
+    # -- a trigger that failed ------------------------------------------------------------------
+
+    #: XCom key of the backend trigger's restart marker (``{"state": "deferred" | "sent", ...}``).
+    marker_xcom_key: ClassVar[str]
+    #: The field of the marker, the ledger's pending record and a trigger event naming the run in flight.
+    run_id_field: ClassVar[str] = "workflow_run_id"
+    #: Whether the worker can follow a run a trigger started (re-attach by id); Docify cannot.
+    can_follow_on_worker: ClassVar[bool] = False
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """A deferred try that Airflow resumes only to fail it (``__fail__``) is not simply failed.
+
+        The deferral's timeout (``execution_timeout`` while deferred) goes to ``_on_deferral_timeout``
+        (Dify: stop the run) and then fails as Airflow fails it. Any other ``__fail__`` means the
+        trigger failed (its connection unreadable in the triggerer, an import error, a crash): the
+        triggerer has dropped it, so nothing watches the run any more. The worker, which resolves
+        the connection itself, takes over (``_after_trigger_failure``).
+        """
+        if next_method == TRIGGER_FAIL:
+            kwargs = next_kwargs or {}
+            error, traceback = kwargs.get("error"), kwargs.get("traceback")
+            if is_trigger_timeout(error):
+                self._on_deferral_timeout(context, error)
+            else:
+                if traceback:
+                    self.log.error("Trigger failed:\n%s", "\n".join(str(line) for line in traceback))
+                return self._after_trigger_failure(context, failure_cause(error, traceback), None)
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def _on_deferral_timeout(self, context: Context, error: Any) -> None:
+        """The deferral's timeout lapsed (Airflow fails the task next); a backend that can stop its run does."""
+
+    def _read_trigger_marker(self, context: Context) -> Mapping[str, Any] | None:
+        """The trigger's restart marker of this task instance; None when there is none or it cannot be read."""
+        ti = context_ti(context)
+        try:
+            marker = ti.xcom_pull(task_ids=ti.task_id, key=self.marker_xcom_key, map_indexes=map_index(context))
+        except Exception:
+            self.log.warning("Could not read the %s trigger's restart marker", self.label, exc_info=True)
+            return None
+        if isinstance(marker, list):  # some Airflow lines return one value per map index
+            marker = marker[0] if marker else None
+        return marker if isinstance(marker, Mapping) else None
+
+    def _after_trigger_failure(self, context: Context, why: str, event: Mapping[str, Any] | None) -> Any:
+        """The trigger failed (``why``); settle the run it held on this worker, or say exactly what is known.
+
+        ``event`` is the trigger's own ``trigger_failed`` event when it could still fire one (it says
+        whether it got as far as sending, and the ids it saw); after a ``__fail__`` resume only the
+        restart marker (and the ledger's pending record) tell. Then:
+
+        * a run is named and this backend can re-attach: follow it to its end here (the result is
+          the task's, as if the trigger had delivered it);
+        * nothing was sent (the trigger says so, or its marker still says ``deferred``): forget the
+          pending record and fail with a ``ConfigError`` saying nothing was sent (a retry may send);
+        * otherwise the request may have gone out and cannot be followed: fail closed
+          (``OutcomeUnknownError`` with what is known), never re-sending.
+        """
+        from docify_provider._core.errors import ConfigError, OutcomeUnknownError, error_class
+        from docify_provider.durable.state import TaskState
+
+        state = TaskState(context, self.log)
+        field = self.run_id_field
+        marker = self._read_trigger_marker(context) or {}
+        try:
+            pending = self.ledger(state).read().get("pending") or {}
+        except Exception:
+            pending = {}
+        seen = [event or {}, marker, pending]
+        run_id = next((str(s[field]) for s in seen if s.get(field)), None)
+        marker_sent = marker.get("state") == "sent"
+        sent = bool(run_id) or bool((event or {}).get("sent")) or marker_sent
+        label = self.label
+        if run_id and self.can_follow_on_worker:
+            self.log.warning(
+                "The %s trigger failed (%s) after %s run %s was started; following the run to its end on this "
+                "worker, which reads the connection itself",
+                label,
+                why,
+                label,
+                run_id,
+            )
+            extra = next((s.get("task_id") for s in seen if s.get("task_id")), None)
+            return self._follow_on_worker(context, state, run_id, extra)
+        if not sent and (event is not None or marker.get("state") == "deferred"):
+            self.ledger(state).forget()
+            source = "the trigger reports" if event is not None else "its restart marker still says 'deferred'"
+            raise error_class(self._error_root(), ConfigError)(
+                f"The {label} trigger failed before it sent anything ({why}): nothing was sent to {label} "
+                f"({source}), so no run was started or billed. {self._trigger_failure_hint(why)}"
+            )
+        if run_id:
+            with contextlib.suppress(Exception):  # best effort: a retry's error then names the run too
+                self.ledger(state).started(**{field: run_id})
+            what = f"{label} run {run_id} was started" if field != "session_id" else f"session {run_id} was started"
+        elif marker_sent:
+            what = f"its restart marker says it sent the run request at {marker.get('sent_at')}, but no run id arrived"
+        elif sent:
+            what = "it had sent the run request, but no run id arrived"
+        else:
+            what = "neither the trigger nor its restart marker tells whether the run request was sent"
+        follow = (
+            f"{label} has no status endpoint, so this worker cannot follow the run"
+            if not self.can_follow_on_worker
+            else "without a run id this worker cannot re-attach"
+        )
+        raise error_class(self._error_root(), OutcomeUnknownError)(
+            f"{label} run outcome unknown: the {label} trigger failed ({why}) and {what}. {follow}; it is not "
+            f"re-sent. Check the run in {label}; set allow_resubmit=True or clear the task state "
+            f"({state.describe(self.state_key)}) to start a new run. {self._trigger_failure_hint(why)}",
+            session_id=run_id,
+            run_id=run_id,
+        )
+
+    def _follow_on_worker(self, context: Context, state: TaskState, run_id: str, task_id: Any) -> Any:
+        """Re-attach to ``run_id`` on this worker and settle it (backends with ``can_follow_on_worker``)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _trigger_failure_hint(why: str) -> str:
+        """What to do when a trigger cannot read its connection (``airflow dags test``)."""
+        if "isn't defined" not in why and "conn_id" not in why:
+            return ""
+        return (
+            "The trigger could not read its connection: under `airflow dags test` a trigger run inline cannot read "
+            "connections kept only in the metadata database. Give the connection as an AIRFLOW_CONN_<CONN_ID> "
+            "environment variable there (`airflow connections export - --file-format env --serialization-format "
+            "json` prints `<conn_id>=<json>`; a dify_openapi login prints the whole line with "
+            "`airflow-dify login --print-env`). See the README's Troubleshooting."
+        )
 
     def _settle_failure(self, state: TaskState, exc: BaseException) -> None:
         """After a failed run request: forget the pending record only when the outcome is known."""
@@ -226,6 +446,7 @@ __all__ = [
     "later_try",
     "map_index",
     "now_iso",
+    "open_output_target",
     "outcome_known",
     "resolve_user",
     "with_asset_alias",

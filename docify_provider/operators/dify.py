@@ -39,7 +39,7 @@ from docify_provider.operators.base import (
     resolve_user,
     with_asset_alias,
 )
-from docify_provider.xcom import DIFY_STATE_KEY
+from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, DIFY_STATE_KEY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -209,6 +209,9 @@ class _DifyRunOperatorBase(RunOperatorBase):
 
     state_key = DIFY_STATE_KEY
     label = "Dify"
+    marker_xcom_key = DIFY_MARKER_XCOM_KEY
+    can_follow_on_worker = True
+    deferrable = False
 
     template_fields: Sequence[str] = ("dify_conn_id", "inputs", "user", "files", "workflow_id", "attachments_to")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "files": "json"}
@@ -263,6 +266,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
     # -- the shared flow ------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        self._check_output_targets()
         state = TaskState(context, self.log)
         self._ledger = None
         self._stop_handled = False
@@ -608,6 +612,8 @@ class _DifyRunOperatorBase(RunOperatorBase):
         try:
             if not event:
                 raise DifyOutcomeUnknownError("The Dify trigger ended without an event; outcome unknown")
+            if event.get("status") == "trigger_failed":
+                return self._after_trigger_failure(context, str(event.get("message")), event)
             run_id, task_id = event.get("workflow_run_id"), event.get("task_id")
             status = event.get("status")
             answer = seam.answer_of(event)
@@ -698,35 +704,42 @@ class _DifyRunOperatorBase(RunOperatorBase):
             self._stop_running("on_kill")
             self.hook.close()
 
-    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
-        """A deferred try that Airflow resumes only to fail it (``__fail__``: the trigger's timeout,
-        i.e. ``execution_timeout`` while deferred, or the trigger crashed) stops the Dify task first.
+    def _on_deferral_timeout(self, context: Context, error: Any) -> None:
+        """``execution_timeout`` while deferred: stop the Dify task first (Airflow then fails the try).
 
         The triggerer has already dropped the trigger, so nothing else would stop the run: it would
         go on on Dify, billed, with no task watching it. The run and task ids come from the
         trigger's restart marker (written when ``workflow_started`` arrived).
         """
-        if next_method == "__fail__":
-            self._stop_deferred_run(context, (next_kwargs or {}).get("error"))
-        return super().resume_execution(next_method, next_kwargs, context)
-
-    def _stop_deferred_run(self, context: Context, error: Any) -> None:
-        from docify_provider.xcom import DIFY_MARKER_XCOM_KEY
-
-        ti = context_ti(context)
-        marker: Any = None
-        try:
-            marker = ti.xcom_pull(task_ids=ti.task_id, key=DIFY_MARKER_XCOM_KEY, map_indexes=map_index(context))
-        except Exception:
-            self.log.warning("Could not read the Dify trigger's marker to stop its run", exc_info=True)
-        if isinstance(marker, list):  # some Airflow lines return one value per map index
-            marker = marker[0] if marker else None
-        marker = marker if isinstance(marker, Mapping) else {}
-        why = "execution_timeout while deferred" if "timeout" in str(error).lower() else f"the trigger failed ({error})"
+        marker = self._read_trigger_marker(context) or {}
         try:
             user = resolve_user(self, self.hook)
             self._running = (marker.get("task_id"), marker.get("workflow_run_id"), user)
-            self._stop_running(why)
+            self._stop_running("execution_timeout while deferred")
+        finally:
+            self.hook.close()
+
+    def _follow_on_worker(self, context: Context, state: TaskState, run_id: str, task_id: Any) -> Any:
+        """The trigger failed: follow ``run_id`` here (events endpoint / run detail) and settle it.
+
+        This try stays on the worker (a new deferral would meet the same failure); a pause cannot be
+        waited on without a trigger, so it fails naming the run (clear the task once answered).
+        """
+        from docify_provider.dify.errors import DifyPausedError
+
+        self.deferrable = False
+        try:
+            user = resolve_user(self, self.hook)
+            self._started(state, task_id, run_id, user)
+            run = self._follow(context, state, run_id, task_id, user)
+            if run.paused:
+                raise DifyPausedError(
+                    f"Dify run {run_id} paused for human input, and its trigger failed, so this try cannot wait for "
+                    "the answer: answer the form in Dify, then clear the task (it re-attaches to the run).",
+                    run_id=run_id,
+                    form=paused_form(run),
+                )
+            return self._settle(context, state, run, user)
         finally:
             self.hook.close()
 
@@ -864,7 +877,7 @@ class DifyStreamWorkflowOperator(_DifyRunOperatorBase):
         task_id: str | None,
     ) -> None:
         from docify_provider.triggers.dify import DifyWorkflowTrigger
-        from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, dify_marker
+        from docify_provider.xcom import dify_marker
 
         ti = context_ti(context)
         trigger = DifyWorkflowTrigger(
@@ -887,7 +900,7 @@ class DifyStreamWorkflowOperator(_DifyRunOperatorBase):
         self.log.info("Deferring the Dify stream to the triggerer (user %s)", user)
         self.hook.close()
         # Airflow 3 does not bound a deferral by execution_timeout: the trigger's own timeout does
-        # (then resume_execution stops the Dify task).
+        # (then _on_deferral_timeout stops the Dify task).
         self.defer(trigger=trigger, method_name="execute_complete", timeout=self._deferral_timeout(context))
 
     def _deferral_timeout(self, context: Context) -> timedelta | None:

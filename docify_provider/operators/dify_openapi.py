@@ -136,6 +136,7 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             raise ValueError(f"app must be a Dify app id or exact name, got {self.app!r}")
         if self.inputs is not None and not isinstance(self.inputs, Mapping):
             raise TypeError(f"inputs must be a mapping of variable -> value, got {type(self.inputs).__name__}")
+        self._check_output_targets()
         resolved, _ = self.hook.client.prepare_run(self.app, self.inputs, query=self.query, validate=self.validate)
         self._app_id, self._mode = resolved.id, resolved.mode
         # the base flow, with the inputs checked above instead of the Service API's /parameters
@@ -301,6 +302,11 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             run_id=run_id,
             form=public_form(form),
         )
+
+    def _follow_on_worker(self, context: Context, state: TaskState, run_id: str, task_id: Any) -> Any:
+        """The trigger failed: follow the run here through the events route (the app resolved first)."""
+        self._ensure_app()
+        return super()._follow_on_worker(context, state, run_id, task_id)
 
     def _ensure_app(self) -> None:
         """``_app_id`` / ``_mode`` on a resumed try (``execute`` did not run): resolve ``app`` (a read)."""

@@ -47,11 +47,17 @@ from docify_provider.operators.base import (
     resolve_user,
     with_asset_alias,
 )
-from docify_provider.xcom import LEGACY_PENDING_STATE_KEY, LEGACY_RESULT_STATE_KEY, STATE_KEY
+from docify_provider.xcom import (
+    LEGACY_PENDING_STATE_KEY,
+    LEGACY_RESULT_STATE_KEY,
+    STATE_KEY,
+    STREAM_MARKER_XCOM_KEY,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from docify_provider._core.errors import ProviderError
     from docify_provider.client.models import RunResult, StreamEvent
     from docify_provider.hooks.docify import DocifyHook
 
@@ -150,6 +156,8 @@ class _DocifyRunOperatorBase(RunOperatorBase):
     state_key = STATE_KEY
     legacy_state_keys = (("result", LEGACY_RESULT_STATE_KEY), ("pending", LEGACY_PENDING_STATE_KEY))
     label = "Docify"
+    marker_xcom_key = STREAM_MARKER_XCOM_KEY
+    run_id_field = "session_id"
 
     template_fields: Sequence[str] = ("docify_conn_id", "inputs", "user", "additional_info", "attachments_to")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "additional_info": "json"}
@@ -190,9 +198,15 @@ class _DocifyRunOperatorBase(RunOperatorBase):
 
         return DocifyHook(docify_conn_id=self.docify_conn_id)
 
+    def _error_root(self) -> type[ProviderError]:
+        from docify_provider.client.errors import DocifyError
+
+        return DocifyError
+
     # -- the shared flow ------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        self._check_output_targets()
         state = TaskState(context, self.log)
         self._ledger = None
         try:
@@ -443,7 +457,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         self._mark_pending(state)
         # The trigger's restart guard: "deferred" means no trigger has sent the run yet. Writing it
         # here also spares the trigger a lookup of a missing XCom.
-        from docify_provider.xcom import STREAM_MARKER_XCOM_KEY, stream_marker
+        from docify_provider.xcom import stream_marker
 
         try:
             ti.xcom_push(key=STREAM_MARKER_XCOM_KEY, value=stream_marker("deferred", deferred_at=now_iso()))
@@ -471,6 +485,8 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
 
                 raise DocifyOutcomeUnknownError("The Docify stream trigger ended without an event; outcome unknown")
             status = event.get("status")
+            if status == "trigger_failed":
+                return self._after_trigger_failure(context, str(event.get("message")), event)
             if status == "success":
                 result = RunResult.from_api(event["result"])
                 session_id = event.get("session_id")

@@ -23,6 +23,17 @@ def fire(payload: Mapping[str, Any]) -> TriggerEvent:
     return TriggerEvent(EventPayload(payload))
 
 
+def trigger_failed(exc: BaseException, *, sent: bool, **ids: Any) -> dict[str, Any]:
+    """The ``trigger_failed`` payload: the trigger itself failed (not the run), so the worker takes over.
+
+    ``sent`` is False only when this trigger knows it sent nothing (it failed before its run
+    request); ``ids`` name what it saw (``workflow_run_id`` / ``task_id``, ``session_id``). The
+    worker, which reads the connection itself, follows the run or says what is known
+    (``RunOperatorBase._after_trigger_failure``). The message is the exception's, never a connection.
+    """
+    return {"status": "trigger_failed", "sent": sent, "message": f"{type(exc).__name__}: {exc}", **ids}
+
+
 def marker_says_deferred(marker: Any) -> bool:
     """The operator's ``{"state": "deferred"}`` marker: no trigger has sent the run yet."""
     return isinstance(marker, dict) and marker.get("state") == "deferred"
@@ -78,6 +89,26 @@ class MarkerTrigger(BaseTrigger):
 
     def _fire(self, payload: Mapping[str, Any]) -> TriggerEvent:
         return fire({**payload, "deferred_in_try": self.try_number})
+
+    async def _connection_failed(self, hook: Any, *, sent: bool, **ids: Any) -> TriggerEvent | None:
+        """Resolve the trigger's connection before anything is sent; on failure, the event handing the run back.
+
+        A triggerer may not see a connection the worker sees (``airflow dags test`` runs triggers
+        inline without the metadata database's connections; a secrets backend configured only on
+        workers). Read first, the failure is known to have sent nothing, instead of surfacing
+        inside the run request as "may have reached" the service.
+        """
+        try:
+            await hook.aget_config()
+        except Exception as exc:
+            self.log.error(
+                "%s cannot read its connection (%s: %s); the task resumes on the worker, which reads it itself",
+                self.log_label,
+                type(exc).__name__,
+                exc,
+            )
+            return self._fire(trigger_failed(exc, sent=sent, **ids))
+        return None
 
     # -- restart guard --------------------------------------------------------------------------
 
@@ -136,4 +167,4 @@ class MarkerTrigger(BaseTrigger):
         return True
 
 
-__all__ = ["MarkerTrigger", "fire", "marker_says_deferred"]
+__all__ = ["MarkerTrigger", "fire", "marker_says_deferred", "trigger_failed"]

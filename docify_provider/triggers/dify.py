@@ -12,7 +12,10 @@ finds a run id re-attaches to that run instead of sending again (no id: outcome 
 
 Events: ``{"status": "success", "run": <run record>, "workflow_run_id", "task_id"}``,
 ``{"status": "paused", "form": {...}, ...}``, ``{"status": "error", ...}`` (see
-:mod:`docify_provider.events`), ``{"status": "outcome_unknown", ...}``, ``{"status": "timeout", ...}``.
+:mod:`docify_provider.events`), ``{"status": "outcome_unknown", ...}``, ``{"status": "timeout", ...}``,
+and ``{"status": "trigger_failed", "sent", "message", "workflow_run_id", "task_id"}`` when the trigger
+itself broke (its connection unreadable in the triggerer, checked before anything is sent, or an
+error that is not the run's): the worker then follows the run (``RunOperatorBase._after_trigger_failure``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 from airflow.triggers.base import TriggerEvent
 
 from docify_provider.events import error_to_event, register_result_summary
-from docify_provider.triggers.base import MarkerTrigger, marker_says_deferred
+from docify_provider.triggers.base import MarkerTrigger, marker_says_deferred, trigger_failed
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, dify_marker
 
 _STREAM_CLASSPATH = "docify_provider.triggers.dify.DifyWorkflowTrigger"
@@ -107,6 +110,12 @@ class DifyWorkflowTrigger(MarkerTrigger):
 
         ident = self._identity()
         attach_to, dify_task = self.workflow_run_id, self.dify_task_id
+        failed = await self._connection_failed(
+            self._hook(), sent=bool(attach_to), workflow_run_id=attach_to, task_id=dify_task
+        )
+        if failed is not None:
+            yield failed
+            return
         sent_at = now_iso()
         if not attach_to:
             marker = await self._read_marker(ident)
@@ -164,6 +173,11 @@ class DifyWorkflowTrigger(MarkerTrigger):
             raise
         except Exception as exc:
             self.log.error("Dify stream failed: %s", exc)
+            from docify_provider._core.errors import ProviderError
+
+            if not isinstance(exc, ProviderError):  # the trigger broke, not the run: the worker takes over
+                yield self._fire(trigger_failed(exc, sent=True, workflow_run_id=run_id, task_id=dify_task))
+                return
             payload = error_to_event(exc, session_id=run_id, root=_root())
             yield self._fire({**payload, "workflow_run_id": run_id, "task_id": dify_task})
             return
@@ -186,11 +200,21 @@ class DifyWorkflowTrigger(MarkerTrigger):
 
     # -- what a subclass for another Dify API changes ------------------------------------------
 
-    def _stream(self, attach_to: str | None, dify_task: str | None) -> AsyncIterator[Any]:
-        """The run's events: sent now, or re-attached to ``attach_to`` (Service API)."""
+    def _hook(self) -> Any:
+        """This trigger's hook, made once: its connection is resolved before anything is sent."""
+        hook = self.__dict__.get("_hook_made")
+        if hook is None:
+            hook = self.__dict__["_hook_made"] = self._new_hook()
+        return hook
+
+    def _new_hook(self) -> Any:
         from docify_provider.hooks.dify import DifyHook
 
-        return DifyHook(dify_conn_id=self.dify_conn_id).astream_workflow(
+        return DifyHook(dify_conn_id=self.dify_conn_id)
+
+    def _stream(self, attach_to: str | None, dify_task: str | None) -> AsyncIterator[Any]:
+        """The run's events: sent now, or re-attached to ``attach_to`` (Service API)."""
+        return self._hook().astream_workflow(
             self.inputs,
             user=self.user,
             files=self.files,
@@ -210,9 +234,7 @@ class DifyWorkflowTrigger(MarkerTrigger):
         return payload
 
     async def _astop(self, dify_task: str, run_id: str | None) -> None:
-        from docify_provider.hooks.dify import DifyHook
-
-        await DifyHook(dify_conn_id=self.dify_conn_id).astop_task(dify_task, user=self.user, workflow_run_id=run_id)
+        await self._hook().astop_task(dify_task, user=self.user, workflow_run_id=run_id)
 
     async def on_kill(self) -> None:
         """The deferred task was marked failed, cleared or marked succeeded (Airflow 3.3+): stop the run.

@@ -80,7 +80,7 @@ class DifyAppRunTrigger(DifyWorkflowTrigger):
             },
         )
 
-    def _hook(self) -> Any:
+    def _new_hook(self) -> Any:
         from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
 
         return DifyOpenAPIHook(dify_openapi_conn_id=self.dify_openapi_conn_id)

@@ -22,6 +22,9 @@ Events (``TriggerEvent.payload``):
 * ``{"status": "error", "error_type": "<DocifyError subclass>", "message": ..., "session_id": ...,
   "run_id": ..., "detail": {...}}``
 * ``{"status": "outcome_unknown", "message": ..., "session_id": ...}``
+* ``{"status": "trigger_failed", "sent": ..., "message": ..., "session_id": ...}``: the trigger itself
+  broke (its connection unreadable, checked before the marker says "sent"; an error that is not the
+  run's); the worker says what is known (``RunOperatorBase._after_trigger_failure``).
 
 Payloads are ``EventPayload`` dicts: whole to every consumer, but with a one-line ``repr``, because the
 triggerer writes each event into the task log as ``Trigger fired event name=... result=TriggerEvent<
@@ -42,7 +45,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from docify_provider.events import EventPayload, error_from_event, error_to_event, register_result_summary
-from docify_provider.triggers.base import MarkerTrigger, fire, marker_says_deferred
+from docify_provider.triggers.base import MarkerTrigger, fire, marker_says_deferred, trigger_failed
 from docify_provider.xcom import LEGACY_STREAM_MARKER_XCOM_KEY, STREAM_MARKER_XCOM_KEY, stream_marker
 
 _STREAM_CLASSPATH = "docify_provider.triggers.docify.DocifyStreamTrigger"
@@ -153,12 +156,16 @@ class DocifyStreamTrigger(MarkerTrigger):
 
         from docify_provider.hooks.docify import DocifyHook
 
+        hook = DocifyHook(docify_conn_id=self.docify_conn_id)
+        failed = await self._connection_failed(hook, sent=False, session_id=None)
+        if failed is not None:
+            yield failed
+            return
         sent_at = datetime.now(tz=timezone.utc).isoformat()
         await self._write_marker(ident, stream_marker("sent", sent_at=sent_at, session_id=None))
         session_id: str | None = None
         posted = False
         result: Any = None
-        hook = DocifyHook(docify_conn_id=self.docify_conn_id)
         try:
             if self.idle_timeout:
                 config = await hook.aget_config()
@@ -193,6 +200,11 @@ class DocifyStreamTrigger(MarkerTrigger):
             raise
         except Exception as exc:
             self.log.error("Docify stream failed: %s", exc)
+            from docify_provider._core.errors import ProviderError
+
+            if not isinstance(exc, ProviderError):  # the trigger broke, not the run: the worker says what is known
+                yield self._fire(trigger_failed(exc, sent=posted, session_id=session_id))
+                return
             yield self._fire(error_to_event(exc, session_id=session_id, posted=posted))
             return
         if result is None:
