@@ -391,7 +391,7 @@ def test_pause_reasons_keyed_type_or_upper_case_type(emu: DifyOpenAPIEmulator, d
         with DifyOpenAPIClient(config(server)) as c:
             paused = list(c.run_app(HUMAN_INPUT_APP_ID, {"topic": "launch"}))[-1]
             (form,) = paused.forms
-            assert form.form_token and form.raw["type"] == "human_input_required"
+            assert form.form_token and form.kind == "human_input_required"
             c.submit_form(HUMAN_INPUT_APP_ID, str(form.form_token), "approve", {"comment": "ok"})
             rest = list(c.task_events(HUMAN_INPUT_APP_ID, str(paused.workflow_run_id), include_state_snapshot=True))
             assert rest[-1].event == "workflow_finished" and rest[-1].result is not None
@@ -431,21 +431,23 @@ def test_unknown_token_is_unauthorized_and_points_to_airflow_dify_login(emu: Dif
 # --- sans-IO: what the client makes of either wire ------------------------------------------------
 
 
-def test_events_normalized_for_either_server() -> None:
-    from docify_provider.dify.models import WorkflowEvent
-    from docify_provider.dify_openapi.protocol import normalized_event, pause_reason_type
+def test_events_read_the_same_from_either_server() -> None:
+    """The shared models (``docify_provider.dify.models``, read by both clients) own both rules."""
+    from docify_provider.dify.models import WorkflowEvent, reason_kind
 
-    assert pause_reason_type({"TYPE": "human_input_required"}) == pause_reason_type({"type": "human_input_required"})
-    paused = WorkflowEvent.from_api(
-        {"event": "workflow_paused", "task_id": "t", "workflow_run_id": "r", "data": {"reasons": [{"TYPE": "x"}]}}
-    )
-    assert normalized_event(paused).data["reasons"] == [{"TYPE": "x", "type": "x"}]
-    assert normalized_event(paused).raw["data"]["reasons"][0]["type"] == "x"
+    assert reason_kind({"TYPE": "human_input_required"}) == reason_kind({"type": "human_input_required"})
+    for key in ("TYPE", "type"):
+        reasons = [{key: "human_input_required", "form_token": "f"}, {key: "scheduled_pause"}]
+        paused = WorkflowEvent.from_api(
+            {"event": "workflow_paused", "task_id": "t", "workflow_run_id": "r", "data": {"reasons": reasons}}
+        )
+        assert [(f.kind, f.form_token) for f in paused.forms] == [("human_input_required", "f")]
     finished = {"event": "workflow_finished", "workflow_run_id": "r", "data": {"id": "r", "status": "succeeded"}}
     same = WorkflowEvent.from_api({**finished, "task_id": "r"})
-    assert normalized_event(same).task_id is None and normalized_event(same).raw["task_id"] is None
+    assert same.task_id is None and same.raw["task_id"] is None, "the run id is never kept as a task id"
+    assert same.run is not None and same.run.task_id is None and same.run.raw["task_id"] is None
     own = WorkflowEvent.from_api({**finished, "task_id": "t"})
-    assert normalized_event(own) is own, "a real task id is kept"
+    assert own.task_id == "t" and own.raw["task_id"] == "t", "a real task id is kept"
 
 
 def test_401_wording_names_this_package_login() -> None:

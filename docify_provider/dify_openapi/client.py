@@ -88,7 +88,6 @@ class OpenAPIEventTracker(DifyEventTracker):
         self.continue_on_pause = continue_on_pause
 
     def accept(self, event: WorkflowEvent) -> WorkflowEvent | None:
-        event = protocol.normalized_event(event)
         if event.event == "error":  # the end of the run, even when the server keeps the body open (C1)
             self.session_id = event.workflow_run_id or self.session_id
             self.events_seen.append("error")
