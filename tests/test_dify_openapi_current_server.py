@@ -279,13 +279,13 @@ def test_worker_error_frame_ends_the_run_at_once(emu: DifyOpenAPIEmulator, clien
     assert "topic is required in input form" in text and "rejected the run before it started" in text
     assert "not re-sent" in text and "input_schema" in text and ACCOUNT_TOKEN not in text
     assert caught.value.run_id is None and caught.value.code is None
-    assert emu.runs_started(ACCOUNT_TOKEN) == 1 and requests_to(emu, "stream") == 1, "one run POST"
+    assert emu.runs_started(ACCOUNT_TOKEN) == 0 and requests_to(emu, "stream") == 1, "one run POST, no run"
     assert emu.events_requests(ACCOUNT_TOKEN) == 0, "nothing re-attached or re-sent"
     _assert_closed_by_client(emu)
 
 
 def test_worker_error_on_valid_inputs_async(emu: DifyOpenAPIEmulator) -> None:
-    emu.inject(Fault("stream", "worker_error", message="Model quota exhausted"))
+    emu.inject(Fault("stream", "rejected_input", message="Model quota exhausted"))
 
     async def run() -> None:
         async with AsyncDifyOpenAPIClient(config(emu)) as c:
@@ -294,7 +294,7 @@ def test_worker_error_on_valid_inputs_async(emu: DifyOpenAPIEmulator) -> None:
 
     with pytest.raises(DifyOpenAPIRunFailedError, match="Model quota exhausted"):
         asyncio.run(asyncio.wait_for(run(), 15))
-    assert emu.runs_started(ACCOUNT_TOKEN) == 1 and requests_to(emu, "stream") == 1
+    assert emu.runs_started(ACCOUNT_TOKEN) == 0 and requests_to(emu, "stream") == 1
     _assert_closed_by_client(emu)
 
 
