@@ -92,10 +92,6 @@ def http(emu: DifyOpenAPIEmulator, token: str = ACCOUNT_TOKEN) -> httpx.Client:
     return httpx.Client(base_url=emu.base_url + "/", headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-def requests_to(emu: DifyOpenAPIEmulator, endpoint: str) -> int:
-    return sum(1 for r in emu.requests if r.endpoint == endpoint)
-
-
 def test_default_profile_is_current() -> None:
     with DifyOpenAPIEmulator() as emulator:
         assert emulator.current and emulator.server_profile == "current"
@@ -133,7 +129,9 @@ def test_wire_documented_apps_filter_by_tag_with_tags_and_author(documented: Dif
         assert info["author"] and [t["name"] for t in info["tags"]] == ["emulator", "nightly"]
 
 
-def test_list_apps_by_tag_on_a_current_server_raises_and_names_the_replacement(emu: DifyOpenAPIEmulator) -> None:
+def test_list_apps_by_tag_on_a_current_server_raises_and_names_the_replacement(
+    emu: DifyOpenAPIEmulator, requests_to
+) -> None:
     from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
 
     hook = DifyOpenAPIHook()
@@ -144,7 +142,7 @@ def test_list_apps_by_tag_on_a_current_server_raises_and_names_the_replacement(e
     assert "tag='nightly'" in text and "no longer filters apps by tag" in text
     assert "select_apps(apps=[" in text and "name_pattern" in text, "says what to use instead"
     assert ACCOUNT_TOKEN not in text
-    assert emu.runs_started() == 0 and requests_to(emu, "apps") == 1
+    assert emu.runs_started() == 0 and len(requests_to(emu, "apps", 1)) == 1
 
 
 def test_list_apps_by_tag_on_a_documented_server_checks_every_row(documented: DifyOpenAPIEmulator) -> None:
@@ -263,14 +261,9 @@ def test_wire_worker_rejects_inputs_after_the_200_and_keeps_the_body_open(emu: D
         )
 
 
-def _assert_closed_by_client(emu: DifyOpenAPIEmulator) -> None:
-    deadline = time.monotonic() + 5
-    while not emu.worker_error_streams and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert emu.worker_error_streams == ["client closed"], "the client closed the connection, not the idle close"
-
-
-def test_worker_error_frame_ends_the_run_at_once(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+def test_worker_error_frame_ends_the_run_at_once(
+    emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient, requests_to, worker_error_streams
+) -> None:
     started = time.monotonic()
     with pytest.raises(DifyOpenAPIRunFailedError) as caught:
         list(client.run_app(TEXT_APP_ID, {"tone": "formal"}, validate=False))
@@ -279,12 +272,12 @@ def test_worker_error_frame_ends_the_run_at_once(emu: DifyOpenAPIEmulator, clien
     assert "topic is required in input form" in text and "rejected the run before it started" in text
     assert "not re-sent" in text and "input_schema" in text and ACCOUNT_TOKEN not in text
     assert caught.value.run_id is None and caught.value.code is None
-    assert emu.runs_started(ACCOUNT_TOKEN) == 0 and requests_to(emu, "stream") == 1, "one run POST, no run"
+    assert emu.runs_started(ACCOUNT_TOKEN) == 0 and len(requests_to(emu, "stream", 1)) == 1, "one run POST, no run"
     assert emu.events_requests(ACCOUNT_TOKEN) == 0, "nothing re-attached or re-sent"
-    _assert_closed_by_client(emu)
+    assert worker_error_streams(emu) == ["client closed"], "the client closed the connection, not the idle close"
 
 
-def test_worker_error_on_valid_inputs_async(emu: DifyOpenAPIEmulator) -> None:
+def test_worker_error_on_valid_inputs_async(emu: DifyOpenAPIEmulator, requests_to, worker_error_streams) -> None:
     emu.inject(Fault("stream", "rejected_input", message="Model quota exhausted"))
 
     async def run() -> None:
@@ -294,8 +287,8 @@ def test_worker_error_on_valid_inputs_async(emu: DifyOpenAPIEmulator) -> None:
 
     with pytest.raises(DifyOpenAPIRunFailedError, match="Model quota exhausted"):
         asyncio.run(asyncio.wait_for(run(), 15))
-    assert emu.runs_started(ACCOUNT_TOKEN) == 0 and requests_to(emu, "stream") == 1
-    _assert_closed_by_client(emu)
+    assert emu.runs_started(ACCOUNT_TOKEN) == 0 and len(requests_to(emu, "stream", 1)) == 1
+    assert worker_error_streams(emu) == ["client closed"], "the client closed the connection, not the idle close"
 
 
 def test_run_input_value_error_is_a_400_with_the_real_message(
