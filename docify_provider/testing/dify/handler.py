@@ -358,14 +358,23 @@ class DifyRequestHandler(EmulatorRequestHandler):
         finally:
             emu.worker_error_streams.append(ending)
 
-    def _do_stream(self, _: str) -> None:
+    def _start_stream(self) -> tuple[DifyRun, queue.SimpleQueue[dict[str, Any]]] | None:
+        """Start a streaming run subscribed to its events (its faults apply to the stream); None
+        when its worker rejected it (C1), the error frame then already answered, on either API."""
         try:
             run, channel = self._start_run(subscribe=True)
         except current.WorkerRejection as exc:
             self._worker_error(exc.message)
-            return
+            return None
         assert channel is not None
         self._stream_fault = run.fault
+        return run, channel
+
+    def _do_stream(self, _: str) -> None:
+        started = self._start_stream()
+        if started is None:
+            return
+        run, channel = started
         self._stream_headers()
         self._relay(run, channel, TERMINAL)
 

@@ -617,13 +617,10 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         return run, channel
 
     def _do_stream(self, _: str) -> None:
-        try:
-            run, channel = self._start_run(subscribe=True)
-        except current.WorkerRejection as exc:
-            self._worker_error(exc.message)
+        started = self._start_stream()
+        if started is None:
             return
-        assert channel is not None
-        self._stream_fault = run.fault
+        run, channel = started
         self._hint_app = run.app.code
         deprecated = not self.legacy and not self._args[1]  # POST /apps/{id}:run
         self._stream_headers(*([("Deprecation", "true")] if deprecated else []))
