@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from docify_provider.testing.base_handler import DISCONNECTS
-from docify_provider.testing.dify import current, engine
+from docify_provider.testing.dify import current
 from docify_provider.testing.dify.handler import MAX_JSON_BODY, DifyRequestHandler
 from docify_provider.testing.dify.runs import DifyRun
 from docify_provider.testing.dify.streaming import TERMINAL
@@ -610,11 +610,7 @@ class OpenAPIRequestHandler(DifyRequestHandler):
             run.query = str(body.get("query"))
             run.conversation_id = str(conversation or uuid.uuid4())
             emu.conversations[run.conversation_id] = app.app_id
-        emu.state.add_run(run)
-        emu.state.count("started", session.token_fp, app.app_id)
-        channel = run.subscribe() if subscribe else None
-        engine.start(emu, run)
-        return run, channel
+        return self._launch(run, app.app_id, subscribe=subscribe)
 
     def _do_stream(self, _: str) -> None:
         started = self._start_stream()
