@@ -135,12 +135,13 @@ device login's token poll (`client.poll_device_token`). What differs from the Se
   started before the fault was injected, so they start none.
 - **The current server, not its documents.** The emulator answers as the newest Dify server does
   (`server_profile="current"`, Part C of the server-behaviour reference), and the last rows are
-  where it differs: a run its worker rejects (HTTP 200, then an `error` frame with no ids, the body
-  held open) ends at that frame, once; an expired session's 401 `token_expired` carries Dify's hint
-  and points to `airflow-dify login`; the client ends a `continue_on_pause` re-attach at
+  where it differs: a run whose inputs its worker rejects (HTTP 200, then an `error` frame with no
+  ids, the body held open; the same `rejected_input` fault as on the Service API, and as there no
+  run is started) ends at that frame, once; an expired session's 401 `token_expired` carries Dify's
+  hint and points to `airflow-dify login`; the client ends a `continue_on_pause` re-attach at
   `workflow_finished` and never takes a finished run's `task_id` (its run id) for its task;
-  `list_apps(tag=)` refuses a server whose rows carry no tags (use `select_apps`); an unknown
-  `mode` is named before anything is sent.
+  `list_apps(tag=)` refuses a server whose rows carry no tags (use `select_apps`); an unknown `mode`
+  is named before anything is sent.
 
 App-scoped calls read the app first (`GET /_version`, then `GET /apps/{id}`, free), so a token
 Dify does not know (401) or a wrong base URL (404) stops there: 0 requests to the path's own

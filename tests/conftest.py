@@ -168,6 +168,17 @@ def requests_to() -> Callable[..., list[RequestRecord]]:
 
 
 @pytest.fixture
+def worker_error_streams() -> Callable[[Any], list[str]]:
+    """``worker_error_streams(dify_emulator)``: how each body of a run its worker rejected ended
+    (Part C1; either Dify emulator), once one has: "client closed" or "idle" (the server's close)."""
+
+    def get(emu: Any) -> list[str]:
+        return _settled(lambda: list(emu.worker_error_streams), 1)
+
+    return get
+
+
+@pytest.fixture
 def downloads_of() -> Callable[..., list[DownloadRecord]]:
     """``downloads_of(emulator, at_least=0)``: the emulator's download records."""
 

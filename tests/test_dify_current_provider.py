@@ -45,12 +45,8 @@ def client(emu: DifyEmulator, key: str = TEXT_APP_KEY, **extra: Any) -> DifyClie
     return DifyClient(DifyClientConfig(base_url=emu.base_url, api_key=key, **options))
 
 
-def posts(emu: DifyEmulator, endpoint: str) -> int:
-    return sum(1 for r in emu.requests if r.endpoint == endpoint)
-
-
 # C1: the worker's error frame ends the run at once ------------------------------------------------
-def test_worker_error_frame_ends_the_stream_at_once(emu: DifyEmulator) -> None:
+def test_worker_error_frame_ends_the_stream_at_once(emu: DifyEmulator, requests_to, worker_error_streams) -> None:
     """A real rejected input (no ``topic``): 200, ping, error frame; the client closes at the frame."""
     started = time.monotonic()
     with client(emu) as dify, pytest.raises(DifyRunFailedError) as info:
@@ -61,11 +57,12 @@ def test_worker_error_frame_ends_the_stream_at_once(emu: DifyEmulator) -> None:
     assert "topic is required in input form" in message and "before it started" in message
     assert info.value.error == "topic is required in input form"
     assert TEXT_APP_KEY not in message
-    assert posts(emu, "stream") == 1 and emu.runs_started() == 0
-    assert posts(emu, "run_detail") == 0 and posts(emu, "logs") == 0, "nothing to recover: no run exists"
+    assert len(requests_to(emu, "stream", 1)) == 1 and emu.runs_started() == 0
+    assert requests_to(emu, "run_detail") == [] and requests_to(emu, "logs") == [], "nothing to recover: no run exists"
+    assert worker_error_streams(emu) == ["client closed"], "the client closed the connection, not the idle close"
 
 
-def test_worker_error_frame_fails_the_streaming_operator(dify_conns: DifyEmulator, capfd: Any) -> None:
+def test_worker_error_frame_fails_the_streaming_operator(dify_conns: DifyEmulator, capfd: Any, requests_to) -> None:
     from docify_provider.operators.dify import DifyStreamWorkflowOperator
 
     emu = dify_conns
@@ -80,10 +77,10 @@ def test_worker_error_frame_fails_the_streaming_operator(dify_conns: DifyEmulato
     assert outcome.state("run") == "failed"
     assert "tone must be one of formal, casual" in text and "DifyRunFailedError" in text
     assert elapsed < IDLE_CLOSE, "the task ended at the error frame, not at the server's idle close"
-    assert posts(emu, "stream") == 1 and emu.runs_started() == 0
+    assert len(requests_to(emu, "stream", 1)) == 1 and emu.runs_started() == 0
 
 
-def test_worker_error_frame_fails_the_deferred_trigger(dify_conns: DifyEmulator) -> None:
+def test_worker_error_frame_fails_the_deferred_trigger(dify_conns: DifyEmulator, requests_to) -> None:
     from fault_matrix_table import run_trigger
 
     from docify_provider.dify.errors import DifyError
@@ -99,7 +96,7 @@ def test_worker_error_frame_fails_the_deferred_trigger(dify_conns: DifyEmulator)
     assert event.payload["status"] != "success"
     error = error_from_event(event.payload, root=DifyError)
     assert isinstance(error, DifyRunFailedError) and "topic is too long" in str(error)
-    assert posts(emu, "stream") == 1 and emu.runs_started() == 0
+    assert len(requests_to(emu, "stream", 1)) == 1 and emu.runs_started() == 0
 
 
 # C2: blocking pipeline errors -------------------------------------------------------------------
@@ -107,17 +104,17 @@ def test_worker_error_frame_fails_the_deferred_trigger(dify_conns: DifyEmulator)
     "code",
     ["provider_not_initialize", "provider_quota_exceeded", "model_currently_not_support", "completion_request_error"],
 )
-def test_blocking_provider_error_is_a_clear_bad_request(emu: DifyEmulator, code: str) -> None:
+def test_blocking_provider_error_is_a_clear_bad_request(emu: DifyEmulator, code: str, requests_to) -> None:
     emu.inject(Fault("run", "error_event", code=code, message="Provider said no"))
     with client(emu) as dify, pytest.raises(DifyBadRequestError) as info:
         dify.run_workflow(TEXT, user=USER)
     assert info.value.code == code and info.value.status_code == 400
     assert code in str(info.value) and "Provider said no" in str(info.value) and "started" in str(info.value)
     assert info.value.permanent
-    assert posts(emu, "run") == 1 and emu.runs_started() == 1
+    assert len(requests_to(emu, "run", 1)) == 1 and emu.runs_started() == 1
 
 
-def test_blocking_rate_limit_error_is_a_failed_run_not_a_429(emu: DifyEmulator) -> None:
+def test_blocking_rate_limit_error_is_a_failed_run_not_a_429(emu: DifyEmulator, requests_to) -> None:
     """``rate_limit_error`` is the model provider's limit hit by a started run: never "429, nothing started"."""
     emu.inject(Fault("run", "error_event", code="rate_limit_error", message="Rate Limit Error"))
     with client(emu) as dify, pytest.raises(DifyRunFailedError) as info:
@@ -126,7 +123,7 @@ def test_blocking_rate_limit_error_is_a_failed_run_not_a_429(emu: DifyEmulator) 
     assert not isinstance(exc, DifyRateLimitedError)
     assert exc.code == "rate_limit_error" and exc.status_code == 429 and "Rate Limit Error" in str(exc)
     assert exc.run_settled() and not exc.outcome_unknown
-    assert posts(emu, "run") == 1 and emu.runs_started() == 1
+    assert len(requests_to(emu, "run", 1)) == 1 and emu.runs_started() == 1
 
 
 def test_blocking_rate_limit_error_is_not_retried_as_a_rate_limit() -> None:
@@ -229,12 +226,12 @@ def test_run_detail_inputs_string_or_object(profile: str) -> None:
     assert detail.inputs == TEXT
 
 
-def test_lost_blocking_answer_is_found_with_string_inputs(emu: DifyEmulator) -> None:
+def test_lost_blocking_answer_is_found_with_string_inputs(emu: DifyEmulator, requests_to) -> None:
     """Recovery confirms a candidate run by its detail's inputs, now a JSON string."""
     emu.inject(Fault("run", "drop_before_response", run_started=True))
     with client(emu, recovery_timeout=3.0) as dify:
         run = dify.run_workflow(TEXT, user=USER)
-    assert run.status == "succeeded" and emu.runs_started() == 1 and posts(emu, "run") == 1
+    assert run.status == "succeeded" and emu.runs_started() == 1 and len(requests_to(emu, "run", 1)) == 1
 
 
 def test_stop_of_a_paused_run_is_bounded_and_says_what_it_saw(dify_conns: DifyEmulator, capfd: Any) -> None:
@@ -253,7 +250,7 @@ def test_stop_of_a_paused_run_is_bounded_and_says_what_it_saw(dify_conns: DifyEm
     assert "still paused (status seen: paused)" in console_text(capfd)
 
 
-def test_blocking_operator_names_the_provider_rate_limit(dify_conns: DifyEmulator, capfd: Any) -> None:
+def test_blocking_operator_names_the_provider_rate_limit(dify_conns: DifyEmulator, capfd: Any, requests_to) -> None:
     from docify_provider.operators.dify import DifyRunWorkflowOperator
 
     emu = dify_conns
@@ -265,4 +262,4 @@ def test_blocking_operator_names_the_provider_rate_limit(dify_conns: DifyEmulato
     assert outcome.state("run") == "failed"
     assert "DifyRunFailedError" in text and "rate_limit_error" in text and "not retried as one" in text
     assert "DifyRateLimitedError" not in text
-    assert posts(emu, "run") == 1 and emu.runs_started() == 1
+    assert len(requests_to(emu, "run", 1)) == 1 and emu.runs_started() == 1

@@ -92,10 +92,6 @@ def http(emu: DifyOpenAPIEmulator, token: str = ACCOUNT_TOKEN) -> httpx.Client:
     return httpx.Client(base_url=emu.base_url + "/", headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-def requests_to(emu: DifyOpenAPIEmulator, endpoint: str) -> int:
-    return sum(1 for r in emu.requests if r.endpoint == endpoint)
-
-
 def test_default_profile_is_current() -> None:
     with DifyOpenAPIEmulator() as emulator:
         assert emulator.current and emulator.server_profile == "current"
@@ -133,7 +129,9 @@ def test_wire_documented_apps_filter_by_tag_with_tags_and_author(documented: Dif
         assert info["author"] and [t["name"] for t in info["tags"]] == ["emulator", "nightly"]
 
 
-def test_list_apps_by_tag_on_a_current_server_raises_and_names_the_replacement(emu: DifyOpenAPIEmulator) -> None:
+def test_list_apps_by_tag_on_a_current_server_raises_and_names_the_replacement(
+    emu: DifyOpenAPIEmulator, requests_to
+) -> None:
     from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
 
     hook = DifyOpenAPIHook()
@@ -144,7 +142,7 @@ def test_list_apps_by_tag_on_a_current_server_raises_and_names_the_replacement(e
     assert "tag='nightly'" in text and "no longer filters apps by tag" in text
     assert "select_apps(apps=[" in text and "name_pattern" in text, "says what to use instead"
     assert ACCOUNT_TOKEN not in text
-    assert emu.runs_started() == 0 and requests_to(emu, "apps") == 1
+    assert emu.runs_started() == 0 and len(requests_to(emu, "apps", 1)) == 1
 
 
 def test_list_apps_by_tag_on_a_documented_server_checks_every_row(documented: DifyOpenAPIEmulator) -> None:
@@ -263,14 +261,9 @@ def test_wire_worker_rejects_inputs_after_the_200_and_keeps_the_body_open(emu: D
         )
 
 
-def _assert_closed_by_client(emu: DifyOpenAPIEmulator) -> None:
-    deadline = time.monotonic() + 5
-    while not emu.worker_error_streams and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert emu.worker_error_streams == ["client closed"], "the client closed the connection, not the idle close"
-
-
-def test_worker_error_frame_ends_the_run_at_once(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+def test_worker_error_frame_ends_the_run_at_once(
+    emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient, requests_to, worker_error_streams
+) -> None:
     started = time.monotonic()
     with pytest.raises(DifyOpenAPIRunFailedError) as caught:
         list(client.run_app(TEXT_APP_ID, {"tone": "formal"}, validate=False))
@@ -279,13 +272,13 @@ def test_worker_error_frame_ends_the_run_at_once(emu: DifyOpenAPIEmulator, clien
     assert "topic is required in input form" in text and "rejected the run before it started" in text
     assert "not re-sent" in text and "input_schema" in text and ACCOUNT_TOKEN not in text
     assert caught.value.run_id is None and caught.value.code is None
-    assert emu.runs_started(ACCOUNT_TOKEN) == 1 and requests_to(emu, "stream") == 1, "one run POST"
+    assert emu.runs_started(ACCOUNT_TOKEN) == 0 and len(requests_to(emu, "stream", 1)) == 1, "one run POST, no run"
     assert emu.events_requests(ACCOUNT_TOKEN) == 0, "nothing re-attached or re-sent"
-    _assert_closed_by_client(emu)
+    assert worker_error_streams(emu) == ["client closed"], "the client closed the connection, not the idle close"
 
 
-def test_worker_error_on_valid_inputs_async(emu: DifyOpenAPIEmulator) -> None:
-    emu.inject(Fault("stream", "worker_error", message="Model quota exhausted"))
+def test_worker_error_on_valid_inputs_async(emu: DifyOpenAPIEmulator, requests_to, worker_error_streams) -> None:
+    emu.inject(Fault("stream", "rejected_input", message="Model quota exhausted"))
 
     async def run() -> None:
         async with AsyncDifyOpenAPIClient(config(emu)) as c:
@@ -294,8 +287,8 @@ def test_worker_error_on_valid_inputs_async(emu: DifyOpenAPIEmulator) -> None:
 
     with pytest.raises(DifyOpenAPIRunFailedError, match="Model quota exhausted"):
         asyncio.run(asyncio.wait_for(run(), 15))
-    assert emu.runs_started(ACCOUNT_TOKEN) == 1 and requests_to(emu, "stream") == 1
-    _assert_closed_by_client(emu)
+    assert emu.runs_started(ACCOUNT_TOKEN) == 0 and len(requests_to(emu, "stream", 1)) == 1
+    assert worker_error_streams(emu) == ["client closed"], "the client closed the connection, not the idle close"
 
 
 def test_run_input_value_error_is_a_400_with_the_real_message(
@@ -391,7 +384,7 @@ def test_pause_reasons_keyed_type_or_upper_case_type(emu: DifyOpenAPIEmulator, d
         with DifyOpenAPIClient(config(server)) as c:
             paused = list(c.run_app(HUMAN_INPUT_APP_ID, {"topic": "launch"}))[-1]
             (form,) = paused.forms
-            assert form.form_token and form.raw["type"] == "human_input_required"
+            assert form.form_token and form.kind == "human_input_required"
             c.submit_form(HUMAN_INPUT_APP_ID, str(form.form_token), "approve", {"comment": "ok"})
             rest = list(c.task_events(HUMAN_INPUT_APP_ID, str(paused.workflow_run_id), include_state_snapshot=True))
             assert rest[-1].event == "workflow_finished" and rest[-1].result is not None
@@ -431,21 +424,23 @@ def test_unknown_token_is_unauthorized_and_points_to_airflow_dify_login(emu: Dif
 # --- sans-IO: what the client makes of either wire ------------------------------------------------
 
 
-def test_events_normalized_for_either_server() -> None:
-    from docify_provider.dify.models import WorkflowEvent
-    from docify_provider.dify_openapi.protocol import normalized_event, pause_reason_type
+def test_events_read_the_same_from_either_server() -> None:
+    """The shared models (``docify_provider.dify.models``, read by both clients) own both rules."""
+    from docify_provider.dify.models import WorkflowEvent, reason_kind
 
-    assert pause_reason_type({"TYPE": "human_input_required"}) == pause_reason_type({"type": "human_input_required"})
-    paused = WorkflowEvent.from_api(
-        {"event": "workflow_paused", "task_id": "t", "workflow_run_id": "r", "data": {"reasons": [{"TYPE": "x"}]}}
-    )
-    assert normalized_event(paused).data["reasons"] == [{"TYPE": "x", "type": "x"}]
-    assert normalized_event(paused).raw["data"]["reasons"][0]["type"] == "x"
+    assert reason_kind({"TYPE": "human_input_required"}) == reason_kind({"type": "human_input_required"})
+    for key in ("TYPE", "type"):
+        reasons = [{key: "human_input_required", "form_token": "f"}, {key: "scheduled_pause"}]
+        paused = WorkflowEvent.from_api(
+            {"event": "workflow_paused", "task_id": "t", "workflow_run_id": "r", "data": {"reasons": reasons}}
+        )
+        assert [(f.kind, f.form_token) for f in paused.forms] == [("human_input_required", "f")]
     finished = {"event": "workflow_finished", "workflow_run_id": "r", "data": {"id": "r", "status": "succeeded"}}
     same = WorkflowEvent.from_api({**finished, "task_id": "r"})
-    assert normalized_event(same).task_id is None and normalized_event(same).raw["task_id"] is None
+    assert same.task_id is None and same.raw["task_id"] is None, "the run id is never kept as a task id"
+    assert same.run is not None and same.run.task_id is None and same.run.raw["task_id"] is None
     own = WorkflowEvent.from_api({**finished, "task_id": "t"})
-    assert normalized_event(own) is own, "a real task id is kept"
+    assert own.task_id == "t" and own.raw["task_id"] == "t", "a real task id is kept"
 
 
 def test_401_wording_names_this_package_login() -> None:

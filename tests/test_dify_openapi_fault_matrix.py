@@ -136,12 +136,12 @@ FAULTS: dict[str, FaultSpec] = {
     ),
     "ignore_stop": fault("Stop ignored", "ignore_stop", '"stop"', "answered success, the run goes on"),
     # --- how the current Dify server differs from its documents (server-behaviour reference, Part C) ---
-    "worker_error": fault(
-        "Run rejected by Dify's worker (current Dify, C1)",
-        "worker_error",
+    "rejected_input": fault(
+        "Input rejected by Dify's worker (current Dify, C1)",
+        "rejected_input",
         '"stream"',
-        "HTTP 200, a ping, `{event: error, message, status: 500}` without code or ids, the body held open "
-        "until the 300 s idle close",
+        "a check only the server makes; no run starts. HTTP 200, a ping, `{event: error, message, status: 500}` "
+        "without code or ids, the body held open until the 300 s idle close",
         message=WORKER_MESSAGE,
     ),
     "token_expired": FaultSpec(
@@ -304,8 +304,9 @@ CELLS: list[Cell] = [
     *row("partial_success", default=_NO_RUN, run=ok(1), events=_RUN_FAULT),
     *row("ignore_stop", default=_NO_STOP, stop=ok(recovery=RAN_TO_ITS_END), device=_NO_APP),
     # current Dify (Part C): the error frame ends the run at once (one POST, nothing re-sent, the
-    # connection closed by the client); an expired token as the 401 row, with Dify's hint
-    *row("worker_error", default=_NO_RUN, run=fails(DifyOpenAPIRunFailedError, 1), events=_REJECTED),
+    # connection closed by the client; no run started, as on the Service API); an expired token as
+    # the 401 row, with Dify's hint
+    *row("rejected_input", default=_NO_RUN, run=fails(DifyOpenAPIRunFailedError), events=_REJECTED),
     *row(
         "token_expired",
         default=fails(DifyOpenAPIAuthenticationError, requests=0),
@@ -491,7 +492,9 @@ def openapi_emulator() -> Iterator[DifyOpenAPIEmulator]:
 
 
 @pytest.mark.parametrize("cell", TESTED, ids=[c.id for c in TESTED])
-def test_fault(cell: Cell, openapi_emulator: DifyOpenAPIEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fault(
+    cell: Cell, openapi_emulator: DifyOpenAPIEmulator, monkeypatch: pytest.MonkeyPatch, worker_error_streams: Any
+) -> None:
     case = Case(openapi_emulator, monkeypatch, cell.injection(FAULTS), fault=cell.fault)
     setup, call = RUNNERS[cell.path]
     if setup is not None:
@@ -509,12 +512,9 @@ def test_fault(cell: Cell, openapi_emulator: DifyOpenAPIEmulator, monkeypatch: p
     )
     if cell.recovery == REATTACHED:
         assert openapi_emulator.events_requests(ACCOUNT_TOKEN) >= 1, "a cut run stream is re-attached by run id"
-    if cell.fault == "worker_error":
+    if cell.fault == "rejected_input":
         assert openapi_emulator.events_requests() == 0, "nothing re-attached"
-        deadline = time.monotonic() + 5
-        while not openapi_emulator.worker_error_streams and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert openapi_emulator.worker_error_streams == ["client closed"], "the client closed the connection"
+        assert worker_error_streams(openapi_emulator) == ["client closed"], "the client closed the connection"
 
 
 def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
@@ -531,7 +531,7 @@ def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
         assert "difyctl" not in str(exc) and getattr(exc, "status_code", None) == 401
     if cell.fault == "token_expired":
         assert getattr(exc, "code", None) == "token_expired" and "hint: Re-authenticate to continue" in str(exc)
-    if cell.fault == "worker_error":
+    if cell.fault == "rejected_input":
         assert WORKER_MESSAGE in str(exc) and "not re-sent" in str(exc) and getattr(exc, "run_id", "?") is None
     if cell.fault == "tag_ignored":
         assert "tag='nightly'" in str(exc) and "select_apps" in str(exc)

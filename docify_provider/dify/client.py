@@ -144,6 +144,8 @@ class DifyEventTracker:
 
     #: Appended to the "ended before any event named its run" message (what the backend can't look up).
     unknown_hint: str = ""
+    #: Where this API lists the app's inputs, for a run its worker rejected (Part C1).
+    inputs_hint: str = "Check the inputs against the app's parameters (GET /parameters)."
 
     def __init__(
         self,
@@ -231,7 +233,13 @@ class DifyEventTracker:
         elif name == "error":
             message = event.error_message or "no message"
             failed = error_class(self.errors, RunFailedError)(
-                protocol.error_event_message(self.session_id, event.error_code, event.error_message),
+                protocol.error_event_message(
+                    self.session_id,
+                    event.error_code,
+                    event.error_message,
+                    status=event.raw.get("status"),
+                    inputs_hint=self.inputs_hint,
+                ),
                 endpoint=self.endpoint,
                 run_id=self.session_id,
                 session_id=self.session_id,

@@ -132,6 +132,18 @@ def _task_id(task_id: Any, run_id: Any) -> str | None:
     return str(task_id)
 
 
+def _without_run_id_task(raw: dict[str, Any], run_id: Any) -> dict[str, Any]:
+    """``raw`` with its ``task_id`` cleared (None) when that is the run id (see :func:`_task_id`).
+
+    ``raw`` travels on: into a ``WorkflowRun`` (an operator's XCom ``body``) and to code that
+    reads the task id from the payload (the OpenAPI's chat runs record it for a stop). Cleared
+    here, where the frame is read, no reader can take the run id for a task id.
+    """
+    if raw.get("task_id") is not None and _task_id(raw.get("task_id"), run_id) is None:
+        return {**raw, "task_id": None}
+    return raw
+
+
 def reason_kind(reason: Mapping[str, Any]) -> str | None:
     """The kind of a ``workflow_paused`` reason: the documents key it ``type``, the newest
     Dify ``TYPE`` (Part C4), so both are read."""
@@ -534,6 +546,7 @@ class WorkflowRun:
         files = find_output_files(outputs, base_url=base_url)
         if not files and data.get("files"):
             files = find_output_files(data.get("files"), base_url=base_url)
+        raw = _without_run_id_task(raw, run_id)
         return cls(
             workflow_run_id=str(run_id),
             status=status,
@@ -668,7 +681,12 @@ class FormRequest:
 
 @dataclass(frozen=True)
 class WorkflowEvent:
-    """One event of a streamed run (the event name is inside the JSON ``data:`` frame)."""
+    """One event of a streamed run (the event name is inside the JSON ``data:`` frame).
+
+    Read the same from either Dify API and either server: a ``task_id`` that is the run id is
+    None, in ``raw`` too (:func:`_task_id`, Part C3); a pause reason's kind is read under ``type``
+    or ``TYPE`` (:func:`reason_kind`, Part C4).
+    """
 
     event: str
     task_id: str | None
@@ -693,12 +711,13 @@ class WorkflowEvent:
         if not isinstance(name, str) or not name:
             raise DifyProtocolError("Stream event without an event name")
         data = payload.get("data")
+        run_id = payload.get("workflow_run_id")
         return cls(
             event=name,
-            task_id=_task_id(payload.get("task_id"), payload.get("workflow_run_id")),
-            workflow_run_id=_str(payload.get("workflow_run_id")),
+            task_id=_task_id(payload.get("task_id"), run_id),
+            workflow_run_id=_str(run_id),
             data=data if isinstance(data, dict) else {},
-            raw=payload,
+            raw=_without_run_id_task(payload, run_id),
         )
 
     @property

@@ -137,18 +137,27 @@ def pipeline_error(error: ProviderError, endpoint: Endpoint) -> ProviderError:
     )
 
 
-def error_event_message(run_id: str | None, code: str | None, message: str | None) -> str:
-    """What a stream's ``error`` event means, for the task log.
+def error_event_message(
+    run_id: str | None,
+    code: str | None,
+    message: str | None,
+    *,
+    status: Any = None,
+    inputs_hint: str = "Check the inputs against the app's parameters (GET /parameters).",
+) -> str:
+    """What a stream's ``error`` event means, for the task log (both Dify APIs' trackers).
 
     The newest Dify validates a streaming run's inputs in its worker and reports a rejection as
     an ``error`` frame with no code and no run id (Part C1), before any run exists; other
-    ``error`` events name the run and a code.
+    ``error`` events name the run and a code. ``inputs_hint`` says where this API lists the
+    app's inputs.
     """
     said = message or "no message"
     if run_id is None and code is None:
         return (
-            f"Dify rejected the streaming run before it started: {said}. Dify checks streaming inputs in a "
-            "worker and reports a rejection as an error event without a run id; check the inputs against the "
-            "app's parameters (GET /parameters). The stream was closed at once; nothing is re-sent."
+            f"Dify rejected the run before it started: {said}. Dify checks a streaming run's inputs in a "
+            "worker and reports a rejection as an error event without a run id"
+            f"{f' (status {status})' if status is not None else ''}; the stream was closed at once and the run "
+            f"request is not re-sent. {inputs_hint}"
         )
     return f"Dify reported an error during run {run_id or '?'}: {said} ({code or 'no code'})"

@@ -46,7 +46,6 @@ from docify_provider.dify_openapi.errors import (
     DifyOpenAPIRunTimeoutError,
     DifyOpenAPIStreamIncompleteError,
     error_for_status,
-    run_error_event,
 )
 from docify_provider.dify_openapi.models import (
     Account,
@@ -78,21 +77,20 @@ _CUT = (OutcomeUnknownError, TransportError)
 
 
 class OpenAPIEventTracker(DifyEventTracker):
-    """The Service API's stream verdict under ``DifyOpenAPIError``; with ``continue_on_pause`` a
-    ``workflow_paused`` does not end the stream (the server keeps it open too)."""
+    """The Service API's stream verdict (``error`` frames, ``continue_on_pause``, the C3/C4 event
+    rules in the shared models) under ``DifyOpenAPIError``; chat and completion runs end at
+    ``message_end``."""
 
     unknown_hint = NO_LOOKUP
+    inputs_hint = (
+        "If the message names an input, fix it (DifyOpenAPIHook.describe_app(app).input_schema lists the "
+        "app's inputs) and run again."
+    )
 
-    def __init__(self, endpoint: str, *, continue_on_pause: bool = False, **kwargs: Any) -> None:
+    def __init__(self, endpoint: str, **kwargs: Any) -> None:
         super().__init__(endpoint, errors=DifyOpenAPIError, **kwargs)
-        self.continue_on_pause = continue_on_pause
 
     def accept(self, event: WorkflowEvent) -> WorkflowEvent | None:
-        event = protocol.normalized_event(event)
-        if event.event == "error":  # the end of the run, even when the server keeps the body open (C1)
-            self.session_id = event.workflow_run_id or self.session_id
-            self.events_seen.append("error")
-            raise run_error_event(event, run_id=self.run_id, endpoint=self.endpoint)
         accepted = super().accept(event)
         if accepted is not None and accepted.event == "message_end":
             # Chat and completion apps end with message_end (no workflow events; advanced-chat sends both).
@@ -101,12 +99,9 @@ class OpenAPIEventTracker(DifyEventTracker):
         return accepted
 
     def ends_stream(self, event: WorkflowEvent) -> bool:
-        if event.event == "workflow_paused" and self.continue_on_pause:
-            self.done = False
-            return False
         if event.event == "message_end":
             return self.done
-        return event.is_terminal
+        return super().ends_stream(event)
 
     @property
     def paused_forms(self) -> list[Any]:

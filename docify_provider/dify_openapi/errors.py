@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import httpx
 
     from docify_provider._core.endpoints import Endpoint
-    from docify_provider.dify.models import WorkflowEvent
 
 
 class DifyOpenAPIError(core.ProviderError, backend_root=True):
@@ -209,28 +208,6 @@ def _refused_token(code: str | None, said: str | None) -> str:
     )
 
 
-def run_error_event(event: WorkflowEvent, *, run_id: str | None, endpoint: str) -> DifyOpenAPIRunFailedError:
-    """The error for an ``error`` frame: the end of the run, whatever the server does with the body.
-
-    A current server's worker rejects a run (inputs it validates only there) with an ``error``
-    frame that has no code, no task id and no run id, and then keeps the body open until its idle
-    close (Part C1): the frame itself is the answer, and the run request was sent once.
-    """
-    said, code, status = event.error_message or "no message", event.error_code, event.raw.get("status")
-    if run_id:
-        text = f"Dify reported an error during run {run_id}: {said}" + (f" ({code})" if code else "")
-    else:
-        text = (
-            f"Dify rejected the run before it started: its worker answered an error frame with no run id "
-            f"(status {status if status is not None else '?'}): {said}. The run request was sent once and is "
-            "not re-sent. If the message names an input, fix it (DifyOpenAPIHook.describe_app(app)"
-            ".input_schema lists the app's inputs) and run again."
-        )
-    return DifyOpenAPIRunFailedError(
-        text, code=code, endpoint=endpoint, run_id=run_id, session_id=run_id, error=said, result=event.raw
-    )
-
-
 def error_for_status(status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint) -> core.HTTPStatusError:
     """The typed error for a non-2xx OpenAPI answer (the key already cut out of ``body``).
 
@@ -307,5 +284,4 @@ __all__ = [
     "DifyOpenAPITransportError",
     "DifyOpenAPIUnsafeDownloadError",
     "error_for_status",
-    "run_error_event",
 ]

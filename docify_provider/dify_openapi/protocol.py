@@ -21,16 +21,12 @@ reached Dify.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from docify_provider._core.endpoints import Endpoint
-
-if TYPE_CHECKING:
-    from docify_provider.dify.models import WorkflowEvent
 
 LEGACY, ACTION, PER_MODE = "legacy", "action", "per-mode"
 GENERATIONS = (LEGACY, ACTION, PER_MODE)
@@ -212,39 +208,6 @@ class GenerationProbe:
         return True  # another error, or 404 on both paths: the caller raises it
 
 
-# --- events as current servers send them (Part C) ----------------------------------------------
-
-
-def pause_reason_type(reason: Mapping[str, Any]) -> str | None:
-    """A ``workflow_paused`` reason's kind: the documents key it ``type``, current servers ``TYPE`` (C4)."""
-    kind = reason.get("type", reason.get("TYPE"))
-    return None if kind in (None, "") else str(kind)
-
-
-def normalized_event(event: WorkflowEvent) -> WorkflowEvent:
-    """An event as the rest of the client reads it, whichever server sent it.
-
-    - ``workflow_paused`` reasons keyed ``TYPE`` (current servers, C4) also get ``type``;
-    - a ``workflow_finished`` whose ``task_id`` is its run id (current servers, after re-attaching to
-      a run that had already finished, C3) loses that ``task_id``: it names no task, and a stop sent
-      with it would stop nothing (Dify answers success to any task id) while the run's real task
-      (kept by the tracker from earlier events) is the one to stop.
-    """
-    raw = event.raw
-    if event.event == "workflow_finished" and event.task_id and event.task_id == event.workflow_run_id:
-        raw = {**raw, "task_id": None}
-        return dataclasses.replace(event, task_id=None, raw=raw)
-    if event.event == "workflow_paused":
-        reasons = event.data.get("reasons")
-        if isinstance(reasons, list) and any(isinstance(r, dict) and "type" not in r and "TYPE" in r for r in reasons):
-            fixed = [
-                {**r, "type": pause_reason_type(r)} if isinstance(r, dict) and "type" not in r else r for r in reasons
-            ]
-            data = {**event.data, "reasons": fixed}
-            return dataclasses.replace(event, data=data, raw={**raw, "data": data})
-    return event
-
-
 # --- the run request -----------------------------------------------------------------------------
 
 
@@ -317,7 +280,5 @@ __all__ = [
     "WORKSPACES",
     "Endpoint",
     "GenerationProbe",
-    "normalized_event",
-    "pause_reason_type",
     "run_body",
 ]

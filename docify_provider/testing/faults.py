@@ -74,21 +74,23 @@ data), marks the run failed and, as on Dify, does not end the stream (it ends on
   ``rate_limit_error``) fails the started run. With ``server_profile="current"`` the blocking
   call is answered HTTP 400 with that code (429 for ``rate_limit_error``), as the newest Dify
   does (Part C2); ``"documented"``: 200 with ``status: failed``.
-* ``rejected_input(message=...)`` - run/stream: the inputs fail a check only the server can
-  make; no run is started. Blocking (and every run with ``server_profile="documented"``): 400
-  ``invalid_param``. A streaming run with ``"current"``: 200, a ping, then
-  ``{"event": "error", "message": ..., "status": 500}`` (no code, task or run id) and pings
-  only until the idle close, as Dify's worker-side validation answers (Part C1).
+* ``rejected_input(message="topic is required in input form")`` - run/stream, on both Dify
+  emulators (the OpenAPI's runs are ``stream``): the inputs fail a check only the server can
+  make, answered as that emulator answers its own input errors. A streaming run with
+  ``server_profile="current"``: 200, a ping, then ``{"event": "error", "message": ...,
+  "status": 500}`` (no code, task or run id) and pings only until the idle close, as Dify's
+  worker-side validation answers (Part C1); ``emu.worker_error_streams`` says how each such
+  body ended. Blocking Service API runs, and ``"documented"``: a synchronous 400 (Service API
+  ``invalid_param`` with the message; OpenAPI ``bad_request`` "invalid run input").
+  **No run is counted as started**, HTTP 200 or not: the worker validates the inputs before the
+  graph runs, so no run exists (no run id in the frame, none in the logs) and nothing is billed;
+  ``emu.requests`` still shows the one run request.
 
 Dify OpenAPI emulator (:mod:`docify_provider.testing.dify_openapi`). Runs (always SSE) are
 ``stream``; ``stop``, ``events`` and ``form`` (the form read) as above; request faults also apply
 to ``form_submit`` (the form answer), ``probe`` (``/_health`` ...), ``account``, ``sessions``,
-``workspaces``, ``apps``, ``describe`` and ``device`` (the OAuth device flow). OpenAPI-only kind:
-
-* ``worker_error(message="topic is required in input form")`` - stream: the run is accepted
-  (HTTP 200, counted as started) and its worker rejects it, as a current Dify server validates
-  run inputs (Part C1): a ping, one ``{"event": "error", "message", "status": 500}`` frame with
-  no code and no ids, then pings only until the idle close.
+``workspaces``, ``apps``, ``describe`` and ``device`` (the OAuth device flow); ``rejected_input``
+(above) is the worker's rejection of a run's inputs there too.
 """
 
 from __future__ import annotations
@@ -116,7 +118,6 @@ _KINDS: dict[str, tuple[frozenset[str], tuple[str, ...], dict[str, Any]]] = {
     "drop_mid_stream": (_STREAM, ("after_events",), {}),
     "end_without_complete": (_STREAM, ("after_events",), {}),
     "error_event": (_STREAM | {"run"}, (), {"message": "Emulated scenario failure", "code": None}),
-    "worker_error": (frozenset({"stream"}), (), {"message": "topic is required in input form"}),
     "failed_run": (_RUNS, (), {"message": "Emulated scenario failure"}),
     "malformed_event": (_STREAM, (), {}),
     "unknown_event": (_STREAM, (), {}),

@@ -1,8 +1,10 @@
-"""What the newest Dify server does on the Service API where its documents say otherwise (Part C).
+"""What the newest Dify server does where its documents say otherwise (Part C), for both APIs.
 
 Only used with ``server_profile="current"`` (``DifyEmulator.current``); kept apart from the
 handler so that the documented wire stays readable there. Each piece says which point of
-``shared/reference/dify-server-behaviour.md`` Part C it reproduces.
+``shared/reference/dify-server-behaviour.md`` Part C it reproduces. The Service API handler uses
+every piece and the OpenAPI handler, which extends it, inherits them (worker rejections, ``TYPE``
+reasons, re-attach); ``testing/dify_openapi/current.py`` holds only what the OpenAPI adds.
 """
 
 from __future__ import annotations
@@ -11,21 +13,64 @@ import json
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docify_provider.testing.dify.apps import DifyApp
 from docify_provider.testing.dify.streaming import dify_stream, pump
+from docify_provider.testing.dify.validation import FileMappingError, validate_inputs
+from docify_provider.testing.errors import RequestError
+from docify_provider.testing.faults import Fault
+
+if TYPE_CHECKING:
+    from docify_provider.testing.scenarios import FileInput
 
 #: Pipeline error codes a blocking run is answered with as an HTTP error (C2); the rest is 400.
 PIPELINE_STATUS = {"rate_limit_error": 429}
 
 
 class WorkerRejection(Exception):
-    """A streaming run whose inputs the worker rejected (C1): answered in-band, not with a 400."""
+    """A streaming run whose inputs the worker rejected (C1): answered in-band, not with a 400.
+
+    Both emulators raise it (a current server validates every streaming run in its worker, on the
+    Service API and the OpenAPI alike) and answer it with :func:`send_worker_error`. No run is
+    started: the worker checks the inputs before the graph runs, so no run id exists (none in the
+    frame, nothing in the logs) and nothing is billed.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def check_inputs(
+    app: DifyApp, inputs: Any, resolve: Callable[[str], FileInput | None], *, in_worker: bool
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """A run's inputs validated where the server validates them: ``(values, files, rejection)``.
+
+    File mappings are built in the API process before a run goes to a worker, so their errors
+    (:class:`FileMappingError`) raise, a synchronous 400, either way. Any other input error raises
+    too unless ``in_worker`` (a current server's streaming run, C1): then it is returned as
+    ``rejection``, for the worker's ``error`` frame after the 200.
+    """
+    try:
+        values, files = validate_inputs(app, inputs, resolve)
+    except FileMappingError:
+        raise
+    except RequestError as exc:
+        if not in_worker:
+            raise
+        return {}, {}, exc.message
+    return values, files, None
+
+
+def rejection(checked: str | None, fault: Fault | None) -> str | None:
+    """Why the server rejects a run's inputs, if it does: the inputs' own error, else a
+    ``rejected_input`` fault's message (a check only the server makes)."""
+    if checked is not None:
+        return checked
+    if fault is not None and fault.kind == "rejected_input":
+        return str(fault.message)
+    return None
 
 
 def worker_error_frame(message: str) -> str:
@@ -48,7 +93,8 @@ def send_worker_error(
 
     ``error`` is not terminal for the server, so the body stays open: a client that waits for
     the end of the body instead of closing at the error waits ``idle_close`` seconds. Returns
-    how the body ended, as :func:`pump` does.
+    how the body ended, as :func:`pump` does (``"idle"``; a client that closes first makes the
+    next ping's write raise).
     """
     stream = dify_stream(write, ping_interval, stopping)
     stream.ping()
@@ -63,6 +109,17 @@ def send_worker_error(
         fault=None,
         stopping=stopping,
     )
+
+
+def upper_case_reasons(event: dict[str, Any]) -> dict[str, Any]:
+    """A paused event or body with its reasons' kind under ``TYPE``, as a current server keys it (C4).
+
+    ``event`` is a ``workflow_paused`` event (``data.reasons``) or a blocking paused answer (the
+    same place); the run itself keeps the documents' ``type``.
+    """
+    data = dict(event.get("data") or {})
+    data["reasons"] = [{("TYPE" if k == "type" else k): v for k, v in r.items()} for r in data.get("reasons") or []]
+    return {**event, "data": data}
 
 
 def pipeline_error_body(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -96,6 +96,8 @@ class DifyEmulator(EmulatorServer):
         }
         self.public_host = public_host
         self.server_profile = server_profile
+        #: How each stream of a run its worker rejected ended (C1): "client closed" or "idle".
+        self.worker_error_streams: list[str] = []
         self.apps: dict[str, DifyApp] = builtin_apps()
         self.tenant_id = str(uuid.uuid4())
         self.secret = os.urandom(32)

@@ -22,13 +22,7 @@ from docify_provider.testing.dify.apps import DifyApp, parameters_body
 from docify_provider.testing.dify.files import verify
 from docify_provider.testing.dify.runs import DifyRun
 from docify_provider.testing.dify.streaming import TERMINAL, dify_stream, pump
-from docify_provider.testing.dify.validation import (
-    FileMappingError,
-    extension_of,
-    file_type_of,
-    invalid,
-    validate_inputs,
-)
+from docify_provider.testing.dify.validation import extension_of, file_type_of, invalid
 from docify_provider.testing.errors import RequestError
 from docify_provider.testing.records import UploadRecord
 from docify_provider.testing.uploads import parse_multipart
@@ -264,24 +258,26 @@ class DifyRequestHandler(EmulatorRequestHandler):
         # The newest server validates a streaming run's inputs in its worker (C1): file mappings
         # are still built (and refused) here, everything else is answered in-band.
         in_worker = emu.current and self._endpoint == "stream"
-        try:
-            values, files = validate_inputs(app, body["inputs"], lambda oid: emu.state.uploaded_file(None, oid))
-        except FileMappingError:
-            raise
-        except RequestError as exc:
-            if in_worker:
-                raise current.WorkerRejection(exc.message) from None
-            raise
+        values, files, rejected = current.check_inputs(
+            app, body["inputs"], lambda oid: emu.state.uploaded_file(None, oid), in_worker=in_worker
+        )
         fault = emu.state.take_fault(self._endpoint or "run", key_fp, "run")
-        if fault is not None and fault.kind == "rejected_input":
-            if in_worker:
-                raise current.WorkerRejection(str(fault.message))
-            raise invalid(str(fault.message))
+        rejected = current.rejection(rejected, fault)
+        if rejected is not None:  # no run is started (C1: validation comes before the graph)
+            raise current.WorkerRejection(rejected) if in_worker else invalid(rejected)
         run = DifyRun(app=app, key_fp=key_fp, user=user, inputs=values, files=files, fault=fault)
         run.end_user_id = emu.end_user_id(user)
         run.current = emu.current
+        return self._launch(run, user, subscribe=subscribe)
+
+    def _launch(
+        self, run: DifyRun, counted_for: str, *, subscribe: bool
+    ) -> tuple[DifyRun, queue.SimpleQueue[dict[str, Any]] | None]:
+        """Count ``run`` as started (for its key and ``counted_for``) and execute it in the
+        background; with ``subscribe`` the channel of its events (subscribed before it starts)."""
+        emu = self.emulator
         emu.state.add_run(run)
-        emu.state.count("started", key_fp, user)
+        emu.state.count("started", run.key_fp, counted_for)
         channel = run.subscribe() if subscribe else None
         engine.start(emu, run)
         return run, channel
@@ -315,7 +311,7 @@ class DifyRequestHandler(EmulatorRequestHandler):
         finally:
             run.unsubscribe(channel)
         if run.ended or run.status == "paused":
-            self._send_json(200, run.blocking_body(), ensure_ascii=True)
+            self._send_json(200, self._outgoing(run.blocking_body()), ensure_ascii=True)
 
     def _stream_headers(self, *extra: tuple[str, str]) -> None:
         self.send_response(200)
@@ -347,27 +343,46 @@ class DifyRequestHandler(EmulatorRequestHandler):
     _stream_fault = None
 
     def _outgoing(self, event: dict[str, Any]) -> dict[str, Any]:
-        """An event as this API writes it (the Service API: unchanged)."""
+        """An event (or a blocking answer) as this API writes it: a current server keys pause
+        reasons ``TYPE`` (C4); everything else is unchanged."""
+        if self.emulator.current and "reasons" in (event.get("data") or {}):
+            return current.upper_case_reasons(event)
         return event
 
-    def _do_stream(self, _: str) -> None:
+    def _worker_error(self, message: str) -> None:
+        """C1: HTTP 200, a ping, the worker's ``error`` frame, then pings only until the idle close
+        (or until the client closes it); how the body ended goes to ``emu.worker_error_streams``."""
+        emu = self.emulator
+        self._stream_headers()
+        ending = "client closed"
         try:
-            run, channel = self._start_run(subscribe=True)
-        except current.WorkerRejection as exc:
-            self._stream_headers()
-            emu = self.emulator
-            outcome = current.send_worker_error(
+            ending = current.send_worker_error(
                 self.wfile.write,
-                exc.message,
+                message,
                 ping_interval=emu.ping_interval,
                 idle_close=emu.idle_close_seconds,
                 stopping=emu.stopping,
             )
-            if outcome == "abort":
-                self._abort()
-            return
+        finally:
+            emu.worker_error_streams.append(ending)
+
+    def _start_stream(self) -> tuple[DifyRun, queue.SimpleQueue[dict[str, Any]]] | None:
+        """Start a streaming run subscribed to its events (its faults apply to the stream); None
+        when its worker rejected it (C1), the error frame then already answered, on either API."""
+        try:
+            run, channel = self._start_run(subscribe=True)
+        except current.WorkerRejection as exc:
+            self._worker_error(exc.message)
+            return None
         assert channel is not None
         self._stream_fault = run.fault
+        return run, channel
+
+    def _do_stream(self, _: str) -> None:
+        started = self._start_stream()
+        if started is None:
+            return
+        run, channel = started
         self._stream_headers()
         self._relay(run, channel, TERMINAL)
 
@@ -398,10 +413,11 @@ class DifyRequestHandler(EmulatorRequestHandler):
         snapshot = query.get("include_state_snapshot", "false").lower() == "true"
         channel = run.subscribe_unless_finished(snapshot)
         self._stream_headers(("Cache-Control", "no-cache"), ("Connection", "keep-alive"))
+        current_server = self.emulator.current
         if channel is None:
             stream = dify_stream(self.wfile.write, None, self.emulator.stopping)
             frame = run.envelope("workflow_finished", run.finished_data())
-            if run.current:  # the newest server's finished-run frame carries the run id as task id (C3)
+            if current_server:  # the newest server's finished-run frame carries the run id as task id (C3)
                 frame["task_id"] = run.id
             stream.frame("", json.dumps(frame))
             stream.end()
@@ -411,7 +427,7 @@ class DifyRequestHandler(EmulatorRequestHandler):
         if continue_on_pause:
             # Documents: closes at workflow_finished. Newest server (C3): nothing is terminal,
             # the body stays open after workflow_finished until the idle close.
-            terminal = frozenset() if run.current else frozenset({"workflow_finished"})
+            terminal = frozenset() if current_server else frozenset({"workflow_finished"})
         self._relay(run, channel, terminal)
 
     def _do_stop(self, path: str) -> None:

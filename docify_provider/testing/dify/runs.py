@@ -111,9 +111,11 @@ class DifyRun:
     query: str | None = None
     conversation_id: str | None = None
     message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    #: Shaped like the newest Dify server (``server_profile="current"``): set by the API that
+    #: Shaped like the newest Dify server (``server_profile="current"``) where the run and engine
+    #: decide (run detail ``inputs``, a paused run's stop, the resumed node): set by the API that
     #: started the run (the Service API), so that the OpenAPI emulator, which shares this class,
-    #: keeps its documented shapes until it opts in.
+    #: keeps its documented shapes until it opts in. What the handlers write (worker rejections,
+    #: ``TYPE`` reasons, re-attach) follows ``emu.current`` on both APIs.
     current: bool = False
     #: Answers of the forms submitted so far, by form node id (multi-form graphs).
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -235,8 +237,8 @@ class DifyRun:
     def reasons(self) -> list[dict[str, Any]]:
         if self.form is None or self.status != "paused":
             return []
-        # The newest server keys the reason kind upper-case (Part C4); the documents: ``type``.
-        return [{**self.form.data(), ("TYPE" if self.current else "type"): "human_input_required"}]
+        # The documents' key; a current server's handlers write it ``TYPE`` (Part C4, ``current.upper_case_reasons``).
+        return [{**self.form.data(), "type": "human_input_required"}]
 
     def blocking_body(self) -> dict[str, Any]:
         """The blocking ``POST /v1/workflows/run`` answer (paused: ``paused_nodes``, ``reasons``)."""

@@ -113,8 +113,6 @@ class DifyOpenAPIEmulator(DifyEmulator):
         #: conversation id -> app id (chat-family runs continue a known conversation only)
         self.conversations: dict[str, str] = {}
         self._hits: dict[str, deque[float]] = {}
-        #: How each stream of a run its worker rejected ended (C1): "client closed" or "idle".
-        self.worker_error_streams: list[str] = []
         self._hits_lock = threading.Lock()
 
     @property

@@ -20,19 +20,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from docify_provider.testing.base_handler import DISCONNECTS
-from docify_provider.testing.dify import engine
-from docify_provider.testing.dify.handler import MAX_JSON_BODY
+from docify_provider.testing.dify import current
+from docify_provider.testing.dify.handler import MAX_JSON_BODY, DifyRequestHandler
 from docify_provider.testing.dify.runs import DifyRun
 from docify_provider.testing.dify.streaming import TERMINAL
-from docify_provider.testing.dify.validation import extension_of, file_type_of, validate_inputs
-from docify_provider.testing.dify_openapi.current import (
-    TOKEN_EXPIRED_HINT,
-    UNKNOWN_TOKEN,
-    CurrentServerHandler,
-    WorkerRejected,
-    file_mapping_error,
-    upper_case_reasons,
-)
+from docify_provider.testing.dify.validation import extension_of, file_type_of
+from docify_provider.testing.dify_openapi.current import TOKEN_EXPIRED_HINT, UNKNOWN_TOKEN
 from docify_provider.testing.dify_openapi.describe import DESCRIBE_FIELDS, app_row, describe
 from docify_provider.testing.dify_openapi.device import DeviceError
 from docify_provider.testing.dify_openapi.directory import APP_MODES, CHAT_MODES, Account, OpenAPIApp, Session, iso
@@ -134,7 +127,7 @@ def _envelope(items: list[Any], page: int, limit: int) -> dict[str, Any]:
     return {"page": page, "limit": limit, "total": len(items), "has_more": page * limit < len(items), "data": chunk}
 
 
-class OpenAPIRequestHandler(CurrentServerHandler):
+class OpenAPIRequestHandler(DifyRequestHandler):
     """Serves ``/openapi/v1`` (current or legacy paths, per the emulator's ``paths``)."""
 
     server_version = "DifyOpenAPIEmulator/1.0"
@@ -594,41 +587,36 @@ class OpenAPIRequestHandler(CurrentServerHandler):
         conversation = body.get("conversation_id") or None
         if conversation is not None and emu.conversations.get(str(conversation)) != app.app_id:
             raise ApiError("Conversation Not Exists.", 404, "not_found")
-        rejected: str | None = None
+        # Every OpenAPI run streams, so a current server validates its inputs in the worker (C1)
         try:
-            values, files = validate_inputs(app, inputs, lambda oid: emu.state.uploaded_file(None, oid))
+            values, files, rejected = current.check_inputs(
+                app, inputs, lambda oid: emu.state.uploaded_file(None, oid), in_worker=emu.current
+            )
         except RequestError as exc:
             if not emu.current:  # the documents: ValueError -> 400 "invalid run input", detail hidden (B5)
                 raise ApiError("invalid run input", 400, "bad_request") from None
-            if file_mapping_error(exc.message):
-                raise ApiError(exc.message, 400, "bad_request") from None  # C6: the real message
-            rejected, values, files = exc.message, {}, {}  # C1: validated in the worker, after the 200
+            raise ApiError(exc.message, 400, "bad_request") from None  # a file mapping's; C6: the real message
         if emu.max_active_requests and emu.active_runs(app.code) >= emu.max_active_requests:
             raise ApiError("Too many requests. Please try again later.", 429, "too_many_requests")
         fault = emu.state.take_fault(self._endpoint or "stream", session.token_fp, "run")
-        if rejected is not None or (fault is not None and fault.kind == "worker_error"):
-            emu.state.count("started", session.token_fp, app.app_id)  # the run POST was accepted (200)
-            raise WorkerRejected(rejected if rejected is not None else str(fault.message if fault else ""))
+        rejected = current.rejection(rejected, fault)
+        if rejected is not None:  # no run is started (C1: validation comes before the graph)
+            if emu.current:
+                raise current.WorkerRejection(rejected)
+            raise ApiError("invalid run input", 400, "bad_request")
         run = DifyRun(app=app, key_fp=session.token_fp, user=account.id, inputs=values, files=files, fault=fault)
         run.end_user_id = account.id
         if app.mode in CHAT_MODES:
             run.query = str(body.get("query"))
             run.conversation_id = str(conversation or uuid.uuid4())
             emu.conversations[run.conversation_id] = app.app_id
-        emu.state.add_run(run)
-        emu.state.count("started", session.token_fp, app.app_id)
-        channel = run.subscribe() if subscribe else None
-        engine.start(emu, run)
-        return run, channel
+        return self._launch(run, app.app_id, subscribe=subscribe)
 
     def _do_stream(self, _: str) -> None:
-        try:
-            run, channel = self._start_run(subscribe=True)
-        except WorkerRejected as exc:
-            self._worker_error(exc.message)
+        started = self._start_stream()
+        if started is None:
             return
-        assert channel is not None
-        self._stream_fault = run.fault
+        run, channel = started
         self._hint_app = run.app.code
         deprecated = not self.legacy and not self._args[1]  # POST /apps/{id}:run
         self._stream_headers(*([("Deprecation", "true")] if deprecated else []))
@@ -638,10 +626,9 @@ class OpenAPIRequestHandler(CurrentServerHandler):
     def _outgoing(self, event: dict[str, Any]) -> dict[str, Any]:
         """B5: ``human_input_required`` gets top-level ``hints`` (one per action), chat
         ``message_end`` a "Reply in this conversation" hint; a current server keys pause
-        reasons ``TYPE`` (C4); everything else is unchanged."""
+        reasons ``TYPE`` (C4, the Service API's rule); everything else is unchanged."""
+        event = super()._outgoing(event)
         name = event.get("event")
-        if name == "workflow_paused" and self.emulator.current:
-            return upper_case_reasons(event)
         if name == "human_input_required":
             data = event.get("data") or {}
             op = "run.form.submit" if self.legacy else "submit.run.form"
