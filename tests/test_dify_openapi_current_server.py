@@ -367,6 +367,29 @@ def test_continue_on_pause_reattach_ends_at_workflow_finished(
     assert emu.runs_started() == 1
 
 
+@pytest.mark.parametrize("profile", ["current", "documented"])
+def test_cli_server_profile(profile: str) -> None:
+    """``--server-profile`` applies to ``--mode dify-openapi`` too (app rows: tags only as documented)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "docify_provider.testing", "--mode", "dify-openapi", "--port", "0"]
+    proc = subprocess.Popen([*command, "--server-profile", profile], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("Dify OpenAPI emulator (current paths")
+        assert ("documented server" in first) == (profile == "documented"), first
+        base = first.split(": ", 1)[1].strip()
+        headers = {"Authorization": f"Bearer {ACCOUNT_TOKEN}"}
+        rows = httpx.get(base + "/apps", params={"workspace_id": WORKSPACE_ID}, headers=headers, timeout=10)
+        assert rows.status_code == 200
+        assert ("tags" in rows.json()["data"][0]) == (profile == "documented")
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
 # --- C6: run-level rules (the run engine the Service API shares) -----------------------------------
 
 
@@ -405,9 +428,10 @@ def test_wire_resumed_node_is_re_announced_on_the_reattach_stream(profile: str) 
         params = {"include_state_snapshot": "true", "continue_on_pause": "true"}
 
         def reattach() -> None:
-            with http(emu) as c, connect_sse(
-                c, "GET", f"apps/{HUMAN_INPUT_APP_ID}/tasks/{run_id}/events", params=params
-            ) as source:
+            with (
+                http(emu) as c,
+                connect_sse(c, "GET", f"apps/{HUMAN_INPUT_APP_ID}/tasks/{run_id}/events", params=params) as source,
+            ):
                 for item in source.iter_sse():
                     if item.event == "message":
                         frames.append(json.loads(item.data))
