@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -235,6 +236,25 @@ def test_stop_then_look(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> 
     events.close()  # type: ignore[attr-defined]
     run = client.stop_task(LONG_APP_ID, task_id, workflow_run_id=run_id)
     assert run is not None and run.status == "stopped"
+
+
+def test_stop_of_a_paused_run_returns_the_pause_it_saw(emu: DifyOpenAPIEmulator, client: DifyOpenAPIClient) -> None:
+    """A current Dify leaves a paused run paused on stop (C6): ``stop_task`` reads the state
+    snapshot once (it ends at the pause), returns the paused run and never waits for ``stopped``."""
+    paused = list(client.run_app(HUMAN_INPUT_APP_ID, {"topic": "x"}))[-1]
+    run_id, task_id = str(paused.workflow_run_id), str(paused.task_id)
+    started = time.monotonic()
+    run = client.stop_task(HUMAN_INPUT_APP_ID, task_id, workflow_run_id=run_id)
+    assert time.monotonic() - started < 5
+    assert run is not None and run.status == "paused" and run.workflow_run_id == run_id
+    assert emu.run(run_id).status == "paused"
+
+    async def astop() -> Any:
+        async with AsyncDifyOpenAPIClient(make_config(emu)) as c:
+            return await c.stop_task(HUMAN_INPUT_APP_ID, task_id, workflow_run_id=run_id)
+
+    again = asyncio.run(astop())
+    assert again is not None and again.status == "paused" and emu.run(run_id).status == "paused"
 
 
 def test_the_action_generation_end_to_end() -> None:

@@ -367,6 +367,92 @@ def test_continue_on_pause_reattach_ends_at_workflow_finished(
     assert emu.runs_started() == 1
 
 
+@pytest.mark.parametrize("profile", ["current", "documented"])
+def test_cli_server_profile(profile: str) -> None:
+    """``--server-profile`` applies to ``--mode dify-openapi`` too (app rows: tags only as documented)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "docify_provider.testing", "--mode", "dify-openapi", "--port", "0"]
+    proc = subprocess.Popen([*command, "--server-profile", profile], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("Dify OpenAPI emulator (current paths")
+        assert ("documented server" in first) == (profile == "documented"), first
+        base = first.split(": ", 1)[1].strip()
+        headers = {"Authorization": f"Bearer {ACCOUNT_TOKEN}"}
+        rows = httpx.get(base + "/apps", params={"workspace_id": WORKSPACE_ID}, headers=headers, timeout=10)
+        assert rows.status_code == 200
+        assert ("tags" in rows.json()["data"][0]) == (profile == "documented")
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+# --- C6: run-level rules (the run engine the Service API shares) -----------------------------------
+
+
+def _paused_run(emu: DifyOpenAPIEmulator) -> tuple[str, str, str]:
+    """A paused human-input run started over the OpenAPI: (run id, task id, form token)."""
+    with DifyOpenAPIClient(config(emu)) as c:
+        paused = list(c.run_app(HUMAN_INPUT_APP_ID, {"topic": "launch"}))[-1]
+    assert paused.event == "workflow_paused"
+    return str(paused.workflow_run_id), str(paused.task_id), str(paused.forms[0].form_token)
+
+
+@pytest.mark.parametrize("profile", ["current", "documented"])
+def test_wire_stop_of_a_paused_account_run(profile: str) -> None:
+    """C6 on the account API too: a paused run has no live engine, so a current server's stop
+    answers success and the run stays ``paused``; the documents' stop ends it ``stopped``."""
+    with make(profile) as emu:
+        run_id, task_id, _ = _paused_run(emu)
+        with http(emu) as c:
+            r = c.post(f"apps/{HUMAN_INPUT_APP_ID}/tasks/{task_id}:stop")
+        assert r.status_code == 200 and r.json() == {"result": "success"}
+        assert emu.stop_requests(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1
+        if profile == "current":
+            time.sleep(0.2)
+            assert emu.run(run_id).status == "paused"
+        else:
+            assert emu.wait_run_finished(run_id, timeout=5).status == "stopped"
+
+
+@pytest.mark.parametrize("profile", ["current", "documented"])
+def test_wire_resumed_node_is_re_announced_on_the_reattach_stream(profile: str) -> None:
+    """C6 on the account API's re-attach stream: a current server sends ``node_started`` of the
+    resumed node before ``human_input_form_filled``; the documents send the filled form first."""
+    with make(profile) as emu:
+        run_id, _, token = _paused_run(emu)
+        frames: list[dict[str, Any]] = []
+        params = {"include_state_snapshot": "true", "continue_on_pause": "true"}
+
+        def reattach() -> None:
+            with (
+                http(emu) as c,
+                connect_sse(c, "GET", f"apps/{HUMAN_INPUT_APP_ID}/tasks/{run_id}/events", params=params) as source,
+            ):
+                for item in source.iter_sse():
+                    if item.event == "message":
+                        frames.append(json.loads(item.data))
+                        if frames[-1]["event"] == "workflow_finished":
+                            return
+
+        reader = threading.Thread(target=reattach, daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 5
+        while emu.events_requests(ACCOUNT_TOKEN) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # subscribed: the resumed run's events go to this stream
+        emu.answer_in_ui(token, "approve", {"comment": "fine"})
+        reader.join(10)
+        names = [f["event"] for f in frames]
+        resumed = names[names.index("workflow_paused") + 1 :]
+        assert resumed[0] == "workflow_started", names
+        expected = ["node_started", "human_input_form_filled"] if profile == "current" else ["human_input_form_filled"]
+        assert resumed[1 : 1 + len(expected)] == expected, names
+
+
 # --- C4: pause reasons keyed TYPE -------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from docify_provider.testing.dify_openapi import (
     ACCOUNT_TOKEN,
     ADVANCED_CHAT_APP_ID,
     CHAT_APP_ID,
+    HUMAN_INPUT_APP_ID,
     LONG_APP_ID,
     TEXT_APP_ID,
 )
@@ -383,3 +384,47 @@ def test_a_retry_of_an_advanced_chat_run_reattaches_by_its_workflow_run_id(opena
     assert xcom["workflow_run_id"] == run.id
     assert xcom["answer"] == "You asked: Hi?. Voilà — a réponse."
     assert emu.runs_started(ACCOUNT_TOKEN, app=ADVANCED_CHAT_APP_ID) == 1
+
+
+def _paused_account_run(emu: Any) -> tuple[str, str]:
+    """A paused human-input run started with the account token: (run id, task id)."""
+    from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+
+    hook = DifyOpenAPIHook()
+    paused = list(hook.client.run_app(HUMAN_INPUT_APP_ID, {"topic": "x"}))[-1]
+    assert paused.event == "workflow_paused" and paused.task_id
+    return str(paused.workflow_run_id), str(paused.task_id)
+
+
+def test_stop_of_a_paused_account_run_is_bounded_and_says_what_it_saw(openapi_conn, capfd) -> None:
+    """A current Dify answers success to the stop of a paused run and leaves it paused (C6): the
+    operator (the Service API operator's ``_stop_running``) never waits for ``stopped`` and logs
+    the status it saw."""
+    emu = openapi_conn
+    run_id, task_id = _paused_account_run(emu)
+    operator = DifyRunAppOperator(task_id="t", app=HUMAN_INPUT_APP_ID, inputs={"topic": "x"})
+    operator._running = (task_id, run_id, None)
+    started = time.monotonic()
+    operator._stop_running("execution_timeout")
+    assert time.monotonic() - started < 5, "the stop reads the status once, never waits for 'stopped'"
+    assert emu.stop_requests(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1 and emu.run(run_id).status == "paused"
+    text = console_text(capfd)
+    assert f"execution_timeout: stopping Dify task {task_id}" in text
+    assert f"run {run_id} is still paused (status seen: paused)" in text
+
+
+def test_account_trigger_on_kill_of_a_paused_run_is_bounded_and_says_what_it_saw(
+    openapi_conn, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+
+    emu = openapi_conn
+    run_id, task_id = _paused_account_run(emu)
+    trigger = DifyAppRunTrigger(app_id=HUMAN_INPUT_APP_ID, workflow_run_id=run_id, dify_task_id=task_id)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="docify_provider"):
+        asyncio.run(trigger.on_kill())
+    assert time.monotonic() - started < 5, "on_kill reads the status once, never waits for 'stopped'"
+    assert emu.stop_requests(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1 and emu.run(run_id).status == "paused"
+    assert f"run {run_id} is still paused" in caplog.text, caplog.text

@@ -29,7 +29,7 @@ from docify_provider._core.config import reveal
 from docify_provider._core.errors import OutcomeUnknownError, ProviderError, TransportError
 from docify_provider._core.files import open_file_source
 from docify_provider._core.transport import AsyncHTTP, HTTPBase, SyncHTTP
-from docify_provider.dify.client import DifyEventTracker, normalize_inputs
+from docify_provider.dify.client import DifyClientBase, DifyEventTracker, normalize_inputs
 from docify_provider.dify.inputs import InputPlan
 from docify_provider.dify.models import UploadedFile, WorkflowEvent, WorkflowRun
 from docify_provider.dify_openapi import discovery, protocol
@@ -318,11 +318,16 @@ class DifyOpenAPIClientBase(HTTPBase):
 
     @staticmethod
     def _stopped(run_id: str | None, task_id: str, event: WorkflowEvent | None) -> WorkflowRun | None:
-        run = event.run if event is not None else None
+        """What the stopped task's run became: its finished frame, or the pause it still waits in
+        (a current Dify's stop reaches no paused run: there is no live engine, Part C6); logged
+        as the Service API client logs it (the status seen, never a wait for ``stopped``)."""
+        run = None
+        if event is not None:
+            run = event.run or (WorkflowRun.from_event(event) if event.event == "workflow_paused" else None)
         if run is None:
             log.info("Asked Dify to stop task %s (run %s); its outcome was not seen", task_id, run_id or "?")
-        elif run.ended:
-            log.info("Dify task %s: run %s is now %s", task_id, run.workflow_run_id, run.status)
+        else:
+            DifyClientBase._log_stop(task_id, run)
         return run
 
 
@@ -590,7 +595,8 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
             with DifyOpenAPIClient(short) as reader:
                 reader._probe, reader._resolved = self._probe, self._resolved
                 try:
-                    for event in reader.task_events(resolved.id, workflow_run_id):
+                    # the snapshot ends a paused run's stream at its pause (a stop leaves it paused, C6)
+                    for event in reader.task_events(resolved.id, workflow_run_id, include_state_snapshot=True):
                         last = event
                 except DifyOpenAPIRunFailedError as exc:  # ended stopped (or failed): what we want to see
                     raw = exc.result if isinstance(exc.result, dict) else {}
@@ -886,7 +892,7 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
                 short = dataclasses.replace(self.config, max_stream_seconds=STOP_WAIT_SECONDS)
                 async with AsyncDifyOpenAPIClient(short) as reader:
                     reader._probe, reader._resolved = self._probe, self._resolved
-                    async for event in reader.task_events(resolved.id, workflow_run_id):
+                    async for event in reader.task_events(resolved.id, workflow_run_id, include_state_snapshot=True):
                         last = event
             except DifyOpenAPIRunFailedError as exc:
                 raw = exc.result if isinstance(exc.result, dict) else {}

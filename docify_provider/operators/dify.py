@@ -675,7 +675,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
         task_id, run_id, user = running
         self.log.warning("%s: stopping Dify task %s (run %s)", why, task_id, run_id)
         try:
-            run = self.hook.stop_task(str(task_id), user=user, workflow_run_id=run_id)
+            run = self._stop_task(str(task_id), run_id, user)
         except Exception as exc:
             self.log.error("Could not stop Dify task %s (run %s); it may go on: %s", task_id, run_id, exc)
             return
@@ -698,6 +698,10 @@ class _DifyRunOperatorBase(RunOperatorBase):
                 run_id,
                 run.status,
             )
+
+    def _stop_task(self, task_id: str, run_id: str | None, user: str | None) -> WorkflowRun | None:
+        """Ask Dify to stop the task, then read (a bounded number of times) what its run became."""
+        return self.hook.stop_task(task_id, user=user, workflow_run_id=run_id)
 
     def on_kill(self) -> None:
         if "hook" in self.__dict__:

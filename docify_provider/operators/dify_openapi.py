@@ -376,27 +376,12 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             xcom["conversation_id"] = raw.get("conversation_id")
         return xcom
 
-    def _stop_running(self, why: str) -> None:
-        running = self._running
-        if running is None or not running[0] or getattr(self, "_stop_handled", False):
-            return super()._stop_running(why)
-        self._stop_handled = True
-        task_id, run_id, _user = running
-        self.log.warning("%s: stopping Dify task %s (run %s)", why, task_id, run_id)
-        try:
-            self._ensure_app()
-            run = self.hook.stop_task(str(self._app_id), str(task_id), workflow_run_id=run_id)
-        except Exception as exc:
-            self.log.error("Could not stop Dify task %s (run %s); it may go on: %s", task_id, run_id, exc)
-            return
-        if run is not None and run.ended:
-            self.log.warning("Dify run %s is now %s after the stop request", run_id, run.status)
-        else:
-            self.log.warning(
-                "Asked Dify to stop task %s; run %s was not seen ending: it may go on on Dify (check its log there)",
-                task_id,
-                run_id,
-            )
+    def _stop_task(self, task_id: str, run_id: str | None, user: str | None) -> WorkflowRun | None:
+        """The account API's stop (by app); the run's status is read back once, bounded by the
+        client's ``STOP_WAIT_SECONDS`` (a paused run stays paused, C6): the Service API operator's
+        ``_stop_running`` logs what was seen."""
+        self._ensure_app()
+        return self.hook.stop_task(str(self._app_id), task_id, workflow_run_id=run_id)
 
 
 __all__ = ["DifyRunAppOperator", "DifyRunLogLink"]

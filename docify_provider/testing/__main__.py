@@ -2,7 +2,7 @@
 
 python -m docify_provider.testing --port 8765
 python -m docify_provider.testing --mode dify --port 8766 [--server-profile documented]
-python -m docify_provider.testing --mode dify-openapi --port 8767 [--paths legacy]
+python -m docify_provider.testing --mode dify-openapi --port 8767 [--paths legacy] [--server-profile documented]
 """
 
 from __future__ import annotations
@@ -45,9 +45,14 @@ def _parser() -> argparse.ArgumentParser:
         "--server-profile",
         choices=SERVER_PROFILES,
         default="current",
-        help="dify: behave like the newest Dify server (current) or as its documents say (documented)",
+        help="dify, dify-openapi: behave like the newest Dify server (current) or as its documents say (documented)",
     )
     return parser
+
+
+def _profile_note(profile: str, lead: str) -> str:
+    """What the banner says of ``--server-profile``: nothing for the default (current)."""
+    return "" if profile == "current" else f"{lead}{profile} server"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,8 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_close_seconds=args.idle_close,
             event_interval=args.event_interval,
             public_host=args.public_host,
+            server_profile=args.server_profile,
         )
-        title = f"Dify OpenAPI emulator ({args.paths} paths)"
+        title = f"Dify OpenAPI emulator ({args.paths} paths{_profile_note(args.server_profile, ', ')})"
         keys = ((ACCOUNT_TOKEN, "account token", False), (OTHER_ACCOUNT_TOKEN, "second account token", False))
     elif args.mode == "dify":
         emulator = DifyEmulator(
@@ -85,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             public_host=args.public_host,
             server_profile=args.server_profile,
         )
-        profile = "" if args.server_profile == "current" else f" ({args.server_profile} server)"
-        title, keys = f"Dify emulator{profile}", DEFAULT_APP_KEYS
+        profile = _profile_note(args.server_profile, "")
+        title, keys = f"Dify emulator{f' ({profile})' if profile else ''}", DEFAULT_APP_KEYS
     else:
         emulator = DocifyEmulator(
             host=args.host,

@@ -267,15 +267,17 @@ class DifyRequestHandler(EmulatorRequestHandler):
             raise current.WorkerRejection(rejected) if in_worker else invalid(rejected)
         run = DifyRun(app=app, key_fp=key_fp, user=user, inputs=values, files=files, fault=fault)
         run.end_user_id = emu.end_user_id(user)
-        run.current = emu.current
         return self._launch(run, user, subscribe=subscribe)
 
     def _launch(
         self, run: DifyRun, counted_for: str, *, subscribe: bool
     ) -> tuple[DifyRun, queue.SimpleQueue[dict[str, Any]] | None]:
         """Count ``run`` as started (for its key and ``counted_for``) and execute it in the
-        background; with ``subscribe`` the channel of its events (subscribed before it starts)."""
+        background; with ``subscribe`` the channel of its events (subscribed before it starts).
+        The run follows the emulator's ``server_profile`` on both APIs (one server code path
+        runs them: run detail ``inputs``, a paused run's stop, the resumed node, C6)."""
         emu = self.emulator
+        run.current = emu.current
         emu.state.add_run(run)
         emu.state.count("started", run.key_fp, counted_for)
         channel = run.subscribe() if subscribe else None

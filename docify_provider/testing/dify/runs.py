@@ -112,10 +112,9 @@ class DifyRun:
     conversation_id: str | None = None
     message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     #: Shaped like the newest Dify server (``server_profile="current"``) where the run and engine
-    #: decide (run detail ``inputs``, a paused run's stop, the resumed node): set by the API that
-    #: started the run (the Service API), so that the OpenAPI emulator, which shares this class,
-    #: keeps its documented shapes until it opts in. What the handlers write (worker rejections,
-    #: ``TYPE`` reasons, re-attach) follows ``emu.current`` on both APIs.
+    #: decide (run detail ``inputs``, a paused run's stop, the resumed node): set when either API
+    #: starts the run (``DifyRequestHandler._launch``; one server code path serves both). What the
+    #: handlers write (worker rejections, ``TYPE`` reasons, re-attach) follows ``emu.current``.
     current: bool = False
     #: Answers of the forms submitted so far, by form node id (multi-form graphs).
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -50,8 +50,9 @@ Runs are always SSE (fault endpoint ``stream``).
 
 ``server_profile``: ``"current"`` (default) or ``"documented"``; see :class:`DifyOpenAPIEmulator`
 for what differs (worker ``error`` frames, ``TYPE`` pause reasons, re-attach, 401 ``token_expired``,
-no tags). The ``rejected_input`` fault (shared with the Service API emulator) makes a run's worker
-reject its inputs; no run is started. ``emu.worker_error_streams`` says how each such stream ended
+no tags, a paused run's stop leaving it paused, the resumed node re-announced). The
+``rejected_input`` fault (shared with the Service API emulator) makes a run's worker reject its
+inputs; no run is started. ``emu.worker_error_streams`` says how each such stream ended
 ("client closed", or "idle" when the client waited for the close).
 
 Error bodies are ``{code, message, status, hint?, details?}``; ``code`` follows the status

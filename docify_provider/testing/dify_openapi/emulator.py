@@ -60,8 +60,11 @@ class DifyOpenAPIEmulator(DifyEmulator):
     pause reasons keyed ``TYPE``, a ``continue_on_pause`` re-attach held open after
     ``workflow_finished``, the frame of an already finished run with ``task_id`` = the run id,
     401 ``token_expired`` (with a ``hint``) for an expired session and "Invalid or unknown bearer
-    token." for an unknown one. ``"documented"`` answers as Dify's documents say (tag filter,
-    tags and author, ``type``, 400 "invalid run input", 401 ``unauthorized`` for both).
+    token." for an unknown one; and the run engine's rules it shares with the Service API (C6):
+    a stop of a paused run answers success and leaves it ``paused``, and on resume the node's
+    ``node_started`` comes again before ``human_input_form_filled`` (the re-attach stream too).
+    ``"documented"`` answers as Dify's documents say (tag filter, tags and author, ``type``, 400
+    "invalid run input", 401 ``unauthorized`` for both, a paused run's stop ends it ``stopped``).
     Everything else (``ping_interval``, ``idle_close_seconds``, ``event_interval``,
     ``form_expiry_seconds``, ...) is as for :class:`DifyEmulator`.
     """
