@@ -449,6 +449,8 @@ HITL_DAG_FILE = ROOT / "tests" / "dags" / "dify_hitl.py"
 HITL_DAG_ID, HITL_TASK_ID, HITL_RECORD_TASK_ID = "dify_hitl", "review", "record"
 HITL_TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
 HITL_BLOCKING_DAG_ID = "dify_hitl_blocking"
+#: ``DifyRunAppOperator`` on the account API's one-form app: served by the OpenAPI emulator.
+HITL_ACCOUNT_DAG_ID = "dify_hitl_account"
 
 
 @dataclass
@@ -461,6 +463,12 @@ class HitlRun:
     timeline: Timeline
     dag_id: str = HITL_DAG_ID
     task_id: str = HITL_TASK_ID
+    #: The credential the task's connection presents (the app key; the account token on the account API).
+    key: str = ""
+
+    def runs_bought(self) -> int:
+        """Runs the emulator started with this run's credential."""
+        return int(self.emu.runs_started(key=self.key))
 
     @property
     def ti_path(self) -> str:
@@ -561,12 +569,20 @@ class HitlRun:
         return cleared
 
     def form_posts(self) -> int:
-        """Answers the emulator's forms accepted (``POST /v1/form/human_input/{token}`` answered 200)."""
-        return sum(1 for r in self.emu.requests if r.endpoint == "form" and r.method == "POST" and r.status == 200)
+        """Answers the emulator's forms accepted (``POST /v1/form/human_input/{token}``, on the account API
+        ``.../human-input-forms/{token}:submit``, answered 200)."""
+        return self._form_posts(200)
 
     def refused_form_posts(self) -> int:
         """Answers refused as already given (412): a second resume of the task posting it again."""
-        return sum(1 for r in self.emu.requests if r.endpoint == "form" and r.method == "POST" and r.status == 412)
+        return self._form_posts(412)
+
+    def _form_posts(self, status: int) -> int:
+        return sum(
+            1
+            for r in self.emu.requests
+            if r.endpoint in ("form", "form_submit") and r.method == "POST" and r.status == status
+        )
 
     def task_log(self) -> str:
         """Every task and trigger log of the Dify task in this run (all tries)."""
@@ -585,7 +601,8 @@ def dify_hitl_deployment(
 ) -> Iterator[HitlRun]:
     """The emulator, a deployment serving ``tests/dags/dify_hitl.py`` and one triggered run of
     ``dag_id`` (``dify_hitl``: one form; ``dify_hitl_two_forms``: two, the first asked in Airflow
-    and the second answered in Dify).
+    and the second answered in Dify; ``dify_hitl_account``: one form, the account API, served by the
+    OpenAPI emulator through the ``dify_account`` connection).
 
     ``users`` (name -> (role, password)) turns the login on: SimpleAuthManager with those users
     and a password file of its own, and the REST calls of the helpers go with ``users``' first
@@ -593,6 +610,7 @@ def dify_hitl_deployment(
     options (e.g. ``event_interval`` to pace a run).
     """
     from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, TWO_FORMS_APP_KEY, DifyEmulator
+    from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, DifyOpenAPIEmulator
 
     dags = tmp_path / "dags"
     dags.mkdir(parents=True, exist_ok=True)
@@ -611,11 +629,17 @@ def dify_hitl_deployment(
         }
     timeline = Timeline("task log")
     options: dict[str, Any] = {"ping_interval": 1.0, "idle_close_seconds": 300.0, **(emulator or {})}
-    with DifyEmulator(**options) as emu:
-        connections = {
-            conn_id: {"conn_type": "dify", "host": emu.base_url, "password": key}
-            for conn_id, key in (("dify_human", HUMAN_INPUT_APP_KEY), ("dify_two_forms", TWO_FORMS_APP_KEY))
-        }
+    account = dag_id == HITL_ACCOUNT_DAG_ID
+    with (DifyOpenAPIEmulator if account else DifyEmulator)(**options) as emu:
+        if account:
+            key = ACCOUNT_TOKEN
+            connections = {"dify_account": {"conn_type": "dify_openapi", "host": emu.base_url, "password": key}}
+        else:
+            key = TWO_FORMS_APP_KEY if dag_id == HITL_TWO_FORMS_DAG_ID else HUMAN_INPUT_APP_KEY
+            connections = {
+                conn_id: {"conn_type": "dify", "host": emu.base_url, "password": app_key}
+                for conn_id, app_key in (("dify_human", HUMAN_INPUT_APP_KEY), ("dify_two_forms", TWO_FORMS_APP_KEY))
+            }
         with running_deployment(
             home, dags_folder=dags, connections=connections, env={**settings, **(env or {})}
         ) as dep:
@@ -625,4 +649,4 @@ def dify_hitl_deployment(
                 dep.login(name, password)
             run_id = trigger_dag(dep, dag_id, "hitl")
             timeline.mark(f"DAG run {dag_id}/{run_id} triggered")
-            yield HitlRun(emu=emu, dep=dep, run_id=run_id, timeline=timeline, dag_id=dag_id)
+            yield HitlRun(emu=emu, dep=dep, run_id=run_id, timeline=timeline, dag_id=dag_id, key=key)
