@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -445,6 +447,24 @@ def task_xcom(dep: Deployment, dag_id: str, run_id: str, task_id: str, key: str 
 
 # --- a deployment with a paused Dify run waiting for a person -----------------------------------
 
+_LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?)(Z|[+-]\d\d:?\d\d)?")
+
+
+def log_time(line: str) -> datetime | None:
+    """When a log line was written: a JSON record's ``timestamp``, else the line's first ISO time (UTC
+    when it names no zone); None when it has none."""
+    found = re.search(r'"timestamp":\s*"([^"]+)"', line)
+    match = _LOG_TIME.search(found.group(1) if found else line)
+    if match is None:
+        return None
+    zone = match.group(2) or "+00:00"
+    zone = "+00:00" if zone == "Z" else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+    try:
+        return datetime.fromisoformat(match.group(1).replace(",", ".").replace(" ", "T") + zone)
+    except ValueError:
+        return None
+
+
 HITL_DAG_FILE = ROOT / "tests" / "dags" / "dify_hitl.py"
 HITL_DAG_ID, HITL_TASK_ID, HITL_RECORD_TASK_ID = "dify_hitl", "review", "record"
 HITL_TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
@@ -481,30 +501,35 @@ class HitlRun:
 
     def waiting_for_answer(self) -> dict[str, Any] | None:
         """The task instance once it is deferred on its human-input trigger and the scheduler has
-        handled the executor event of every worker run of the task so far ("TaskInstance Finished").
+        handled the executor event of the worker run that deferred it there.
 
         Before that a REST answer races the scheduler: Airflow 3.3 resumes the task straight from
         the answer (state scheduled, then queued), and the executor event of the worker that just
         deferred, handled after that, can find the task "changed externally" and fail the try
         (apache/airflow#67287). A person is never that fast (the window is one scheduler loop);
         a script answering the moment the request appears can be.
+
+        Handled means: a "TaskInstance Finished" line of the task in the scheduler's log stamped
+        after the last deferral in its task logs. Not a count of such lines per worker run: the
+        executor's event buffer is keyed by try, so two deferrals of one try that end within one
+        busy scheduler loop (the stream's re-attach, then its form) leave one event and one line.
         """
         ti = self.task_instance()
         trigger = ti.get("trigger") or {}
         if ti.get("state") != "deferred" or "HumanInputTrigger" not in str(trigger.get("classpath")):
             return None
         folder = self.dep.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={self.run_id}" / f"task_id={self.task_id}"
-        texts = [p.read_text(errors="replace") for p in folder.glob("attempt=*.log")]
-        # 3.2+ opens a log group per worker run; 3.1 has none, but each run here ended by deferring.
-        worker_runs = sum(t.count("::group::Pre Execute") for t in texts) or sum(
-            t.count("Pausing task as DEFERRED") for t in texts
-        )
+        deferred = [
+            stamp
+            for p in folder.glob("attempt=*.log")
+            for line in p.read_text(errors="replace").splitlines()
+            if "Pausing task as DEFERRED" in line and (stamp := log_time(line)) is not None
+        ]
         with contextlib.suppress(OSError):
             scheduler = (self.dep.logs / "scheduler.log").read_text(errors="replace")
-            handled = scheduler.count(
-                f"TaskInstance Finished: dag_id={self.dag_id}, task_id={self.task_id}, run_id={self.run_id},"
-            )
-            return ti if worker_runs and handled >= worker_runs else None
+            finished = f"TaskInstance Finished: dag_id={self.dag_id}, task_id={self.task_id}, run_id={self.run_id},"
+            handled = [stamp for line in scheduler.splitlines() if finished in line and (stamp := log_time(line))]
+            return ti if deferred and handled and max(handled) > max(deferred) else None
         return None
 
     def externally_changed_tries(self) -> int:
