@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -445,10 +447,30 @@ def task_xcom(dep: Deployment, dag_id: str, run_id: str, task_id: str, key: str 
 
 # --- a deployment with a paused Dify run waiting for a person -----------------------------------
 
+_LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?)(Z|[+-]\d\d:?\d\d)?")
+
+
+def log_time(line: str) -> datetime | None:
+    """When a log line was written: a JSON record's ``timestamp``, else the line's first ISO time (UTC
+    when it names no zone); None when it has none."""
+    found = re.search(r'"timestamp":\s*"([^"]+)"', line)
+    match = _LOG_TIME.search(found.group(1) if found else line)
+    if match is None:
+        return None
+    zone = match.group(2) or "+00:00"
+    zone = "+00:00" if zone == "Z" else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+    try:
+        return datetime.fromisoformat(match.group(1).replace(",", ".").replace(" ", "T") + zone)
+    except ValueError:
+        return None
+
+
 HITL_DAG_FILE = ROOT / "tests" / "dags" / "dify_hitl.py"
 HITL_DAG_ID, HITL_TASK_ID, HITL_RECORD_TASK_ID = "dify_hitl", "review", "record"
 HITL_TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
 HITL_BLOCKING_DAG_ID = "dify_hitl_blocking"
+#: ``DifyRunAppOperator`` on the account API's one-form app: served by the OpenAPI emulator.
+HITL_ACCOUNT_DAG_ID = "dify_hitl_account"
 
 
 @dataclass
@@ -461,6 +483,12 @@ class HitlRun:
     timeline: Timeline
     dag_id: str = HITL_DAG_ID
     task_id: str = HITL_TASK_ID
+    #: The credential the task's connection presents (the app key; the account token on the account API).
+    key: str = ""
+
+    def runs_bought(self) -> int:
+        """Runs the emulator started with this run's credential."""
+        return int(self.emu.runs_started(key=self.key))
 
     @property
     def ti_path(self) -> str:
@@ -473,30 +501,35 @@ class HitlRun:
 
     def waiting_for_answer(self) -> dict[str, Any] | None:
         """The task instance once it is deferred on its human-input trigger and the scheduler has
-        handled the executor event of every worker run of the task so far ("TaskInstance Finished").
+        handled the executor event of the worker run that deferred it there.
 
         Before that a REST answer races the scheduler: Airflow 3.3 resumes the task straight from
         the answer (state scheduled, then queued), and the executor event of the worker that just
         deferred, handled after that, can find the task "changed externally" and fail the try
         (apache/airflow#67287). A person is never that fast (the window is one scheduler loop);
         a script answering the moment the request appears can be.
+
+        Handled means: a "TaskInstance Finished" line of the task in the scheduler's log stamped
+        after the last deferral in its task logs. Not a count of such lines per worker run: the
+        executor's event buffer is keyed by try, so two deferrals of one try that end within one
+        busy scheduler loop (the stream's re-attach, then its form) leave one event and one line.
         """
         ti = self.task_instance()
         trigger = ti.get("trigger") or {}
         if ti.get("state") != "deferred" or "HumanInputTrigger" not in str(trigger.get("classpath")):
             return None
         folder = self.dep.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={self.run_id}" / f"task_id={self.task_id}"
-        texts = [p.read_text(errors="replace") for p in folder.glob("attempt=*.log")]
-        # 3.2+ opens a log group per worker run; 3.1 has none, but each run here ended by deferring.
-        worker_runs = sum(t.count("::group::Pre Execute") for t in texts) or sum(
-            t.count("Pausing task as DEFERRED") for t in texts
-        )
+        deferred = [
+            stamp
+            for p in folder.glob("attempt=*.log")
+            for line in p.read_text(errors="replace").splitlines()
+            if "Pausing task as DEFERRED" in line and (stamp := log_time(line)) is not None
+        ]
         with contextlib.suppress(OSError):
             scheduler = (self.dep.logs / "scheduler.log").read_text(errors="replace")
-            handled = scheduler.count(
-                f"TaskInstance Finished: dag_id={self.dag_id}, task_id={self.task_id}, run_id={self.run_id},"
-            )
-            return ti if worker_runs and handled >= worker_runs else None
+            finished = f"TaskInstance Finished: dag_id={self.dag_id}, task_id={self.task_id}, run_id={self.run_id},"
+            handled = [stamp for line in scheduler.splitlines() if finished in line and (stamp := log_time(line))]
+            return ti if deferred and handled and max(handled) > max(deferred) else None
         return None
 
     def externally_changed_tries(self) -> int:
@@ -561,12 +594,20 @@ class HitlRun:
         return cleared
 
     def form_posts(self) -> int:
-        """Answers the emulator's forms accepted (``POST /v1/form/human_input/{token}`` answered 200)."""
-        return sum(1 for r in self.emu.requests if r.endpoint == "form" and r.method == "POST" and r.status == 200)
+        """Answers the emulator's forms accepted (``POST /v1/form/human_input/{token}``, on the account API
+        ``.../human-input-forms/{token}:submit``, answered 200)."""
+        return self._form_posts(200)
 
     def refused_form_posts(self) -> int:
         """Answers refused as already given (412): a second resume of the task posting it again."""
-        return sum(1 for r in self.emu.requests if r.endpoint == "form" and r.method == "POST" and r.status == 412)
+        return self._form_posts(412)
+
+    def _form_posts(self, status: int) -> int:
+        return sum(
+            1
+            for r in self.emu.requests
+            if r.endpoint in ("form", "form_submit") and r.method == "POST" and r.status == status
+        )
 
     def task_log(self) -> str:
         """Every task and trigger log of the Dify task in this run (all tries)."""
@@ -585,7 +626,8 @@ def dify_hitl_deployment(
 ) -> Iterator[HitlRun]:
     """The emulator, a deployment serving ``tests/dags/dify_hitl.py`` and one triggered run of
     ``dag_id`` (``dify_hitl``: one form; ``dify_hitl_two_forms``: two, the first asked in Airflow
-    and the second answered in Dify).
+    and the second answered in Dify; ``dify_hitl_account``: one form, the account API, served by the
+    OpenAPI emulator through the ``dify_account`` connection).
 
     ``users`` (name -> (role, password)) turns the login on: SimpleAuthManager with those users
     and a password file of its own, and the REST calls of the helpers go with ``users``' first
@@ -593,6 +635,7 @@ def dify_hitl_deployment(
     options (e.g. ``event_interval`` to pace a run).
     """
     from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, TWO_FORMS_APP_KEY, DifyEmulator
+    from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, DifyOpenAPIEmulator
 
     dags = tmp_path / "dags"
     dags.mkdir(parents=True, exist_ok=True)
@@ -611,11 +654,17 @@ def dify_hitl_deployment(
         }
     timeline = Timeline("task log")
     options: dict[str, Any] = {"ping_interval": 1.0, "idle_close_seconds": 300.0, **(emulator or {})}
-    with DifyEmulator(**options) as emu:
-        connections = {
-            conn_id: {"conn_type": "dify", "host": emu.base_url, "password": key}
-            for conn_id, key in (("dify_human", HUMAN_INPUT_APP_KEY), ("dify_two_forms", TWO_FORMS_APP_KEY))
-        }
+    account = dag_id == HITL_ACCOUNT_DAG_ID
+    with (DifyOpenAPIEmulator if account else DifyEmulator)(**options) as emu:
+        if account:
+            key = ACCOUNT_TOKEN
+            connections = {"dify_account": {"conn_type": "dify_openapi", "host": emu.base_url, "password": key}}
+        else:
+            key = TWO_FORMS_APP_KEY if dag_id == HITL_TWO_FORMS_DAG_ID else HUMAN_INPUT_APP_KEY
+            connections = {
+                conn_id: {"conn_type": "dify", "host": emu.base_url, "password": app_key}
+                for conn_id, app_key in (("dify_human", HUMAN_INPUT_APP_KEY), ("dify_two_forms", TWO_FORMS_APP_KEY))
+            }
         with running_deployment(
             home, dags_folder=dags, connections=connections, env={**settings, **(env or {})}
         ) as dep:
@@ -625,4 +674,4 @@ def dify_hitl_deployment(
                 dep.login(name, password)
             run_id = trigger_dag(dep, dag_id, "hitl")
             timeline.mark(f"DAG run {dag_id}/{run_id} triggered")
-            yield HitlRun(emu=emu, dep=dep, run_id=run_id, timeline=timeline, dag_id=dag_id)
+            yield HitlRun(emu=emu, dep=dep, run_id=run_id, timeline=timeline, dag_id=dag_id, key=key)

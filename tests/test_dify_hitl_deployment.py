@@ -25,7 +25,15 @@ import pytest
 
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY
-from tests.deployment import HITL_BLOCKING_DAG_ID, HITL_RECORD_TASK_ID, HitlRun, dify_hitl_deployment, wait_until
+from tests.deployment import (
+    HITL_ACCOUNT_DAG_ID,
+    HITL_BLOCKING_DAG_ID,
+    HITL_DAG_ID,
+    HITL_RECORD_TASK_ID,
+    HitlRun,
+    dify_hitl_deployment,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.deployment,
@@ -119,14 +127,27 @@ def test_a_paused_dify_run_is_answered_through_the_rest_api(tmp_path: Path) -> N
     assert token not in logs and HUMAN_INPUT_APP_KEY not in logs
 
 
-def test_a_task_cleared_while_it_waits_finds_its_form_and_the_answer_reaches_dify_once(tmp_path: Path) -> None:
-    """Issue 17 item 6, as found with ``example_dify_human_review``: the blocking operator's run pauses,
-    the task asks Airflow and waits; a person clears it (REST, as the UI's Clear does). Try 2
-    re-attaches to the same run through the run detail, which names no form: it must find the form
-    again (Dify's paused-run state), wait on the one request try 1 raised, and post its answer
-    (``PATCH .../hitlDetails``) to Dify once; the run is resumed, one run bought, the task succeeds."""
+@pytest.mark.parametrize(
+    "dag_id",
+    [
+        pytest.param(HITL_BLOCKING_DAG_ID, id="blocking"),
+        pytest.param(HITL_DAG_ID, id="stream-deferred"),
+        pytest.param(HITL_ACCOUNT_DAG_ID, id="account-api-deferred"),
+    ],
+)
+def test_a_task_cleared_while_it_waits_finds_its_form_and_the_answer_reaches_dify_once(
+    tmp_path: Path, dag_id: str
+) -> None:
+    """Issue 17 item 6, as found with ``example_dify_human_review``, for every operator that can pause:
+    the run pauses, the task asks Airflow and waits; a person clears it (REST, as the UI's Clear does).
+    The next try re-attaches to the same run: the blocking ``DifyRunWorkflowOperator`` through the run
+    detail, which names no form (it is looked up in Dify's paused-run state); the deferred
+    ``DifyStreamWorkflowOperator`` and the account API's ``DifyRunAppOperator`` through the events
+    route, whose state snapshot replays the pause with its form. Either way it must find the form
+    again, wait on the one request try 1 raised, and post its answer (``PATCH .../hitlDetails``) to
+    Dify once; the run is resumed, one run bought, the task succeeds."""
     print()
-    with dify_hitl_deployment(tmp_path, dag_id=HITL_BLOCKING_DAG_ID) as hitl:
+    with dify_hitl_deployment(tmp_path, dag_id=dag_id) as hitl:
         emu, timeline = hitl.emu, hitl.timeline
         run = wait_until(
             "the Dify run to pause", lambda: emu.runs and emu.runs[0].status == "paused" and emu.runs[0], 150, 0.1
@@ -158,7 +179,7 @@ def test_a_task_cleared_while_it_waits_finds_its_form_and_the_answer_reaches_dif
         token = emu.form_token(run.id)
     timeline.print_sequence()
     print(
-        f"dify hitl clear while waiting: clear -> next try waiting {t_waiting - t_cleared:.1f}s, answer -> task "
+        f"dify hitl clear while waiting ({dag_id}): clear -> next try waiting {t_waiting - t_cleared:.1f}s, answer -> task "
         f"{ti['state']} {t_end - t_answer:.1f}s; form POSTs accepted {hitl.form_posts()}, refused "
         f"{hitl.refused_form_posts()}; review try {ti['try_number']} (tries failed by the 3.3 race: {retried_by_race})"
     )
@@ -172,5 +193,5 @@ def test_a_task_cleared_while_it_waits_finds_its_form_and_the_answer_reaches_dif
     assert ti["state"] == "success", task_log[-5000:]
     assert ti["try_number"] - second["try_number"] == retried_by_race, (ti["try_number"], retried_by_race)
     assert review_xcom["workflow_run_id"] == run.id and review_xcom["outputs"]["comment"] == COMMENT
-    assert emu.runs_started(key=HUMAN_INPUT_APP_KEY) == 1, "one run bought"
-    assert token not in logs and HUMAN_INPUT_APP_KEY not in logs
+    assert hitl.runs_bought() == 1, "one run bought"
+    assert token not in logs and hitl.key not in logs

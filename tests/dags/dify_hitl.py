@@ -9,6 +9,9 @@ runs the two-forms app (outline review asked in Airflow, then a sign-off answere
 ``dify_hitl_blocking`` runs the one-form app as ``example_dify_human_review`` does
 (``DifyRunWorkflowOperator``: blocking up to the pause); a clear of ``review`` while it waits
 re-attaches through the run detail, which names no form (``tests/test_dify_hitl_deployment.py``).
+``dify_hitl_account`` runs the account API's "Review Gate" app (the same one form) with
+``DifyRunAppOperator`` (deferred) through the ``dify_account`` connection (a ``dify_openapi`` one,
+the account token, pointing at the OpenAPI emulator ``tests/deployment.py`` starts for this DAG).
 
 ``retries=1``: Airflow 3.3 can fail a task that resumes very quickly after a deferral
 (apache/airflow#67287, #72716); the second try re-attaches to the same Dify run through the
@@ -24,6 +27,7 @@ from typing import Any
 from airflow.sdk import DAG, task
 
 from docify_provider.operators.dify import DifyRunWorkflowOperator, DifyStreamWorkflowOperator
+from docify_provider.operators.dify_openapi import DifyRunAppOperator
 
 DAG_ID = "dify_hitl"
 #: Two forms one after the other (outline review, then sign-off): Airflow keeps one human-in-the-loop
@@ -31,19 +35,27 @@ DAG_ID = "dify_hitl"
 TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
 #: The one-form app run blocking (as ``example_dify_human_review``), for the clear-while-waiting test.
 BLOCKING_DAG_ID = "dify_hitl_blocking"
+#: The one-form app of the account API ("Review Gate"), run deferred by ``DifyRunAppOperator``.
+ACCOUNT_DAG_ID = "dify_hitl_account"
 TOPIC = "budget"
 
 
-def reviewed_dag(dag_id: str, conn_id: str, retries: int, *, blocking: bool = False) -> DAG:
-    """``review`` (the Dify run, waiting deferred for the answers) then ``record`` (its outputs)."""
+def reviewed_dag(dag_id: str, conn_id: str, retries: int, *, blocking: bool = False, app: str | None = None) -> DAG:
+    """``review`` (the Dify run, waiting deferred for the answers) then ``record`` (its outputs).
+
+    ``app``: run that app of the account API (``DifyRunAppOperator``; ``conn_id`` a ``dify_openapi``
+    connection) instead of the Service API key's workflow."""
     streamed: dict[str, Any] = {} if blocking else {"deferrable": True}
-    operator: type[DifyRunWorkflowOperator] = DifyRunWorkflowOperator if blocking else DifyStreamWorkflowOperator
+    operator: type[Any] = DifyRunWorkflowOperator if blocking else DifyStreamWorkflowOperator
+    if app is not None:
+        operator, streamed = DifyRunAppOperator, {**streamed, "app": app, "dify_openapi_conn_id": conn_id}
+    else:
+        streamed["dify_conn_id"] = conn_id
     with DAG(
         dag_id=dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["dify", "test"]
     ) as dag:
         review = operator(
             task_id="review",
-            dify_conn_id=conn_id,
             inputs={"topic": TOPIC},
             **streamed,
             on_pause="wait",
@@ -69,3 +81,4 @@ def reviewed_dag(dag_id: str, conn_id: str, retries: int, *, blocking: bool = Fa
 reviewed_dag(DAG_ID, "dify_human", retries=1)
 reviewed_dag(TWO_FORMS_DAG_ID, "dify_two_forms", retries=1)
 reviewed_dag(BLOCKING_DAG_ID, "dify_human", retries=1, blocking=True)
+reviewed_dag(ACCOUNT_DAG_ID, "dify_account", retries=1, app="Review Gate")
