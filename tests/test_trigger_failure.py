@@ -156,52 +156,46 @@ def test_a_service_api_run_an_earlier_try_started_is_followed_on_the_worker_when
     assert TEXT_KEY not in without_mask_requests(text)
 
 
+#: (label, emulator fixture, connection type, key, the stream operator and its kwargs) of the two
+#: backends whose trigger sends the run itself.
+SENDS_IN_TRIGGER = {
+    "Dify": (
+        "dify_conns",
+        "dify",
+        TEXT_KEY,
+        DifyStreamWorkflowOperator,
+        {"inputs": {"topic": "Airflow and Dify", "tone": "formal"}},
+    ),
+    "Docify": (
+        "docify_conns",
+        "docify",
+        SUMMARY_KEY,
+        DocifyStreamScenarioOperator,
+        {"inputs": {"text": "Airflow runs Docify. Then more text follows.", "language": "en"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("label", list(SENDS_IN_TRIGGER))
 @pytest.mark.parametrize("where", WHERE)
-def test_service_api_stream_whose_trigger_cannot_read_the_connection_sent_nothing_and_says_so(
-    dify_conns: Any, capfd: Any, monkeypatch: Any, where: str
+def test_a_stream_whose_trigger_cannot_read_the_connection_sent_nothing_and_says_so(
+    request: Any, capfd: Any, monkeypatch: Any, where: str, label: str
 ) -> None:
-    emu = dify_conns
-    conn_id = _connection(where, monkeypatch, "dify", emu.base_url, TEXT_KEY)
-    with new_dag("trigger_fail_dify") as dag:
-        DifyStreamWorkflowOperator(
-            task_id="run",
-            dify_conn_id=conn_id,
-            inputs={"topic": "Airflow and Dify", "tone": "formal"},
-            validate=False,
-            deferrable=True,
-        )
+    """Service API and Docify: the trigger would send the run; it fails first, and says nothing was sent."""
+    fixture, conn_type, key, operator, kwargs = SENDS_IN_TRIGGER[label]
+    emu = request.getfixturevalue(fixture)
+    conn_id = _connection(where, monkeypatch, conn_type, emu.base_url, key)
+    with new_dag(f"trigger_fail_{conn_type}") as dag:
+        operator(task_id="run", **{f"{conn_type}_conn_id": conn_id}, **kwargs, validate=False, deferrable=True)
     outcome = run_dag(dag)
     text = _flat(console_text(capfd))
     assert outcome.state("run") == "failed"
     assert emu.runs_started() == 0
-    assert "DifyConfigError" in text, text[-4000:]
-    assert f"The Dify trigger failed before it sent anything ({_not_found(conn_id)}): nothing was sent to Dify" in text
+    assert f"{label}ConfigError" in text, text[-4000:]
+    assert (
+        f"The {label} trigger failed before it sent anything ({_not_found(conn_id)}): nothing was sent to {label}"
+        in text
+    )
     assert "AIRFLOW_CONN_<CONN_ID>" in text and "Troubleshooting" in text
     assert "may have reached" not in text
-    assert TEXT_KEY not in without_mask_requests(text)
-
-
-@pytest.mark.parametrize("where", WHERE)
-def test_docify_stream_whose_trigger_cannot_read_the_connection_sent_nothing_and_says_so(
-    docify_conns: Any, capfd: Any, monkeypatch: Any, where: str
-) -> None:
-    emu = docify_conns
-    conn_id = _connection(where, monkeypatch, "docify", emu.base_url, SUMMARY_KEY)
-    with new_dag("trigger_fail_docify") as dag:
-        DocifyStreamScenarioOperator(
-            task_id="run",
-            docify_conn_id=conn_id,
-            inputs={"text": "Airflow runs Docify. Then more text follows.", "language": "en"},
-            validate=False,
-            deferrable=True,
-        )
-    outcome = run_dag(dag)
-    text = _flat(console_text(capfd))
-    assert outcome.state("run") == "failed"
-    assert emu.runs_started() == 0
-    assert "DocifyConfigError" in text, text[-4000:]
-    assert (
-        f"The Docify trigger failed before it sent anything ({_not_found(conn_id)}): nothing was sent to Docify" in text
-    )
-    assert "may have reached" not in text
-    assert SUMMARY_KEY not in without_mask_requests(text)
+    assert key not in without_mask_requests(text)

@@ -300,17 +300,9 @@ class DifyWorkflowRunTrigger(MarkerTrigger):
 
     def _form_expired(self) -> bool:
         """The run waits on a human-input form whose expiry (ISO time) has passed."""
-        if not self.form_expires_at:
-            return False
-        from datetime import datetime, timezone
+        from docify_provider.hitl_reattach import expired
 
-        try:
-            expires = datetime.fromisoformat(str(self.form_expires_at).replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=timezone.utc)
-        return datetime.now(tz=timezone.utc) >= expires
+        return expired(self.form_expires_at)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from docify_provider.dify.client import raise_if_failed

@@ -19,27 +19,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
 from docify_provider.events import error_to_event
+from docify_provider.hitl_reattach import expired
 from docify_provider.triggers.base import MarkerTrigger
 
 _CLASSPATH = "docify_provider.triggers.hitl.HumanInputTrigger"
-
-
-def _expired(expires_at: str | None) -> bool:
-    if not expires_at:
-        return False
-    try:
-        when = datetime.fromisoformat(str(expires_at).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return datetime.now(tz=timezone.utc) >= when
 
 
 def _read_in_process(ti_id: Any) -> Any:
@@ -130,7 +118,7 @@ class HumanInputTrigger(MarkerTrigger):
             except Exception as exc:
                 self.log.info("Run %s: form state not readable yet (%s)", run_id, exc)
             else:
-                if state == FORM_EXPIRED or (state == FORM_OPEN and paused and _expired(expires)):
+                if state == FORM_EXPIRED or (state == FORM_OPEN and paused and expired(expires)):
                     yield self._event(self._expired_error(run_id, title, expires))
                     return
                 if state != FORM_OPEN or not paused:
