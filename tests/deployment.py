@@ -537,7 +537,7 @@ class HitlRun:
 
         Airflow 3.3 resumes a deferred task as soon as its event arrives; when the scheduler handles
         the executor event of the worker that deferred only after that (a busy machine: seconds),
-        it finds the task queued or running again and fails the try. The DAG's ``retries=1`` covers
+        it finds the task queued or running again and fails the try. The DAG's ``retries=3`` covers
         it: the next try re-attaches to the same Dify run (nothing is sent again).
         """
         with contextlib.suppress(OSError):

@@ -121,6 +121,10 @@ class HumanInputTrigger(MarkerTrigger):
                 if state == FORM_EXPIRED or (state == FORM_OPEN and paused and expired(expires)):
                     yield self._event(self._expired_error(run_id, title, expires))
                     return
+                if state == FORM_OPEN and not paused:
+                    # Read the form again: an answer given in Dify between the two reads resumes the
+                    # run, and the log should say so rather than "the run is not paused".
+                    state = await backend.aform_state(token)
                 if state != FORM_OPEN or not paused:
                     why = "the form was answered outside Airflow" if state != FORM_OPEN else "the run is not paused"
                     self.log.info("Run %s goes on: %s (form %s)", run_id, why, state)
