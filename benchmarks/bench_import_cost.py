@@ -49,7 +49,7 @@ LABELS = {
     "empty": "nothing (noise floor)",
 }
 #: Modules a DAG file does not need at parse time; the provider must not import them there.
-HEAVY = ("httpx", "httpx_sse", "tenacity", "pendulum", "requests", "docify_provider.client", "docify_provider.hooks")
+HEAVY = ("httpx", "httpx_sse", "tenacity", "pendulum", "requests", "docify_provider.docify", "docify_provider.hooks")
 
 CHILD = r"""
 import json, sys, time

@@ -210,7 +210,7 @@ Query = dict[str, str]
 
 
 def _provider(backend: str, base_url: str, query: Query) -> Iterator[object]:
-    from docify_provider.client import ClientConfig, DocifyClient
+    from docify_provider.docify import ClientConfig, DocifyClient
 
     client = DocifyClient(ClientConfig(api_key=KEY, base_url=base_url, max_retries=0, idle_timeout=60))
     # The query string (which body to serve) is set on the client; DocifyClient posts to its own path.

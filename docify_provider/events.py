@@ -22,7 +22,7 @@ EVENTS_SEEN_KEPT = 50
 #: Longest string shown whole in an event payload's ``repr`` (longer ones are cut, with their length).
 _REPR_TEXT = 80
 #: The backends' error modules, imported before an error class is looked up by name.
-_ERROR_MODULES = ("docify_provider.client.errors", "docify_provider.dify.errors")
+_ERROR_MODULES = ("docify_provider.docify.errors", "docify_provider.dify.errors")
 
 #: ``summary(result, size) -> str | None`` per backend, for a payload's ``result`` in its ``repr``.
 _RESULT_SUMMARIES: list[Callable[[Mapping[str, Any], int], str | None]] = []
@@ -130,7 +130,7 @@ def error_to_event(
 
 
 def _default_root() -> type[ProviderError]:
-    from docify_provider.client.errors import DocifyError
+    from docify_provider.docify.errors import DocifyError
 
     return DocifyError
 

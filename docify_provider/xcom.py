@@ -64,7 +64,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from docify_provider.client.models import RunResult, ScenarioInfo
+    from docify_provider.docify.models import RunResult, ScenarioInfo
 
 #: ``task_state_store`` key of a task instance's run state: ``{"pending": {...}}`` while a run
 #: request is in flight (outcome not yet known), then ``{"result": {...}}`` once it was bought.

@@ -39,7 +39,7 @@ How to read a cell:
   server's `Retry-After` (capped at 120 s); `max_retries` (connection extra, default 4) bounds it.
   Run requests are never repeated once they may have reached Docify.
 - **an error class**: the task fails with this `DocifyError` subclass (from
-  `docify_provider.client.errors`). What happens next, with `retry_policy=DocifyRetryPolicy()`
+  `docify_provider.docify.errors`). What happens next, with `retry_policy=DocifyRetryPolicy()`
   (Airflow 3.3+):
   - `DocifyAuthenticationError` (401/403), `DocifyNotFoundError` (404), `DocifyFileError`: fail at
     once, a retry cannot fix them.

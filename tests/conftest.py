@@ -25,7 +25,7 @@ _AIRFLOW_HOME = tempfile.mkdtemp(prefix="docify-tests-airflow-home-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from docify_provider.client import AsyncDocifyClient, ClientConfig, DocifyClient  # noqa: E402
+from docify_provider.docify import AsyncDocifyClient, ClientConfig, DocifyClient  # noqa: E402
 from docify_provider.testing import DocifyEmulator, DownloadRecord, RequestRecord  # noqa: E402
 from docify_provider.testing.samples import SAMPLE_PNG  # noqa: E402
 

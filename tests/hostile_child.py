@@ -28,7 +28,7 @@ from _common import proc_status_kb, reset_peak_rss
 
 
 def _download(spec: dict[str, Any]) -> Any:
-    from docify_provider.client.errors import DocifyError
+    from docify_provider.docify.errors import DocifyError
     from docify_provider.hooks.docify import DocifyHook
 
     hook = DocifyHook(spec["conn_id"])

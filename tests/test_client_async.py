@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from docify_provider.client import (
+from docify_provider.docify import (
     AsyncDocifyClient,
     ClientConfig,
     DocifyAuthenticationError,
@@ -306,7 +306,7 @@ async def test_refused_connection_is_retried(closed_port: int, caplog: pytest.Lo
         backoff_initial=0.01,
         backoff_max=0.02,
     )
-    with caplog.at_level(logging.WARNING, logger="docify_provider.client.retries"):
+    with caplog.at_level(logging.WARNING, logger="docify_provider.docify.retries"):
         async with AsyncDocifyClient(config) as client:
             with pytest.raises(DocifyTransportError) as caught:
                 if endpoint == "run":
@@ -314,7 +314,7 @@ async def test_refused_connection_is_retried(closed_port: int, caplog: pytest.Lo
                 else:
                     await collect(client, SUMMARY_INPUTS)
     assert caught.value.request_sent is False and not isinstance(caught.value, DocifyOutcomeUnknownError)
-    assert len([r for r in caplog.records if r.name == "docify_provider.client.retries"]) == 3
+    assert len([r for r in caplog.records if r.name == "docify_provider.docify.retries"]) == 3
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from docify_provider.client import (
+from docify_provider.docify import (
     ClientConfig,
     DocifyAuthenticationError,
     DocifyConfigError,
@@ -38,7 +38,7 @@ from docify_provider.client import (
     safe_file_name,
     validate_inputs,
 )
-from docify_provider.client.models import parse_json_result
+from docify_provider.docify.models import parse_json_result
 
 # --- the API reference's examples ------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from docify_provider.client import (
+from docify_provider.docify import (
     ClientConfig,
     DocifyAuthenticationError,
     DocifyBadRequestError,
@@ -531,7 +531,7 @@ def test_refused_connection_is_retried_even_for_runs(
         backoff_initial=0.01,
         backoff_max=0.02,
     )
-    with caplog.at_level(logging.WARNING, logger="docify_provider.client.retries"), DocifyClient(config) as client:
+    with caplog.at_level(logging.WARNING, logger="docify_provider.docify.retries"), DocifyClient(config) as client:
         with pytest.raises(DocifyTransportError) as caught:
             if endpoint == "info":
                 client.get_scenario_info()
@@ -542,7 +542,7 @@ def test_refused_connection_is_retried_even_for_runs(
     err = caught.value
     assert err.request_sent is False and not isinstance(err, DocifyOutcomeUnknownError)
     assert "before the request was sent" in str(err)
-    retries = [r for r in caplog.records if r.name == "docify_provider.client.retries"]
+    retries = [r for r in caplog.records if r.name == "docify_provider.docify.retries"]
     assert len(retries) == 2  # two retries after the first refusal, then the error
 
 
@@ -562,7 +562,7 @@ class _StartEmulatorOnRetry(logging.Handler):
 @pytest.mark.parametrize("endpoint", ["run", "stream"])
 def test_run_refused_then_served_runs_exactly_once(closed_port: int, endpoint: str) -> None:
     handler = _StartEmulatorOnRetry(closed_port)
-    logger = logging.getLogger("docify_provider.client.retries")
+    logger = logging.getLogger("docify_provider.docify.retries")
     logger.addHandler(handler)
     try:
         config = ClientConfig(
@@ -739,7 +739,7 @@ def test_download_requiring_auth_from_an_untrusted_host_fails() -> None:
 
 
 def test_plain_http_to_a_remote_host_is_refused() -> None:
-    from docify_provider.client import DocifyConfigError
+    from docify_provider.docify import DocifyConfigError
 
     with pytest.raises(DocifyConfigError, match="Refusing plain http://"):
         DocifyClient(ClientConfig(api_key=SECRET, base_url="http://docify.example.com/docify"))

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from airflow_helpers import console_text, new_dag, run_dag
-from docify_provider.dify.client import DifyClient, DifyEventTracker
+from docify_provider.dify.client import DifyClient
 from docify_provider.dify.config import DifyClientConfig
 from docify_provider.dify.errors import (
     DifyBadRequestError,
@@ -23,6 +23,7 @@ from docify_provider.dify.errors import (
     DifyRunFailedError,
 )
 from docify_provider.dify.models import FormRequest, WorkflowEvent, WorkflowRun
+from docify_provider.dify.stream import DifyEventTracker
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, LONG_APP_KEY, TEXT_APP_KEY, DifyEmulator
 from docify_provider.testing.faults import Fault
 

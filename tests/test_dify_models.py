@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from httpx_sse import ServerSentEvent
 
-from docify_provider.dify.client import DifyEventTracker, inputs_match
 from docify_provider.dify.errors import DifyProtocolError, DifyRunFailedError, DifyStreamIncompleteError
+from docify_provider.dify.matching import inputs_match
 from docify_provider.dify.models import (
     AppParameters,
     InputVariable,
@@ -23,6 +23,7 @@ from docify_provider.dify.models import (
     file_type_for_extension,
     find_output_files,
 )
+from docify_provider.dify.stream import DifyEventTracker
 
 BLOCKING = {
     "task_id": "t1",

@@ -26,8 +26,8 @@ from docify_provider.dify_openapi.errors import (
     DifyOpenAPIRateLimitedError,
     error_for_status,
 )
+from docify_provider.dify_openapi.inputs import check_inputs
 from docify_provider.dify_openapi.models import AppDescription
-from docify_provider.dify_openapi.schema import check_inputs
 
 APP = "a0000000-0000-4000-8000-000000000001"
 

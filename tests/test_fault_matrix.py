@@ -40,7 +40,7 @@ from fault_matrix_table import (
     run_trigger,
 )
 
-from docify_provider.client.errors import (
+from docify_provider.docify.errors import (
     DocifyAuthenticationError,
     DocifyError,
     DocifyFileError,
@@ -53,8 +53,8 @@ from docify_provider.client.errors import (
     DocifyServerError,
     DocifyStreamIncompleteError,
 )
-from docify_provider.client.inputs import MAX_IMAGE_BYTES
-from docify_provider.client.models import ResultFile
+from docify_provider.docify.inputs import MAX_IMAGE_BYTES
+from docify_provider.docify.models import ResultFile
 from docify_provider.testing import FORBIDDEN_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
 

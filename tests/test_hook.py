@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from docify_provider.client import (
+from docify_provider.docify import (
     DEFAULT_BASE_URL,
     DocifyAuthenticationError,
     DocifyConfigError,
@@ -22,7 +22,7 @@ from docify_provider.client import (
     RunResult,
     UploadedFile,
 )
-from docify_provider.client.config import reveal
+from docify_provider.docify.config import reveal
 from docify_provider.hooks.docify import DocifyHook
 from docify_provider.testing import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault
 from docify_provider.testing.samples import SAMPLE_PNG as PNG

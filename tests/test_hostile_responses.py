@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from docify_provider.client import (
+from docify_provider.docify import (
     AsyncDocifyClient,
     DocifyOutcomeUnknownError,
     DocifyRunTimeoutError,

@@ -20,7 +20,7 @@ from airflow_helpers import (
     new_dag,
     run_dag,
 )
-from docify_provider.client.files import safe_file_name
+from docify_provider.docify.files import safe_file_name
 from docify_provider.operators.docify import (
     DocifyRunScenarioOperator,
     DocifyStreamScenarioOperator,

@@ -93,7 +93,7 @@ def test_account_api_unregistered_attachments_scheme_fails_before_any_run(openap
 
 
 def test_the_error_names_the_provider_for_a_known_scheme_and_hides_credentials() -> None:
-    from docify_provider.client.errors import DocifyConfigError, DocifyError
+    from docify_provider.docify.errors import DocifyConfigError, DocifyError
     from docify_provider.operators.base import open_output_target
 
     with pytest.raises(DocifyConfigError) as caught:
@@ -111,7 +111,7 @@ def test_the_error_names_the_provider_for_a_known_scheme_and_hides_credentials()
 
 
 def test_local_folders_and_file_urls_pass_without_touching_the_disk(tmp_path: Path) -> None:
-    from docify_provider.client.errors import DocifyError
+    from docify_provider.docify.errors import DocifyError
     from docify_provider.operators.base import open_output_target
 
     for value in (str(tmp_path / "a"), "file://" + str(tmp_path / "b"), tmp_path / "c"):

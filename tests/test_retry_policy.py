@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_helpers import conn_json, console_text, new_dag, run_dag
-from docify_provider.client import errors
+from docify_provider.docify import errors
 from docify_provider.operators.docify import DocifyRunScenarioOperator, DocifyStreamScenarioOperator
 from docify_provider.policies import RETRY_POLICIES_AVAILABLE, docify_cause
 from docify_provider.testing import FORBIDDEN_KEY, SUMMARY_KEY, Fault

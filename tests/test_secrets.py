@@ -39,8 +39,8 @@ from typing import Any
 import pytest
 
 from airflow_helpers import AIRFLOW_LINE, conn_json, new_dag, run_dag
-from docify_provider.client import AsyncDocifyClient, ClientConfig, DocifyClient
-from docify_provider.client.errors import DocifyConfigError, DocifyServerError
+from docify_provider.docify import AsyncDocifyClient, ClientConfig, DocifyClient
+from docify_provider.docify.errors import DocifyConfigError, DocifyServerError
 from docify_provider.operators.docify import (
     DocifyRunScenarioOperator,
     DocifyStreamScenarioOperator,

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from airflow_helpers import console_text, new_dag, run_dag
+from docify_provider.durable.state import VARIABLE_PREFIX, variable_key
 from docify_provider.operators.docify import DocifyRunScenarioOperator, DocifyStreamScenarioOperator
-from docify_provider.operators.state import VARIABLE_PREFIX, variable_key
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
 

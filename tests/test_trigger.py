@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from airflow_helpers import needs_trigger_xcom_in_dag_test, new_dag, run_dag, run_trigger_for
-from docify_provider.client import errors
+from docify_provider.docify import errors
 from docify_provider.operators.docify import DocifyStreamScenarioOperator
 from docify_provider.testing import FORBIDDEN_KEY, SUMMARY_KEY, Fault
 from docify_provider.triggers.docify import DocifyStreamTrigger, error_from_event, error_to_event

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from docify_provider.client import ClientConfig
-from docify_provider.client import aio as aio_module
-from docify_provider.client.aio import shared_async_client
-from docify_provider.client.config import reveal
+from docify_provider.docify import ClientConfig
+from docify_provider.docify import aio as aio_module
+from docify_provider.docify.client import shared_async_client
+from docify_provider.docify.config import reveal
 from docify_provider.testing import SUMMARY_KEY, Fault
 from docify_provider.triggers.docify import DocifyStreamTrigger
 

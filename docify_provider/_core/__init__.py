@@ -4,6 +4,6 @@
 never shows itself), ``http_errors`` (answers and transport failures -> typed errors),
 ``retries`` (when a request may be repeated), ``sse`` (bounded event text for httpx-sse),
 ``files`` (upload sources streamed, names made safe) and ``transport`` (the httpx clients, sync
-and async). A backend (``docify_provider.client`` for Docify, ``docify_provider.dify`` for Dify)
+and async). A backend (``docify_provider.docify`` for Docify, ``docify_provider.dify`` for Dify)
 adds its operations, models, error classes and stream verdict on top.
 """

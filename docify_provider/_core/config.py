@@ -1,7 +1,7 @@
 """A client's settings: where the service is, how long to wait, and whom to trust with the key.
 
 Shared by every backend; a backend subclasses ``ClientConfig`` for its default base URL, its name
-in messages and its error classes (``docify_provider.client.config``, ``docify_provider.dify.config``).
+in messages and its error classes (``docify_provider.docify.config``, ``docify_provider.dify.config``).
 """
 
 from __future__ import annotations

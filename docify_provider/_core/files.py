@@ -3,7 +3,7 @@
 Uploads accept a local path, bytes, a binary file object, or anything path-like with ``open()``
 (an Airflow ``ObjectStoragePath`` / ``UPath``). The file is never read whole: httpx streams it
 into the multipart body in 64 KiB chunks, so a 50 MB upload costs a few MB of memory. Which types
-and sizes a service accepts is the backend's (``client.files`` for Docify, ``dify.inputs`` for Dify).
+and sizes a service accepts is the backend's (``docify.files`` for Docify, ``dify.inputs`` for Dify).
 """
 
 from __future__ import annotations

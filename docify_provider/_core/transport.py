@@ -5,7 +5,7 @@ are checked lives in ``HTTPBase``, once: timeouts, TLS, proxies, redirects refus
 follow them by hand, hop by hop), the key sent only to trusted hosts and cut out of error bodies,
 typed errors for statuses and transport failures, retries by the shared policy, streamed
 multipart uploads and size-checked streamed downloads. A backend client subclasses one of these
-and adds its operations (``client.sync.DocifyClient``, ``dify.client.DifyClient``).
+and adds its operations (``docify.client.DocifyClient``, ``dify.client.DifyClient``).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from docify_provider._core.config import reveal
 from docify_provider._core.errors import OutcomeUnknownError, ProviderError, TransportError
 from docify_provider._core.files import open_file_source
 from docify_provider._core.transport import AsyncHTTP, HTTPBase, SyncHTTP
-from docify_provider.dify.client import DifyClientBase, DifyEventTracker, normalize_inputs
+from docify_provider.dify.client import DifyClientBase, normalize_inputs
 from docify_provider.dify.inputs import InputPlan
 from docify_provider.dify.models import UploadedFile, WorkflowEvent, WorkflowRun
 from docify_provider.dify_openapi import discovery, protocol
@@ -47,6 +47,7 @@ from docify_provider.dify_openapi.errors import (
     DifyOpenAPIStreamIncompleteError,
     error_for_status,
 )
+from docify_provider.dify_openapi.inputs import check_inputs
 from docify_provider.dify_openapi.models import (
     Account,
     AppDescription,
@@ -56,62 +57,20 @@ from docify_provider.dify_openapi.models import (
     Session,
     Workspace,
 )
-from docify_provider.dify_openapi.schema import check_inputs
+from docify_provider.dify_openapi.stream import NO_LOOKUP, OpenAPIEventTracker
 
 if TYPE_CHECKING:
     from docify_provider._core.endpoints import Endpoint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AsyncDifyOpenAPIClient", "DifyOpenAPIClient", "DifyOpenAPIClientBase", "OpenAPIEventTracker"]
+__all__ = ["AsyncDifyOpenAPIClient", "DifyOpenAPIClient", "DifyOpenAPIClientBase"]
 
 PAGE_SIZE = 100
 #: How long a stop waits on the run's events to see what really happened.
 STOP_WAIT_SECONDS = 10.0
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-NO_LOOKUP = (
-    " The user-scoped OpenAPI has no run-detail or log endpoint, so a run whose id was never seen cannot "
-    "be looked up: check the app's logs in the Dify console."
-)
 _CUT = (OutcomeUnknownError, TransportError)
-
-
-class OpenAPIEventTracker(DifyEventTracker):
-    """The Service API's stream verdict (``error`` frames, ``continue_on_pause``, the C3/C4 event
-    rules in the shared models) under ``DifyOpenAPIError``; chat and completion runs end at
-    ``message_end``."""
-
-    unknown_hint = NO_LOOKUP
-    inputs_hint = (
-        "If the message names an input, fix it (DifyOpenAPIHook.describe_app(app).input_schema lists the "
-        "app's inputs) and run again."
-    )
-
-    def __init__(self, endpoint: str, **kwargs: Any) -> None:
-        super().__init__(endpoint, errors=DifyOpenAPIError, **kwargs)
-
-    def accept(self, event: WorkflowEvent) -> WorkflowEvent | None:
-        accepted = super().accept(event)
-        if accepted is not None and accepted.event == "message_end":
-            # Chat and completion apps end with message_end (no workflow events; advanced-chat sends both).
-            self.terminal, self.done = accepted, True
-            self.session_id = self.session_id or _str(accepted.raw.get("message_id"))
-        return accepted
-
-    def ends_stream(self, event: WorkflowEvent) -> bool:
-        if event.event == "message_end":
-            return self.done
-        return super().ends_stream(event)
-
-    @property
-    def paused_forms(self) -> list[Any]:
-        """The forms the run waits on when it paused (the ``workflow_paused`` reasons)."""
-        terminal = self.terminal
-        return terminal.forms if terminal is not None and terminal.event == "workflow_paused" else []
-
-
-def _str(value: Any) -> str | None:
-    return None if value in (None, "") else str(value)
 
 
 def _unknown_before_id(exc: ProviderError) -> ProviderError:

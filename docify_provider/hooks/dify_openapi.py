@@ -133,7 +133,7 @@ class DifyOpenAPIHook(ProviderHook):
 
     def _resolve_files(self, app: str, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
         """Storage URLs (``s3://``...) of the app's file inputs become ``ObjectStoragePath``s (opened lazily)."""
-        from docify_provider.dify_openapi.schema import file_variables
+        from docify_provider.dify_openapi.inputs import file_variables
 
         names = {v.variable for v in file_variables(self.client.describe_app(app))}
 

@@ -1,6 +1,6 @@
 """``DocifyHook``: an Airflow connection turned into a Docify client, plus the Airflow-aware parts.
 
-The wire layer (``docify_provider.client``) knows nothing of Airflow. This hook adds what does:
+The wire layer (``docify_provider.docify``) knows nothing of Airflow. This hook adds what does:
 reading the connection and its extras, masking the key, resolving storage URLs through
 ``ObjectStoragePath`` (so ``s3://`` inputs and outputs use Airflow connections), uploading file
 inputs after they were validated, and writing attachments to local folders or object storage.
@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from docify_provider.client import (
+from docify_provider.docify import (
     AsyncDocifyClient,
     ClientConfig,
     DocifyClient,
@@ -31,7 +31,7 @@ from docify_provider.get_provider_info import CONN_FIELDS, CONN_FORM_FIELDS, UI_
 from docify_provider.hooks.base import ConnectionView, DownloadTarget, ProviderHook, config_from_view
 
 if TYPE_CHECKING:
-    from docify_provider.client.models import FileType
+    from docify_provider.docify.models import FileType
 
 
 def config_from_connection(conn: Any) -> ClientConfig:
@@ -162,8 +162,8 @@ class DocifyHook(ProviderHook):
 
         Raises ``DocifyFileError`` (a ``DocifyInputError``), as ``upload_file`` does for one file.
         """
-        from docify_provider.client.errors import DocifyFileError
-        from docify_provider.client.files import open_upload_source
+        from docify_provider.docify.errors import DocifyFileError
+        from docify_provider.docify.files import open_upload_source
 
         problems: list[str] = []
         for source in pending.values():
@@ -224,10 +224,10 @@ class DocifyHook(ProviderHook):
         """Async streaming run with inputs already in wire form (prepared on the worker).
 
         ``shared_client``: use the HTTP client that streams of this connection share in the running
-        event loop (``client.aio.shared_async_client``; what the trigger does) instead of a new one.
+        event loop (``docify.client.shared_async_client``; what the trigger does) instead of a new one.
         """
         if shared_client:
-            from docify_provider.client.aio import shared_async_client
+            from docify_provider.docify.client import shared_async_client
 
             shared: contextlib.AbstractAsyncContextManager[AsyncDocifyClient] = shared_async_client(
                 await self.aget_config(), scope=self.docify_conn_id

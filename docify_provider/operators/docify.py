@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from docify_provider._core.errors import ProviderError
-    from docify_provider.client.models import RunResult, StreamEvent
+    from docify_provider.docify.models import RunResult, StreamEvent
     from docify_provider.hooks.docify import DocifyHook
 
 DEFAULT_CONN_ID = "docify_default"
@@ -199,7 +199,7 @@ class _DocifyRunOperatorBase(RunOperatorBase):
         return DocifyHook(docify_conn_id=self.docify_conn_id)
 
     def _error_root(self) -> type[ProviderError]:
-        from docify_provider.client.errors import DocifyError
+        from docify_provider.docify.errors import DocifyError
 
         return DocifyError
 
@@ -235,7 +235,7 @@ class _DocifyRunOperatorBase(RunOperatorBase):
         return self.ledger(state).read()
 
     def _stored_result(self, stored: Mapping[str, Any]) -> tuple[RunResult, str | None] | None:
-        from docify_provider.client.models import RunResult
+        from docify_provider.docify.models import RunResult
 
         kept = stored.get("result")
         if not isinstance(kept, dict) or not isinstance(kept.get("raw"), dict):
@@ -257,7 +257,7 @@ class _DocifyRunOperatorBase(RunOperatorBase):
         return result, kept.get("session_id")
 
     def _check_pending(self, state: TaskState, stored: Mapping[str, Any]) -> None:
-        from docify_provider.client.errors import DocifyOutcomeUnknownError
+        from docify_provider.docify.errors import DocifyOutcomeUnknownError
 
         pending = stored.get("pending")
         if not isinstance(pending, dict):
@@ -431,7 +431,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             self._settle_failure(state, exc)
             raise
         if result is None:  # pragma: no cover - the client raises before this
-            from docify_provider.client.errors import DocifyStreamIncompleteError
+            from docify_provider.docify.errors import DocifyStreamIncompleteError
 
             raise DocifyStreamIncompleteError("The Docify stream ended without a result", session_id=session_id)
         self._save_result(state, result, session_id)
@@ -469,7 +469,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after ``DocifyStreamTrigger``: keep the result, post-process, or raise its error."""
-        from docify_provider.client.models import RunResult
+        from docify_provider.docify.models import RunResult
         from docify_provider.triggers.docify import error_from_event
 
         state = TaskState(context, self.log)
@@ -481,7 +481,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
         self._ledger = None
         try:
             if not event:
-                from docify_provider.client.errors import DocifyOutcomeUnknownError
+                from docify_provider.docify.errors import DocifyOutcomeUnknownError
 
                 raise DocifyOutcomeUnknownError("The Docify stream trigger ended without an event; outcome unknown")
             status = event.get("status")

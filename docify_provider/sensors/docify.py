@@ -62,7 +62,7 @@ class DocifyScenarioSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue | bool:
         from airflow.providers.common.compat.sdk import AirflowFailException
 
-        from docify_provider.client.errors import DocifyAuthenticationError, DocifyConfigError, DocifyError
+        from docify_provider.docify.errors import DocifyAuthenticationError, DocifyConfigError, DocifyError
         from docify_provider.xcom import scenario_summary
 
         try:

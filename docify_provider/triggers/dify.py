@@ -305,8 +305,8 @@ class DifyWorkflowRunTrigger(MarkerTrigger):
         return expired(self.form_expires_at)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from docify_provider.dify.client import raise_if_failed
         from docify_provider.dify.errors import DifyError
+        from docify_provider.dify.stream import raise_if_failed
         from docify_provider.hooks.dify import DifyHook
         from docify_provider.operators.dify import run_record
 

@@ -208,7 +208,7 @@ class DocifyStreamTrigger(MarkerTrigger):
             yield self._fire(error_to_event(exc, session_id=session_id, posted=posted))
             return
         if result is None:
-            from docify_provider.client.errors import DocifyStreamIncompleteError
+            from docify_provider.docify.errors import DocifyStreamIncompleteError
 
             yield self._fire(
                 error_to_event(
@@ -254,8 +254,8 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from docify_provider.client import AsyncDocifyClient
-        from docify_provider.client.errors import DocifyAuthenticationError, DocifyConfigError, DocifyError
+        from docify_provider.docify import AsyncDocifyClient
+        from docify_provider.docify.errors import DocifyAuthenticationError, DocifyConfigError, DocifyError
         from docify_provider.hooks.docify import DocifyHook
         from docify_provider.xcom import scenario_summary
 

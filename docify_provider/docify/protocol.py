@@ -13,7 +13,7 @@ from typing import Any
 from docify_provider._core.endpoints import Endpoint
 from docify_provider._core.http_errors import error_message
 from docify_provider._core.transport import DOWNLOAD
-from docify_provider.client.models import RunResult, ScenarioInfo, StreamEvent, UploadedFile
+from docify_provider.docify.models import RunResult, ScenarioInfo, StreamEvent, UploadedFile
 
 __all__ = ["DocifyProtocol", "Endpoint"]
 

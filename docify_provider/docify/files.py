@@ -16,14 +16,14 @@ from docify_provider._core.files import (
     open_file_source,
     safe_file_name,
 )
-from docify_provider.client.errors import DocifyError, DocifyFileError
-from docify_provider.client.inputs import (
+from docify_provider.docify.errors import DocifyError, DocifyFileError
+from docify_provider.docify.inputs import (
     DOCUMENT_EXTENSIONS,
     IMAGE_EXTENSIONS,
     infer_file_type,
     max_bytes_for,
 )
-from docify_provider.client.models import FileType
+from docify_provider.docify.models import FileType
 
 __all__ = ["MAX_NAME_BYTES", "UploadSource", "local_fs_path", "open_upload_source", "safe_file_name"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pendulum
 
-from docify_provider.client.errors import DocifyProtocolError
+from docify_provider.docify.errors import DocifyProtocolError
 
 
 class ParameterType(str, Enum):

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 from docify_provider._core.sse import BoundedEventText
 from docify_provider._core.sse import json_decode as _json_decode
-from docify_provider.client.errors import (
+from docify_provider.docify.errors import (
     DocifyProtocolError,
     DocifyRunFailedError,
     DocifyStreamIncompleteError,
 )
-from docify_provider.client.models import EventType, RunResult, StreamEvent
-from docify_provider.client.protocol import DocifyProtocol
+from docify_provider.docify.models import EventType, RunResult, StreamEvent
+from docify_provider.docify.protocol import DocifyProtocol
 
 if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent

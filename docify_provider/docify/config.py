@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from docify_provider._core import config as core
 from docify_provider._core.config import DEFAULT_USER, Secret, is_loopback, redact_key, reveal
-from docify_provider.client.errors import DocifyError
+from docify_provider.docify.errors import DocifyError
 
 DEFAULT_BASE_URL = "https://console.docify.jp/docify"
 
@@ -21,6 +21,6 @@ class ClientConfig(core.ClientConfig):
     label: ClassVar[str] = "Docify"
     errors: ClassVar[type[DocifyError]] = DocifyError
     conn_env: ClassVar[str] = "AIRFLOW_CONN_DOCIFY_DEFAULT"
-    retry_logger: ClassVar[str] = "docify_provider.client.retries"
+    retry_logger: ClassVar[str] = "docify_provider.docify.retries"
 
     base_url: str = DEFAULT_BASE_URL

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from docify_provider.client.errors import DocifyInputError
-from docify_provider.client.models import FileType, ScenarioInfo, UploadedFile
+from docify_provider.docify.errors import DocifyInputError
+from docify_provider.docify.models import FileType, ScenarioInfo, UploadedFile
 
 #: Extensions Docify treats as images; everything else it accepts is a document.
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff", "heic", "svg"})

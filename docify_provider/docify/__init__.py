@@ -2,7 +2,7 @@
 
 Usable on its own (scripts, notebooks, other orchestrators)::
 
-    from docify_provider.client import ClientConfig, DocifyClient
+    from docify_provider.docify import ClientConfig, DocifyClient
 
     with DocifyClient(ClientConfig(api_key="...")) as client:
         info = client.get_scenario_info()
@@ -11,13 +11,13 @@ Usable on its own (scripts, notebooks, other orchestrators)::
 
 from __future__ import annotations
 
-from docify_provider.client.aio import AsyncDocifyClient
-from docify_provider.client.config import DEFAULT_BASE_URL, ClientConfig
-from docify_provider.client.errors import *  # noqa: F403
-from docify_provider.client.errors import __all__ as _errors
-from docify_provider.client.files import safe_file_name
-from docify_provider.client.inputs import normalize_inputs, validate_inputs
-from docify_provider.client.models import (
+from docify_provider.docify.client import AsyncDocifyClient, DocifyClient
+from docify_provider.docify.config import DEFAULT_BASE_URL, ClientConfig
+from docify_provider.docify.errors import *  # noqa: F403
+from docify_provider.docify.errors import __all__ as _errors
+from docify_provider.docify.files import safe_file_name
+from docify_provider.docify.inputs import normalize_inputs, validate_inputs
+from docify_provider.docify.models import (
     EventType,
     FileType,
     Parameter,
@@ -28,8 +28,7 @@ from docify_provider.client.models import (
     StreamEvent,
     UploadedFile,
 )
-from docify_provider.client.protocol import DocifyProtocol, Endpoint
-from docify_provider.client.sync import DocifyClient
+from docify_provider.docify.protocol import DocifyProtocol, Endpoint
 
 __all__ = [
     *_errors,
