@@ -6,7 +6,7 @@ inputs making one event per ``event_interval``, see :func:`dify_inputs`), the tr
 (``DocifyStreamTrigger`` / ``DifyWorkflowTrigger``, each as its stream operator defers it) and the
 connection type (``docify`` / ``dify``, whose base URL ends in ``/v1``). Faults: Docify only.
 
-Used by ``bench_concurrent_streams.py``, ``bench_workers_freed.py`` and ``tests/test_load.py``.
+Used by ``bench_concurrent_streams.py``, ``bench_workers_freed.py`` and ``tests/docify/test_load.py``.
 
 * :class:`Plan`: N streams, each with its own API key and connection (so the emulator's per-key
   counters say exactly how often each stream's run was sent and started), a stream length, and an

@@ -1,5 +1,5 @@
-"""Render the fault matrices of ``tests/test_fault_matrix.py``, ``tests/test_dify_fault_matrix.py`` and
-``tests/test_dify_openapi_fault_matrix.py``.
+"""Render the fault matrices of ``tests/docify/test_fault_matrix.py``, ``tests/dify/test_dify_fault_matrix.py`` and
+``tests/dify_openapi/test_dify_openapi_fault_matrix.py``.
 
 All go into ``docs/fault-matrix.md``: Docify's first, then the "Dify" section, then "Dify account API".
 
@@ -26,7 +26,7 @@ INTRO = """\
 # Fault matrix
 
 What a DAG gets when Docify or the network misbehaves, path by path. Every cell that is not
-"n/a" is a test in `tests/test_fault_matrix.py`, run against the bundled emulator over a real
+"n/a" is a test in `tests/docify/test_fault_matrix.py`, run against the bundled emulator over a real
 socket: the call goes through `DocifyHook` on a worker, or through `DocifyStreamTrigger` in the
 triggerer's event loop for deferrable streaming (where the trigger's error event is turned back
 into the same exception the task raises).
@@ -70,7 +70,7 @@ DIFY_INTRO = """\
 ## Dify
 
 The same for the Dify backend (Workflow Service API). Every cell that is not "n/a" is a test in
-`tests/test_dify_fault_matrix.py`, against the bundled Dify emulator over a real socket (its
+`tests/dify/test_dify_fault_matrix.py`, against the bundled Dify emulator over a real socket (its
 default `server_profile="current"`: as the newest Dify server behaves, not only its documents): through
 `DifyHook` on a worker (`get_app_info`, `get_parameters`, `upload_file`, `run_workflow`,
 `stream_workflow`, `download_file`, `stop_task` on a running run), or through
@@ -114,7 +114,7 @@ OPENAPI_INTRO = """\
 
 The same for the Dify account API (user-scoped OpenAPI, account token, `DifyOpenAPIHook` /
 `DifyRunAppOperator`). Every cell that is not "n/a" is a test in
-`tests/test_dify_openapi_fault_matrix.py`, against the bundled account-API emulator over a real
+`tests/dify_openapi/test_dify_openapi_fault_matrix.py`, against the bundled account-API emulator over a real
 socket, through `DifyOpenAPIHook` on a worker: `list_apps`, `describe_app`, `run_app` (always a
 stream), `task_events` (re-attach to a run by id), `get_form`, `submit_form`, `stop_task`, and the
 device login's token poll (`client.poll_device_token`). What differs from the Service API:
@@ -154,8 +154,8 @@ OPENAPI_ENDPOINTS_NOTE = (
 )
 
 OUTRO = """\
-Regenerate after changing a table in `tests/test_fault_matrix.py`, `tests/test_dify_fault_matrix.py` or
-`tests/test_dify_openapi_fault_matrix.py`:
+Regenerate after changing a table in `tests/docify/test_fault_matrix.py`, `tests/dify/test_dify_fault_matrix.py` or
+`tests/dify_openapi/test_dify_openapi_fault_matrix.py`:
 
 ```bash
 .venv/bin/python scripts/fault_matrix.py

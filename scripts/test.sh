@@ -63,8 +63,8 @@ if [ "${DOCIFY_MATRIX:-1}" != 0 ]; then
       total_failed=$((total_failed + 1))
     fi
     if [ "$line" = 3.1 ]; then  # human-in-the-loop's first line: its tests, in dag.test() and deployed
-      part pytest-airflow-3.1 .venv-3.1/bin/pytest -p no:cacheprovider tests/test_dify_hitl.py \
-        tests/test_dify_hitl_retry.py tests/test_dify_hitl_deployment.py tests/test_dify_hitl_two_forms_deployment.py
+      part pytest-airflow-3.1 .venv-3.1/bin/pytest -p no:cacheprovider tests/airflow/test_dify_hitl.py \
+        tests/airflow/test_dify_hitl_retry.py tests/deployment/test_dify_hitl_deployment.py tests/deployment/test_dify_hitl_two_forms_deployment.py
       count "$log_dir/pytest-airflow-3.1.log"
     fi
   done

@@ -36,17 +36,17 @@ from docify_provider.testing.keys import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY
 AIRFLOW_LINE = airflow_version()
 
 #: Airflow 3.0's ``dag.test()`` runs triggers in-process without Execution API access, so a trigger
-#: cannot read or write XComs there (a real 3.0 triggerer can: tests/test_triggerer_restart.py).
+#: cannot read or write XComs there (a real 3.0 triggerer can: tests/deployment/test_triggerer_restart.py).
 TRIGGERS_HAVE_XCOM_IN_DAG_TEST = AIRFLOW_LINE >= (3, 1)
 
 needs_task_state_store = pytest.mark.skipif(
     AIRFLOW_LINE < (3, 3),
-    reason="task_state_store is Airflow 3.3+; before it the state is a Variable (tests/test_state_fallback.py)",
+    reason="task_state_store is Airflow 3.3+; before it the state is a Variable (tests/core/test_state_fallback.py)",
 )
 needs_trigger_xcom_in_dag_test = pytest.mark.skipif(
     not TRIGGERS_HAVE_XCOM_IN_DAG_TEST,
     reason="Airflow 3.0's dag.test() gives in-process triggers no XCom access; "
-    "the restart guard runs on a real 3.0 triggerer in tests/test_triggerer_restart.py",
+    "the restart guard runs on a real 3.0 triggerer in tests/deployment/test_triggerer_restart.py",
 )
 
 #: Connection ids registered for every test: one per built-in emulator scenario.

@@ -210,7 +210,7 @@ def memory_object_storage() -> Iterator[None]:
         registry.pop("memory", None)  # type: ignore[attr-defined]
         MemoryFileSystem.store.clear()
         # Airflow caches the store it attached per scheme: drop it, or memory:// would stay usable
-        # for the rest of the session (tests/test_output_targets.py checks it is refused).
+        # for the rest of the session (tests/airflow/test_output_targets.py checks it is refused).
         from airflow.sdk.io import store
 
         for alias in [a for a in store._STORE_CACHE if a == "memory" or a.startswith("memory-")]:

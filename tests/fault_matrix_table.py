@@ -276,6 +276,6 @@ def check_doc() -> None:
 
     assert DOC.exists(), "docs/fault-matrix.md is missing: run .venv/bin/python scripts/fault_matrix.py"
     assert DOC.read_text(encoding="utf-8") == render_document(), (
-        "docs/fault-matrix.md is out of date with tests/test_fault_matrix.py, tests/test_dify_fault_matrix.py or "
-        "tests/test_dify_openapi_fault_matrix.py: run .venv/bin/python scripts/fault_matrix.py"
+        "docs/fault-matrix.md is out of date with tests/docify/test_fault_matrix.py, tests/dify/test_dify_fault_matrix.py or "
+        "tests/dify_openapi/test_dify_openapi_fault_matrix.py: run .venv/bin/python scripts/fault_matrix.py"
     )

@@ -1,4 +1,4 @@
-"""DAG for ``tests/test_dify_hitl_deployment.py`` and ``tests/test_dify_hitl_browser.py``.
+"""DAG for ``tests/deployment/test_dify_hitl_deployment.py`` and ``tests/airflow/test_dify_hitl_browser.py``.
 
 ``dify_hitl``: ``review`` runs the emulator's human-input app (``dify_human``: one form "Review" with a
 ``comment`` input and the actions Approve / Reject) as a deferred stream; when the run pauses
@@ -8,7 +8,7 @@ returned (its XCom is what the tests read back through the REST API). ``dify_hit
 runs the two-forms app (outline review asked in Airflow, then a sign-off answered in Dify).
 ``dify_hitl_blocking`` runs the one-form app as ``example_dify_human_review`` does
 (``DifyRunWorkflowOperator``: blocking up to the pause); a clear of ``review`` while it waits
-re-attaches through the run detail, which names no form (``tests/test_dify_hitl_deployment.py``).
+re-attaches through the run detail, which names no form (``tests/deployment/test_dify_hitl_deployment.py``).
 ``dify_hitl_account`` runs the account API's "Review Gate" app (the same one form) with
 ``DifyRunAppOperator`` (deferred) through the ``dify_account`` connection (a ``dify_openapi`` one,
 the account token, pointing at the OpenAPI emulator ``tests/deployment.py`` starts for this DAG).

@@ -1,4 +1,4 @@
-"""DAG for ``tests/test_dify_deployment.py``: a deferred Dify stream that outlives its triggerer.
+"""DAG for ``tests/deployment/test_dify_deployment.py``: a deferred Dify stream that outlives its triggerer.
 
 The test copies this file into a throw-away dags folder, points ``dify_long`` at a Dify emulator
 (the ``LONG_APP_KEY`` app), runs a deployment with two triggerers and SIGKILLs the one holding the

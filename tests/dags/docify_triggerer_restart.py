@@ -1,4 +1,4 @@
-"""DAG for ``tests/test_triggerer_restart.py``: two deferred streams that outlive a triggerer.
+"""DAG for ``tests/deployment/test_triggerer_restart.py``: two deferred streams that outlive a triggerer.
 
 The test copies this file into a throw-away dags folder (so other DAG files here never reach its
 deployment), points both connections at an emulator whose streams are slowed down, and SIGKILLs

@@ -1,4 +1,4 @@
-"""DAG for ``tests/test_trigger_failure_deployment.py``: two deferred Dify tasks whose trigger cannot load.
+"""DAG for ``tests/deployment/test_trigger_failure_deployment.py``: two deferred Dify tasks whose trigger cannot load.
 
 ``account`` starts its run on the worker (account API) and defers to follow it; ``service`` and
 ``docify`` defer before anything is sent (Service API, Docify: the trigger would send the run). The test's triggerer cannot

@@ -16,7 +16,7 @@ from airflow_helpers import AIRFLOW_LINE, conn_json, run_dag
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY
 from docify_provider.testing.samples import make_sample_invoices
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 
 
 def load_dag(module_name: str) -> Any:

@@ -1,6 +1,6 @@
 """The Dify fault matrix: every Dify path against every Dify emulator fault, in one table.
 
-Same structure as the Docify matrix (``tests/test_fault_matrix.py``; the machinery is in
+Same structure as the Docify matrix (``tests/docify/test_fault_matrix.py``; the machinery is in
 ``tests/fault_matrix_table.py``): each row of ``CELLS`` says what a DAG author gets when Dify (or
 the network) misbehaves in one way on one path, the normal result ("recovered") or one
 ``DifyError`` subclass, and how many runs the emulator started (= billed) for the key. The point

@@ -12,7 +12,7 @@ form again (from Dify's paused-run state; the task state's record names it), re-
 Airflow request, the person's answer reaches Dify exactly once (the emulator's accepted form
 POSTs) and one run is bought; a form that expired meanwhile fails try 2 at once and says what to
 do; an answer that arrives with no form to post it to fails saying so. The same flow against a
-real scheduler, with a clear through the REST API, is ``tests/test_dify_hitl_deployment.py``.
+real scheduler, with a clear through the REST API, is ``tests/deployment/test_dify_hitl_deployment.py``.
 """
 
 from __future__ import annotations

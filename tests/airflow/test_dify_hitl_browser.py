@@ -1,6 +1,6 @@
 """A person answers a paused Dify run in Airflow's UI, with a real browser, on a real deployment.
 
-The deployment of ``tests/test_dify_hitl_deployment.py`` (``dify_hitl_deployment``), with the
+The deployment of ``tests/deployment/test_dify_hitl_deployment.py`` (``dify_hitl_deployment``), with the
 login on: SimpleAuthManager with one user, ``reviewer`` (role ``user``: may act on DAGs, not
 administer), its password in a password file of the test's own. Playwright drives Debian's
 Chromium (``/usr/bin/chromium``, installed by ``scripts/services.sh``; no Playwright browser

@@ -1,7 +1,7 @@
 """The Dify account-API fault matrix: every user-scoped OpenAPI path against every emulator fault.
 
-The third matrix (Docify: ``tests/test_fault_matrix.py``, Dify Service API:
-``tests/test_dify_fault_matrix.py``; the machinery is ``tests/fault_matrix_table.py``). Each
+The third matrix (Docify: ``tests/docify/test_fault_matrix.py``, Dify Service API:
+``tests/dify/test_dify_fault_matrix.py``; the machinery is ``tests/fault_matrix_table.py``). Each
 cell says what a DAG author gets when Dify or the network misbehaves in one way on one path of
 ``DifyOpenAPIHook`` (account token, connection type ``dify_openapi``): the normal result
 ("recovered") or one ``DifyOpenAPIError`` subclass, and how many runs the emulator started (=

@@ -48,7 +48,7 @@ from docify_provider.triggers.docify import DocifyStreamTrigger, error_from_even
 
 pytestmark = pytest.mark.timeout(240)
 
-CHILD = Path(__file__).with_name("hostile_child.py")
+CHILD = Path(__file__).resolve().parents[1] / "hostile_child.py"
 SUMMARY_INPUTS = {"text": "Hostile servers exist. Clients must survive them.", "language": "en"}
 WIRE = {"text": {"text": SUMMARY_INPUTS["text"]}, "language": {"text": "en"}}
 MB = 1024 * 1024

@@ -5,7 +5,7 @@ The Dify side is the emulator over 127.0.0.1; the Airflow side is the real Task 
 person answering in Airflow is a thread that writes the answer into that record the way the
 Required Actions page's REST call does (``PATCH .../hitlDetails``: chosen options, params,
 responder, time); the REST call itself is exercised against a real api-server in
-``tests/test_dify_hitl_deployment.py``.
+``tests/deployment/test_dify_hitl_deployment.py``.
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ def test_bad_options_name_the_option(emu: DifyOpenAPIEmulator) -> None:
 
 
 def test_console_script_is_declared() -> None:
-    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    text = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert '\nairflow-dify = "docify_provider.cli.dify_login:main"\n' in text
 
 

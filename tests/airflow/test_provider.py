@@ -195,7 +195,7 @@ def test_cli_connections_test(cli: dict[str, subprocess.CompletedProcess[str]]) 
     assert "Connection success!" in ok.stdout
     assert "Connected to Docify scenario 'Text Summary' (TEXT_SUMMARY)" in ok.stdout
     assert SUMMARY_KEY not in ok.stdout
-    # (A failing test prints the hook's message; tests/test_hook.py checks it names the problem.)
+    # (A failing test prints the hook's message; tests/airflow/test_hook.py checks it names the problem.)
 
     # Testing a connection reads the scenario only: nothing was run (or billed).
     seen = json.loads(cli["emulator"].stdout)

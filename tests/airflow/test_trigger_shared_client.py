@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from docify_provider.docify import ClientConfig
-from docify_provider.docify import aio as aio_module
+from docify_provider.docify import client as aio_module
 from docify_provider.docify.client import shared_async_client
 from docify_provider.docify.config import reveal
 from docify_provider.testing import SUMMARY_KEY, Fault
