@@ -8,14 +8,17 @@ is not a JSON object where one is required raises (``DifyProtocolError``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import pendulum
 
 from docify_provider.dify.errors import DifyProtocolError
 
 __all__ = ["as_list", "epoch_to_datetime", "json_object", "opt_float", "opt_int", "opt_str"]
+
+_N = TypeVar("_N", int, float)
 
 
 def epoch_to_datetime(value: Any) -> datetime | None:
@@ -42,24 +45,23 @@ def json_object(payload: Any, what: str) -> dict[str, Any]:
     return payload
 
 
-def opt_int(value: Any) -> int | None:
-    """An int, or None for a missing, boolean or unreadable value."""
+def _number(value: Any, kind: Callable[[Any], _N]) -> _N | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        return int(value)
+        return kind(value)
     except (TypeError, ValueError):
         return None
+
+
+def opt_int(value: Any) -> int | None:
+    """An int, or None for a missing, boolean or unreadable value."""
+    return _number(value, int)
 
 
 def opt_float(value: Any) -> float | None:
     """A float, or None for a missing, boolean or unreadable value."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+    return _number(value, float)
 
 
 def opt_str(value: Any) -> str | None:
