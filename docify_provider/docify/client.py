@@ -174,10 +174,12 @@ class AsyncDocifyClient(ClientBase, AsyncHTTP):
         file_name: str | None = None,
     ) -> UploadedFile:
         with contextlib.ExitStack() as stack:
-            _, make_kwargs = self._upload_request(
+            upload, make_kwargs = self._upload_request(
                 source, user=user, file_type=file_type, file_name=file_name, stack=stack
             )
-            return self.protocol.parse_upload(await self._call(self.protocol.UPLOAD, make_kwargs))
+            uploaded = self.protocol.parse_upload(await self._call(self.protocol.UPLOAD, make_kwargs))
+        log.info("Uploaded %s (%s bytes) to Docify as %s", upload.name, upload.size, uploaded.upload_file_oid)
+        return uploaded
 
     async def run(
         self,
