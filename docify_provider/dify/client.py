@@ -456,8 +456,10 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
 
     async def upload_file(self, source: Any, *, user: str | None = None, file_name: str | None = None) -> UploadedFile:
         with contextlib.ExitStack() as stack:
-            _, make_kwargs = self._upload_parts(source, user=user, file_name=file_name, stack=stack)
-            return UploadedFile.from_api(await self._call(protocol.UPLOAD, make_kwargs))
+            upload, make_kwargs = self._upload_parts(source, user=user, file_name=file_name, stack=stack)
+            uploaded = UploadedFile.from_api(await self._call(protocol.UPLOAD, make_kwargs))
+        log.info("Uploaded %s (%s bytes) to Dify as %s", upload.name, upload.size, uploaded.id)
+        return uploaded
 
     async def prepare_inputs(
         self, inputs: Mapping[str, Any] | None, *, user: str | None = None, parameters: AppParameters | None = None

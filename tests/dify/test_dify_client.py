@@ -486,6 +486,20 @@ async def test_async_stop_wait_upload(dify_emulator: DifyEmulator) -> None:
         assert (await d.run_workflow(wire, user="as3")).succeeded
 
 
+async def test_async_upload_is_logged_as_the_sync_client_logs_it(
+    dify_emulator: DifyEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The trigger's uploads leave the same line in the task log as the worker's (a drift once: none)."""
+    with caplog.at_level(logging.INFO, logger="docify_provider.dify.client"):
+        with DifyClient(config(dify_emulator, DOCUMENT_APP_KEY)) as c:
+            sync = c.upload_file(b"abc", file_name="x.txt", user="up1")
+        async with AsyncDifyClient(config(dify_emulator, DOCUMENT_APP_KEY)) as d:
+            aio = await d.upload_file(b"abc", file_name="x.txt", user="up1")
+    lines = [r.getMessage() for r in caplog.records if r.message.startswith("Uploaded")]
+    assert lines == [f"Uploaded x.txt (3 bytes) to Dify as {sync.id}", f"Uploaded x.txt (3 bytes) to Dify as {aio.id}"]
+    assert DOCUMENT_APP_KEY not in caplog.text
+
+
 async def test_async_stream_error_event_and_incomplete(dify_emulator: DifyEmulator) -> None:
     async with AsyncDifyClient(config(dify_emulator)) as c:
         dify_emulator.inject(Fault("stream", "error_event"))
