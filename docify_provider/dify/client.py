@@ -569,15 +569,20 @@ class AsyncDifyClient(DifyClientBase, AsyncHTTP):
             except DifyHTTPError as exc:
                 if not self._events_unsupported(exc):
                     raise
-                run = await self.wait_for_run(run_id)
-                event = tracker.accept_run(with_task(run, tracker.task_id) if tracker.task_id else run)
-                if event is not None:
+                log.info("Dify events endpoint unavailable for run %s (%s); polling", run_id, exc.status_code)
+                async for event in self._poll(tracker):
                     yield event
                 return
             except _CUT as exc:
                 log.warning("Re-attached Dify stream of run %s broke (%s); again", run_id, exc)
             if not tracker.done and len(tracker.events_seen) == before:
                 await asyncio.sleep(self.config.poll_interval)
+
+    async def _poll(self, tracker: DifyEventTracker) -> AsyncIterator[WorkflowEvent]:
+        run = await self.wait_for_run(str(tracker.run_id))
+        event = tracker.accept_run(with_task(run, tracker.task_id) if tracker.task_id else run)
+        if event is not None:
+            yield event
 
     async def get_workflow_run(self, workflow_run_id: str, *, task_id: str | None = None) -> WorkflowRun:
         return self._detail(await self._call(self._detail_endpoint(workflow_run_id)), task_id)

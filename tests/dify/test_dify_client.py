@@ -486,6 +486,26 @@ async def test_async_stop_wait_upload(dify_emulator: DifyEmulator) -> None:
         assert (await d.run_workflow(wire, user="as3")).succeeded
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_attach_without_events_endpoint_says_it_polls(
+    dify_emulator: DifyEmulator, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    """Both clients say in the log why they poll instead of streaming (the async one once did not)."""
+    with DifyClient(config(dify_emulator, LONG_APP_KEY)) as c:
+        first = next(iter(c.stream_workflow({"seconds": 0.5}, user="a4")))
+    run_id = first.workflow_run_id or ""
+    dify_emulator.inject(Fault("events", "status", status=404))
+    with caplog.at_level(logging.INFO, logger="docify_provider.dify.client"):
+        if mode == "sync":
+            with DifyClient(config(dify_emulator, LONG_APP_KEY)) as c:
+                events = list(c.attach(run_id, user="a4"))
+        else:
+            async with AsyncDifyClient(config(dify_emulator, LONG_APP_KEY)) as d:
+                events = [e async for e in d.attach(run_id, user="a4")]
+    assert [e.event for e in events] == ["workflow_finished"] and events[0].run.succeeded  # type: ignore[union-attr]
+    assert f"Dify events endpoint unavailable for run {run_id} (404); polling" in caplog.messages
+
+
 async def test_async_upload_is_logged_as_the_sync_client_logs_it(
     dify_emulator: DifyEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
