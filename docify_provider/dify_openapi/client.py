@@ -655,6 +655,11 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
                 log.debug("GET /_version failed (%s); detecting the generation from a describe read", exc)
             if probe.generation:
                 return probe.generation
+        await self._probe_describe(app_id)
+        return str(probe.generation)
+
+    async def _probe_describe(self, app_id: str) -> Any:
+        probe = self._probe
         while True:
             endpoint = probe.describe_request(app_id)
             try:
@@ -665,7 +670,8 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
                     raise
                 continue
             probe.on_describe(response.status_code, response.headers, body)
-            return str(probe.generation)
+            log.info("Dify OpenAPI at %s uses the %s paths", self.config.base_url, probe.generation)
+            return body
 
     async def get_account(self) -> Account:
         account = Account.from_api(await self._get(protocol.ACCOUNT))

@@ -102,6 +102,25 @@ def test_generation_detected_with_reads_only_and_cached(emu: DifyOpenAPIEmulator
     assert all(r.method == "GET" for r in emu.requests)  # never a run to find out
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_generation_found_by_a_describe_read_is_logged(mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Both clients say which paths a server without a catalog header uses (the async one once did not)."""
+    with DifyOpenAPIEmulator(paths="legacy") as emu:
+        with caplog.at_level(logging.INFO, logger="docify_provider.dify_openapi.client"):
+            if mode == "sync":
+                with DifyOpenAPIClient(make_config(emu)) as c:
+                    c.describe_app(TEXT_APP_ID)
+            else:
+
+                async def main() -> None:
+                    async with AsyncDifyOpenAPIClient(make_config(emu)) as c:
+                        await c.describe_app(TEXT_APP_ID)
+
+                asyncio.run(main())
+        assert f"Dify OpenAPI at {emu.base_url} uses the legacy paths" in caplog.messages
+        assert ACCOUNT_TOKEN not in caplog.text
+
+
 def test_resolve_app_by_name_and_clear_errors(client: DifyOpenAPIClient) -> None:
     app = client.resolve_app("Text Writer")
     assert (app.id, app.mode) == (TEXT_APP_ID, "workflow")
