@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -895,12 +895,14 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
         body = {"client_id": client_id, "device_label": device_label}
         return DeviceCode.from_api(await self._call(protocol.DEVICE_CODE, lambda: {"json": body}), client_id)
 
-    async def poll_device_token(self, code: DeviceCode) -> DeviceToken:
+    async def poll_device_token(
+        self, code: DeviceCode, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> DeviceToken:
         poll = DevicePoll(code)
         while True:
             if poll.expired():
                 raise poll.timeout_error()
-            await asyncio.sleep(poll.wait())
+            await sleep(poll.wait())
             try:
                 token = poll.on_answer(200, await self._call(protocol.DEVICE_TOKEN, lambda: {"json": poll.request()}))
             except DifyOpenAPIHTTPError as exc:

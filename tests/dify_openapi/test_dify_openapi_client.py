@@ -321,6 +321,40 @@ def test_device_flow_then_sessions(emu: DifyOpenAPIEmulator) -> None:
             c.get_account()
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_device_token_poll_waits_through_the_given_sleep(mode: str) -> None:
+    """Both clients take the wait between polls from ``sleep`` (the CLI's says when Dify slows it
+    down); the async one once had no such argument."""
+    waits: list[float] = []
+    with DifyOpenAPIEmulator(device_poll_interval=0.2) as emu:
+        config = make_config(emu, token="", login_only=True)
+        if mode == "sync":
+
+            def sleep(seconds: float) -> None:
+                waits.append(seconds)
+                time.sleep(seconds)
+
+            with DifyOpenAPIClient(config) as anon:
+                code = anon.start_device_flow(device_label="airflow-sleep")
+                threading.Timer(0.5, emu.approve, args=(code.user_code,)).start()
+                token = anon.poll_device_token(code, sleep=sleep)
+        else:
+
+            async def asleep(seconds: float) -> None:
+                waits.append(seconds)
+                await asyncio.sleep(seconds)
+
+            async def main() -> Any:
+                async with AsyncDifyOpenAPIClient(config) as anon:
+                    code = await anon.start_device_flow(device_label="airflow-sleep")
+                    asyncio.get_running_loop().call_later(0.5, emu.approve, code.user_code)
+                    return await anon.poll_device_token(code, sleep=asleep)
+
+            token = asyncio.run(main())
+    assert token.token.reveal().startswith("dfoa_")
+    assert waits and all(w >= 0.2 for w in waits)
+
+
 # --- async -------------------------------------------------------------------------------------------
 
 
