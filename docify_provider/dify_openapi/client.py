@@ -454,24 +454,32 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
         validate: bool = True,
     ) -> Iterator[WorkflowEvent]:
         """Run ``app`` (id or exact name) and stream its events up to ``workflow_finished`` or
-        ``workflow_paused``; inputs are checked and the route picked before anything is sent."""
-        resolved, plan = self.prepare_run(app, inputs, query=query, validate=validate)
-        return self._run(
-            resolved, plan, query=query, files=files, conversation_id=conversation_id, workflow_id=workflow_id
-        )
+        ``workflow_paused``.
 
-    def _run(self, app: ResolvedApp, plan: InputPlan, **kwargs: Any) -> Iterator[WorkflowEvent]:
+        Nothing is read or sent before the first event is asked for (as with the async client,
+        which cannot read before it is iterated); then the inputs are checked and the route
+        picked before the run request goes out, so their errors reach the caller's loop.
+        """
+        resolved, plan = self.prepare_run(app, inputs, query=query, validate=validate)
         with contextlib.ExitStack() as stack:
-            endpoint, request = self._run_request(app, plan, stack=stack, **kwargs)
+            endpoint, request = self._run_request(
+                resolved,
+                plan,
+                stack=stack,
+                query=query,
+                files=files,
+                conversation_id=conversation_id,
+                workflow_id=workflow_id,
+            )
             tracker = self._tracker(endpoint)
             try:
                 stream, response = self._open_stream(endpoint, **request)
                 yield from self._read_stream(stream, response, endpoint, tracker)
             except _CUT as exc:
-                self._on_cut(app, tracker, exc)
+                self._on_cut(resolved, tracker, exc)
         if not tracker.done:
-            self._on_cut(app, tracker, None)
-            yield from self._reattach(app, tracker)
+            self._on_cut(resolved, tracker, None)
+            yield from self._reattach(resolved, tracker)
 
     def _reattach(self, app: ResolvedApp, tracker: OpenAPIEventTracker) -> Iterator[WorkflowEvent]:
         deadline, budget = self._attach_budget()
@@ -511,18 +519,16 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
 
         Opening the stream is a read (429 and 502/503/504/524 retried with backoff). A stream that
         breaks or ends before ``workflow_finished`` (or a pause) raises
-        ``DifyOpenAPIStreamIncompleteError``: the run may still be going.
+        ``DifyOpenAPIStreamIncompleteError``: the run may still be going. Nothing is read before
+        the first event is asked for.
         """
         resolved = self.resolve_app(app)
         self.detect_generation(resolved.id)
         tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, continue_on_pause=continue_on_pause)
-        return self._followed(resolved.id, tracker, include_state_snapshot=include_state_snapshot)
-
-    def _followed(
-        self, app_id: str, tracker: OpenAPIEventTracker, *, include_state_snapshot: bool
-    ) -> Iterator[WorkflowEvent]:
         try:
-            yield from self._events(app_id, str(tracker.run_id), tracker, include_state_snapshot=include_state_snapshot)
+            yield from self._events(
+                resolved.id, workflow_run_id, tracker, include_state_snapshot=include_state_snapshot
+            )
         except TransportError as exc:
             if isinstance(exc, OutcomeUnknownError):  # e.g. idle past idle_timeout: already says so
                 raise
@@ -537,11 +543,12 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
         replayed (each event counted once); a cut re-attaches within ``max_stream_seconds``, as a
         run's own stream does. Nothing is ever sent that could start a run. ``task_id`` (when the
         caller saw it) is the run's task: the frame of an already finished run names none (C3).
+        Nothing is read before the first event is asked for.
         """
         resolved = self.resolve_app(app)
         self.detect_generation(resolved.id)
         tracker = self._tracker(protocol.EVENTS, run_id=workflow_run_id, task_id=task_id)
-        return self._reattach(resolved, tracker)
+        yield from self._reattach(resolved, tracker)
 
     def stop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
         """Stop a task, then (with the run id, for apps with events) read what became of the run."""

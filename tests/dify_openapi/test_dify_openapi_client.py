@@ -355,6 +355,26 @@ def test_device_token_poll_waits_through_the_given_sleep(mode: str) -> None:
     assert waits and all(w >= 0.2 for w in waits)
 
 
+def test_run_and_event_reads_start_on_first_iteration(emu: DifyOpenAPIEmulator) -> None:
+    """``run_app``, ``task_events`` and ``follow_run`` read (resolve, describe) only when iterated,
+    in the sync client as in the async one, which cannot do otherwise (the sync one once read at
+    call time, so its read errors escaped the caller's loop)."""
+    with DifyOpenAPIClient(make_config(emu)) as c:
+        before = len(emu.requests)
+        events = c.run_app(TEXT_APP_ID, {"topic": "lazy"})
+        tails = [c.task_events(TEXT_APP_ID, "run-1"), c.follow_run(TEXT_APP_ID, "run-1")]
+        assert len(emu.requests) == before, "nothing read before iterating"
+        run_id = list(events)[-1].workflow_run_id
+    with DifyOpenAPIClient(make_config(emu)) as c:
+        assert list(c.task_events(TEXT_APP_ID, str(run_id), include_state_snapshot=True))[-1].event == (
+            "workflow_finished"
+        )
+        assert list(c.follow_run(TEXT_APP_ID, str(run_id)))[-1].event == "workflow_finished"
+    for tail in tails:
+        tail.close()  # type: ignore[attr-defined]
+    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
+
+
 # --- async -------------------------------------------------------------------------------------------
 
 
