@@ -43,7 +43,6 @@ from docify_provider.dify_openapi.errors import (
     DifyOpenAPINotFoundError,
     DifyOpenAPIProtocolError,
     DifyOpenAPIRunFailedError,
-    DifyOpenAPIRunTimeoutError,
     DifyOpenAPIStreamIncompleteError,
     error_for_status,
 )
@@ -567,7 +566,7 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
                 except DifyOpenAPIRunFailedError as exc:  # ended stopped (or failed): what we want to see
                     raw = exc.result if isinstance(exc.result, dict) else {}
                     last = WorkflowEvent.from_api(raw) if raw.get("event") == "workflow_finished" else None
-                except (DifyOpenAPIRunTimeoutError, DifyOpenAPIError) as exc:
+                except DifyOpenAPIError as exc:  # a timeout included: the outcome was not seen
                     log.warning(
                         "Dify answered success to the stop of task %s; run %s not seen ending (%s)",
                         task_id,
@@ -860,22 +859,23 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
         await self._get(protocol.stop_endpoint(generation, resolved.id, task_id))
         last: WorkflowEvent | None = None
         if workflow_run_id and resolved.mode in protocol.EVENT_MODES:
-            try:
-                short = dataclasses.replace(self.config, max_stream_seconds=STOP_WAIT_SECONDS)
-                async with AsyncDifyOpenAPIClient(short) as reader:
-                    reader._probe, reader._resolved = self._probe, self._resolved
+            short = dataclasses.replace(self.config, max_stream_seconds=STOP_WAIT_SECONDS)
+            async with AsyncDifyOpenAPIClient(short) as reader:
+                reader._probe, reader._resolved = self._probe, self._resolved
+                try:
+                    # the snapshot ends a paused run's stream at its pause (a stop leaves it paused, C6)
                     async for event in reader.task_events(resolved.id, workflow_run_id, include_state_snapshot=True):
                         last = event
-            except DifyOpenAPIRunFailedError as exc:
-                raw = exc.result if isinstance(exc.result, dict) else {}
-                last = WorkflowEvent.from_api(raw) if raw.get("event") == "workflow_finished" else None
-            except DifyOpenAPIError as exc:
-                log.warning(
-                    "Dify answered success to the stop of task %s; run %s not seen ending (%s)",
-                    task_id,
-                    workflow_run_id,
-                    exc,
-                )
+                except DifyOpenAPIRunFailedError as exc:  # ended stopped (or failed): what we want to see
+                    raw = exc.result if isinstance(exc.result, dict) else {}
+                    last = WorkflowEvent.from_api(raw) if raw.get("event") == "workflow_finished" else None
+                except DifyOpenAPIError as exc:
+                    log.warning(
+                        "Dify answered success to the stop of task %s; run %s not seen ending (%s)",
+                        task_id,
+                        workflow_run_id,
+                        exc,
+                    )
         return self._stopped(workflow_run_id, task_id, last)
 
     async def get_form(self, app: str, form_token: str) -> HumanInputForm:

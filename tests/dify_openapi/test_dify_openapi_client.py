@@ -375,6 +375,33 @@ def test_run_and_event_reads_start_on_first_iteration(emu: DifyOpenAPIEmulator) 
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_stop_whose_outcome_cannot_be_read_returns_none_and_says_so(
+    emu: DifyOpenAPIEmulator, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    """The stop was accepted; when the run's events cannot be read after it, both clients say so in
+    the log and return None (not seen), never raise: the two once caught this in different places."""
+
+    async def astop(task_id: str, run_id: str) -> Any:
+        async with AsyncDifyOpenAPIClient(make_config(emu)) as c:
+            return await c.stop_task(LONG_APP_ID, task_id, workflow_run_id=run_id)
+
+    with DifyOpenAPIClient(make_config(emu)) as c:
+        events = c.run_app(LONG_APP_ID, {"seconds": 30, "steps": 30})
+        first = next(events)
+        events.close()  # type: ignore[attr-defined]
+        task_id, run_id = str(first.task_id), str(first.workflow_run_id)
+        emu.inject(Fault("events", "status", status=500, times=None))
+        with caplog.at_level(logging.WARNING, logger="docify_provider.dify_openapi.client"):
+            if mode == "sync":
+                run = c.stop_task(LONG_APP_ID, task_id, workflow_run_id=run_id)
+            else:
+                run = asyncio.run(astop(task_id, run_id))
+    assert run is None
+    assert any(f"stop of task {task_id}; run {run_id} not seen ending" in m for m in caplog.messages)
+    assert ACCOUNT_TOKEN not in caplog.text and emu.runs_started(ACCOUNT_TOKEN) == 1
+
+
 # --- async -------------------------------------------------------------------------------------------
 
 
