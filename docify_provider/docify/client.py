@@ -212,6 +212,24 @@ class AsyncDocifyClient(ClientBase, AsyncHTTP):
         async for event in self._read_stream(stream, response, endpoint, StreamTracker(str(endpoint), self.protocol)):
             yield event
 
+    async def run_streaming(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        on_event: Callable[[StreamEvent], None] | None = None,
+        **kwargs: Any,
+    ) -> RunResult:
+        """Consume ``stream`` to the end and return the COMPLETE result, calling ``on_event`` for each event."""
+        result: RunResult | None = None
+        async for event in self.stream(inputs, **kwargs):
+            if on_event is not None:
+                on_event(event)
+            if event.response is not None and event.type == "COMPLETE":
+                result = event.response
+        if result is None:  # pragma: no cover - stream() raises before this
+            raise DocifyProtocolError("Stream finished without a result")
+        return result
+
 
 def shared_async_client(config: Any, *, scope: str) -> contextlib.AbstractAsyncContextManager[AsyncDocifyClient]:
     """An ``AsyncDocifyClient`` over the httpx client its connection shares in this event loop.

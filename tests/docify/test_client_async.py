@@ -409,3 +409,14 @@ async def test_upload_is_logged_as_the_sync_client_logs_it(
         f"Uploaded scan.png ({len(PNG)} bytes) to Docify as {aio.upload_file_oid}",
     ]
     assert INVOICE_KEY not in caplog.text
+
+
+async def test_run_streaming_returns_the_complete_result(
+    emulator: DocifyEmulator, make_async_client: MakeClient
+) -> None:
+    """The async twin of ``DocifyClient.run_streaming`` (both clients now come from one source)."""
+    seen: list[str] = []
+    async with make_async_client(SUMMARY_KEY) as client:
+        result = await client.run_streaming(SUMMARY_INPUTS, on_event=lambda e: seen.append(e.type))
+    assert result.json_result == SUMMARY_RESULT and seen == SUMMARY_EVENTS
+    assert emulator.runs_started(SUMMARY_KEY) == 1
