@@ -385,7 +385,7 @@ def test_logs_filters_and_pages(client: DifyClient, dify_emulator: DifyEmulator)
 
 
 def test_logs_all_pages(client: DifyClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    import docify_provider.dify.client as module
+    import docify_provider.dify.client_base as module  # the page size is the shared base's
 
     monkeypatch.setattr(module, "LOGS_PAGE_SIZE", 2)
     for i in range(5):
