@@ -190,26 +190,32 @@ class DifyOpenAPIClientBase(HTTPBase):
             parts.append((protocol.file_part_name(upload.variable), (source.name, fileobj, source.mime_type)))
         return endpoint, {"data": protocol.multipart_fields(body), "files": parts}
 
-    def _no_reattach(self, app: ResolvedApp, tracker: OpenAPIEventTracker, cause: Exception) -> ProviderError:
+    @staticmethod
+    def _incomplete(tracker: OpenAPIEventTracker, message: str) -> ProviderError:
+        """A run whose stream could not be followed to its end: outcome unknown, with the run's id
+        and the events seen, so that a human can find it in the console (never re-sent)."""
         return DifyOpenAPIStreamIncompleteError(
-            f"The stream of Dify run {tracker.run_id} broke ({cause}) and a {app.mode} app cannot be re-attached "
-            "(the events route serves workflow and advanced-chat apps only)."
-            + NO_LOOKUP.replace("whose id was never seen ", "")
-            + " It is not re-sent.",
+            message,
             endpoint=tracker.endpoint,
             run_id=tracker.run_id,
             session_id=tracker.run_id,
             events_seen=tracker.events_seen,
         )
 
+    def _no_reattach(self, app: ResolvedApp, tracker: OpenAPIEventTracker, cause: Exception) -> ProviderError:
+        return self._incomplete(
+            tracker,
+            f"The stream of Dify run {tracker.run_id} broke ({cause}) and a {app.mode} app cannot be re-attached "
+            "(the events route serves workflow and advanced-chat apps only)."
+            + NO_LOOKUP.replace("whose id was never seen ", "")
+            + " It is not re-sent.",
+        )
+
     def _attach_gave_up(self, tracker: OpenAPIEventTracker, why: str) -> ProviderError:
-        return DifyOpenAPIStreamIncompleteError(
+        return self._incomplete(
+            tracker,
             f"Dify run {tracker.run_id}: re-attaching gave up ({why}) after {len(tracker.events_seen)} event(s). "
             "The run may still be going and was billed; it is not re-sent.",
-            endpoint=tracker.endpoint,
-            run_id=tracker.run_id,
-            session_id=tracker.run_id,
-            events_seen=tracker.events_seen,
         )
 
     def _on_cut(self, app: ResolvedApp, tracker: OpenAPIEventTracker, exc: ProviderError | None) -> None:
@@ -223,14 +229,11 @@ class DifyOpenAPIClientBase(HTTPBase):
     def _events_incomplete(self, tracker: OpenAPIEventTracker, cause: Exception | None) -> ProviderError:
         """``task_events`` whose stream broke (``cause``) or ended before the run's final event."""
         how = f"broke ({cause})" if cause is not None else "ended"
-        return DifyOpenAPIStreamIncompleteError(
+        return self._incomplete(
+            tracker,
             f"The events stream of Dify run {tracker.run_id} {how} before the run's final event, after "
             f"{len(tracker.events_seen)} event(s). The run may still be going: read its events again "
             "(task_events, include_state_snapshot=True) or look in the Dify console. Nothing was re-sent.",
-            endpoint=tracker.endpoint,
-            run_id=tracker.run_id,
-            session_id=tracker.run_id,
-            events_seen=tracker.events_seen,
         )
 
     def _attach_progress(self, tracker: OpenAPIEventTracker, before: int, idle: int, budget: int) -> int:
