@@ -385,7 +385,7 @@ def test_logs_filters_and_pages(client: DifyClient, dify_emulator: DifyEmulator)
 
 
 def test_logs_all_pages(client: DifyClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    import docify_provider.dify.client as module
+    import docify_provider.dify.client_base as module  # the page size is the shared base's
 
     monkeypatch.setattr(module, "LOGS_PAGE_SIZE", 2)
     for i in range(5):
@@ -484,6 +484,40 @@ async def test_async_stop_wait_upload(dify_emulator: DifyEmulator) -> None:
         uploaded = await d.upload_file(b"abc", file_name="x.txt", user="as3")
         wire = await d.prepare_inputs({"document": uploaded}, user="as3")
         assert (await d.run_workflow(wire, user="as3")).succeeded
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_attach_without_events_endpoint_says_it_polls(
+    dify_emulator: DifyEmulator, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    """Both clients say in the log why they poll instead of streaming (the async one once did not)."""
+    with DifyClient(config(dify_emulator, LONG_APP_KEY)) as c:
+        first = next(iter(c.stream_workflow({"seconds": 0.5}, user="a4")))
+    run_id = first.workflow_run_id or ""
+    dify_emulator.inject(Fault("events", "status", status=404))
+    with caplog.at_level(logging.INFO, logger="docify_provider.dify.client"):
+        if mode == "sync":
+            with DifyClient(config(dify_emulator, LONG_APP_KEY)) as c:
+                events = list(c.attach(run_id, user="a4"))
+        else:
+            async with AsyncDifyClient(config(dify_emulator, LONG_APP_KEY)) as d:
+                events = [e async for e in d.attach(run_id, user="a4")]
+    assert [e.event for e in events] == ["workflow_finished"] and events[0].run.succeeded  # type: ignore[union-attr]
+    assert f"Dify events endpoint unavailable for run {run_id} (404); polling" in caplog.messages
+
+
+async def test_async_upload_is_logged_as_the_sync_client_logs_it(
+    dify_emulator: DifyEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The trigger's uploads leave the same line in the task log as the worker's (a drift once: none)."""
+    with caplog.at_level(logging.INFO, logger="docify_provider.dify.client"):
+        with DifyClient(config(dify_emulator, DOCUMENT_APP_KEY)) as c:
+            sync = c.upload_file(b"abc", file_name="x.txt", user="up1")
+        async with AsyncDifyClient(config(dify_emulator, DOCUMENT_APP_KEY)) as d:
+            aio = await d.upload_file(b"abc", file_name="x.txt", user="up1")
+    lines = [r.getMessage() for r in caplog.records if r.message.startswith("Uploaded")]
+    assert lines == [f"Uploaded x.txt (3 bytes) to Dify as {sync.id}", f"Uploaded x.txt (3 bytes) to Dify as {aio.id}"]
+    assert DOCUMENT_APP_KEY not in caplog.text
 
 
 async def test_async_stream_error_event_and_incomplete(dify_emulator: DifyEmulator) -> None:

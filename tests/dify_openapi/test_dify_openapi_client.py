@@ -102,6 +102,25 @@ def test_generation_detected_with_reads_only_and_cached(emu: DifyOpenAPIEmulator
     assert all(r.method == "GET" for r in emu.requests)  # never a run to find out
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_generation_found_by_a_describe_read_is_logged(mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Both clients say which paths a server without a catalog header uses (the async one once did not)."""
+    with DifyOpenAPIEmulator(paths="legacy") as emu:
+        with caplog.at_level(logging.INFO, logger="docify_provider.dify_openapi.client"):
+            if mode == "sync":
+                with DifyOpenAPIClient(make_config(emu)) as c:
+                    c.describe_app(TEXT_APP_ID)
+            else:
+
+                async def main() -> None:
+                    async with AsyncDifyOpenAPIClient(make_config(emu)) as c:
+                        await c.describe_app(TEXT_APP_ID)
+
+                asyncio.run(main())
+        assert f"Dify OpenAPI at {emu.base_url} uses the legacy paths" in caplog.messages
+        assert ACCOUNT_TOKEN not in caplog.text
+
+
 def test_resolve_app_by_name_and_clear_errors(client: DifyOpenAPIClient) -> None:
     app = client.resolve_app("Text Writer")
     assert (app.id, app.mode) == (TEXT_APP_ID, "workflow")
@@ -300,6 +319,87 @@ def test_device_flow_then_sessions(emu: DifyOpenAPIEmulator) -> None:
         c.revoke_session()
         with pytest.raises(DifyOpenAPIAuthenticationError):
             c.get_account()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_device_token_poll_waits_through_the_given_sleep(mode: str) -> None:
+    """Both clients take the wait between polls from ``sleep`` (the CLI's says when Dify slows it
+    down); the async one once had no such argument."""
+    waits: list[float] = []
+    with DifyOpenAPIEmulator(device_poll_interval=0.2) as emu:
+        config = make_config(emu, token="", login_only=True)
+        if mode == "sync":
+
+            def sleep(seconds: float) -> None:
+                waits.append(seconds)
+                time.sleep(seconds)
+
+            with DifyOpenAPIClient(config) as anon:
+                code = anon.start_device_flow(device_label="airflow-sleep")
+                threading.Timer(0.5, emu.approve, args=(code.user_code,)).start()
+                token = anon.poll_device_token(code, sleep=sleep)
+        else:
+
+            async def asleep(seconds: float) -> None:
+                waits.append(seconds)
+                await asyncio.sleep(seconds)
+
+            async def main() -> Any:
+                async with AsyncDifyOpenAPIClient(config) as anon:
+                    code = await anon.start_device_flow(device_label="airflow-sleep")
+                    asyncio.get_running_loop().call_later(0.5, emu.approve, code.user_code)
+                    return await anon.poll_device_token(code, sleep=asleep)
+
+            token = asyncio.run(main())
+    assert token.token.reveal().startswith("dfoa_")
+    assert waits and all(w >= 0.2 for w in waits)
+
+
+def test_run_and_event_reads_start_on_first_iteration(emu: DifyOpenAPIEmulator) -> None:
+    """``run_app``, ``task_events`` and ``follow_run`` read (resolve, describe) only when iterated,
+    in the sync client as in the async one, which cannot do otherwise (the sync one once read at
+    call time, so its read errors escaped the caller's loop)."""
+    with DifyOpenAPIClient(make_config(emu)) as c:
+        before = len(emu.requests)
+        events = c.run_app(TEXT_APP_ID, {"topic": "lazy"})
+        tails = [c.task_events(TEXT_APP_ID, "run-1"), c.follow_run(TEXT_APP_ID, "run-1")]
+        assert len(emu.requests) == before, "nothing read before iterating"
+        run_id = list(events)[-1].workflow_run_id
+    with DifyOpenAPIClient(make_config(emu)) as c:
+        assert list(c.task_events(TEXT_APP_ID, str(run_id), include_state_snapshot=True))[-1].event == (
+            "workflow_finished"
+        )
+        assert list(c.follow_run(TEXT_APP_ID, str(run_id)))[-1].event == "workflow_finished"
+    for tail in tails:
+        tail.close()  # type: ignore[attr-defined]
+    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_stop_whose_outcome_cannot_be_read_returns_none_and_says_so(
+    emu: DifyOpenAPIEmulator, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    """The stop was accepted; when the run's events cannot be read after it, both clients say so in
+    the log and return None (not seen), never raise: the two once caught this in different places."""
+
+    async def astop(task_id: str, run_id: str) -> Any:
+        async with AsyncDifyOpenAPIClient(make_config(emu)) as c:
+            return await c.stop_task(LONG_APP_ID, task_id, workflow_run_id=run_id)
+
+    with DifyOpenAPIClient(make_config(emu)) as c:
+        events = c.run_app(LONG_APP_ID, {"seconds": 30, "steps": 30})
+        first = next(events)
+        events.close()  # type: ignore[attr-defined]
+        task_id, run_id = str(first.task_id), str(first.workflow_run_id)
+        emu.inject(Fault("events", "status", status=500, times=None))
+        with caplog.at_level(logging.WARNING, logger="docify_provider.dify_openapi.client"):
+            if mode == "sync":
+                run = c.stop_task(LONG_APP_ID, task_id, workflow_run_id=run_id)
+            else:
+                run = asyncio.run(astop(task_id, run_id))
+    assert run is None
+    assert any(f"stop of task {task_id}; run {run_id} not seen ending" in m for m in caplog.messages)
+    assert ACCOUNT_TOKEN not in caplog.text and emu.runs_started(ACCOUNT_TOKEN) == 1
 
 
 # --- async -------------------------------------------------------------------------------------------

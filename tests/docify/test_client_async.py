@@ -20,6 +20,7 @@ from docify_provider.docify import (
     ClientConfig,
     DocifyAuthenticationError,
     DocifyBadRequestError,
+    DocifyClient,
     DocifyFileError,
     DocifyHTTPError,
     DocifyInputError,
@@ -392,3 +393,30 @@ async def test_download_key_stays_on_trusted_hosts(
         (f"localhost:{emulator.port}", False),
         (f"localhost:{emulator.port}", True),
     ]
+
+
+async def test_upload_is_logged_as_the_sync_client_logs_it(
+    make_client: Callable[..., DocifyClient], make_async_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The trigger's uploads leave the same line in the task log as the worker's (a drift once: none)."""
+    with caplog.at_level(logging.INFO, logger="docify_provider.docify.client"):
+        sync = make_client(INVOICE_KEY).upload_file(PNG, file_name="scan.png")
+        async with make_async_client(INVOICE_KEY) as client:
+            aio = await client.upload_file(PNG, file_name="scan.png")
+    lines = [r.getMessage() for r in caplog.records if r.name == "docify_provider.docify.client"]
+    assert lines == [
+        f"Uploaded scan.png ({len(PNG)} bytes) to Docify as {sync.upload_file_oid}",
+        f"Uploaded scan.png ({len(PNG)} bytes) to Docify as {aio.upload_file_oid}",
+    ]
+    assert INVOICE_KEY not in caplog.text
+
+
+async def test_run_streaming_returns_the_complete_result(
+    emulator: DocifyEmulator, make_async_client: MakeClient
+) -> None:
+    """The async twin of ``DocifyClient.run_streaming`` (both clients now come from one source)."""
+    seen: list[str] = []
+    async with make_async_client(SUMMARY_KEY) as client:
+        result = await client.run_streaming(SUMMARY_INPUTS, on_event=lambda e: seen.append(e.type))
+    assert result.json_result == SUMMARY_RESULT and seen == SUMMARY_EVENTS
+    assert emulator.runs_started(SUMMARY_KEY) == 1
