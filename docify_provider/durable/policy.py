@@ -179,11 +179,13 @@ def decide(
 ) -> Decision:
     """The decision for ``known`` (the module's table). ``where`` names the task state a user clears."""
     label = backend.label
+    clear = f"clear the task state ({where})" if where else "clear the task state"
+    todo = f"Check the run in {label}; set allow_resubmit=True or {clear} to pay for a new run."
     if known.sent is None:
         return Decision(
             Action.UNKNOWN,
             f"{label} run outcome unknown: {known.why_unknown} Whether a run request was already sent is "
-            "unknown, so nothing is sent (a run may have been started and billed); the next try reads again.",
+            f"unknown, so nothing is sent (one may have been started and billed). {todo}",
         )
     if known.result is not None:
         if force_rerun:
@@ -223,12 +225,11 @@ def decide(
     else:
         missing = f"neither its {backend.id_noun} id nor its result arrived"
         follow = f" (without its {backend.id_noun} id it cannot be followed)" if backend.can_reattach else ""
-    clear = f"clear the task state ({where})" if where else "clear the task state"
+    when = f" (at or after {known.when})" if known.when else ""
     return Decision(
         Action.UNKNOWN,
-        f"{label} run outcome unknown: {known.who} already sent the run request (at or after {known.when}){seen}, "
-        f"and {missing}. The run may have been started and billed, so it is not re-sent{follow}. Check the run "
-        f"in {label}; set allow_resubmit=True or {clear} to pay for a new run.",
+        f"{label} run outcome unknown: {known.who} already sent the run request{when}{seen}, and {missing}. "
+        f"The run may have been started and billed, so it is not re-sent{follow}. {todo}",
         run_id=known.run_id,
         task_id=known.task_id,
     )

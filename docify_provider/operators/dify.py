@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
+from docify_provider.durable.policy import DIFY, Action
 from docify_provider.durable.state import TaskState
 from docify_provider.operators.base import (
     RunOperatorBase,
@@ -210,7 +211,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
     state_key = DIFY_STATE_KEY
     label = "Dify"
     marker_xcom_key = DIFY_MARKER_XCOM_KEY
-    can_follow_on_worker = True
+    policy_backend = DIFY
     deferrable = False
 
     template_fields: Sequence[str] = ("dify_conn_id", "inputs", "user", "files", "workflow_id", "attachments_to")
@@ -300,45 +301,16 @@ class _DifyRunOperatorBase(RunOperatorBase):
         return DifyError
 
     def _recover(self, context: Context, state: TaskState, user: str) -> WorkflowRun | None:
-        """What an earlier try left: a result to reuse, a run to re-attach to, or an unknown outcome."""
-        from docify_provider._core.errors import OutcomeUnknownError, error_class
+        """What an earlier try left (the run policy): a result to reuse, or a run to re-attach to; None: send.
 
-        stored = self.ledger(state).read()
-        if self.force_rerun and stored:
-            self.log.info("force_rerun=True: ignoring what an earlier try stored and starting a new Dify run")
-            return None
-        kept = stored.get("result")
-        if isinstance(kept, dict) and isinstance(kept.get("raw"), dict):
-            run = run_from_record(kept["raw"], self.hook.config.base_url)
-            self.log.info(
-                "Reusing Dify run %s finished under try %s; no new run was started",
-                run.workflow_run_id,
-                kept.get("try_number"),
-            )
-            return run
-        pending = stored.get("pending")
-        if not isinstance(pending, dict):
-            return None
-        run_id = pending.get("workflow_run_id")
-        if run_id:
-            self.log.info(
-                "Try %s started Dify run %s; re-attaching to it instead of starting a new run",
-                pending.get("try_number"),
-                run_id,
-            )
-            return self._follow(context, state, str(run_id), pending.get("task_id"), str(pending.get("user") or user))
-        if self.allow_resubmit:
-            self.log.warning(
-                "A Dify run sent by try %s never reported its run id; allow_resubmit=True, so a new run is sent "
-                "(the earlier one may also have run)",
-                pending.get("try_number"),
-            )
-            return None
-        raise error_class(self._error_root(), OutcomeUnknownError)(
-            f"Dify run outcome unknown: try {pending.get('try_number')} sent a run request (at or after "
-            f"{pending.get('sent_at')}) but neither its run id nor its result arrived; it is not re-sent. "
-            f"Set allow_resubmit=True or clear the task state ({state.describe(self.state_key)}) to start a new run."
-        )
+        An unknown outcome raises (``_decide``) before anything is uploaded or sent.
+        """
+        decision = self._decide(state)
+        if decision.action is Action.REUSE and decision.result is not None:
+            return run_from_record(decision.result["raw"], self.hook.config.base_url)
+        if decision.action is Action.REATTACH and decision.run_id:
+            return self._follow(context, state, decision.run_id, decision.task_id, decision.user or user)
+        return None
 
     def _forget_if_settled(self, state: TaskState, exc: BaseException, run_id: str | None = None) -> bool:
         """After a failure: forget the pending record only when ``exc`` proves no run is pending.

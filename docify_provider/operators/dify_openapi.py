@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink, conf
 
+from docify_provider.durable.policy import DIFY_OPENAPI
 from docify_provider.durable.state import TaskState
 from docify_provider.operators.base import resolve_user
 from docify_provider.operators.dify import DifyStreamWorkflowOperator, log_workflow_event
@@ -91,6 +92,7 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
     """
 
     operator_extra_links = (DifyRunLogLink(),)
+    policy_backend = DIFY_OPENAPI
 
     template_fields: Sequence[str] = (
         *DifyStreamWorkflowOperator.template_fields,
