@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from docify_provider.docify.config import Secret
+    from docify_provider._core.config import Secret
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def mask_secret_once(secret: str | Secret) -> None:
     Airflow's own line, not the provider's). The secret is looked up in the places Airflow 3.0 to
     3.3 keep ``mask_secret``; common-compat releases before 1.21 do not re-export it.
     """
-    from docify_provider.docify.config import reveal
+    from docify_provider._core.config import reveal
 
     value = reveal(secret)
     if not value:

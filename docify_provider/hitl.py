@@ -291,7 +291,7 @@ class DifyServiceForms(_HookForms):
     def paused_form(self, run_id: str) -> Mapping[str, Any] | None:
         """Re-attach to the run (the events route with its state snapshot, which ends with the
         ``workflow_paused`` naming the form; the run detail names none) and read its form."""
-        from docify_provider.hitl_reattach import form_of_events
+        from docify_provider.dify.models import form_of_events
 
         hook = self._hook()
         try:
@@ -379,8 +379,8 @@ class DifyAccountForms(_HookForms):
         and names no paused form."""
         import time
 
+        from docify_provider.dify.models import form_of_events
         from docify_provider.dify_openapi.errors import DifyOpenAPIRunFailedError
-        from docify_provider.hitl_reattach import form_of_events
 
         hook = self._hook()
         deadline = time.monotonic() + SNAPSHOT_SECONDS

@@ -23,35 +23,16 @@ is re-used, never raised twice. Then:
   that nothing was posted and where to answer (:func:`answer_without_form_error`).
 
 Pause reasons are keyed ``type`` in Dify's documentation and ``TYPE`` by current servers; both are
-read (:func:`form_of_pause`, ``dify.models.human_input_reason``).
+read (``dify.models.form_of_pause``, ``dify.models.human_input_reason``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-
-def form_of_pause(data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The human-input form a ``workflow_paused`` data (or a paused blocking answer) waits on, as
-    ``FormRequest.as_dict()``; ``{}`` when its reasons name none with a token (``type`` or ``TYPE``:
-    ``dify.models.human_input_reason``)."""
-    from docify_provider.dify.models import FormRequest, human_input_reason
-
-    reason = human_input_reason((data or {}).get("reasons"))
-    return FormRequest.from_api(reason).as_dict() if reason is not None else {}
-
-
-def form_of_events(events: Iterable[Any]) -> dict[str, Any] | None:
-    """The form of the first ``workflow_paused`` in a run's events (a state snapshot replays it);
-    None once the run is seen to end or the events end without a pause."""
-    for event in events:
-        if event.event == "workflow_paused":
-            return form_of_pause(event.data) or None
-        if event.event == "workflow_finished":
-            return None
-    return None
+from docify_provider.dify.narration import describe_pause
 
 
 def expired(expires_at: Any) -> bool:
@@ -65,18 +46,6 @@ def expired(expires_at: Any) -> bool:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return datetime.now(tz=timezone.utc) >= when
-
-
-def describe_pause(form: Mapping[str, Any]) -> str:
-    """``form 'Review', actions [Approve, Reject], expires <time>``, with nothing printed as None."""
-    title = form.get("title")
-    parts = [f"form {title!r}" if title else "an untitled form"]
-    actions = [str(a.get("title") or a.get("id")) for a in form.get("actions") or [] if isinstance(a, Mapping)]
-    if actions:
-        parts.append(f"actions [{', '.join(actions)}]")
-    expires = form.get("expiration_time")
-    parts.append(f"expires {expires}" if expires else "no expiry given")
-    return ", ".join(parts)
 
 
 def public_form(form: Mapping[str, Any]) -> dict[str, Any]:
@@ -253,7 +222,7 @@ def answer_found_form(op: Any, context: Any, state: Any, answer: tuple[list[str]
         raise answer_without_form_error(
             None, chosen, who, "no Dify run is known to this task", "Answer the run's form in the Dify console."
         )
-    from docify_provider.operators.base import resolve_user
+    from docify_provider.hooks.base import resolve_user
 
     user = str(run.get("user") or resolve_user(op, op.hook))
     held = held_record(state)
@@ -301,13 +270,10 @@ __all__ = [
     "answer_without_form_error",
     "asked_before",
     "check_found",
-    "describe_pause",
     "expired",
     "expired_error",
     "find_form",
     "form_info",
-    "form_of_events",
-    "form_of_pause",
     "held_record",
     "look_up",
     "pending_run",

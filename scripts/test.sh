@@ -47,6 +47,7 @@ part setup-3.3 bash -c 'bash scripts/services.sh && bash scripts/bootstrap.sh'
 [ "$failed" = 0 ] || { echo "set-up failed"; exit 1; }
 part ruff .venv/bin/ruff check docify_provider tests example_dags scripts benchmarks
 part mypy .venv/bin/mypy
+part import-contracts .venv/bin/lint-imports
 part pytest-airflow-3.3 .venv/bin/pytest -p no:cacheprovider "$@"
 count "$log_dir/pytest-airflow-3.3.log"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -33,8 +33,12 @@ __all__ = [
     "WorkflowLog",
     "WorkflowRun",
     "epoch_to_datetime",
+    "form_of_events",
+    "form_of_pause",
     "human_input_reasons",
     "reason_kind",
+    "run_from_record",
+    "run_record",
 ]
 
 #: Events that end a stream (Dify's default terminal set).
@@ -814,3 +818,51 @@ class WorkflowLog:
             total_tokens=_int(run.get("total_tokens")),
             raw=item,
         )
+
+
+# --- records: a run to and from what the ledger, the XCom and a trigger event keep -----------------
+
+
+def run_record(run: WorkflowRun) -> dict[str, Any]:
+    """What the ledger keeps of a run (``raw`` as Dify sent it, the summed usage, the task id).
+
+    The same record travels in a trigger's success event, so operators, sensors and triggers read
+    it back with :func:`run_from_record`; it lives beside the model so none of them imports another.
+    """
+    return {"body": run.raw, "usage": dict(run.usage), "task_id": run.task_id}
+
+
+def run_from_record(record: Mapping[str, Any], base_url: str | None) -> WorkflowRun:
+    """The ``WorkflowRun`` a ``run_record`` (or a trigger event's ``run``) stands for."""
+    body = dict(record.get("body") or {})
+    task_id = record.get("task_id")
+    if "event" in body:
+        run = WorkflowRun.from_event(body, usage=record.get("usage"), base_url=base_url)
+    elif isinstance(body.get("data"), dict):
+        run = WorkflowRun.from_blocking(body, base_url=base_url)
+    else:
+        run = WorkflowRun.from_detail(body, task_id=task_id, base_url=base_url)
+    if record.get("usage") and not any(run.usage.get(k) for k in ("total_price",)):
+        run = replace(run, usage={**run.usage, **record["usage"]})
+    if task_id and not run.task_id:
+        run = replace(run, task_id=task_id)
+    return run
+
+
+def form_of_pause(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The human-input form a ``workflow_paused`` data (or a paused blocking answer) waits on, as
+    ``FormRequest.as_dict()``; ``{}`` when its reasons name none with a token (``type`` or ``TYPE``:
+    :func:`human_input_reason`)."""
+    reason = human_input_reason((data or {}).get("reasons"))
+    return FormRequest.from_api(reason).as_dict() if reason is not None else {}
+
+
+def form_of_events(events: Iterable[Any]) -> dict[str, Any] | None:
+    """The form of the first ``workflow_paused`` in a run's events (a state snapshot replays it);
+    None once the run is seen to end or the events end without a pause."""
+    for event in events:
+        if event.event == "workflow_paused":
+            return form_of_pause(event.data) or None
+        if event.event == "workflow_finished":
+            return None
+    return None

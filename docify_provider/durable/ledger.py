@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 
 def now_iso() -> str:
+    """The current UTC time as ISO 8601: the one clock of the ledger's records and the restart
+    markers the operators and triggers write (defined here once; issue 18)."""
     return datetime.now(tz=timezone.utc).isoformat()
 
 

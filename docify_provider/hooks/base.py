@@ -34,6 +34,20 @@ def is_storage_url(value: str) -> bool:
     return bool(_URL_SCHEME.match(value)) and not value.lower().startswith(("http://", "https://"))
 
 
+def resolve_user(op: Any, hook: Any) -> str:
+    """The task's ``user``; else the connection's ``default_user`` extra; else ``airflow:<dag>.<task>``.
+
+    Here, beside the connection it reads, so that every adapter that sends or answers for a task
+    (operators, the human-input re-attach) asks one place without importing the operators.
+    """
+    if op.user:
+        return str(op.user)
+    configured = hook.config.default_user
+    if configured and configured != DEFAULT_USER:
+        return configured
+    return f"airflow:{op.dag_id}.{op.task_id}"
+
+
 def to_bool(value: Any, default: bool) -> bool:
     if value is None or value == "":
         return default
@@ -326,4 +340,12 @@ class ProviderHook(BaseHook):
         return target
 
 
-__all__ = ["ConnectionView", "DownloadTarget", "ProviderHook", "config_from_view", "is_storage_url", "to_bool"]
+__all__ = [
+    "ConnectionView",
+    "DownloadTarget",
+    "ProviderHook",
+    "config_from_view",
+    "is_storage_url",
+    "resolve_user",
+    "to_bool",
+]

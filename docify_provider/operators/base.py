@@ -14,7 +14,6 @@ import contextlib
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator
@@ -37,10 +36,6 @@ _SCHEME_PROVIDERS = {
     "az": "apache-airflow-providers-microsoft-azure",
     "adl": "apache-airflow-providers-microsoft-azure",
 }
-
-
-def now_iso() -> str:
-    return datetime.now(tz=timezone.utc).isoformat()
 
 
 def outcome_known(exc: BaseException) -> bool:
@@ -69,18 +64,6 @@ def map_index(context: Context) -> int:
     ti = context_ti(context)
     value = getattr(ti, "map_index", -1)
     return -1 if value is None else int(value)
-
-
-def resolve_user(op: Any, hook: Any) -> str:
-    """The task's ``user``; else the connection's ``default_user`` extra; else ``airflow:<dag>.<task>``."""
-    if op.user:
-        return str(op.user)
-    from docify_provider._core.config import DEFAULT_USER
-
-    configured = hook.config.default_user
-    if configured and configured != DEFAULT_USER:
-        return configured
-    return f"airflow:{op.dag_id}.{op.task_id}"
 
 
 def with_asset_alias(kwargs: dict[str, Any], emit_asset_events: bool, asset_alias: str) -> dict[str, Any]:
@@ -496,9 +479,7 @@ __all__ = [
     "ctx",
     "later_try",
     "map_index",
-    "now_iso",
     "open_output_target",
     "outcome_known",
-    "resolve_user",
     "with_asset_alias",
 ]

@@ -21,7 +21,6 @@ deferred, until someone answers the form (default ``on_pause="wait"``).
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -29,15 +28,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
+from docify_provider.dify.narration import log_form, log_run, log_workflow_event
+from docify_provider.durable.ledger import now_iso
 from docify_provider.durable.policy import DIFY, Action
 from docify_provider.durable.state import TaskState
+from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.base import (
     RunOperatorBase,
     context_ti,
     map_index,
-    now_iso,
     outcome_known,
-    resolve_user,
     with_asset_alias,
 )
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, DIFY_STATE_KEY
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from docify_provider._core.errors import ProviderError
-    from docify_provider.dify.models import WorkflowEvent, WorkflowRun
+    from docify_provider.dify.models import WorkflowRun
     from docify_provider.hooks.dify import DifyHook
 
 DEFAULT_CONN_ID = "dify_default"
@@ -54,91 +54,13 @@ DEFAULT_CONN_ID = "dify_default"
 DEFAULT_ASSET_ALIAS = "dify_outputs"
 
 
-def run_record(run: WorkflowRun) -> dict[str, Any]:
-    """What the ledger keeps of a run (``raw`` as Dify sent it, the summed usage, the task id)."""
-    return {"body": run.raw, "usage": dict(run.usage), "task_id": run.task_id}
-
-
-def run_from_record(record: Mapping[str, Any], base_url: str | None) -> WorkflowRun:
-    """The ``WorkflowRun`` a ``run_record`` (or a trigger event's ``run``) stands for."""
-    import dataclasses
-
-    from docify_provider.dify.models import WorkflowRun
-
-    body = dict(record.get("body") or {})
-    task_id = record.get("task_id")
-    if "event" in body:
-        run = WorkflowRun.from_event(body, usage=record.get("usage"), base_url=base_url)
-    elif isinstance(body.get("data"), dict):
-        run = WorkflowRun.from_blocking(body, base_url=base_url)
-    else:
-        run = WorkflowRun.from_detail(body, task_id=task_id, base_url=base_url)
-    if record.get("usage") and not any(run.usage.get(k) for k in ("total_price",)):
-        run = dataclasses.replace(run, usage={**run.usage, **record["usage"]})
-    if task_id and not run.task_id:
-        run = dataclasses.replace(run, task_id=task_id)
-    return run
-
-
-def log_workflow_event(log: logging.Logger | Any, event: WorkflowEvent) -> None:
-    """One line in the task log per stream event (shared by the operator and the trigger)."""
-    kind = event.event
-    node = event.node
-    if kind == "workflow_started":
-        log.info("Dify workflow started: run %s (task %s)", event.workflow_run_id, event.task_id)
-    elif node is not None and kind == "node_started":
-        log.info("Dify node started: %s (%s)", node.title, node.node_type)
-    elif node is not None and kind == "node_finished":
-        elapsed = f"{node.elapsed_time:.2f}s" if node.elapsed_time is not None else "?"
-        log.info(
-            "Dify node %s %s in %s, %s tokens, price %s %s",
-            node.title,
-            node.status,
-            elapsed,
-            node.tokens if node.tokens is not None else 0,
-            node.price if node.price is not None else 0,
-            node.currency or "",
-        )
-    elif kind == "text_chunk":
-        log.info("Dify: %s", event.text or "")
-    elif kind == "workflow_finished":
-        run = getattr(event, "result", None) or event.run
-        if run is not None:
-            log_run(log, run)
-    elif kind in ("human_input_required", "workflow_paused"):
-        log_form(log, event.form.as_dict() if event.form else {}, event.workflow_run_id)
-    else:
-        log.debug("Dify stream event %s", kind)
-
-
-def log_run(log: logging.Logger | Any, run: WorkflowRun) -> None:
-    usage = run.usage or {}
-    log.info(
-        "Dify run %s %s in %s s: %s tokens, %s steps, price %s %s; %d output file(s)",
-        run.workflow_run_id,
-        run.status,
-        run.elapsed_time,
-        run.total_tokens,
-        run.total_steps,
-        usage.get("total_price"),
-        usage.get("currency") or "",
-        len(run.files),
-    )
-
-
 def paused_form(run: WorkflowRun) -> dict[str, Any]:
     """The human-input form a paused run's answer names (``reasons``), as ``FormRequest.as_dict()``."""
-    from docify_provider.hitl_reattach import form_of_pause
+    from docify_provider.dify.models import form_of_pause
 
     raw: Mapping[str, Any] = run.raw if isinstance(run.raw, Mapping) else {}
     inner = raw.get("data")
     return form_of_pause(inner if isinstance(inner, Mapping) else raw)
-
-
-def log_form(log: logging.Logger | Any, form: Mapping[str, Any], run_id: str | None) -> None:
-    from docify_provider.hitl_reattach import describe_pause
-
-    log.warning("Dify run %s paused for human input: %s", run_id, describe_pause(form))
 
 
 class DifyUploadFileOperator(BaseOperator):
@@ -305,6 +227,8 @@ class _DifyRunOperatorBase(RunOperatorBase):
 
         An unknown outcome raises (``_decide``) before anything is uploaded or sent.
         """
+        from docify_provider.dify.models import run_from_record
+
         decision = self._decide(state)
         if decision.action is Action.REUSE and decision.result is not None:
             return run_from_record(decision.result["raw"], self.hook.config.base_url)
@@ -332,6 +256,8 @@ class _DifyRunOperatorBase(RunOperatorBase):
 
     def _settle(self, context: Context, state: TaskState, run: WorkflowRun, user: str) -> Any:
         """A paused run: fail or wait (deferred); an ended one: keep it and post-process."""
+        from docify_provider.dify.models import run_record
+
         if run.paused:
             self._started(state, run.task_id, run.workflow_run_id, user)
             return self._on_paused(context, run.workflow_run_id, paused_form(run))
@@ -573,6 +499,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
         """
         from docify_provider import hitl as seam
         from docify_provider.dify.errors import DifyError, DifyOutcomeUnknownError
+        from docify_provider.dify.models import run_from_record
         from docify_provider.events import error_from_event
 
         state = TaskState(context, self.log)
@@ -888,6 +815,17 @@ class DifyStreamWorkflowOperator(_DifyRunOperatorBase):
             return self.execution_timeout
         elapsed = datetime.now(timezone.utc) - started
         return max(self.execution_timeout - elapsed, timedelta(seconds=1))
+
+
+def __getattr__(name: str) -> Any:
+    """``run_from_record``, now in ``docify_provider.dify.models`` (issue 18), still importable from here
+    as tests and DAGs do, and still not imported when a DAG file is parsed (the wire layer loads
+    only when asked for)."""
+    if name == "run_from_record":
+        from docify_provider.dify import models
+
+        return models.run_from_record
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

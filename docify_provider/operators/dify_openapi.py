@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink, conf
 
+from docify_provider.dify.narration import log_workflow_event
 from docify_provider.durable.policy import DIFY_OPENAPI
 from docify_provider.durable.state import TaskState
-from docify_provider.operators.base import resolve_user
-from docify_provider.operators.dify import DifyStreamWorkflowOperator, log_workflow_event
+from docify_provider.hooks.base import resolve_user
+from docify_provider.operators.dify import DifyStreamWorkflowOperator
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -240,7 +241,8 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
 
     def _defer_app(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> None:
         """Defer to ``DifyAppRunTrigger`` for run ``run_id`` (the marker names it first: restart-safe)."""
-        from docify_provider.operators.base import context_ti, now_iso
+        from docify_provider.durable.ledger import now_iso
+        from docify_provider.operators.base import context_ti
         from docify_provider.triggers.dify_openapi import DifyAppRunTrigger
         from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, dify_marker
 

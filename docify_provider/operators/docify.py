@@ -30,22 +30,21 @@ module level; the hook, the HTTP client and the trigger are imported when a task
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
+from docify_provider.durable.ledger import now_iso
 from docify_provider.durable.policy import DOCIFY, Action
 from docify_provider.durable.state import TaskState
+from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.base import (
     RunOperatorBase,
     context_ti,
     map_index,
-    now_iso,
     outcome_known,
-    resolve_user,
     with_asset_alias,
 )
 from docify_provider.xcom import (
@@ -59,7 +58,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from docify_provider._core.errors import ProviderError
-    from docify_provider.docify.models import RunResult, StreamEvent
+    from docify_provider.docify.models import RunResult
     from docify_provider.hooks.docify import DocifyHook
 
 DEFAULT_CONN_ID = "docify_default"
@@ -298,33 +297,6 @@ class DocifyRunScenarioOperator(_DocifyRunOperatorBase):
         return result, None
 
 
-def log_stream_event(log: logging.Logger | Any, event: StreamEvent) -> None:
-    """One line in the task log per stream event (shared by the operator and the trigger)."""
-    kind = event.type
-    if kind == "START":
-        log.info("Docify stream START: session %s", event.session_id)
-    elif kind in ("PREPARE_START", "PREPARE_END"):
-        log.info("Docify stream %s%s", kind, f": {event.content}" if event.content else "")
-    elif kind == "TEXT":
-        log.info("Docify: %s", event.content if event.content is not None else "")
-    elif kind == "COMPLETE":
-        response = event.response
-        if response is None:
-            log.info("Docify stream COMPLETE")
-        else:
-            log.info(
-                "Docify stream COMPLETE: run %s success=%s, cost %s points, elapsed %s ms",
-                response.run_id,
-                response.is_success,
-                response.cost_points,
-                response.elapsed_ms,
-            )
-    elif kind == "ERROR":
-        log.error("Docify stream ERROR (session %s): %s", event.session_id, event.error)
-    else:
-        log.debug("Docify stream event %s ignored", kind)
-
-
 class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
     """Run the Docify scenario as a stream of events, each logged as it arrives.
 
@@ -361,6 +333,8 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
     def _buy(
         self, context: Context, state: TaskState, wire: dict[str, Any], user: str
     ) -> tuple[RunResult, str | None] | None:
+        from docify_provider.docify.narration import log_stream_event
+
         if self.deferrable:
             self._defer(context, state, wire, user)
         self._configure()
@@ -421,7 +395,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after ``DocifyStreamTrigger``: keep the result, post-process, or raise its error."""
         from docify_provider.docify.models import RunResult
-        from docify_provider.triggers.docify import error_from_event
+        from docify_provider.events import error_from_event
 
         state = TaskState(context, self.log)
         if self._resumed_with_earlier_event(context, state, event):
@@ -457,10 +431,20 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             self.hook.close()
 
 
+def __getattr__(name: str) -> Any:
+    """``log_stream_event``, now in ``docify_provider.docify.narration`` (issue 18), still importable from
+    here as benchmarks and DAGs do, and still not imported when a DAG file is parsed (the wire layer
+    loads only when asked for)."""
+    if name == "log_stream_event":
+        from docify_provider.docify import narration
+
+        return narration.log_stream_event
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_ASSET_ALIAS",
     "DocifyRunScenarioOperator",
     "DocifyStreamScenarioOperator",
     "DocifyUploadFileOperator",
-    "log_stream_event",
 ]

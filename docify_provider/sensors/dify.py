@@ -89,9 +89,9 @@ class DifyWorkflowRunSensor(BaseSensorOperator):
         from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
         from docify_provider.dify.errors import DifyError
+        from docify_provider.dify.models import run_from_record
         from docify_provider.events import error_from_event
         from docify_provider.hooks.dify import DifyHook
-        from docify_provider.operators.dify import run_from_record
         from docify_provider.xcom import dify_run_to_xcom
 
         event = event or {}

@@ -110,7 +110,7 @@ class DocifyScenarioSensor(BaseSensorOperator):
             AirflowSkipException,
         )
 
-        from docify_provider.triggers.docify import error_from_event
+        from docify_provider.events import error_from_event
 
         event = event or {}
         status = event.get("status")

@@ -105,8 +105,8 @@ class DifyWorkflowTrigger(MarkerTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from docify_provider.operators.base import now_iso
-        from docify_provider.operators.dify import run_record
+        from docify_provider.dify.models import run_record
+        from docify_provider.durable.ledger import now_iso
 
         ident = self._identity()
         attach_to, dify_task = self.workflow_run_id, self.dify_task_id
@@ -225,7 +225,7 @@ class DifyWorkflowTrigger(MarkerTrigger):
 
     def _observe(self, event: Any) -> None:
         """Each event, once its ids are in the marker: one task-log line."""
-        from docify_provider.operators.dify import log_workflow_event
+        from docify_provider.dify.narration import log_workflow_event
 
         log_workflow_event(self.log, event)
 
@@ -306,9 +306,9 @@ class DifyWorkflowRunTrigger(MarkerTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from docify_provider.dify.errors import DifyError
+        from docify_provider.dify.models import run_record
         from docify_provider.dify.stream import raise_if_failed
         from docify_provider.hooks.dify import DifyHook
-        from docify_provider.operators.dify import run_record
 
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         hook = DifyHook(dify_conn_id=self.dify_conn_id)

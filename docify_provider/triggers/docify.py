@@ -170,7 +170,7 @@ class DocifyStreamTrigger(MarkerTrigger):
             if self.idle_timeout:
                 config = await hook.aget_config()
                 hook.config = dataclasses.replace(config, idle_timeout=float(self.idle_timeout))
-            from docify_provider.operators.docify import log_stream_event
+            from docify_provider.docify.narration import log_stream_event
 
             self.log.info("Sending Docify run (streaming, deferred) for user %s", self.user)
             # The triggerer runs many triggers in one event loop: streams of one connection share
