@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperatorLink, conf
 
 from docify_provider.dify.narration import log_workflow_event
-from docify_provider.durable.policy import DIFY_OPENAPI
+from docify_provider.durable.policy import DIFY_OPENAPI, Backend
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.dify import DifyStreamWorkflowOperator
@@ -189,15 +189,16 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             return self._consume_chat(state, events, user)
         return self._consume(state, events, user)
 
-    def _follow(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> WorkflowRun:
-        if self._mode not in EVENT_MODES:
-            from docify_provider.dify_openapi.errors import DifyOpenAPIOutcomeUnknownError
+    def _policy(self) -> Backend:
+        """Workflow and advanced-chat runs are followed by id (the events route); chat and completion runs
+        cannot be, so a retry that finds one pending re-sends only with ``allow_resubmit``."""
+        self._ensure_app()
+        if self._mode in EVENT_MODES:
+            return DIFY_OPENAPI
+        return DIFY_OPENAPI.without_reattach(f"Dify's events route cannot re-attach to a {self._mode} run")
 
-            raise DifyOpenAPIOutcomeUnknownError(
-                f"Dify {self._mode} run {run_id} of app {self._app_id} was started by an earlier try, and Dify's "
-                "events route cannot re-attach to this app mode; it is not re-sent. Set allow_resubmit=True or "
-                "clear the task state to start a new run."
-            )
+    def _follow(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> WorkflowRun:
+        """Follow the run by id through the events route (only runs the policy can re-attach to come here)."""
         self._running = (task_id, run_id, user)
         if self.deferrable:
             self._defer_app(context, state, run_id, task_id, user)

@@ -428,3 +428,37 @@ def test_account_trigger_on_kill_of_a_paused_run_is_bounded_and_says_what_it_saw
     assert time.monotonic() - started < 5, "on_kill reads the status once, never waits for 'stopped'"
     assert emu.stop_requests(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1 and emu.run(run_id).status == "paused"
     assert f"run {run_id} is still paused" in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("allow_resubmit", [False, True])
+def test_a_retry_of_a_chat_run_that_cannot_be_reattached_follows_allow_resubmit(openapi_conn, capfd, allow_resubmit):
+    """A basic chat run is recorded by its message id, and the events route cannot re-attach to it.
+    Try 2 fails closed naming the task state, or, with ``allow_resubmit=True``, sends a new run (the
+    policy's row for a run that cannot be followed). It used to fail closed either way, its message
+    advising the ``allow_resubmit=True`` it then ignored."""
+    emu = openapi_conn
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
+    with new_dag(f"openapi_chat_retry_{allow_resubmit}") as dag:
+        DifyRunAppOperator(
+            task_id="chat",
+            app=CHAT_APP_ID,
+            inputs={"name": "Ada"},
+            query="Hello?",
+            allow_resubmit=allow_resubmit,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.try_number("chat") == 2, text[-6000:]
+    if allow_resubmit:
+        assert outcome.state("chat") == "success", text[-6000:]
+        assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 2
+        assert "allow_resubmit=True, so a new run is sent (the earlier one may also have been billed)" in text
+        assert outcome.xcom("chat")["answer"]
+    else:
+        assert outcome.state("chat") == "failed"
+        assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 1
+        assert "DifyOpenAPIOutcomeUnknownError" in text and "it is not re-sent" in text
+        assert "Dify's events route cannot re-attach to a chat run" in text
+        assert "clear the task state (task_state_store key 'dify_state')" in text or "Variable" in text
