@@ -109,3 +109,37 @@ def test_each_event_loop_gets_its_own_client(built_clients):
     asyncio.run(use())
     asyncio.run(use())
     assert len(built_clients) == 2 and all(c.is_closed for c in built_clients)
+
+
+async def test_account_api_triggers_in_one_loop_share_one_http_client(openapi_conn, built_clients):
+    """The account API's triggers borrow the per-loop pool through ``ProviderHook.async_client`` too
+    (they used to build an ``httpx.AsyncClient`` per trigger, and per stop and form read)."""
+    from docify_provider._core import transport
+    from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+    from docify_provider.testing.dify_openapi import LONG_APP_ID
+    from docify_provider.triggers.dify_openapi import DifyAppRunTrigger
+
+    emu = openapi_conn
+    hook = DifyOpenAPIHook()
+    runs = []
+    for _ in range(2):  # started on the worker, as the operator does; Dify goes on once the stream is closed
+        events = hook.client.run_app(LONG_APP_ID, {"seconds": 1, "steps": 4})
+        started = next(e for e in events if e.workflow_run_id)
+        events.close()  # type: ignore[attr-defined]
+        runs.append((str(started.workflow_run_id), started.task_id))
+    hook.close()
+    tasks = [
+        asyncio.create_task(_run(DifyAppRunTrigger(app_id=LONG_APP_ID, workflow_run_id=run_id, dify_task_id=task)))
+        for run_id, task in runs
+    ]
+    peak_users = 0
+    while not all(t.done() for t in tasks):
+        pool = transport._SHARED.get(asyncio.get_running_loop(), {})
+        peak_users = max([peak_users, *(entry.users for entry in pool.values())])
+        await asyncio.sleep(0.02)
+    results = [t.result() for t in tasks]
+
+    assert [[e.payload["status"] for e in events] for events in results] == [["success"], ["success"]]
+    assert peak_users == 2, "the two streams did not overlap on one shared client"
+    assert len(built_clients) == 1 and built_clients[0].is_closed
+    assert emu.runs_started() == 2
