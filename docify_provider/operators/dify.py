@@ -498,7 +498,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
         task straight from a REST API answer, whose event carries only the answer.
         """
         from docify_provider import hitl as seam
-        from docify_provider.dify.errors import DifyError, DifyOutcomeUnknownError
+        from docify_provider._core.errors import OutcomeUnknownError, error_class
         from docify_provider.dify.models import run_from_record
         from docify_provider.events import error_from_event
 
@@ -510,7 +510,8 @@ class _DifyRunOperatorBase(RunOperatorBase):
         user = resolve_user(self, self.hook)
         try:
             if not event:
-                raise DifyOutcomeUnknownError("The Dify trigger ended without an event; outcome unknown")
+                unknown = error_class(self._error_root(), OutcomeUnknownError)
+                raise unknown("The Dify trigger ended without an event; outcome unknown")
             if event.get("status") == "trigger_failed":
                 return self._after_trigger_failure(context, str(event.get("message")), event)
             run_id, task_id = event.get("workflow_run_id"), event.get("task_id")
@@ -529,7 +530,7 @@ class _DifyRunOperatorBase(RunOperatorBase):
             if status == "paused":
                 self._started(state, task_id, run_id, user)
                 return self._on_paused(context, str(run_id), event.get("form") or {})
-            exc = error_from_event(event, root=DifyError)
+            exc = error_from_event(event, root=self._error_root())
             if not self._forget_if_settled(state, exc, run_id=run_id) and run_id:
                 self._started(state, task_id, run_id, user)
             raise exc

@@ -86,6 +86,11 @@ class DifyAppRunTrigger(DifyRunTriggerBase):
         # The kwargs always name the run: the operator never defers before the stream named it.
         return RunSpec(run_id=self.workflow_run_id, task_id=self.dify_task_id, user=self.user)
 
+    def _root(self) -> Any:
+        from docify_provider.dify_openapi.errors import DifyOpenAPIError
+
+        return DifyOpenAPIError
+
     def _open(self, client: Any, progress: RunProgress) -> AsyncIterator[Any]:
         # The run's task id is passed on: the frame of an already finished run names none (Part C3).
         run_id = str(progress.run_id or self.workflow_run_id)

@@ -462,3 +462,39 @@ def test_a_retry_of_a_chat_run_that_cannot_be_reattached_follows_allow_resubmit(
         assert "DifyOpenAPIOutcomeUnknownError" in text and "it is not re-sent" in text
         assert "Dify's events route cannot re-attach to a chat run" in text
         assert "clear the task state (task_state_store key 'dify_state')" in text or "Variable" in text
+
+
+def test_account_api_failures_after_a_deferral_are_the_account_api_family(openapi_conn, monkeypatch):
+    """The account API's trigger and ``execute_complete`` rebuild failures in its own error family, so
+    ``except DifyOpenAPIError`` catches them (they came back as the Service API's ``DifyError``s: the
+    trigger and ``execute_complete`` named ``DifyError`` as the root for every Dify operator)."""
+    import asyncio
+
+    from docify_provider.dify_openapi.errors import DifyOpenAPIOutcomeUnknownError, DifyOpenAPIStreamIncompleteError
+    from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+
+    hook = DifyOpenAPIHook()
+    events = hook.client.run_app(TEXT_APP_ID, {"topic": "families"})
+    started = next(e for e in events if e.workflow_run_id)
+    events.close()  # type: ignore[attr-defined]
+    hook.close()
+
+    async def nothing(*_: Any) -> Any:  # an events stream that ends before the run does
+        return
+        yield
+
+    monkeypatch.setattr(DifyAppRunTrigger, "_open", lambda self, client, progress: nothing())
+    trigger = DifyAppRunTrigger(app_id=TEXT_APP_ID, workflow_run_id=str(started.workflow_run_id))
+    (event,) = asyncio.run(_events_of(trigger))
+    assert event.payload["error_type"] == "DifyOpenAPIStreamIncompleteError", event.payload
+
+    with new_dag("openapi_families"):
+        op = DifyRunAppOperator(task_id="run", app=TEXT_APP_ID, inputs={"topic": "families"})
+    with pytest.raises(DifyOpenAPIStreamIncompleteError):
+        op.execute_complete({}, dict(event.payload))
+    with pytest.raises(DifyOpenAPIOutcomeUnknownError):
+        op.execute_complete({}, None)
+
+
+async def _events_of(trigger: Any) -> list[Any]:
+    return [event async for event in trigger.run()]
