@@ -58,6 +58,10 @@ def marker_says_deferred(marker: Any) -> bool:
     return isinstance(marker, dict) and marker.get("state") == "deferred"
 
 
+class MarkerUnreadable(Exception):
+    """The restart marker exists in a store that cannot be read: whether a run was sent is unknown."""
+
+
 def _xcom_class() -> Any:
     from airflow.providers.common.compat.sdk import XCom
 
@@ -146,6 +150,12 @@ class MarkerTrigger(BaseTrigger):
         return None
 
     async def _read_marker(self, ident: Mapping[str, Any] | None) -> Any:
+        """The restart marker of this task instance; None when there is none.
+
+        Fails closed, like the ledger: a marker that cannot be read raises ``MarkerUnreadable``
+        ("unknown"), never None ("nothing sent"). Without an identity there is no marker to read or
+        write at all (a trigger built outside a task instance): the guard is off, and logged so.
+        """
         if ident is None:
             self.log.warning("%s: no task instance identity; restart guard disabled", self.log_label)
             return None
@@ -155,8 +165,7 @@ class MarkerTrigger(BaseTrigger):
         try:
             marker = await get_one(key=self.marker_key, **ident)
         except Exception as exc:
-            self.log.warning("%s: cannot read the restart marker (%s); proceeding", self.log_label, exc)
-            return None
+            raise MarkerUnreadable(f"{type(exc).__name__}: {exc}") from exc
         if marker is not None or self.legacy_marker_key is None:
             return marker
         # No marker under the current key: the task deferred under an earlier build, which kept it
@@ -165,8 +174,7 @@ class MarkerTrigger(BaseTrigger):
         try:
             return await get_one(key=self.legacy_marker_key, **ident)
         except Exception as exc:
-            self.log.warning("%s: cannot read the restart marker's old key (%s)", self.log_label, exc)
-            return None
+            raise MarkerUnreadable(f"{type(exc).__name__} reading its old key: {exc}") from exc
 
     async def _write_marker(self, ident: Mapping[str, Any] | None, value: dict[str, Any]) -> bool:
         if ident is None:
@@ -217,10 +225,6 @@ class RunProgress:
     result: Any = None
     #: A payload that ends the run before a result (Dify: paused for human input).
     final: dict[str, Any] | None = None
-
-
-class MarkerUnreadable(Exception):
-    """The restart marker exists in a store that cannot be read: whether a run was sent is unknown."""
 
 
 class RunTrigger(MarkerTrigger):
@@ -291,9 +295,9 @@ class RunTrigger(MarkerTrigger):
     async def follow(self, spec: RunSpec) -> TriggerEvent:
         """Follow one run to its end (module docstring) and return the one event that says how it ended."""
         ident = self._identity()
-        decision = await self._restart_guard(ident, spec)
+        known, decision = await self._restart_guard(ident, spec)
         if decision.action is Action.UNKNOWN:
-            return self._unknown(decision)
+            return self._unknown(known, decision)
         progress = RunProgress(spec, decision.run_id, decision.task_id, sent_at=now_iso())
         self._following.append(progress)
         failed = await self._connection_failed(
@@ -333,14 +337,15 @@ class RunTrigger(MarkerTrigger):
         """The runs this trigger has followed (for ``on_kill``: what to stop)."""
         return self.__dict__.setdefault("_following_runs", [])
 
-    async def _restart_guard(self, ident: Mapping[str, Any] | None, spec: RunSpec) -> Decision:
+    async def _restart_guard(self, ident: Mapping[str, Any] | None, spec: RunSpec) -> tuple[Known, Decision]:
         """The run policy over the restart marker: send, re-attach, or outcome unknown (logged)."""
         if spec.run_id:  # the operator named the run: follow it, whatever a marker says
-            return Decision(Action.REATTACH, run_id=spec.run_id, task_id=spec.task_id)
+            known = Known(sent=True, run_id=spec.run_id, task_id=spec.task_id)
+            return known, Decision(Action.REATTACH, run_id=spec.run_id, task_id=spec.task_id)
         try:
             marker = await self._read_marker(ident)
         except MarkerUnreadable as exc:
-            known = Known.unreadable(f"{self.log_label} cannot read its restart marker ({exc}).")
+            known = Known.unreadable(f"the {self.log_label} cannot read its restart marker ({exc}).")
         else:
             known = Known.from_marker(marker, self.policy_backend)
         decision = decide(known, self.policy_backend, allow_resubmit=spec.allow_resubmit)
@@ -348,10 +353,16 @@ class RunTrigger(MarkerTrigger):
             self.log.error("%s", decision.message)
         elif decision.message:
             self.log.warning("%s", decision.message)
-        return decision
+        return known, decision
 
-    def _unknown(self, decision: Decision) -> TriggerEvent:
+    def _unknown(self, known: Known, decision: Decision) -> TriggerEvent:
+        """Nothing is sent. A run an earlier trigger sent: ``outcome_unknown``. A marker that cannot be
+        read: ``trigger_failed`` with ``sent`` None, so the worker, which reads the marker (and the
+        ledger) itself, settles it: nothing sent, a run to follow, or outcome unknown."""
         ids = self._ids(decision.run_id, decision.task_id)
+        if known.sent is None:
+            why = f"{known.why_unknown[:1].upper()}{known.why_unknown[1:]} It sent nothing; the worker decides"
+            return self._fire(trigger_failed(why, sent=None, **ids))
         return self._fire({"status": "outcome_unknown", "message": decision.message, **ids})
 
     async def _stream(self, ident: Mapping[str, Any] | None, progress: RunProgress) -> None:

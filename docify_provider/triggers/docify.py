@@ -13,8 +13,9 @@ before it POSTs the run the trigger writes an XCom marker (``docify_run_request_
 ``dag.test()``); a restarted trigger that finds it reports ``outcome_unknown``
 (with the session id it saw, if any) instead of paying for the run again, unless
 ``allow_resubmit=True``. The operator writes state ``"deferred"`` before deferring, so the first
-trigger finds a marker that says "nothing sent yet". When no marker can be read or written the
-trigger logs a warning and proceeds.
+trigger finds a marker that says "nothing sent yet". A marker that cannot be read fails closed
+(nothing is sent; ``trigger_failed`` with ``sent`` unknown hands the decision to the worker); one
+that cannot be written is logged and the trigger proceeds. The loop is ``triggers/base.py``'s.
 
 Events (``TriggerEvent.payload``):
 
