@@ -1,24 +1,28 @@
-"""Typed, immutable views of what the Dify Workflow Service API sends.
+"""Typed, immutable views of what the Dify Workflow Service API sends about runs: the run, its
+stream events, its human-input forms, the app's run log, and the records a run is kept as.
 
 Each model keeps the payload it was built from in ``raw`` (nothing the server returned is
 dropped); times are aware UTC datetimes (Dify sends epoch seconds). Parsers are lenient about
 fields Dify added or renamed across versions and strict only about what the client relies on.
+
+The app's description (``apps``), file objects (``files``) and the lenient readers (``parsing``)
+live in their own modules and are re-exported here, where callers import them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
-import pendulum
-
+from docify_provider.dify.apps import AppInfo, AppParameters, InputVariable
 from docify_provider.dify.errors import DifyProtocolError
+from docify_provider.dify.files import OutputFile, UploadedFile, file_type_for_extension, find_output_files
+from docify_provider.dify.parsing import as_list, epoch_to_datetime, json_object, opt_float, opt_int, opt_str
 from docify_provider.dify.protocol import ENDED_STATUSES, FAILED_STATUSES
 
 __all__ = [
@@ -33,6 +37,8 @@ __all__ = [
     "WorkflowLog",
     "WorkflowRun",
     "epoch_to_datetime",
+    "file_type_for_extension",
+    "find_output_files",
     "form_of_events",
     "form_of_pause",
     "human_input_reasons",
@@ -72,56 +78,6 @@ KNOWN_EVENTS = frozenset(
         "human_input_form_timeout",
     }
 )
-FILE_IDENTITY = "__dify__file__"
-
-
-def epoch_to_datetime(value: Any) -> datetime | None:
-    """Epoch seconds (or an ISO 8601 string) -> aware UTC datetime (a ``pendulum.DateTime``)."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
-            utc = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            utc = (utc if utc.tzinfo else utc.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
-        else:
-            utc = datetime.fromtimestamp(float(value), tz=timezone.utc)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-    return pendulum.DateTime(
-        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=pendulum.UTC
-    )
-
-
-def _mapping(payload: Any, what: str) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        raise DifyProtocolError(f"Expected a JSON object for {what}, got {type(payload).__name__}")
-    return payload
-
-
-def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, (list, tuple)) else []
 
 
 def _task_id(task_id: Any, run_id: Any) -> str | None:
@@ -158,298 +114,7 @@ def reason_kind(reason: Mapping[str, Any]) -> str | None:
 def human_input_reasons(reasons: Any) -> list[dict[str, Any]]:
     """The reasons of a pause that are human-input forms (``type``/``TYPE`` human_input_required,
     or no kind at all, as older servers sent), in order."""
-    return [r for r in _list(reasons) if isinstance(r, dict) and reason_kind(r) in (None, "human_input_required")]
-
-
-# --- the app -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AppInfo:
-    """``GET /info``: the app the key is bound to."""
-
-    name: str
-    description: str = ""
-    tags: list[str] = field(default_factory=list)
-    mode: str | None = None
-    author_name: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_api(cls, data: Any) -> AppInfo:
-        data = _mapping(data, "the app info")
-        return cls(
-            name=str(data.get("name") or ""),
-            description=str(data.get("description") or ""),
-            tags=[str(t) for t in _list(data.get("tags"))],
-            mode=_str(data.get("mode")),
-            author_name=_str(data.get("author_name")),
-            raw=data,
-        )
-
-
-#: Variable types of a workflow's start node.
-VARIABLE_TYPES = frozenset(
-    {
-        "text-input",
-        "paragraph",
-        "select",
-        "number",
-        "checkbox",
-        "file",
-        "file-list",
-        "json_object",
-        "external_data_tool",
-    }
-)
-
-
-@dataclass(frozen=True)
-class InputVariable:
-    """One start-node variable of ``/parameters``' ``user_input_form``."""
-
-    type: str
-    variable: str
-    label: str = ""
-    required: bool = False
-    max_length: int | None = None
-    options: list[str] = field(default_factory=list)
-    allowed_file_types: list[str] = field(default_factory=list)
-    allowed_file_extensions: list[str] = field(default_factory=list)
-    allowed_file_upload_methods: list[str] = field(default_factory=list)
-    default: Any = None
-    hide: bool = False
-    json_schema: Any = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def takes_files(self) -> bool:
-        return self.type in ("file", "file-list")
-
-    @classmethod
-    def from_api(cls, item: Any) -> InputVariable:
-        """An item of the old structure ``{type: {...}}`` or a flat variable dict with ``type``."""
-        item = _mapping(item, "a user_input_form item")
-        if len(item) == 1 and isinstance(next(iter(item.values())), dict):
-            type_, body = next(iter(item.items()))
-        else:
-            type_, body = item.get("type"), item
-        if not body.get("variable"):
-            raise DifyProtocolError(f"user_input_form item without a variable name: {item!r:.200}")
-        schema = body.get("json_schema")
-        if isinstance(schema, str) and schema.strip():
-            with contextlib.suppress(ValueError):
-                schema = json.loads(schema)
-        return cls(
-            type=str(body.get("type") or type_ or ""),
-            variable=str(body["variable"]),
-            label=str(body.get("label") or body["variable"]),
-            required=bool(body.get("required")),
-            max_length=_int(body.get("max_length")) or None,
-            options=[str(o) for o in _list(body.get("options"))],
-            allowed_file_types=[str(t) for t in _list(body.get("allowed_file_types"))],
-            allowed_file_extensions=[str(e).lower() for e in _list(body.get("allowed_file_extensions"))],
-            allowed_file_upload_methods=[str(m) for m in _list(body.get("allowed_file_upload_methods"))],
-            default=body.get("default"),
-            hide=bool(body.get("hide")),
-            json_schema=schema,
-            raw=body,
-        )
-
-
-@dataclass(frozen=True)
-class AppParameters:
-    """``GET /parameters``: the start-node variables and the server's file size limits (MB)."""
-
-    user_input_form: list[InputVariable] = field(default_factory=list)
-    file_upload: dict[str, Any] = field(default_factory=dict)
-    file_size_limit: float | None = None
-    image_file_size_limit: float | None = None
-    audio_file_size_limit: float | None = None
-    video_file_size_limit: float | None = None
-    workflow_file_upload_limit: int | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def variable(self, name: str) -> InputVariable | None:
-        return next((v for v in self.user_input_form if v.variable == name), None)
-
-    def size_limit_mb(self, file_type: str) -> float | None:
-        """The limit for a Dify file type (document, image, audio, video); documents use the general one."""
-        specific = {
-            "image": self.image_file_size_limit,
-            "audio": self.audio_file_size_limit,
-            "video": self.video_file_size_limit,
-        }.get(file_type)
-        return specific if specific is not None else self.file_size_limit
-
-    @classmethod
-    def from_api(cls, data: Any) -> AppParameters:
-        data = _mapping(data, "the app parameters")
-        system = data.get("system_parameters") if isinstance(data.get("system_parameters"), dict) else {}
-        return cls(
-            user_input_form=[InputVariable.from_api(item) for item in _list(data.get("user_input_form"))],
-            file_upload=data.get("file_upload") if isinstance(data.get("file_upload"), dict) else {},
-            file_size_limit=_float(system.get("file_size_limit")),
-            image_file_size_limit=_float(system.get("image_file_size_limit")),
-            audio_file_size_limit=_float(system.get("audio_file_size_limit")),
-            video_file_size_limit=_float(system.get("video_file_size_limit")),
-            workflow_file_upload_limit=_int(system.get("workflow_file_upload_limit")),
-            raw=data,
-        )
-
-
-# --- files ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UploadedFile:
-    """``POST /files/upload``'s answer: use it as a file input with ``as_input(type)``."""
-
-    id: str
-    name: str
-    size: int | None = None
-    extension: str | None = None
-    mime_type: str | None = None
-    created_by: str | None = None
-    created_at: datetime | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def as_input(self, type: str | None = None) -> dict[str, Any]:
-        """The file as a run input: ``{"transfer_method": "local_file", "upload_file_id": id, "type": ...}``."""
-        mapping: dict[str, Any] = {"transfer_method": "local_file", "upload_file_id": self.id}
-        mapping["type"] = type or file_type_for_extension(self.extension or self.name)
-        return mapping
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (the upload operator's XCom); ``from_api(as_dict())`` rebuilds it."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "size": self.size,
-            "extension": self.extension,
-            "mime_type": self.mime_type,
-            "created_by": self.created_by,
-            "created_at": int(self.created_at.timestamp()) if self.created_at else None,
-        }
-
-    @classmethod
-    def from_api(cls, data: Any) -> UploadedFile:
-        data = _mapping(data, "the upload answer")
-        if not data.get("id"):
-            raise DifyProtocolError("Upload answer without a file id")
-        return cls(
-            id=str(data["id"]),
-            name=str(data.get("name") or ""),
-            size=_int(data.get("size")),
-            extension=_str(data.get("extension")),
-            mime_type=_str(data.get("mime_type")),
-            created_by=_str(data.get("created_by")),
-            created_at=epoch_to_datetime(data.get("created_at")),
-            raw=data,
-        )
-
-
-#: Dify's file types by extension (``custom`` for anything else).
-FILE_TYPE_EXTENSIONS: dict[str, frozenset[str]] = {
-    "document": frozenset(
-        [
-            "txt",
-            "md",
-            "markdown",
-            "mdx",
-            "pdf",
-            "html",
-            "htm",
-            "xlsx",
-            "xls",
-            "docx",
-            "csv",
-            "eml",
-            "msg",
-            "pptx",
-            "ppt",
-            "xml",
-            "epub",
-            "vtt",
-            "properties",
-        ]
-    ),
-    "image": frozenset(["jpg", "jpeg", "png", "gif", "webp", "svg"]),
-    "audio": frozenset(["mp3", "m4a", "wav", "amr", "mpga"]),
-    "video": frozenset(["mp4", "mov", "mpeg", "webm"]),
-}
-
-
-def file_type_for_extension(name_or_ext: str | None) -> str:
-    """Dify's file type (document, image, audio, video, custom) of a name or an extension."""
-    text = (name_or_ext or "").lower()
-    ext = text.rsplit(".", 1)[-1] if "." in text else text
-    return next((t for t, exts in FILE_TYPE_EXTENSIONS.items() if ext in exts), "custom")
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    """A Dify file object found in a run's outputs; ``file_url`` is absolute (for ``download``)."""
-
-    file_name: str
-    file_url: str | None
-    file_size: int | None = None
-    mime_type: str | None = None
-    extension: str | None = None
-    type: str | None = None
-    id: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @staticmethod
-    def is_file_object(value: Any) -> bool:
-        return isinstance(value, dict) and (
-            value.get("dify_model_identity") == FILE_IDENTITY
-            or ("transfer_method" in value and ("url" in value or "remote_url" in value) and "filename" in value)
-        )
-
-    @classmethod
-    def from_api(cls, data: dict[str, Any], *, base_url: str | None = None) -> OutputFile:
-        url = data.get("url") or data.get("remote_url")
-        if isinstance(url, str) and url and base_url and not urlsplit(url).scheme:
-            # Dify without FILES_URL sends "/files/tools/<id>.csv?...": relative to the server's origin.
-            parts = urlsplit(base_url)
-            url = urljoin(f"{parts.scheme}://{parts.netloc}/", url)
-        return cls(
-            file_name=str(data.get("filename") or data.get("name") or data.get("id") or "file"),
-            file_url=url if isinstance(url, str) and url else None,
-            file_size=_int(data.get("size")),
-            mime_type=_str(data.get("mime_type")),
-            extension=_str(data.get("extension")),
-            type=_str(data.get("type")),
-            id=_str(data.get("id") or data.get("related_id")),
-            raw=data,
-        )
-
-
-def find_output_files(value: Any, *, base_url: str | None = None) -> list[OutputFile]:
-    """Every Dify file object in ``value`` (outputs, nested in dicts and lists), each once by id."""
-    found: list[OutputFile] = []
-    seen: set[str] = set()
-
-    def walk(item: Any, depth: int) -> Iterator[dict[str, Any]]:
-        if depth > 20:
-            return
-        if OutputFile.is_file_object(item):
-            yield item
-        elif isinstance(item, dict):
-            for child in item.values():
-                yield from walk(child, depth + 1)
-        elif isinstance(item, list):
-            for child in item:
-                yield from walk(child, depth + 1)
-
-    for obj in walk(value, 0):
-        out = OutputFile.from_api(obj, base_url=base_url)
-        key = out.id or out.file_url or out.file_name
-        if key not in seen:
-            seen.add(key)
-            found.append(out)
-    return found
+    return [r for r in as_list(reasons) if isinstance(r, dict) and reason_kind(r) in (None, "human_input_required")]
 
 
 # --- runs ----------------------------------------------------------------------------------------
@@ -463,7 +128,7 @@ def add_usage(usage: dict[str, Any], metadata: Any) -> None:
     """Add one ``node_finished.execution_metadata`` to ``usage`` (in place)."""
     if not isinstance(metadata, dict):
         return
-    tokens = _int(metadata.get("total_tokens"))
+    tokens = opt_int(metadata.get("total_tokens"))
     if tokens:
         usage["total_tokens"] = int(usage.get("total_tokens") or 0) + tokens
     price = metadata.get("total_price")
@@ -542,7 +207,7 @@ class WorkflowRun:
             except ValueError:
                 outputs = {"text": outputs}
         outputs = outputs if isinstance(outputs, dict) else {}
-        tokens = _int(data.get("total_tokens"))
+        tokens = opt_int(data.get("total_tokens"))
         if usage is None:
             usage = {**empty_usage(), "total_tokens": tokens or 0}
         elif tokens and not usage.get("total_tokens"):
@@ -555,12 +220,12 @@ class WorkflowRun:
             workflow_run_id=str(run_id),
             status=status,
             task_id=_task_id(task_id, run_id),
-            workflow_id=_str(data.get("workflow_id")),
+            workflow_id=opt_str(data.get("workflow_id")),
             outputs=outputs,
-            error=_str(data.get("error")) or None,
-            elapsed_time=_float(data.get("elapsed_time")),
+            error=opt_str(data.get("error")) or None,
+            elapsed_time=opt_float(data.get("elapsed_time")),
             total_tokens=tokens,
-            total_steps=_int(data.get("total_steps")),
+            total_steps=opt_int(data.get("total_steps")),
             created_at=epoch_to_datetime(data.get("created_at")),
             finished_at=epoch_to_datetime(data.get("finished_at")),
             usage=usage,
@@ -572,15 +237,15 @@ class WorkflowRun:
     @classmethod
     def from_blocking(cls, body: Any, *, base_url: str | None = None) -> WorkflowRun:
         """The blocking ``POST /workflows/run`` answer: ``{task_id, workflow_run_id, data: {...}}``."""
-        body = _mapping(body, "the run answer")
-        data = _mapping(body.get("data"), "the run answer's data")
+        body = json_object(body, "the run answer")
+        data = json_object(body.get("data"), "the run answer's data")
         run_id = body.get("workflow_run_id") or data.get("id")
         return cls._build(data, run_id=run_id, task_id=body.get("task_id"), raw=body, base_url=base_url)
 
     @classmethod
     def from_detail(cls, body: Any, task_id: str | None = None, *, base_url: str | None = None) -> WorkflowRun:
         """``GET /workflows/run/{id}`` (its ``inputs`` may be a JSON string on old servers)."""
-        body = _mapping(body, "the run detail")
+        body = json_object(body, "the run detail")
         data = dict(body)
         if isinstance(data.get("inputs"), str):
             with contextlib.suppress(ValueError):
@@ -590,8 +255,8 @@ class WorkflowRun:
     @classmethod
     def from_event(cls, event: Any, *, usage: dict[str, Any] | None = None, base_url: str | None = None) -> WorkflowRun:
         """A ``workflow_finished`` (or ``workflow_paused``) event; ``usage`` summed from its node events."""
-        raw = event.raw if isinstance(event, WorkflowEvent) else _mapping(event, "a workflow event")
-        data = _mapping(raw.get("data"), "the workflow event's data")
+        raw = event.raw if isinstance(event, WorkflowEvent) else json_object(event, "a workflow event")
+        data = json_object(raw.get("data"), "the workflow event's data")
         run_id = raw.get("workflow_run_id") or data.get("id") or data.get("workflow_run_id")
         return cls._build(data, run_id=run_id, task_id=raw.get("task_id"), raw=raw, usage=usage, base_url=base_url)
 
@@ -663,12 +328,12 @@ class FormRequest:
     def from_api(cls, data: dict[str, Any]) -> FormRequest:
         return cls(
             kind=reason_kind(data),
-            title=_str(data.get("node_title") or data.get("title")),
-            form_token=_str(data.get("form_token")),
-            actions=[a for a in _list(data.get("actions") or data.get("user_actions")) if isinstance(a, dict)],
+            title=opt_str(data.get("node_title") or data.get("title")),
+            form_token=opt_str(data.get("form_token")),
+            actions=[a for a in as_list(data.get("actions") or data.get("user_actions")) if isinstance(a, dict)],
             expiration_time=epoch_to_datetime(data.get("expiration_time")),
-            form_content=_str(data.get("form_content")),
-            node_id=_str(data.get("node_id")),
+            form_content=opt_str(data.get("form_content")),
+            node_id=opt_str(data.get("node_id")),
             raw=data,
         )
 
@@ -710,7 +375,7 @@ class WorkflowEvent:
 
     @classmethod
     def from_api(cls, payload: Any) -> WorkflowEvent:
-        payload = _mapping(payload, "a stream event")
+        payload = json_object(payload, "a stream event")
         name = payload.get("event")
         if not isinstance(name, str) or not name:
             raise DifyProtocolError("Stream event without an event name")
@@ -719,7 +384,7 @@ class WorkflowEvent:
         return cls(
             event=name,
             task_id=_task_id(payload.get("task_id"), run_id),
-            workflow_run_id=_str(run_id),
+            workflow_run_id=opt_str(run_id),
             data=data if isinstance(data, dict) else {},
             raw=_without_run_id_task(payload, run_id),
         )
@@ -731,15 +396,15 @@ class WorkflowEvent:
         d = self.data
         meta: dict[str, Any] = d["execution_metadata"] if isinstance(d.get("execution_metadata"), dict) else {}
         return NodeView(
-            node_id=_str(d.get("node_id")),
-            title=_str(d.get("title")),
-            node_type=_str(d.get("node_type")),
-            status=_str(d.get("status")) or ("running" if self.event == "node_started" else None),
-            elapsed_time=_float(d.get("elapsed_time")),
-            tokens=_int(meta.get("total_tokens")),
-            price=_float(meta.get("total_price")),
-            currency=_str(meta.get("currency")),
-            execution_id=_str(d.get("id")),
+            node_id=opt_str(d.get("node_id")),
+            title=opt_str(d.get("title")),
+            node_type=opt_str(d.get("node_type")),
+            status=opt_str(d.get("status")) or ("running" if self.event == "node_started" else None),
+            elapsed_time=opt_float(d.get("elapsed_time")),
+            tokens=opt_int(meta.get("total_tokens")),
+            price=opt_float(meta.get("total_price")),
+            currency=opt_str(meta.get("currency")),
+            execution_id=opt_str(d.get("id")),
         )
 
     @property
@@ -775,11 +440,11 @@ class WorkflowEvent:
 
     @property
     def error_code(self) -> str | None:
-        return _str(self.raw.get("code")) if self.event == "error" else None
+        return opt_str(self.raw.get("code")) if self.event == "error" else None
 
     @property
     def error_message(self) -> str | None:
-        return _str(self.raw.get("message")) if self.event == "error" else None
+        return opt_str(self.raw.get("message")) if self.event == "error" else None
 
 
 # --- logs ----------------------------------------------------------------------------------------
@@ -800,7 +465,7 @@ class WorkflowLog:
 
     @classmethod
     def from_api(cls, item: Any) -> WorkflowLog:
-        item = _mapping(item, "a workflow log item")
+        item = json_object(item, "a workflow log item")
         run: Mapping[str, Any] = item["workflow_run"] if isinstance(item.get("workflow_run"), Mapping) else {}
         user: Mapping[str, Any] = (
             item["created_by_end_user"] if isinstance(item.get("created_by_end_user"), Mapping) else {}
@@ -811,11 +476,11 @@ class WorkflowLog:
         return cls(
             id=str(item.get("id") or run_id),
             workflow_run_id=str(run_id),
-            status=_str(run.get("status")),
+            status=opt_str(run.get("status")),
             created_at=epoch_to_datetime(run.get("created_at") or item.get("created_at")),
-            session_id=_str(user.get("session_id")),
-            elapsed_time=_float(run.get("elapsed_time")),
-            total_tokens=_int(run.get("total_tokens")),
+            session_id=opt_str(user.get("session_id")),
+            elapsed_time=opt_float(run.get("elapsed_time")),
+            total_tokens=opt_int(run.get("total_tokens")),
             raw=item,
         )
 

@@ -3,7 +3,8 @@
 It extends the Service-API handler (body reading, SSE relay, re-attach) with the OpenAPI's
 routes of both path generations, bearer sessions, workspace membership, the ErrorBody
 ``{code, message, status, hint?, details?}`` (B3), the raw per-token 429 (B2) and the raw
-RFC 8628 device-flow answers (B9).
+RFC 8628 device-flow answers (B9). The URL side (path table, catalog, paging) is in ``routes``,
+the error answers in ``errors``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import queue
 import time
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,6 +29,8 @@ from docify_provider.testing.dify_openapi.current import TOKEN_EXPIRED_HINT, UNK
 from docify_provider.testing.dify_openapi.describe import DESCRIBE_FIELDS, app_row, describe
 from docify_provider.testing.dify_openapi.device import DeviceError
 from docify_provider.testing.dify_openapi.directory import APP_MODES, CHAT_MODES, Account, OpenAPIApp, Session, iso
+from docify_provider.testing.dify_openapi.errors import ApiError, RawError, invalid_request, unprocessable
+from docify_provider.testing.dify_openapi.routes import catalog, envelope, is_uuid, match, page_of, version_key
 from docify_provider.testing.errors import RequestError
 from docify_provider.testing.keys import fingerprint
 from docify_provider.testing.records import UploadRecord
@@ -36,10 +38,7 @@ from docify_provider.testing.records import UploadRecord
 if TYPE_CHECKING:
     from docify_provider.testing.dify_openapi.emulator import DifyOpenAPIEmulator
 
-PREFIX = "/openapi/v1"
 MAX_RUN_BODY = 64 * 1024 * 1024
-#: Route mode segment of ``/apps/{id}/<mode>:run`` -> app mode.
-RUN_ROUTES = {"workflow": "workflow", "chat": "chat", "advanced-chat": "advanced-chat", "completion": "completion"}
 #: Modes whose events route works (B7).
 REATTACH_MODES = frozenset({"workflow", "advanced-chat"})
 _CHAT_FIELDS = frozenset({"query", "conversation_id", "auto_generate_name"})
@@ -48,83 +47,6 @@ _OLD_RUN_FIELDS = frozenset(
     {"inputs", "query", "files", "conversation_id", "auto_generate_name", "workflow_id", "workspace_id"}
 )
 _CHAT_TERMINAL = frozenset({"message_end", "workflow_paused"})
-
-
-class ApiError(RequestError):
-    """An ErrorBody answer with optional ``hint`` and ``details``."""
-
-    def __init__(
-        self,
-        message: str,
-        status: int,
-        code: str | None = None,
-        *,
-        hint: str | None = None,
-        details: list[dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(message, status, code)
-        self.hint = hint
-        self.details = details
-
-
-class RawError(RequestError):
-    """A non-ErrorBody answer: the raw 429 of the bearer rate limit, device-flow errors."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(str(body), status)
-        self.body = body
-        self.headers = headers or {}
-
-
-def invalid_request(*details: tuple[str, list[Any], str]) -> ApiError:
-    """422 ``invalid_param`` "Request validation failed" with pydantic-style ``details``."""
-    items = [{"type": type_, "loc": loc, "msg": msg} for type_, loc, msg in details]
-    return ApiError("Request validation failed", 422, "invalid_param", details=items)
-
-
-def unprocessable(message: str) -> ApiError:
-    """A 422 whose message is a machine-readable word (``app_mode_mismatch``, ...)."""
-    return ApiError(message, 422, "invalid_param")
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _page(query: Mapping[str, str], max_limit: int, default_limit: int = 20) -> tuple[int, int]:
-    values = []
-    for name, default, high in (("page", 1, 99999), ("limit", default_limit, max_limit)):
-        raw = query.get(name, str(default))
-        try:
-            value = int(raw)
-        except ValueError:
-            raise invalid_request(("int_parsing", [name], "Input should be a valid integer")) from None
-        if not 1 <= value <= high:
-            raise invalid_request(
-                (
-                    "less_than_equal" if value > high else "greater_than_equal",
-                    [name],
-                    f"{name} must be between 1 and {high}",
-                )
-            )
-        values.append(value)
-    return values[0], values[1]
-
-
-def _version_key(version: str) -> tuple[tuple[int, ...], int, str]:
-    """Sort key of a semantic version: ``0.2.0-alpha`` < ``0.2.0`` < ``0.10.0``."""
-    core, _, pre = version.partition("-")
-    numbers = tuple(int(n) if n.isdigit() else 0 for n in core.split("."))
-    return numbers, 0 if pre else 1, pre
-
-
-def _envelope(items: list[Any], page: int, limit: int) -> dict[str, Any]:
-    chunk = items[(page - 1) * limit : page * limit]
-    return {"page": page, "limit": limit, "total": len(items), "has_more": page * limit < len(items), "data": chunk}
 
 
 class OpenAPIRequestHandler(DifyRequestHandler):
@@ -173,8 +95,9 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         self._session = None
         self._hint_app = None
         if not self.legacy:
-            self._extra_headers["X-Dify-Catalog"] = hashlib.sha256(json.dumps(self._catalog()).encode()).hexdigest()
-        found = self._match(path) if self.emulator.openapi_enabled else None
+            operations = catalog(self.emulator.version, legacy=self.legacy)
+            self._extra_headers["X-Dify-Catalog"] = hashlib.sha256(json.dumps(operations).encode()).hexdigest()
+        found = match(path, legacy=self.legacy) if self.emulator.openapi_enabled else None
         if found is None:
             raise RequestError("The requested URL was not found on the server.", 404, "not_found")
         endpoint, op, methods, args = found
@@ -197,101 +120,7 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         minimum = self.emulator.min_difyctl_version
         if minimum is None or not agent.startswith("difyctl/"):
             return False
-        return _version_key(agent.split("/", 1)[1].split()[0]) < _version_key(minimum)
-
-    def _match(self, path: str) -> tuple[str, str, set[str], tuple[str, ...]] | None:
-        """(fault endpoint, operation, methods, path arguments) of ``path``, None for a 404."""
-        if not path.startswith(PREFIX + "/"):
-            return None
-        parts = path[len(PREFIX) + 1 :].split("/")
-        n = len(parts)
-        fixed = {
-            "_health": ("probe", "health", {"GET"}),
-            "_version": ("probe", "version", {"GET"}),
-            "_catalog": ("probe", "catalog", {"GET"}),
-            "account": ("account", "account", {"GET"}),
-            "account/sessions": ("sessions", "sessions", {"GET"}),
-            "account/sessions/self": ("sessions", "revoke_self", {"DELETE"}),
-            "workspaces": ("workspaces", "workspaces", {"GET"}),
-            "apps": ("apps", "apps", {"GET"}),
-            "permitted-external-apps": ("apps", "external_apps", {"GET"}),
-            "oauth/device/code": ("device", "device_code", {"POST"}),
-            "oauth/device/token": ("device", "device_token", {"POST"}),
-            "oauth/device/lookup": ("device", "device_lookup", {"GET"}),
-            "oauth/device/approve": ("device", "device_approve", {"POST"}),
-            "oauth/device/deny": ("device", "device_deny", {"POST"}),
-        }
-        joined = "/".join(parts)
-        if joined in fixed:
-            endpoint, op, methods = fixed[joined]
-            return endpoint, op, methods, ()
-        if n == 3 and parts[:2] == ["account", "sessions"]:
-            return "sessions", "revoke", {"DELETE"}, (parts[2],)
-        if n == 2 and parts[0] == "workspaces" and parts[1].endswith(":switch") and not self.legacy:
-            return "workspaces", "switch", {"POST"}, (parts[1][: -len(":switch")],)
-        if n == 2 and parts[0] == "workspaces" and ":" not in parts[1]:
-            return "workspaces", "workspace", {"GET"}, (parts[1],)
-        if parts[0] != "apps" or n < 2:
-            return None
-        if n == 5 and parts[2] == "tasks" and parts[4] == "events":
-            return "events", "events", {"GET"}, (parts[1], parts[3])
-        return self._legacy_app_route(parts) if self.legacy else self._current_app_route(parts)
-
-    @staticmethod
-    def _legacy_app_route(parts: list[str]) -> tuple[str, str, set[str], tuple[str, ...]] | None:
-        n = len(parts)
-        if n == 3 and parts[2] == "run":
-            return "stream", "run", {"POST"}, (parts[1], "")
-        if n == 3 and parts[2] == "describe":
-            return "describe", "describe", {"GET"}, (parts[1],)
-        if n == 5 and parts[2] == "tasks" and parts[4] == "stop":
-            return "stop", "stop", {"POST"}, (parts[1], parts[3])
-        if n == 5 and parts[2:4] == ["form", "human_input"]:
-            return "form", "form", {"GET", "POST"}, (parts[1], parts[4])  # POST: form_submit (_route)
-        return None
-
-    @staticmethod
-    def _current_app_route(parts: list[str]) -> tuple[str, str, set[str], tuple[str, ...]] | None:
-        n = len(parts)
-        if n == 2 and parts[1].endswith(":run"):
-            return "stream", "run", {"POST"}, (parts[1][: -len(":run")], "")
-        if n == 2 and ":" not in parts[1]:
-            return "describe", "describe", {"GET"}, (parts[1],)
-        if n == 3 and parts[2].endswith(":run") and parts[2][: -len(":run")] in RUN_ROUTES:
-            return "stream", "run", {"POST"}, (parts[1], RUN_ROUTES[parts[2][: -len(":run")]])
-        if n == 4 and parts[2] == "tasks" and parts[3].endswith(":stop"):
-            return "stop", "stop", {"POST"}, (parts[1], parts[3][: -len(":stop")])
-        if n == 4 and parts[2] == "human-input-forms":
-            token, _, action = parts[3].partition(":")
-            if action == "submit":
-                return "form", "form_submit", {"POST"}, (parts[1], token)  # endpoint form_submit (_route)
-            if not action:
-                return "form", "form", {"GET"}, (parts[1], token)
-        return None
-
-    def _catalog(self) -> dict[str, Any]:
-        legacy = self.legacy
-        ops = [
-            ("get.console_app", "GET", "/apps"),
-            ("describe.console_app", "GET", "/apps/{app_id}/describe" if legacy else "/apps/{app_id}"),
-            ("run.events", "GET", "/apps/{app_id}/tasks/{task_id}/events"),
-            (
-                "console_app.stop",
-                "POST",
-                "/apps/{app_id}/tasks/{task_id}/stop" if legacy else "/apps/{app_id}/tasks/{task_id}:stop",
-            ),
-        ]
-        if legacy:
-            ops.append(("console_app.run", "POST", "/apps/{app_id}/run"))
-            ops.append(("describe.run.form", "GET", "/apps/{app_id}/form/human_input/{form_token}"))
-            ops.append(("run.form.submit", "POST", "/apps/{app_id}/form/human_input/{form_token}"))
-        else:
-            ops.extend(
-                (f"console_app.{m.replace('-', '_')}.run", "POST", f"/apps/{{app_id}}/{m}:run") for m in RUN_ROUTES
-            )
-            ops.append(("describe.run.form", "GET", "/apps/{app_id}/human-input-forms/{form_token}"))
-            ops.append(("submit.run.form", "POST", "/apps/{app_id}/human-input-forms/{form_token}:submit"))
-        return {"version": self.emulator.version, "operations": [{"op": o, "method": m, "path": p} for o, m, p in ops]}
+        return version_key(agent.split("/", 1)[1].split()[0]) < version_key(minimum)
 
     # request pieces -----------------------------------------------------------------------
     def _multi_query(self) -> dict[str, list[str]]:
@@ -358,7 +187,7 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         elif op == "version":
             self._send_json(200, {"version": emu.version, "edition": emu.edition})
         else:
-            self._send_json(200, self._catalog())
+            self._send_json(200, catalog(self.emulator.version, legacy=self.legacy))
 
     def _workspace_items(self, account: Account) -> list[dict[str, Any]]:
         items = []
@@ -384,9 +213,9 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         session, account = self._caller()
         emu = self.emulator
         if op == "sessions":
-            page, limit = _page(self._query(), 100)
+            page, limit = page_of(self._query(), 100)
             rows = [s.row() for s in emu.sessions.of_account(account.id)]
-            self._send_json(200, _envelope(rows, page, limit))
+            self._send_json(200, envelope(rows, page, limit))
             return
         target = session if op == "revoke_self" else emu.sessions.by_id(self._args[0])
         if target is None or target.account_id != account.id:
@@ -408,8 +237,8 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         elif self.legacy:
             self._send_json(200, {"workspaces": items})
         else:
-            page, limit = _page(self._query(), 100)
-            self._send_json(200, _envelope(items, page, limit))
+            page, limit = page_of(self._query(), 100)
+            self._send_json(200, envelope(items, page, limit))
 
     # apps ---------------------------------------------------------------------------------
     def _do_apps(self, op: str) -> None:
@@ -421,11 +250,11 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         workspace_id = query.get("workspace_id")
         if not workspace_id:
             raise invalid_request(("missing", ["workspace_id"], "Field required"))
-        if not _is_uuid(workspace_id):
+        if not is_uuid(workspace_id):
             raise invalid_request(("uuid_parsing", ["workspace_id"], "Input should be a valid UUID"))
         if workspace_id not in account.roles:
             raise ApiError("Workspace not found", 404, "not_found")
-        page, limit = _page(query, 200 if self.legacy else 100)
+        page, limit = page_of(query, 200 if self.legacy else 100)
         mode, name = query.get("mode"), query.get("name")
         # C5: a current server has no tag filter (the parameter is ignored) and rows carry no tags
         tag = None if emu.current else query.get("tag")
@@ -440,10 +269,10 @@ class OpenAPIRequestHandler(DifyRequestHandler):
             if a.workspace_id == workspace_id
             and (mode is None or a.mode == mode)
             and (tag is None or tag in a.tags)
-            and (not name or (a.app_id == name if _is_uuid(name) else name.lower() in a.name.lower()))
+            and (not name or (a.app_id == name if is_uuid(name) else name.lower() in a.name.lower()))
         ]
         rows = [app_row(a, ws.name, documented=not emu.current) for a in apps]
-        body = _envelope(rows, page, limit)
+        body = envelope(rows, page, limit)
         if not self.legacy:
             more = {"workspace_id": workspace_id, "page": page + 1, "limit": limit}
             body["hints"] = (
