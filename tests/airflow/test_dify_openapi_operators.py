@@ -498,3 +498,18 @@ def test_account_api_failures_after_a_deferral_are_the_account_api_family(openap
 
 async def _events_of(trigger: Any) -> list[Any]:
     return [event async for event in trigger.run()]
+
+
+def test_the_account_operator_is_a_sibling_of_the_service_api_operators_not_a_subclass():
+    """``DifyRunAppOperator`` shares ``DifyRunOperatorBase`` with the Service API's operators; it no
+    longer inherits (and templates) the Service API's ``dify_conn_id``, which it never used."""
+    from docify_provider.operators.dify import DifyStreamWorkflowOperator
+    from docify_provider.operators.dify_run import DifyRunOperatorBase
+
+    assert issubclass(DifyRunAppOperator, DifyRunOperatorBase)
+    assert not issubclass(DifyRunAppOperator, DifyStreamWorkflowOperator)
+    assert "dify_conn_id" not in DifyRunAppOperator.template_fields
+    assert "dify_openapi_conn_id" in DifyRunAppOperator.template_fields
+    assert "execute" not in DifyRunAppOperator.__dict__, "the flow is the base's"
+    with new_dag("openapi_no_service_conn"), pytest.raises(Exception, match="dify_conn_id"):
+        DifyRunAppOperator(task_id="run", app=TEXT_APP_ID, dify_conn_id="dify_default")
