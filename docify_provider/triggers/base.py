@@ -53,11 +53,6 @@ def trigger_failed(exc: BaseException | str, *, sent: bool | None, **ids: Any) -
     return {"status": "trigger_failed", "sent": sent, "message": message, **ids}
 
 
-def marker_says_deferred(marker: Any) -> bool:
-    """The operator's ``{"state": "deferred"}`` marker: no trigger has sent the run yet."""
-    return isinstance(marker, dict) and marker.get("state") == "deferred"
-
-
 class MarkerUnreadable(Exception):
     """The restart marker exists in a store that cannot be read: whether a run was sent is unknown."""
 
@@ -413,6 +408,5 @@ __all__ = [
     "RunSpec",
     "RunTrigger",
     "fire",
-    "marker_says_deferred",
     "trigger_failed",
 ]
