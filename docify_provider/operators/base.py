@@ -138,8 +138,8 @@ def open_output_target(param: str, value: Any, root: type[ProviderError]) -> Non
 class RunOperatorBase(BaseOperator):
     """Ledger, attachments, asset events and XCom push of a backend's run operators.
 
-    Subclasses set ``state_key`` (and ``legacy_state_keys``), provide ``hook`` (a ``ProviderHook``)
-    and set ``attachments_to``, ``emit_asset_events``, ``asset_alias`` in their ``__init__``.
+    Subclasses set ``state_key`` (and ``legacy_state_keys``), ``default_asset_alias`` and
+    ``policy_backend``, and provide ``hook`` (a ``ProviderHook``).
     """
 
     #: ``task_state_store`` key of the bought-once ledger.
@@ -152,11 +152,38 @@ class RunOperatorBase(BaseOperator):
     #: Parameters naming where a run's outputs go; each is opened before any upload or run.
     output_targets: ClassVar[tuple[str, ...]] = ("attachments_to",)
 
-    attachments_to: Any
-    emit_asset_events: bool
-    asset_alias: str
+    #: Name of the ``AssetAlias`` the backend's asset events go through unless ``asset_alias`` is given.
+    default_asset_alias: ClassVar[str]
+
     _ledger: RunLedger | None
     hook: Any
+
+    def __init__(
+        self,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        user: str | None = None,
+        attachments_to: Any = None,
+        emit_asset_events: bool = False,
+        asset_alias: str | None = None,
+        validate: bool = True,
+        force_rerun: bool = False,
+        allow_resubmit: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """The parameters every backend's run operators take (each documents them for its backend)."""
+        asset_alias = asset_alias or self.default_asset_alias
+        super().__init__(**with_asset_alias(kwargs, emit_asset_events, asset_alias))
+        self.inputs = inputs
+        self.user = user
+        self.attachments_to = attachments_to
+        self.emit_asset_events = emit_asset_events
+        self.asset_alias = asset_alias
+        self.validate = validate
+        self.force_rerun = force_rerun
+        self.allow_resubmit = allow_resubmit
+        # Per try: the bought-once ledger (its pending record, keys of earlier builds to drop).
+        self._ledger = None
 
     def ledger(self, state: TaskState) -> RunLedger:
         """This try's bought-once ledger in ``state``."""
@@ -174,8 +201,6 @@ class RunOperatorBase(BaseOperator):
 
     #: This backend in the run policy (``durable.policy``): how its runs are named, whether it can follow one.
     policy_backend: ClassVar[Backend]
-    force_rerun: bool
-    allow_resubmit: bool
 
     def _policy(self) -> Backend:
         """The run policy's view of this backend for the run at hand (the account API's depends on the app)."""

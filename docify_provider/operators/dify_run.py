@@ -24,7 +24,7 @@ from docify_provider.dify.narration import log_run, log_workflow_event
 from docify_provider.durable.policy import DIFY, Action
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
-from docify_provider.operators.base import context_ti, map_index, outcome_known, with_asset_alias
+from docify_provider.operators.base import context_ti, map_index, outcome_known
 from docify_provider.operators.dify_hitl import DifyPauseHandling
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, DIFY_STATE_KEY
 
@@ -71,6 +71,7 @@ class DifyRunOperatorBase(DifyPauseHandling):
     label = "Dify"
     marker_xcom_key = DIFY_MARKER_XCOM_KEY
     policy_backend = DIFY
+    default_asset_alias = DEFAULT_ASSET_ALIAS
     deferrable = False
 
     template_fields: Sequence[str] = ("inputs", "user", "files", "workflow_id", "attachments_to")
@@ -80,36 +81,19 @@ class DifyRunOperatorBase(DifyPauseHandling):
     def __init__(
         self,
         *,
-        inputs: Mapping[str, Any] | None = None,
-        user: str | None = None,
         files: list[Any] | None = None,
         workflow_id: str | None = None,
-        attachments_to: Any = None,
-        emit_asset_events: bool = False,
-        asset_alias: str = DEFAULT_ASSET_ALIAS,
-        validate: bool = True,
         on_pause: str = "wait",
         pause_poll_interval: float = 30.0,
-        force_rerun: bool = False,
-        allow_resubmit: bool = False,
         **kwargs: Any,
     ) -> None:
         if on_pause not in ("wait", "fail"):
             raise ValueError(f"on_pause must be 'wait' or 'fail', got {on_pause!r}")
-        super().__init__(**with_asset_alias(kwargs, emit_asset_events, asset_alias))
-        self.inputs = inputs
-        self.user = user
+        super().__init__(**kwargs)
         self.files = files
         self.workflow_id = workflow_id
-        self.attachments_to = attachments_to
-        self.emit_asset_events = emit_asset_events
-        self.asset_alias = asset_alias
-        self.validate = validate
         self.on_pause = on_pause
         self.pause_poll_interval = pause_poll_interval
-        self.force_rerun = force_rerun
-        self.allow_resubmit = allow_resubmit
-        self._ledger = None
         self._running = None
         #: Set once a stop was attempted (or found impossible) for this try.
         self._stop_handled = False

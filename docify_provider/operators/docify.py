@@ -30,7 +30,7 @@ module level; the hook, the HTTP client and the trigger are imported when a task
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,7 +45,6 @@ from docify_provider.operators.base import (
     context_ti,
     map_index,
     outcome_known,
-    with_asset_alias,
 )
 from docify_provider.xcom import (
     LEGACY_PENDING_STATE_KEY,
@@ -158,6 +157,7 @@ class _DocifyRunOperatorBase(RunOperatorBase):
     label = "Docify"
     marker_xcom_key = STREAM_MARKER_XCOM_KEY
     policy_backend = DOCIFY
+    default_asset_alias = DEFAULT_ASSET_ALIAS
 
     template_fields: Sequence[str] = ("docify_conn_id", "inputs", "user", "additional_info", "attachments_to")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "additional_info": "json"}
@@ -166,31 +166,13 @@ class _DocifyRunOperatorBase(RunOperatorBase):
     def __init__(
         self,
         *,
-        inputs: Mapping[str, Any] | None = None,
         docify_conn_id: str = DEFAULT_CONN_ID,
-        user: str | None = None,
         additional_info: Any = None,
-        attachments_to: Any = None,
-        emit_asset_events: bool = False,
-        asset_alias: str = DEFAULT_ASSET_ALIAS,
-        validate: bool = True,
-        force_rerun: bool = False,
-        allow_resubmit: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**with_asset_alias(kwargs, emit_asset_events, asset_alias))
-        self.inputs = inputs
+        super().__init__(**kwargs)
         self.docify_conn_id = docify_conn_id
-        self.user = user
         self.additional_info = additional_info
-        self.attachments_to = attachments_to
-        self.emit_asset_events = emit_asset_events
-        self.asset_alias = asset_alias
-        self.validate = validate
-        self.force_rerun = force_rerun
-        self.allow_resubmit = allow_resubmit
-        # Per try: the bought-once ledger (its pending record, keys of earlier builds to drop).
-        self._ledger = None
 
     @cached_property
     def hook(self) -> DocifyHook:

@@ -358,25 +358,29 @@ def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(o
     assert emu.runs_started(ACCOUNT_TOKEN) == 0
 
 
+def _chat_cut_and_retried(emu: Any, capfd: Any, dag_id: str, app: str, **kwargs: Any) -> tuple[Any, str]:
+    """A chat-family run (on the worker) whose first stream is cut after two events, retried at once."""
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
+    with new_dag(dag_id) as dag:
+        DifyRunAppOperator(
+            task_id="chat",
+            app=app,
+            inputs={"name": "Ada"},
+            deferrable=False,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+            **kwargs,
+        )
+    return run_dag(dag), console_text(capfd)
+
+
 def test_a_retry_of_an_advanced_chat_run_reattaches_by_its_workflow_run_id(openapi_conn, capfd):
     """Non-deferred advanced-chat: try 1's stream is cut and re-attaching fails, so the try fails
     with the run still going; try 2 must follow that run through the events route, which knows it
     by its workflow run id (not the message id the chat events also carry), and buy nothing."""
     emu = openapi_conn
-    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
     emu.inject(Fault("events", "status", status=503, times=3))
-    with new_dag("openapi_adv_chat_retry") as dag:
-        DifyRunAppOperator(
-            task_id="chat",
-            app=ADVANCED_CHAT_APP_ID,
-            inputs={"name": "Ada"},
-            query="Hi?",
-            deferrable=False,
-            retries=1,
-            retry_delay=timedelta(seconds=0),
-        )
-    outcome = run_dag(dag)
-    text = console_text(capfd)
+    outcome, text = _chat_cut_and_retried(emu, capfd, "openapi_adv_chat_retry", ADVANCED_CHAT_APP_ID, query="Hi?")
     assert outcome.dag_state == "success", text[-6000:]
     assert outcome.try_number("chat") == 2, text[-6000:]
     (run,) = [r for r in emu.runs if r.app.app_id == ADVANCED_CHAT_APP_ID]
@@ -437,19 +441,9 @@ def test_a_retry_of_a_chat_run_that_cannot_be_reattached_follows_allow_resubmit(
     policy's row for a run that cannot be followed). It used to fail closed either way, its message
     advising the ``allow_resubmit=True`` it then ignored."""
     emu = openapi_conn
-    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
-    with new_dag(f"openapi_chat_retry_{allow_resubmit}") as dag:
-        DifyRunAppOperator(
-            task_id="chat",
-            app=CHAT_APP_ID,
-            inputs={"name": "Ada"},
-            query="Hello?",
-            allow_resubmit=allow_resubmit,
-            retries=1,
-            retry_delay=timedelta(seconds=0),
-        )
-    outcome = run_dag(dag)
-    text = console_text(capfd)
+    outcome, text = _chat_cut_and_retried(
+        emu, capfd, f"openapi_chat_retry_{allow_resubmit}", CHAT_APP_ID, query="Hello?", allow_resubmit=allow_resubmit
+    )
     assert outcome.try_number("chat") == 2, text[-6000:]
     if allow_resubmit:
         assert outcome.state("chat") == "success", text[-6000:]
