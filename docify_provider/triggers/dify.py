@@ -5,7 +5,10 @@
 Before it sends, it writes the XCom marker ``dify_run_request_sent`` (state ``"sent"``) and, at
 ``workflow_started``, the run's ``workflow_run_id`` and ``task_id``; a restarted trigger that
 finds a run id re-attaches to that run instead of sending again (no id: outcome unknown, unless
-``allow_resubmit``). Cancellation (a triggerer shutting down) closes the stream and stops nothing.
+``allow_resubmit``; a marker that cannot be read: nothing is sent, the worker decides). The loop is
+``triggers/base.py``'s (``RunTrigger``); ``DifyRunTriggerBase`` adds Dify's events, pause and stop,
+shared with the account API's ``DifyAppRunTrigger``. Cancellation (a triggerer shutting down)
+closes the stream and stops nothing.
 
 ``DifyWorkflowRunTrigger`` polls ``GET /workflows/run/{id}`` until the run has ended: for
 ``DifyWorkflowRunSensor`` and for a run operator waiting on a human-input pause.
@@ -13,7 +16,7 @@ finds a run id re-attaches to that run instead of sending again (no id: outcome 
 Events: ``{"status": "success", "run": <run record>, "workflow_run_id", "task_id"}``,
 ``{"status": "paused", "form": {...}, ...}``, ``{"status": "error", ...}`` (see
 :mod:`docify_provider.events`), ``{"status": "outcome_unknown", ...}``, ``{"status": "timeout", ...}``,
-and ``{"status": "trigger_failed", "sent", "message", "workflow_run_id", "task_id"}`` when the trigger
+and ``{"status": "trigger_failed", "sent" (None: unknown), "message", "workflow_run_id", "task_id"}`` when the trigger
 itself broke (its connection unreadable in the triggerer, checked before anything is sent, or an
 error that is not the run's): the worker then follows the run (``RunOperatorBase._after_trigger_failure``).
 """
