@@ -279,13 +279,15 @@ class DifyServiceForms(_HookForms):
         return form
 
     async def _aread(self, hook: Any, form_token: str) -> Any:
-        return await hook.aget_form(form_token)
+        async with hook.async_client() as client:
+            return await client.get_form(form_token)
 
     def _submit(self, hook: Any, form_token: str, action: str, inputs: Mapping[str, Any]) -> None:
         hook.submit_form(form_token, action=action, inputs=inputs, user=self.user)
 
     async def arun_paused(self, run_id: str) -> bool:
-        run = await self._hook().aget_workflow_run(run_id)
+        async with self._hook().async_client() as client:
+            run = await client.get_workflow_run(run_id)
         return bool(run.paused)
 
     def paused_form(self, run_id: str) -> Mapping[str, Any] | None:
@@ -344,7 +346,8 @@ class DifyAccountForms(_HookForms):
         return dict(hook.get_form(self.app_id, form_token).raw)
 
     async def _aread(self, hook: Any, form_token: str) -> Any:
-        return await hook.aget_form(self.app_id, form_token)
+        async with hook.async_client() as client:
+            return await client.get_form(self.app_id, form_token)
 
     def _submit(self, hook: Any, form_token: str, action: str, inputs: Mapping[str, Any]) -> None:
         hook.submit_form(self.app_id, form_token, action, inputs)
@@ -354,24 +357,25 @@ class DifyAccountForms(_HookForms):
 
         from docify_provider.dify_openapi.errors import DifyOpenAPIRunFailedError
 
-        events = self._hook().atask_events(self.app_id, run_id, include_state_snapshot=True)
+        async with self._hook().async_client() as client:
+            events = client.task_events(self.app_id, run_id, include_state_snapshot=True)
 
-        async def verdict() -> bool:
-            async for event in events:
-                if event.event == "workflow_paused":
-                    return True
-                if event.event == "workflow_finished":
-                    return False
-            return False
+            async def verdict() -> bool:
+                async for event in events:
+                    if event.event == "workflow_paused":
+                        return True
+                    if event.event == "workflow_finished":
+                        return False
+                return False
 
-        try:
-            return await asyncio.wait_for(verdict(), SNAPSHOT_SECONDS)
-        except asyncio.TimeoutError:
-            return False  # live events after the snapshot: the run runs again
-        except DifyOpenAPIRunFailedError:
-            return False  # ended failed or stopped
-        finally:
-            await events.aclose()
+            try:
+                return await asyncio.wait_for(verdict(), SNAPSHOT_SECONDS)
+            except asyncio.TimeoutError:
+                return False  # live events after the snapshot: the run runs again
+            except DifyOpenAPIRunFailedError:
+                return False  # ended failed or stopped
+            finally:
+                await events.aclose()
 
     def paused_form(self, run_id: str) -> Mapping[str, Any] | None:
         """The form of the run's state snapshot (events route; this API has no run detail). Read for

@@ -116,7 +116,7 @@ def answer_without_form_error(run_id: str | None, chosen: list[str], who: Any, w
 
 
 # -- what the run operators call (``operators/dify.py``: ``_on_paused``, ``_wait_for_human``,
-# ``execute_complete``); ``op`` is a ``_DifyRunOperatorBase``.
+# ``execute_complete``); ``op`` is a ``DifyRunOperatorBase``.
 
 
 def pending_run(op: Any, state: Any) -> dict[str, Any]:

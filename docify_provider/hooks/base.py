@@ -10,11 +10,12 @@ default user) without ever holding the key in clear, resolves storage URLs throu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import IO, Any, ClassVar
@@ -243,9 +244,25 @@ class ProviderHook(BaseHook):
     def get_conn(self) -> Any:
         return self.client
 
-    async def get_async_client(self) -> Any:
-        """A new async client (one per event loop; close it with ``aclose``)."""
-        return self.async_client_class(await self.aget_config())
+    @contextlib.asynccontextmanager
+    async def async_client(self, **overrides: Any) -> AsyncIterator[Any]:
+        """The backend's async client (``async_client_class``), for ``async with``: the one way in.
+
+        It borrows the ``httpx.AsyncClient`` that every user of this connection (and the same
+        transport settings) shares in the running event loop (``_core.transport.shared_async_client``):
+        a triggerer runs thousands of triggers in one loop, and a client each would cost a connection
+        pool and ~1 ms of CPU each. The client object itself (config, retries, caches) is this
+        caller's. ``overrides`` replace config fields for this client only (``idle_timeout``,
+        ``max_retries``); the transport settings are part of the sharing key, so an override of
+        those gets a pool of its own.
+        """
+        from docify_provider._core.transport import shared_async_client
+
+        config = await self.aget_config()
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        async with shared_async_client(config, scope=self.conn_id, client_class=self.async_client_class) as client:
+            yield client
 
     def close(self) -> None:
         if "client" in self.__dict__:

@@ -9,8 +9,7 @@ streamed to local folders or object storage by the shared ``download_file``.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from docify_provider.dify.client import AsyncDifyClient, DifyClient
@@ -193,51 +192,6 @@ class DifyHook(ProviderHook):
     ) -> None:
         """Answer a human-input form with the run's ``user``; the run resumes on Dify."""
         self.client.submit_form(form_token, action=action, inputs=inputs, user=user)
-
-    # -- async counterparts (triggers) ----------------------------------------------------------
-
-    def _async_client(self, config: DifyClientConfig) -> contextlib.AbstractAsyncContextManager[AsyncDifyClient]:
-        """The HTTP client streams of this connection share in the running event loop."""
-        from docify_provider.dify.client import shared_async_client
-
-        return shared_async_client(config, scope=self.dify_conn_id)
-
-    async def astream_workflow(
-        self,
-        inputs: Mapping[str, Any] | None,
-        *,
-        user: str | None = None,
-        files: list[Any] | None = None,
-        workflow_id: str | None = None,
-        attach_to: str | None = None,
-        task_id: str | None = None,
-    ) -> AsyncIterator[WorkflowEvent]:
-        """Stream a run with inputs in wire form, or re-attach to run ``attach_to`` (shared client)."""
-        async with self._async_client(await self.aget_config()) as client:
-            if attach_to:
-                events = client.attach(attach_to, user=str(user), task_id=task_id)
-            else:
-                events = client.stream_workflow(inputs, user=user, files=files, workflow_id=workflow_id)
-            try:
-                async for event in events:
-                    yield event
-            finally:
-                await events.aclose()  # type: ignore[attr-defined]
-
-    async def aget_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
-        async with self._async_client(await self.aget_config()) as client:
-            return await client.get_workflow_run(workflow_run_id)
-
-    async def aget_form(self, form_token: str) -> dict[str, Any]:
-        async with self._async_client(await self.aget_config()) as client:
-            return await client.get_form(form_token)
-
-    async def astop_task(
-        self, task_id: str, *, user: str | None = None, workflow_run_id: str | None = None
-    ) -> WorkflowRun | None:
-        """Async ``stop_task``: stop, then read what the run's status really became (and log it)."""
-        async with self._async_client(await self.aget_config()) as client:
-            return await client.stop_task(task_id, user=user, workflow_run_id=workflow_run_id)
 
     # -- files out ------------------------------------------------------------------------------
 

@@ -9,9 +9,8 @@ login), extras ``workspace_id`` (default: the account's default workspace), ``co
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from docify_provider.dify.models import WorkflowEvent, WorkflowRun
@@ -164,59 +163,6 @@ class DifyOpenAPIHook(ProviderHook):
 
     def submit_form(self, app: str, form_token: str, action: str, inputs: Mapping[str, Any] | None = None) -> Any:
         return self.client.submit_form(app, form_token, action, inputs)
-
-    # -- async (triggers) -----------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _aclient(self) -> AsyncIterator[AsyncDifyOpenAPIClient]:
-        client = AsyncDifyOpenAPIClient(await self.aget_config())
-        try:
-            yield client
-        finally:
-            await client.aclose()
-
-    async def aget_account(self) -> Account:
-        async with self._aclient() as client:
-            return await client.get_account()
-
-    async def arun_app(self, app: str, inputs: Mapping[str, Any] | None, **kwargs: Any) -> AsyncIterator[WorkflowEvent]:
-        async with self._aclient() as client:
-            events = client.run_app(app, inputs, **kwargs)
-            try:
-                async for event in events:
-                    yield event
-            finally:
-                await events.aclose()  # type: ignore[attr-defined]
-
-    async def atask_events(self, app: str, workflow_run_id: str, **kwargs: Any) -> AsyncIterator[WorkflowEvent]:
-        async with self._aclient() as client:
-            async for event in client.task_events(app, workflow_run_id, **kwargs):
-                yield event
-
-    async def afollow_run(
-        self, app: str, workflow_run_id: str, *, task_id: str | None = None
-    ) -> AsyncIterator[WorkflowEvent]:
-        async with self._aclient() as client:
-            events = client.follow_run(app, workflow_run_id, task_id=task_id)
-            try:
-                async for event in events:
-                    yield event
-            finally:
-                await events.aclose()  # type: ignore[attr-defined]
-
-    async def astop_task(self, app: str, task_id: str, *, workflow_run_id: str | None = None) -> WorkflowRun | None:
-        async with self._aclient() as client:
-            return await client.stop_task(app, task_id, workflow_run_id=workflow_run_id)
-
-    async def aget_form(self, app: str, form_token: str) -> HumanInputForm:
-        async with self._aclient() as client:
-            return await client.get_form(app, form_token)
-
-    async def asubmit_form(
-        self, app: str, form_token: str, action: str, inputs: Mapping[str, Any] | None = None
-    ) -> Any:
-        async with self._aclient() as client:
-            return await client.submit_form(app, form_token, action, inputs)
 
 
 __all__ = ["DifyOpenAPIHook"]

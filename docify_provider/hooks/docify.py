@@ -8,9 +8,8 @@ inputs after they were validated, and writing attachments to local folders or ob
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from docify_provider.docify import (
@@ -63,7 +62,7 @@ class DocifyHook(ProviderHook):
     client_class = DocifyClient
     async_client_class = AsyncDocifyClient
 
-    # ``config``, ``client``, ``aget_config``, ``get_async_client``, ``close``, the connection form,
+    # ``config``, ``client``, ``aget_config``, ``async_client``, ``close``, the connection form,
     # ``resolve_path`` and ``download_file`` come from ``ProviderHook``.
 
     client: DocifyClient
@@ -199,44 +198,6 @@ class DocifyHook(ProviderHook):
         """Streaming run: yields events as they arrive; raises on ERROR / failed COMPLETE / cut stream."""
         wire = self.prepare_inputs(inputs, user=user, validate=validate)
         return self.client.stream(wire, user=user, additional_info=additional_info)
-
-    # -- async counterparts (triggers) ----------------------------------------------------------
-
-    async def aget_scenario_info(self) -> ScenarioInfo:
-        async with await self.get_async_client() as client:
-            return await client.get_scenario_info()
-
-    async def arun_scenario(
-        self, inputs: Mapping[str, Any] | None, *, user: str | None = None, additional_info: Any = None
-    ) -> RunResult:
-        """Async blocking run with inputs already in wire form (prepared on the worker)."""
-        async with await self.get_async_client() as client:
-            return await client.run(inputs, user=user, additional_info=additional_info)
-
-    async def astream_scenario(
-        self,
-        inputs: Mapping[str, Any] | None,
-        *,
-        user: str | None = None,
-        additional_info: Any = None,
-        shared_client: bool = False,
-    ) -> AsyncIterator[StreamEvent]:
-        """Async streaming run with inputs already in wire form (prepared on the worker).
-
-        ``shared_client``: use the HTTP client that streams of this connection share in the running
-        event loop (``docify.client.shared_async_client``; what the trigger does) instead of a new one.
-        """
-        if shared_client:
-            from docify_provider.docify.client import shared_async_client
-
-            shared: contextlib.AbstractAsyncContextManager[AsyncDocifyClient] = shared_async_client(
-                await self.aget_config(), scope=self.docify_conn_id
-            )
-        else:
-            shared = await self.get_async_client()
-        async with shared as client:
-            async for event in client.stream(inputs, user=user, additional_info=additional_info):
-                yield event
 
     # -- files out ------------------------------------------------------------------------------
 

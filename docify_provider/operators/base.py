@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator
 
 from docify_provider.durable.ledger import RunLedger
+from docify_provider.durable.policy import Action, Backend, Decision, Known, decide
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from docify_provider._core.errors import ProviderError
+    from docify_provider._core.errors import OutcomeUnknownError, ProviderError
     from docify_provider.durable.state import TaskState
 
 #: Example providers that register an object-storage scheme, named in the error for a missing one.
@@ -137,8 +138,8 @@ def open_output_target(param: str, value: Any, root: type[ProviderError]) -> Non
 class RunOperatorBase(BaseOperator):
     """Ledger, attachments, asset events and XCom push of a backend's run operators.
 
-    Subclasses set ``state_key`` (and ``legacy_state_keys``), provide ``hook`` (a ``ProviderHook``)
-    and set ``attachments_to``, ``emit_asset_events``, ``asset_alias`` in their ``__init__``.
+    Subclasses set ``state_key`` (and ``legacy_state_keys``), ``default_asset_alias`` and
+    ``policy_backend``, and provide ``hook`` (a ``ProviderHook``).
     """
 
     #: ``task_state_store`` key of the bought-once ledger.
@@ -151,11 +152,38 @@ class RunOperatorBase(BaseOperator):
     #: Parameters naming where a run's outputs go; each is opened before any upload or run.
     output_targets: ClassVar[tuple[str, ...]] = ("attachments_to",)
 
-    attachments_to: Any
-    emit_asset_events: bool
-    asset_alias: str
+    #: Name of the ``AssetAlias`` the backend's asset events go through unless ``asset_alias`` is given.
+    default_asset_alias: ClassVar[str]
+
     _ledger: RunLedger | None
     hook: Any
+
+    def __init__(
+        self,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        user: str | None = None,
+        attachments_to: Any = None,
+        emit_asset_events: bool = False,
+        asset_alias: str | None = None,
+        validate: bool = True,
+        force_rerun: bool = False,
+        allow_resubmit: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """The parameters every backend's run operators take (each documents them for its backend)."""
+        asset_alias = asset_alias or self.default_asset_alias
+        super().__init__(**with_asset_alias(kwargs, emit_asset_events, asset_alias))
+        self.inputs = inputs
+        self.user = user
+        self.attachments_to = attachments_to
+        self.emit_asset_events = emit_asset_events
+        self.asset_alias = asset_alias
+        self.validate = validate
+        self.force_rerun = force_rerun
+        self.allow_resubmit = allow_resubmit
+        # Per try: the bought-once ledger (its pending record, keys of earlier builds to drop).
+        self._ledger = None
 
     def ledger(self, state: TaskState) -> RunLedger:
         """This try's bought-once ledger in ``state``."""
@@ -168,6 +196,45 @@ class RunOperatorBase(BaseOperator):
         from docify_provider._core.errors import ProviderError
 
         return ProviderError
+
+    # -- the run policy -------------------------------------------------------------------------
+
+    #: This backend in the run policy (``durable.policy``): how its runs are named, whether it can follow one.
+    policy_backend: ClassVar[Backend]
+
+    def _policy(self) -> Backend:
+        """The run policy's view of this backend for the run at hand (the account API's depends on the app)."""
+        return self.policy_backend
+
+    def _decide(self, state: TaskState) -> Decision:
+        """What an earlier try left, decided by the run policy: reuse, re-attach or send (logged).
+
+        A run whose outcome is unknown raises here, before anything is uploaded or sent; a ledger
+        that cannot be read raises ``LedgerError`` (both fail closed).
+        """
+        ledger = self.ledger(state)
+        stored = ledger.read()
+        backend = self._policy()
+        decision = decide(
+            Known.from_ledger(stored, backend),
+            backend,
+            force_rerun=self.force_rerun,
+            allow_resubmit=self.allow_resubmit,
+            where=ledger.describe(str(stored.get("key") or self.state_key)),
+        )
+        if decision.action is Action.UNKNOWN:
+            raise self._outcome_unknown(decision.message, decision.run_id)
+        if decision.message:
+            (self.log.warning if decision.resubmit else self.log.info)("%s", decision.message)
+        return decision
+
+    def _outcome_unknown(self, message: str, run_id: str | None) -> OutcomeUnknownError:
+        """This backend's ``OutcomeUnknownError`` naming the run by the field its errors use."""
+        from docify_provider._core.errors import OutcomeUnknownError, error_class
+
+        # Docify's run_id is its result's runId, not known here; Dify's errors carry the run id in both.
+        dify_run = None if self._policy().id_field == "session_id" else run_id
+        return error_class(self._error_root(), OutcomeUnknownError)(message, session_id=run_id, run_id=dify_run)
 
     def _check_output_targets(self) -> None:
         """Open every output target (``output_targets``) before anything is uploaded or paid for.
@@ -183,10 +250,6 @@ class RunOperatorBase(BaseOperator):
 
     #: XCom key of the backend trigger's restart marker (``{"state": "deferred" | "sent", ...}``).
     marker_xcom_key: ClassVar[str]
-    #: The field of the marker, the ledger's pending record and a trigger event naming the run in flight.
-    run_id_field: ClassVar[str] = "workflow_run_id"
-    #: Whether the worker can follow a run a trigger started (re-attach by id); Docify cannot.
-    can_follow_on_worker: ClassVar[bool] = False
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         """A deferred try that Airflow resumes only to fail it (``__fail__``) is not simply failed.
@@ -226,75 +289,60 @@ class RunOperatorBase(BaseOperator):
     def _after_trigger_failure(self, context: Context, why: str, event: Mapping[str, Any] | None) -> Any:
         """The trigger failed (``why``); settle the run it held on this worker, or say exactly what is known.
 
-        ``event`` is the trigger's own ``trigger_failed`` event when it could still fire one (it says
-        whether it got as far as sending, and the ids it saw); after a ``__fail__`` resume only the
-        restart marker (and the ledger's pending record) tell. Then:
+        ``event`` is the trigger's own ``trigger_failed`` event when it could still fire one (its
+        ``sent`` says whether it got as far as sending: True, False, or None when it could not tell,
+        and the ids it saw); after a ``__fail__`` resume only the restart marker (and the ledger's
+        pending record) tell. The run policy then decides, never re-sending:
 
-        * a run is named and this backend can re-attach: follow it to its end here (the result is
+        * a run is named and this backend can follow it: follow it to its end here (the result is
           the task's, as if the trigger had delivered it);
         * nothing was sent (the trigger says so, or its marker still says ``deferred``): forget the
           pending record and fail with a ``ConfigError`` saying nothing was sent (a retry may send);
         * otherwise the request may have gone out and cannot be followed: fail closed
-          (``OutcomeUnknownError`` with what is known), never re-sending.
+          (``OutcomeUnknownError`` with what is known).
         """
-        from docify_provider._core.errors import ConfigError, OutcomeUnknownError, error_class
+        from docify_provider._core.errors import ConfigError, error_class
         from docify_provider.durable.state import TaskState
 
         state = TaskState(context, self.log)
-        field = self.run_id_field
+        backend = self._policy()
         marker = self._read_trigger_marker(context) or {}
         try:
             pending = self.ledger(state).read().get("pending") or {}
         except Exception:
             pending = {}
-        seen = [event or {}, marker, pending]
-        run_id = next((str(s[field]) for s in seen if s.get(field)), None)
-        marker_sent = marker.get("state") == "sent"
-        sent = bool(run_id) or bool((event or {}).get("sent")) or marker_sent
+        known = _known_after_trigger_failure(self.label, why, event, marker, pending, backend)
+        decision = decide(known, backend, where=state.describe(self.state_key))
         label = self.label
-        if run_id and self.can_follow_on_worker:
+        if decision.action is Action.REATTACH and decision.run_id:
             self.log.warning(
                 "The %s trigger failed (%s) after %s run %s was started; following the run to its end on this "
                 "worker, which reads the connection itself",
                 label,
                 why,
                 label,
-                run_id,
+                decision.run_id,
             )
-            extra = next((s.get("task_id") for s in seen if s.get("task_id")), None)
-            return self._follow_on_worker(context, state, run_id, extra)
-        if not sent and (event is not None or marker.get("state") == "deferred"):
+            return self._follow_on_worker(context, state, decision.run_id, decision.task_id)
+        if decision.action is Action.SEND:
             self.ledger(state).forget()
-            source = "the trigger reports" if event is not None else "its restart marker still says 'deferred'"
+            source = (
+                "the trigger reports"
+                if event is not None and event.get("sent") is False
+                else ("its restart marker still says 'deferred'")
+            )
             raise error_class(self._error_root(), ConfigError)(
                 f"The {label} trigger failed before it sent anything ({why}): nothing was sent to {label} "
                 f"({source}), so no run was started or billed. {self._trigger_failure_hint(why)}"
             )
-        if run_id:
+        if decision.run_id:
             with contextlib.suppress(Exception):  # best effort: a retry's error then names the run too
-                self.ledger(state).started(**{field: run_id})
-            what = f"{label} run {run_id} was started" if field != "session_id" else f"session {run_id} was started"
-        elif marker_sent:
-            what = f"its restart marker says it sent the run request at {marker.get('sent_at')}, but no run id arrived"
-        elif sent:
-            what = "it had sent the run request, but no run id arrived"
-        else:
-            what = "neither the trigger nor its restart marker tells whether the run request was sent"
-        follow = (
-            f"{label} has no status endpoint, so this worker cannot follow the run"
-            if not self.can_follow_on_worker
-            else "without a run id this worker cannot re-attach"
-        )
-        raise error_class(self._error_root(), OutcomeUnknownError)(
-            f"{label} run outcome unknown: the {label} trigger failed ({why}) and {what}. {follow}; it is not "
-            f"re-sent. Check the run in {label}; set allow_resubmit=True or clear the task state "
-            f"({state.describe(self.state_key)}) to start a new run. {self._trigger_failure_hint(why)}",
-            session_id=run_id,
-            run_id=run_id,
-        )
+                self.ledger(state).started(**{backend.id_field: decision.run_id})
+        message = f"{decision.message} (The {label} trigger failed: {why}.) {self._trigger_failure_hint(why)}"
+        raise self._outcome_unknown(message.strip(), decision.run_id)
 
     def _follow_on_worker(self, context: Context, state: TaskState, run_id: str, task_id: Any) -> Any:
-        """Re-attach to ``run_id`` on this worker and settle it (backends with ``can_follow_on_worker``)."""
+        """Re-attach to ``run_id`` on this worker and settle it (backends whose policy can re-attach)."""
         raise NotImplementedError
 
     @staticmethod
@@ -420,6 +468,34 @@ class RunOperatorBase(BaseOperator):
             uri = Path(local).resolve().as_uri() if local is not None else path
             events[alias].add(Asset(uri=uri), extra=dict(extra))
             self.log.info("Asset event for %s through alias %r", uri, self.asset_alias)
+
+
+def _known_after_trigger_failure(
+    label: str,
+    why: str,
+    event: Mapping[str, Any] | None,
+    marker: Mapping[str, Any],
+    pending: Mapping[str, Any],
+    backend: Backend,
+) -> Known:
+    """What a failed trigger's event, its restart marker and the ledger's pending record tell together."""
+    seen = [event or {}, marker, pending]
+    run_id = next((str(s[backend.id_field]) for s in seen if s.get(backend.id_field)), None)
+    told = (event or {}).get("sent")  # True, False, or None: no event, or the trigger could not tell
+    if run_id or told or marker.get("state") == "sent":
+        return Known(
+            sent=True,
+            run_id=run_id,
+            task_id=next((str(s["task_id"]) for s in seen if s.get("task_id")), None),
+            who=f"the {label} trigger",
+            when=marker.get("sent_at") or pending.get("sent_at"),
+        )
+    if told is False or marker.get("state") == "deferred":
+        return Known(sent=False)
+    return Known.unreadable(
+        f"the {label} trigger failed ({why}), and neither it nor its restart marker tells whether it sent the run "
+        "request."
+    )
 
 
 __all__ = [

@@ -2,12 +2,14 @@
 
 Workflow, chat, advanced-chat and completion apps are run streaming through
 ``DifyOpenAPIHook.run_app``; node progress reaches the task log. The flow (bought-once ledger,
-re-attach by run id, ``on_pause``, stop on kill, XCom shaping) is the Service-API stream
-operator's, reused by subclassing; only the hook calls differ (the app is named per call).
+re-attach by run id, ``on_pause``, stop on kill, XCom shaping) is the shared Dify base's
+(``operators/dify_run.py``), of which this operator and the Service API's are siblings; it adds
+only what differs (the app, named per call; its hook, triggers, forms, chat answers and stop).
 
 A chat/completion stream carries no workflow run id and the events route refuses to re-attach
 to it (``mode_not_supported_for_event_reconnect``), so such a run is recorded by its task id and
-a retry that finds it pending fails closed (``DifyOpenAPIOutcomeUnknownError``) rather than paying twice.
+a retry that finds it pending fails closed (``DifyOpenAPIOutcomeUnknownError``) rather than paying twice,
+unless ``allow_resubmit=True`` (the run policy's row for a run that cannot be followed).
 
 ``deferrable=True`` (default ``[operators] default_deferrable``): the run is sent from the worker
 (inputs checked, file parts sent with it) and the task defers as soon as the stream names the run
@@ -27,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperatorLink, conf
 
 from docify_provider.dify.narration import log_workflow_event
+from docify_provider.durable.policy import DIFY_OPENAPI, Backend
 from docify_provider.durable.state import TaskState
-from docify_provider.hooks.base import resolve_user
-from docify_provider.operators.dify import DifyStreamWorkflowOperator
+from docify_provider.operators.dify_run import DifyRunOperatorBase
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -79,7 +81,7 @@ class DifyRunLogLink(BaseOperatorLink):
         return console_logs_url(config, str(app_id)) or ""
 
 
-class DifyRunAppOperator(DifyStreamWorkflowOperator):
+class DifyRunAppOperator(DifyRunOperatorBase):
     """Run a Dify app (id or exact name) with the account token of a ``dify_openapi`` connection.
 
     :param app: app id or exact name (resolved, ambiguous names raise listing the matches). (templated)
@@ -87,14 +89,18 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
     :param conversation_id: continue this conversation (chat apps). (templated)
     :param dify_openapi_conn_id: Airflow connection of type ``dify_openapi``. (templated)
 
-    The other parameters are ``DifyStreamWorkflowOperator``'s. XCom: the Dify workflow XCom plus
+    :param deferrable: follow the run from the triggerer once its stream names it (``DifyAppRunTrigger``;
+        workflow and advanced-chat apps).
+
+    The other parameters are ``DifyRunOperatorBase``'s. XCom: the Dify workflow XCom plus
     ``app_id``, ``mode`` and, for chat/completion apps, ``answer`` and ``conversation_id``.
     """
 
     operator_extra_links = (DifyRunLogLink(),)
+    policy_backend = DIFY_OPENAPI
 
     template_fields: Sequence[str] = (
-        *DifyStreamWorkflowOperator.template_fields,
+        *DifyRunOperatorBase.template_fields,
         "app",
         "query",
         "conversation_id",
@@ -111,7 +117,8 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
-        super().__init__(deferrable=deferrable, **kwargs)
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
         self.app = app
         self.query = query
         self.conversation_id = conversation_id
@@ -127,35 +134,23 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
         return DifyOpenAPIError
 
     @cached_property
-    def hook(self) -> DifyOpenAPIHook:  # type: ignore[override]
+    def hook(self) -> DifyOpenAPIHook:
         from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
 
         return DifyOpenAPIHook(dify_openapi_conn_id=self.dify_openapi_conn_id)
 
-    def execute(self, context: Context) -> Any:
+    def _prepare(self) -> None:
+        """Resolve the app and check the inputs against it (a read; nothing is sent): the run policy
+        needs the app's mode (whether its runs can be re-attached), and a bad input fails before any run."""
         if not isinstance(self.app, str) or not self.app.strip():
             raise ValueError(f"app must be a Dify app id or exact name, got {self.app!r}")
         if self.inputs is not None and not isinstance(self.inputs, Mapping):
             raise TypeError(f"inputs must be a mapping of variable -> value, got {type(self.inputs).__name__}")
-        self._check_output_targets()
         resolved, _ = self.hook.client.prepare_run(self.app, self.inputs, query=self.query, validate=self.validate)
         self._app_id, self._mode = resolved.id, resolved.mode
-        # the base flow, with the inputs checked above instead of the Service API's /parameters
-        state = TaskState(context, self.log)
-        self._ledger = None
-        self._stop_handled = False
-        user = resolve_user(self, self.hook)
-        try:
-            run = self._recover(context, state, user)
-            if run is None:
-                run = self._buy(context, state, dict(self.inputs or {}), user)
-            return self._settle(context, state, run, user)
-        except BaseException as exc:
-            if type(exc).__name__ in ("AirflowTaskTimeout", "TaskDeferralTimeout"):
-                self._stop_running("execution_timeout")
-            raise
-        finally:
-            self.hook.close()
+
+    def _wire(self, user: str) -> dict[str, Any]:
+        return dict(self.inputs or {})  # checked in _prepare; run_app sends the file parts itself
 
     def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
         self.ledger(state).intend(task_id=None, workflow_run_id=None, user=user)
@@ -187,21 +182,20 @@ class DifyRunAppOperator(DifyStreamWorkflowOperator):
             return self._consume_chat(state, events, user)
         return self._consume(state, events, user)
 
-    def _follow(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> WorkflowRun:
-        if self._mode not in EVENT_MODES:
-            from docify_provider.dify_openapi.errors import DifyOpenAPIOutcomeUnknownError
+    def _policy(self) -> Backend:
+        """Workflow and advanced-chat runs are followed by id (the events route); chat and completion runs
+        cannot be, so a retry that finds one pending re-sends only with ``allow_resubmit``."""
+        self._ensure_app()
+        if self._mode in EVENT_MODES:
+            return DIFY_OPENAPI
+        return DIFY_OPENAPI.without_reattach(f"Dify's events route cannot re-attach to a {self._mode} run")
 
-            raise DifyOpenAPIOutcomeUnknownError(
-                f"Dify {self._mode} run {run_id} of app {self._app_id} was started by an earlier try, and Dify's "
-                "events route cannot re-attach to this app mode; it is not re-sent. Set allow_resubmit=True or "
-                "clear the task state to start a new run."
-            )
+    def _follow(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> WorkflowRun:
+        """Follow the run by id through the events route (only runs the policy can re-attach to come here)."""
         self._running = (task_id, run_id, user)
         if self.deferrable:
             self._defer_app(context, state, run_id, task_id, user)
         return self._consume(state, self.hook.follow_run(str(self._app_id), run_id, task_id=task_id), user)
-
-    # -- deferral (DifyAppRunTrigger) -----------------------------------------------------------
 
     def _defer_once_named(self, context: Context, state: TaskState, events: Any, user: str) -> WorkflowRun:
         """Read the run's stream until it names the run, record the ids, then defer to follow it by id.

@@ -30,13 +30,14 @@ module level; the hook, the HTTP client and the trigger are imported when a task
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from docify_provider.durable.ledger import now_iso
+from docify_provider.durable.policy import DOCIFY, Action
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.base import (
@@ -44,7 +45,6 @@ from docify_provider.operators.base import (
     context_ti,
     map_index,
     outcome_known,
-    with_asset_alias,
 )
 from docify_provider.xcom import (
     LEGACY_PENDING_STATE_KEY,
@@ -156,7 +156,8 @@ class _DocifyRunOperatorBase(RunOperatorBase):
     legacy_state_keys = (("result", LEGACY_RESULT_STATE_KEY), ("pending", LEGACY_PENDING_STATE_KEY))
     label = "Docify"
     marker_xcom_key = STREAM_MARKER_XCOM_KEY
-    run_id_field = "session_id"
+    policy_backend = DOCIFY
+    default_asset_alias = DEFAULT_ASSET_ALIAS
 
     template_fields: Sequence[str] = ("docify_conn_id", "inputs", "user", "additional_info", "attachments_to")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "additional_info": "json"}
@@ -165,31 +166,13 @@ class _DocifyRunOperatorBase(RunOperatorBase):
     def __init__(
         self,
         *,
-        inputs: Mapping[str, Any] | None = None,
         docify_conn_id: str = DEFAULT_CONN_ID,
-        user: str | None = None,
         additional_info: Any = None,
-        attachments_to: Any = None,
-        emit_asset_events: bool = False,
-        asset_alias: str = DEFAULT_ASSET_ALIAS,
-        validate: bool = True,
-        force_rerun: bool = False,
-        allow_resubmit: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**with_asset_alias(kwargs, emit_asset_events, asset_alias))
-        self.inputs = inputs
+        super().__init__(**kwargs)
         self.docify_conn_id = docify_conn_id
-        self.user = user
         self.additional_info = additional_info
-        self.attachments_to = attachments_to
-        self.emit_asset_events = emit_asset_events
-        self.asset_alias = asset_alias
-        self.validate = validate
-        self.force_rerun = force_rerun
-        self.allow_resubmit = allow_resubmit
-        # Per try: the bought-once ledger (its pending record, keys of earlier builds to drop).
-        self._ledger = None
 
     @cached_property
     def hook(self) -> DocifyHook:
@@ -209,11 +192,12 @@ class _DocifyRunOperatorBase(RunOperatorBase):
         state = TaskState(context, self.log)
         self._ledger = None
         try:
-            stored = self._read_state(state)
-            reused = self._stored_result(stored)
-            if reused is not None:
-                return self._finish(context, state, *reused)
-            self._check_pending(state, stored)
+            decision = self._decide(state)  # Docify cannot re-attach: reuse, send, or outcome unknown (raised)
+            if decision.action is Action.REUSE and decision.result is not None:
+                from docify_provider.docify.models import RunResult
+
+                result = RunResult.from_api(decision.result["raw"])
+                return self._finish(context, state, result, decision.result.get("session_id"))
             user = resolve_user(self, self.hook)
             wire = self.hook.prepare_inputs(self.inputs, user=user, validate=self.validate)
             bought = self._buy(context, state, wire, user)
@@ -228,57 +212,6 @@ class _DocifyRunOperatorBase(RunOperatorBase):
         self, context: Context, state: TaskState, wire: dict[str, Any], user: str
     ) -> tuple[RunResult, str | None] | None:
         raise NotImplementedError
-
-    def _read_state(self, state: TaskState) -> dict[str, Any]:
-        """What an earlier try stored (see ``RunLedger.read``); a failed read stops the try."""
-        return self.ledger(state).read()
-
-    def _stored_result(self, stored: Mapping[str, Any]) -> tuple[RunResult, str | None] | None:
-        from docify_provider.docify.models import RunResult
-
-        kept = stored.get("result")
-        if not isinstance(kept, dict) or not isinstance(kept.get("raw"), dict):
-            return None
-        if self.force_rerun:
-            self.log.info(
-                "force_rerun=True: ignoring the Docify result stored by try %s and buying a new run",
-                kept.get("try_number"),
-            )
-            return None
-        result = RunResult.from_api(kept["raw"])
-        self.log.info(
-            "Reusing Docify run %s bought by try %s (%s cost points); no new run was bought. "
-            "Only post-processing is redone (set force_rerun=True to buy a new run).",
-            result.run_id,
-            kept.get("try_number"),
-            result.cost_points,
-        )
-        return result, kept.get("session_id")
-
-    def _check_pending(self, state: TaskState, stored: Mapping[str, Any]) -> None:
-        from docify_provider.docify.errors import DocifyOutcomeUnknownError
-
-        pending = stored.get("pending")
-        if not isinstance(pending, dict):
-            return
-        session = pending.get("session_id")
-        seen = f" (session {session})" if session else ""
-        if self.allow_resubmit or self.force_rerun:
-            self.log.warning(
-                "A Docify run sent by try %s%s never reported its outcome; %s=True, so a new run is sent "
-                "(the earlier one may also have been billed)",
-                pending.get("try_number"),
-                seen,
-                "allow_resubmit" if self.allow_resubmit else "force_rerun",
-            )
-            return
-        raise DocifyOutcomeUnknownError(
-            f"Docify run outcome unknown: try {pending.get('try_number')} sent a run request (at or after "
-            f"{pending.get('sent_at')}){seen} but its result never arrived; it may have been started and "
-            "billed, so it is not re-sent. Set allow_resubmit=True or clear the task state "
-            f"({state.describe(str(stored['key']))}) to pay for a new run.",
-            session_id=session,
-        )
 
     def _mark_pending(self, state: TaskState) -> None:
         self.ledger(state).intend(session_id=None)

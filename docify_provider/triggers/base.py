@@ -1,42 +1,60 @@
-"""What every backend's stream trigger shares: task instance identity, the restart marker, events.
+"""What every backend's run trigger shares: identity, the restart guard, and the run loop, written once.
 
-A trigger may be restarted (triggerer crash, redeploy), and a run request must not be sent twice
-by it. Before it sends, a trigger writes an XCom marker for its own task instance (``XCom.set``
-through ``asgiref.sync_to_async``: works in the triggerer and under ``dag.test()``); a restarted
-trigger reads it first and decides (Docify: outcome unknown; Dify: re-attach by the run id the
-marker holds). When no marker can be read or written the trigger logs a warning and proceeds.
-Every event it fires carries ``deferred_in_try`` (the try that deferred) and is an
-``EventPayload`` (short ``repr`` in the task log).
+``RunTrigger.follow(spec)`` is the whole life of one run in the triggerer:
+
+1. **restart guard**: a trigger may be restarted (triggerer crash, redeploy) and a run request must
+   not be sent twice by it. Unless the spec already names the run, the trigger reads its XCom
+   marker for its own task instance (``XCom.get_one`` through ``asgiref.sync_to_async``: works in
+   the triggerer and under ``dag.test()``) and the run policy (``durable.policy``) decides: send,
+   re-attach to the run id the marker holds (Dify), or outcome unknown (Docify, or no run id);
+2. the connection is resolved before anything is sent (a failure hands the run back to the worker);
+3. the marker is written ``"sent"`` before the request goes out, then again with each run id as it
+   appears (before the event is logged: a log line with the id means the guard holds it);
+4. the stream is opened (sent, or re-attached by id), each event narrated, and the backend
+   records what ends the run (a result; Dify: a pause);
+5. one event is fired: success, paused, error, outcome unknown or ``trigger_failed``.
+
+A backend trigger adds only what differs: how to open the run (``_open``), the ids an event names
+(``_event_ids``), how to narrate (``_narrate``), what ends a run (``_record``), the marker and
+event shapes (``_marker``, ``_ids``, ``_success``). The loop works on a ``RunSpec`` and a
+``RunProgress``, never on trigger attributes, so one trigger can follow many runs at once
+(``asyncio.gather`` over specs) once batch runs need it. Every event carries ``deferred_in_try``
+(the try that deferred) and is an ``EventPayload`` (short ``repr`` in the task log).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from docify_provider.events import EventPayload
+from docify_provider.durable.ledger import now_iso
+from docify_provider.durable.policy import Action, Backend, Decision, Known, decide
+from docify_provider.events import EventPayload, error_to_event
 
 
 def fire(payload: Mapping[str, Any]) -> TriggerEvent:
     return TriggerEvent(EventPayload(payload))
 
 
-def trigger_failed(exc: BaseException, *, sent: bool, **ids: Any) -> dict[str, Any]:
+def trigger_failed(exc: BaseException | str, *, sent: bool | None, **ids: Any) -> dict[str, Any]:
     """The ``trigger_failed`` payload: the trigger itself failed (not the run), so the worker takes over.
 
     ``sent`` is False only when this trigger knows it sent nothing (it failed before its run
-    request); ``ids`` name what it saw (``workflow_run_id`` / ``task_id``, ``session_id``). The
-    worker, which reads the connection itself, follows the run or says what is known
-    (``RunOperatorBase._after_trigger_failure``). The message is the exception's, never a connection.
+    request), None when it cannot tell (its restart marker cannot be read); ``ids`` name what it
+    saw (``workflow_run_id`` / ``task_id``, ``session_id``). The worker, which reads the connection
+    itself, follows the run or says what is known (``RunOperatorBase._after_trigger_failure``). The
+    message is the exception's (or the one given), never a connection.
     """
-    return {"status": "trigger_failed", "sent": sent, "message": f"{type(exc).__name__}: {exc}", **ids}
+    message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return {"status": "trigger_failed", "sent": sent, "message": message, **ids}
 
 
-def marker_says_deferred(marker: Any) -> bool:
-    """The operator's ``{"state": "deferred"}`` marker: no trigger has sent the run yet."""
-    return isinstance(marker, dict) and marker.get("state") == "deferred"
+class MarkerUnreadable(Exception):
+    """The restart marker exists in a store that cannot be read: whether a run was sent is unknown."""
 
 
 def _xcom_class() -> Any:
@@ -127,6 +145,12 @@ class MarkerTrigger(BaseTrigger):
         return None
 
     async def _read_marker(self, ident: Mapping[str, Any] | None) -> Any:
+        """The restart marker of this task instance; None when there is none.
+
+        Fails closed, like the ledger: a marker that cannot be read raises ``MarkerUnreadable``
+        ("unknown"), never None ("nothing sent"). Without an identity there is no marker to read or
+        write at all (a trigger built outside a task instance): the guard is off, and logged so.
+        """
         if ident is None:
             self.log.warning("%s: no task instance identity; restart guard disabled", self.log_label)
             return None
@@ -136,8 +160,7 @@ class MarkerTrigger(BaseTrigger):
         try:
             marker = await get_one(key=self.marker_key, **ident)
         except Exception as exc:
-            self.log.warning("%s: cannot read the restart marker (%s); proceeding", self.log_label, exc)
-            return None
+            raise MarkerUnreadable(f"{type(exc).__name__}: {exc}") from exc
         if marker is not None or self.legacy_marker_key is None:
             return marker
         # No marker under the current key: the task deferred under an earlier build, which kept it
@@ -146,8 +169,7 @@ class MarkerTrigger(BaseTrigger):
         try:
             return await get_one(key=self.legacy_marker_key, **ident)
         except Exception as exc:
-            self.log.warning("%s: cannot read the restart marker's old key (%s)", self.log_label, exc)
-            return None
+            raise MarkerUnreadable(f"{type(exc).__name__} reading its old key: {exc}") from exc
 
     async def _write_marker(self, ident: Mapping[str, Any] | None, value: dict[str, Any]) -> bool:
         if ident is None:
@@ -167,4 +189,224 @@ class MarkerTrigger(BaseTrigger):
         return True
 
 
-__all__ = ["MarkerTrigger", "fire", "marker_says_deferred", "trigger_failed"]
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run a trigger follows: the request to send, or the run to re-attach to.
+
+    ``inputs`` are wire inputs (validated and uploaded on the worker); ``run_id`` / ``task_id`` name a
+    run the operator already knows (re-attach, no marker read); ``options`` are the backend's own
+    request fields (files, workflow_id, additional_info, idle_timeout, app id...).
+    """
+
+    inputs: Mapping[str, Any] | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    user: str | None = None
+    allow_resubmit: bool = False
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class RunProgress:
+    """What one followed run has shown so far: its ids as they appear, and what ended it."""
+
+    spec: RunSpec
+    run_id: str | None
+    task_id: str | None
+    sent_at: str
+    #: The run request may have gone out (or a re-attach began).
+    opened: bool = False
+    #: The run's result, once its final event arrived.
+    result: Any = None
+    #: A payload that ends the run before a result (Dify: paused for human input).
+    final: dict[str, Any] | None = None
+
+
+class RunTrigger(MarkerTrigger):
+    """The run loop (module docstring) over one ``RunSpec``; a backend trigger adds only what differs."""
+
+    #: The backend in the run policy (run id field, whether it can re-attach).
+    policy_backend: ClassVar[Backend]
+    #: The service in messages ("Docify", "Dify").
+    label: ClassVar[str]
+
+    def _root(self) -> Any:
+        """The backend's error root: its classes for the decisions the loop makes (incomplete stream)."""
+        raise NotImplementedError
+
+    # -- what a backend trigger provides ---------------------------------------------------------
+
+    def _spec(self) -> RunSpec:
+        """The run this trigger follows, from its kwargs."""
+        raise NotImplementedError
+
+    def _hook(self) -> Any:
+        """This trigger's hook, made once: its connection is resolved before anything is sent."""
+        hook = self.__dict__.get("_hook_made")
+        if hook is None:
+            hook = self.__dict__["_hook_made"] = self._new_hook()
+        return hook
+
+    def _new_hook(self) -> Any:
+        raise NotImplementedError
+
+    def _client_overrides(self, spec: RunSpec) -> dict[str, Any]:
+        """Config fields this run's client overrides (Docify: ``idle_timeout``)."""
+        return {}
+
+    def _open(self, client: Any, progress: RunProgress) -> AsyncIterator[Any]:
+        """The run's events: sent now, or re-attached to ``progress.run_id``."""
+        raise NotImplementedError
+
+    def _event_ids(self, event: Any) -> tuple[str | None, str | None]:
+        """The (run id, task id) an event names, if any."""
+        raise NotImplementedError
+
+    def _narrate(self, event: Any) -> None:
+        """One task-log line for an event (after its ids are in the marker)."""
+        raise NotImplementedError
+
+    def _record(self, event: Any, progress: RunProgress) -> bool:
+        """Keep what ``event`` says about the run's end in ``progress``; True stops reading the stream."""
+        raise NotImplementedError
+
+    def _marker(self, progress: RunProgress) -> dict[str, Any]:
+        """The ``"sent"`` restart marker for ``progress`` (with the ids seen so far)."""
+        raise NotImplementedError
+
+    def _ids(self, run_id: str | None, task_id: str | None) -> dict[str, Any]:
+        """The ids every event of this backend carries (Docify: ``session_id``; Dify: run and task)."""
+        raise NotImplementedError
+
+    def _success(self, progress: RunProgress) -> dict[str, Any]:
+        """The success payload for the result in ``progress``."""
+        raise NotImplementedError
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        yield await self.follow(self._spec())
+
+    async def follow(self, spec: RunSpec) -> TriggerEvent:
+        """Follow one run to its end (module docstring) and return the one event that says how it ended."""
+        ident = self._identity()
+        known, decision = await self._restart_guard(ident, spec)
+        if decision.action is Action.UNKNOWN:
+            return self._unknown(known, decision)
+        progress = RunProgress(spec, decision.run_id, decision.task_id, sent_at=now_iso())
+        self._following.append(progress)
+        failed = await self._connection_failed(
+            self._hook(), sent=bool(progress.run_id), **self._ids(progress.run_id, progress.task_id)
+        )
+        if failed is not None:
+            return failed
+        if not progress.run_id:
+            await self._write_marker(ident, self._marker(progress))
+        try:
+            await self._stream(ident, progress)
+        except asyncio.CancelledError:
+            self.log.warning(
+                "%s cancelled; the stream was closed, the run was not stopped: it may still finish on %s%s",
+                self.log_label,
+                self.label,
+                f" ({self.policy_backend.id_noun} {progress.run_id})" if progress.run_id else "",
+            )
+            raise
+        except Exception as exc:
+            return self._failed(exc, progress)
+        if progress.final is not None:
+            return self._fire(progress.final)
+        if progress.result is None:
+            from docify_provider._core.errors import StreamIncompleteError, error_class
+
+            # Docify's run_id is its result's runId (unknown here); Dify's is the workflow run id.
+            dify_run = None if self.policy_backend.id_field == "session_id" else progress.run_id
+            incomplete = error_class(self._root(), StreamIncompleteError)(
+                f"The {self.label} stream ended without a result", session_id=progress.run_id, run_id=dify_run
+            )
+            return self._error(incomplete, progress)
+        return self._fire(self._success(progress))
+
+    @property
+    def _following(self) -> list[RunProgress]:
+        """The runs this trigger has followed (for ``on_kill``: what to stop)."""
+        return self.__dict__.setdefault("_following_runs", [])
+
+    async def _restart_guard(self, ident: Mapping[str, Any] | None, spec: RunSpec) -> tuple[Known, Decision]:
+        """The run policy over the restart marker: send, re-attach, or outcome unknown (logged)."""
+        if spec.run_id:  # the operator named the run: follow it, whatever a marker says
+            known = Known(sent=True, run_id=spec.run_id, task_id=spec.task_id)
+            return known, Decision(Action.REATTACH, run_id=spec.run_id, task_id=spec.task_id)
+        try:
+            marker = await self._read_marker(ident)
+        except MarkerUnreadable as exc:
+            known = Known.unreadable(f"the {self.log_label} cannot read its restart marker ({exc}).")
+        else:
+            known = Known.from_marker(marker, self.policy_backend)
+        decision = decide(known, self.policy_backend, allow_resubmit=spec.allow_resubmit)
+        if decision.action is Action.UNKNOWN:
+            self.log.error("%s", decision.message)
+        elif decision.message:
+            self.log.warning("%s", decision.message)
+        return known, decision
+
+    def _unknown(self, known: Known, decision: Decision) -> TriggerEvent:
+        """Nothing is sent. A run an earlier trigger sent: ``outcome_unknown``. A marker that cannot be
+        read: ``trigger_failed`` with ``sent`` None, so the worker, which reads the marker (and the
+        ledger) itself, settles it: nothing sent, a run to follow, or outcome unknown."""
+        ids = self._ids(decision.run_id, decision.task_id)
+        if known.sent is None:
+            why = f"{known.why_unknown[:1].upper()}{known.why_unknown[1:]} It sent nothing; the worker decides"
+            return self._fire(trigger_failed(why, sent=None, **ids))
+        return self._fire({"status": "outcome_unknown", "message": decision.message, **ids})
+
+    async def _stream(self, ident: Mapping[str, Any] | None, progress: RunProgress) -> None:
+        """Read the run's events into ``progress``, writing each new id into the marker first."""
+        spec = progress.spec
+        self.log.info(
+            "%s %s run (streaming, deferred) for user %s",
+            f"Re-attaching to {progress.run_id}:" if progress.run_id else "Sending",
+            self.label,
+            spec.user,
+        )
+        async with self._hook().async_client(**self._client_overrides(spec)) as client:
+            stream = self._open(client, progress)
+            progress.opened = True
+            try:
+                async for event in stream:
+                    run_id, task_id = self._event_ids(event)
+                    if (run_id and run_id != progress.run_id) or (task_id and not progress.task_id):
+                        progress.run_id, progress.task_id = run_id or progress.run_id, task_id or progress.task_id
+                        await self._write_marker(ident, self._marker(progress))
+                    self._narrate(event)
+                    if self._record(event, progress):
+                        break
+            finally:
+                # Closed before the event is fired: a runner that takes the first event and drops the
+                # generator (dag.test()) would otherwise close it on another task at loop shutdown.
+                await stream.aclose()  # type: ignore[attr-defined]
+
+    def _failed(self, exc: Exception, progress: RunProgress) -> TriggerEvent:
+        """The stream failed: the run's error, or (not the run's) ``trigger_failed`` for the worker to settle."""
+        from docify_provider._core.errors import ProviderError
+
+        self.log.error("%s stream failed: %s", self.label, exc)
+        if not isinstance(exc, ProviderError):  # the trigger broke, not the run: the worker takes over
+            ids = self._ids(progress.run_id, progress.task_id)
+            return self._fire(trigger_failed(exc, sent=progress.opened, **ids))
+        return self._error(exc, progress)
+
+    def _error(self, exc: Exception, progress: RunProgress) -> TriggerEvent:
+        payload = error_to_event(exc, session_id=progress.run_id, posted=progress.opened, root=self._root())
+        return self._fire({**payload, **self._ids(progress.run_id, progress.task_id)})
+
+
+__all__ = [
+    "MarkerTrigger",
+    "MarkerUnreadable",
+    "RunProgress",
+    "RunSpec",
+    "RunTrigger",
+    "fire",
+    "trigger_failed",
+]

@@ -5,7 +5,10 @@
 Before it sends, it writes the XCom marker ``dify_run_request_sent`` (state ``"sent"``) and, at
 ``workflow_started``, the run's ``workflow_run_id`` and ``task_id``; a restarted trigger that
 finds a run id re-attaches to that run instead of sending again (no id: outcome unknown, unless
-``allow_resubmit``). Cancellation (a triggerer shutting down) closes the stream and stops nothing.
+``allow_resubmit``; a marker that cannot be read: nothing is sent, the worker decides). The loop is
+``triggers/base.py``'s (``RunTrigger``); ``DifyRunTriggerBase`` adds Dify's events, pause and stop,
+shared with the account API's ``DifyAppRunTrigger``. Cancellation (a triggerer shutting down)
+closes the stream and stops nothing.
 
 ``DifyWorkflowRunTrigger`` polls ``GET /workflows/run/{id}`` until the run has ended: for
 ``DifyWorkflowRunSensor`` and for a run operator waiting on a human-input pause.
@@ -13,7 +16,7 @@ finds a run id re-attaches to that run instead of sending again (no id: outcome 
 Events: ``{"status": "success", "run": <run record>, "workflow_run_id", "task_id"}``,
 ``{"status": "paused", "form": {...}, ...}``, ``{"status": "error", ...}`` (see
 :mod:`docify_provider.events`), ``{"status": "outcome_unknown", ...}``, ``{"status": "timeout", ...}``,
-and ``{"status": "trigger_failed", "sent", "message", "workflow_run_id", "task_id"}`` when the trigger
+and ``{"status": "trigger_failed", "sent" (None: unknown), "message", "workflow_run_id", "task_id"}`` when the trigger
 itself broke (its connection unreadable in the triggerer, checked before anything is sent, or an
 error that is not the run's): the worker then follows the run (``RunOperatorBase._after_trigger_failure``).
 """
@@ -27,8 +30,9 @@ from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
+from docify_provider.durable.policy import DIFY
 from docify_provider.events import error_to_event, register_result_summary
-from docify_provider.triggers.base import MarkerTrigger, marker_says_deferred, trigger_failed
+from docify_provider.triggers.base import MarkerTrigger, RunProgress, RunSpec, RunTrigger
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, dify_marker
 
 _STREAM_CLASSPATH = "docify_provider.triggers.dify.DifyWorkflowTrigger"
@@ -52,10 +56,86 @@ def _root() -> Any:
     return DifyError
 
 
-class DifyWorkflowTrigger(MarkerTrigger):
-    """Stream one Dify run (or re-attach to ``workflow_run_id``) and fire one event with its outcome."""
+class DifyRunTriggerBase(RunTrigger):
+    """The run loop over Dify's workflow events: what the Service API and account API triggers share.
+
+    Ids come from ``workflow_started`` (run and task), a run ends with ``workflow_finished`` (its
+    result) or ``workflow_paused`` (a ``paused`` event naming the form), and ``on_kill`` stops the
+    Dify task. A subclass names its hook, how it opens the run and how it stops it.
+    """
 
     marker_key = DIFY_MARKER_XCOM_KEY
+    label = "Dify"
+    policy_backend = DIFY
+
+    def _root(self) -> Any:
+        from docify_provider.dify.errors import DifyError
+
+        return DifyError
+
+    def _event_ids(self, event: Any) -> tuple[str | None, str | None]:
+        return event.workflow_run_id, event.task_id
+
+    def _narrate(self, event: Any) -> None:
+        from docify_provider.dify.narration import log_workflow_event
+
+        log_workflow_event(self.log, event)
+
+    def _record(self, event: Any, progress: RunProgress) -> bool:
+        if event.event == "workflow_finished":
+            progress.result = getattr(event, "result", None) or event.run
+        elif event.event == "workflow_paused":
+            form = event.form
+            progress.final = {
+                "status": "paused",
+                **self._ids(progress.run_id, progress.task_id),
+                "form": form.as_dict() if form else {},
+            }
+            return True
+        return False
+
+    def _marker(self, progress: RunProgress) -> dict[str, Any]:
+        ids = {"workflow_run_id": progress.run_id, "task_id": progress.task_id} if progress.run_id else {}
+        return dify_marker("sent", sent_at=progress.sent_at, **ids)
+
+    def _ids(self, run_id: str | None, task_id: str | None) -> dict[str, Any]:
+        return {"workflow_run_id": run_id, "task_id": task_id}
+
+    def _success(self, progress: RunProgress) -> dict[str, Any]:
+        from docify_provider.dify.models import run_record
+
+        return {"status": "success", "run": run_record(progress.result), **self._ids(progress.run_id, progress.task_id)}
+
+    async def _astop(self, client: Any, progress: RunProgress) -> None:
+        """Stop the run's Dify task (and read what its status became)."""
+        raise NotImplementedError
+
+    async def on_kill(self) -> None:
+        """The deferred task was marked failed, cleared or marked succeeded (Airflow 3.3+): stop the run.
+
+        Unlike a triggerer shutdown (``cleanup`` / cancellation, which stops nothing: another
+        triggerer re-attaches), this is the user ending the task, so the Dify task is stopped with
+        the run's ``user`` and the log says what its status really became (Dify answers success
+        even when the run goes on).
+        """
+        # Before the loop began (or a trigger whose kwargs name the run): the run its kwargs name.
+        spec = self._spec()
+        runs = self._following or [RunProgress(spec, spec.run_id, spec.task_id, sent_at="")]
+        if not any(p.task_id for p in runs):
+            self.log.warning("%s killed before Dify named the task: nothing to stop", self.log_label)
+        for progress in runs:
+            if not progress.task_id:
+                continue
+            try:
+                async with self._hook().async_client() as client:
+                    await self._astop(client, progress)
+            except Exception as exc:
+                self.log.warning("Stopping Dify task %s (run %s) failed: %s", progress.task_id, progress.run_id, exc)
+
+
+class DifyWorkflowTrigger(DifyRunTriggerBase):
+    """Stream one Dify run (or re-attach to ``workflow_run_id``) and fire one event with its outcome."""
+
     log_label = "Dify stream trigger"
 
     def __init__(
@@ -85,8 +165,6 @@ class DifyWorkflowTrigger(MarkerTrigger):
         self.workflow_run_id = workflow_run_id
         self.dify_task_id = dify_task_id
         self._set_identity(dag_id, task_id, run_id, map_index, try_number)
-        #: The ids of the run this trigger is streaming, once known (for ``on_kill``).
-        self._live: tuple[str | None, str | None] = (workflow_run_id, dify_task_id)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -104,154 +182,33 @@ class DifyWorkflowTrigger(MarkerTrigger):
             },
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        from docify_provider.dify.models import run_record
-        from docify_provider.durable.ledger import now_iso
-
-        ident = self._identity()
-        attach_to, dify_task = self.workflow_run_id, self.dify_task_id
-        failed = await self._connection_failed(
-            self._hook(), sent=bool(attach_to), workflow_run_id=attach_to, task_id=dify_task
+    def _spec(self) -> RunSpec:
+        return RunSpec(
+            inputs=self.inputs,
+            run_id=self.workflow_run_id,
+            task_id=self.dify_task_id,
+            user=self.user,
+            allow_resubmit=self.allow_resubmit,
+            options={"files": self.files, "workflow_id": self.workflow_id},
         )
-        if failed is not None:
-            yield failed
-            return
-        sent_at = now_iso()
-        if not attach_to:
-            marker = await self._read_marker(ident)
-            if isinstance(marker, dict) and not marker_says_deferred(marker):
-                if marker.get("workflow_run_id"):
-                    attach_to, dify_task = str(marker["workflow_run_id"]), marker.get("task_id")
-                    self.log.warning("An earlier trigger started Dify run %s; re-attaching to it", attach_to)
-                elif not self.allow_resubmit:
-                    message = (
-                        "Dify run outcome unknown: an earlier trigger of this task instance sent the run request at "
-                        f"{marker.get('sent_at')} and no run id arrived (triggerer restart?); it is not re-sent. "
-                        "Set allow_resubmit=True or clear the task state to start a new run."
-                    )
-                    self.log.error("%s", message)
-                    yield self._fire({"status": "outcome_unknown", "message": message})
-                    return
-            if not attach_to:
-                await self._write_marker(ident, dify_marker("sent", sent_at=sent_at))
-        run_id, result = attach_to, None
-        paused: dict[str, Any] | None = None
-        try:
-            self.log.info(
-                "%s Dify run (streaming, deferred) for user %s",
-                f"Re-attaching to {attach_to}" if attach_to else "Sending",
-                self.user,
-            )
-            stream = self._stream(attach_to, dify_task)
-            try:
-                async for event in stream:
-                    if (event.workflow_run_id and event.workflow_run_id != run_id) or (event.task_id and not dify_task):
-                        run_id, dify_task = event.workflow_run_id or run_id, event.task_id or dify_task
-                        self._live = (run_id, dify_task)
-                        # Written before the event is logged: a log line with the id means the guard holds it.
-                        await self._write_marker(
-                            ident, dify_marker("sent", sent_at=sent_at, workflow_run_id=run_id, task_id=dify_task)
-                        )
-                    self._observe(event)
-                    if event.event == "workflow_finished":
-                        result = getattr(event, "result", None) or event.run
-                    elif event.event == "workflow_paused":
-                        form = event.form
-                        paused = {
-                            "status": "paused",
-                            "workflow_run_id": run_id,
-                            "task_id": dify_task,
-                            "form": form.as_dict() if form else {},
-                        }
-                        break
-            finally:
-                # Closed before the event is fired: a runner that takes the first event and drops
-                # the generator (dag.test()) would otherwise close it on another task at loop shutdown.
-                await stream.aclose()  # type: ignore[attr-defined]
-        except asyncio.CancelledError:
-            self.log.warning("Dify stream trigger cancelled; the stream was closed, the run was not stopped")
-            raise
-        except Exception as exc:
-            self.log.error("Dify stream failed: %s", exc)
-            from docify_provider._core.errors import ProviderError
-
-            if not isinstance(exc, ProviderError):  # the trigger broke, not the run: the worker takes over
-                yield self._fire(trigger_failed(exc, sent=True, workflow_run_id=run_id, task_id=dify_task))
-                return
-            payload = error_to_event(exc, session_id=run_id, root=_root())
-            yield self._fire({**payload, "workflow_run_id": run_id, "task_id": dify_task})
-            return
-        if paused is not None:
-            yield self._fire(paused)
-            return
-        if result is None:
-            from docify_provider.dify.errors import DifyStreamIncompleteError
-
-            incomplete = DifyStreamIncompleteError(
-                "The Dify stream ended without a result", run_id=run_id, session_id=run_id
-            )
-            payload = error_to_event(incomplete, root=_root())
-            yield self._fire({**payload, "workflow_run_id": run_id, "task_id": dify_task})
-            return
-        record = run_record(result)
-        yield self._fire(
-            self._success({"status": "success", "run": record, "workflow_run_id": run_id, "task_id": dify_task})
-        )
-
-    # -- what a subclass for another Dify API changes ------------------------------------------
-
-    def _hook(self) -> Any:
-        """This trigger's hook, made once: its connection is resolved before anything is sent."""
-        hook = self.__dict__.get("_hook_made")
-        if hook is None:
-            hook = self.__dict__["_hook_made"] = self._new_hook()
-        return hook
 
     def _new_hook(self) -> Any:
         from docify_provider.hooks.dify import DifyHook
 
         return DifyHook(dify_conn_id=self.dify_conn_id)
 
-    def _stream(self, attach_to: str | None, dify_task: str | None) -> AsyncIterator[Any]:
-        """The run's events: sent now, or re-attached to ``attach_to`` (Service API)."""
-        return self._hook().astream_workflow(
-            self.inputs,
-            user=self.user,
-            files=self.files,
-            workflow_id=self.workflow_id,
-            attach_to=attach_to,
-            task_id=dify_task,
+    def _open(self, client: Any, progress: RunProgress) -> AsyncIterator[Any]:
+        """Sent now, or re-attached to the run (Service API: events route, else the run detail)."""
+        spec = progress.spec
+        if progress.run_id:
+            return client.attach(progress.run_id, user=str(spec.user), task_id=progress.task_id)
+        options = spec.options
+        return client.stream_workflow(
+            spec.inputs, user=spec.user, files=options.get("files"), workflow_id=options.get("workflow_id")
         )
 
-    def _observe(self, event: Any) -> None:
-        """Each event, once its ids are in the marker: one task-log line."""
-        from docify_provider.dify.narration import log_workflow_event
-
-        log_workflow_event(self.log, event)
-
-    def _success(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """The success event (a subclass adds what its operator needs)."""
-        return payload
-
-    async def _astop(self, dify_task: str, run_id: str | None) -> None:
-        await self._hook().astop_task(dify_task, user=self.user, workflow_run_id=run_id)
-
-    async def on_kill(self) -> None:
-        """The deferred task was marked failed, cleared or marked succeeded (Airflow 3.3+): stop the run.
-
-        Unlike a triggerer shutdown (``cleanup`` / cancellation, which stops nothing: another
-        triggerer re-attaches), this is the user ending the task, so the Dify task is stopped with
-        the run's ``user`` and the log says what its status really became (Dify answers success
-        even when the run goes on).
-        """
-        run_id, dify_task = self._live
-        if not dify_task:
-            self.log.warning("Dify stream trigger killed before Dify named the task: nothing to stop")
-            return
-        try:
-            await self._astop(dify_task, run_id)
-        except Exception as exc:
-            self.log.warning("Stopping Dify task %s (run %s) failed: %s", dify_task, run_id, exc)
+    async def _astop(self, client: Any, progress: RunProgress) -> None:
+        await client.stop_task(progress.task_id, user=progress.spec.user, workflow_run_id=progress.run_id)
 
 
 class DifyWorkflowRunTrigger(MarkerTrigger):
@@ -316,7 +273,8 @@ class DifyWorkflowRunTrigger(MarkerTrigger):
         last = None
         while True:
             try:
-                run = await hook.aget_workflow_run(self.workflow_run_id)
+                async with hook.async_client() as client:
+                    run = await client.get_workflow_run(self.workflow_run_id)
             except DifyError as exc:
                 if exc.permanent:
                     yield self._fire({**error_to_event(exc, posted=False, root=_root()), **ids})
@@ -354,4 +312,4 @@ class DifyWorkflowRunTrigger(MarkerTrigger):
             await asyncio.sleep(self.poll_interval)
 
 
-__all__ = ["DifyWorkflowRunTrigger", "DifyWorkflowTrigger"]
+__all__ = ["DifyRunTriggerBase", "DifyWorkflowRunTrigger", "DifyWorkflowTrigger"]

@@ -8,9 +8,10 @@ snapshot, re-attached on a cut (this API has no run-detail endpoint to poll inst
 triggerer restart re-attaches and can never start a second run: there is no run request in this
 trigger at all.
 
-It is :class:`~docify_provider.triggers.dify.DifyWorkflowTrigger` with another event source, stop
-call and success payload; the marker, the event shapes, pause and error handling are inherited.
-Kwargs hold the connection id, the app id and the run ids, never the token.
+It is the shared Dify run loop (:class:`~docify_provider.triggers.dify.DifyRunTriggerBase`) with
+another event source, stop call, error family and success payload; the marker, the event shapes,
+pause and error handling are the base's. Kwargs hold the connection id, the app id and the run
+ids, never the token.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from docify_provider.triggers.dify import DifyWorkflowTrigger
+from docify_provider.durable.policy import DIFY_OPENAPI
+from docify_provider.triggers.base import RunProgress, RunSpec
+from docify_provider.triggers.dify import DifyRunTriggerBase
 
 _CLASSPATH = "docify_provider.triggers.dify_openapi.DifyAppRunTrigger"
 
 
-class DifyAppRunTrigger(DifyWorkflowTrigger):
+class DifyAppRunTrigger(DifyRunTriggerBase):
     """Follow the account-API run ``workflow_run_id`` of app ``app_id`` and fire one event with its outcome.
 
     The success event adds ``app_id``, ``mode`` and, for chat-family apps, the run record's
@@ -31,6 +34,7 @@ class DifyAppRunTrigger(DifyWorkflowTrigger):
     """
 
     log_label = "Dify app run trigger"
+    policy_backend = DIFY_OPENAPI
 
     def __init__(
         self,
@@ -48,22 +52,15 @@ class DifyAppRunTrigger(DifyWorkflowTrigger):
         map_index: int = -1,
         try_number: int | None = None,
     ) -> None:
-        super().__init__(
-            inputs=None,
-            dify_conn_id=dify_openapi_conn_id,
-            user=user,
-            workflow_run_id=workflow_run_id,
-            dify_task_id=dify_task_id,
-            dag_id=dag_id,
-            task_id=task_id,
-            run_id=run_id,
-            map_index=map_index,
-            try_number=try_number,
-        )
+        super().__init__()
         self.app_id = app_id
+        self.workflow_run_id = workflow_run_id
         self.mode = mode
         self.dify_openapi_conn_id = dify_openapi_conn_id
+        self.dify_task_id = dify_task_id
         self.conversation_id = conversation_id
+        self.user = user
+        self._set_identity(dag_id, task_id, run_id, map_index, try_number)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -85,21 +82,30 @@ class DifyAppRunTrigger(DifyWorkflowTrigger):
 
         return DifyOpenAPIHook(dify_openapi_conn_id=self.dify_openapi_conn_id)
 
-    def _stream(self, attach_to: str | None, dify_task: str | None) -> AsyncIterator[Any]:
-        # attach_to is always set: the kwargs name the run (the operator never defers before).
-        # The run's task id is passed on: the frame of an already finished run names none (Part C3).
-        task = dify_task or self.dify_task_id
-        return self._hook().afollow_run(self.app_id, str(attach_to or self.workflow_run_id), task_id=task)
+    def _spec(self) -> RunSpec:
+        # The kwargs always name the run: the operator never defers before the stream named it.
+        return RunSpec(run_id=self.workflow_run_id, task_id=self.dify_task_id, user=self.user)
 
-    def _observe(self, event: Any) -> None:
+    def _root(self) -> Any:
+        from docify_provider.dify_openapi.errors import DifyOpenAPIError
+
+        return DifyOpenAPIError
+
+    def _open(self, client: Any, progress: RunProgress) -> AsyncIterator[Any]:
+        # The run's task id is passed on: the frame of an already finished run names none (Part C3).
+        run_id = str(progress.run_id or self.workflow_run_id)
+        return client.follow_run(self.app_id, run_id, task_id=progress.task_id or self.dify_task_id)
+
+    def _narrate(self, event: Any) -> None:
         raw = getattr(event, "raw", None) or {}
         if raw.get("conversation_id"):
             self.conversation_id = str(raw["conversation_id"])
         if raw.get("event") in ("message", "agent_message"):
             return  # the answer arrives whole in workflow_finished's outputs; chunks would flood the log
-        super()._observe(event)
+        super()._narrate(event)
 
-    def _success(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _success(self, progress: RunProgress) -> dict[str, Any]:
+        payload = super()._success(progress)
         record = dict(payload.get("run") or {})
         if self.conversation_id:
             body = dict(record.get("body") or {})
@@ -107,8 +113,8 @@ class DifyAppRunTrigger(DifyWorkflowTrigger):
             record["body"] = body
         return {**payload, "run": record, "app_id": self.app_id, "mode": self.mode}
 
-    async def _astop(self, dify_task: str, run_id: str | None) -> None:
-        await self._hook().astop_task(self.app_id, dify_task, workflow_run_id=run_id)
+    async def _astop(self, client: Any, progress: RunProgress) -> None:
+        await client.stop_task(self.app_id, str(progress.task_id), workflow_run_id=progress.run_id)
 
 
 __all__ = ["DifyAppRunTrigger"]

@@ -13,8 +13,9 @@ before it POSTs the run the trigger writes an XCom marker (``docify_run_request_
 ``dag.test()``); a restarted trigger that finds it reports ``outcome_unknown``
 (with the session id it saw, if any) instead of paying for the run again, unless
 ``allow_resubmit=True``. The operator writes state ``"deferred"`` before deferring, so the first
-trigger finds a marker that says "nothing sent yet". When no marker can be read or written the
-trigger logs a warning and proceeds.
+trigger finds a marker that says "nothing sent yet". A marker that cannot be read fails closed
+(nothing is sent; ``trigger_failed`` with ``sent`` unknown hands the decision to the worker); one
+that cannot be written is logged and the trigger proceeds. The loop is ``triggers/base.py``'s.
 
 Events (``TriggerEvent.payload``):
 
@@ -36,16 +37,15 @@ triggerer writes each event into the task log as ``Trigger fired event name=... 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from docify_provider.durable.policy import DOCIFY
 from docify_provider.events import EventPayload, error_from_event, error_to_event, register_result_summary
-from docify_provider.triggers.base import MarkerTrigger, fire, marker_says_deferred, trigger_failed
+from docify_provider.triggers.base import RunProgress, RunSpec, RunTrigger, fire
 from docify_provider.xcom import LEGACY_STREAM_MARKER_XCOM_KEY, STREAM_MARKER_XCOM_KEY, stream_marker
 
 _STREAM_CLASSPATH = "docify_provider.triggers.docify.DocifyStreamTrigger"
@@ -68,7 +68,7 @@ register_result_summary(_docify_result_summary)
 _event = fire
 
 
-class DocifyStreamTrigger(MarkerTrigger):
+class DocifyStreamTrigger(RunTrigger):
     """Stream one Docify run from the triggerer and fire one event with its outcome.
 
     :param inputs: wire-format inputs (``{var: {"text": ...} | {"files": [...]}}``), already
@@ -90,6 +90,8 @@ class DocifyStreamTrigger(MarkerTrigger):
     marker_key = STREAM_MARKER_XCOM_KEY
     legacy_marker_key = LEGACY_STREAM_MARKER_XCOM_KEY
     log_label = "Docify stream trigger"
+    label = "Docify"
+    policy_backend = DOCIFY
 
     def __init__(
         self,
@@ -129,95 +131,51 @@ class DocifyStreamTrigger(MarkerTrigger):
             },
         )
 
-    # -- run ------------------------------------------------------------------------------------
+    # -- what differs from the shared run loop (triggers/base.py) --------------------------------
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        ident = self._identity()
-        marker = await self._read_marker(ident)
-        # {"state": "deferred"} is written by the operator before deferring: nothing sent yet.
-        if marker is not None and not marker_says_deferred(marker):
-            session = marker.get("session_id") if isinstance(marker, dict) else None
-            if not self.allow_resubmit:
-                seen = f" (session {session})" if session else " (no session id was received)"
-                message = (
-                    f"Docify run outcome unknown: an earlier trigger of this task instance already sent the run "
-                    f"request at {marker.get('sent_at') if isinstance(marker, dict) else '?'}{seen}, and its result "
-                    "never arrived (triggerer restart?). The run may have been started and billed, so it is not "
-                    "re-sent; set allow_resubmit=True or clear the task state to pay for a new run."
-                )
-                self.log.error("%s", message)
-                yield self._fire({"status": "outcome_unknown", "message": message, "session_id": session})
-                return
-            self.log.warning(
-                "Docify stream trigger: an earlier trigger already sent this run%s; allow_resubmit=True, "
-                "sending it again",
-                f" (session {session})" if session else "",
-            )
+    def _spec(self) -> RunSpec:
+        options = {"additional_info": self.additional_info, "idle_timeout": self.idle_timeout}
+        return RunSpec(inputs=self.inputs, user=self.user, allow_resubmit=self.allow_resubmit, options=options)
 
+    def _root(self) -> Any:
+        from docify_provider.docify.errors import DocifyError
+
+        return DocifyError
+
+    def _new_hook(self) -> Any:
         from docify_provider.hooks.docify import DocifyHook
 
-        hook = DocifyHook(docify_conn_id=self.docify_conn_id)
-        failed = await self._connection_failed(hook, sent=False, session_id=None)
-        if failed is not None:
-            yield failed
-            return
-        sent_at = datetime.now(tz=timezone.utc).isoformat()
-        await self._write_marker(ident, stream_marker("sent", sent_at=sent_at, session_id=None))
-        session_id: str | None = None
-        posted = False
-        result: Any = None
-        try:
-            if self.idle_timeout:
-                config = await hook.aget_config()
-                hook.config = dataclasses.replace(config, idle_timeout=float(self.idle_timeout))
-            from docify_provider.docify.narration import log_stream_event
+        return DocifyHook(docify_conn_id=self.docify_conn_id)
 
-            self.log.info("Sending Docify run (streaming, deferred) for user %s", self.user)
-            # The triggerer runs many triggers in one event loop: streams of one connection share
-            # one HTTP client there (built by the first, closed when the last ends).
-            stream = hook.astream_scenario(
-                self.inputs, user=self.user, additional_info=self.additional_info, shared_client=True
-            )
-            posted = True
-            try:
-                async for event in stream:
-                    # The marker is written before the event is logged, so a log line that shows the
-                    # session id means the restart guard already holds it.
-                    if session_id is None and event.session_id:
-                        session_id = event.session_id
-                        await self._write_marker(ident, stream_marker("sent", sent_at=sent_at, session_id=session_id))
-                    log_stream_event(self.log, event)
-                    if event.type == "COMPLETE" and event.response is not None:
-                        result = event.response
-            finally:
-                # Closes the HTTP stream and client, also on cancellation (on_kill, timeouts).
-                await stream.aclose()  # type: ignore[attr-defined]
-        except asyncio.CancelledError:
-            self.log.warning(
-                "Docify stream trigger cancelled; the stream was closed. The run may still finish on Docify%s.",
-                f" (session {session_id})" if session_id else "",
-            )
-            raise
-        except Exception as exc:
-            self.log.error("Docify stream failed: %s", exc)
-            from docify_provider._core.errors import ProviderError
+    def _client_overrides(self, spec: RunSpec) -> dict[str, Any]:
+        idle = spec.options.get("idle_timeout")
+        return {"idle_timeout": float(idle)} if idle else {}
 
-            if not isinstance(exc, ProviderError):  # the trigger broke, not the run: the worker says what is known
-                yield self._fire(trigger_failed(exc, sent=posted, session_id=session_id))
-                return
-            yield self._fire(error_to_event(exc, session_id=session_id, posted=posted))
-            return
-        if result is None:
-            from docify_provider.docify.errors import DocifyStreamIncompleteError
+    def _open(self, client: Any, progress: RunProgress) -> AsyncIterator[Any]:
+        spec = progress.spec  # Docify cannot re-attach: the policy never hands this loop a run id to follow
+        return client.stream(spec.inputs, user=spec.user, additional_info=spec.options.get("additional_info"))
 
-            yield self._fire(
-                error_to_event(
-                    DocifyStreamIncompleteError("The Docify stream ended without a result", session_id=session_id),
-                    session_id=session_id,
-                )
-            )
-            return
-        yield self._fire({"status": "success", "result": result.raw, "session_id": session_id})
+    def _event_ids(self, event: Any) -> tuple[str | None, str | None]:
+        return event.session_id, None
+
+    def _narrate(self, event: Any) -> None:
+        from docify_provider.docify.narration import log_stream_event
+
+        log_stream_event(self.log, event)
+
+    def _record(self, event: Any, progress: RunProgress) -> bool:
+        if event.type == "COMPLETE" and event.response is not None:
+            progress.result = event.response
+        return False
+
+    def _marker(self, progress: RunProgress) -> dict[str, Any]:
+        return stream_marker("sent", sent_at=progress.sent_at, session_id=progress.run_id)
+
+    def _ids(self, run_id: str | None, task_id: str | None) -> dict[str, Any]:
+        return {"session_id": run_id}
+
+    def _success(self, progress: RunProgress) -> dict[str, Any]:
+        return {"status": "success", "result": progress.result.raw, "session_id": progress.run_id}
 
 
 class DocifyScenarioAvailableTrigger(BaseTrigger):
@@ -254,7 +212,11 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from docify_provider.docify import AsyncDocifyClient
+        # The event is fired after the client is released: a runner that takes the first event and
+        # drops the generator (dag.test()) would otherwise close the client from another task.
+        yield _event(await self._poll())
+
+    async def _poll(self) -> dict[str, Any]:
         from docify_provider.docify.errors import DocifyAuthenticationError, DocifyConfigError, DocifyError
         from docify_provider.hooks.docify import DocifyHook
         from docify_provider.xcom import scenario_summary
@@ -262,19 +224,16 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         hook = DocifyHook(docify_conn_id=self.docify_conn_id)
         try:
-            # One attempt per poll: this loop is the retry policy.
-            config = dataclasses.replace(await hook.aget_config(), max_retries=0)
+            await hook.aget_config()
         except DocifyError as exc:
-            yield _event(error_to_event(exc, posted=False))
-            return
-        client = AsyncDocifyClient(config)
-        try:
+            return error_to_event(exc, posted=False)
+        # One attempt per poll: this loop is the retry policy.
+        async with hook.async_client(max_retries=0) as client:
             while True:
                 try:
                     info = await client.get_scenario_info()
                 except (DocifyAuthenticationError, DocifyConfigError) as exc:
-                    yield _event(error_to_event(exc, posted=False))
-                    return
+                    return error_to_event(exc, posted=False)
                 except DocifyError as exc:
                     self.log.info("Docify scenario not available yet: %s", exc)
                 else:
@@ -282,8 +241,7 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
                     missing = [p for p in self.expected_parameters or [] if p not in offered]
                     if not missing:
                         self.log.info("Docify scenario %s is available", info.scenario_code or info.scenario_id)
-                        yield _event({"status": "success", "scenario": scenario_summary(info)})
-                        return
+                        return {"status": "success", "scenario": scenario_summary(info)}
                     self.log.info(
                         "Docify scenario %s does not offer %s yet (offers %s)",
                         info.scenario_code,
@@ -291,16 +249,8 @@ class DocifyScenarioAvailableTrigger(BaseTrigger):
                         sorted(offered),
                     )
                 if deadline is not None and time.monotonic() + self.poke_interval > deadline:
-                    yield _event(
-                        {
-                            "status": "timeout",
-                            "message": f"Docify scenario not available after {self.timeout:g}s",
-                        }
-                    )
-                    return
+                    return {"status": "timeout", "message": f"Docify scenario not available after {self.timeout:g}s"}
                 await asyncio.sleep(self.poke_interval)
-        finally:
-            await client.aclose()
 
 
 __all__ = [

@@ -81,7 +81,8 @@ def test_run_sync_and_async(monkeypatch: pytest.MonkeyPatch, emu: DifyOpenAPIEmu
     assert events[-1].run is not None and "owls" in events[-1].run.outputs["text"]
 
     async def main() -> list[Any]:
-        return [e async for e in DifyOpenAPIHook(dify_openapi_conn_id="dify_run").arun_app(TEXT_APP_ID, {"topic": "x"})]
+        async with DifyOpenAPIHook(dify_openapi_conn_id="dify_run").async_client() as client:
+            return [e async for e in client.run_app(TEXT_APP_ID, {"topic": "x"})]
 
     assert asyncio.run(main())[-1].event == "workflow_finished"
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 2

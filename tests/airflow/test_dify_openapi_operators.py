@@ -358,25 +358,29 @@ def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(o
     assert emu.runs_started(ACCOUNT_TOKEN) == 0
 
 
+def _chat_cut_and_retried(emu: Any, capfd: Any, dag_id: str, app: str, **kwargs: Any) -> tuple[Any, str]:
+    """A chat-family run (on the worker) whose first stream is cut after two events, retried at once."""
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
+    with new_dag(dag_id) as dag:
+        DifyRunAppOperator(
+            task_id="chat",
+            app=app,
+            inputs={"name": "Ada"},
+            deferrable=False,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+            **kwargs,
+        )
+    return run_dag(dag), console_text(capfd)
+
+
 def test_a_retry_of_an_advanced_chat_run_reattaches_by_its_workflow_run_id(openapi_conn, capfd):
     """Non-deferred advanced-chat: try 1's stream is cut and re-attaching fails, so the try fails
     with the run still going; try 2 must follow that run through the events route, which knows it
     by its workflow run id (not the message id the chat events also carry), and buy nothing."""
     emu = openapi_conn
-    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
     emu.inject(Fault("events", "status", status=503, times=3))
-    with new_dag("openapi_adv_chat_retry") as dag:
-        DifyRunAppOperator(
-            task_id="chat",
-            app=ADVANCED_CHAT_APP_ID,
-            inputs={"name": "Ada"},
-            query="Hi?",
-            deferrable=False,
-            retries=1,
-            retry_delay=timedelta(seconds=0),
-        )
-    outcome = run_dag(dag)
-    text = console_text(capfd)
+    outcome, text = _chat_cut_and_retried(emu, capfd, "openapi_adv_chat_retry", ADVANCED_CHAT_APP_ID, query="Hi?")
     assert outcome.dag_state == "success", text[-6000:]
     assert outcome.try_number("chat") == 2, text[-6000:]
     (run,) = [r for r in emu.runs if r.app.app_id == ADVANCED_CHAT_APP_ID]
@@ -428,3 +432,78 @@ def test_account_trigger_on_kill_of_a_paused_run_is_bounded_and_says_what_it_saw
     assert time.monotonic() - started < 5, "on_kill reads the status once, never waits for 'stopped'"
     assert emu.stop_requests(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1 and emu.run(run_id).status == "paused"
     assert f"run {run_id} is still paused" in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("allow_resubmit", [False, True])
+def test_a_retry_of_a_chat_run_that_cannot_be_reattached_follows_allow_resubmit(openapi_conn, capfd, allow_resubmit):
+    """A basic chat run is recorded by its message id, and the events route cannot re-attach to it.
+    Try 2 fails closed naming the task state, or, with ``allow_resubmit=True``, sends a new run (the
+    policy's row for a run that cannot be followed). It used to fail closed either way, its message
+    advising the ``allow_resubmit=True`` it then ignored."""
+    emu = openapi_conn
+    outcome, text = _chat_cut_and_retried(
+        emu, capfd, f"openapi_chat_retry_{allow_resubmit}", CHAT_APP_ID, query="Hello?", allow_resubmit=allow_resubmit
+    )
+    assert outcome.try_number("chat") == 2, text[-6000:]
+    if allow_resubmit:
+        assert outcome.state("chat") == "success", text[-6000:]
+        assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 2
+        assert "allow_resubmit=True, so a new run is sent (the earlier one may also have been billed)" in text
+        assert outcome.xcom("chat")["answer"]
+    else:
+        assert outcome.state("chat") == "failed"
+        assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 1
+        assert "DifyOpenAPIOutcomeUnknownError" in text and "it is not re-sent" in text
+        assert "Dify's events route cannot re-attach to a chat run" in text
+        assert "clear the task state (task_state_store key 'dify_state')" in text or "Variable" in text
+
+
+def test_account_api_failures_after_a_deferral_are_the_account_api_family(openapi_conn, monkeypatch):
+    """The account API's trigger and ``execute_complete`` rebuild failures in its own error family, so
+    ``except DifyOpenAPIError`` catches them (they came back as the Service API's ``DifyError``s: the
+    trigger and ``execute_complete`` named ``DifyError`` as the root for every Dify operator)."""
+    import asyncio
+
+    from docify_provider.dify_openapi.errors import DifyOpenAPIOutcomeUnknownError, DifyOpenAPIStreamIncompleteError
+    from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+
+    hook = DifyOpenAPIHook()
+    events = hook.client.run_app(TEXT_APP_ID, {"topic": "families"})
+    started = next(e for e in events if e.workflow_run_id)
+    events.close()  # type: ignore[attr-defined]
+    hook.close()
+
+    async def nothing(*_: Any) -> Any:  # an events stream that ends before the run does
+        return
+        yield
+
+    monkeypatch.setattr(DifyAppRunTrigger, "_open", lambda self, client, progress: nothing())
+    trigger = DifyAppRunTrigger(app_id=TEXT_APP_ID, workflow_run_id=str(started.workflow_run_id))
+    (event,) = asyncio.run(_events_of(trigger))
+    assert event.payload["error_type"] == "DifyOpenAPIStreamIncompleteError", event.payload
+
+    with new_dag("openapi_families"):
+        op = DifyRunAppOperator(task_id="run", app=TEXT_APP_ID, inputs={"topic": "families"})
+    with pytest.raises(DifyOpenAPIStreamIncompleteError):
+        op.execute_complete({}, dict(event.payload))
+    with pytest.raises(DifyOpenAPIOutcomeUnknownError):
+        op.execute_complete({}, None)
+
+
+async def _events_of(trigger: Any) -> list[Any]:
+    return [event async for event in trigger.run()]
+
+
+def test_the_account_operator_is_a_sibling_of_the_service_api_operators_not_a_subclass():
+    """``DifyRunAppOperator`` shares ``DifyRunOperatorBase`` with the Service API's operators; it no
+    longer inherits (and templates) the Service API's ``dify_conn_id``, which it never used."""
+    from docify_provider.operators.dify import DifyStreamWorkflowOperator
+    from docify_provider.operators.dify_run import DifyRunOperatorBase
+
+    assert issubclass(DifyRunAppOperator, DifyRunOperatorBase)
+    assert not issubclass(DifyRunAppOperator, DifyStreamWorkflowOperator)
+    assert "dify_conn_id" not in DifyRunAppOperator.template_fields
+    assert "dify_openapi_conn_id" in DifyRunAppOperator.template_fields
+    assert "execute" not in DifyRunAppOperator.__dict__, "the flow is the base's"
+    with new_dag("openapi_no_service_conn"), pytest.raises(Exception, match="dify_conn_id"):
+        DifyRunAppOperator(task_id="run", app=TEXT_APP_ID, dify_conn_id="dify_default")

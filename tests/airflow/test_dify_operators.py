@@ -164,7 +164,7 @@ def test_failed_post_processing_is_retried_without_buying_again(dify_conns, tmp_
     assert outcome.try_number("doc") == 2
     assert emu.runs_started(key=DOCUMENT) == 1
     assert emu.upload_count(key=DOCUMENT) == 1
-    assert "no new run was started" in text
+    assert "no new run was bought" in text
     (file,) = outcome.xcom("doc")["files"]
     assert file["file_name"] == "report.csv" and file["path"].startswith(str(good))
 

@@ -279,7 +279,7 @@ def _stored_kwargs(out: Any) -> dict[str, Any]:
 
 
 @needs_trigger_xcom_in_dag_test
-def test_recreated_trigger_reattaches_by_the_marker_instead_of_posting(dify_conns):
+def test_recreated_trigger_reattaches_by_the_marker_instead_of_posting(dify_conns, capfd):
     from airflow.models.xcom import XComModel
 
     emu = dify_conns
@@ -317,9 +317,13 @@ def test_recreated_trigger_reattaches_by_the_marker_instead_of_posting(dify_conn
     assert "not re-sent" in event.payload["message"] and "allow_resubmit=True" in event.payload["message"]
     assert isinstance(error_from_event(event.payload, root=errors.DifyError), errors.DifyOutcomeUnknownError)
     assert emu.runs_started(key=TEXT_APP_KEY) == 1
+    capfd.readouterr()
     event = run_trigger_for(out, "stream", DifyWorkflowTrigger(**{**kwargs, "allow_resubmit": True}))
     assert event.payload["status"] == "success" and event.payload["workflow_run_id"] != xcom["workflow_run_id"]
     assert emu.runs_started(key=TEXT_APP_KEY) == 2
+    # The re-send is said, as Docify's trigger says it (Dify's used to re-send silently).
+    logged = " ".join(capfd.readouterr().out.split())
+    assert "allow_resubmit=True, so a new run is sent (the earlier one may also have been billed)" in logged
 
 
 # -- on_kill: the user ended the deferred task (Airflow 3.3 calls it on mark failed / clear) -------------
@@ -334,16 +338,17 @@ async def test_on_kill_stops_the_dify_task_and_reads_what_became_of_it(dify_conn
     trigger = DifyWorkflowTrigger(inputs={"seconds": 30}, dify_conn_id="dify_long", user="u-kill")
     running = asyncio.ensure_future(_first_event(trigger))
     for _ in range(200):  # until the trigger has seen workflow_started (it then knows the task id)
-        if trigger._live[1]:
+        if any(run.task_id for run in trigger._following):
             break
         await asyncio.sleep(0.05)
-    assert trigger._live[1], "the stream never named its Dify task"
+    (live,) = trigger._following
+    assert live.task_id, "the stream never named its Dify task"
     running.cancel()  # what the triggerer does first, then it awaits on_kill()
     with pytest.raises(asyncio.CancelledError):
         await running
     await trigger.on_kill()
 
-    run_id = trigger._live[0]
+    run_id = live.run_id
     assert emu.stop_requests(key=LONG_APP_KEY, user="u-kill") == 1
     assert emu.run(run_id).status == "stopped"
     assert emu.runs_started(key=LONG_APP_KEY) == 1

@@ -371,14 +371,16 @@ def test_object_storage_size_mismatch_leaves_no_file(
 # --- async (triggers) -------------------------------------------------------------------------
 
 
-async def test_async_hook_methods(emulator: DocifyEmulator, docify_conn: Conn, make_hook) -> None:
+async def test_async_client_of_the_hook(emulator: DocifyEmulator, docify_conn: Conn, make_hook) -> None:
+    """``async_client()`` is the one async way in (no pass-through wrappers on the hook)."""
     hook = make_hook(docify_conn(SUMMARY_KEY))
-    info = await hook.aget_scenario_info()
-    assert info.scenario_code == "TEXT_SUMMARY"
     wire = {"text": {"text": SUMMARY_INPUTS["text"]}, "language": {"text": "en"}}
-    events = [event async for event in hook.astream_scenario(wire, user="trigger")]
+    async with hook.async_client() as client:
+        info = await client.get_scenario_info()
+        events = [event async for event in client.stream(wire, user="trigger")]
+        result = await client.run(wire)
+    assert info.scenario_code == "TEXT_SUMMARY"
     assert [e.type for e in events] == ["START", "PREPARE_START", "PREPARE_END", "TEXT", "TEXT", "COMPLETE"]
-    result = await hook.arun_scenario(wire)
     assert events[-1].response is not None
     assert events[-1].response.json_result == result.json_result
     assert result.json_result["summary"] == "Docify reads invoices."
@@ -387,7 +389,8 @@ async def test_async_hook_methods(emulator: DocifyEmulator, docify_conn: Conn, m
 
 async def test_async_hook_bad_key(emulator: DocifyEmulator, docify_conn: Conn, make_hook) -> None:
     with pytest.raises(DocifyAuthenticationError) as caught:
-        await make_hook(docify_conn(SECRET)).aget_scenario_info()
+        async with make_hook(docify_conn(SECRET)).async_client() as client:
+            await client.get_scenario_info()
     assert SECRET not in str(caught.value)
 
 

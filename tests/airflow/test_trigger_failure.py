@@ -199,3 +199,38 @@ def test_a_stream_whose_trigger_cannot_read_the_connection_sent_nothing_and_says
     assert "AIRFLOW_CONN_<CONN_ID>" in text and "Troubleshooting" in text
     assert "may have reached" not in text
     assert key not in without_mask_requests(text)
+
+
+@pytest.mark.parametrize("label", list(SENDS_IN_TRIGGER))
+def test_a_restart_marker_the_trigger_cannot_read_sends_nothing_and_the_worker_decides(
+    request: Any, capfd: Any, monkeypatch: Any, label: str
+) -> None:
+    """The restart marker fails closed like the ledger: unreadable in the triggerer is "unknown", not
+    "nothing sent" (it used to read as nothing sent, and the trigger sent the run). The trigger sends
+    nothing and fires ``trigger_failed`` with ``sent`` unknown; the worker reads the marker itself,
+    finds "deferred" (no trigger sent the run) and fails saying nothing was sent."""
+    import docify_provider.triggers.base as trigger_base
+
+    fixture, conn_type, key, operator, kwargs = SENDS_IN_TRIGGER[label]
+    emu = request.getfixturevalue(fixture)
+    conn_id = _connection("worker_only", monkeypatch, conn_type, emu.base_url, key, from_trigger=99)
+    real = trigger_base._xcom_class()
+
+    class Unreadable:
+        set = real.set
+
+        @staticmethod
+        def get_one(**_: Any) -> Any:
+            raise OSError("the metadata database is gone")
+
+    monkeypatch.setattr(trigger_base, "_xcom_class", lambda: Unreadable)
+    with new_dag(f"marker_unreadable_{conn_type}") as dag:
+        operator(task_id="run", **{f"{conn_type}_conn_id": conn_id}, **kwargs, validate=False, deferrable=True)
+    outcome = run_dag(dag)
+    text = _flat(console_text(capfd))
+    assert outcome.state("run") == "failed", text[-4000:]
+    assert emu.runs_started() == 0, "nothing was sent"
+    assert "cannot read its restart marker (OSError: the metadata database is gone)" in text, text[-4000:]
+    assert f"run outcome unknown: the {label} stream trigger cannot read its restart marker" in text
+    assert f"nothing was sent to {label} (its restart marker still says 'deferred')" in text
+    assert key not in without_mask_requests(text)

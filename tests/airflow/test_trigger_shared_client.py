@@ -41,8 +41,19 @@ def built_clients(monkeypatch: pytest.MonkeyPatch) -> list[httpx.AsyncClient]:
     return built
 
 
-async def _run(trigger: DocifyStreamTrigger) -> list[Any]:
+async def _run(trigger: Any) -> list[Any]:
     return [event async for event in trigger.run()]
+
+
+async def _run_together(triggers: list[Any]) -> tuple[list[list[Any]], int]:
+    """Run ``triggers`` at once in this loop: their events, and the most users the shared pool had at once."""
+    tasks = [asyncio.create_task(_run(trigger)) for trigger in triggers]
+    peak_users = 0
+    while not all(t.done() for t in tasks):
+        pool = aio_module._SHARED.get(asyncio.get_running_loop(), {})
+        peak_users = max([peak_users, *(entry.users for entry in pool.values())])
+        await asyncio.sleep(0.02)
+    return [t.result() for t in tasks], peak_users
 
 
 async def test_triggers_of_one_connection_share_one_client_and_close_it_after_the_last(
@@ -52,15 +63,9 @@ async def test_triggers_of_one_connection_share_one_client_and_close_it_after_th
     # Slow enough that all streams are open at once.
     emulator.inject(Fault("stream", "slow_events", interval=0.2, times=None))
     streams = 5
-    tasks = [
-        asyncio.create_task(_run(DocifyStreamTrigger(inputs=WIRE, docify_conn_id=conn_id))) for _ in range(streams)
-    ]
-    peak_users = 0
-    while not all(t.done() for t in tasks):
-        pool = aio_module._SHARED.get(asyncio.get_running_loop(), {})
-        peak_users = max([peak_users, *(entry.users for entry in pool.values())])
-        await asyncio.sleep(0.02)
-    results = [t.result() for t in tasks]
+    results, peak_users = await _run_together(
+        [DocifyStreamTrigger(inputs=WIRE, docify_conn_id=conn_id) for _ in range(streams)]
+    )
 
     assert [[e.payload["status"] for e in events] for events in results] == [["success"]] * streams
     assert len({events[0].payload["session_id"] for events in results}) == streams
@@ -109,3 +114,29 @@ def test_each_event_loop_gets_its_own_client(built_clients):
     asyncio.run(use())
     asyncio.run(use())
     assert len(built_clients) == 2 and all(c.is_closed for c in built_clients)
+
+
+async def test_account_api_triggers_in_one_loop_share_one_http_client(openapi_conn, built_clients):
+    """The account API's triggers borrow the per-loop pool through ``ProviderHook.async_client`` too
+    (they used to build an ``httpx.AsyncClient`` per trigger, and per stop and form read)."""
+    from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+    from docify_provider.testing.dify_openapi import LONG_APP_ID
+    from docify_provider.triggers.dify_openapi import DifyAppRunTrigger
+
+    emu = openapi_conn
+    hook = DifyOpenAPIHook()
+    runs = []
+    for _ in range(2):  # started on the worker, as the operator does; Dify goes on once the stream is closed
+        events = hook.client.run_app(LONG_APP_ID, {"seconds": 1, "steps": 4})
+        started = next(e for e in events if e.workflow_run_id)
+        events.close()  # type: ignore[attr-defined]
+        runs.append((str(started.workflow_run_id), started.task_id))
+    hook.close()
+    results, peak_users = await _run_together(
+        [DifyAppRunTrigger(app_id=LONG_APP_ID, workflow_run_id=run_id, dify_task_id=task) for run_id, task in runs]
+    )
+
+    assert [[e.payload["status"] for e in events] for events in results] == [["success"], ["success"]]
+    assert peak_users == 2, "the two streams did not overlap on one shared client"
+    assert len(built_clients) == 1 and built_clients[0].is_closed
+    assert emu.runs_started() == 2

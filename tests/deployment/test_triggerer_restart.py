@@ -253,7 +253,7 @@ def test_triggerer_killed_mid_stream_never_pays_twice_unless_opted_in(
     assert any("earlier trigger of this task instance already sent the run" in line for line in outcome_unknown)
     assert any("may have been started and billed, so it is not re-sent" in line for line in outcome_unknown)
     assert re.search(r"\(session [0-9a-f-]{8,}\)", " ".join(outcome_unknown)), "the message names the session"
-    assert any("try 1 sent a run request" in line and "not re-sent" in line for line in retry_lines)
+    assert any("try 1 already sent the run request" in line and "not re-sent" in line for line in retry_lines)
     assert not list(guarded_dir.glob("attempt=2.log.trigger.*")), "the retry must not defer a new stream"
     assert any("outcome unknown" in line for line in restarted_trigger_lines["guarded"])
     assert not any("Sending Docify run" in line for line in restarted_trigger_lines["guarded"])
@@ -262,7 +262,7 @@ def test_triggerer_killed_mid_stream_never_pays_twice_unless_opted_in(
     assert stream_requests(emu, RESUBMIT_KEY) == 2, context
     assert emu.runs_completed(RESUBMIT_KEY) == 1, "the first stream was cut, the resubmitted one finished"
     assert (tis["resubmit"]["state"], tis["resubmit"]["try_number"]) == ("success", 1), context
-    assert any("allow_resubmit=True, sending it again" in line for line in restarted_trigger_lines["resubmit"])
+    assert any("allow_resubmit=True, so a new run is sent" in line for line in restarted_trigger_lines["resubmit"])
     assert state == "failed"
     for key in (GUARDED_KEY, RESUBMIT_KEY):
         assert key not in logs, "an API key reached a log file"
