@@ -24,10 +24,12 @@ Used by ``bench_concurrent_streams.py``, ``bench_workers_freed.py`` and ``tests/
 * :func:`account`: every stream ended as its fault says it must (success, or the typed error),
   exactly one trigger event each, and the emulator saw each run sent once and started at most once.
 
-Not reproduced outside a triggerer: the trigger's restart-guard XCom marker. ``XCom.get_one`` /
-``XCom.set`` go through the triggerer's channel to its supervisor (``SUPERVISOR_COMMS``), which
-only exists inside Airflow; here they fail at once and the trigger, as designed, logs a warning
-and streams without the guard. Everything else in ``run()`` is the production path.
+Stood in for outside a triggerer: the XCom store of the trigger's restart-guard marker.
+``XCom.get_one`` / ``XCom.set`` go through the triggerer's channel to its supervisor
+(``SUPERVISOR_COMMS``), which only exists inside Airflow, and a marker that cannot be read fails
+the trigger closed (it sends nothing). :class:`MarkerStore` keeps the markers in memory instead, so
+the guard's reads and writes run as in production. Everything else in ``run()`` is the production
+path.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import proc_status_kb, reset_peak_rss
@@ -546,6 +548,32 @@ class ResourceSampler:
         }
 
 
+class MarkerStore:
+    """In-memory stand-in for Airflow's XCom, for the triggers' restart markers only (see the module
+    docstring): keyed like an XCom row by key, dag, task, run and map index."""
+
+    values: ClassVar[dict[tuple[Any, ...], Any]] = {}
+
+    @staticmethod
+    def _row(key: str, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> tuple[Any, ...]:
+        return (key, dag_id, task_id, run_id, map_index)
+
+    @classmethod
+    def get_one(cls, *, key: str, **ident: Any) -> Any:
+        return cls.values.get(cls._row(key, **ident))
+
+    @classmethod
+    def set(cls, *, key: str, value: Any, **ident: Any) -> None:
+        cls.values[cls._row(key, **ident)] = value
+
+
+def use_marker_store() -> None:
+    """Give the triggers :class:`MarkerStore` as their XCom (there is no supervisor channel here)."""
+    from docify_provider.triggers import base
+
+    base._xcom_class = lambda: MarkerStore  # type: ignore[attr-defined]
+
+
 async def drive(plan: Plan, *, deadline: float, measure: bool = False) -> tuple[list[Outcome], dict[str, float]]:
     """Run every stream's trigger concurrently in this event loop; cancel what is left at ``deadline``.
 
@@ -553,6 +581,7 @@ async def drive(plan: Plan, *, deadline: float, measure: bool = False) -> tuple[
     runs first (imports, TLS context, first-use caches), then all streams start at once. With
     ``measure``, peak memory and CPU of the load phase are returned as well.
     """
+    use_marker_store()
     warm = await run_trigger(plan.warmup, plan.backend)
     if warm.status != "success":
         raise RuntimeError(f"the warm-up stream failed: {warm}")
