@@ -499,6 +499,11 @@ class HitlRun:
         path = f"/dags/{self.dag_id}/dagRuns/{self.run_id}/taskInstances/{task_id or self.task_id}"
         return api(self.dep, "GET", path) or {}
 
+    def ended(self, task_id: str | None = None) -> dict[str, Any] | None:
+        """The task instance (default: the Dify task) once it succeeded or failed, else None."""
+        ti = self.task_instance(task_id)
+        return ti if ti.get("state") in ("success", "failed") else None
+
     def waiting_for_answer(self) -> dict[str, Any] | None:
         """The task instance once it is deferred on its human-input trigger and the scheduler has
         handled the executor event of the worker run that deferred it there.

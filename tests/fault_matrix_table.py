@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from docify_provider._core.errors import ProviderError
 from docify_provider.testing.faults import Fault
+from helpers import settled
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "fault-matrix.md"
@@ -218,17 +218,18 @@ def run_trigger(trigger: Any) -> Any:
     return asyncio.run(first_event(trigger))
 
 
+def _requests(emu: Any, endpoint: str, tail: str) -> list[Any]:
+    return [r for r in emu.requests if r.endpoint == endpoint or (r.endpoint is None and r.path.endswith(tail))]
+
+
 def requests_to(emu: Any, endpoint: str, tail: str) -> int:
     """Requests that reached ``endpoint``, including ones sent under a wrong base URL (404), by path ``tail``."""
-    return sum(1 for r in emu.requests if r.endpoint == endpoint or (r.endpoint is None and r.path.endswith(tail)))
+    return len(_requests(emu, endpoint, tail))
 
 
 def settled_requests(emu: Any, endpoint: str, tail: str, expected: int) -> int:
-    # The emulator records a request as its response starts; give a just-finished one a moment.
-    deadline = time.monotonic() + 2
-    while requests_to(emu, endpoint, tail) < expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return requests_to(emu, endpoint, tail)
+    """``requests_to`` once ``expected`` requests are recorded (or after 2 s): see ``helpers.settled``."""
+    return len(settled(lambda: _requests(emu, endpoint, tail), expected, timeout=2))
 
 
 def drive_cell(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import traceback
@@ -26,16 +25,11 @@ from docify_provider.docify.config import reveal
 from docify_provider.hooks.docify import DocifyHook
 from docify_provider.testing import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
+from helpers import PDF, SUMMARY_INPUTS, sha
 
-PDF = b"%PDF-1.4\n" + b"Docify test document\n" * 200
-SUMMARY_INPUTS = {"text": "Docify reads invoices. It also summarises long reports.", "language": "en"}
 SECRET = "sk-live-hook-never-log-me"
 
 Conn = Callable[..., str]
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --- connection -> client configuration ------------------------------------------------------

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,6 @@ pytestmark = pytest.mark.timeout(300)
 BIN = Path(sys.executable).parent
 SCRIPT = BIN / "airflow-dify"
 USER_CODE = re.compile(r"enter the code: ([A-Z0-9]{4}-[A-Z0-9]{4})")
-
-
-@pytest.fixture
-def emu() -> Iterator[DifyOpenAPIEmulator]:
-    with DifyOpenAPIEmulator(device_poll_interval=0.2) as emulator:
-        yield emulator
 
 
 #: The commands' environment: the test's Airflow home and DB, and bytecode cached outside the tree.

@@ -57,6 +57,7 @@ from docify_provider.docify.inputs import MAX_IMAGE_BYTES
 from docify_provider.docify.models import ResultFile
 from docify_provider.testing import FORBIDDEN_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
+from helpers import SUMMARY_INPUTS
 
 if TYPE_CHECKING:
     from docify_provider.hooks.docify import DocifyHook
@@ -66,7 +67,6 @@ pytestmark = pytest.mark.timeout(60)
 #: A key the emulator does not know: it answers 401, as Docify does for a wrong key.
 WRONG_KEY = "emulator-wrong-key"
 
-SUMMARY_INPUTS = {"text": "Docify reads invoices. It also summarises long reports.", "language": "en"}
 SUMMARY_WIRE = {"text": {"text": SUMMARY_INPUTS["text"]}, "language": {"text": "en"}}
 
 # --- the table ---------------------------------------------------------------------------------
