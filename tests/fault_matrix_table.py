@@ -14,7 +14,6 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +21,6 @@ import pytest
 from docify_provider._core.errors import ProviderError
 from docify_provider.testing.faults import Fault
 from helpers import settled
-
-REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "fault-matrix.md"
 
 #: Short enough that the stall cases take a second; long enough that a healthy stream (an event
 #: every few ms, pings every 0.1 s) never trips it on a busy machine.
@@ -269,14 +265,3 @@ def drive_cell(
     assert emulator.runs_started(key) - key_runs_before == cell.runs, "runs started for the key"
     settled = settled_requests(emulator, endpoint, tail, requests_before + cell.requests)
     assert settled - requests_before == cell.requests, "requests to the path's endpoint"
-
-
-def check_doc() -> None:
-    """``docs/fault-matrix.md`` is what ``scripts/fault_matrix.py`` renders from every matrix now."""
-    from scripts.fault_matrix import render_document
-
-    assert DOC.exists(), "docs/fault-matrix.md is missing: run .venv/bin/python scripts/fault_matrix.py"
-    assert DOC.read_text(encoding="utf-8") == render_document(), (
-        "docs/fault-matrix.md is out of date with tests/docify/test_fault_matrix.py, tests/dify/test_dify_fault_matrix.py or "
-        "tests/dify_openapi/test_dify_openapi_fault_matrix.py: run .venv/bin/python scripts/fault_matrix.py"
-    )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag, without_mask_requests
+from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag
 from docify_provider.operators.dify import (
     DifyRunWorkflowOperator,
     DifyStreamWorkflowOperator,
@@ -17,38 +17,10 @@ from docify_provider.operators.dify import (
 )
 from docify_provider.testing.dify import TEXT_APP_KEY
 from docify_provider.testing.faults import Fault
-from docify_provider.xcom import DIFY_XCOM_KEYS
 
 pytestmark = pytest.mark.timeout(120)
 
 TEXT = {"topic": "Airflow and Dify", "tone": "formal"}
-PER_RUN = {"workflow_run_id", "task_id", "created_at", "finished_at", "elapsed_time"}
-
-
-def _same(xcom: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in xcom.items() if k not in PER_RUN}
-
-
-def test_blocking_streaming_and_deferred_give_the_same_xcom(dify_conns, capfd):
-    emu = dify_conns
-    with new_dag("dify_same_xcom") as dag:
-        DifyRunWorkflowOperator(task_id="blocking", dify_conn_id="dify_text", inputs=TEXT, validate=False)
-        DifyStreamWorkflowOperator(task_id="streaming", dify_conn_id="dify_text", inputs=TEXT, validate=False)
-        DifyStreamWorkflowOperator(
-            task_id="deferred", dify_conn_id="dify_text", inputs=TEXT, validate=False, deferrable=True
-        )
-    outcome = run_dag(dag)
-    text = console_text(capfd)
-    assert outcome.dag_state == "success", text[-4000:]
-    xcoms = {t: outcome.xcom(t) for t in ("blocking", "streaming", "deferred")}
-    for xcom in xcoms.values():
-        assert set(xcom) == set(DIFY_XCOM_KEYS)
-        assert xcom["status"] == "succeeded" and xcom["workflow_run_id"] and xcom["task_id"]
-    assert _same(xcoms["streaming"]) == _same(xcoms["deferred"])
-    assert _same(xcoms["blocking"])["outputs"] == _same(xcoms["streaming"])["outputs"]
-    assert emu.runs_started(key=TEXT_APP_KEY) == 3
-    assert "Dify node" in text and "Dify workflow started" in text
-    assert TEXT_APP_KEY not in without_mask_requests(text) and TEXT_APP_KEY not in repr(xcoms)
 
 
 def test_blocking_524_is_recovered_with_one_run(dify_conns, capfd):

@@ -28,13 +28,10 @@ from docify_provider.operators.docify import (
 )
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault, Scenario
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
-from docify_provider.xcom import XCOM_KEYS
 
 pytestmark = pytest.mark.timeout(120)
 
 SUMMARY_INPUTS = {"text": "Airflow runs Docify. Then more text follows.", "language": "en"}
-#: Keys of the XCom that differ between two runs of the same inputs.
-PER_RUN = {"run_id", "created_at", "finished_at", "elapsed_ms", "session_id"}
 
 
 def _png(folder: Path, name: str, salt: bytes = b"") -> Path:
@@ -43,73 +40,8 @@ def _png(folder: Path, name: str, salt: bytes = b"") -> Path:
     return path
 
 
-def _same_run_fields(xcom: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in xcom.items() if k not in PER_RUN}
-
-
 def _folder(base: Path, outcome: Any, task: str) -> Path:
     return base / safe_file_name(outcome.dag_id) / safe_file_name(outcome.run_id) / task
-
-
-# -- one XCom contract, three ways to run -----------------------------------------------------------
-
-
-def test_blocking_streaming_and_deferred_give_the_same_xcom(docify_conns, capfd):
-    emu = docify_conns
-    with new_dag("same_xcom") as dag:
-        DocifyRunScenarioOperator(task_id="blocking", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS)
-        DocifyStreamScenarioOperator(task_id="stream", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS)
-        DocifyStreamScenarioOperator(
-            task_id="deferred", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, deferrable=True
-        )
-    out = run_dag(dag)
-    logs = console_text(capfd)
-
-    assert out.dag_state == "success"
-    blocking, stream, deferred = (out.xcom(t) for t in ("blocking", "stream", "deferred"))
-    for value in (blocking, stream, deferred):
-        assert set(value) == set(XCOM_KEYS)
-        assert value["is_success"] is True
-        assert value["json_result"]["summary"] == "Airflow runs Docify."
-        assert value["cost_points"] == 2.0
-        assert value["created_at"].endswith("+00:00") and value["finished_at"].endswith("+00:00")
-    assert _same_run_fields(blocking) == _same_run_fields(stream) == _same_run_fields(deferred)
-    assert blocking["session_id"] is None
-    assert stream["session_id"] and deferred["session_id"] and stream["session_id"] != deferred["session_id"]
-    assert len({blocking["run_id"], stream["run_id"], deferred["run_id"]}) == 3
-    # One XCom per task (each is an Execution API call): no per-key XComs unless multiple_outputs=True.
-    assert out.xcom("deferred", key="json_result") is None
-    assert emu.runs_started(SUMMARY_KEY) == 3
-
-    # Streaming (on a worker and in the trigger) logs each event as it arrives, session id first.
-    for session in (stream["session_id"], deferred["session_id"]):
-        start = logs.index(f"Docify stream START: session {session}")
-        complete = logs.index("Docify stream COMPLETE", start)
-        between = logs[start:complete]
-        for line in ("PREPARE_START", "PREPARE_END", "Docify: Reading text...", "Docify: Summarizing..."):
-            assert line in between
-        assert "cost 2.0 points" in logs[complete : complete + 400]
-    assert "Deferring the Docify stream to the triggerer" in logs
-
-
-def test_multiple_outputs_gives_per_key_xcoms_for_taskflow(docify_conns):
-    from airflow.sdk import task
-
-    with new_dag("downstream") as dag:
-        run = DocifyRunScenarioOperator(
-            task_id="run", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, multiple_outputs=True
-        )
-
-        @task
-        def words(json_result: dict[str, Any], files: list[Any]) -> int:
-            assert files == []
-            return int(json_result["word_count"])
-
-        words(run.output["json_result"], run.output["files"])
-    out = run_dag(dag)
-    assert out.dag_state == "success"
-    assert out.xcom("words") == len(SUMMARY_INPUTS["text"].split())
-    assert out.xcom("run", key="json_result") == out.xcom("run")["json_result"]
 
 
 # -- validation before paying -----------------------------------------------------------------------

@@ -486,14 +486,3 @@ def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
             assert "before it started" in str(exc), "the worker's error frame names no run: say what it means"
     if cell.fault in ("provider_error", "rate_limit_error"):
         assert getattr(exc, "code", None) == params["code"] and params["message"] in str(exc)
-
-
-# --- the table itself and its document ---------------------------------------------------------
-
-
-def test_table_covers_every_path_and_fault_once() -> None:
-    table.check_table(CELLS, PATHS, FAULTS)
-
-
-def test_doc_is_up_to_date() -> None:
-    table.check_doc()

@@ -542,14 +542,3 @@ def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
         assert "mode: 'workflows'" in str(exc)
     if cell.fault in ("failed_run", "error_event"):
         assert isinstance(exc, DifyOpenAPIRunFailedError)
-
-
-# --- the table itself and its document ---------------------------------------------------------
-
-
-def test_table_covers_every_path_and_fault_once() -> None:
-    table.check_table(CELLS, PATHS, FAULTS)
-
-
-def test_doc_is_up_to_date() -> None:
-    table.check_doc()

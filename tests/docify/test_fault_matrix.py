@@ -32,8 +32,6 @@ from fault_matrix_table import (
     FaultSpec,
     Inject,
     cells_to_test,
-    check_doc,
-    check_table,
     drive_cell,
     fast_hook,
     na,
@@ -451,14 +449,3 @@ def _check_error(cell: Cell, exc: DocifyError, key: str) -> None:
         assert getattr(exc, "session_id", None), "a broken stream must name the session it saw"
     if isinstance(exc, DocifyFileError):
         assert ("MB limit" if cell.fault == "oversize" else "unsupported file type") in str(exc)
-
-
-# --- the table itself and its document ---------------------------------------------------------
-
-
-def test_table_covers_every_path_and_fault_once() -> None:
-    check_table(CELLS, PATHS, FAULTS)
-
-
-def test_doc_is_up_to_date() -> None:
-    check_doc()
