@@ -54,6 +54,14 @@ def emulator() -> Iterator[DocifyEmulator]:
         yield emu
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every ``airflow_line`` mark says why the test is run on every Airflow line (scripts/test.sh)."""
+    for item in items:
+        for mark in item.iter_markers("airflow_line"):
+            if not (mark.args and isinstance(mark.args[0], str) and mark.args[0].strip()):
+                raise pytest.UsageError(f"{item.nodeid}: airflow_line needs its reason, airflow_line('why')")
+
+
 def _emulator_marks(item: pytest.Item) -> list[pytest.Mark]:
     """The item's ``emulator`` marks, the farthest (module) first, the test's own last."""
     return list(reversed(list(item.iter_markers("emulator"))))

@@ -55,7 +55,6 @@ pytestmark = [
 ]
 
 
-
 def test_a_reviewer_answers_the_dify_form_in_airflows_ui(tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 

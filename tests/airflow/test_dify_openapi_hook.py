@@ -25,6 +25,7 @@ def _set_conn(monkeypatch: pytest.MonkeyPatch, emu: DifyOpenAPIEmulator, conn_id
     return conn_id
 
 
+@pytest.mark.airflow_line("the connection read through common-compat's BaseHook")
 def test_config_from_the_connection(monkeypatch: pytest.MonkeyPatch, emu: DifyOpenAPIEmulator) -> None:
     conn = _set_conn(
         monkeypatch,

@@ -11,13 +11,10 @@ import pytest
 
 from airflow_helpers import (
     console_text,
-    needs_trigger_xcom_in_dag_test,
     new_dag,
     run_dag,
-    run_trigger_for,
     without_mask_requests,
 )
-from docify_provider.operators.dify import run_from_record
 from docify_provider.operators.dify_openapi import DifyRunAppOperator
 from docify_provider.testing.dify_openapi import (
     ACCOUNT_TOKEN,
@@ -94,6 +91,7 @@ def _stored_kwargs(dag_id: str) -> list[dict[str, Any]]:
     return [kwargs for _, kwargs in rows]
 
 
+@pytest.mark.airflow_line("deferral and the marker XCom under the line's trigger runner")
 def test_deferred_workflow_app_defers_once_named_and_gives_the_same_xcom(openapi_conn, capfd):
     emu = openapi_conn
     with new_dag("openapi_deferred") as dag:
@@ -147,25 +145,6 @@ def test_deferred_run_reattaches_after_a_cut_events_stream(openapi_conn, capfd, 
     assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
     assert emu.events_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 2, "the cut stream was re-attached"
     assert "Re-attached Dify stream of run" in caplog.text and "broke" in caplog.text
-
-
-@needs_trigger_xcom_in_dag_test
-def test_a_restarted_trigger_reattaches_from_its_kwargs_and_starts_nothing(openapi_conn):
-    emu = openapi_conn
-    with new_dag("openapi_deferred_restart") as dag:
-        DifyRunAppOperator(task_id="run", app="Text Writer", inputs={"topic": "restarts"}, deferrable=True)
-    outcome = run_dag(dag)
-    assert outcome.dag_state == "success"
-    xcom = outcome.xcom("run")
-    (kwargs,) = _stored_kwargs(dag.dag_id)
-    for _ in range(2):  # a triggerer restart rebuilds the trigger from the stored kwargs
-        event = run_trigger_for(outcome, "run", DifyAppRunTrigger(**kwargs))
-        payload = dict(event.payload)
-        assert payload["status"] == "success" and payload["workflow_run_id"] == xcom["workflow_run_id"]
-        assert payload["app_id"] == TEXT_APP_ID
-        assert run_from_record(payload["run"], None).outputs == xcom["outputs"]
-        assert ACCOUNT_TOKEN not in json.dumps(payload, default=str)
-    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
 
 
 def test_deferred_advanced_chat_gives_answer_and_conversation(openapi_conn, capfd):
@@ -338,6 +317,7 @@ def test_a_refused_run_request_leaves_nothing_pending_so_the_retry_runs(openapi_
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
 
 
+@pytest.mark.airflow_line("the pending record in the line's store (a Variable before 3.3)")
 def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(openapi_conn, capfd):
     """A 502 may hide a started run (no run lookup on this API): the retry fails closed instead."""
     from datetime import timedelta
@@ -358,6 +338,7 @@ def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(o
     assert emu.runs_started(ACCOUNT_TOKEN) == 0
 
 
+@pytest.mark.airflow_line("the run ids in the line's store (a Variable before 3.3)")
 def test_a_retry_of_an_advanced_chat_run_reattaches_by_its_workflow_run_id(openapi_conn, capfd):
     """Non-deferred advanced-chat: try 1's stream is cut and re-attaching fails, so the try fails
     with the run still going; try 2 must follow that run through the events route, which knows it

@@ -16,6 +16,10 @@ from airflow_helpers import AIRFLOW_LINE, conn_json, run_dag
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY
 from docify_provider.testing.samples import make_sample_invoices
 
+pytestmark = pytest.mark.airflow_line(
+    "the five example pipelines users copy, under dag.test() on every line they install"
+)
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 
 

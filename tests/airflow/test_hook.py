@@ -35,6 +35,7 @@ Conn = Callable[..., str]
 # --- connection -> client configuration ------------------------------------------------------
 
 
+@pytest.mark.airflow_line("the connection read through common-compat's BaseHook")
 def test_extras_are_mapped(docify_conn: Conn, make_hook, tmp_path: Path) -> None:
     conn_id = docify_conn(
         SECRET,
@@ -94,6 +95,7 @@ def test_bad_extras(docify_conn: Conn, make_hook, extra: dict, needle: str) -> N
 # --- test_connection ---------------------------------------------------------------------------
 
 
+@pytest.mark.airflow_line("test_connection as the line's UI and CLI call it")
 def test_test_connection_names_the_scenario_and_costs_nothing(
     emulator: DocifyEmulator, docify_conn: Conn, make_hook
 ) -> None:

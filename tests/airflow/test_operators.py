@@ -103,6 +103,7 @@ def test_file_path_and_storage_url_inputs_are_uploaded(docify_conns, tmp_path):
     assert emu.runs_started(INVOICE_KEY) == 3
 
 
+@pytest.mark.airflow_line("XCom from one task to the next under the line's Execution API")
 def test_upload_operator_xcom_feeds_a_run(docify_conns, tmp_path):
     emu = docify_conns
     image = _png(tmp_path, "initech.png")
@@ -124,6 +125,7 @@ def test_upload_operator_xcom_feeds_a_run(docify_conns, tmp_path):
 # -- files out ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.airflow_line("ObjectStoragePath: universal-pathlib 0.2 paths on 3.0/3.1")
 def test_attachments_to_remote_object_storage_land_there(docify_conns, tmp_path, monkeypatch, memory_object_storage):
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
@@ -142,6 +144,7 @@ def test_attachments_to_remote_object_storage_land_there(docify_conns, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["acme_corp.png"], "nothing written under ./memory:/"
 
 
+@pytest.mark.airflow_line("asset events through the line's outlet_events")
 def test_attachments_stored_per_task_with_asset_events(docify_conns, tmp_path):
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
@@ -219,6 +222,7 @@ def test_same_named_and_hostile_attachment_names_stay_distinct_and_inside(docify
     assert hostile["path"] == str(_folder(store, out, "hostile") / "passwd")
 
 
+@pytest.mark.airflow_line("mapped tasks: map_index in the ledger's key and the per-task folders")
 def test_mapped_runs_over_three_documents(docify_conns, tmp_path):
     from airflow.sdk import task
 
@@ -249,41 +253,6 @@ def test_mapped_runs_over_three_documents(docify_conns, tmp_path):
 
 
 # -- bought once ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", ["blocking", "stream", "deferred"])
-def test_failed_post_processing_is_retried_without_buying_again(docify_conns, tmp_path, capfd, mode):
-    emu = docify_conns
-    image = _png(tmp_path, "acme_corp.png")
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the first try wants a folder")
-    good = tmp_path / "good"
-    # Try 1 cannot store the attachment (its folder would be under a regular file); try 2 can.
-    attachments_to = f"{{{{ '{blocker / 'sub'}' if ti.try_number == 1 else '{good}' }}}}"
-    kwargs: dict[str, Any] = {
-        "task_id": "ocr",
-        "inputs": {"invoice_image": str(image)},
-        "attachments_to": attachments_to,
-        "retries": 1,
-    }
-    with new_dag(f"bought_once_{mode}") as dag:
-        if mode == "blocking":
-            DocifyRunScenarioOperator(**kwargs)
-        else:
-            DocifyStreamScenarioOperator(deferrable=mode == "deferred", **kwargs)
-    out = run_dag(dag)
-    logs = console_text(capfd)
-
-    assert out.state("ocr") == "success"
-    assert out.try_number("ocr") == 2
-    assert emu.runs_started(INVOICE_KEY) == 1
-    assert len(emu.uploads) == 1
-    assert "no new run was bought" in logs
-    (file,) = out.xcom("ocr")["files"]
-    assert Path(file["path"]).parent == _folder(good, out, "ocr")
-    assert Path(file["path"]).stat().st_size == file["file_size"]
-    if mode != "blocking":
-        assert out.xcom("ocr")["session_id"]
 
 
 #: (try_number, call, key) of every ``task_state_store`` call, recorded by ``_count_state_calls``.
@@ -354,6 +323,7 @@ def test_lying_file_size_fails_every_try_but_buys_once(docify_conns, tmp_path, c
     assert not [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
 
 
+@pytest.mark.airflow_line("force_rerun over the line's store")
 def test_force_rerun_buys_again(docify_conns, tmp_path):
     emu = docify_conns
     image = _png(tmp_path, "acme_corp.png")
@@ -376,6 +346,7 @@ def test_force_rerun_buys_again(docify_conns, tmp_path):
 # -- outcome unknown: never pay twice silently ---------------------------------------------------------
 
 
+@pytest.mark.airflow_line("the pending record in the line's store (a Variable before 3.3)")
 @pytest.mark.parametrize(
     ("mode", "fault"),
     [
@@ -407,6 +378,7 @@ def test_outcome_unknown_is_not_resent_by_a_retry(docify_conns, capfd, mode, fau
     assert "not re-sent" in logs and "allow_resubmit=True" in logs
 
 
+@pytest.mark.airflow_line("the pending record in the line's store (a Variable before 3.3)")
 def test_allow_resubmit_and_failed_runs_do_send_again(docify_conns):
     emu = docify_conns
     emu.inject(Fault("run", "drop_before_response", run_started=True))
@@ -431,6 +403,7 @@ def test_allow_resubmit_and_failed_runs_do_send_again(docify_conns):
     assert emu.runs_started(SUMMARY_KEY) == 4
 
 
+@pytest.mark.airflow_line("Airflow 3.0 hands a retry the trigger event of the try before")
 def test_a_deferred_run_that_failed_on_docify_is_run_again_by_the_retry(docify_conns, capfd):
     # On Airflow 3.0 the retry is handed try 1's event; it must start over, as on 3.1+.
     emu = docify_conns

@@ -36,6 +36,10 @@ class Contract:
     #: ``task_state_store`` key of the bought-once ledger, and the XCom key of the restart marker.
     state_key: str
     marker_key: str
+    #: Keys of the ledger that earlier builds wrote (``(part, key)``), read by a retry that finds none.
+    legacy_state_keys: tuple[tuple[str, str], ...]
+    #: The server's ids of a run, as the ledger's ``started`` records them.
+    run_ids: tuple[str, ...]
     #: The ``return_value`` keys of a run operator (``docify_provider.xcom``; the README documents them).
     xcom_keys: frozenset[str]
     #: ``xcom_keys`` that differ between two runs of the same inputs.
@@ -52,6 +56,8 @@ class Contract:
     make: Callable[..., Any]
     #: Runs the emulator started for the credential: ``runs(emu, kind)``.
     runs: Callable[[Any, str], int]
+    #: Files the emulator received for a "files" run.
+    uploads: Callable[[Any], int]
 
     def operator(self, mode: str, kind: str = "cheap", tmp_path: Path | None = None, **kwargs: Any) -> Any:
         """A run operator of this backend in ``mode``: ``kind`` "cheap" (a text run) or "files"
@@ -121,6 +127,8 @@ CONTRACTS = {
         modes=("blocking", "streaming", "deferred"),
         state_key="docify_state",
         marker_key="docify_run_request_sent",
+        legacy_state_keys=(("result", "docify_result"), ("pending", "docify_pending")),
+        run_ids=("session_id",),
         xcom_keys=frozenset(XCOM_KEYS),
         per_run=frozenset(("run_id", "created_at", "finished_at", "elapsed_ms", "session_id")),
         maybe_none=frozenset(("session_id", "result")),
@@ -129,6 +137,7 @@ CONTRACTS = {
         reused="no new run was bought",
         make=_docify,
         runs=lambda emu, kind: int(emu.runs_started(INVOICE_KEY if kind == "files" else SUMMARY_KEY)),
+        uploads=lambda emu: len(emu.uploads),
     ),
     "dify": Contract(
         name="dify",
@@ -136,6 +145,8 @@ CONTRACTS = {
         modes=("blocking", "streaming", "deferred"),
         state_key="dify_state",
         marker_key="dify_run_request_sent",
+        legacy_state_keys=(),
+        run_ids=("task_id", "workflow_run_id"),
         xcom_keys=DIFY_XCOM,
         per_run=frozenset(("workflow_run_id", "task_id", "created_at", "finished_at", "elapsed_time")),
         maybe_none=frozenset(("error",)),
@@ -144,6 +155,7 @@ CONTRACTS = {
         reused="no new run was started",
         make=_dify,
         runs=lambda emu, kind: int(emu.runs_started(key=DOCUMENT_APP_KEY if kind == "files" else TEXT_APP_KEY)),
+        uploads=lambda emu: int(emu.upload_count(key=DOCUMENT_APP_KEY)),
     ),
     "dify_openapi": Contract(
         name="dify_openapi",
@@ -152,6 +164,8 @@ CONTRACTS = {
         modes=("streaming", "deferred"),
         state_key="dify_state",
         marker_key="dify_run_request_sent",
+        legacy_state_keys=(),
+        run_ids=("task_id", "workflow_run_id"),
         # The Dify workflow XCom plus the app it ran and its mode (chat apps add answer, conversation_id).
         xcom_keys=DIFY_XCOM | {"app_id", "mode"},
         per_run=frozenset(("workflow_run_id", "task_id", "created_at", "finished_at", "elapsed_time")),
@@ -163,6 +177,7 @@ CONTRACTS = {
         runs=lambda emu, kind: int(
             emu.runs_started(ACCOUNT_TOKEN, app=DOCUMENT_APP_ID if kind == "files" else TEXT_APP_ID)
         ),
+        uploads=lambda emu: int(emu.upload_count(key=ACCOUNT_TOKEN)),
     ),
 }
 

@@ -60,6 +60,7 @@ def _dify_openapi_logs(xcoms: dict[str, dict[str, Any]], logs: str) -> None:
 BACKEND_CHECKS = {"docify": _docify_logs, "dify": _dify_logs, "dify_openapi": _dify_openapi_logs}
 
 
+@pytest.mark.airflow_line("XCom rules of the line (3.0 refuses None-valued XComs)")
 def test_every_mode_pushes_the_documented_xcom_once(contract: Any, backend_emu: Any, capfd: Any) -> None:
     with new_dag(f"{contract.name}_same_xcom") as dag:
         for mode in contract.modes:
@@ -104,6 +105,7 @@ def test_a_deferred_account_run_keeps_the_price_of_its_usage(contract: Any, back
     assert out.xcom("deferred")["usage"] == out.xcom("streaming")["usage"]
 
 
+@pytest.mark.airflow_line("multiple_outputs: 3.0 refuses None-valued XComs, pushed by the operator there")
 def test_multiple_outputs_pushes_each_key_for_taskflow(contract: Any, backend_emu: Any, capfd: Any) -> None:
     """Each key is an XComArg of its own, as a TaskFlow task receives it."""
     from airflow.sdk import task

@@ -43,7 +43,6 @@ def request_for(hitl: HitlRun, subject: str) -> dict[str, Any] | None:
     return detail if hitl.waiting_for_answer() else None
 
 
-
 def test_first_form_in_airflow_second_in_dify(tmp_path: Path) -> None:
     print()
     with dify_hitl_deployment(tmp_path, dag_id=HITL_TWO_FORMS_DAG_ID) as hitl:

@@ -77,8 +77,6 @@ _COLUMNS = (
 PATHS, TAILS = index_columns(_COLUMNS)
 
 
-
-
 def _refusal(status: int, why: str | None, inject: Inject, what: str) -> FaultSpec:
     """401/403/404: made by the key or base URL; on downloads (no key is sent) by a status fault."""
     title = f"{status} ({why})" if why else str(status)

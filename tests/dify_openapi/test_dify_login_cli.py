@@ -107,6 +107,7 @@ def approved_login(emu: DifyOpenAPIEmulator, *args: str) -> tuple[int, str, str]
     return command.finish()
 
 
+@pytest.mark.airflow_line("the login writes the connection into the line's metadata DB")
 def test_login_status_sessions_revoked_token_and_logout(emu: DifyOpenAPIEmulator) -> None:
     started = time.time()
     rc, out, err = approved_login(emu, "--conn-id", "dify_login_a", "--workspace-id", SECOND_WORKSPACE_ID)
@@ -261,6 +262,7 @@ def test_console_script_is_declared() -> None:
     assert '\nairflow-dify = "docify_provider.cli.dify_login:main"\n' in text
 
 
+@pytest.mark.airflow_line("provider info 'cli': `airflow dify` from Airflow 3.2")
 @pytest.mark.skipif(AIRFLOW_LINE < (3, 2), reason="provider info 'cli' is read by Airflow 3.2+")
 def test_airflow_cli_group() -> None:
     done = subprocess.run(
