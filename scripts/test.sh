@@ -4,7 +4,7 @@
 #   Airflow 3.3 (newest line): the whole suite, once: the in-process tests (unit, wire, the three
 #       emulators over loopback, dag.test() runs, the contract suite) in pytest-xdist workers, then the
 #       deployments (real scheduler, triggerer, dag processor and API server processes; Celery with
-#       Redis; a browser) two at a time.
+#       Redis; a browser) two at a time (tests that share a deployment stay on one worker: xdist_group).
 #   Airflow 3.0, 3.1, 3.2 (the older lines): the tests marked `airflow_line` (pyproject.toml; each mark
 #       says why: compat paths, the ledger's store, XCom rules, human-in-the-loop, registration), in
 #       process; the pure wire and emulator tests (no Airflow) are not run again. Besides:
@@ -70,14 +70,14 @@ part setup-3.3 bash -c 'bash scripts/services.sh && bash scripts/bootstrap.sh'
 part ruff .venv/bin/ruff check docify_provider tests example_dags scripts benchmarks
 part mypy .venv/bin/mypy
 pytest_part pytest-airflow-3.3 .venv/bin/pytest -n "$workers" -m "not deployment" "$@"
-pytest_part deployments-airflow-3.3 .venv/bin/pytest -n 2 -m deployment "$@"
+pytest_part deployments-airflow-3.3 .venv/bin/pytest -n 2 --dist loadgroup -m deployment "$@"
 
 if [ "${DOCIFY_MATRIX:-1}" != 0 ]; then
   in_process="airflow_line and not deployment"
   part setup-3.0 bash scripts/bootstrap.sh 3.0
-  pytest_part pytest-airflow-3.0 .venv-3.0/bin/pytest -n "$workers" -m "$in_process or restart_guard"
+  pytest_part pytest-airflow-3.0 .venv-3.0/bin/pytest -n "$workers" --dist loadgroup -m "$in_process or restart_guard"
   part setup-3.1 bash scripts/bootstrap.sh 3.1
-  pytest_part pytest-airflow-3.1 .venv-3.1/bin/pytest -n "$workers" -m "$in_process or hitl_line"
+  pytest_part pytest-airflow-3.1 .venv-3.1/bin/pytest -n "$workers" --dist loadgroup -m "$in_process or hitl_line"
   part setup-3.2 bash scripts/bootstrap.sh 3.2
   pytest_part pytest-airflow-3.2 .venv-3.2/bin/pytest -n "$workers" -m "$in_process"
   part example-pipelines-airflow-3.2 .venv-3.2/bin/python scripts/demo.py --all --out out/matrix-3.2

@@ -182,7 +182,7 @@ def test_deferrable_basic_chat_streams_on_the_worker_and_says_so(openapi_conn, c
 def test_deferral_is_bounded_by_what_is_left_of_execution_timeout(openapi_conn, monkeypatch):
     """The deferral's timeout (which the scheduler enforces and ``dag.test()`` does not) is what is left
     of execution_timeout; that its lapse stops the run is checked on a real deployment
-    (``test_execution_timeout_stops_a_deferred_account_run``)."""
+    (``tests/deployment/test_deferred_timeout.py``)."""
     from datetime import datetime, timezone
 
     import airflow.sdk.definitions.dag as dag_module
@@ -248,48 +248,6 @@ def test_run_log_link_is_stored_for_the_ui_when_deferred_and_at_the_end(openapi_
 
 
 # -- a real deployment: the scheduler enforces the deferral's timeout -----------------------------------
-
-
-@pytest.mark.deployment
-@pytest.mark.slow
-@pytest.mark.timeout(420)
-def test_execution_timeout_stops_a_deferred_account_run(tmp_path: Any) -> None:
-    """``dag.test()`` does not enforce a trigger's timeout; a real scheduler does, and resumes the task
-    with ``__fail__``: the operator must stop the account run (``POST .../tasks/{task_id}/stop``)."""
-    import shutil
-
-    from docify_provider.testing.dify_openapi import DifyOpenAPIEmulator
-    from tests.deployment import ROOT, running_deployment, trigger_dag, wait_task_end, wait_until
-
-    dag_file = ROOT / "tests" / "dags" / "dify_openapi_deferred_timeout.py"
-    dag_id, task_id = "dify_openapi_deferred_timeout", "too_long"
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    shutil.copy(dag_file, dags / dag_file.name)
-    home = tmp_path / "home"
-    with DifyOpenAPIEmulator(ping_interval=1.0, idle_close_seconds=300.0) as emu:
-        connections = {"dify_account": {"conn_type": "dify_openapi", "host": emu.base_url, "password": ACCOUNT_TOKEN}}
-        env = {
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
-        }
-        with running_deployment(home, dags_folder=dags, connections=connections, env=env) as dep:
-            run_id = trigger_dag(dep, dag_id, "timeout")
-            wait_until("the run to start", lambda: emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1, timeout=120)
-            started = time.monotonic()
-            ti = wait_task_end(dep, dag_id, run_id, task_id, timeout=150)
-            ended = time.monotonic()
-            (run,) = emu.runs
-            wait_until("the Dify run to be stopped", lambda: run.status == "stopped", timeout=20)
-            logs = "\n".join(p.read_text(errors="replace") for p in (home / "logs").rglob("*.log"))
-    print(f"dify account deferred execution_timeout: run start -> task failed {ended - started:.1f}s; run {run.status}")
-    assert (ti["state"], ti["try_number"]) == ("failed", 1), ti
-    assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
-    assert run.status == "stopped", "the Dify task was stopped, not left running (and billed)"
-    assert emu.stop_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1
-    assert "execution_timeout while deferred: stopping Dify task" in logs, logs[-3000:]
-    assert f"Dify run {run.id} is now stopped after the stop request" in logs, logs[-3000:]
-    assert ACCOUNT_TOKEN not in logs
 
 
 @pytest.mark.parametrize("status", [400, 429, 503])

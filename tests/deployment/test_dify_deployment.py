@@ -45,7 +45,13 @@ from tests.deployment import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.deployment,
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    # The two tests that kill a triggerer and time its replacement: never side by side (xdist_group).
+    pytest.mark.xdist_group("triggerer_kill"),
+]
 
 DAG_FILE = ROOT / "tests" / "dags" / "dify_two_triggerers.py"
 DAG_ID = "dify_two_triggerers"

@@ -44,7 +44,9 @@ pytestmark = [
 COMMENT = "ship it, via REST"
 
 
+# hitl_line: also on Airflow 3.1, one after the other on one xdist worker (timing-sensitive: not side by side).
 @pytest.mark.hitl_line
+@pytest.mark.xdist_group("hitl_line")
 def test_a_paused_dify_run_is_answered_through_the_rest_api(tmp_path: Path) -> None:
     print()
     with dify_hitl_deployment(tmp_path) as hitl:
@@ -127,7 +129,9 @@ def test_a_paused_dify_run_is_answered_through_the_rest_api(tmp_path: Path) -> N
     [
         # The clear path on the Airflow side is one for every operator: run on 3.1 once (hitl_line); the
         # two deferred variants differ in the provider's backend path, which is the same on every line.
-        pytest.param(HITL_BLOCKING_DAG_ID, id="blocking", marks=pytest.mark.hitl_line),
+        pytest.param(
+            HITL_BLOCKING_DAG_ID, id="blocking", marks=[pytest.mark.hitl_line, pytest.mark.xdist_group("hitl_line")]
+        ),
         pytest.param(
             HITL_DAG_ID,
             id="stream-deferred",
