@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
-# Test command: installs everything it needs, then lint, type-check and the version matrix. What runs
-# where (each test once, unless the reason to run it again on another line is written next to it):
-#   Airflow 3.3 (newest line): the whole suite, once: the in-process tests (unit, wire, the three
-#       emulators over loopback, dag.test() runs, the contract suite) in pytest-xdist workers, then the
+# Test command: installs everything it needs, then lint, type-check and the version matrix. Each test
+# runs once, on the newest line, unless the reason to run it on an older one is written next to it:
+#   Airflow 3.3 (newest line): the whole suite: the in-process tests (unit, wire, the three emulators
+#       over loopback, dag.test() runs, the contract suite) in pytest-xdist workers; then the
 #       deployments (real scheduler, triggerer, dag processor and API server processes; Celery with
-#       Redis; a browser) two at a time (tests that share a deployment stay on one worker: xdist_group).
-#   Airflow 3.0, 3.1, 3.2 (the older lines): the tests marked `airflow_line` (pyproject.toml; each mark
-#       says why: compat paths, the ledger's store, XCom rules, human-in-the-loop, registration), in
-#       process; the pure wire and emulator tests (no Airflow) are not run again. Besides:
-#         3.0: the triggerer-restart deployment (`restart_guard`: the restart guard on a real 3.0
-#              triggerer; 3.0's dag.test() gives in-process triggers no XCom access)
-#         3.1: two human-in-the-loop deployments (`hitl_line`: the first HITL line, where the trigger
-#              fires on the answer; 3.3 resumes the task itself)
-#         3.2: the five example pipelines under `airflow dags test` (scripts/demo.py --all: the CLI
-#              users run first, on the line with HITL and conn-fields; every line runs the same
-#              pipelines in process, tests/airflow/test_example_dags.py)
+#       Redis; a browser) two at a time (tests that share a deployment stay on one worker:
+#       xdist_group); last, alone, the two (`solo`) that time a triggerer's failover.
+#   Airflow 3.0: the `airflow_line` tests (pyproject.toml: what depends on the line; each mark says
+#       why) and the triggerer-restart deployment (`restart_guard`).
+#   Airflow 3.1: the `hitl_line` tests: human-in-the-loop under dag.test() and two deployments.
+#   Airflow 3.2: provider registration and the `airflow dify` CLI group, and the five example
+#       pipelines under `airflow dags test` (scripts/demo.py --all).
+# The pure wire and emulator tests (no Airflow) run once. Lines that lack a feature skip its tests
+# with the reason.
 # Each line installs from its own lock file (requirements/, see scripts/lock.sh) into its own venv,
 # the provider as a built wheel. Arguments go to the 3.3 pytest runs; DOCIFY_MATRIX=0 runs only 3.3.
 # DOCIFY_WORKERS (default 4) is the number of xdist workers of the in-process runs: their tests wait
@@ -70,16 +68,29 @@ part setup-3.3 bash -c 'bash scripts/services.sh && bash scripts/bootstrap.sh'
 part ruff .venv/bin/ruff check docify_provider tests example_dags scripts benchmarks
 part mypy .venv/bin/mypy
 pytest_part pytest-airflow-3.3 .venv/bin/pytest -n "$workers" -m "not deployment" "$@"
-pytest_part deployments-airflow-3.3 .venv/bin/pytest -n 2 --dist loadgroup -m deployment "$@"
+pytest_part deployments-airflow-3.3 .venv/bin/pytest -n 2 --dist loadgroup -m "deployment and not solo" "$@"
+pytest_part solo-deployments-airflow-3.3 .venv/bin/pytest -m "deployment and solo" "$@"
 
 if [ "${DOCIFY_MATRIX:-1}" != 0 ]; then
-  in_process="airflow_line and not deployment"
+  # The older lines run what differs on them (the marks and paths below say why), in process first,
+  # then alone the deployments that line needs. dag.test() costs about 3 s of CPU a task before 3.3
+  # (its in-process Execution API is rebuilt for each task), so nothing runs there without a reason.
   part setup-3.0 bash scripts/bootstrap.sh 3.0
-  pytest_part pytest-airflow-3.0 .venv-3.0/bin/pytest -n "$workers" --dist loadgroup -m "$in_process or restart_guard"
+  # airflow_line: the oldest line, where the most differs (Variable store, None-valued XComs, no HITL,
+  # masking inside the triggerer's loop, the trigger event a retry inherits, universal-pathlib 0.2).
+  pytest_part pytest-airflow-3.0 .venv-3.0/bin/pytest -n "$workers" -m "airflow_line and not deployment"
+  # restart_guard: the restart guard on a real 3.0 triggerer (3.0's dag.test() gives triggers no XCom).
+  pytest_part deployments-airflow-3.0 .venv-3.0/bin/pytest -m restart_guard tests/deployment
   part setup-3.1 bash scripts/bootstrap.sh 3.1
-  pytest_part pytest-airflow-3.1 .venv-3.1/bin/pytest -n "$workers" --dist loadgroup -m "$in_process or hitl_line"
+  # hitl_line: the first line with human-in-the-loop (the trigger fires on the answer there).
+  pytest_part pytest-airflow-3.1 .venv-3.1/bin/pytest -n "$workers" -m "hitl_line and not deployment"
+  pytest_part deployments-airflow-3.1 .venv-3.1/bin/pytest -m hitl_line tests/deployment
   part setup-3.2 bash scripts/bootstrap.sh 3.2
-  pytest_part pytest-airflow-3.2 .venv-3.2/bin/pytest -n "$workers" -m "$in_process"
+  # 3.2 reads the connection form (conn-fields) and the `airflow dify` CLI group from provider info.
+  pytest_part pytest-airflow-3.2 .venv-3.2/bin/pytest -n 2 -m airflow_line tests/airflow/test_provider.py \
+    tests/dify_openapi/test_dify_login_cli.py
+  # The five example pipelines under `airflow dags test`: the CLI users run first, on the line with
+  # human-in-the-loop and conn-fields (every pipeline also runs in process on 3.3).
   part example-pipelines-airflow-3.2 .venv-3.2/bin/python scripts/demo.py --all --out out/matrix-3.2
   if grep -q "^==> Summary published .*: yes" "$log_dir/example-pipelines-airflow-3.2.log"; then
     total_passed=$((total_passed + 2))

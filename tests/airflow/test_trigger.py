@@ -8,7 +8,6 @@ against the emulator over 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import time
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from airflow_helpers import needs_trigger_xcom_in_dag_test, new_dag, run_dag, run_trigger_for
+from airflow_helpers import needs_trigger_xcom_in_dag_test, new_dag, run_dag, run_trigger_for, set_xcom
 from docify_provider.docify import errors
 from docify_provider.operators.docify import DocifyStreamScenarioOperator
 from docify_provider.testing import FORBIDDEN_KEY, SUMMARY_KEY, Fault
@@ -72,7 +71,6 @@ def _one_deferred_summary_run(emu: Any, name: str) -> Any:
     return out
 
 
-@pytest.mark.airflow_line("the marker XCom as each line's Execution API stores it")
 @needs_trigger_xcom_in_dag_test
 def test_marker_of_an_older_build_is_still_honoured(docify_conns):
     """A task deferred (or a triggerer that sent its run) under a build that used the old key."""
@@ -92,11 +90,9 @@ def test_marker_of_an_older_build_is_still_honoured(docify_conns):
                     XComModel.key.in_([STREAM_MARKER_XCOM_KEY, LEGACY_STREAM_MARKER_XCOM_KEY]),
                 )
             )
-        # As the Execution API stores a task's XCom (3.1+ stores it as JSON; 3.0's set() encodes it itself).
-        raw = {"serialize": False} if "serialize" in inspect.signature(XComModel.set).parameters else {}
         for key, value in ((STREAM_MARKER_XCOM_KEY, new), (LEGACY_STREAM_MARKER_XCOM_KEY, old)):
             if value is not None:
-                XComModel.set(key, value, **raw, **ident)
+                set_xcom(key, value, **ident)
 
     def fire() -> Any:
         return run_trigger_for(

@@ -12,13 +12,12 @@ and ``tests/deployment/test_dify_deployment.py``.
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any
 
 import pytest
 
-from airflow_helpers import needs_trigger_xcom_in_dag_test, new_dag, run_dag, run_trigger_for
+from airflow_helpers import needs_trigger_xcom_in_dag_test, new_dag, run_dag, run_trigger_for, set_xcom
 from docify_provider.events import error_from_event
 from helpers import SUMMARY_INPUTS
 
@@ -55,13 +54,7 @@ def _stored_trigger(contract: Any, out: Any) -> tuple[type[Any], dict[str, Any]]
 
 
 def _set_marker(out: Any, key: str, value: dict[str, Any]) -> None:
-    """Write the task's marker as the Execution API stores a task's XCom."""
-    from airflow.models.xcom import XComModel
-
-    ident = {"dag_id": out.dag_id, "task_id": "stream", "run_id": out.run_id, "map_index": -1}
-    # 3.1+ stores it as JSON; 3.0's set() encodes it itself.
-    raw = {"serialize": False} if "serialize" in inspect.signature(XComModel.set).parameters else {}
-    XComModel.set(key, value, **raw, **ident)
+    set_xcom(key, value, dag_id=out.dag_id, task_id="stream", run_id=out.run_id)
 
 
 def _docify(contract: Any, emu: Any, out: Any, cls: type[Any], kwargs: dict[str, Any], event: Any) -> None:
@@ -139,7 +132,6 @@ def _dify_openapi(contract: Any, emu: Any, out: Any, cls: type[Any], kwargs: dic
 CHECKS = {"docify": _docify, "dify": _dify, "dify_openapi": _dify_openapi}
 
 
-@pytest.mark.airflow_line("the marker XCom through the line's Execution API (3.1+ in dag.test())")
 def test_a_restarted_trigger_never_sends_its_run_again(contract: Any, backend_emu: Any) -> None:
     out = _deferred_run(contract, backend_emu, "restart_guard")
     cls, kwargs = _stored_trigger(contract, out)

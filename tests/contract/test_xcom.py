@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import console_text, new_dag, run_dag, without_mask_requests
+from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag, without_mask_requests
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -106,9 +106,22 @@ def test_a_deferred_account_run_keeps_the_price_of_its_usage(contract: Any, back
 
 
 @pytest.mark.airflow_line("multiple_outputs: 3.0 refuses None-valued XComs, pushed by the operator there")
-def test_multiple_outputs_pushes_each_key_for_taskflow(contract: Any, backend_emu: Any, capfd: Any) -> None:
+def test_multiple_outputs_pushes_each_key_for_taskflow(
+    contract: Any, backend_emu: Any, capfd: Any, request: pytest.FixtureRequest
+) -> None:
     """Each key is an XComArg of its own, as a TaskFlow task receives it."""
     from airflow.sdk import task
+
+    if contract.name == "dify_openapi" and AIRFLOW_LINE < (3, 1):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="found by this suite: on Airflow 3.0 the operator pushes the per-key XComs itself "
+                "(operators/base.py _push_keys_airflow_3_0_refuses, in the Service API's _finish); "
+                "DifyRunAppOperator._finish adds app_id and mode (and a chat's answer, conversation_id) after "
+                "that, so they never get XComs of their own there",
+            )
+        )
 
     with new_dag(f"{contract.name}_multiple_outputs") as dag:
         run = contract.operator(contract.modes[0], task_id="run", multiple_outputs=True)

@@ -49,8 +49,8 @@ pytestmark = [
     pytest.mark.deployment,
     pytest.mark.slow,
     pytest.mark.timeout(600),
-    # The two tests that kill a triggerer and time its replacement: never side by side (xdist_group).
-    pytest.mark.xdist_group("triggerer_kill"),
+    # It kills a triggerer and times its replacement (10 s health threshold): alone (scripts/test.sh).
+    pytest.mark.solo,
 ]
 
 DAG_FILE = ROOT / "tests" / "dags" / "dify_two_triggerers.py"
