@@ -231,15 +231,29 @@ def render(
     return "\n".join(lines)
 
 
+#: Where each backend's matrix lives: ``tests/<folder>/<module>.py`` (the folders mirror the source).
+MATRICES = {
+    "docify": ("docify", "test_fault_matrix"),
+    "dify": ("dify", "test_dify_fault_matrix"),
+    "dify_openapi": ("dify_openapi", "test_dify_openapi_fault_matrix"),
+}
+
+
+def matrix_module(backend: str) -> Any:
+    """The test module holding ``backend``'s matrix (``CELLS``, ``PATHS``, ``FAULTS``), imported as
+    pytest imports it (by its name, its folder and ``tests/`` on the path), so that both share one copy."""
+    import importlib
+
+    folder, name = MATRICES[backend]
+    for path in (REPO, REPO / "tests", REPO / "tests" / folder):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    return importlib.import_module(name)
+
+
 def render_document() -> str:
     """The document for the tables as they are now in ``tests/``."""
-    for folder in (REPO, REPO / "tests"):
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
-    import test_dify_fault_matrix as dify
-    import test_dify_openapi_fault_matrix as openapi
-    import test_fault_matrix as docify
-
+    docify, dify, openapi = (matrix_module(backend) for backend in MATRICES)
     return render(
         docify.CELLS,
         docify.PATHS,

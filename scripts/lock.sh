@@ -21,6 +21,6 @@ lock() {  # line, day after its newest release, extra
     --exclude-newer-package "httpx-sse=2026-12-01" \
     -o "requirements/airflow-$1.lock"
 }
-lock 3.0 2025-08-30 test       # the whole suite but the deployment tests runs on it
-lock 3.1 2026-03-12 test       # the example pipelines and the human-in-the-loop tests run on it
-lock 3.2 2026-05-30 examples
+lock 3.0 2025-08-30 test       # the airflow_line tests and the triggerer-restart deployment run on it
+lock 3.1 2026-03-12 test       # the airflow_line tests and two human-in-the-loop deployments run on it
+lock 3.2 2026-05-30 test       # the airflow_line tests and the example pipelines run on it

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system services and programs the deployment tests start themselves: Redis (the
 # Celery broker of tests/deployment/test_celery_deployment.py) and Chromium with its driver (the browser that
-# tests/airflow/test_dify_hitl_browser.py drives through Playwright at /usr/bin/chromium; Playwright's own
+# tests/deployment/test_dify_hitl_browser.py drives through Playwright at /usr/bin/chromium; Playwright's own
 # browser download is not needed). Idempotent: does nothing when they are already installed.
 # Nothing is started here; each test starts its own throwaway instance on a free port.
 set -euo pipefail

@@ -248,6 +248,33 @@ def run_dag(dag: Any, run_conf: dict[str, Any] | None = None) -> DagRunOutcome:
     return DagRunOutcome(dag_id=dag.dag_id, run_id=dag_run.run_id, dag_state=str(state))
 
 
+def set_xcom(key: str, value: Any, *, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> None:
+    """Store a task instance's XCom as the line's Execution API stores what a task (or trigger) pushed.
+
+    3.2+: ``XComModel.set(..., serialize=False)``; 3.1: the API inserts the row itself (its ``set()``
+    would JSON-encode the value a second time); 3.0: ``set()`` encodes it, as its API does.
+    """
+    import inspect
+
+    from airflow.models.dagrun import DagRun
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, select
+
+    ident = {"dag_id": dag_id, "task_id": task_id, "run_id": run_id, "map_index": map_index}
+    if "serialize" in inspect.signature(XComModel.set).parameters:
+        XComModel.set(key, value, serialize=False, **ident)
+    elif AIRFLOW_LINE < (3, 1):
+        XComModel.set(key, value, **ident)
+    else:
+        with create_session() as session:
+            dag_run_id = session.scalar(select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+            session.execute(
+                delete(XComModel).where(*(getattr(XComModel, k) == v for k, v in ident.items()), XComModel.key == key)
+            )
+            session.add(XComModel(dag_run_id=dag_run_id, key=key, value=value, **ident))
+
+
 def run_trigger_for(outcome: DagRunOutcome, task_id: str, trigger: Any, map_index: int = -1) -> Any:
     """Run ``trigger`` in-process the way ``dag.test()`` does, as the task instance ``task_id`` of ``outcome``.
 
@@ -286,4 +313,5 @@ __all__ = [
     "new_dag",
     "run_dag",
     "run_trigger_for",
+    "set_xcom",
 ]

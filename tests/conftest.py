@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 from docify_provider.docify import AsyncDocifyClient, ClientConfig, DocifyClient  # noqa: E402
 from docify_provider.testing import DocifyEmulator, DownloadRecord, RequestRecord  # noqa: E402
 from docify_provider.testing.samples import SAMPLE_PNG  # noqa: E402
+from helpers import BACKENDS, settled  # noqa: E402
 
 pytest_plugins = ["docify_provider.testing.pytest_plugin", "airflow_helpers"]
 
@@ -50,8 +50,54 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture
 def emulator() -> Iterator[DocifyEmulator]:
     """A fresh emulator with quick pings and events (state never leaks between tests)."""
-    with DocifyEmulator(ping_interval=0.1, event_interval=0.002) as emu:
+    with DocifyEmulator(**BACKENDS["docify"].options) as emu:
         yield emu
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every ``airflow_line`` mark says why the test is run on every Airflow line (scripts/test.sh)."""
+    for item in items:
+        for mark in item.iter_markers("airflow_line"):
+            if not (mark.args and isinstance(mark.args[0], str) and mark.args[0].strip()):
+                raise pytest.UsageError(f"{item.nodeid}: airflow_line needs its reason, airflow_line('why')")
+
+
+def _emulator_marks(item: pytest.Item) -> list[pytest.Mark]:
+    """The item's ``emulator`` marks, the farthest (module) first, the test's own last."""
+    return list(reversed(list(item.iter_markers("emulator"))))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``emulator(each=(option, values))`` runs each test that uses ``emu`` once per value of ``option``."""
+    if "emu" not in metafunc.fixturenames:
+        return
+    for mark in _emulator_marks(metafunc.definition):
+        if "each" in mark.kwargs:
+            option, values = mark.kwargs["each"]
+            metafunc.parametrize("emu", [{option: v} for v in values], indirect=True, ids=list(values))
+            return
+
+
+@pytest.fixture
+def emu(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh emulator of the test's backend, stopped after the test (state never leaks between tests).
+
+    The backend is the one the test module's folder mirrors (``tests/docify``, ``tests/dify``,
+    ``tests/dify_openapi``), or the one an ``emulator("<backend>")`` mark names; it starts with the
+    test-sized intervals of ``helpers.BACKENDS``, overridden by the keyword arguments of the
+    ``emulator`` marks (the module's ``pytestmark``, then the test's) and by the ``each`` parameter.
+    """
+    name = request.path.parent.name
+    options: dict[str, Any] = {}
+    for mark in _emulator_marks(request.node):
+        name = mark.args[0] if mark.args else name
+        options.update({k: v for k, v in mark.kwargs.items() if k != "each"})
+    options.update(getattr(request, "param", None) or {})
+    if name not in BACKENDS:
+        raise pytest.UsageError(f"{request.node.nodeid}: no emulator for folder {name!r}; mark it emulator(<backend>)")
+    backend = BACKENDS[name]
+    with backend.emulator(**{**backend.options, **options}) as started:
+        yield started
 
 
 @pytest.fixture
@@ -146,23 +192,12 @@ def invoice_png(tmp_path: Path) -> Path:
     return path
 
 
-def _settled(read: Callable[[], list[Any]], at_least: int) -> list[Any]:
-    # The emulator records a request (or download) after it has written the response, so a client
-    # can be done before the record exists: wait briefly until ``at_least`` records are there.
-    deadline = time.monotonic() + 5
-    found = read()
-    while len(found) < at_least and time.monotonic() < deadline:
-        time.sleep(0.01)
-        found = read()
-    return found
-
-
 @pytest.fixture
 def requests_to() -> Callable[..., list[RequestRecord]]:
     """``requests_to(emulator, endpoint, at_least=0)``: the emulator's records for one endpoint."""
 
     def get(emu: DocifyEmulator, endpoint: str, at_least: int = 0) -> list[RequestRecord]:
-        return _settled(lambda: [r for r in emu.requests if r.endpoint == endpoint], at_least)
+        return settled(lambda: [r for r in emu.requests if r.endpoint == endpoint], at_least)
 
     return get
 
@@ -173,7 +208,7 @@ def worker_error_streams() -> Callable[[Any], list[str]]:
     (Part C1; either Dify emulator), once one has: "client closed" or "idle" (the server's close)."""
 
     def get(emu: Any) -> list[str]:
-        return _settled(lambda: list(emu.worker_error_streams), 1)
+        return settled(lambda: list(emu.worker_error_streams), 1)
 
     return get
 
@@ -183,7 +218,7 @@ def downloads_of() -> Callable[..., list[DownloadRecord]]:
     """``downloads_of(emulator, at_least=0)``: the emulator's download records."""
 
     def get(emu: DocifyEmulator, at_least: int = 0) -> list[DownloadRecord]:
-        return _settled(lambda: emu.downloads, at_least)
+        return settled(lambda: emu.downloads, at_least)
 
     return get
 

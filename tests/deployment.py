@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -86,13 +87,22 @@ def triggerer(home: Path, name: str, *, capacity: int | None = None) -> Componen
     return Component(name, tuple(command), as_host(name))
 
 
-def json_output(stdout: str) -> Any:
-    """The JSON an ``airflow ... -o json`` command printed; warnings may precede it on stdout."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(("[", "{")):
-            with contextlib.suppress(ValueError):
-                return json.loads(line)
-    return None
+_TEMPLATE_DB: list[Path] = []
+
+
+def _migrated_template(env: Mapping[str, str]) -> Path:
+    """An ``airflow.db`` that ``airflow db migrate`` created, once per process (in a temporary home)."""
+    if not _TEMPLATE_DB:
+        import tempfile
+
+        home = Path(tempfile.mkdtemp(prefix="docify-deployment-db-"))
+        settings = {k: v for k, v in env.items() if not k.startswith("AIRFLOW")}
+        settings.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+        subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"], env=settings, capture_output=True, check=True, timeout=300
+        )
+        _TEMPLATE_DB.append(home / "airflow.db")
+    return _TEMPLATE_DB[0]
 
 
 def free_port() -> int:
@@ -120,6 +130,9 @@ class Deployment:
             "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__API__PORT": str(self.port),
+            # Ports of their own, so that deployments can run side by side (pytest-xdist workers).
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
@@ -127,6 +140,9 @@ class Deployment:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            # No login: everyone is admin (the REST API helpers below need it; Airflow reads it under
+            # [core] or [simple_auth_manager] depending on the line).
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__SIMPLE_AUTH_MANAGER__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
@@ -215,28 +231,27 @@ class Deployment:
             time.sleep(1)
         raise RuntimeError(f"API server did not come up; see {self.logs / 'api-server.log'}")
 
+    # Read and triggered through the REST API (``api``): milliseconds a call, where each ``airflow``
+    # CLI call starts an interpreter and imports Airflow (seconds of CPU on a busy machine).
+
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = self.airflow("dags", "list", "-o", "json", check=False)
-            if out.returncode == 0 and any(d.get("dag_id") == dag_id for d in json_output(out.stdout) or []):
+            if api(self, "GET", f"/dags/{dag_id}"):
                 return
-            time.sleep(2)
+            time.sleep(0.5)
         raise RuntimeError(f"DAG {dag_id} was not parsed; see {self.logs / 'dag-processor.log'}")
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
         run_id = f"deploytest__{int(time.time() * 1000)}"
-        self.airflow("dags", "trigger", dag_id, "--run-id", run_id, "-c", json.dumps(conf))
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        if not api(self, "POST", f"/dags/{dag_id}/dagRuns", json=body):
+            raise RuntimeError(f"triggering {dag_id} failed; see {self.logs / 'api-server.log'}")
         return run_id
 
     def run_state(self, dag_id: str, run_id: str) -> str | None:
-        out = self.airflow("dags", "list-runs", dag_id, "-o", "json", check=False)
-        if out.returncode != 0:
-            return None
-        for run in json_output(out.stdout) or []:
-            if run.get("run_id") == run_id:
-                return str(run.get("state"))
-        return None
+        run = api(self, "GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+        return None if not run else str(run.get("state"))
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
         deadline = time.monotonic() + timeout
@@ -245,12 +260,26 @@ class Deployment:
             state = self.run_state(dag_id, run_id)
             if state in ("success", "failed"):
                 return state
-            time.sleep(3)
+            time.sleep(1)
         raise TimeoutError(f"DAG run {run_id} still {state} after {timeout}s; logs in {self.logs}")
 
     def task_states(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        out = self.airflow("tasks", "states-for-dag-run", dag_id, run_id, "-o", "json", check=False)
-        return list(json_output(out.stdout) or [])
+        listed = api(self, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}) or {}
+        return [
+            {k: ti.get(k) for k in ("task_id", "map_index", "state", "try_number")}
+            for ti in listed.get("task_instances") or []
+        ]
+
+    def migrate(self) -> None:
+        """Create the metadata DB: a copy of one migrated in this process before (``airflow db migrate``
+        takes seconds of CPU; a copy of its SQLite file is the same DB), else migrated now."""
+        db = self.home / "airflow.db"
+        if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in self.env:  # not the default SQLite file: migrate it
+            self.airflow("db", "migrate", timeout=300)
+            return
+        template = _migrated_template(self.env)
+        self.home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, db)
 
     def read_logs(self) -> str:
         """Every log the deployment wrote: component logs and task logs."""
@@ -316,7 +345,7 @@ def running_deployment(
     all components get."""
     dep = Deployment(home, dags_folder=dags_folder, connections=connections, executor=executor)
     dep.env.update(env or {})
-    dep.airflow("db", "migrate", timeout=300)
+    dep.migrate()
     try:
         for component in components:
             dep.start(component)
@@ -498,6 +527,11 @@ class HitlRun:
         """The task instance (default: the Dify task), or {} while the API cannot answer."""
         path = f"/dags/{self.dag_id}/dagRuns/{self.run_id}/taskInstances/{task_id or self.task_id}"
         return api(self.dep, "GET", path) or {}
+
+    def ended(self, task_id: str | None = None) -> dict[str, Any] | None:
+        """The task instance (default: the Dify task) once it succeeded or failed, else None."""
+        ti = self.task_instance(task_id)
+        return ti if ti.get("state") in ("success", "failed") else None
 
     def waiting_for_answer(self) -> dict[str, Any] | None:
         """The task instance once it is deferred on its human-input trigger and the scheduler has

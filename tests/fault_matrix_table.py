@@ -12,19 +12,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from docify_provider._core.errors import ProviderError
 from docify_provider.testing.faults import Fault
-
-REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "fault-matrix.md"
+from helpers import settled
 
 #: Short enough that the stall cases take a second; long enough that a healthy stream (an event
 #: every few ms, pings every 0.1 s) never trips it on a busy machine.
@@ -218,17 +214,18 @@ def run_trigger(trigger: Any) -> Any:
     return asyncio.run(first_event(trigger))
 
 
+def _requests(emu: Any, endpoint: str, tail: str) -> list[Any]:
+    return [r for r in emu.requests if r.endpoint == endpoint or (r.endpoint is None and r.path.endswith(tail))]
+
+
 def requests_to(emu: Any, endpoint: str, tail: str) -> int:
     """Requests that reached ``endpoint``, including ones sent under a wrong base URL (404), by path ``tail``."""
-    return sum(1 for r in emu.requests if r.endpoint == endpoint or (r.endpoint is None and r.path.endswith(tail)))
+    return len(_requests(emu, endpoint, tail))
 
 
 def settled_requests(emu: Any, endpoint: str, tail: str, expected: int) -> int:
-    # The emulator records a request as its response starts; give a just-finished one a moment.
-    deadline = time.monotonic() + 2
-    while requests_to(emu, endpoint, tail) < expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return requests_to(emu, endpoint, tail)
+    """``requests_to`` once ``expected`` requests are recorded (or after 2 s): see ``helpers.settled``."""
+    return len(settled(lambda: _requests(emu, endpoint, tail), expected, timeout=2))
 
 
 def drive_cell(
@@ -268,14 +265,3 @@ def drive_cell(
     assert emulator.runs_started(key) - key_runs_before == cell.runs, "runs started for the key"
     settled = settled_requests(emulator, endpoint, tail, requests_before + cell.requests)
     assert settled - requests_before == cell.requests, "requests to the path's endpoint"
-
-
-def check_doc() -> None:
-    """``docs/fault-matrix.md`` is what ``scripts/fault_matrix.py`` renders from every matrix now."""
-    from scripts.fault_matrix import render_document
-
-    assert DOC.exists(), "docs/fault-matrix.md is missing: run .venv/bin/python scripts/fault_matrix.py"
-    assert DOC.read_text(encoding="utf-8") == render_document(), (
-        "docs/fault-matrix.md is out of date with tests/docify/test_fault_matrix.py, tests/dify/test_dify_fault_matrix.py or "
-        "tests/dify_openapi/test_dify_openapi_fault_matrix.py: run .venv/bin/python scripts/fault_matrix.py"
-    )

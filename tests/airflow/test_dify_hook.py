@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from docify_provider.get_provider_info import get_provider_info
 from docify_provider.hooks.dify import DifyHook
 from docify_provider.testing.dify import TEXT_APP_KEY
@@ -15,6 +17,7 @@ def test_connection_test_reads_info_and_costs_nothing(dify_conns):
     assert TEXT_APP_KEY not in message and TEXT_APP_KEY not in repr(hook.config)
 
 
+@pytest.mark.airflow_line("the connection read through common-compat's BaseHook")
 def test_config_from_the_connection(dify_conns):
     config = DifyHook(dify_conn_id="dify_text").config
     assert config.base_url == dify_conns.base_url and config.idle_timeout == 5 and config.max_retries == 2

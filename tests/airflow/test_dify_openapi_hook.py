@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,6 +15,8 @@ from docify_provider.get_provider_info import get_provider_info
 from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
 from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, TEXT_APP_ID, WORKSPACE_ID, DifyOpenAPIEmulator
 
+pytestmark = pytest.mark.emulator("dify_openapi")
+
 
 def _set_conn(monkeypatch: pytest.MonkeyPatch, emu: DifyOpenAPIEmulator, conn_id: str, token: str, **extra: Any) -> str:
     extras = {"max_retries": 2, "idle_timeout": 5, "poll_interval": 0.05, **extra}
@@ -24,12 +25,7 @@ def _set_conn(monkeypatch: pytest.MonkeyPatch, emu: DifyOpenAPIEmulator, conn_id
     return conn_id
 
 
-@pytest.fixture
-def emu() -> Iterator[DifyOpenAPIEmulator]:
-    with DifyOpenAPIEmulator(ping_interval=0.2, idle_close_seconds=5.0, event_interval=0.005) as emulator:
-        yield emulator
-
-
+@pytest.mark.airflow_line("the connection read through common-compat's BaseHook")
 def test_config_from_the_connection(monkeypatch: pytest.MonkeyPatch, emu: DifyOpenAPIEmulator) -> None:
     conn = _set_conn(
         monkeypatch,

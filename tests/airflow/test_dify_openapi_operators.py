@@ -11,13 +11,10 @@ import pytest
 
 from airflow_helpers import (
     console_text,
-    needs_trigger_xcom_in_dag_test,
     new_dag,
     run_dag,
-    run_trigger_for,
     without_mask_requests,
 )
-from docify_provider.operators.dify import run_from_record
 from docify_provider.operators.dify_openapi import DifyRunAppOperator
 from docify_provider.testing.dify_openapi import (
     ACCOUNT_TOKEN,
@@ -94,6 +91,7 @@ def _stored_kwargs(dag_id: str) -> list[dict[str, Any]]:
     return [kwargs for _, kwargs in rows]
 
 
+@pytest.mark.airflow_line("deferral and the marker XCom under the line's trigger runner")
 def test_deferred_workflow_app_defers_once_named_and_gives_the_same_xcom(openapi_conn, capfd):
     emu = openapi_conn
     with new_dag("openapi_deferred") as dag:
@@ -149,25 +147,6 @@ def test_deferred_run_reattaches_after_a_cut_events_stream(openapi_conn, capfd, 
     assert "Re-attached Dify stream of run" in caplog.text and "broke" in caplog.text
 
 
-@needs_trigger_xcom_in_dag_test
-def test_a_restarted_trigger_reattaches_from_its_kwargs_and_starts_nothing(openapi_conn):
-    emu = openapi_conn
-    with new_dag("openapi_deferred_restart") as dag:
-        DifyRunAppOperator(task_id="run", app="Text Writer", inputs={"topic": "restarts"}, deferrable=True)
-    outcome = run_dag(dag)
-    assert outcome.dag_state == "success"
-    xcom = outcome.xcom("run")
-    (kwargs,) = _stored_kwargs(dag.dag_id)
-    for _ in range(2):  # a triggerer restart rebuilds the trigger from the stored kwargs
-        event = run_trigger_for(outcome, "run", DifyAppRunTrigger(**kwargs))
-        payload = dict(event.payload)
-        assert payload["status"] == "success" and payload["workflow_run_id"] == xcom["workflow_run_id"]
-        assert payload["app_id"] == TEXT_APP_ID
-        assert run_from_record(payload["run"], None).outputs == xcom["outputs"]
-        assert ACCOUNT_TOKEN not in json.dumps(payload, default=str)
-    assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
-
-
 def test_deferred_advanced_chat_gives_answer_and_conversation(openapi_conn, capfd):
     emu = openapi_conn
     with new_dag("openapi_deferred_chat") as dag:
@@ -203,7 +182,7 @@ def test_deferrable_basic_chat_streams_on_the_worker_and_says_so(openapi_conn, c
 def test_deferral_is_bounded_by_what_is_left_of_execution_timeout(openapi_conn, monkeypatch):
     """The deferral's timeout (which the scheduler enforces and ``dag.test()`` does not) is what is left
     of execution_timeout; that its lapse stops the run is checked on a real deployment
-    (``test_execution_timeout_stops_a_deferred_account_run``)."""
+    (``tests/deployment/test_deferred_timeout.py``)."""
     from datetime import datetime, timezone
 
     import airflow.sdk.definitions.dag as dag_module
@@ -271,48 +250,6 @@ def test_run_log_link_is_stored_for_the_ui_when_deferred_and_at_the_end(openapi_
 # -- a real deployment: the scheduler enforces the deferral's timeout -----------------------------------
 
 
-@pytest.mark.deployment
-@pytest.mark.slow
-@pytest.mark.timeout(420)
-def test_execution_timeout_stops_a_deferred_account_run(tmp_path: Any) -> None:
-    """``dag.test()`` does not enforce a trigger's timeout; a real scheduler does, and resumes the task
-    with ``__fail__``: the operator must stop the account run (``POST .../tasks/{task_id}/stop``)."""
-    import shutil
-
-    from docify_provider.testing.dify_openapi import DifyOpenAPIEmulator
-    from tests.deployment import ROOT, running_deployment, trigger_dag, wait_task_end, wait_until
-
-    dag_file = ROOT / "tests" / "dags" / "dify_openapi_deferred_timeout.py"
-    dag_id, task_id = "dify_openapi_deferred_timeout", "too_long"
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    shutil.copy(dag_file, dags / dag_file.name)
-    home = tmp_path / "home"
-    with DifyOpenAPIEmulator(ping_interval=1.0, idle_close_seconds=300.0) as emu:
-        connections = {"dify_account": {"conn_type": "dify_openapi", "host": emu.base_url, "password": ACCOUNT_TOKEN}}
-        env = {
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
-        }
-        with running_deployment(home, dags_folder=dags, connections=connections, env=env) as dep:
-            run_id = trigger_dag(dep, dag_id, "timeout")
-            wait_until("the run to start", lambda: emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1, timeout=120)
-            started = time.monotonic()
-            ti = wait_task_end(dep, dag_id, run_id, task_id, timeout=150)
-            ended = time.monotonic()
-            (run,) = emu.runs
-            wait_until("the Dify run to be stopped", lambda: run.status == "stopped", timeout=20)
-            logs = "\n".join(p.read_text(errors="replace") for p in (home / "logs").rglob("*.log"))
-    print(f"dify account deferred execution_timeout: run start -> task failed {ended - started:.1f}s; run {run.status}")
-    assert (ti["state"], ti["try_number"]) == ("failed", 1), ti
-    assert emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
-    assert run.status == "stopped", "the Dify task was stopped, not left running (and billed)"
-    assert emu.stop_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1
-    assert "execution_timeout while deferred: stopping Dify task" in logs, logs[-3000:]
-    assert f"Dify run {run.id} is now stopped after the stop request" in logs, logs[-3000:]
-    assert ACCOUNT_TOKEN not in logs
-
-
 @pytest.mark.parametrize("status", [400, 429, 503])
 def test_a_refused_run_request_leaves_nothing_pending_so_the_retry_runs(openapi_conn, capfd, status):
     """A 400/429/503 answer to the run request itself means no run started: the retry sends it (once)."""
@@ -338,6 +275,7 @@ def test_a_refused_run_request_leaves_nothing_pending_so_the_retry_runs(openapi_
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
 
 
+@pytest.mark.airflow_line("the pending record in the line's store (a Variable before 3.3)")
 def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(openapi_conn, capfd):
     """A 502 may hide a started run (no run lookup on this API): the retry fails closed instead."""
     from datetime import timedelta
@@ -374,6 +312,7 @@ def _chat_cut_and_retried(emu: Any, capfd: Any, dag_id: str, app: str, **kwargs:
     return run_dag(dag), console_text(capfd)
 
 
+@pytest.mark.airflow_line("the run ids in the line's store (a Variable before 3.3)")
 def test_a_retry_of_an_advanced_chat_run_reattaches_by_its_workflow_run_id(openapi_conn, capfd):
     """Non-deferred advanced-chat: try 1's stream is cut and re-attaching fails, so the try fails
     with the run still going; try 2 must follow that run through the events route, which knows it

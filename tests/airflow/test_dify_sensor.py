@@ -20,6 +20,7 @@ def _finished_run(fail: bool = False) -> str:
         hook.close()
 
 
+@pytest.mark.airflow_line("the line's BaseSensorOperator (common-compat)")
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
 def test_sensor_succeeds_on_a_finished_run(dify_conns, capfd, mode):
     run_id = _finished_run()

@@ -6,20 +6,17 @@ in-process the way ``dag.test()`` runs them (XCom markers go through the Executi
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any
 
 import pytest
 
-from airflow_helpers import needs_trigger_xcom_in_dag_test, new_dag, run_dag, run_trigger_for
 from docify_provider.dify import errors
 from docify_provider.events import error_from_event
-from docify_provider.operators.dify import DifyStreamWorkflowOperator, run_from_record
+from docify_provider.operators.dify import run_from_record
 from docify_provider.testing.dify import DISABLED_APP_KEY, HUMAN_INPUT_APP_KEY, TEXT_APP_KEY
 from docify_provider.testing.faults import Fault
 from docify_provider.triggers.dify import DifyWorkflowRunTrigger, DifyWorkflowTrigger
-from docify_provider.xcom import DIFY_MARKER_XCOM_KEY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,6 +91,7 @@ def test_serialize_round_trips_without_secrets():
 # -- the stream trigger on an event loop ------------------------------------------------------------
 
 
+@pytest.mark.airflow_line("a connection read inside the triggerer's event loop (compat.mask_secret_once)")
 async def test_stream_trigger_fires_one_success_event(dify_conns):
     emu = dify_conns
     event = await _first_event(DifyWorkflowTrigger(inputs=WIRE, dify_conn_id="dify_text", user="u1", try_number=1))
@@ -247,83 +245,6 @@ async def test_run_trigger_success_failure_timeout_and_expired_form(dify_conns, 
     assert emu.run(paused).status == "paused"
     for value in (event.payload,):
         _no_key(dict(value))
-
-
-# -- the restart guard: a re-created trigger re-attaches by the run id its marker holds ----------------
-
-
-def _one_deferred_run(emu: Any, name: str) -> Any:
-    with new_dag(name) as dag:
-        DifyStreamWorkflowOperator(task_id="stream", dify_conn_id="dify_text", inputs=WIRE, deferrable=True)
-    out = run_dag(dag)
-    assert out.state("stream") == "success"
-    assert emu.runs_started(key=TEXT_APP_KEY) == 1
-    return out
-
-
-def _stored_kwargs(out: Any) -> dict[str, Any]:
-    from airflow.models.trigger import Trigger
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = [
-            (row.encrypted_kwargs, dict(row.kwargs))
-            for row in session.scalars(select(Trigger).where(Trigger.classpath == STREAM_CLASSPATH))
-            if row.kwargs.get("dag_id") == out.dag_id
-        ]
-    ((stored, kwargs),) = rows
-    assert TEXT_APP_KEY not in stored
-    _no_key(kwargs)
-    return kwargs
-
-
-@needs_trigger_xcom_in_dag_test
-def test_recreated_trigger_reattaches_by_the_marker_instead_of_posting(dify_conns, capfd):
-    from airflow.models.xcom import XComModel
-
-    emu = dify_conns
-    out = _one_deferred_run(emu, "dify_restart_guard")
-    xcom = out.xcom("stream")
-    marker = out.xcom("stream", key=DIFY_MARKER_XCOM_KEY)
-    assert marker["state"] == "sent" and marker["sent"] is True
-    assert marker["workflow_run_id"] == xcom["workflow_run_id"] and marker["task_id"] == xcom["task_id"]
-    assert "re-attaches to workflow_run_id" in marker["meaning"]
-    kwargs = _stored_kwargs(out)
-    assert kwargs["inputs"] == WIRE and kwargs["workflow_run_id"] is None
-
-    # A triggerer restart (twice): the marker's run id is re-attached to; nothing is POSTed.
-    for _ in range(2):
-        event = run_trigger_for(out, "stream", DifyWorkflowTrigger(**kwargs))
-        assert event.payload["status"] == "success"
-        assert event.payload["workflow_run_id"] == xcom["workflow_run_id"]
-        _no_key(dict(event.payload))
-    assert emu.runs_started(key=TEXT_APP_KEY) == 1
-
-    # As in the real triggerer: identity from the attached task instance, not from kwargs.
-    bare = DifyWorkflowTrigger(inputs=WIRE, dify_conn_id="dify_text", user=kwargs["user"])
-    bare.task_instance = out.ti("stream")
-    assert run_trigger_for(out, "stream", bare).payload["workflow_run_id"] == xcom["workflow_run_id"]
-    assert emu.runs_started(key=TEXT_APP_KEY) == 1
-
-    # A marker that says "sent" without a run id: outcome unknown, unless allow_resubmit.
-    ident = {"dag_id": out.dag_id, "task_id": "stream", "run_id": out.run_id, "map_index": -1}
-    # As the Execution API stores a task's XCom (3.1+ stores it as JSON; 3.0's set() encodes it itself).
-    raw = {"serialize": False} if "serialize" in inspect.signature(XComModel.set).parameters else {}
-    XComModel.set(DIFY_MARKER_XCOM_KEY, {"state": "sent", "sent_at": "2026-01-01T00:00:00+00:00"}, **raw, **ident)
-    assert out.xcom("stream", key=DIFY_MARKER_XCOM_KEY)["state"] == "sent"
-    event = run_trigger_for(out, "stream", DifyWorkflowTrigger(**kwargs))
-    assert event.payload["status"] == "outcome_unknown"
-    assert "not re-sent" in event.payload["message"] and "allow_resubmit=True" in event.payload["message"]
-    assert isinstance(error_from_event(event.payload, root=errors.DifyError), errors.DifyOutcomeUnknownError)
-    assert emu.runs_started(key=TEXT_APP_KEY) == 1
-    capfd.readouterr()
-    event = run_trigger_for(out, "stream", DifyWorkflowTrigger(**{**kwargs, "allow_resubmit": True}))
-    assert event.payload["status"] == "success" and event.payload["workflow_run_id"] != xcom["workflow_run_id"]
-    assert emu.runs_started(key=TEXT_APP_KEY) == 2
-    # The re-send is said, as Docify's trigger says it (Dify's used to re-send silently).
-    logged = " ".join(capfd.readouterr().out.split())
-    assert "allow_resubmit=True, so a new run is sent (the earlier one may also have been billed)" in logged
 
 
 # -- on_kill: the user ended the deferred task (Airflow 3.3 calls it on mark failed / clear) -------------

@@ -31,6 +31,10 @@ def _logged(caplog: Any) -> str:
     return "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("docify_example_"))
 
 
+@pytest.mark.airflow_line(
+    "the main example pipeline on the oldest line: mapped deferred streams, attachments, asset events; "
+    "the five run under `airflow dags test` on 3.2 (scripts/test.sh)"
+)
 def test_invoice_pipeline_fills_the_table_and_stores_attachments(docify_conns, tmp_path, monkeypatch, caplog) -> None:
     inbox, out, db = tmp_path / "inbox", tmp_path / "out", tmp_path / "results.db"
     documents = make_sample_invoices(inbox, 3)

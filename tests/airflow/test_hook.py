@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import traceback
@@ -26,21 +25,17 @@ from docify_provider.docify.config import reveal
 from docify_provider.hooks.docify import DocifyHook
 from docify_provider.testing import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
+from helpers import PDF, SUMMARY_INPUTS, sha
 
-PDF = b"%PDF-1.4\n" + b"Docify test document\n" * 200
-SUMMARY_INPUTS = {"text": "Docify reads invoices. It also summarises long reports.", "language": "en"}
 SECRET = "sk-live-hook-never-log-me"
 
 Conn = Callable[..., str]
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 # --- connection -> client configuration ------------------------------------------------------
 
 
+@pytest.mark.airflow_line("the connection read through common-compat's BaseHook")
 def test_extras_are_mapped(docify_conn: Conn, make_hook, tmp_path: Path) -> None:
     conn_id = docify_conn(
         SECRET,
@@ -100,6 +95,7 @@ def test_bad_extras(docify_conn: Conn, make_hook, extra: dict, needle: str) -> N
 # --- test_connection ---------------------------------------------------------------------------
 
 
+@pytest.mark.airflow_line("test_connection as the line's UI and CLI call it")
 def test_test_connection_names_the_scenario_and_costs_nothing(
     emulator: DocifyEmulator, docify_conn: Conn, make_hook
 ) -> None:

@@ -28,13 +28,10 @@ from docify_provider.operators.docify import (
 )
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault, Scenario
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
-from docify_provider.xcom import XCOM_KEYS
 
 pytestmark = pytest.mark.timeout(120)
 
 SUMMARY_INPUTS = {"text": "Airflow runs Docify. Then more text follows.", "language": "en"}
-#: Keys of the XCom that differ between two runs of the same inputs.
-PER_RUN = {"run_id", "created_at", "finished_at", "elapsed_ms", "session_id"}
 
 
 def _png(folder: Path, name: str, salt: bytes = b"") -> Path:
@@ -43,73 +40,8 @@ def _png(folder: Path, name: str, salt: bytes = b"") -> Path:
     return path
 
 
-def _same_run_fields(xcom: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in xcom.items() if k not in PER_RUN}
-
-
 def _folder(base: Path, outcome: Any, task: str) -> Path:
     return base / safe_file_name(outcome.dag_id) / safe_file_name(outcome.run_id) / task
-
-
-# -- one XCom contract, three ways to run -----------------------------------------------------------
-
-
-def test_blocking_streaming_and_deferred_give_the_same_xcom(docify_conns, capfd):
-    emu = docify_conns
-    with new_dag("same_xcom") as dag:
-        DocifyRunScenarioOperator(task_id="blocking", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS)
-        DocifyStreamScenarioOperator(task_id="stream", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS)
-        DocifyStreamScenarioOperator(
-            task_id="deferred", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, deferrable=True
-        )
-    out = run_dag(dag)
-    logs = console_text(capfd)
-
-    assert out.dag_state == "success"
-    blocking, stream, deferred = (out.xcom(t) for t in ("blocking", "stream", "deferred"))
-    for value in (blocking, stream, deferred):
-        assert set(value) == set(XCOM_KEYS)
-        assert value["is_success"] is True
-        assert value["json_result"]["summary"] == "Airflow runs Docify."
-        assert value["cost_points"] == 2.0
-        assert value["created_at"].endswith("+00:00") and value["finished_at"].endswith("+00:00")
-    assert _same_run_fields(blocking) == _same_run_fields(stream) == _same_run_fields(deferred)
-    assert blocking["session_id"] is None
-    assert stream["session_id"] and deferred["session_id"] and stream["session_id"] != deferred["session_id"]
-    assert len({blocking["run_id"], stream["run_id"], deferred["run_id"]}) == 3
-    # One XCom per task (each is an Execution API call): no per-key XComs unless multiple_outputs=True.
-    assert out.xcom("deferred", key="json_result") is None
-    assert emu.runs_started(SUMMARY_KEY) == 3
-
-    # Streaming (on a worker and in the trigger) logs each event as it arrives, session id first.
-    for session in (stream["session_id"], deferred["session_id"]):
-        start = logs.index(f"Docify stream START: session {session}")
-        complete = logs.index("Docify stream COMPLETE", start)
-        between = logs[start:complete]
-        for line in ("PREPARE_START", "PREPARE_END", "Docify: Reading text...", "Docify: Summarizing..."):
-            assert line in between
-        assert "cost 2.0 points" in logs[complete : complete + 400]
-    assert "Deferring the Docify stream to the triggerer" in logs
-
-
-def test_multiple_outputs_gives_per_key_xcoms_for_taskflow(docify_conns):
-    from airflow.sdk import task
-
-    with new_dag("downstream") as dag:
-        run = DocifyRunScenarioOperator(
-            task_id="run", docify_conn_id="docify_summary", inputs=SUMMARY_INPUTS, multiple_outputs=True
-        )
-
-        @task
-        def words(json_result: dict[str, Any], files: list[Any]) -> int:
-            assert files == []
-            return int(json_result["word_count"])
-
-        words(run.output["json_result"], run.output["files"])
-    out = run_dag(dag)
-    assert out.dag_state == "success"
-    assert out.xcom("words") == len(SUMMARY_INPUTS["text"].split())
-    assert out.xcom("run", key="json_result") == out.xcom("run")["json_result"]
 
 
 # -- validation before paying -----------------------------------------------------------------------
@@ -171,6 +103,7 @@ def test_file_path_and_storage_url_inputs_are_uploaded(docify_conns, tmp_path):
     assert emu.runs_started(INVOICE_KEY) == 3
 
 
+@pytest.mark.airflow_line("XCom from one task to the next under the line's Execution API")
 def test_upload_operator_xcom_feeds_a_run(docify_conns, tmp_path):
     emu = docify_conns
     image = _png(tmp_path, "initech.png")
@@ -192,6 +125,7 @@ def test_upload_operator_xcom_feeds_a_run(docify_conns, tmp_path):
 # -- files out ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.airflow_line("ObjectStoragePath: universal-pathlib 0.2 paths on 3.0/3.1")
 def test_attachments_to_remote_object_storage_land_there(docify_conns, tmp_path, monkeypatch, memory_object_storage):
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
@@ -210,6 +144,7 @@ def test_attachments_to_remote_object_storage_land_there(docify_conns, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["acme_corp.png"], "nothing written under ./memory:/"
 
 
+@pytest.mark.airflow_line("asset events through the line's outlet_events")
 def test_attachments_stored_per_task_with_asset_events(docify_conns, tmp_path):
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
@@ -287,6 +222,7 @@ def test_same_named_and_hostile_attachment_names_stay_distinct_and_inside(docify
     assert hostile["path"] == str(_folder(store, out, "hostile") / "passwd")
 
 
+@pytest.mark.airflow_line("mapped tasks: map_index in the ledger's key and the per-task folders")
 def test_mapped_runs_over_three_documents(docify_conns, tmp_path):
     from airflow.sdk import task
 
@@ -317,41 +253,6 @@ def test_mapped_runs_over_three_documents(docify_conns, tmp_path):
 
 
 # -- bought once ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", ["blocking", "stream", "deferred"])
-def test_failed_post_processing_is_retried_without_buying_again(docify_conns, tmp_path, capfd, mode):
-    emu = docify_conns
-    image = _png(tmp_path, "acme_corp.png")
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the first try wants a folder")
-    good = tmp_path / "good"
-    # Try 1 cannot store the attachment (its folder would be under a regular file); try 2 can.
-    attachments_to = f"{{{{ '{blocker / 'sub'}' if ti.try_number == 1 else '{good}' }}}}"
-    kwargs: dict[str, Any] = {
-        "task_id": "ocr",
-        "inputs": {"invoice_image": str(image)},
-        "attachments_to": attachments_to,
-        "retries": 1,
-    }
-    with new_dag(f"bought_once_{mode}") as dag:
-        if mode == "blocking":
-            DocifyRunScenarioOperator(**kwargs)
-        else:
-            DocifyStreamScenarioOperator(deferrable=mode == "deferred", **kwargs)
-    out = run_dag(dag)
-    logs = console_text(capfd)
-
-    assert out.state("ocr") == "success"
-    assert out.try_number("ocr") == 2
-    assert emu.runs_started(INVOICE_KEY) == 1
-    assert len(emu.uploads) == 1
-    assert "no new run was bought" in logs
-    (file,) = out.xcom("ocr")["files"]
-    assert Path(file["path"]).parent == _folder(good, out, "ocr")
-    assert Path(file["path"]).stat().st_size == file["file_size"]
-    if mode != "blocking":
-        assert out.xcom("ocr")["session_id"]
 
 
 #: (try_number, call, key) of every ``task_state_store`` call, recorded by ``_count_state_calls``.
@@ -422,6 +323,7 @@ def test_lying_file_size_fails_every_try_but_buys_once(docify_conns, tmp_path, c
     assert not [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
 
 
+@pytest.mark.airflow_line("force_rerun over the line's store")
 def test_force_rerun_buys_again(docify_conns, tmp_path):
     emu = docify_conns
     image = _png(tmp_path, "acme_corp.png")
@@ -444,6 +346,7 @@ def test_force_rerun_buys_again(docify_conns, tmp_path):
 # -- outcome unknown: never pay twice silently ---------------------------------------------------------
 
 
+@pytest.mark.airflow_line("the pending record in the line's store (a Variable before 3.3)")
 @pytest.mark.parametrize(
     ("mode", "fault"),
     [
@@ -475,6 +378,7 @@ def test_outcome_unknown_is_not_resent_by_a_retry(docify_conns, capfd, mode, fau
     assert "not re-sent" in logs and "allow_resubmit=True" in logs
 
 
+@pytest.mark.airflow_line("the pending record in the line's store (a Variable before 3.3)")
 def test_allow_resubmit_and_failed_runs_do_send_again(docify_conns):
     emu = docify_conns
     emu.inject(Fault("run", "drop_before_response", run_started=True))
@@ -499,6 +403,7 @@ def test_allow_resubmit_and_failed_runs_do_send_again(docify_conns):
     assert emu.runs_started(SUMMARY_KEY) == 4
 
 
+@pytest.mark.airflow_line("Airflow 3.0 hands a retry the trigger event of the try before")
 def test_a_deferred_run_that_failed_on_docify_is_run_again_by_the_retry(docify_conns, capfd):
     # On Airflow 3.0 the retry is handed try 1's event; it must start over, as on 3.1+.
     emu = docify_conns

@@ -22,7 +22,12 @@ from docify_provider.operators.docify import DocifyRunScenarioOperator, DocifySt
 from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN
 from docify_provider.testing.samples import SAMPLE_PNG
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.airflow_line(
+        "ObjectStoragePath: universal-pathlib 0.2 on 3.0/3.1; the filesystem registry moved to airflow.sdk.io"
+    ),
+]
 
 #: An unregistered scheme (no provider anywhere registers it) and one Airflow ships none for.
 UNREGISTERED = ("nosuchfs://bucket/x/", "memory://docify-safe-bucket/out/")

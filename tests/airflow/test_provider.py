@@ -27,6 +27,10 @@ from docify_provider.hooks.dify import DifyHook
 from docify_provider.hooks.docify import DocifyHook, config_from_connection
 from docify_provider.testing import SUMMARY_KEY, DocifyEmulator
 
+pytestmark = pytest.mark.airflow_line(
+    "provider registration: ProvidersManager, the connection form from the hook before 3.2 and from provider info after, the providers CLI"
+)
+
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 

@@ -30,6 +30,7 @@ def _info_requests(emu: DocifyEmulator, at_least: int = 0) -> list[Any]:
         time.sleep(0.02)
 
 
+@pytest.mark.airflow_line("poke and reschedule modes of the line's BaseSensorOperator (3.0: a reschedule bug)")
 @pytest.mark.parametrize("mode", list(MODES))
 def test_sensor_waits_through_503_then_returns_the_scenario(docify_conns, mode):
     if mode == "reschedule" and AIRFLOW_LINE < (3, 1):
@@ -94,6 +95,7 @@ def test_missing_expected_parameter_keeps_waiting_until_timeout(docify_conns, ca
     assert "does not offer ['pages'] yet" in logs
 
 
+@pytest.mark.airflow_line("poke and reschedule modes of the line's BaseSensorOperator")
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 def test_rejected_key_fails_at_once(docify_conns, monkeypatch, mode):
     emu = docify_conns

@@ -22,7 +22,10 @@ from docify_provider.operators.docify import DocifyRunScenarioOperator, DocifySt
 from docify_provider.testing import INVOICE_KEY, SUMMARY_KEY, Fault
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.airflow_line("the Variable store of Airflow < 3.3: simulated on 3.3, the real fallback on 3.0-3.2"),
+]
 
 
 def _as_before_airflow_3_3(context: Any) -> None:

@@ -1,4 +1,4 @@
-"""DAG for ``tests/airflow/test_dify_deferred_timeout.py``: a deferred Dify stream outlives its execution_timeout.
+"""DAG for ``tests/deployment/test_deferred_timeout.py``: a deferred Dify stream outlives its execution_timeout.
 
 The long app runs ``RUN_SECONDS``; the task allows ``TIMEOUT_SECONDS``. Airflow 3 bounds a
 deferral only by the trigger's own timeout, which the operator sets from what is left of

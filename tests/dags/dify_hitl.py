@@ -1,4 +1,4 @@
-"""DAG for ``tests/deployment/test_dify_hitl_deployment.py`` and ``tests/airflow/test_dify_hitl_browser.py``.
+"""DAG for ``tests/deployment/test_dify_hitl_deployment.py`` and ``tests/deployment/test_dify_hitl_browser.py``.
 
 ``dify_hitl``: ``review`` runs the emulator's human-input app (``dify_human``: one form "Review" with a
 ``comment`` input and the actions Approve / Reject) as a deferred stream; when the run pauses

@@ -1,4 +1,4 @@
-"""DAG for ``test_execution_timeout_stops_a_deferred_account_run``: a deferred account-API run outlives
+"""DAG for ``tests/deployment/test_deferred_timeout.py``: a deferred account-API run outlives
 its execution_timeout.
 
 The long app runs ``RUN_SECONDS``; the task allows ``TIMEOUT_SECONDS``. The deferral's timeout is what

@@ -45,7 +45,13 @@ from tests.deployment import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.deployment,
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    # It kills a triggerer and times its replacement (10 s health threshold): alone (scripts/test.sh).
+    pytest.mark.solo,
+]
 
 DAG_FILE = ROOT / "tests" / "dags" / "dify_two_triggerers.py"
 DAG_ID = "dify_two_triggerers"

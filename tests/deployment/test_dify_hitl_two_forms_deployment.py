@@ -43,11 +43,6 @@ def request_for(hitl: HitlRun, subject: str) -> dict[str, Any] | None:
     return detail if hitl.waiting_for_answer() else None
 
 
-def settled(hitl: HitlRun, task_id: str | None = None) -> dict[str, Any] | None:
-    ti = hitl.task_instance(task_id)
-    return ti if ti.get("state") in ("success", "failed") else None
-
-
 def test_first_form_in_airflow_second_in_dify(tmp_path: Path) -> None:
     print()
     with dify_hitl_deployment(tmp_path, dag_id=HITL_TWO_FORMS_DAG_ID) as hitl:
@@ -70,9 +65,9 @@ def test_first_form_in_airflow_second_in_dify(tmp_path: Path) -> None:
         timeline.mark("task log: the sign-off is answered in Dify")
         emu.submit_form(emu.form_token(run.id), "sign", {"signature": "signed, R."})
         timeline.mark("sign-off answered in Dify")
-        ti = wait_until("the review task to end", lambda: settled(hitl), 120, 0.5)
+        ti = wait_until("the review task to end", lambda: hitl.ended(), 120, 0.5)
         timeline.mark(f"review {ti['state']} (try {ti['try_number']})")
-        recorded = wait_until("the record task to end", lambda: settled(hitl, HITL_RECORD_TASK_ID), 90, 0.5)
+        recorded = wait_until("the record task to end", lambda: hitl.ended(HITL_RECORD_TASK_ID), 90, 0.5)
         record_xcom = hitl.xcom(HITL_RECORD_TASK_ID)
         detail = hitl.hitl_detail()
         task_log = hitl.task_log()

@@ -34,7 +34,14 @@ import pytest
 from docify_provider.testing import SUMMARY_KEY, DocifyEmulator, Fault, fingerprint
 from tests.deployment import ROOT, Deployment, Timeline, api, running_deployment, trigger_dag, wait_until
 
-pytestmark = [pytest.mark.deployment, pytest.mark.restart_guard, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.deployment,
+    pytest.mark.restart_guard,
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    # It kills a triggerer and times its replacement (10 s health threshold): alone (scripts/test.sh).
+    pytest.mark.solo,
+]
 
 DAG_FILE = ROOT / "tests" / "dags" / "docify_triggerer_restart.py"
 DAG_ID = "docify_triggerer_restart"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -27,18 +26,15 @@ from docify_provider.dify.stream import DifyEventTracker
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, LONG_APP_KEY, TEXT_APP_KEY, DifyEmulator
 from docify_provider.testing.faults import Fault
 
-pytestmark = pytest.mark.timeout(90)
-
 TEXT = {"topic": "current Dify", "tone": "formal"}
 USER = "current-user"
 #: Long enough that a client waiting for the server to close would be caught.
 IDLE_CLOSE = 20.0
 
-
-@pytest.fixture
-def emu() -> Iterator[DifyEmulator]:
-    with DifyEmulator(ping_interval=0.1, event_interval=0.002, idle_close_seconds=IDLE_CLOSE) as e:
-        yield e
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.emulator(ping_interval=0.1, event_interval=0.002, idle_close_seconds=IDLE_CLOSE),
+]
 
 
 def client(emu: DifyEmulator, key: str = TEXT_APP_KEY, **extra: Any) -> DifyClient:

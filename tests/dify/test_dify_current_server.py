@@ -16,15 +16,15 @@ import httpx
 import pytest
 
 from docify_provider.testing import HUMAN_INPUT_APP_KEY, LONG_APP_KEY, TEXT_APP_KEY, DifyEmulator, Fault
+from helpers import TEXT_INPUTS, auth
 
-pytestmark = pytest.mark.timeout(60)
-
-TEXT_INPUTS = {"topic": "tea", "tone": "formal"}
 PROFILES = ("current", "documented")
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.emulator(
+        ping_interval=0.05, idle_close_seconds=1.5, event_interval=0.002, each=("server_profile", PROFILES)
+    ),
+]
 
 
 def body(inputs: dict | None = None, mode: str = "streaming", user: str = "u1") -> dict:
@@ -47,12 +47,6 @@ def emulator(profile: str, **options: float) -> DifyEmulator:
         server_profile=profile,
         **options,
     )
-
-
-@pytest.fixture(params=PROFILES)
-def emu(request: pytest.FixtureRequest) -> Iterator[DifyEmulator]:
-    with emulator(request.param) as e:
-        yield e
 
 
 @pytest.fixture

@@ -25,20 +25,9 @@ from docify_provider.testing import (
     Fault,
 )
 from docify_provider.testing.errors import RequestError
+from helpers import TEXT_INPUTS, auth
 
-pytest_plugins = ["docify_provider.testing.pytest_plugin"]
-
-TEXT_INPUTS = {"topic": "tea", "tone": "formal"}
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def emu() -> Iterator[DifyEmulator]:
-    with DifyEmulator(ping_interval=0.05, idle_close_seconds=2.0, event_interval=0.002) as emulator:
-        yield emulator
+pytestmark = pytest.mark.emulator(ping_interval=0.05, idle_close_seconds=2.0, event_interval=0.002)
 
 
 @pytest.fixture

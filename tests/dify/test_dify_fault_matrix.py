@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,11 @@ from docify_provider.testing.dify import DISABLED_APP_KEY, DOCUMENT_APP_KEY, LON
 if TYPE_CHECKING:
     from docify_provider.hooks.dify import DifyHook
 
-pytestmark = pytest.mark.timeout(60)
+#: A fresh emulator per cell (counters at zero), quick pings and events, Dify's own idle close (300 s).
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.emulator(ping_interval=0.1, event_interval=0.002, idle_close_seconds=300.0),
+]
 
 #: A key the emulator does not know: it answers 401, as Dify does for a wrong app key.
 WRONG_KEY = "app-EmuUnknownKey0000000000009"
@@ -71,8 +75,6 @@ _COLUMNS = (
     ("stop", "Stop (`stop_task`)", "stop", "/stop"),
 )
 PATHS, TAILS = index_columns(_COLUMNS)
-
-
 
 
 def _refusal(status: int, why: str | None, inject: Inject, what: str) -> FaultSpec:
@@ -424,16 +426,9 @@ RUNNERS: dict[str, tuple[Callable[[Case], None] | None, Callable[[Case], None]]]
 PATH_KEYS = {"upload": DOCUMENT_APP_KEY, "download": DOCUMENT_APP_KEY, "stop": LONG_APP_KEY}
 
 
-@pytest.fixture
-def dify_emulator() -> Iterator[DifyEmulator]:
-    """A fresh Dify emulator per cell (counters at zero), with quick pings and events."""
-    with DifyEmulator(ping_interval=0.1, event_interval=0.002) as emu:
-        yield emu
-
-
 @pytest.mark.parametrize("cell", TESTED, ids=[c.id for c in TESTED])
-def test_fault(cell: Cell, dify_emulator: DifyEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    case = Case(dify_emulator, monkeypatch, tmp_path, cell.injection(FAULTS))
+def test_fault(cell: Cell, emu: DifyEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    case = Case(emu, monkeypatch, tmp_path, cell.injection(FAULTS))
     if cell.path in PATH_KEYS and not case.inject.key:
         case.inject = dataclasses.replace(case.inject, key=PATH_KEYS[cell.path])
     endpoint = PATHS[cell.path][1]
@@ -443,7 +438,7 @@ def test_fault(cell: Cell, dify_emulator: DifyEmulator, monkeypatch: pytest.Monk
     table.drive_cell(
         cell,
         case.inject,
-        emulator=dify_emulator,
+        emulator=emu,
         endpoint=endpoint,
         tail=TAILS[cell.path],
         key=case.key,
@@ -452,7 +447,7 @@ def test_fault(cell: Cell, dify_emulator: DifyEmulator, monkeypatch: pytest.Monk
         check_error=lambda exc: _check_error(cell, exc, case.key),
     )
     if cell.expected is None:
-        _check_recovery(cell, dify_emulator)
+        _check_recovery(cell, emu)
 
 
 def _check_recovery(cell: Cell, emu: DifyEmulator) -> None:
@@ -489,14 +484,3 @@ def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
             assert "before it started" in str(exc), "the worker's error frame names no run: say what it means"
     if cell.fault in ("provider_error", "rate_limit_error"):
         assert getattr(exc, "code", None) == params["code"] and params["message"] in str(exc)
-
-
-# --- the table itself and its document ---------------------------------------------------------
-
-
-def test_table_covers_every_path_and_fault_once() -> None:
-    table.check_table(CELLS, PATHS, FAULTS)
-
-
-def test_doc_is_up_to_date() -> None:
-    table.check_doc()

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,6 @@ pytestmark = pytest.mark.timeout(300)
 BIN = Path(sys.executable).parent
 SCRIPT = BIN / "airflow-dify"
 USER_CODE = re.compile(r"enter the code: ([A-Z0-9]{4}-[A-Z0-9]{4})")
-
-
-@pytest.fixture
-def emu() -> Iterator[DifyOpenAPIEmulator]:
-    with DifyOpenAPIEmulator(device_poll_interval=0.2) as emulator:
-        yield emulator
 
 
 #: The commands' environment: the test's Airflow home and DB, and bytecode cached outside the tree.
@@ -114,6 +107,7 @@ def approved_login(emu: DifyOpenAPIEmulator, *args: str) -> tuple[int, str, str]
     return command.finish()
 
 
+@pytest.mark.airflow_line("the login writes the connection into the line's metadata DB")
 def test_login_status_sessions_revoked_token_and_logout(emu: DifyOpenAPIEmulator) -> None:
     started = time.time()
     rc, out, err = approved_login(emu, "--conn-id", "dify_login_a", "--workspace-id", SECOND_WORKSPACE_ID)
@@ -268,6 +262,7 @@ def test_console_script_is_declared() -> None:
     assert '\nairflow-dify = "docify_provider.cli.dify_login:main"\n' in text
 
 
+@pytest.mark.airflow_line("provider info 'cli': `airflow dify` from Airflow 3.2")
 @pytest.mark.skipif(AIRFLOW_LINE < (3, 2), reason="provider info 'cli' is read by Airflow 3.2+")
 def test_airflow_cli_group() -> None:
     done = subprocess.run(

@@ -41,6 +41,8 @@ from docify_provider.testing.dify_openapi import (
 )
 from docify_provider.testing.faults import Fault
 
+pytestmark = pytest.mark.emulator(each=("paths", ("current", "legacy")))
+
 FAST: dict[str, Any] = {
     "backoff_initial": 0.01,
     "backoff_max": 0.05,
@@ -55,14 +57,6 @@ FAST: dict[str, Any] = {
 
 def make_config(emu: DifyOpenAPIEmulator, token: str = ACCOUNT_TOKEN, **overrides: Any) -> DifyOpenAPIClientConfig:
     return DifyOpenAPIClientConfig(api_key=token, **{"base_url": emu.base_url, **FAST, **overrides})
-
-
-@pytest.fixture(params=["current", "legacy"])
-def emu(request: pytest.FixtureRequest) -> Iterator[DifyOpenAPIEmulator]:
-    with DifyOpenAPIEmulator(
-        paths=request.param, ping_interval=0.2, idle_close_seconds=5.0, event_interval=0.005, device_poll_interval=0.2
-    ) as emulator:
-        yield emulator
 
 
 @pytest.fixture

@@ -45,8 +45,6 @@ from docify_provider.testing.dify_openapi import (
 )
 from docify_provider.testing.faults import Fault
 
-pytestmark = pytest.mark.timeout(60)
-
 FAST: dict[str, Any] = {
     "backoff_initial": 0.01,
     "backoff_max": 0.05,
@@ -61,15 +59,12 @@ HELD_OPEN = 40.0
 NIGHTLY = ["Text Writer", "Document Summary", "Long Job", "Chat Assistant", "Completion Writer"]
 
 
+OPTIONS: dict[str, Any] = {"ping_interval": 0.1, "idle_close_seconds": HELD_OPEN, "event_interval": 0.002}
+pytestmark = [pytest.mark.timeout(60), pytest.mark.emulator(**OPTIONS)]
+
+
 def make(profile: str = "current", **options: Any) -> DifyOpenAPIEmulator:
-    defaults: dict[str, Any] = {"ping_interval": 0.1, "idle_close_seconds": HELD_OPEN, "event_interval": 0.002}
-    return DifyOpenAPIEmulator(server_profile=profile, **{**defaults, **options})
-
-
-@pytest.fixture
-def emu() -> Iterator[DifyOpenAPIEmulator]:
-    with make() as emulator:
-        yield emulator
+    return DifyOpenAPIEmulator(server_profile=profile, **{**OPTIONS, **options})
 
 
 @pytest.fixture

@@ -36,27 +36,22 @@ from docify_provider.testing.dify_openapi import (
     WORKSPACE_ID,
     DifyOpenAPIEmulator,
 )
-
-pytest_plugins = ["docify_provider.testing.pytest_plugin"]
+from helpers import auth
 
 TEXT = {"topic": "tea", "tone": "formal"}
 GENERATIONS = ("current", "legacy")
-
-
-def auth(token: str = ACCOUNT_TOKEN) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+#: Quicker pings and idle close than ``helpers.BACKENDS``: the emulator's own timers are under test.
+OPTIONS: dict[str, object] = {
+    "ping_interval": 0.1,
+    "idle_close_seconds": 3.0,
+    "event_interval": 0.002,
+    "device_poll_interval": 0.5,
+}
+pytestmark = pytest.mark.emulator(**OPTIONS, each=("paths", GENERATIONS))
 
 
 def make(paths: str = "current", **options: object) -> DifyOpenAPIEmulator:
-    defaults: dict[str, object] = {"ping_interval": 0.1, "idle_close_seconds": 3.0, "event_interval": 0.002}
-    defaults["device_poll_interval"] = 0.5
-    return DifyOpenAPIEmulator(paths=paths, **{**defaults, **options})  # type: ignore[arg-type]
-
-
-@pytest.fixture(params=GENERATIONS)
-def emu(request: pytest.FixtureRequest) -> Iterator[DifyOpenAPIEmulator]:
-    with make(request.param) as emulator:
-        yield emulator
+    return DifyOpenAPIEmulator(paths=paths, **{**OPTIONS, **options})  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=GENERATIONS)
@@ -668,7 +663,7 @@ def test_device_code_expiry_token_ttl_and_python_approve() -> None:
 # fixture and CLI ---------------------------------------------------------------------------------
 def test_fixture(dify_openapi_emulator: DifyOpenAPIEmulator) -> None:
     assert dify_openapi_emulator.base_url.endswith("/openapi/v1") and dify_openapi_emulator.paths == "current"
-    response = httpx.get(dify_openapi_emulator.base_url + "/account", headers=auth())
+    response = httpx.get(dify_openapi_emulator.base_url + "/account", headers=auth(ACCOUNT_TOKEN))
     assert response.json()["account"]["email"] == ACCOUNT_EMAIL
 
 
@@ -694,7 +689,7 @@ def test_cli_dify_openapi_mode(paths: str) -> None:
         assert base.endswith("/openapi/v1")
         assert ACCOUNT_TOKEN in proc.stdout.readline()
         assert httpx.get(base + "/_version").json()["version"] == ("1.18.0" if paths == "current" else "1.14.0")
-        assert httpx.get(base + "/account", headers=auth()).status_code == 200
+        assert httpx.get(base + "/account", headers=auth(ACCOUNT_TOKEN)).status_code == 200
     finally:
         proc.terminate()
         assert proc.wait(10) == 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +57,11 @@ from docify_provider.testing.dify_openapi import (
 if TYPE_CHECKING:
     from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
 
-pytestmark = pytest.mark.timeout(60)
+#: A fresh emulator per cell: quick pings and events, no device poll limit, the server's own idle close.
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.emulator(ping_interval=0.1, event_interval=0.002, device_poll_interval=0.0, idle_close_seconds=300.0),
+]
 
 #: A well-formed token the emulator never issued: 401, as for a revoked or expired login.
 WRONG_TOKEN = "dfoa_EmulatorUnknownToken000000000000000000009"
@@ -484,11 +488,10 @@ RUNNERS: dict[str, tuple[Callable[[Case], None] | None, Callable[[Case], None]]]
 
 
 @pytest.fixture
-def openapi_emulator() -> Iterator[DifyOpenAPIEmulator]:
-    """A fresh emulator per cell (counters at zero), quick pings and events, no device poll limit."""
-    with DifyOpenAPIEmulator(ping_interval=0.1, event_interval=0.002, device_poll_interval=0.0) as emu:
-        emu.sessions.issue(ACCOUNT_ID, -1.0, token=EXPIRED_TOKEN, device_label="lapsed")
-        yield emu
+def openapi_emulator(emu: DifyOpenAPIEmulator) -> DifyOpenAPIEmulator:
+    """The cell's fresh ``emu`` (counters at zero) holding an expired token as well."""
+    emu.sessions.issue(ACCOUNT_ID, -1.0, token=EXPIRED_TOKEN, device_label="lapsed")
+    return emu
 
 
 @pytest.mark.parametrize("cell", TESTED, ids=[c.id for c in TESTED])
@@ -539,14 +542,3 @@ def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
         assert "mode: 'workflows'" in str(exc)
     if cell.fault in ("failed_run", "error_event"):
         assert isinstance(exc, DifyOpenAPIRunFailedError)
-
-
-# --- the table itself and its document ---------------------------------------------------------
-
-
-def test_table_covers_every_path_and_fault_once() -> None:
-    table.check_table(CELLS, PATHS, FAULTS)
-
-
-def test_doc_is_up_to_date() -> None:
-    table.check_doc()

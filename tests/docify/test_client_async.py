@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import io
 import logging
 from collections.abc import Callable
@@ -39,18 +38,11 @@ from docify_provider.docify import (
 )
 from docify_provider.testing import BUNDLE_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator, Fault
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
+from helpers import PDF, SUMMARY_EVENTS, SUMMARY_INPUTS, SUMMARY_RESULT, sha
 
-PDF = b"%PDF-1.4\n" + b"Docify test document\n" * 200
-SUMMARY_INPUTS = {"text": "Docify reads invoices. It also summarises long reports.", "language": "en"}
-SUMMARY_RESULT = {"summary": "Docify reads invoices.", "word_count": 8, "language": "en", "title": None}
-SUMMARY_EVENTS = ["START", "PREPARE_START", "PREPARE_END", "TEXT", "TEXT", "COMPLETE"]
 SECRET = "sk-live-async-never-log-me"
 
 MakeClient = Callable[..., AsyncDocifyClient]
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def collect(client: AsyncDocifyClient, inputs: dict, seen: list[str] | None = None) -> list[StreamEvent]:

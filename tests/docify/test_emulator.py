@@ -28,20 +28,11 @@ from docify_provider.testing import (
     fingerprint,
 )
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
+from helpers import auth
 
-pytest_plugins = ["docify_provider.testing.pytest_plugin"]
+pytestmark = pytest.mark.emulator(ping_interval=0.05, event_interval=0.005)
 
 SUMMARY_BODY = {"user": "u1", "inputs": {"text": {"text": "Hello world. More text."}, "language": {"text": "en"}}}
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def emu() -> Iterator[DocifyEmulator]:
-    with DocifyEmulator(ping_interval=0.05, event_interval=0.005) as emulator:
-        yield emulator
 
 
 @pytest.fixture

@@ -32,8 +32,6 @@ from fault_matrix_table import (
     FaultSpec,
     Inject,
     cells_to_test,
-    check_doc,
-    check_table,
     drive_cell,
     fast_hook,
     na,
@@ -57,6 +55,7 @@ from docify_provider.docify.inputs import MAX_IMAGE_BYTES
 from docify_provider.docify.models import ResultFile
 from docify_provider.testing import FORBIDDEN_KEY, INVOICE_KEY, SUMMARY_KEY, DocifyEmulator
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
+from helpers import SUMMARY_INPUTS
 
 if TYPE_CHECKING:
     from docify_provider.hooks.docify import DocifyHook
@@ -66,7 +65,6 @@ pytestmark = pytest.mark.timeout(60)
 #: A key the emulator does not know: it answers 401, as Docify does for a wrong key.
 WRONG_KEY = "emulator-wrong-key"
 
-SUMMARY_INPUTS = {"text": "Docify reads invoices. It also summarises long reports.", "language": "en"}
 SUMMARY_WIRE = {"text": {"text": SUMMARY_INPUTS["text"]}, "language": {"text": "en"}}
 
 # --- the table ---------------------------------------------------------------------------------
@@ -451,14 +449,3 @@ def _check_error(cell: Cell, exc: DocifyError, key: str) -> None:
         assert getattr(exc, "session_id", None), "a broken stream must name the session it saw"
     if isinstance(exc, DocifyFileError):
         assert ("MB limit" if cell.fault == "oversize" else "unsupported file type") in str(exc)
-
-
-# --- the table itself and its document ---------------------------------------------------------
-
-
-def test_table_covers_every_path_and_fault_once() -> None:
-    check_table(CELLS, PATHS, FAULTS)
-
-
-def test_doc_is_up_to_date() -> None:
-    check_doc()

@@ -19,13 +19,12 @@ import importlib.util
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY
-from tests.deployment import HITL_RECORD_TASK_ID, ROOT, HitlRun, dify_hitl_deployment, wait_until
+from tests.deployment import HITL_RECORD_TASK_ID, ROOT, dify_hitl_deployment, wait_until
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 #: What the browser is started with: headless, no sandbox (root in a container), nothing fetched.
@@ -54,11 +53,6 @@ pytestmark = [
         importlib.util.find_spec("playwright") is None, reason="the playwright package is not installed"
     ),
 ]
-
-
-def settled(hitl: HitlRun, task_id: str | None = None) -> dict[str, Any] | None:
-    ti = hitl.task_instance(task_id)
-    return ti if ti.get("state") in ("success", "failed") else None
 
 
 def test_a_reviewer_answers_the_dify_form_in_airflows_ui(tmp_path: Path) -> None:
@@ -110,7 +104,7 @@ def test_a_reviewer_answers_the_dify_form_in_airflows_ui(tmp_path: Path) -> None
             wait_until("the request to be answered", lambda: (hitl.hitl_detail() or {}).get("response_received"), 30)
             wait_until("the Dify run to finish", lambda: run.ended, 60, 0.1)
             t_finished = timeline.mark(f"Dify run {run.status}")
-            ti = wait_until("the review task to end", lambda: settled(hitl), 90, 0.2)
+            ti = wait_until("the review task to end", lambda: hitl.ended(), 90, 0.2)
             t_success = timeline.mark(f"review {ti['state']} (try {ti['try_number']})")
             page.reload()
             expect(page.get_by_text("Response received at")).to_be_visible()
@@ -119,7 +113,7 @@ def test_a_reviewer_answers_the_dify_form_in_airflows_ui(tmp_path: Path) -> None
             page.screenshot(path=str(SCREENSHOTS / "hitl-form-after.png"), full_page=True)
         finally:
             browser.close()
-        recorded = wait_until("the record task to end", lambda: settled(hitl, HITL_RECORD_TASK_ID), 90, 0.5)
+        recorded = wait_until("the record task to end", lambda: hitl.ended(HITL_RECORD_TASK_ID), 90, 0.5)
         detail = hitl.hitl_detail() or {}
         review_xcom = hitl.xcom()
         record_xcom = hitl.xcom(HITL_RECORD_TASK_ID)

@@ -1,9 +1,11 @@
-"""The API key never leaves the connection: real DAG runs, then a search of everything they wrote.
+"""The credential never leaves the connection, on every backend: real DAG runs, then a search of
+everything they wrote.
 
-Each test key is distinctive (``sk-docify-SECRET-<purpose>-<uuid>``) so a leak cannot hide behind
-a common string. One ``dag.test()`` run exercises every operator, the sensor and both triggers,
-in successful and failing runs (ERROR event, failed run, 401 from a wrong key, 401 / 400 whose
-body echoes the key back, outcome unknown with a retry), and then the test searches:
+Each test credential is distinctive (``<prefix>-SECRET-<purpose>-<uuid>``: a Docify key, a Dify app
+key, a Dify account token) so a leak cannot hide behind a common string. One ``dag.test()`` run
+per backend exercises its operators (and Docify's sensor) and triggers, in successful and failing
+runs (failed runs, 401 from a wrong credential, a 401 / 400 whose body echoes the credential back,
+Docify's outcome unknown with a retry), and then the test searches:
 
 * the log output the run produced (stdout/stderr and pytest's log capture) and every file under
   ``AIRFLOW_HOME`` (task and trigger log files, the SQLite metadata DB's raw bytes);
@@ -15,10 +17,10 @@ body echoes the key back, outcome unknown with a retry), and then the test searc
   and a pickle round trip: exceptions travel between processes);
 * the stored attachments.
 
-The last tests check where the ``Authorization`` header may go: an attachment served by another
-host gets no key unless the connection trusts it, redirects of API calls are not followed, and a
-plain ``http://`` base URL on a non-loopback address is refused (nothing is sent) unless
-``allow_insecure_http``.
+The last tests check where the ``Authorization`` header may go: a plain ``http://`` base URL on a
+non-loopback address is refused (nothing is sent) unless ``allow_insecure_http`` (every backend:
+the rule is ``_core``'s), and, on Docify, an attachment served by another host gets no key unless
+the connection trusts it and redirects of API calls are not followed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import traceback
 import uuid
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,21 +93,33 @@ def capture_raised(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return wrapper
 
-    for cls in (DocifyRunScenarioOperator, DocifyStreamScenarioOperator, DocifyUploadFileOperator, DocifyScenarioSensor):
+    from docify_provider.operators.dify import DifyRunWorkflowOperator, DifyStreamWorkflowOperator
+    from docify_provider.operators.dify_openapi import DifyRunAppOperator
+
+    classes = (
+        DocifyRunScenarioOperator,
+        DocifyStreamScenarioOperator,
+        DocifyUploadFileOperator,
+        DocifyScenarioSensor,
+        DifyRunWorkflowOperator,
+        DifyStreamWorkflowOperator,
+        DifyRunAppOperator,
+    )
+    for cls in classes:
         for name in ("execute", "execute_complete"):
             if hasattr(cls, name):
                 monkeypatch.setattr(cls, name, recording(getattr(cls, name)))
 
 
-def _secret(purpose: str) -> str:
-    return f"sk-docify-SECRET-{purpose}-{uuid.uuid4().hex}"
+def _secret(purpose: str, prefix: str = "sk-docify") -> str:
+    return f"{prefix}-SECRET-{purpose}-{uuid.uuid4().hex}"
 
 
 def _leaks(secrets: Iterable[str], where: str, text: str) -> list[str]:
     # Also the key's halves: a key cut by a line wrap or a truncated message is still a leak.
     found = []
     for secret in secrets:
-        tail = secret[len("sk-docify-SECRET-") :]
+        tail = secret.split("-SECRET-", 1)[1]
         if secret in text or tail in text:
             found.append(f"{secret[:30]}... in {where}")
     return found
@@ -172,13 +187,28 @@ def _exception_texts(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-# -- one DAG run with every operator, succeeding and failing ------------------------------------------
+# -- one DAG run per backend with every operator, succeeding and failing ---------------------------
 
 
-def test_the_key_is_nowhere_after_successful_and_failing_runs(
-    docify_conns, airflow_env, monkeypatch, tmp_path, capfd, caplog, capture_raised
-):
-    emu = docify_conns
+@dataclass
+class Scenario:
+    """One backend's DAG of succeeding and failing tasks, and the controls that show the scan saw real data."""
+
+    dag: Any
+    secrets: list[str]
+    succeeded: set[str]
+    #: Lines the run's log must have (it did what the scan assumes).
+    needles: tuple[str, ...]
+    #: Checks of the outcome beyond the task states (runs billed, tries).
+    check: Any
+    #: A value of a succeeded task's XCom the XCom scan must see, by task id and key.
+    xcom_control: tuple[str, str]
+    #: Connection ids the trigger rows and the serialized DAG must show.
+    trigger_conns: tuple[str, ...]
+    dag_conn: str
+
+
+def _docify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
     keys = {
         "ok": _secret("ok"),  # everything succeeds
         "err": _secret("err"),  # ERROR event on streams, isSuccess false on blocking runs
@@ -202,7 +232,6 @@ def test_the_key_is_nowhere_after_successful_and_failing_runs(
     image.parent.mkdir()
     image.write_bytes(PNG)
     store = tmp_path / "attachments"
-    CAPTURED.clear()
     common: dict[str, Any] = {"on_failure_callback": _capture}
     run_kwargs: dict[str, Any] = {**common, "inputs": {"invoice_image": str(image)}}
     sensor: dict[str, Any] = {**common, "expected_parameters": ["invoice_image"], "poke_interval": 0.2, "timeout": 20}
@@ -264,30 +293,141 @@ def test_the_key_is_nowhere_after_successful_and_failing_runs(
         )
         DocifyScenarioSensor(task_id="wrong_sensor_poke", docify_conn_id="docify_secret_wrong", mode="poke", **sensor)
 
+    def check(out: Any) -> None:
+        assert out.try_number("unknown_deferred") == 2 and out.try_number("unknown_blocking") == 2
+        assert emu.runs_started(keys["ok"]) == 3 and emu.runs_started(keys["unknown"]) == 2
+
+    return Scenario(
+        dag=dag,
+        secrets=list(keys.values()),
+        succeeded={"upload", "blocking", "stream", "deferred", "sensor_poke", "sensor_deferred"},
+        needles=(
+            "Docify stream START: session",
+            "Docify reported an error during the run",
+            "Docify refused the API key",
+            "not re-sent",
+            "Stored attachment",
+        ),
+        check=check,
+        xcom_control=("deferred", "session_id"),
+        trigger_conns=("docify_secret_ok", "docify_secret_wrong"),
+        dag_conn="docify_secret_echo",
+    )
+
+
+def _dify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
+    """The Service API: an app key per purpose, on the text app (and the document app for files)."""
+    from docify_provider.operators.dify import DifyRunWorkflowOperator, DifyStreamWorkflowOperator
+
+    keys = {p: _secret(p, "app") for p in ("ok", "err", "echo", "wrong")}
+    for purpose in ("ok", "err", "echo"):
+        emu.add_key(keys[purpose], "text")
+    for purpose, key in keys.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_DIFY_SECRET_{purpose.upper()}", conn_json(emu.base_url, key, "dify"))
+    emu.inject(Fault("run", "failed_run", message="model exploded", key=keys["err"], times=None))
+    emu.inject(Fault("stream", "failed_run", message="model exploded", key=keys["err"], times=None))
+    emu.inject(Fault("run", "status", status=400, message=f"Bad request for key={keys['echo']}", key=keys["echo"]))
+    emu.inject(Fault("stream", "status", status=401, message=f"Invalid key {keys['echo']}", key=keys["echo"]))
+    inputs = {"topic": "secrets", "tone": "formal"}
+    common: dict[str, Any] = {"on_failure_callback": _capture, "inputs": inputs}
+
+    with new_dag("dify_secrets") as dag:
+        DifyRunWorkflowOperator(
+            task_id="blocking", dify_conn_id="dify_secret_ok", user="{{ dag.dag_id }}-user", **common
+        )
+        DifyStreamWorkflowOperator(task_id="stream", dify_conn_id="dify_secret_ok", **common)
+        DifyStreamWorkflowOperator(task_id="deferred", dify_conn_id="dify_secret_ok", deferrable=True, **common)
+        for purpose in ("err", "echo", "wrong"):
+            conn = f"dify_secret_{purpose}"
+            DifyRunWorkflowOperator(task_id=f"{purpose}_blocking", dify_conn_id=conn, **common)
+            DifyStreamWorkflowOperator(task_id=f"{purpose}_deferred", dify_conn_id=conn, deferrable=True, **common)
+
+    def check(out: Any) -> None:
+        assert emu.runs_started(key=keys["ok"]) == 3 and emu.runs_started(key=keys["wrong"]) == 0
+
+    return Scenario(
+        dag=dag,
+        secrets=list(keys.values()),
+        succeeded={"blocking", "stream", "deferred"},
+        needles=("Dify workflow started", "model exploded"),
+        check=check,
+        xcom_control=("deferred", "workflow_run_id"),
+        trigger_conns=("dify_secret_ok", "dify_secret_echo"),
+        dag_conn="dify_secret_echo",
+    )
+
+
+def _dify_openapi_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
+    """The account API: an account token per purpose (issued by the emulator's console)."""
+    from docify_provider.operators.dify_openapi import DifyRunAppOperator
+    from docify_provider.testing.dify_openapi import ACCOUNT_ID
+
+    keys = {p: _secret(p, "dfoa_account") for p in ("ok", "err", "echo", "wrong")}  # Dify checks the dfoa_ prefix
+    for purpose in ("ok", "err", "echo"):
+        emu.sessions.issue(ACCOUNT_ID, 3600.0, token=keys[purpose], device_label=f"secrets {purpose}")
+    for purpose, key in keys.items():
+        conn = conn_json(emu.base_url, key, "dify_openapi", poll_interval=0.05)
+        monkeypatch.setenv(f"AIRFLOW_CONN_DIFY_OPENAPI_SECRET_{purpose.upper()}", conn)
+    emu.inject(Fault("stream", "failed_run", message="model exploded", key=keys["err"], times=None))
+    emu.inject(
+        Fault("stream", "status", status=401, message=f"Invalid token {keys['echo']}", key=keys["echo"], times=None)
+    )
+    common: dict[str, Any] = {"on_failure_callback": _capture, "app": "Text Writer"}
+    common["inputs"] = {"topic": "secrets", "tone": "formal"}
+
+    with new_dag("dify_openapi_secrets") as dag:
+        DifyRunAppOperator(
+            task_id="stream", dify_openapi_conn_id="dify_openapi_secret_ok", user="{{ dag.dag_id }}-user", **common
+        )
+        DifyRunAppOperator(task_id="deferred", dify_openapi_conn_id="dify_openapi_secret_ok", deferrable=True, **common)
+        for purpose in ("err", "echo", "wrong"):
+            conn = f"dify_openapi_secret_{purpose}"
+            DifyRunAppOperator(task_id=f"{purpose}_stream", dify_openapi_conn_id=conn, **common)
+            DifyRunAppOperator(task_id=f"{purpose}_deferred", dify_openapi_conn_id=conn, deferrable=True, **common)
+
+    def check(out: Any) -> None:
+        assert emu.runs_started(keys["ok"]) == 2 and emu.runs_started(keys["wrong"]) == 0
+
+    return Scenario(
+        dag=dag,
+        secrets=list(keys.values()),
+        succeeded={"stream", "deferred"},
+        needles=("Dify node", "model exploded"),
+        check=check,
+        xcom_control=("deferred", "workflow_run_id"),
+        trigger_conns=("dify_openapi_secret_ok",),
+        dag_conn="dify_openapi_secret_echo",
+    )
+
+
+SCENARIOS = {"docify": _docify_scenario, "dify": _dify_scenario, "dify_openapi": _dify_openapi_scenario}
+
+
+@pytest.mark.airflow_line("secrets masking: compat.mask_secret_once (3.0 masks inside the triggerer's loop locally)")
+def test_the_credential_is_nowhere_after_successful_and_failing_runs(
+    contract, backend_emu, airflow_env, monkeypatch, tmp_path, capfd, caplog, capture_raised
+):
+    emu = backend_emu
+    CAPTURED.clear()
+    scenario = SCENARIOS[contract.name](emu, monkeypatch, tmp_path)
+    dag = scenario.dag
+
     with caplog.at_level(logging.DEBUG):
         out = run_dag(dag)
     captured = capfd.readouterr()
     logs = captured.out + captured.err + caplog.text
 
     # The run did what it should, so the search below looks at real successes and real failures.
-    succeeded = {"upload", "blocking", "stream", "deferred", "sensor_poke", "sensor_deferred"}
     states = {task: out.state(task) for task in dag.task_ids}
-    assert {t for t, s in states.items() if s == "success"} == succeeded, states
-    assert all(states[t] == "failed" for t in set(dag.task_ids) - succeeded), states
-    assert out.try_number("unknown_deferred") == 2 and out.try_number("unknown_blocking") == 2
-    failing = set(dag.task_ids) - succeeded
+    assert {t for t, s in states.items() if s == "success"} == scenario.succeeded, (str(states), logs[-3000:])
+    failing = set(dag.task_ids) - scenario.succeeded
+    assert all(states[t] == "failed" for t in failing), states
     assert {task for task, _ in CAPTURED} == failing, [(t, type(e).__name__) for t, e in CAPTURED]
-    for needle in (
-        "Docify stream START: session",
-        "Docify reported an error during the run",
-        "Docify refused the API key",
-        "not re-sent",
-        "Stored attachment",
-    ):
+    for needle in scenario.needles:
         assert needle in logs, needle
-    assert emu.runs_started(keys["ok"]) == 3 and emu.runs_started(keys["unknown"]) == 2
+    scenario.check(out)
 
-    secrets = list(keys.values())
+    secrets = scenario.secrets
     leaks: list[str] = []
     if AIRFLOW_LINE < (3, 1):
         # Airflow 3.0's task runner logs every MaskSecret request it sends its supervisor, value
@@ -315,8 +455,9 @@ def test_the_key_is_nowhere_after_successful_and_failing_runs(
 
     xcoms = _run_rows(XComModel, out.dag_id)
     values = [json.dumps(XComModel.deserialize_value(x), default=str) for x in xcoms]
-    assert any(out.xcom("deferred")["session_id"] in v for v in values)
-    assert any(x.key == "docify_run_request_sent" for x in xcoms)  # the stream's restart marker
+    task, field = scenario.xcom_control
+    assert any(out.xcom(task)[field] in v for v in values)
+    assert any(x.key == contract.marker_key for x in xcoms)  # the stream's restart marker
     leaks += _leaks(secrets, "XCom values", "\n".join(values))
 
     rendered = [json.dumps(r.rendered_fields, default=str) for r in _run_rows(RenderedTaskInstanceFields, out.dag_id)]
@@ -324,13 +465,13 @@ def test_the_key_is_nowhere_after_successful_and_failing_runs(
     leaks += _leaks(secrets, "rendered template fields", "\n".join(rendered))
 
     triggers = json.dumps(_trigger_kwargs(), default=str)
-    assert "docify_secret_ok" in triggers and "docify_secret_wrong" in triggers, "trigger rows not found"
+    assert all(conn in triggers for conn in scenario.trigger_conns), "trigger rows not found"
     leaks += _leaks(secrets, "trigger kwargs", triggers)
 
     serialized = _run_rows(SerializedDagModel, out.dag_id)
     assert serialized
     dag_json = "\n".join(json.dumps(s.data, default=str) for s in serialized)
-    assert "docify_secret_echo" in dag_json
+    assert scenario.dag_conn in dag_json
     leaks += _leaks(secrets, "serialized DAG", dag_json)
 
     for _, exc in CAPTURED:
@@ -444,14 +585,34 @@ def test_plain_http_to_a_non_loopback_host_is_refused_unless_allowed(docify_conn
         assert all(r.host == remote.netloc for r in remote.requests)
 
 
-def test_plain_http_config_is_refused_before_any_request() -> None:
+def _config(backend: str, **config: Any) -> Any:
+    if backend == "dify":
+        from docify_provider.dify.config import DifyClientConfig
+
+        return DifyClientConfig(**config)
+    if backend == "dify_openapi":
+        from docify_provider.dify_openapi.config import DifyOpenAPIClientConfig
+
+        return DifyOpenAPIClientConfig(**config)
+    return ClientConfig(**config)
+
+
+def _client(backend: str, **config: Any) -> Any:
+    from docify_provider.dify.client import DifyClient
+    from docify_provider.dify_openapi.client import DifyOpenAPIClient
+
+    client_class = {"dify": DifyClient, "dify_openapi": DifyOpenAPIClient}.get(backend, DocifyClient)
+    return client_class(_config(backend, **config))
+
+
+def test_plain_http_config_is_refused_before_any_request(contract: Any) -> None:
     # Without a network: the client refuses to be built, so no socket is ever opened.
-    for base_url in ("http://docify.example.com/docify", "http://10.1.2.3:8080/docify"):
-        with pytest.raises(DocifyConfigError, match="Refusing plain http://") as caught:
-            DocifyClient(ClientConfig(api_key=_secret("config"), base_url=base_url))
-        assert "sk-docify-SECRET" not in str(caught.value)
-    for base_url in ("http://127.0.0.1:1/docify", "http://localhost:1/docify", "http://[::1]:1/docify"):
-        DocifyClient(ClientConfig(api_key="k", base_url=base_url)).close()
+    for base_url in ("http://docify.example.com/docify", "http://10.1.2.3:8080/v1"):
+        with pytest.raises(contract.error_class(), match="Refusing plain http://") as caught:
+            _client(contract.name, api_key=_secret("config"), base_url=base_url)
+        assert "-SECRET-" not in str(caught.value)
+    for base_url in ("http://127.0.0.1:1/docify", "http://localhost:1/v1", "http://[::1]:1/v1"):
+        _client(contract.name, api_key="k", base_url=base_url).close()
     buf = io.StringIO()
-    print(ClientConfig(api_key=_secret("repr"), base_url="https://console.docify.jp/docify"), file=buf)
-    assert "sk-docify-SECRET" not in buf.getvalue()
+    print(_config(contract.name, api_key=_secret("repr"), base_url="https://console.docify.jp/docify"), file=buf)
+    assert "-SECRET-" not in buf.getvalue()
