@@ -109,7 +109,9 @@ def _answer_in_airflow(ti_id: str, option: str, params: dict[str, Any]) -> None:
         session.add(row)
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float = 60) -> Any:
+def _wait_for(predicate: Callable[[], Any], timeout: float = 240) -> Any:
+    # Long enough for a loaded machine (the request appears only once the try reached the trigger);
+    # a person who gave up would leave the trigger waiting for an answer until the test timeout.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -152,7 +152,7 @@ CONTRACTS = {
         maybe_none=frozenset(("error",)),
         credential=TEXT_APP_KEY,
         error_root="docify_provider.dify.errors.DifyError",
-        reused="no new run was started",
+        reused="no new run was bought",
         make=_dify,
         runs=lambda emu, kind: int(emu.runs_started(key=DOCUMENT_APP_KEY if kind == "files" else TEXT_APP_KEY)),
         uploads=lambda emu: int(emu.upload_count(key=DOCUMENT_APP_KEY)),
@@ -172,7 +172,7 @@ CONTRACTS = {
         maybe_none=frozenset(("error",)),
         credential=ACCOUNT_TOKEN,
         error_root="docify_provider.dify_openapi.errors.DifyOpenAPIError",
-        reused="no new run was started",
+        reused="no new run was bought",
         make=_dify_openapi,
         runs=lambda emu, kind: int(
             emu.runs_started(ACCOUNT_TOKEN, app=DOCUMENT_APP_ID if kind == "files" else TEXT_APP_ID)

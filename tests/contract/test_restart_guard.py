@@ -144,19 +144,11 @@ def test_a_restarted_trigger_never_sends_its_run_again(contract: Any, backend_em
 
 
 def test_a_restart_marker_that_cannot_be_read_sends_nothing(
-    contract: Any, backend_emu: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    contract: Any, backend_emu: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fail closed, as the ledger does: a marker that cannot be read is not "nothing was sent"."""
     from airflow.providers.common.compat.sdk import XCom
 
-    if contract.name != "dify_openapi":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="fails open until the one run policy (issue 18, item 3): triggers/base.py _read_marker "
-                "logs 'cannot read the restart marker; proceeding' and the run is sent again",
-            )
-        )
     out = _deferred_run(contract, backend_emu, "unreadable_marker")
     cls, kwargs = _stored_trigger(contract, out)
 
