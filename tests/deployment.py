@@ -218,7 +218,7 @@ class Deployment:
             time.sleep(0.5)
         raise RuntimeError(f"{name} did not log {text!r}; see {path}")
 
-    def wait_for_api(self, timeout: float = 120) -> None:
+    def wait_for_api(self, timeout: float = 240) -> None:
         import httpx
 
         deadline = time.monotonic() + timeout
