@@ -23,10 +23,13 @@ import textwrap
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import grimp
 import pytest
 
 import docify_provider
+
+# The dev tools (grimp comes with import-linter) are in the newest line's venv only; the older lines
+# run their marked tests from the same tree and must not fail collecting this module.
+grimp = pytest.importorskip("grimp")
 
 PACKAGE = "docify_provider"
 SOURCE = Path(docify_provider.__file__).parent
