@@ -54,12 +54,13 @@ part() {
 
 workers=${DOCIFY_WORKERS:-4}
 
-# pytest_part NAME PYTEST ARGS...: a pytest run as a part; "no tests collected" (arguments that select
-# none of its tests) is not a failure; its counts go to the totals.
+# pytest_part NAME PYTEST ARGS...: a pytest run as a part (its slowest tests listed at the end of its
+# log); "no tests collected" (arguments that select none of its tests) is not a failure; its counts go
+# to the totals.
 pytest_part() {
   local name=$1
   shift
-  part "$name" bash -c '"$@"; rc=$?; [ "$rc" = 5 ] && rc=0; exit "$rc"' _ "$@" -p no:cacheprovider
+  part "$name" bash -c '"$@"; rc=$?; [ "$rc" = 5 ] && rc=0; exit "$rc"' _ "$@" -p no:cacheprovider --durations=15
   count "$log_dir/$name.log"
 }
 

@@ -321,7 +321,9 @@ def _assert_failed_on_expiry(dag: Any, emu: Any, capfd: Any) -> dict[str, Any]:
 
 def test_an_expired_form_fails_the_task_as_the_request_times_out(dify_hitl, capfd):
     emu = dify_hitl
-    emu.form_expiry_seconds = 4.0  # long enough that even a slow dag.test() asks Airflow before it lapses
+    # Long enough that dag.test() asks Airflow before it lapses, also on 3.1 (about 3 s of CPU a task) with
+    # every core busy (scripts/test.sh runs it in xdist workers); 4 s was not, there.
+    emu.form_expiry_seconds = 10.0
     with new_dag("dify_hitl_expired") as dag:
         DifyStreamWorkflowOperator(
             task_id="review",
@@ -394,7 +396,7 @@ def test_account_form_expiry_fails_the_task(openapi_conn, capfd):
     from docify_provider.testing.dify_openapi import HUMAN_INPUT_APP_ID
 
     emu = openapi_conn
-    emu.form_expiry_seconds = 4.0  # as above
+    emu.form_expiry_seconds = 10.0  # as above
     with new_dag("acct_hitl_expired") as dag:
         _account_task(HUMAN_INPUT_APP_ID)
     _assert_failed_on_expiry(dag, emu, capfd)
