@@ -177,7 +177,7 @@ def test_a_task_cleared_while_it_waits_finds_its_form_and_the_answer_reaches_dif
             "the Dify run to pause", lambda: emu.runs and emu.runs[0].status == "paused" and emu.runs[0], 150, 0.1
         )
         timeline.mark(f"Dify run {run.id} paused on its form (emulator)")
-        shown = wait_until("the HITL request in the REST API", hitl.hitl_detail, 60, 0.1)
+        shown = wait_until("the HITL request in the REST API", hitl.hitl_detail, 120, 0.1)  # as above
         first = wait_until("try 1 to wait on the human-input trigger", hitl.waiting_for_answer, 90, 0.2)
         timeline.mark(f"try {first['try_number']} deferred on the HumanInputTrigger")
         hitl.clear()
