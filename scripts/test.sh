@@ -4,8 +4,7 @@
 #   Airflow 3.3 (newest line): the whole suite: the in-process tests (unit, wire, the three emulators
 #       over loopback, dag.test() runs, the contract suite) in pytest-xdist workers; then the
 #       deployments (real scheduler, triggerer, dag processor and API server processes; Celery with
-#       Redis; a browser) two at a time (tests that share a deployment stay on one worker:
-#       xdist_group); last, alone, the two (`solo`) that time a triggerer's failover.
+#       Redis; a browser) two at a time; last, alone, the two (`solo`) that time a triggerer's failover.
 #   Airflow 3.0: the `airflow_line` tests (pyproject.toml: what depends on the line; each mark says
 #       why) and the triggerer-restart deployment (`restart_guard`).
 #   Airflow 3.1: the `hitl_line` tests: human-in-the-loop under dag.test() and two deployments.
@@ -54,12 +53,13 @@ part() {
 
 workers=${DOCIFY_WORKERS:-4}
 
-# pytest_part NAME PYTEST ARGS...: a pytest run as a part; "no tests collected" (arguments that select
-# none of its tests) is not a failure; its counts go to the totals.
+# pytest_part NAME PYTEST ARGS...: a pytest run as a part (its slowest tests listed at the end of its
+# log); "no tests collected" (arguments that select none of its tests) is not a failure; its counts go
+# to the totals.
 pytest_part() {
   local name=$1
   shift
-  part "$name" bash -c '"$@"; rc=$?; [ "$rc" = 5 ] && rc=0; exit "$rc"' _ "$@" -p no:cacheprovider
+  part "$name" bash -c '"$@"; rc=$?; [ "$rc" = 5 ] && rc=0; exit "$rc"' _ "$@" -p no:cacheprovider --durations=15
   count "$log_dir/$name.log"
 }
 
@@ -70,7 +70,7 @@ part mypy .venv/bin/mypy
 part unasync .venv/bin/python scripts/unasync.py --check
 part import-contracts .venv/bin/lint-imports
 pytest_part pytest-airflow-3.3 .venv/bin/pytest -n "$workers" -m "not deployment" "$@"
-pytest_part deployments-airflow-3.3 .venv/bin/pytest -n 2 --dist loadgroup -m "deployment and not solo" "$@"
+pytest_part deployments-airflow-3.3 .venv/bin/pytest -n 2 -m "deployment and not solo" "$@"
 pytest_part solo-deployments-airflow-3.3 .venv/bin/pytest -m "deployment and solo" "$@"
 
 if [ "${DOCIFY_MATRIX:-1}" != 0 ]; then

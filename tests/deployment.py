@@ -138,6 +138,9 @@ class Deployment:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            # Parsed once when found: a test's DAG files do not change while it runs (each re-parse is
+            # a process of its own, every 30 s by default).
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             # No login: everyone is admin (the REST API helpers below need it; Airflow reads it under

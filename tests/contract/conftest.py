@@ -190,12 +190,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     mark = metafunc.definition.get_closest_marker("backends")
     names = list(mark.args) if mark is not None and mark.args else list(CONTRACTS)
+    # airflow_line_for(*backends, reason=...): those backends' cases are airflow_line (older lines too).
+    line = metafunc.definition.get_closest_marker("airflow_line_for")
+
+    def marks(name: str) -> Any:
+        return [pytest.mark.airflow_line(line.kwargs["reason"])] if line and name in line.args else []
+
     if "mode" not in metafunc.fixturenames:
-        metafunc.parametrize("contract", names, indirect=True, ids=names)
+        metafunc.parametrize("contract", [pytest.param(n, id=n, marks=marks(n)) for n in names], indirect=True)
         return
     keep = mark.kwargs.get("modes") if mark is not None else None
     pairs = [(n, m) for n in names for m in CONTRACTS[n].modes if keep is None or m in keep]
-    metafunc.parametrize(("contract", "mode"), pairs, indirect=["contract"], ids=[f"{n}-{m}" for n, m in pairs])
+    params = [pytest.param(n, m, id=f"{n}-{m}", marks=marks(n)) for n, m in pairs]
+    metafunc.parametrize(("contract", "mode"), params, indirect=["contract"])
 
 
 @pytest.fixture

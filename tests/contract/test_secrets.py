@@ -406,7 +406,11 @@ SCENARIOS = {"docify": _docify_scenario, "dify": _dify_scenario, "dify_openapi":
 # Eight to ten tasks under dag.test(): on Airflow 3.0 (about 3 s of CPU a task) with every core busy this
 # has taken more than the default 300 s.
 @pytest.mark.timeout(600)
-@pytest.mark.airflow_line("secrets masking: compat.mask_secret_once (3.0 masks inside the triggerer's loop locally)")
+@pytest.mark.airflow_line_for(
+    "docify",
+    reason="masking is compat.mask_secret_once's, one for every backend (3.0 masks inside the triggerer's loop "
+    "locally): the Docify DAG, with a sensor, both triggers and every failure, checks it there",
+)
 def test_the_credential_is_nowhere_after_successful_and_failing_runs(
     contract, backend_emu, airflow_env, monkeypatch, tmp_path, capfd, caplog, capture_raised
 ):

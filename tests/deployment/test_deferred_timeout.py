@@ -10,8 +10,8 @@ new triggerer takes up to 10 s to start its first trigger). Checked for the Serv
 timeout, the operator asks Dify to stop the task and the emulator's run ends ``stopped``, one run
 billed, the log says what the status became, and the credential is in no log.
 
-One deployment serves both DAGs and both runs time out side by side (the two tests share it, on
-one xdist worker: ``xdist_group``): the wait for the timeout is paid once.
+One deployment serves both DAGs and both runs time out side by side: the start-up and the wait for
+the timeout are paid once; each backend's checks are a subtest of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +32,6 @@ pytestmark = [
     pytest.mark.deployment,
     pytest.mark.slow,
     pytest.mark.timeout(420),
-    pytest.mark.xdist_group("deferred_timeout"),
 ]
 
 TASK_ID = "too_long"
@@ -49,10 +49,9 @@ class TimedOut:
     seconds: float
 
 
-@pytest.fixture(scope="module")
-def timed_out(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, TimedOut], str]]:
+@pytest.fixture
+def timed_out(tmp_path: Path) -> Iterator[tuple[dict[str, TimedOut], str]]:
     """Both runs, timed out, and every log the deployment wrote."""
-    tmp_path = tmp_path_factory.mktemp("deferred-timeout")
     dags = tmp_path / "dags"
     dags.mkdir()
     for dag_id in DAGS.values():
@@ -87,19 +86,21 @@ def timed_out(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[s
         yield outcomes, logs
 
 
-@pytest.mark.parametrize("backend", list(DAGS))
-def test_execution_timeout_stops_a_deferred_run(timed_out: tuple[dict[str, TimedOut], str], backend: str) -> None:
+def test_execution_timeout_stops_a_deferred_run(timed_out: tuple[dict[str, TimedOut], str], subtests: Any) -> None:
     outcomes, logs = timed_out
-    out = outcomes[backend]
-    print(f"{backend} deferred execution_timeout: run start -> task failed {out.seconds:.1f}s; run {out.run.status}")
-    assert (out.ti["state"], out.ti["try_number"]) == ("failed", 1), out.ti
-    if backend == "dify":
-        assert out.emu.runs_started(key=LONG_APP_KEY) == 1
-        assert any(r.endpoint == "stop" for r in out.emu.requests), "a stop request reached Dify"
-    else:
-        assert out.emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
-        assert out.emu.stop_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1
-    assert out.run.status == "stopped", "the Dify task was stopped, not left running (and billed)"
+    for backend, out in outcomes.items():
+        with subtests.test(backend=backend):
+            print(
+                f"{backend} deferred execution_timeout: run start -> task failed {out.seconds:.1f}s; run {out.run.status}"
+            )
+            assert (out.ti["state"], out.ti["try_number"]) == ("failed", 1), out.ti
+            if backend == "dify":
+                assert out.emu.runs_started(key=LONG_APP_KEY) == 1
+                assert any(r.endpoint == "stop" for r in out.emu.requests), "a stop request reached Dify"
+            else:
+                assert out.emu.runs_started(ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
+                assert out.emu.stop_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) >= 1
+            assert out.run.status == "stopped", "the Dify task was stopped, not left running (and billed)"
+            assert f"Dify run {out.run.id} is now stopped after the stop request" in logs, logs[-3000:]
     assert "execution_timeout while deferred: stopping Dify task" in logs, logs[-3000:]
-    assert f"Dify run {out.run.id} is now stopped after the stop request" in logs, logs[-3000:]
     assert LONG_APP_KEY not in logs and ACCOUNT_TOKEN not in logs
