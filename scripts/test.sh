@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test command: installs everything it needs, then lint, type-check and the version matrix. Each test
+# Test command: installs everything it needs, then lint, type-check, docs and the version matrix. Each test
 # runs once, on the newest line, unless the reason to run it on an older one is written next to it:
 #   Airflow 3.3 (newest line): the whole suite: the in-process tests (unit, wire, the three emulators
 #       over loopback, dag.test() runs, the contract suite) in pytest-xdist workers; then the
@@ -69,6 +69,9 @@ part ruff .venv/bin/ruff check docify_provider tests example_dags scripts benchm
 part mypy .venv/bin/mypy
 part unasync .venv/bin/python scripts/unasync.py --check
 part import-contracts .venv/bin/lint-imports
+# The docs site (mkdocs.yml, docs/): --strict fails on a broken link or anchor, a page missing from the
+# nav, or a file or section the pages include (pymdownx.snippets) that does not exist. Into out/site/.
+part docs env NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 pytest_part pytest-airflow-3.3 .venv/bin/pytest -n "$workers" -m "not deployment" "$@"
 pytest_part deployments-airflow-3.3 .venv/bin/pytest -n 2 -m "deployment and not solo" "$@"
 pytest_part solo-deployments-airflow-3.3 .venv/bin/pytest -m "deployment and solo" "$@"
