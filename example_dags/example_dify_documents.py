@@ -63,6 +63,7 @@ with DAG(
         log.info("%d document(s) to summarize from %s", len(files), folder)
         return [{params["file_variable"]: f} for f in files]
 
+    # --8<-- [start:summarize]
     summarize_document = DifyStreamWorkflowOperator.partial(
         task_id="summarize_document",
         dify_conn_id="dify_documents",
@@ -73,6 +74,7 @@ with DAG(
         max_active_tis_per_dag=16,
         map_index_template="{{ task.inputs[params.file_variable].rstrip('/').split('/')[-1] }}",
     ).expand(inputs=list_documents())
+    # --8<-- [end:summarize]
 
     @task
     def store_rows(results: list[dict[str, Any]], params: dict[str, Any] | None = None) -> int:
