@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import console_text, new_dag, run_dag
+from airflow_helpers import console_text, run_dag
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -96,13 +96,13 @@ def test_dify_account_hook_walkthrough(openapi_conn: Any) -> None:
 
 
 def test_docify_sensor_then_run(docify_conns: Any) -> None:
-    from airflow.sdk import task
+    # --8<-- [start:docify-sensor]
+    from airflow.sdk import DAG, task
 
     from docify_provider.operators.docify import DocifyRunScenarioOperator
     from docify_provider.sensors.docify import DocifyScenarioSensor
 
-    with new_dag("docs_docify_sensor") as dag:
-        # --8<-- [start:docify-sensor]
+    with DAG("docs_summary_when_ready", schedule=None) as dag:
         ready = DocifyScenarioSensor(
             task_id="ready",
             docify_conn_id="docify_summary",
@@ -123,7 +123,7 @@ def test_docify_sensor_then_run(docify_conns: Any) -> None:
 
         ready >> summarize
         publish(summarize.output)
-        # --8<-- [end:docify-sensor]
+    # --8<-- [end:docify-sensor]
 
     outcome = run_dag(dag)
 
@@ -133,17 +133,18 @@ def test_docify_sensor_then_run(docify_conns: Any) -> None:
 
 
 def test_dify_sensor_waits_for_a_run_started_elsewhere(dify_conns: Any, capfd: Any) -> None:
-    from airflow.sdk import Param, task
-
     from docify_provider.hooks.dify import DifyHook
-    from docify_provider.sensors.dify import DifyWorkflowRunSensor
 
     hook = DifyHook(dify_conn_id="dify_text")
     started = hook.run_workflow({"topic": "started elsewhere"}, user="someone-else").workflow_run_id
     hook.close()
 
-    with new_dag("docs_dify_sensor", params={"workflow_run_id": Param("", type="string")}) as dag:
-        # --8<-- [start:dify-sensor]
+    # --8<-- [start:dify-sensor]
+    from airflow.sdk import DAG, Param, task
+
+    from docify_provider.sensors.dify import DifyWorkflowRunSensor
+
+    with DAG("docs_wait_for_dify_run", schedule=None, params={"workflow_run_id": Param("", type="string")}) as dag:
         wait = DifyWorkflowRunSensor(
             task_id="wait_for_run",
             dify_conn_id="dify_text",
@@ -158,7 +159,7 @@ def test_dify_sensor_waits_for_a_run_started_elsewhere(dify_conns: Any, capfd: A
             return f"{run['workflow_run_id']} {run['status']}: {run['outputs']['text'][:40]}"
 
         report(wait.output)
-        # --8<-- [end:dify-sensor]
+    # --8<-- [end:dify-sensor]
 
     outcome = run_dag(dag, {"workflow_run_id": started})
 
@@ -167,12 +168,12 @@ def test_dify_sensor_waits_for_a_run_started_elsewhere(dify_conns: Any, capfd: A
 
 
 def test_dify_account_run_one_app(openapi_conn: Any, capfd: Any) -> None:
-    from airflow.sdk import task
+    # --8<-- [start:dify-app-operator]
+    from airflow.sdk import DAG, task
 
     from docify_provider.operators.dify_openapi import DifyRunAppOperator
 
-    with new_dag("docs_dify_app") as dag:
-        # --8<-- [start:dify-app-operator]
+    with DAG("docs_dify_apps", schedule=None) as dag:
         write = DifyRunAppOperator(
             task_id="write",
             dify_openapi_conn_id="dify_openapi_default",
@@ -192,7 +193,7 @@ def test_dify_account_run_one_app(openapi_conn: Any, capfd: Any) -> None:
             return f"{text_run['outputs']['text'][:40]} / {chat_run['answer'][:40]}"
 
         publish(write.output, ask.output)
-        # --8<-- [end:dify-app-operator]
+    # --8<-- [end:dify-app-operator]
 
     outcome = run_dag(dag)
 
