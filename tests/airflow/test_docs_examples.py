@@ -118,7 +118,7 @@ def test_docify_sensor_then_run(docify_conns: Any) -> None:
         )
 
         @task
-        def publish(run: dict[str, Any]) -> str:
+        def publish(run: dict) -> str:
             return run["json_result"]["summary"]
 
         ready >> summarize
@@ -155,7 +155,7 @@ def test_dify_sensor_waits_for_a_run_started_elsewhere(dify_conns: Any, capfd: A
         )
 
         @task
-        def report(run: dict[str, Any]) -> str:
+        def report(run: dict) -> str:
             return f"{run['workflow_run_id']} {run['status']}: {run['outputs']['text'][:40]}"
 
         report(wait.output)
@@ -189,7 +189,7 @@ def test_dify_account_run_one_app(openapi_conn: Any, capfd: Any) -> None:
         )
 
         @task
-        def publish(text_run: dict[str, Any], chat_run: dict[str, Any]) -> str:
+        def publish(text_run: dict, chat_run: dict) -> str:
             return f"{text_run['outputs']['text'][:40]} / {chat_run['answer'][:40]}"
 
         publish(write.output, ask.output)
