@@ -90,14 +90,19 @@ def test_the_project_urls_are_one_repository_and_one_docs_site() -> None:
 
 
 def test_the_project_urls_are_the_docs_sites() -> None:
+    """pyproject's Documentation URL is where mkdocs.yml says the site lives (``site_url``), and its
+    Changelog URL is a page of that site; a ``repo_url``, if the site names one, is the Source URL."""
     mkdocs = ROOT / "mkdocs.yml"
     if not mkdocs.is_file():
         pytest.skip("no mkdocs.yml: no docs site in this tree")
     text = mkdocs.read_text()
     settings = dict(re.findall(r"^(site_url|repo_url):\s*(\S+)\s*$", text, re.MULTILINE))
     urls = PROJECT["urls"]
-    assert settings.get("repo_url") == urls["Source"]
-    assert settings.get("site_url") == urls["Documentation"], "mkdocs.yml's site_url is pyproject's Documentation URL"
+    assert settings.get("site_url") == urls["Documentation"], (
+        f"mkdocs.yml's site_url is {settings.get('site_url')!r}; pyproject.toml's Documentation URL is "
+        f"{urls['Documentation']!r}: the two must agree"
+    )
+    assert settings.get("repo_url", urls["Source"]) == urls["Source"]
     assert re.search(r"^\s*- .*: changelog\.md\s*$", text, re.MULTILINE), (
         "the Changelog URL is the docs' changelog page"
     )
