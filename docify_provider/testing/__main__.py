@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from docify_provider.testing.counters import COUNTERS_PATH, summary
 from docify_provider.testing.dify import DifyEmulator
@@ -117,7 +118,7 @@ def _build(args: argparse.Namespace, port: int) -> tuple[EmulatorServer, str, tu
     """The emulator of ``--mode``, its banner title and the keys the banner lists."""
     default_ping = 0.5 if args.mode == "docify" else 10.0
     ping = default_ping if args.ping_interval is None else args.ping_interval or None
-    dify_options = {
+    dify_options: dict[str, Any] = {
         "ping_interval": ping,
         "idle_close_seconds": args.idle_close,
         "event_interval": args.event_interval,
@@ -125,17 +126,17 @@ def _build(args: argparse.Namespace, port: int) -> tuple[EmulatorServer, str, tu
         "server_profile": args.server_profile,
     }
     if args.mode == "dify-openapi":
-        emulator = DifyOpenAPIEmulator(
+        openapi = DifyOpenAPIEmulator(
             host=args.host, port=port, paths=args.paths, auto_approve=args.auto_approve, **dify_options
         )
         title = f"Dify OpenAPI emulator ({args.paths} paths{_profile_note(args.server_profile, ', ')})"
         keys = ((ACCOUNT_TOKEN, "account token", False), (OTHER_ACCOUNT_TOKEN, "second account token", False))
-        return emulator, title, keys
+        return openapi, title, keys
     if args.mode == "dify":
         profile = _profile_note(args.server_profile, "")
         title = f"Dify emulator{f' ({profile})' if profile else ''}"
         return DifyEmulator(host=args.host, port=port, **dify_options), title, DEFAULT_APP_KEYS
-    emulator = DocifyEmulator(
+    docify = DocifyEmulator(
         host=args.host,
         port=port,
         prefix=args.prefix,
@@ -143,7 +144,7 @@ def _build(args: argparse.Namespace, port: int) -> tuple[EmulatorServer, str, tu
         event_interval=args.event_interval,
         public_host=args.public_host,
     )
-    return emulator, "Docify emulator", DEFAULT_KEYS
+    return docify, "Docify emulator", DEFAULT_KEYS
 
 
 def _banner(emulator: EmulatorServer, title: str, keys: tuple[tuple[str, str, bool], ...], default: bool) -> None:

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import html
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, urlsplit
 
 from docify_provider.testing.dify_openapi.device import DeviceCode, DeviceError
 from docify_provider.testing.dify_openapi.directory import ACCOUNT_ID
 
 if TYPE_CHECKING:
+    from docify_provider.testing.base_handler import EmulatorRequestHandler
     from docify_provider.testing.dify_openapi.emulator import DifyOpenAPIEmulator
-    from docify_provider.testing.dify_openapi.handler import OpenAPIRequestHandler
 
 #: Where Dify's console serves the page (``verification_uri``), at the root of the host.
 DEVICE_PATH = "/device"
@@ -54,9 +54,9 @@ button[value=approve]{background:#155eef;color:#fff;border-color:#155eef}
 """
 
 
-def device_page(handler: OpenAPIRequestHandler) -> None:
+def device_page(handler: EmulatorRequestHandler) -> None:
     """``GET /device[?user_code=...]``: the code form; ``POST /device``: its Approve / Deny buttons."""
-    emu = handler.emulator
+    emu = cast("DifyOpenAPIEmulator", handler.emulator)  # served by DifyOpenAPIEmulator.tool_pages only
     if handler.command in ("GET", "HEAD"):
         query = parse_qs(urlsplit(handler.path).query)
         status, page = 200, entry_page(emu, normal_code(query.get("user_code", [""])[0]))
@@ -82,10 +82,11 @@ def _e(text: object) -> str:
 
 
 def _duration(seconds: float) -> str:
-    if seconds >= 86400:
-        return f"{seconds / 86400:g} days"
-    if seconds >= 3600:
-        return f"{seconds / 3600:g} hours"
+    """A lifetime as a person reads it: ``14 days``, ``1 hour``, ``15 min``, ``0.3 s``."""
+    for unit, size in (("day", 86400), ("hour", 3600)):
+        if seconds >= size:
+            n = round(seconds / size, 1)
+            return f"{n:g} {unit}{'' if n == 1 else 's'}"
     if seconds >= 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:g} s"
