@@ -154,7 +154,7 @@ def _banner(emulator: EmulatorServer, title: str, keys: tuple[tuple[str, str, bo
         print(f"  key {key} -> {code}{' (forbidden)' if forbidden else ''}", flush=True)
     if isinstance(emulator, DifyOpenAPIEmulator):
         how = (
-            f"every code is approved at once as {ACCOUNT_EMAIL} (--auto-approve)"
+            f"not needed: --auto-approve approves every code at once, as {ACCOUNT_EMAIL}"
             if emulator.auto_approve
             else "approve the codes of `airflow-dify login` there"
         )
