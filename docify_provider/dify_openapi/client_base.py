@@ -89,7 +89,7 @@ class DifyOpenAPIClientBase(HTTPBase):
         return {"Authorization": f"Bearer {reveal(self.config.api_key)}"} if self.config.api_key else {}
 
     def _error_for_status(self, status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint) -> ProviderError:
-        return error_for_status(status, body, headers, endpoint)
+        return error_for_status(status, body, headers, endpoint, self.config)
 
     def _tracker(self, endpoint: Endpoint, **kwargs: Any) -> OpenAPIEventTracker:
         return OpenAPIEventTracker(str(endpoint), base_url=self.config.base_url, **kwargs)
