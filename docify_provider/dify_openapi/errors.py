@@ -57,11 +57,23 @@ class DifyOpenAPITagFilterError(DifyOpenAPIInputError):
 
 
 class DifyOpenAPIAppLookupError(DifyOpenAPIInputError):
-    """An app given by name matched none or several apps; ``candidates`` are the apps to choose from."""
+    """An app given by name matched none or several apps; ``candidates`` are the apps to choose from.
+
+    Still an input error for ``except`` clauses and the retry policy, but worded as what it is:
+    the name is the problem (each problem says which name and what to pass), not the inputs.
+    """
+
+    permanent_because = "no app (or more than one) has that name; retrying cannot fix it."
 
     def __init__(self, problems: Sequence[str], *, candidates: Sequence[dict[str, Any]] = ()) -> None:
         self.candidates = list(candidates)
-        super().__init__(problems)
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            text = f"{len(self.problems)} Dify app names do not resolve:\n{lines}"
+        core.ProviderError.__init__(self, text)
 
 
 # --- The server said no --------------------------------------------------------------------------
