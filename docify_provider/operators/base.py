@@ -430,6 +430,7 @@ class RunOperatorBase(BaseOperator):
         if not self.attachments_to or not files:
             return None
         from docify_provider._core.files import safe_file_name
+        from docify_provider._core.wording import sized
 
         folder = self._attachment_folder(context)
         used: set[str] = set()
@@ -447,7 +448,7 @@ class RunOperatorBase(BaseOperator):
             else:
                 destination = folder / name
             stored = self.hook.download_file(file, destination)
-            self.log.info("Stored attachment %s (%s bytes) at %s", file.file_name, file.file_size, stored)
+            self.log.info("Stored attachment %s%s at %s", file.file_name or name, sized(file.file_size), stored)
             paths.append(str(stored))
         return paths
 

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 #: Default name of the ``AssetAlias`` the run operators emit output-file asset events through.
 DEFAULT_ASSET_ALIAS = "dify_outputs"
+#: Why a trigger re-attaches to a run (its log line): an earlier try's run, or one resumed by an answer.
+EARLIER_TRY = "an earlier try started it"
+RESUMED = "resumed after human input"
 
 
 def paused_form(run: WorkflowRun) -> dict[str, Any]:
@@ -431,4 +434,4 @@ def _is_task_timeout(exc: BaseException) -> bool:
     return type(exc).__name__ in ("AirflowTaskTimeout", "TaskDeferralTimeout")
 
 
-__all__ = ["DEFAULT_ASSET_ALIAS", "DifyRunOperatorBase", "paused_form"]
+__all__ = ["DEFAULT_ASSET_ALIAS", "EARLIER_TRY", "RESUMED", "DifyRunOperatorBase", "paused_form"]
