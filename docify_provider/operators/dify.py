@@ -95,7 +95,9 @@ class DifyUploadFileOperator(BaseOperator):
             )
         finally:
             self.hook.close()
-        self.log.info("Uploaded %s (%s bytes) to Dify as %s", uploaded.name, uploaded.size, uploaded.id)
+        from docify_provider._core.wording import sized
+
+        self.log.info("Uploaded %s%s to Dify as %s", uploaded.name, sized(uploaded.size), uploaded.id)
         return uploaded.as_dict()
 
 

@@ -328,7 +328,7 @@ class DifyRunOperatorBase(DifyPauseHandling):
             )
             return
         task_id, run_id, user = running
-        self.log.warning("%s: stopping Dify task %s (run %s)", why, task_id, run_id)
+        self.log.warning("%s: stopping Dify task %s%s", why, task_id, f" (run {run_id})" if run_id else "")
         try:
             run = self._stop_task(str(task_id), run_id, user)
         except Exception as exc:

@@ -116,13 +116,11 @@ class DocifyUploadFileOperator(BaseOperator):
             )
         finally:
             self.hook.close()
-        self.log.info(
-            "Uploaded %s (%s bytes, %s) as %s",
-            uploaded.file_name,
-            uploaded.file_size,
-            uploaded.file_type,
-            uploaded.upload_file_oid,
-        )
+        from docify_provider._core.wording import clauses, counted
+
+        facts = clauses(counted(uploaded.file_size, "byte"), uploaded.file_type)
+        shown = f" ({facts})" if facts else ""
+        self.log.info("Uploaded %s%s as %s", uploaded.file_name, shown, uploaded.upload_file_oid)
         return uploaded.as_dict()
 
 
