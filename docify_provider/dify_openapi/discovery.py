@@ -63,18 +63,24 @@ def _name_matches(row: AppSummary, name: str) -> bool:
 def close_names(wanted: str, rows: Sequence[AppSummary], limit: int = 3) -> list[AppSummary]:
     """The listed apps whose names look most like ``wanted`` (a typo, another case, a part of the name).
 
-    difflib's ratio on case-folded names (0.6 or more, its own default for "close"), and names that
-    contain ``wanted`` or are contained in it; the closest first.
+    difflib's ratio on case-folded names (0.6 or more, its own default for "close"); a name that
+    contains ``wanted`` or is contained in it counts as 0.75 at least. Only names nearly as close
+    as the closest are kept (within 0.15), so an exact match in another case is suggested alone.
     """
     folded = wanted.casefold()
     scored = []
     for row in rows:
         name = row.name.casefold()
-        ratio = difflib.SequenceMatcher(None, folded, name).ratio()
-        if ratio >= 0.6 or (folded and name and (folded in name or name in folded)):
-            scored.append((ratio, row))
+        score = difflib.SequenceMatcher(None, folded, name).ratio()
+        if folded and name and (folded in name or name in folded):
+            score = max(score, 0.75)
+        if score >= 0.6:
+            scored.append((score, row))
+    if not scored:
+        return []
+    best = max(score for score, _ in scored)
     scored.sort(key=lambda pair: -pair[0])
-    return [row for _, row in scored[:limit]]
+    return [row for score, row in scored[:limit] if score >= best - 0.15]
 
 
 def no_such_app(
