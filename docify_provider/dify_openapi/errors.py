@@ -267,8 +267,8 @@ def error_for_status(
             code=code,
         )
     elif status == 401:
-        hint = config.refused_key_hint() if config is not None else login_hint(None, False, "")
-        err.message = _refused_token(code, said, hint)
+        remedy = config.refused_key_hint() if config is not None else login_hint(None, False, "")
+        err.message = _refused_token(code, said, remedy)
     elif status == 403:
         err.message = (
             f"Dify refused this request for the account token (HTTP 403){': ' + said if said else ''}. "

@@ -160,6 +160,7 @@ def test_a_refused_account_token_of_a_stored_connection_says_login_conn_id(case:
         client.get_account()
     text = str(caught.value)
     assert "Dify says the account token expired" in text, text
+    assert "(hint: Re-authenticate to continue" in text, "the server's own hint is kept beside ours"
     assert "Log in again with `airflow-dify login --conn-id warehouse` (it stores the token in that connection)" in text
     assert expired not in text and "difyctl" not in text
 

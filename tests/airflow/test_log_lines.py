@@ -138,7 +138,7 @@ def test_the_first_deferral_is_not_called_reattaching(
 
 @pytest.mark.airflow_line("a connection read inside the triggerer's event loop")
 async def test_the_trigger_says_sending_following_or_reattaching(
-    dify_conns: Any, caplog: pytest.LogCaptureFixture
+    dify_conns: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from docify_provider.operators.dify_run import RESUMED
     from docify_provider.triggers.dify import DifyWorkflowTrigger
@@ -148,20 +148,20 @@ async def test_the_trigger_says_sending_following_or_reattaching(
             return event
         raise AssertionError("no event")
 
-    caplog.set_level(logging.INFO)
     sent = await first(DifyWorkflowTrigger(inputs={"topic": "tea"}, dify_conn_id="dify_text", user="u1"))
     run_id = sent.payload["workflow_run_id"]
-    assert "Sending Dify run from the triggerer (streaming) for user u1" in caplog.messages
-    caplog.clear()
+    said = console_text(capfd)
+    assert "Sending Dify run from the triggerer (streaming) for user u1" in said, said
     resumed = DifyWorkflowTrigger(
         inputs=None, dify_conn_id="dify_text", user="u1", workflow_run_id=run_id, reattach=RESUMED
     )
     assert (await first(resumed)).payload["status"] == "success"
-    assert f"Re-attaching to Dify run {run_id} (resumed after human input) for user u1" in caplog.messages
-    caplog.clear()
+    said = console_text(capfd)
+    assert f"Re-attaching to Dify run {run_id} (resumed after human input) for user u1" in said, said
     # Kwargs of an earlier build name the run but no reason: a run id there is always an earlier try's.
     older = DifyWorkflowTrigger(inputs=None, dify_conn_id="dify_text", user="u1", workflow_run_id=run_id)
     assert (await first(older)).payload["status"] == "success"
-    assert f"Re-attaching to Dify run {run_id} (an earlier try started it) for user u1" in caplog.messages
-    assert not [m for m in caplog.messages if "(streaming, deferred)" in m]
+    said += console_text(capfd)
+    assert f"Re-attaching to Dify run {run_id} (an earlier try started it) for user u1" in said, said
+    assert "(streaming, deferred)" not in said and "None" not in said
     assert dify_conns.runs_started() == 1
