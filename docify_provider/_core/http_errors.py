@@ -149,7 +149,10 @@ def error_for_status(
             # A lookup by id (a run, a task): its 404 says that thing is unknown, not that the URL is wrong.
             what = "Not found"
         elif config is not None:
-            what = f"Not found: {config.base_url_hint()}"
+            # The server's words first, then what to fix (the URL ends the sentence, nothing after it).
+            return error_class(root, NotFoundError)(
+                f"Not found{detail.rstrip('.')}. {capitalized(config.base_url_hint())}", **common
+            )
         else:
             what = "Not found: check the connection's base URL"
         return error_class(root, NotFoundError)(f"{what}{detail}", **common)

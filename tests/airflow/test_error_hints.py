@@ -177,7 +177,7 @@ def test_a_base_url_without_the_suffix_says_which_suffix(
     hook.close()
     text = str(caught.value)
     expected = (
-        f"the base URL in connection 'lab_{backend.name}' (from AIRFLOW_CONN_LAB_{backend.name.upper()}) is {origin}, "
+        f"The base URL in connection 'lab_{backend.name}' (from AIRFLOW_CONN_LAB_{backend.name.upper()}) is {origin}, "
         f"but {backend.api} is under {backend.suffix}: e.g. {origin}{backend.suffix}"
     )
     assert expected in text, text

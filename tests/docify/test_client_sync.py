@@ -626,7 +626,7 @@ def test_wrong_base_url_is_not_found(emulator: DocifyEmulator, make_client: Make
     with pytest.raises(DocifyNotFoundError) as caught:
         client.get_scenario_info()
     origin = wrong.rsplit("/", 1)[0]
-    assert f"the base URL is {wrong}, but Docify's API is under /docify: e.g. {origin}/docify" in str(caught.value)
+    assert f"The base URL is {wrong}, but Docify's API is under /docify: e.g. {origin}/docify" in str(caught.value)
 
 
 def test_the_key_never_appears_in_errors(
