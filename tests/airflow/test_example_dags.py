@@ -213,7 +213,7 @@ def test_nightly_example_by_name_pattern_and_an_unknown_name_runs_nothing(
     assert typo.dag_state == "failed" and typo.state("plan_runs") == "failed"
     assert total == after_pattern, "an unknown app name fails the plan before anything runs"
     told = _logged(caplog) + capsys.readouterr().out
-    assert "no app is named exactly 'Long job'" in told and "'Long Job'" in told, "names the typo and the candidate"
+    assert "no app named 'Long job'" in told and "did you mean 'Long Job'?" in told, "names the typo and the candidate"
 
 
 def _review_conn(monkeypatch: Any, dify_conns: Any) -> None:

@@ -37,7 +37,7 @@ def _docify_logs(xcoms: dict[str, dict[str, Any]], logs: str) -> None:
         between = logs[start:complete]
         for line in ("PREPARE_START", "PREPARE_END", "Docify: Reading text...", "Docify: Summarizing..."):
             assert line in between
-        assert "cost 2.0 points" in logs[complete : complete + 400]
+        assert "cost 2 points" in logs[complete : complete + 400]
     assert "Deferring the Docify stream to the triggerer" in logs
 
 
