@@ -96,7 +96,7 @@ with DAG(
                     res["status"],
                     (res["outputs"] or {}).get("summary"),
                     res["total_tokens"],
-                    usage.get("total_price"),
+                    usage.get("price"),  # the XCom's usage: tokens, price, currency
                     usage.get("currency"),
                     attachment,
                     res["finished_at"],
@@ -116,7 +116,7 @@ with DAG(
             "documents": len(results),
             "rows_stored": stored,
             "total_tokens": sum(r["total_tokens"] or 0 for r in results),
-            "total_price": round(sum(float((r.get("usage") or {}).get("total_price") or 0) for r in results), 6),
+            "total_price": round(sum(float((r.get("usage") or {}).get("price") or 0) for r in results), 6),
             "elapsed_time": round(sum(r["elapsed_time"] or 0 for r in results), 3),
             "files": sum(1 for r in results for f in r["files"] if f["path"]),
         }
