@@ -42,7 +42,7 @@ with DAG(
     # overrides them.
     params={
         "topic": Param("Airflow providers", type="string", description="What the workflow writes about"),
-        "tone": Param("neutral", enum=["neutral", "formal", "casual"], description="One of the app's options"),
+        "tone": Param("neutral", type="string", description="The app's select: neutral, formal or casual"),
     },
     doc_md=__doc__,
 ) as dag:
