@@ -7,7 +7,9 @@ results database and the attachments); each run starts from a clean ``out/``.
 
 ``--all`` also runs the summary pipeline, the Dify document pipeline, the nightly run of the apps
 it names (on the bundled Dify account-API emulator) and the human review (on the
-bundled Dify emulator; the form is answered in Dify by a thread, as a reviewer would), each
+bundled Dify emulator; the form is answered in Dify by a thread, as a reviewer would), and the
+three quick starts of ``docs/getting-started/`` as their pages run them (connections from
+environment variables; the account API's after ``airflow-dify login``), each
 ``airflow dags test`` bounded by ``--timeout`` seconds, prints a summary of them, and fails unless
 every pipeline did what it promises;
 the test command uses it (``--out``, another interpreter's venv) to run the example pipelines
@@ -27,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from docify_provider.testing.samples import make_sample_invoices
 
@@ -208,6 +211,114 @@ def run_dify_review(env: dict[str, str], out: Path) -> int:
     )
 
 
+# -- the quick starts of docs/getting-started/, as their pages run them -----------------------------
+
+
+def run_quickstart_docify(env: dict[str, str], out: Path) -> int:
+    """quickstart_docify with only environment variables set, as docs/getting-started/docify.md does."""
+    from docify_provider.testing import INVOICE_KEY, DocifyEmulator
+
+    home = out / "quickstart-docify"
+    (invoice,) = make_sample_invoices(home / "invoices", 1)
+    log_file = out / "dag-test-quickstart-docify.log"
+    with DocifyEmulator() as emulator:
+        env = {
+            **env,
+            "AIRFLOW_CONN_DOCIFY_DEFAULT": conn("docify", emulator.base_url, INVOICE_KEY),
+            "DOCIFY_INVOICE": str(invoice),
+            "DOCIFY_OUTPUT_DIR": str(home / "docify-out"),
+        }
+        print("==> Running quickstart_docify on the bundled Docify emulator")
+        if rc := dags_test("quickstart_docify", {}, env, log_file):
+            return rc
+        runs = emulator.runs_started()
+    files = [p for p in (home / "docify-out").rglob("*") if p.is_file()]
+    booked = "Billed: 10.5 cost points" in log_file.read_text(errors="replace")
+    return verdict(
+        f"==> Quick start Docify: booked with its cost: {'yes' if booked else 'NO'}; {len(files)} file(s); "
+        f"{runs} run(s) billed",
+        booked and len(files) == 1 and runs == 1,
+        "the invoice booked with its cost, one produced file and 1 run billed",
+        log_file,
+    )
+
+
+def run_quickstart_dify_workflow(env: dict[str, str], out: Path) -> int:
+    """quickstart_dify_workflow with only AIRFLOW_CONN_DIFY_DEFAULT set (docs/getting-started/dify-workflow.md)."""
+    from docify_provider.testing.dify import TEXT_APP_KEY, DifyEmulator
+
+    log_file = out / "dag-test-quickstart-dify-workflow.log"
+    with DifyEmulator() as emulator:
+        env = {**env, "AIRFLOW_CONN_DIFY_DEFAULT": conn("dify", emulator.base_url, TEXT_APP_KEY)}
+        print("==> Running quickstart_dify_workflow on the bundled Dify emulator")
+        if rc := dags_test("quickstart_dify_workflow", {}, env, log_file):
+            return rc
+        runs = emulator.runs_started()
+    text = log_file.read_text(errors="replace")
+    published = "succeeded: Neutral notes on Airflow providers" in text and "Billed: " in text
+    return verdict(
+        f"==> Quick start Dify workflow: output published with its cost: {'yes' if published else 'NO'}; "
+        f"{runs} run(s) billed",
+        published and runs == 1,
+        "the Text Writer's output published with its cost and 1 run billed",
+        log_file,
+    )
+
+
+def dify_login(emulator: Any, env: dict[str, str], log_file: Path) -> int:
+    """``airflow-dify login`` as docs/getting-started/dify-account.md runs it; the code is approved
+    in the emulator as the page's reader approves it on the /device page."""
+    import re
+
+    code = re.compile(r"enter the code: ([A-Z0-9]{4}-[A-Z0-9]{4})")
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "airflow-dify"), "login", "--host", emulator.base_url, "--no-browser"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.write(line)
+            if found := code.search(line):
+                emulator.approve(found.group(1))
+        try:
+            rc = proc.wait(timeout=DAG_TEST_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = 124
+    if rc:
+        print(log_file.read_text(errors="replace"))
+        print(f"FAILED: airflow-dify login exited {rc}; full log: {log_file}")
+    return rc
+
+
+def run_quickstart_dify_account(env: dict[str, str], out: Path) -> int:
+    """``airflow-dify login``, then quickstart_dify_account on the connection it wrote (no variable)."""
+    from docify_provider.testing.dify_openapi import DifyOpenAPIEmulator
+
+    log_file = out / "dag-test-quickstart-dify-account.log"
+    env = {k: v for k, v in env.items() if k != "AIRFLOW_CONN_DIFY_OPENAPI_DEFAULT"}
+    with DifyOpenAPIEmulator(device_poll_interval=1) as emulator:
+        print("==> Logging in with airflow-dify login, then running quickstart_dify_account on the emulator")
+        if rc := dify_login(emulator, env, out / "quickstart-dify-login.log"):
+            return rc
+        if rc := dags_test("quickstart_dify_account", {}, env, log_file):
+            return rc
+        runs = emulator.runs_started()
+    text = log_file.read_text(errors="replace")
+    published = "succeeded: Neutral notes on Airflow providers" in text and "Billed: " in text
+    return verdict(
+        f"==> Quick start Dify account: output published with its cost: {'yes' if published else 'NO'}; "
+        f"{runs} run(s) billed",
+        published and runs == 1,
+        "the Text Writer's output published with its cost and 1 run billed",
+        log_file,
+    )
+
+
 def timed(results: list[tuple[str, int, float]], name: str, step: Callable[[], int]) -> int:
     """Run one pipeline step, keeping (name, exit code, seconds) for the closing summary."""
     started = time.monotonic()
@@ -227,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "out", help="working folder (emptied first)")
     parser.add_argument(
-        "--all", action="store_true", help="also run the summary and the Dify pipelines; check every one strictly"
+        "--all",
+        action="store_true",
+        help="also run the summary and the Dify pipelines and the quick starts; check every one strictly",
     )
     parser.add_argument(
         "--timeout", type=float, default=DAG_TEST_TIMEOUT, help="seconds each airflow dags test may take"
@@ -272,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
                 ("example_dify_documents", lambda: run_dify_documents(env, out)),
                 ("example_dify_nightly", lambda: run_dify_nightly(env, out)),
                 ("example_dify_human_review", lambda: run_dify_review(env, out)),
+                ("quickstart_docify", lambda: run_quickstart_docify(env, out)),
+                ("quickstart_dify_workflow", lambda: run_quickstart_dify_workflow(env, out)),
+                ("quickstart_dify_account", lambda: run_quickstart_dify_account(env, out)),
             ]
             for name, step in steps:
                 rc = timed(timings, name, step) or rc
