@@ -9,7 +9,7 @@
 #   Airflow 3.0: the `airflow_line` tests (pyproject.toml: what depends on the line; each mark says
 #       why) and the triggerer-restart deployment (`restart_guard`).
 #   Airflow 3.1: the `hitl_line` tests: human-in-the-loop under dag.test() and two deployments.
-#   Airflow 3.2: provider registration and the `airflow dify` CLI group, and the five example
+#   Airflow 3.2: provider registration and the `airflow dify` CLI group, and the five example pipelines and three quick starts
 #       pipelines under `airflow dags test` (scripts/demo.py --all).
 # The pure wire and emulator tests (no Airflow) run once. Lines that lack a feature skip its tests
 # with the reason.
@@ -98,7 +98,7 @@ if [ "${DOCIFY_MATRIX:-1}" != 0 ]; then
   # 3.2 reads the connection form (conn-fields) and the `airflow dify` CLI group from provider info.
   pytest_part pytest-airflow-3.2 .venv-3.2/bin/pytest -n 2 -m airflow_line tests/airflow/test_provider.py \
     tests/dify_openapi/test_dify_login_cli.py
-  # The five example pipelines under `airflow dags test`: the CLI users run first, on the line with
+  # The five example pipelines and three quick starts under `airflow dags test`: the CLI users run first, on the line with
   # human-in-the-loop and conn-fields (every pipeline also runs in process on 3.3).
   part example-pipelines-airflow-3.2 .venv-3.2/bin/python scripts/demo.py --all --out out/matrix-3.2
   if grep -q "^==> Summary published .*: yes" "$log_dir/example-pipelines-airflow-3.2.log"; then
