@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from docify_provider.dify.forms import expiry_words
 from docify_provider.dify.narration import log_form
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
@@ -84,14 +85,20 @@ class DifyPauseHandling(RunOperatorBase):
             major, minor = airflow_version()
             self.log.warning(
                 "Airflow %s.%s has no human-in-the-loop requests (3.1+): answer the form %r of Dify run %s in Dify "
-                "(expires %s); the task waits, deferred, and goes on when Dify resumes the run",
+                "(%s); the task waits, deferred, and goes on when Dify resumes the run",
                 major,
                 minor,
                 info["title"],
                 run_id,
-                info["expires_at"] or "never",
+                expiry_words(info["expires_at"]),
             )
-        self.log.info("Waiting (deferred) for Dify run %s to be resumed and finish", run_id)
+        self.log.info(
+            "Waiting, deferred (no worker slot held), for the answer to the form %r of Dify run %s (%s); "
+            "then the run resumes and this task follows it",
+            info["title"],
+            run_id,
+            expiry_words(info["expires_at"]),
+        )
         self.hook.close()
         self.defer(
             trigger=HumanInputTrigger(
@@ -118,6 +125,8 @@ class DifyPauseHandling(RunOperatorBase):
         held = state.get(hitl.HITL_STATE_KEY, must=False) or {}
         if held.get("form") == key:
             info["actions"] = dict(held.get("actions") or {})
+            if held.get("subject"):
+                info["subject"] = held["subject"]
             self.log.info("This task already asked Airflow for form %r; waiting for its answer", title)
             return str(ti.id)
         if held:
@@ -129,20 +138,27 @@ class DifyPauseHandling(RunOperatorBase):
         except Exception as exc:
             self.log.warning("Could not read the form %r of Dify run %s (%s); waiting for Dify", title, run_id, exc)
             return None
-        request = hitl.request_from_form(title, definition, info["expires_at"])
+        request = hitl.request_from_form(title, definition, info["expires_at"], app=_app_name(backend), run_id=run_id)
         if not hitl.raise_request(context, request):
             self._answer_in_dify(info, "this task's request already holds another form")
             return None
-        info["actions"] = request.actions
+        info["actions"], info["subject"] = request.actions, request.subject
         state.set(
             hitl.HITL_STATE_KEY,
-            {"try": state.try_number, "form": key, "title": title, "run": run_id, "actions": request.actions},
+            {
+                "try": state.try_number,
+                "form": key,
+                "title": title,
+                "run": run_id,
+                "actions": request.actions,
+                "subject": request.subject,
+            },
         )
         self.log.info(
-            "Asked Airflow for human input (Required Actions): %r, options %s, params %s",
+            "Asked Airflow for human input (Required Actions): %r, options %s, fields %s",
             request.subject,
             request.options,
-            sorted(request.params),
+            ", ".join(f"{f.label} ({f.kind})" for f in request.fields) or "none",
         )
         return str(ti.id)
 
@@ -151,13 +167,13 @@ class DifyPauseHandling(RunOperatorBase):
         where = self._answer_where(info)
         self.log.warning(
             "Dify run %s paused on the form %r, which is NOT asked in Airflow: Airflow keeps one human-in-the-loop "
-            "request per task (its tries share it), and %s. Answer it in Dify's console at %s (expires %s); "
+            "request per task (its tries share it), and %s. Answer it in Dify's console at %s (%s); "
             "the task waits, deferred, and goes on when Dify resumes the run",
             info["workflow_run_id"],
             info["title"],
             why,
             where,
-            info.get("expires_at") or "never",
+            expiry_words(info.get("expires_at")),
         )
 
     def _answer_where(self, info: Mapping[str, Any]) -> str:
@@ -190,7 +206,9 @@ class DifyPauseHandling(RunOperatorBase):
             if action is None:
                 raise DifyInputError(f"The Airflow answer {chosen} names none of the form's actions {list(actions)}")
             backend = hitl.backend_from_spec(str(info["backend"]), info.get("backend_kwargs") or {})
-            inputs = {k: v for k, v in params.items() if v is not None}
+            # Dify refuses an answer that leaves a field out ("Missing required inputs") but takes empty
+            # text, and Airflow's form sends a field left empty as null: posted as empty text.
+            inputs = {k: "" if v is None else v for k, v in params.items()}
             name = who.get("name") if isinstance(who, Mapping) else who
             if backend.submit_form(str(info["form_token"]), action, inputs):
                 self.log.info(
@@ -215,6 +233,15 @@ class DifyPauseHandling(RunOperatorBase):
     def _reattach(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> None:
         """Follow the resumed run from the triggerer (it may pause again): each API's own trigger."""
         raise NotImplementedError
+
+
+def _app_name(backend: Any) -> str | None:
+    """The app's name for the request's subject; None (the subject names the run only) when unreadable."""
+    try:
+        name = backend.app_name()
+    except Exception:
+        return None
+    return str(name) if name else None
 
 
 __all__ = ["DifyPauseHandling"]
