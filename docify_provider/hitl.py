@@ -175,8 +175,7 @@ def body_of(content: str, fields: list[FormField], expires_at: Any, now: datetim
         left = readable_duration((moment - (now or datetime.now(tz=timezone.utc))).total_seconds())
         body += (
             f"\n\n---\n\n**Answer by {deadline}** ({left} left when this request was made). After that the "
-            "form expires: Dify no longer takes an answer to it, this task fails, and the Dify run stays paused "
-            "(to go on, start a new run)."
+            "form expires: Dify no longer takes an answer to it and this task fails; to go on, start a new run."
         )
     return body
 

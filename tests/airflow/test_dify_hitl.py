@@ -40,7 +40,7 @@ READABLE_TIME = r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC"
 #: The body's deadline for the emulator's one-day forms, with what was left when it was asked.
 READABLE_DEADLINE = re.compile(
     rf"\*\*Answer by {READABLE_TIME}\*\* \((1 d|23 h \d+ min) left when this request was made\)\. After that "
-    "the form expires: Dify no longer takes an answer to it, this task fails, and the Dify run stays paused"
+    "the form expires: Dify no longer takes an answer to it and this task fails; to go on, start a new run"
 )
 
 
