@@ -160,15 +160,10 @@ def subject_of(title: str | None, app: str | None = None, run_id: str | None = N
 
 
 def body_of(content: str, fields: list[FormField], expires_at: Any, now: datetime | None = None) -> str:
-    """The request's Markdown body: the form text with its placeholders as pointers to the fields, what
-    Airflow cannot take (files), and until when it can be answered and what happens after."""
+    """The request's Markdown body: the form text with its placeholders as pointers to the fields, and
+    until when it can be answered and what happens after. (A form asking for a file is not asked in
+    Airflow at all: its form takes no files, ``DifyPauseHandling._hitl_record``.)"""
     body = body_with_pointers(content, fields).strip() or "This Dify workflow waits for your answer."
-    files = [f.label for f in fields if not f.answerable_in_airflow]
-    if files:
-        body += (
-            f"\n\nThis form also asks for {', '.join(files)}: a file, which Airflow's form cannot take. "
-            "Answer this form in Dify instead."
-        )
     deadline = readable_time(expires_at)
     moment = epoch_to_datetime(expires_at)
     if deadline and moment is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from docify_provider.dify.forms import expiry_words
+from docify_provider.dify.forms import expiry_words, fields_of
 from docify_provider.dify.narration import log_form
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
@@ -23,6 +23,9 @@ from docify_provider.operators.base import RunOperatorBase
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+#: Why a later form of a run is answered in Dify (docify_provider.hitl: one record per task).
+ONE_REQUEST = "Airflow keeps one human-in-the-loop request per task (its tries share it)"
 
 
 class DifyPauseHandling(RunOperatorBase):
@@ -130,7 +133,9 @@ class DifyPauseHandling(RunOperatorBase):
             self.log.info("This task already asked Airflow for form %r; waiting for its answer", title)
             return str(ti.id)
         if held:
-            self._answer_in_dify(info, f"this task's request already asked for the form {held.get('title')!r}")
+            self._answer_in_dify(
+                info, f"{ONE_REQUEST}, and this task's request already asked for the form {held.get('title')!r}"
+            )
             return None
         backend = hitl.backend_from_spec(info["backend"], info["backend_kwargs"])
         try:
@@ -138,9 +143,13 @@ class DifyPauseHandling(RunOperatorBase):
         except Exception as exc:
             self.log.warning("Could not read the form %r of Dify run %s (%s); waiting for Dify", title, run_id, exc)
             return None
+        files = [f.label for f in fields_of(definition) if not f.answerable_in_airflow]
+        if files:  # an answer without the file would be refused by Dify
+            self._answer_in_dify(info, f"it asks for a file ({', '.join(files)}), which Airflow's form cannot take")
+            return None
         request = hitl.request_from_form(title, definition, info["expires_at"], app=_app_name(backend), run_id=run_id)
         if not hitl.raise_request(context, request):
-            self._answer_in_dify(info, "this task's request already holds another form")
+            self._answer_in_dify(info, f"{ONE_REQUEST}, and this task's request already holds another form")
             return None
         info["actions"], info["subject"] = request.actions, request.subject
         state.set(
@@ -166,9 +175,8 @@ class DifyPauseHandling(RunOperatorBase):
         """Say, once per form, that it must be answered in Dify, why, and where."""
         where = self._answer_where(info)
         self.log.warning(
-            "Dify run %s paused on the form %r, which is NOT asked in Airflow: Airflow keeps one human-in-the-loop "
-            "request per task (its tries share it), and %s. Answer it in Dify's console at %s (%s); "
-            "the task waits, deferred, and goes on when Dify resumes the run",
+            "Dify run %s paused on the form %r, which is NOT asked in Airflow: %s. Answer it in Dify's console at "
+            "%s (%s); the task waits, deferred, and goes on when Dify resumes the run",
             info["workflow_run_id"],
             info["title"],
             why,
