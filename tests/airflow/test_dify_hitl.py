@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import threading
 import time
@@ -486,7 +485,7 @@ def test_account_two_forms_the_first_in_airflow_the_second_in_dify(openapi_conn,
 # -- the wait, as the task log tells it ----------------------------------------------------------------
 
 
-async def test_the_wait_says_every_few_minutes_that_it_still_waits(dify_conns, caplog):
+async def test_the_wait_says_every_few_minutes_that_it_still_waits(dify_conns, capfd):
     """``HumanInputTrigger`` on an event loop against the emulator (real HTTP), its notice interval
     shortened from five minutes: while nobody answers it says so, naming the form, the run and the
     readable expiry; an answer given in Dify then ends the wait."""
@@ -495,7 +494,6 @@ async def test_the_wait_says_every_few_minutes_that_it_still_waits(dify_conns, c
     from docify_provider.triggers.hitl import NOTICE_SECONDS, HumanInputTrigger
 
     emu = dify_conns
-    caplog.set_level(logging.INFO)
     paused = DifyWorkflowTrigger(inputs={"topic": "budget"}, dify_conn_id="dify_human", user="u1").run()
     try:
         event = await anext(paused)
@@ -518,8 +516,11 @@ async def test_the_wait_says_every_few_minutes_that_it_still_waits(dify_conns, c
     waiting = trigger.run()
     fired = asyncio.ensure_future(anext(waiting))
 
+    printed: list[str] = []
+
     def notices() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Still waiting")]
+        printed.append(console_text(capfd))  # the trigger's log lines, as the task log shows them
+        return re.findall(r"Still waiting for [^\n]*? so far\)", "".join(printed))
 
     for _ in range(200):
         if len(notices()) >= 2 or fired.done():
