@@ -214,13 +214,14 @@ def test_a_dify_select_is_a_drop_down_of_its_options(tmp_path: Path) -> None:
                     has_text="Comment: (see the field Comment below) Priority: (see the field Priority below)",
                 )
             ).to_be_visible()
-            trigger = page.locator("[data-scope=select][data-part=trigger]")
-            expect(trigger).to_contain_text("normal")
+            trigger = page.get_by_role("combobox", name="Priority")  # Dify's select: a drop-down
+            row = page.get_by_role("group").filter(has=trigger)
+            expect(row).to_contain_text("normal")  # the form's default, preselected
             trigger.click()
             options = page.get_by_role("option")
             expect(options).to_have_text(["low", "normal", "high"])
             page.get_by_role("option", name="high").click()
-            expect(trigger).to_contain_text("high")
+            expect(row).to_contain_text("high")
             page.screenshot(path=str(SCREENSHOTS / "hitl-select-before.png"), full_page=True)
             page.get_by_role("button", name="Approve").click()
             timeline.mark("picked priority 'high', clicked Approve")
