@@ -17,7 +17,9 @@ two-form app's first form, whose ``priority`` is a Dify select: a drop-down of i
 
 Screenshots (``out/screenshots/``): ``hitl-list.png`` (the Required Actions list),
 ``hitl-form-before.png`` / ``hitl-form-after.png`` (the form filled in, then answered),
-``hitl-select-before.png`` / ``hitl-select-after.png`` (the form with the drop-down).
+``hitl-select-before.png`` / ``hitl-select-after.png`` (the form with the drop-down),
+``hitl-expired.png`` / ``hitl-expired-log.png`` (a form left to expire: the request, greyed out, still
+says until when it could be answered; the task log says it expired, when, and what to do next).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import re
 import secrets
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,6 +171,73 @@ def test_a_reviewer_answers_the_dify_form_in_airflows_ui(tmp_path: Path) -> None
     assert emu.runs_started(key=HUMAN_INPUT_APP_KEY) == 1, "one run bought"
     assert "answered by reviewer" in task_log, task_log[-3000:]
     assert token not in logs and HUMAN_INPUT_APP_KEY not in logs and password not in logs
+
+
+def _sign_in(page: Any, base: str, password: str) -> None:
+    page.goto(f"{base}/")
+    page.wait_for_url("**/auth/login**")
+    page.locator("input[name=username]").fill("reviewer")
+    page.locator("input[name=password]").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+
+
+def test_a_form_left_to_expire_says_when_and_what_happens_next(tmp_path: Path) -> None:
+    """Nobody answers; the form expires 40 s after the pause. Before, the request says until when it
+    can be answered; after, the task has failed and its log says the form expired (a readable time),
+    that Airflow keeps the request greyed out, and how to go on. Nothing is posted to Dify."""
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    print()
+    with (
+        dify_hitl_deployment(
+            tmp_path, users={"reviewer": ("user", password)}, emulator={"form_expiry_seconds": 40.0}
+        ) as hitl,
+        sync_playwright() as pw,
+    ):
+        emu, timeline, dep = hitl.emu, hitl.timeline, hitl.dep
+        base = f"http://127.0.0.1:{dep.port}"
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            _sign_in(page, base, password)
+            run = wait_until(
+                "the Dify run to pause", lambda: emu.runs and emu.runs[0].status == "paused" and emu.runs[0], 150, 0.1
+            )
+            wait_until("the HITL request in the REST API", hitl.hitl_detail, 30, 0.1)
+            timeline.mark(f"Dify run {run.id} paused; the request is shown; nobody answers")
+            task_page = f"{base}/dags/{hitl.dag_id}/runs/{hitl.run_id}/tasks/{hitl.task_id}"
+            page.goto(f"{task_page}/required_actions")
+            deadline = re.compile(
+                r"Answer by \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC \((less than a minute|\d+ min) left"
+            )
+            expect(page.locator("p", has_text=deadline)).to_be_visible()
+            ti = wait_until("the review task to fail", lambda: hitl.ended(), 240, 0.5)
+            timeline.mark(f"review {ti['state']} (try {ti['try_number']})")
+            page.reload()
+            expect(page.locator("p", has_text=deadline)).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "hitl-expired.png"), full_page=True)
+            page.goto(task_page)  # the Logs tab
+            expect(page.get_by_text(re.compile(r"the form 'Review' expired at")).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(SCREENSHOTS / "hitl-expired-log.png"), full_page=True)
+        finally:
+            browser.close()
+        task_log = hitl.task_log()
+        detail = hitl.hitl_detail() or {}
+    timeline.print_sequence()
+
+    assert ti["state"] == "failed", task_log[-5000:]
+    assert re.search(
+        rf"Dify run {run.id} paused for human input: the form 'Review' expired at \d{{1,2}} [A-Z][a-z]{{2}} \d{{4}}, "
+        r"\d\d:\d\d UTC without an answer",
+        task_log,
+    ), task_log[-5000:]
+    assert "Airflow keeps showing its request, greyed out" in task_log and "To go on, start a new run" in task_log
+    assert detail.get("response_received") is False
+    assert hitl.form_posts() == 0 and run.status == "paused"
 
 
 def test_a_dify_select_is_a_drop_down_of_its_options(tmp_path: Path) -> None:
