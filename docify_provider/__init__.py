@@ -1,3 +1,4 @@
-"""Apache Airflow provider for Docify AI scenarios."""
+"""Apache Airflow provider for Docify AI scenarios and Dify apps (the Service API and the account API)."""
 
-__version__ = "0.1.0"
+# The distribution's version, as in pyproject.toml and CHANGELOG.md (tests/packaging/test_versions.py).
+__version__ = "0.6.0"

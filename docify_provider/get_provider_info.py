@@ -14,6 +14,14 @@ from docify_provider import __version__
 
 DEFAULT_BASE_URL = "https://console.docify.jp/docify"
 
+#: What ``airflow providers list`` and the UI's providers page show: pyproject.toml's ``description``
+#: (the package's summary on PyPI) with links (tests/packaging/test_versions.py checks they agree).
+DESCRIPTION = (
+    "Apache Airflow provider for [Docify](https://console.docify.jp/) AI scenarios and [Dify](https://dify.ai/) "
+    "apps: Dify workflow apps through the Service API and every app of a workspace through the account API, "
+    "with bundled emulators for tests."
+)
+
 #: Connection extras shown in the form: ``name -> (label, JSON schema, description)``. The schemas'
 #: ``default`` is what the hook uses for a missing (or ``null``) extra; the form Airflow renders gets
 #: ``CONN_FORM_FIELDS`` instead, which states it in the description (see there).
@@ -221,8 +229,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-docify",
         "name": "Docify",
-        "description": "Run [Docify](https://console.docify.jp/) AI scenarios (document extraction, OCR, "
-        "summaries) from Airflow: blocking, streaming and deferrable, with file upload and attachments.",
+        "description": DESCRIPTION,
         "versions": [__version__],
         "integrations": [
             {

@@ -63,6 +63,7 @@ with DAG(
         log.info("%d document(s) to summarize from %s", len(files), folder)
         return [{params["file_variable"]: f} for f in files]
 
+    # --8<-- [start:summarize]
     summarize_document = DifyStreamWorkflowOperator.partial(
         task_id="summarize_document",
         dify_conn_id="dify_documents",
@@ -73,6 +74,7 @@ with DAG(
         max_active_tis_per_dag=16,
         map_index_template="{{ task.inputs[params.file_variable].rstrip('/').split('/')[-1] }}",
     ).expand(inputs=list_documents())
+    # --8<-- [end:summarize]
 
     @task
     def store_rows(results: list[dict[str, Any]], params: dict[str, Any] | None = None) -> int:
@@ -94,7 +96,7 @@ with DAG(
                     res["status"],
                     (res["outputs"] or {}).get("summary"),
                     res["total_tokens"],
-                    usage.get("total_price"),
+                    usage.get("price"),  # the XCom's usage: tokens, price, currency
                     usage.get("currency"),
                     attachment,
                     res["finished_at"],
@@ -114,7 +116,7 @@ with DAG(
             "documents": len(results),
             "rows_stored": stored,
             "total_tokens": sum(r["total_tokens"] or 0 for r in results),
-            "total_price": round(sum(float((r.get("usage") or {}).get("total_price") or 0) for r in results), 6),
+            "total_price": round(sum(float((r.get("usage") or {}).get("price") or 0) for r in results), 6),
             "elapsed_time": round(sum(r["elapsed_time"] or 0 for r in results), 3),
             "files": sum(1 for r in results for f in r["files"] if f["path"]),
         }

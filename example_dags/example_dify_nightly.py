@@ -104,6 +104,7 @@ with DAG(
         given_by_app = params["app_inputs"] or {}
         hook = DifyOpenAPIHook(dify_openapi_conn_id=CONN_ID)
         try:
+            # --8<-- [start:plan]
             apps = hook.select_apps(params["apps"] or [], name_pattern=params["name_pattern"] or None)
             runs, skipped, names = [], [], {}
             for app in apps:
@@ -124,6 +125,7 @@ with DAG(
                     continue
                 runs.append({"app": app.id, "inputs": inputs, "query": query})
                 names[app.id] = app.name
+            # --8<-- [end:plan]
         finally:
             hook.close()
         log.info(
@@ -140,6 +142,7 @@ with DAG(
 
     plan = plan_runs()
 
+    # --8<-- [start:run-app]
     run_app = DifyRunAppOperator.partial(
         task_id="run_app",
         dify_openapi_conn_id=CONN_ID,
@@ -148,6 +151,7 @@ with DAG(
         max_active_tis_per_dag=4,
         map_index_template="{{ ti.xcom_pull(task_ids='plan_runs', key='names')[task.app] }}",
     ).expand_kwargs(plan)
+    # --8<-- [end:run-app]
 
     @task(trigger_rule="none_failed")
     def summary(results: list[dict[str, Any]] | None, skipped: list[dict[str, Any]]) -> dict[str, Any]:

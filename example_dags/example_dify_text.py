@@ -41,8 +41,9 @@ with DAG(
     def publish(run: dict[str, Any]) -> str:
         text = (run["outputs"] or {}).get("text", "")
         usage = run.get("usage") or {}
-        price = f"{usage.get('total_price')} {usage.get('currency')}"
-        line = f"{run['workflow_run_id']}: {len(text)} characters, {run['total_tokens']} tokens, {price}"
+        line = f"{run['workflow_run_id']}: {len(text)} characters, {run['total_tokens'] or 0} tokens"
+        if usage.get("price") is not None:  # left out when the service reported no price
+            line += f", {usage['price']} {usage.get('currency') or ''}".rstrip()
         log.info("Published draft %s", line)
         return text
 

@@ -60,6 +60,7 @@ with DAG(
         log.info("%d document(s) to extract from %s", len(files), folder)
         return [{params["file_parameter"]: f} for f in files]
 
+    # --8<-- [start:extract]
     extract = DocifyStreamScenarioOperator.partial(
         task_id="extract",
         docify_conn_id="docify_invoices",
@@ -71,6 +72,7 @@ with DAG(
         # Name each mapped task instance in the UI after its document ("acme_corp.png", not "0").
         map_index_template="{{ task.inputs[params.file_parameter].rstrip('/').split('/')[-1] }}",
     ).expand(inputs=list_documents())
+    # --8<-- [end:extract]
 
     @task
     def store_rows(results: list[dict[str, Any]]) -> int:

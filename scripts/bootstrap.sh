@@ -33,6 +33,9 @@ else
     echo "$want" > "$stamp"
   fi
   # The wheel of the working tree, every time (cheap): what `pip install airflow-provider-docify` gives.
+  # Built in the tree, where setuptools reuses build/lib: a module since deleted from the tree stays
+  # in the wheel (a build/lib from before issue 18 still ships docify_provider/client), so it goes first.
+  rm -rf build
   .venv/bin/uv pip install -q --python "$venv/bin/python" --no-deps --reinstall-package airflow-provider-docify \
     --compile-bytecode .
 fi

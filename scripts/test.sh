@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Test command: installs everything it needs, then lint, type-check and the version matrix. Each test
-# runs once, on the newest line, unless the reason to run it on an older one is written next to it:
+# Test command: installs everything it needs, then lint, type-check, the docs site, the package check
+# (the wheel and sdist, scripts/check_package.py) and the version matrix. Each test runs once, on the
+# newest line, unless the reason to run it on an older one is written next to it:
 #   Airflow 3.3 (newest line): the whole suite: the in-process tests (unit, wire, the three emulators
 #       over loopback, dag.test() runs, the contract suite) in pytest-xdist workers; then the
 #       deployments (real scheduler, triggerer, dag processor and API server processes; Celery with
@@ -69,6 +70,12 @@ part ruff .venv/bin/ruff check docify_provider tests example_dags scripts benchm
 part mypy .venv/bin/mypy
 part unasync .venv/bin/python scripts/unasync.py --check
 part import-contracts .venv/bin/lint-imports
+# The docs site (mkdocs.yml, docs/): --strict fails on a broken link or anchor, a page missing from the
+# nav, or a file or section the pages include (pymdownx.snippets) that does not exist. Into out/site/.
+part docs env NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+# The wheel and sdist as PyPI would take them (scripts/check_package.py): uv builds both into out/dist;
+# the LICENSE in both, no tests or build leftovers, the package complete, one version, twine check.
+part package .venv/bin/python scripts/check_package.py --build --out out/dist
 pytest_part pytest-airflow-3.3 .venv/bin/pytest -n "$workers" -m "not deployment" "$@"
 pytest_part deployments-airflow-3.3 .venv/bin/pytest -n 2 -m "deployment and not solo" "$@"
 pytest_part solo-deployments-airflow-3.3 .venv/bin/pytest -m "deployment and solo" "$@"

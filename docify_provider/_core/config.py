@@ -57,6 +57,21 @@ def redact_key(body: bytes, api_key: str | Secret) -> bytes:
     return body.replace(key, b"***") if key and key in body else body
 
 
+def conn_env_var(conn_id: str) -> str:
+    """The environment variable Airflow reads the connection ``conn_id`` from (``AIRFLOW_CONN_<ID>``)."""
+    return "AIRFLOW_CONN_" + conn_id.upper()
+
+
+def shown_url(url: str) -> str:
+    """``url`` for a message: scheme, host, port and path only (no ``user:password@``, query or fragment)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+
+
 def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
@@ -76,10 +91,18 @@ class ClientConfig:
     stopped sending events (pings do not count as events).
     """
 
-    #: Name of the service in messages, the backend's error root, the connection a key is missing from.
+    #: Name of the service in messages, and the backend's error root.
     label: ClassVar[str] = "the service"
     errors: ClassVar[type[ProviderError]] = ProviderError
-    conn_env: ClassVar[str] = ""
+    #: The path the backend's API lives under (a base URL ends with it) and the API's name, for the
+    #: message that says what a wrong base URL should look like.
+    api_suffix: ClassVar[str] = ""
+    api_name: ClassVar[str] = "the API"
+    #: Another API's path a base URL may end with by mistake, and its name (Dify's account API
+    #: ``/openapi/v1`` also ends with the Service API's ``/v1``).
+    other_apis: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: What the connection's password holds, for the message about a missing one.
+    key_name: ClassVar[str] = "API key"
     #: Logger of the retry messages, so users set levels per backend.
     retry_logger: ClassVar[str] = "docify_provider._core.retries"
 
@@ -112,6 +135,12 @@ class ClientConfig:
     max_stream_seconds: float | None = 7200.0
     default_user: str = DEFAULT_USER
     user_agent: str = "airflow-provider-docify"
+    #: The Airflow connection this config was read from (the hook sets it), so that messages name
+    #: the connection to fix rather than a default one; None for a config built by hand.
+    conn_id: str | None = None
+    #: The connection came from its ``AIRFLOW_CONN_<ID>`` environment variable (the hook checks), so
+    #: a fix goes there: a change in the metadata database would stay hidden behind it.
+    conn_from_env: bool = False
 
     def __post_init__(self) -> None:
         bad = error_class(self.errors, ConfigError)
@@ -143,10 +172,63 @@ class ClientConfig:
     def _check_key(self, bad: type[ConfigError]) -> None:
         """Refuse a missing key; a backend whose credential is not an API key words it its own way."""
         if not reveal(self.api_key).strip():
-            raise bad(
-                f"No {self.label} API key: set the connection's password (API key) field, "
-                f"or {self.conn_env} with a 'password'."
-            )
+            where = f" {self.in_connection()}" if self.conn_id else ""
+            raise bad(f"No {self.label} {self.key_name}{where}: {self.set_key_hint()}.")
+
+    # -- what messages say about where the settings came from ------------------------------------
+
+    def in_connection(self) -> str:
+        """``in connection 'x'``, with ``(from AIRFLOW_CONN_X)`` when it came from there; ``""`` for a
+        config built by hand."""
+        if not self.conn_id:
+            return ""
+        source = f" (from {conn_env_var(self.conn_id)})" if self.conn_from_env else ""
+        return f"in connection {self.conn_id!r}{source}"
+
+    def set_key_hint(self) -> str:
+        """How to give the key, where this config came from (the connection actually used)."""
+        if not self.conn_id:
+            return "pass api_key"
+        if self.conn_from_env:
+            return f"set the 'password' of {conn_env_var(self.conn_id)} to the {self.key_name}"
+        return (
+            f"set its password to the {self.key_name} (or define the connection as "
+            f"{conn_env_var(self.conn_id)} with a 'password')"
+        )
+
+    def refused_key_hint(self) -> str:
+        """What to check when the server refuses the key (HTTP 401)."""
+        if not self.conn_id:
+            return f"check the {self.key_name} given as api_key"
+        return f"check the {self.key_name} {self.in_connection()}, its password"
+
+    def _other_api(self) -> str | None:
+        """The name of the other API whose path the base URL ends with, if it does."""
+        path = urlsplit(self.base_url).path.rstrip("/")
+        for suffix, name in self.other_apis:
+            if path.endswith(suffix) and (len(suffix) > len(self.api_suffix) or not path.endswith(self.api_suffix)):
+                return name
+        return None
+
+    def lacks_api_suffix(self) -> bool:
+        """The base URL does not end with the path the backend's API lives under (or ends with another's)."""
+        if not self.api_suffix:
+            return False
+        path = urlsplit(self.base_url).path.rstrip("/")
+        return not path.endswith(self.api_suffix) or self._other_api() is not None
+
+    def base_url_hint(self) -> str:
+        """What to fix when the base URL answers as the API never would (a 404 on its own path, an
+        HTML page): the suffix the backend's API lives under, and the URL actually configured."""
+        where = f"the base URL {self.in_connection()}" if self.conn_id else "the base URL"
+        url = shown_url(self.base_url)
+        if not self.lacks_api_suffix():
+            return f"{where} is {url}: check that {self.api_name} answers there"
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        other = self._other_api()
+        shown = f"{url} ({other}'s path)" if other else url
+        return f"{where} is {shown}, but {self.api_name} is under {self.api_suffix}: e.g. {origin}{self.api_suffix}"
 
     @property
     def host(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from docify_provider._core.errors import (
 )
 
 if TYPE_CHECKING:
+    from docify_provider._core.config import ClientConfig
     from docify_provider._core.endpoints import Endpoint
 
 _MAX_MESSAGE = 500
@@ -65,7 +67,27 @@ def error_message(payload: Any) -> str | None:
     return None
 
 
+_TITLE = re.compile(r"<title[^>]*>([^<]{1,120})</title>", re.IGNORECASE)
+
+
+def html_page(body: bytes | str) -> str | None:
+    """``an HTML page ('<its title>')`` when ``body`` is a web page rather than an API's answer, else None.
+
+    A base URL that points at a web front (a console, a proxy's error page) answers with HTML; the
+    page's markup in a message says nothing, its title and the word "HTML" say what happened.
+    """
+    text = (body.decode("utf-8", "replace") if isinstance(body, bytes) else body)[:4096].lstrip().lower()
+    if not text.startswith(("<!doctype html", "<html", "<head", "<body")) and "<html" not in text[:512]:
+        return None
+    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    title = _TITLE.search(raw[:8192])
+    return f"an HTML page ({' '.join(title.group(1).split())!r})" if title else "an HTML page"
+
+
 def _body(body: bytes | str) -> tuple[str | None, str | None]:
+    page = html_page(body)
+    if page:
+        return f"{page}, not the API's JSON", None
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         payload = json.loads(text)
@@ -78,24 +100,42 @@ def _body(body: bytes | str) -> tuple[str | None, str | None]:
     return message, code if isinstance(code, str) else None
 
 
+def capitalized(text: str) -> str:
+    """``text`` with its first letter upper-cased (a hint that starts a sentence)."""
+    return text[:1].upper() + text[1:]
+
+
 def server_message(body: bytes | str) -> str | None:
     """What the server said in an error body, cut to a readable length."""
     return _body(body)[0]
 
 
 def error_for_status(
-    status: int, body: bytes | str, headers: httpx.Headers, endpoint: Endpoint, root: type[ProviderError]
+    status: int,
+    body: bytes | str,
+    headers: httpx.Headers,
+    endpoint: Endpoint,
+    root: type[ProviderError],
+    config: ClientConfig | None = None,
 ) -> HTTPStatusError:
-    """The typed error for a non-2xx answer; the body must already have been read."""
+    """The typed error for a non-2xx answer; the body must already have been read.
+
+    ``config`` (the client's) lets the message name the connection actually used and the base URL
+    it holds; never the key.
+    """
     said, code = _body(body)
     name = root.label
     common: dict[str, Any] = {"status_code": status, "endpoint": str(endpoint), "server_message": said, "code": code}
     detail = f": {said}" if said else ""
+    if status in (404, 405) and config is not None and endpoint.name != "download" and html_page(body):
+        # A web page saying there is no such page: the base URL points at something else than the API.
+        # (Other statuses keep to the page's title: a proxy's 502 page comes from the right URL too.)
+        detail += f". {capitalized(config.base_url_hint())}"
     if status == 400:
         return error_class(root, BadRequestError)(f"{name} rejected the request{detail}", **common)
     if status in (401, 403):
         hint = (
-            "check the API key in the connection"
+            (config.refused_key_hint() if config is not None else "check the API key in the connection")
             if status == 401
             else f"the API key lacks permission for this {root.resource}"
         )
@@ -103,9 +143,18 @@ def error_for_status(
     if status == 404:
         if endpoint.name == "download":
             what = "Attachment not found (its link may have expired)"
-        else:
+        elif config is not None and html_page(body):
+            what = "Not found"  # the base URL hint is in the detail already
+        elif endpoint.lookup and (config is None or not config.lacks_api_suffix()):
             # A lookup by id (a run, a task): its 404 says that thing is unknown, not that the URL is wrong.
-            what = "Not found" if endpoint.lookup else "Not found: check the connection's base URL"
+            what = "Not found"
+        elif config is not None:
+            # The server's words first, then what to fix (the URL ends the sentence, nothing after it).
+            return error_class(root, NotFoundError)(
+                f"Not found{detail.rstrip('.')}. {capitalized(config.base_url_hint())}", **common
+            )
+        else:
+            what = "Not found: check the connection's base URL"
         return error_class(root, NotFoundError)(f"{what}{detail}", **common)
     if status == 429:
         retry_after = parse_retry_after(headers.get("retry-after"))

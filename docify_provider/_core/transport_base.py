@@ -33,7 +33,7 @@ from docify_provider._core.errors import (
     UnsafeDownloadError,
     error_class,
 )
-from docify_provider._core.http_errors import error_for_status, error_for_transport
+from docify_provider._core.http_errors import capitalized, error_for_status, error_for_transport, html_page
 from docify_provider._core.sse import BoundedEventText
 
 if TYPE_CHECKING:
@@ -193,8 +193,12 @@ class HTTPBase:
         The session (run) id and the events seen let a human find the run in the service's console.
         """
         if isinstance(exc, SSEError):
+            said = str(exc)
+            if "html" in response.headers.get("content-type", "").lower():
+                hint = capitalized(self.config.base_url_hint())
+                said = f"{self.errors.label} answered with an HTML page, not events. {hint}"
             return error_class(self.errors, ProtocolError)(
-                str(exc), status_code=response.status_code, endpoint=str(endpoint)
+                said, status_code=response.status_code, endpoint=str(endpoint)
             )
         if isinstance(exc, httpx.ReadTimeout):
             # Between stream chunks the read timeout is the idle timeout: say so, not just "timed out".
@@ -235,15 +239,20 @@ class HTTPBase:
 
     def _error_for_status(self, status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint) -> ProviderError:
         """The backend's typed error for a non-2xx answer; a backend with its own error body overrides it."""
-        return error_for_status(status, body, headers, endpoint, self.errors)
+        return error_for_status(status, body, headers, endpoint, self.errors, self.config)
 
     def _json(self, response: httpx.Response, endpoint: Endpoint) -> Any:
         try:
             return json.loads(response.content)
         except ValueError as exc:
+            page = html_page(response.content)
+            if page:  # a web front where the API should be: say what the base URL should look like
+                said = f"{page}, not JSON. {capitalized(self.config.base_url_hint())}"
+            else:
+                ctype = response.headers.get("content-type", "no content type")
+                said = f"non-JSON content ({ctype}): {response.content[:200]!r}"
             raise error_class(self.errors, ProtocolError)(
-                f"{self.errors.label} answered with non-JSON content "
-                f"({response.headers.get('content-type', 'no content type')}): {response.content[:200]!r}",
+                f"{self.errors.label} answered with {said}",
                 status_code=response.status_code,
                 endpoint=str(endpoint),
             ) from exc

@@ -23,7 +23,9 @@ class DifyClientConfig(core.ClientConfig):
 
     label: ClassVar[str] = "Dify"
     errors: ClassVar[type[DifyError]] = DifyError
-    conn_env: ClassVar[str] = "AIRFLOW_CONN_DIFY_DEFAULT"
+    api_suffix: ClassVar[str] = "/v1"
+    api_name: ClassVar[str] = "the Dify Service API"
+    other_apis: ClassVar[tuple[tuple[str, str], ...]] = (("/openapi/v1", "the Dify account API"),)
     retry_logger: ClassVar[str] = "docify_provider.dify.retries"
 
     base_url: str = DEFAULT_BASE_URL

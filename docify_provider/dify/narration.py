@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from docify_provider._core.wording import clauses, counted, priced, seconds
 from docify_provider.dify.forms import expiry_words
 
 if TYPE_CHECKING:
@@ -23,20 +24,16 @@ def log_workflow_event(log: logging.Logger | Any, event: WorkflowEvent) -> None:
     kind = event.event
     node = event.node
     if kind == "workflow_started":
-        log.info("Dify workflow started: run %s (task %s)", event.workflow_run_id, event.task_id)
+        task = f" (task {event.task_id})" if event.task_id else ""
+        log.info("Dify workflow started: run %s%s", event.workflow_run_id, task)
     elif node is not None and kind == "node_started":
         log.info("Dify node started: %s (%s)", node.title, node.node_type)
     elif node is not None and kind == "node_finished":
-        elapsed = f"{node.elapsed_time:.2f}s" if node.elapsed_time is not None else "?"
-        log.info(
-            "Dify node %s %s in %s, %s tokens, price %s %s",
-            node.title,
-            node.status,
-            elapsed,
-            node.tokens if node.tokens is not None else 0,
-            node.price if node.price is not None else 0,
-            node.currency or "",
+        took = seconds(node.elapsed_time)
+        facts = clauses(
+            f"in {took}" if took else None, counted(node.tokens, "token"), priced(node.price, node.currency)
         )
+        log.info("Dify node %s %s%s", node.title, node.status or "finished", f" {facts}" if facts else "")
     elif kind == "text_chunk":
         log.info("Dify: %s", event.text or "")
     elif kind == "workflow_finished":
@@ -53,20 +50,25 @@ def log_workflow_event(log: logging.Logger | Any, event: WorkflowEvent) -> None:
         log.debug("Dify stream event %s", kind)
 
 
+def run_summary(run: WorkflowRun) -> str:
+    """``run <id> succeeded in 79.9 s: 1,234 tokens, 5 steps, price 0.0012 USD; 2 output files``,
+    each clause left out when Dify did not report its value."""
+    usage = run.usage or {}
+    took = seconds(run.elapsed_time)
+    facts = clauses(
+        counted(run.total_tokens, "token"),
+        counted(run.total_steps, "step"),
+        priced(usage.get("total_price"), usage.get("currency")),
+    )
+    return (
+        f"run{' ' + run.workflow_run_id if run.workflow_run_id else ''} {run.status or 'ended'}"
+        f"{' in ' + took if took else ''}{': ' + facts if facts else ''}; {counted(len(run.files), 'output file')}"
+    )
+
+
 def log_run(log: logging.Logger | Any, run: WorkflowRun) -> None:
     """The closing line of a run: status, time, tokens, steps, price and output files."""
-    usage = run.usage or {}
-    log.info(
-        "Dify run %s %s in %s s: %s tokens, %s steps, price %s %s; %d output file(s)",
-        run.workflow_run_id,
-        run.status,
-        _seconds(run.elapsed_time),
-        run.total_tokens,
-        run.total_steps,
-        usage.get("total_price"),
-        usage.get("currency") or "",
-        len(run.files),
-    )
+    log.info("Dify %s", run_summary(run))
 
 
 def log_form(log: logging.Logger | Any, form: Mapping[str, Any], run_id: str | None) -> None:
@@ -86,9 +88,4 @@ def describe_pause(form: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _seconds(value: float | None) -> str | None:
-    """A run's elapsed time for people: ``79.9``, not ``79.904321``."""
-    return None if value is None else f"{value:.1f}"
-
-
-__all__ = ["describe_pause", "log_form", "log_run", "log_workflow_event"]
+__all__ = ["describe_pause", "log_form", "log_run", "log_workflow_event", "run_summary"]

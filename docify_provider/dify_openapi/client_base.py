@@ -89,7 +89,7 @@ class DifyOpenAPIClientBase(HTTPBase):
         return {"Authorization": f"Bearer {reveal(self.config.api_key)}"} if self.config.api_key else {}
 
     def _error_for_status(self, status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint) -> ProviderError:
-        return error_for_status(status, body, headers, endpoint)
+        return error_for_status(status, body, headers, endpoint, self.config)
 
     def _tracker(self, endpoint: Endpoint, **kwargs: Any) -> OpenAPIEventTracker:
         return OpenAPIEventTracker(str(endpoint), base_url=self.config.base_url, **kwargs)
@@ -121,16 +121,23 @@ class DifyOpenAPIClientBase(HTTPBase):
         params.update({k: v for k, v in filters.items() if v})
         return params
 
+    @staticmethod
+    def _named(app: str, rows: list[AppSummary]) -> bool:
+        """Some row has exactly the name ``app`` (else every app is listed for the close names)."""
+        return any(r.name == app for r in rows)
+
     def _pick_app(self, app: str, rows: list[AppSummary]) -> ResolvedApp:
+        """The one app named exactly ``app`` among ``rows``; none (``rows`` is then every app of the
+        workspace, for close names) or several raise, naming what to pass instead."""
         exact = [r for r in rows if r.name == app]
         if len(exact) == 1:
             return ResolvedApp(exact[0].id, exact[0].mode, exact[0].name)
-        candidates = exact or rows
-        listing = ", ".join(f"{r.name!r} ({r.id}, {r.mode})" for r in candidates[:20]) or "none"
         if exact:
-            why = f"app name {app!r} is ambiguous: {len(exact)} apps have it ({listing}); pass the app id instead"
+            listing = ", ".join(f"{r.id} ({r.mode})" for r in exact[:20])
+            why = f"app: {app!r} names {len(exact)} apps ({listing}); pass the app id instead"
+            candidates = exact
         else:
-            why = f"no app is named exactly {app!r} in this workspace (similar names: {listing})"
+            why, candidates = discovery.no_such_app("app", app, rows)
         raise DifyOpenAPIAppLookupError([why], candidates=[r.as_dict() for r in candidates[:20]])
 
     def _describe_request(self, generation: str, app_id: str) -> tuple[Endpoint, dict[str, str]]:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from docify_provider._core import config as core
 from docify_provider._core.errors import ConfigError, error_class
-from docify_provider.dify_openapi.errors import DifyOpenAPIError
+from docify_provider.dify_openapi.errors import DifyOpenAPIError, login_hint
 
 #: Dify Cloud's API host with the OpenAPI blueprint's prefix; self-hosted: ``https://<dify>/openapi/v1``.
 DEFAULT_BASE_URL = "https://api.dify.ai/openapi/v1"
@@ -28,7 +28,10 @@ class DifyOpenAPIClientConfig(core.ClientConfig):
 
     label: ClassVar[str] = "Dify"
     errors: ClassVar[type[DifyOpenAPIError]] = DifyOpenAPIError
-    conn_env: ClassVar[str] = "AIRFLOW_CONN_DIFY_OPENAPI_DEFAULT"
+    api_suffix: ClassVar[str] = "/openapi/v1"
+    api_name: ClassVar[str] = "the Dify account API"
+    other_apis: ClassVar[tuple[tuple[str, str], ...]] = (("/v1", "the Dify Service API"),)
+    key_name: ClassVar[str] = "account token"
     retry_logger: ClassVar[str] = "docify_provider.dify_openapi.retries"
 
     api_key: core.Secret | str = field(default="", repr=False)
@@ -49,11 +52,14 @@ class DifyOpenAPIClientConfig(core.ClientConfig):
     def _check_key(self, bad: type[ConfigError]) -> None:
         if self.login_only or core.reveal(self.api_key).strip():
             return
-        raise bad(
-            "No Dify account token: set the connection's password to the dfoa_... token of a device "
-            f"login (`airflow-dify login` writes it; or DifyOpenAPIClient.start_device_flow), or {self.conn_env} "
-            "with a 'password'."
-        )
+        super()._check_key(bad)
+
+    def set_key_hint(self) -> str:
+        """An account token comes from this package's device login, which writes the connection."""
+        return login_hint(self.conn_id, self.conn_from_env, self.base_url, again=False)
+
+    def refused_key_hint(self) -> str:
+        return login_hint(self.conn_id, self.conn_from_env, self.base_url)
 
     def __post_init__(self) -> None:
         super().__post_init__()

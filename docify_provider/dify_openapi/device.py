@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from docify_provider._core.config import Secret
 from docify_provider.dify.models import epoch_to_datetime
@@ -53,8 +54,14 @@ class DeviceCode:
 
     @property
     def verification_uri_complete(self) -> str:
+        """The page with the code filled in: the server's ``verification_uri_complete`` when it sends
+        one (RFC 8628 3.2; Dify does not), else ``verification_uri`` with ``?user_code=``, which
+        Dify's console page (``web/app/device``) and the emulator's ``/device`` read."""
+        given = self.raw.get("verification_uri_complete")
+        if isinstance(given, str) and given.startswith(("http://", "https://")):
+            return given
         sep = "&" if "?" in self.verification_uri else "?"
-        return f"{self.verification_uri}{sep}user_code={self.user_code}"
+        return f"{self.verification_uri}{sep}user_code={quote(self.user_code, safe='-')}"
 
     @classmethod
     def from_api(cls, data: Any, client_id: str) -> DeviceCode:

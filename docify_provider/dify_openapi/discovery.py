@@ -20,6 +20,7 @@ Sans-IO: the clients and ``DifyOpenAPIHook`` call these on rows they listed.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import logging
 import re
@@ -57,6 +58,45 @@ def _name_matches(row: AppSummary, name: str) -> bool:
     if _UUID.match(name):
         return row.id.lower() == name.lower()
     return name.casefold() in row.name.casefold()
+
+
+def close_names(wanted: str, rows: Sequence[AppSummary], limit: int = 3) -> list[AppSummary]:
+    """The listed apps whose names look most like ``wanted`` (a typo, another case, a part of the name).
+
+    difflib's ratio on case-folded names (0.6 or more, its own default for "close"); a name that
+    contains ``wanted`` or is contained in it counts as 0.75 at least. Only names nearly as close
+    as the closest are kept (within 0.15), so an exact match in another case is suggested alone.
+    """
+    folded = wanted.casefold()
+    scored = []
+    for row in rows:
+        name = row.name.casefold()
+        score = difflib.SequenceMatcher(None, folded, name).ratio()
+        if folded and name and (folded in name or name in folded):
+            score = max(score, 0.75)
+        if score >= 0.6:
+            scored.append((score, row))
+    if not scored:
+        return []
+    best = max(score for score, _ in scored)
+    scored.sort(key=lambda pair: -pair[0])
+    return [row for score, row in scored[:limit] if score >= best - 0.15]
+
+
+def no_such_app(
+    param: str, wanted: str, rows: Sequence[AppSummary], *, or_id: bool = False
+) -> tuple[str, list[AppSummary]]:
+    """The problem for an app name that none of ``rows`` (every app of the workspace) has, and the
+    apps it suggests: the close names ("did you mean"), else the workspace's apps, so that a typo
+    is fixed from the message alone."""
+    head = f"{param}: no app named {wanted!r}{' (nor with that id)' if or_id else ''} in this workspace"
+    close = close_names(wanted, rows)
+    if close:
+        return f"{head}; did you mean {' or '.join(repr(r.name) for r in close)}?", close
+    if not rows:
+        return f"{head}, which has no apps this account can see", []
+    more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    return f"{head}; its apps: {', '.join(repr(r.name) for r in rows[:10])}{more}", list(rows[:10])
 
 
 def _keep(rows: list[AppSummary], what: str, wanted: str, matches: bool | list[bool]) -> list[AppSummary]:
@@ -136,11 +176,9 @@ def select_apps(
             problems.append(f"apps: {wanted!r} names {len(hits)} apps ({listing}); give the app id instead")
             candidates.extend(hits)
         else:
-            folded = wanted.casefold()
-            similar = [r for r in rows if folded in r.name.casefold() or r.name.casefold() in folded]
-            listing = ", ".join(f"{r.name!r} ({r.id})" for r in similar[:10]) or "none"
-            problems.append(f"apps: no app is named exactly {wanted!r} and none has that id (similar: {listing})")
-            candidates.extend(similar[:10])
+            problem, similar = no_such_app("apps", wanted, rows, or_id=True)
+            problems.append(problem)
+            candidates.extend(similar)
     if problems:
         raise DifyOpenAPIAppLookupError(problems, candidates=[r.as_dict() for r in candidates[:20]])
     if name_pattern:
@@ -153,4 +191,4 @@ def select_apps(
     return sorted(chosen.values(), key=lambda r: order.get(r.id, len(order)))
 
 
-__all__ = ["APP_MODES", "INSTEAD_OF_TAGS", "check_mode", "checked_rows", "select_apps"]
+__all__ = ["APP_MODES", "INSTEAD_OF_TAGS", "check_mode", "checked_rows", "close_names", "no_such_app", "select_apps"]

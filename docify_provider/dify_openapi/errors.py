@@ -19,12 +19,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from docify_provider._core import errors as core
+from docify_provider._core.config import conn_env_var, shown_url
 from docify_provider._core.http_errors import error_for_status as core_error_for_status
 
 if TYPE_CHECKING:
     import httpx
 
     from docify_provider._core.endpoints import Endpoint
+    from docify_provider.dify_openapi.config import DifyOpenAPIClientConfig
 
 
 class DifyOpenAPIError(core.ProviderError, backend_root=True):
@@ -55,11 +57,23 @@ class DifyOpenAPITagFilterError(DifyOpenAPIInputError):
 
 
 class DifyOpenAPIAppLookupError(DifyOpenAPIInputError):
-    """An app given by name matched none or several apps; ``candidates`` are the apps to choose from."""
+    """An app given by name matched none or several apps; ``candidates`` are the apps to choose from.
+
+    Still an input error for ``except`` clauses and the retry policy, but worded as what it is:
+    the name is the problem (each problem says which name and what to pass), not the inputs.
+    """
+
+    permanent_because = "no app (or more than one) has that name; retrying cannot fix it."
 
     def __init__(self, problems: Sequence[str], *, candidates: Sequence[dict[str, Any]] = ()) -> None:
         self.candidates = list(candidates)
-        super().__init__(problems)
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            text = f"{len(self.problems)} Dify app names do not resolve:\n{lines}"
+        core.ProviderError.__init__(self, text)
 
 
 # --- The server said no --------------------------------------------------------------------------
@@ -190,34 +204,55 @@ def _details(details: Any) -> list[str]:
     return out
 
 
-#: How to get a new account token with this package (its device login writes the connection).
-LOGIN_AGAIN = (
-    "Log in again with `airflow-dify login` (add `--conn-id <id>` for a connection other than "
-    "dify_openapi_default; `airflow-dify status` shows when a token lapses): it runs the device login "
-    "and stores the new token in the connection's password"
-)
+def login_command(conn_id: str | None, from_env: bool, base_url: str) -> str:
+    """The device login that gives the connection actually used a new account token.
+
+    ``airflow-dify login --conn-id X`` stores the token in connection X in the metadata database; a
+    connection defined by its ``AIRFLOW_CONN_<ID>`` variable hides that row, so there the login
+    prints the variable's new value instead (``--print-env``, with the host it cannot read).
+    """
+    if not conn_id:
+        return "`airflow-dify login` (--conn-id names the connection it stores the token in)"
+    if from_env:
+        return (
+            f"`airflow-dify login --conn-id {conn_id} --host {shown_url(base_url)} --print-env`, then set "
+            f"{conn_env_var(conn_id)} to what it prints"
+        )
+    return f"`airflow-dify login --conn-id {conn_id}` (it stores the token in that connection)"
 
 
-def _refused_token(code: str | None, said: str | None) -> str:
+def login_hint(conn_id: str | None, from_env: bool, base_url: str, *, again: bool = True) -> str:
+    """``log in [again] with <login_command>``: what a missing or refused account token asks for."""
+    return f"{'log in again' if again else 'log in'} with {login_command(conn_id, from_env, base_url)}"
+
+
+def _refused_token(code: str | None, said: str | None, hint: str) -> str:
     """A 401's message: an expired session (current Dify: code ``token_expired``) or any other refusal."""
+    hint = hint[:1].upper() + hint[1:]
     if code == "token_expired":
-        return f"Dify says the account token expired (token_expired{': ' + said if said else ''}). {LOGIN_AGAIN}"
+        return f"Dify says the account token expired (token_expired{': ' + said if said else ''}). {hint}"
     return (
-        "Dify refused the account token: it is invalid, expired or revoked"
-        f"{' (' + said + ')' if said else ''}. {LOGIN_AGAIN}"
+        f"Dify refused the account token: it is invalid, expired or revoked{' (' + said + ')' if said else ''}. {hint}"
     )
 
 
-def error_for_status(status: int, body: bytes, headers: httpx.Headers, endpoint: Endpoint) -> core.HTTPStatusError:
+def error_for_status(
+    status: int,
+    body: bytes,
+    headers: httpx.Headers,
+    endpoint: Endpoint,
+    config: DifyOpenAPIClientConfig | None = None,
+) -> core.HTTPStatusError:
     """The typed error for a non-2xx OpenAPI answer (the key already cut out of ``body``).
 
     Built on the shared mapping (status -> decision class, ``Retry-After``, gateway answers to a
     run), then given what the OpenAPI adds: the ErrorBody's ``code``, ``hint`` and ``details`` in
-    the message, 401 worded for an account token, 422 and friends as rejected requests, and the
-    bearer limiter's ``retry_after_ms`` when ``Retry-After`` is missing.
+    the message, 401 worded for an account token (log in again, for the connection ``config`` was
+    read from), 422 and friends as rejected requests, and the bearer limiter's ``retry_after_ms``
+    when ``Retry-After`` is missing.
     """
     payload = _payload(body)
-    err = core_error_for_status(status, body, headers, endpoint, DifyOpenAPIError)
+    err = core_error_for_status(status, body, headers, endpoint, DifyOpenAPIError, config)
     code = payload.get("code") or payload.get("error")
     code = str(code) if code else None
     hint = payload.get("hint")
@@ -232,7 +267,8 @@ def error_for_status(status: int, body: bytes, headers: httpx.Headers, endpoint:
             code=code,
         )
     elif status == 401:
-        err.message = _refused_token(code, said)
+        remedy = config.refused_key_hint() if config is not None else login_hint(None, False, "")
+        err.message = _refused_token(code, said, remedy)
     elif status == 403:
         err.message = (
             f"Dify refused this request for the account token (HTTP 403){': ' + said if said else ''}. "
@@ -284,4 +320,6 @@ __all__ = [
     "DifyOpenAPITransportError",
     "DifyOpenAPIUnsafeDownloadError",
     "error_for_status",
+    "login_command",
+    "login_hint",
 ]

@@ -20,7 +20,8 @@ class ClientConfig(core.ClientConfig):
 
     label: ClassVar[str] = "Docify"
     errors: ClassVar[type[DocifyError]] = DocifyError
-    conn_env: ClassVar[str] = "AIRFLOW_CONN_DOCIFY_DEFAULT"
+    api_suffix: ClassVar[str] = "/docify"
+    api_name: ClassVar[str] = "Docify's API"
     retry_logger: ClassVar[str] = "docify_provider.docify.retries"
 
     base_url: str = DEFAULT_BASE_URL

@@ -22,7 +22,7 @@ from typing import IO, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from docify_provider._core.config import DEFAULT_USER, ClientConfig, Secret
+from docify_provider._core.config import DEFAULT_USER, ClientConfig, Secret, conn_env_var
 from docify_provider._core.errors import ConfigError, UnsafeDownloadError, error_class
 from docify_provider._core.files import local_fs_path, safe_file_name
 from docify_provider.compat import mask_secret_once
@@ -142,6 +142,9 @@ def config_from_view(conn: Any, config_class: type[ClientConfig], conn_fields: M
         allow_insecure_http=to_bool(extra.get("allow_insecure_http"), False),
         max_retries=number("max_retries", int),
         default_user=str(extra.get("default_user") or DEFAULT_USER),
+        # Messages name the connection actually used (and its variable, when it came from one).
+        conn_id=conn.conn_id,
+        conn_from_env=bool(conn.conn_id and os.environ.get(conn_env_var(conn.conn_id))),
         **optional,
     )
 

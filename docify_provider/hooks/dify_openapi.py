@@ -16,7 +16,7 @@ from typing import Any
 from docify_provider.dify.models import WorkflowEvent, WorkflowRun
 from docify_provider.dify_openapi.client import AsyncDifyOpenAPIClient, DifyOpenAPIClient
 from docify_provider.dify_openapi.config import DifyOpenAPIClientConfig
-from docify_provider.dify_openapi.errors import DifyOpenAPIConfigError, DifyOpenAPIError
+from docify_provider.dify_openapi.errors import DifyOpenAPIConfigError, DifyOpenAPIError, login_command
 from docify_provider.dify_openapi.models import Account, AppDescription, AppSummary, HumanInputForm, ResolvedApp
 from docify_provider.get_provider_info import (
     DIFY_OPENAPI_CONN_FIELDS,
@@ -93,11 +93,14 @@ class DifyOpenAPIHook(ProviderHook):
         if lapses is not None:
             when = self.config.token_expires_at.isoformat()
             if lapses <= 0:
-                return False, f"{message}, but the token lapsed at {when}: log in again"
+                return False, f"{message}, but the token lapsed at {when}: {self.config.refused_key_hint()}"
             days = lapses / 86400
             message += f"; the token lapses at {when} (in {days:.1f} days)"
             if lapses < LAPSE_WARNING_SECONDS:
-                message += ": log in again soon"
+                config = self.config
+                message += (
+                    f": log in again soon with {login_command(config.conn_id, config.conn_from_env, config.base_url)}"
+                )
         self.log.info("%s", message)
         return True, message
 

@@ -345,17 +345,24 @@ class RunOperatorBase(BaseOperator):
         """Re-attach to ``run_id`` on this worker and settle it (backends whose policy can re-attach)."""
         raise NotImplementedError
 
-    @staticmethod
-    def _trigger_failure_hint(why: str) -> str:
-        """What to do when a trigger cannot read its connection (``airflow dags test``)."""
+    def _trigger_failure_hint(self, why: str) -> str:
+        """What to do when a trigger cannot read its connection (``airflow dags test``): named for the
+        connection this task uses, with the commands that print its ``AIRFLOW_CONN_<ID>`` line."""
         if "isn't defined" not in why and "conn_id" not in why:
             return ""
+        from docify_provider._core.config import conn_env_var
+
+        conn_id = str(getattr(self.hook, "conn_id", "") or "<conn_id>")
+        login = (
+            f"; `airflow-dify login --conn-id {conn_id} --print-env` prints it for a Dify account connection"
+            if getattr(self.hook, "conn_type", None) == "dify_openapi"
+            else ""
+        )
         return (
-            "The trigger could not read its connection: under `airflow dags test` a trigger run inline cannot read "
-            "connections kept only in the metadata database. Give the connection as an AIRFLOW_CONN_<CONN_ID> "
-            "environment variable there (`airflow connections export - --file-format env --serialization-format "
-            "json` prints `<conn_id>=<json>`; a dify_openapi login prints the whole line with "
-            "`airflow-dify login --print-env`). See the README's Troubleshooting."
+            f"The trigger could not read connection {conn_id!r}: under `airflow dags test` a trigger run inline "
+            f"cannot read connections kept only in the metadata database. Define it as {conn_env_var(conn_id)} "
+            "there (`airflow connections export - --file-format env --serialization-format json` prints "
+            f"`{conn_id}=<json>`{login}). See the README's Troubleshooting."
         )
 
     def _settle_failure(self, state: TaskState, exc: BaseException) -> None:
@@ -430,6 +437,7 @@ class RunOperatorBase(BaseOperator):
         if not self.attachments_to or not files:
             return None
         from docify_provider._core.files import safe_file_name
+        from docify_provider._core.wording import sized
 
         folder = self._attachment_folder(context)
         used: set[str] = set()
@@ -447,7 +455,7 @@ class RunOperatorBase(BaseOperator):
             else:
                 destination = folder / name
             stored = self.hook.download_file(file, destination)
-            self.log.info("Stored attachment %s (%s bytes) at %s", file.file_name, file.file_size, stored)
+            self.log.info("Stored attachment %s%s at %s", file.file_name or name, sized(file.file_size), stored)
             paths.append(str(stored))
         return paths
 

@@ -35,7 +35,13 @@ from docify_provider.durable.ledger import now_iso
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.base import context_ti
-from docify_provider.operators.dify_run import DEFAULT_ASSET_ALIAS, DifyRunOperatorBase, paused_form
+from docify_provider.operators.dify_run import (
+    DEFAULT_ASSET_ALIAS,
+    EARLIER_TRY,
+    RESUMED,
+    DifyRunOperatorBase,
+    paused_form,
+)
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY
 
 if TYPE_CHECKING:
@@ -89,7 +95,9 @@ class DifyUploadFileOperator(BaseOperator):
             )
         finally:
             self.hook.close()
-        self.log.info("Uploaded %s (%s bytes) to Dify as %s", uploaded.name, uploaded.size, uploaded.id)
+        from docify_provider._core.wording import sized
+
+        self.log.info("Uploaded %s%s to Dify as %s", uploaded.name, sized(uploaded.size), uploaded.id)
         return uploaded.as_dict()
 
 
@@ -152,7 +160,7 @@ class _DifyServiceRunOperator(DifyRunOperatorBase):
         """Follow the resumed run from the triggerer (events endpoint; it may pause again)."""
         from docify_provider.triggers.dify import DifyWorkflowTrigger
 
-        self.log.info("Re-attaching (deferred) to the resumed Dify run %s", run_id)
+        self.log.info("Deferring: the triggerer re-attaches to Dify run %s (%s)", run_id, RESUMED)
         self.hook.close()
         self.defer(
             trigger=DifyWorkflowTrigger(
@@ -161,6 +169,7 @@ class _DifyServiceRunOperator(DifyRunOperatorBase):
                 user=user,
                 workflow_run_id=run_id,
                 dify_task_id=task_id,
+                reattach=RESUMED,
                 **self._trigger_identity(context, state),
             ),
             method_name="execute_complete",
@@ -250,6 +259,7 @@ class DifyStreamWorkflowOperator(_DifyServiceRunOperator):
             allow_resubmit=self.allow_resubmit,
             workflow_run_id=run_id,
             dify_task_id=task_id,
+            reattach=EARLIER_TRY if run_id else None,
             **self._trigger_identity(context, state),
         )
         if run_id is None:
@@ -258,7 +268,10 @@ class DifyStreamWorkflowOperator(_DifyServiceRunOperator):
                 ti.xcom_push(key=DIFY_MARKER_XCOM_KEY, value=dify_marker("deferred", deferred_at=now_iso()))
             except Exception:
                 self.log.warning("Could not write the Dify restart marker; the trigger will look for it", exc_info=True)
-        self.log.info("Deferring the Dify stream to the triggerer (user %s)", user)
+        if run_id:
+            self.log.info("Deferring: the triggerer re-attaches to Dify run %s (%s)", run_id, EARLIER_TRY)
+        else:
+            self.log.info("Deferring the Dify stream to the triggerer (user %s)", user)
         self.hook.close()
         # Airflow 3 does not bound a deferral by execution_timeout: the trigger's own timeout does
         # (then _on_deferral_timeout stops the Dify task).

@@ -31,7 +31,7 @@ from airflow.providers.common.compat.sdk import BaseOperatorLink, conf
 from docify_provider.dify.narration import log_workflow_event
 from docify_provider.durable.policy import DIFY_OPENAPI, Backend
 from docify_provider.durable.state import TaskState
-from docify_provider.operators.dify_run import DifyRunOperatorBase
+from docify_provider.operators.dify_run import EARLIER_TRY, RESUMED, DifyRunOperatorBase
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -194,7 +194,7 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         """Follow the run by id through the events route (only runs the policy can re-attach to come here)."""
         self._running = (task_id, run_id, user)
         if self.deferrable:
-            self._defer_app(context, state, run_id, task_id, user)
+            self._defer_app(context, state, run_id, task_id, user, reattach=EARLIER_TRY)
         return self._consume(state, self.hook.follow_run(str(self._app_id), run_id, task_id=task_id), user)
 
     def _defer_once_named(self, context: Context, state: TaskState, events: Any, user: str) -> WorkflowRun:
@@ -231,8 +231,21 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         self._defer_app(context, state, run_id, task_id, user)
         raise AssertionError("unreachable: defer() raises")  # pragma: no cover
 
-    def _defer_app(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> None:
-        """Defer to ``DifyAppRunTrigger`` for run ``run_id`` (the marker names it first: restart-safe)."""
+    def _defer_app(
+        self,
+        context: Context,
+        state: TaskState,
+        run_id: str,
+        task_id: str | None,
+        user: str,
+        *,
+        reattach: str | None = None,
+    ) -> None:
+        """Defer to ``DifyAppRunTrigger`` for run ``run_id`` (the marker names it first: restart-safe).
+
+        ``reattach`` says why an earlier run is followed (a retry, a resume); None: the run this try
+        has just started (the log says "follows", not "re-attaches").
+        """
         from docify_provider.durable.ledger import now_iso
         from docify_provider.operators.base import context_ti
         from docify_provider.triggers.dify_openapi import DifyAppRunTrigger
@@ -257,17 +270,27 @@ class DifyRunAppOperator(DifyRunOperatorBase):
             dify_task_id=task_id,
             conversation_id=self._conversation or self.conversation_id or None,
             user=user,
+            reattach=reattach,
             **self._trigger_identity(context, state),
         )
-        self.log.info("Deferring: the triggerer follows Dify run %s (task %s) of app %s", run_id, task_id, self._app_id)
+        task = f" (task {task_id})" if task_id else ""
+        if reattach:
+            self.log.info(
+                "Deferring: the triggerer re-attaches to Dify run %s%s of app %s (%s)",
+                run_id,
+                task,
+                self._app_id,
+                reattach,
+            )
+        else:
+            self.log.info("Deferring: the triggerer follows Dify run %s%s of app %s", run_id, task, self._app_id)
         self.hook.close()
         self.defer(trigger=trigger, method_name="execute_complete", timeout=self._deferral_timeout(context))
 
     def _reattach(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> None:
         """After a human answer: follow the resumed run from the triggerer (it may pause again)."""
         self._ensure_app()
-        self.log.info("Re-attaching (deferred) to the resumed Dify run %s", run_id)
-        self._defer_app(context, state, run_id, task_id, user)
+        self._defer_app(context, state, run_id, task_id, user, reattach=RESUMED)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, hitl: dict[str, Any] | None = None

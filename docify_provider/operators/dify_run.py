@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 #: Default name of the ``AssetAlias`` the run operators emit output-file asset events through.
 DEFAULT_ASSET_ALIAS = "dify_outputs"
+#: Why a trigger re-attaches to a run (its log line): an earlier try's run, or one resumed by an answer.
+EARLIER_TRY = "an earlier try started it"
+RESUMED = "resumed after human input"
 
 
 def paused_form(run: WorkflowRun) -> dict[str, Any]:
@@ -325,7 +328,7 @@ class DifyRunOperatorBase(DifyPauseHandling):
             )
             return
         task_id, run_id, user = running
-        self.log.warning("%s: stopping Dify task %s (run %s)", why, task_id, run_id)
+        self.log.warning("%s: stopping Dify task %s%s", why, task_id, f" (run {run_id})" if run_id else "")
         try:
             run = self._stop_task(str(task_id), run_id, user)
         except Exception as exc:
@@ -431,4 +434,4 @@ def _is_task_timeout(exc: BaseException) -> bool:
     return type(exc).__name__ in ("AirflowTaskTimeout", "TaskDeferralTimeout")
 
 
-__all__ = ["DEFAULT_ASSET_ALIAS", "DifyRunOperatorBase", "paused_form"]
+__all__ = ["DEFAULT_ASSET_ALIAS", "EARLIER_TRY", "RESUMED", "DifyRunOperatorBase", "paused_form"]

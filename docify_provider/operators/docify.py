@@ -116,13 +116,11 @@ class DocifyUploadFileOperator(BaseOperator):
             )
         finally:
             self.hook.close()
-        self.log.info(
-            "Uploaded %s (%s bytes, %s) as %s",
-            uploaded.file_name,
-            uploaded.file_size,
-            uploaded.file_type,
-            uploaded.upload_file_oid,
-        )
+        from docify_provider._core.wording import clauses, counted
+
+        facts = clauses(counted(uploaded.file_size, "byte"), uploaded.file_type)
+        shown = f" ({facts})" if facts else ""
+        self.log.info("Uploaded %s%s as %s", uploaded.file_name, shown, uploaded.upload_file_oid)
         return uploaded.as_dict()
 
 
@@ -240,16 +238,11 @@ class _DocifyRunOperatorBase(RunOperatorBase):
         return xcom
 
     def _log_result(self, result: RunResult, session_id: str | None) -> None:
-        elapsed = f"{result.elapsed_ms / 1000:.2f}s" if result.elapsed_ms is not None else "unknown time"
-        self.log.info(
-            "Docify run %s finished (success=%s) in %s, cost %s points%s; %d attachment(s)",
-            result.run_id,
-            result.is_success,
-            elapsed,
-            result.cost_points,
-            f", session {session_id}" if session_id else "",
-            len(result.files),
-        )
+        from docify_provider._core.wording import counted
+        from docify_provider.docify.narration import result_summary
+
+        session = f", session {session_id}" if session_id else ""
+        self.log.info("Docify %s%s; %s", result_summary(result), session, counted(len(result.files), "attachment"))
 
     def _store_attachments(self, context: Context, result: RunResult) -> list[str] | None:
         return self._store_files(context, result.files)

@@ -62,7 +62,8 @@ class DifyWorkflowRunSensor(BaseSensorOperator):
         finally:
             hook.close()
         if run.failed:
-            raise AirflowFailException(f"Dify run {run.workflow_run_id} ended {run.status}: {run.error}")
+            said = f": {run.error}" if run.error else " (Dify gave no error message)"
+            raise AirflowFailException(f"Dify run {run.workflow_run_id} ended {run.status}{said}")
         if not run.succeeded:
             self.log.info("Dify run %s is %s", run.workflow_run_id, run.status)
             return False

@@ -13,6 +13,11 @@ needs only the standard library and python-multipart.
 (``emu.base_url`` ends in ``/v1``) with the app keys ``TEXT_APP_KEY`` and the others below.
 ``DifyOpenAPIEmulator`` (:mod:`docify_provider.testing.dify_openapi`, constants there) serves
 Dify's user-scoped OpenAPI (``/openapi/v1``, bearer account tokens).
+
+Every emulator serves its counters (runs started = billed, completed, uploads, downloads,
+requests; ``emu.counters()``) as JSON at ``GET /_emulator/counters``, at the root of the host and
+not under the API prefix. ``python -m docify_provider.testing --help`` runs one from the command
+line (default ports: docify 8765, dify 8766, dify-openapi 8767).
 """
 
 from docify_provider.testing.dify import (

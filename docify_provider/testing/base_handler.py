@@ -91,6 +91,8 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self._reader = BodyReader(
                 self.rfile, self.headers.get("Content-Length"), self.headers.get("Transfer-Encoding")
             )
+            if self._serve_tool_page(path):
+                return
             endpoint, detail = self._route(path)
             self._endpoint = endpoint
             fault = self.emulator.state.take_fault(endpoint, self._key_fp, "request")
@@ -104,6 +106,20 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             if self._reader is not None and not self._reader.done:
                 self.close_connection = True
             self._record()
+
+    def _serve_tool_page(self, path: str) -> bool:
+        """Serve one of the emulator's own pages (``emulator.tool_pages()``); False for any other path.
+
+        They are the emulator as a tool (its counters, the OpenAPI's device-login page), not the
+        emulated API: no fault reaches them and they are not recorded, so reading the counters
+        does not change them.
+        """
+        page = self.emulator.tool_pages().get(path)
+        if page is None:
+            return False
+        self._recorded = True
+        page(self)
+        return True
 
     def _record(self) -> None:
         """Record this request once: when its headers go out, or when it is dropped or fails.

@@ -6,6 +6,8 @@ rather than mocks, and without any code shared with the client under test.
 
 from __future__ import annotations
 
+from typing import Any
+
 from docify_provider.testing.handler import DocifyRequestHandler
 from docify_provider.testing.keys import DEFAULT_KEYS, fingerprint
 from docify_provider.testing.scenarios import Scenario, builtin_scenarios
@@ -26,6 +28,7 @@ class DocifyEmulator(EmulatorServer):
 
     handler_class = DocifyRequestHandler
     name = "docify-emulator"
+    mode = "docify"
 
     def __init__(
         self,
@@ -86,3 +89,13 @@ class DocifyEmulator(EmulatorServer):
         """Runs that reached their final response (blocking body or COMPLETE event, including
         ``failed_run`` ones); ERROR events, drops, stalls and cut streams do not count."""
         return self.state.completed(None if key is None else fingerprint(key))
+
+    def counters(self) -> dict[str, Any]:
+        """The shared counters plus ``runs_started_by_scenario``: runs started per scenario code
+        (the scenario each key is bound to, as the command line's banner lists them)."""
+        by_scenario: dict[str, int] = {}
+        for key_fp, n in sorted(self.state.per_key("started").items()):
+            binding = self.state.binding(key_fp)
+            code = binding.scenario_code if binding is not None else "unknown key"
+            by_scenario[code] = by_scenario.get(code, 0) + n
+        return {**super().counters(), "runs_started_by_scenario": by_scenario}

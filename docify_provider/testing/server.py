@@ -11,15 +11,23 @@ import logging
 import socket
 import socketserver
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from docify_provider.testing.counters import COUNTERS_PATH, counters_page
 from docify_provider.testing.faults import Fault
 from docify_provider.testing.records import DownloadRecord, RequestRecord, UploadRecord
 from docify_provider.testing.state import EmulatorState
 
+if TYPE_CHECKING:
+    from docify_provider.testing.base_handler import EmulatorRequestHandler
+
 logger = logging.getLogger(__name__)
+
+#: One of the emulator's own pages: it answers the request on the handler it is given.
+ToolPage = Callable[["EmulatorRequestHandler"], None]
 
 _Self = TypeVar("_Self", bound="EmulatorServer")
 
@@ -53,11 +61,12 @@ class EmulatorServer:
     """A real HTTP/1.1 server on a daemon thread: ``with Emulator() as emu: ...``.
 
     Subclasses set ``handler_class`` (the request handler), ``name`` (for logs and the
-    thread) and usually a richer ``state``.
+    thread), ``mode`` (the command line's ``--mode``) and usually a richer ``state``.
     """
 
     handler_class: type[BaseHTTPRequestHandler]
     name = "emulator"
+    mode: str
 
     def __init__(self, host: str, port: int, state: EmulatorState) -> None:
         self.host = host
@@ -159,3 +168,27 @@ class EmulatorServer:
     def reset(self) -> None:
         """Forget records, counters, uploads, attachments and faults (keys stay)."""
         self.state.reset()
+
+    # the emulator as a tool ---------------------------------------------------------------
+    def tool_pages(self) -> dict[str, ToolPage]:
+        """The emulator's own pages by path, at the root whatever the API prefix (not recorded,
+        no faults): ``/_emulator/counters`` on every mode."""
+        return {COUNTERS_PATH: counters_page}
+
+    def counters(self) -> dict[str, Any]:
+        """What ``GET /_emulator/counters`` serves and the command prints when it stops.
+
+        ``runs_started`` are the runs that passed validation and were started (what a real server
+        bills: ``emu.runs_started()``), ``runs_completed`` those that reached their end,
+        ``uploads`` and ``downloads`` the accepted ones, ``requests`` every API request seen
+        (``emu.requests``; these pages excluded). Subclasses add what their API has.
+        """
+        state = self.state
+        return {
+            "mode": self.mode,
+            "runs_started": state.total("started"),
+            "runs_completed": state.total("completed"),
+            "uploads": len(state.uploads()),
+            "downloads": len(state.downloads()),
+            "requests": len(state.requests()),
+        }

@@ -143,6 +143,15 @@ class EmulatorState:
                 if counter == name and key_fp in (None, k) and user in (None, u)
             )
 
+    def per_key(self, name: str) -> dict[str, int]:
+        """Counter ``name`` per key fingerprint (end users summed)."""
+        per: Counter[str] = Counter()
+        with self.lock:
+            for (counter, key_fp, _), n in self._counts.items():
+                if counter == name:
+                    per[key_fp] += n
+        return dict(per)
+
     def count_started(self, key_fp: str) -> None:
         self.count("started", key_fp)
 

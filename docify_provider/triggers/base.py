@@ -222,6 +222,9 @@ class RunSpec:
     user: str | None = None
     allow_resubmit: bool = False
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Why the run ``run_id`` names is re-attached ("an earlier try started it", "resumed after
+    #: human input"), for the log; None: the operator has just started it and deferred to follow it.
+    reattach: str | None = None
 
 
 @dataclasses.dataclass
@@ -381,12 +384,7 @@ class RunTrigger(MarkerTrigger):
     async def _stream(self, ident: Mapping[str, Any] | None, progress: RunProgress) -> None:
         """Read the run's events into ``progress``, writing each new id into the marker first."""
         spec = progress.spec
-        self.log.info(
-            "%s %s run (streaming, deferred) for user %s",
-            f"Re-attaching to {progress.run_id}:" if progress.run_id else "Sending",
-            self.label,
-            spec.user,
-        )
+        self.log.info("%s", self._opening_line(progress))
         async with self._hook().async_client(**self._client_overrides(spec)) as client:
             stream = self._open(client, progress)
             progress.opened = True
@@ -403,6 +401,19 @@ class RunTrigger(MarkerTrigger):
                 # Closed before the event is fired: a runner that takes the first event and drops the
                 # generator (dag.test()) would otherwise close it on another task at loop shutdown.
                 await stream.aclose()  # type: ignore[attr-defined]
+
+    def _opening_line(self, progress: RunProgress) -> str:
+        """What the trigger does with the run, as it is: sends it (streaming), follows the run the
+        operator has just started (a first deferral), or re-attaches to one (retry, resume, restart)."""
+        spec = progress.spec
+        user = f" for user {spec.user}" if spec.user else ""
+        if not progress.run_id:
+            return f"Sending {self.label} run from the triggerer (streaming){user}"
+        run = f"{self.label} run {progress.run_id}"
+        if spec.run_id and not spec.reattach:
+            return f"The triggerer follows {run}{user}, started by the task before it deferred"
+        why = spec.reattach or "an earlier trigger of this task sent it"
+        return f"Re-attaching to {run} ({why}){user}"
 
     def _failed(self, exc: Exception, progress: RunProgress) -> TriggerEvent:
         """The stream failed: the run's error, or (not the run's) ``trigger_failed`` for the worker to settle."""

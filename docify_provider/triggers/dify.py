@@ -149,6 +149,7 @@ class DifyWorkflowTrigger(DifyRunTriggerBase):
         allow_resubmit: bool = False,
         workflow_run_id: str | None = None,
         dify_task_id: str | None = None,
+        reattach: str | None = None,
         dag_id: str | None = None,
         task_id: str | None = None,
         run_id: str | None = None,
@@ -156,6 +157,7 @@ class DifyWorkflowTrigger(DifyRunTriggerBase):
         try_number: int | None = None,
     ) -> None:
         super().__init__()
+        self.reattach = reattach
         self.inputs = dict(inputs or {})
         self.dify_conn_id = dify_conn_id
         self.user = user
@@ -178,6 +180,7 @@ class DifyWorkflowTrigger(DifyRunTriggerBase):
                 "allow_resubmit": self.allow_resubmit,
                 "workflow_run_id": self.workflow_run_id,
                 "dify_task_id": self.dify_task_id,
+                "reattach": self.reattach,
                 **self._identity_kwargs(),
             },
         )
@@ -190,6 +193,9 @@ class DifyWorkflowTrigger(DifyRunTriggerBase):
             user=self.user,
             allow_resubmit=self.allow_resubmit,
             options={"files": self.files, "workflow_id": self.workflow_id},
+            # A run id in the kwargs is always one an earlier try or a resume hands over (the
+            # operator defers a new run before sending it); kwargs of earlier builds name no reason.
+            reattach=self.reattach or ("an earlier try started it" if self.workflow_run_id else None),
         )
 
     def _new_hook(self) -> Any:

@@ -46,6 +46,7 @@ class DifyAppRunTrigger(DifyRunTriggerBase):
         dify_task_id: str | None = None,
         conversation_id: str | None = None,
         user: str | None = None,
+        reattach: str | None = None,
         dag_id: str | None = None,
         task_id: str | None = None,
         run_id: str | None = None,
@@ -60,6 +61,7 @@ class DifyAppRunTrigger(DifyRunTriggerBase):
         self.dify_task_id = dify_task_id
         self.conversation_id = conversation_id
         self.user = user
+        self.reattach = reattach
         self._set_identity(dag_id, task_id, run_id, map_index, try_number)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -73,6 +75,7 @@ class DifyAppRunTrigger(DifyRunTriggerBase):
                 "dify_task_id": self.dify_task_id,
                 "conversation_id": self.conversation_id,
                 "user": self.user,
+                "reattach": self.reattach,
                 **self._identity_kwargs(),
             },
         )
@@ -84,7 +87,8 @@ class DifyAppRunTrigger(DifyRunTriggerBase):
 
     def _spec(self) -> RunSpec:
         # The kwargs always name the run: the operator never defers before the stream named it.
-        return RunSpec(run_id=self.workflow_run_id, task_id=self.dify_task_id, user=self.user)
+        # ``reattach`` says why when it is not the run the operator has just started.
+        return RunSpec(run_id=self.workflow_run_id, task_id=self.dify_task_id, user=self.user, reattach=self.reattach)
 
     def _root(self) -> Any:
         from docify_provider.dify_openapi.errors import DifyOpenAPIError

@@ -195,7 +195,7 @@ def test_an_airflow_answer_is_posted_to_dify_and_the_run_finishes(dify_hitl, cap
         text,
     ), text[-6000:]
     assert text.count(f"Dify run {run_id} succeeded in ") == 1, text[-6000:]
-    assert re.search(rf"Dify run {run_id} succeeded in \d+\.\d s:", text)
+    assert re.search(rf"Dify run {run_id} succeeded in \d+\.\d+ s:", text)
     assert xcom["outputs"]["decision"] == "approve" and xcom["outputs"]["comment"] == "ship it"
     assert "Comment: ship it" in xcom["outputs"]["text"]
     assert emu.runs_started() == 1

@@ -108,8 +108,10 @@ def test_upload_operator_xcom_feeds_a_run(docify_conns, tmp_path):
     emu = docify_conns
     image = _png(tmp_path, "initech.png")
     with new_dag("upload_then_run") as dag:
+        # --8<-- [start:upload-then-run]
         upload = DocifyUploadFileOperator(task_id="upload", source=str(image), user="etl-bot")
         DocifyRunScenarioOperator(task_id="run", inputs={"invoice_image": upload.output})
+        # --8<-- [end:upload-then-run]
     out = run_dag(dag)
 
     assert out.dag_state == "success"

@@ -199,7 +199,7 @@ def test_a_stream_whose_trigger_cannot_read_the_connection_sent_nothing_and_says
         f"The {label} trigger failed before it sent anything ({_not_found(conn_id)}): nothing was sent to {label}"
         in text
     )
-    assert "AIRFLOW_CONN_<CONN_ID>" in text and "Troubleshooting" in text
+    assert f"Define it as AIRFLOW_CONN_{conn_id.upper()} there" in text and "Troubleshooting" in text
     assert "may have reached" not in text
     assert key not in without_mask_requests(text)
 

@@ -1,4 +1,4 @@
-"""The XCom contract: what every run operator pushes, the same in every mode, as the README documents it.
+"""The XCom contract: what every run operator pushes, the same in every mode, as the docs show it.
 
 A run operator returns one JSON-serialisable dict as its ``return_value`` XCom (one Execution API
 call per task), with the keys of ``docify_provider.xcom`` (``XCOM_KEYS`` for Docify,
@@ -10,18 +10,15 @@ streaming and deferred runs of the same inputs give the same dict but for the pe
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+import xcom_examples
 from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag, without_mask_requests
 
 pytestmark = pytest.mark.timeout(120)
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _docify_logs(xcoms: dict[str, dict[str, Any]], logs: str) -> None:
@@ -40,7 +37,7 @@ def _docify_logs(xcoms: dict[str, dict[str, Any]], logs: str) -> None:
         between = logs[start:complete]
         for line in ("PREPARE_START", "PREPARE_END", "Docify: Reading text...", "Docify: Summarizing..."):
             assert line in between
-        assert "cost 2.0 points" in logs[complete : complete + 400]
+        assert "cost 2 points" in logs[complete : complete + 400]
     assert "Deferring the Docify stream to the triggerer" in logs
 
 
@@ -140,43 +137,21 @@ def test_multiple_outputs_pushes_each_key_for_taskflow(
     assert received == {k: v for k, v in value.items() if k not in contract.maybe_none}
 
 
-def _readme_block(heading: str) -> str:
-    """The first python block after ``heading`` in the README."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index(f"\n{heading}\n")
-    block = re.search(r"```python\n(.*?)```", text[start:], flags=re.S)
-    assert block is not None, heading
-    return block.group(1)
-
-
-def _top_level_keys(block: str) -> set[str]:
-    depth, keys = 0, set()
-    for token in re.finditer(r'[{}\[\]]|"(\w+)":', block):
-        if token.group(0) in "{[":
-            depth += 1
-        elif token.group(0) in "}]":
-            depth -= 1
-        elif depth == 1:
-            keys.add(token.group(1))
-    return keys
-
-
-def test_the_readme_documents_every_key(contract: Any) -> None:
+def test_the_docs_show_every_key(contract: Any) -> None:
+    """docs/operators/*.md show the XCom of each backend from ``tests/xcom_examples.py``: every key
+    the operators push, and nothing else."""
     from docify_provider.xcom import dify_run_to_xcom
 
     if contract.name == "docify":
-        assert _top_level_keys(_readme_block("### XCom contract")) == contract.xcom_keys
+        assert xcom_examples.keys(xcom_examples.DOCIFY_RUN_XCOM) == contract.xcom_keys
         return
-    block = _readme_block("### XCom contract (Dify)")
-    assert _top_level_keys(block) == contract.xcom_keys - {"app_id", "mode"}
+    shown = xcom_examples.keys(xcom_examples.DIFY_RUN_XCOM)
+    if contract.name == "dify_openapi":
+        shown |= xcom_examples.keys(xcom_examples.DIFY_APP_RUN_XCOM_EXTRA) - xcom_examples.CHAT_ONLY_KEYS
+    assert shown == contract.xcom_keys
     # Nested: the usage dict as dify_run_to_xcom builds it.
-    usage = re.search(r'"usage": (\{[^}]*\})', block)
-    assert usage is not None
     fields = ("workflow_run_id", "task_id", "workflow_id", "status", "outputs", "error", "elapsed_time")
     run = SimpleNamespace(
         usage={}, files=[], **dict.fromkeys((*fields, "total_tokens", "total_steps", "created_at", "finished_at"))
     )
-    assert set(re.findall(r'"(\w+)":', usage.group(1))) == set(dify_run_to_xcom(run)["usage"])
-    if contract.name == "dify_openapi":
-        text = README.read_text(encoding="utf-8")
-        assert "the Dify workflow contract plus `app_id`, `mode`" in text
+    assert set(xcom_examples.DIFY_RUN_XCOM["usage"]) == set(dify_run_to_xcom(run)["usage"])

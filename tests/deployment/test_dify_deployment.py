@@ -287,7 +287,7 @@ def test_dify_stream_survives_its_triggerer_being_killed_with_one_run_billed(tmp
     assert detail_after + events_after >= 1, "the re-attach read the run detail or its events"
     new_text = "\n".join(messages(new_log))
     assert reattach_wall is not None, new_text
-    assert f"Re-attaching to {dify_run.id}" in new_text, new_text
+    assert f"Re-attaching to Dify run {dify_run.id}" in new_text, new_text
     assert "Sending Dify run" not in new_text, new_text
     # The task's XCom is the run's.
     assert isinstance(result, dict), result

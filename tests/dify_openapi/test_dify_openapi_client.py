@@ -118,7 +118,7 @@ def test_generation_found_by_a_describe_read_is_logged(mode: str, caplog: pytest
 def test_resolve_app_by_name_and_clear_errors(client: DifyOpenAPIClient) -> None:
     app = client.resolve_app("Text Writer")
     assert (app.id, app.mode) == (TEXT_APP_ID, "workflow")
-    with pytest.raises(DifyOpenAPIAppLookupError, match="no app is named exactly 'Text'") as info:
+    with pytest.raises(DifyOpenAPIAppLookupError, match="no app named 'Text' in this workspace; did you mean") as info:
         client.resolve_app("Text")
     assert any(c["id"] == TEXT_APP_ID for c in info.value.candidates)
 

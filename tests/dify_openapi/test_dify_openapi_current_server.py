@@ -203,7 +203,7 @@ def test_select_apps_by_exact_names_ids_and_pattern(emu: DifyOpenAPIEmulator) ->
     with pytest.raises(DifyOpenAPIAppLookupError) as caught:
         hook.select_apps(["Long Job", "Text writer", "Nope"])
     text = str(caught.value)
-    assert "no app is named exactly 'Text writer'" in text and "'Text Writer'" in text and "'Nope'" in text
+    assert "no app named 'Text writer'" in text and "did you mean 'Text Writer'?" in text and "'Nope'" in text
     with pytest.raises(DifyOpenAPIInputError, match="apps / name_pattern"):
         hook.select_apps()
     with pytest.raises(DifyOpenAPIInputError, match="a list of app names"):

@@ -530,7 +530,8 @@ def _check_error(cell: Cell, exc: ProviderError, key: str) -> None:
     if cell.path in ("submit", "device") and isinstance(exc, DifyOpenAPIOutcomeUnknownError):
         assert "run may" not in str(exc) and "not re-sent" in str(exc), "says what may have happened instead"
     if cell.fault in ("401", "token_expired"):
-        assert "Log in again with `airflow-dify login`" in str(exc), "a refused token says how to get a new one"
+        # The connection is an AIRFLOW_CONN_ variable: the login for it, printing the variable's new value.
+        assert "Log in again with `airflow-dify login --conn-id dify_openapi_fault_matrix" in str(exc), str(exc)
         assert "difyctl" not in str(exc) and getattr(exc, "status_code", None) == 401
     if cell.fault == "token_expired":
         assert getattr(exc, "code", None) == "token_expired" and "hint: Re-authenticate to continue" in str(exc)

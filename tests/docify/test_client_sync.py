@@ -621,9 +621,12 @@ def test_real_auth_failures(emulator: DocifyEmulator, make_client: MakeClient, r
 
 
 def test_wrong_base_url_is_not_found(emulator: DocifyEmulator, make_client: MakeClient) -> None:
-    client = make_client(SUMMARY_KEY, base_url=emulator.base_url.replace("/docify", "/wrong"))
-    with pytest.raises(DocifyNotFoundError, match="check the connection's base URL"):
+    wrong = emulator.base_url.replace("/docify", "/wrong")
+    client = make_client(SUMMARY_KEY, base_url=wrong)
+    with pytest.raises(DocifyNotFoundError) as caught:
         client.get_scenario_info()
+    origin = wrong.rsplit("/", 1)[0]
+    assert f"The base URL is {wrong}, but Docify's API is under /docify: e.g. {origin}/docify" in str(caught.value)
 
 
 def test_the_key_never_appears_in_errors(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from docify_provider._core.concurrency import sync_sleep
 from docify_provider._core.errors import OutcomeUnknownError, ProviderError
 from docify_provider._core.transport import SyncHTTP
+from docify_provider._core.wording import sized
 from docify_provider.dify import protocol
 from docify_provider.dify.client_base import _CUT, STOP_CHECKS, DifyClientBase, log
 from docify_provider.dify.errors import DifyHTTPError, DifyRunTimeoutError
@@ -56,7 +57,7 @@ class DifyClient(DifyClientBase, SyncHTTP):
         with contextlib.ExitStack() as stack:
             upload, make_kwargs = self._upload_parts(source, user=user, file_name=file_name, stack=stack)
             uploaded = UploadedFile.from_api(self._call(protocol.UPLOAD, make_kwargs))
-        log.info("Uploaded %s (%s bytes) to Dify as %s", upload.name, upload.size, uploaded.id)
+        log.info("Uploaded %s%s to Dify as %s", upload.name, sized(upload.size), uploaded.id)
         return uploaded
 
     def prepare_inputs(

@@ -193,7 +193,10 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
             description = await self.describe_app(app)
             resolved = ResolvedApp(description.id, description.mode, description.name)
         else:
-            resolved = self._pick_app(app, await self.list_apps(name=app))
+            rows = await self.list_apps(name=app)
+            if not self._named(app, rows):  # no such name: every app, for the close names
+                rows = await self.list_apps()
+            resolved = self._pick_app(app, rows)
         self._resolved[app] = resolved
         return resolved
 

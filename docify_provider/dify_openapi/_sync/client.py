@@ -192,7 +192,10 @@ class DifyOpenAPIClient(DifyOpenAPIClientBase, SyncHTTP):
             description = self.describe_app(app)
             resolved = ResolvedApp(description.id, description.mode, description.name)
         else:
-            resolved = self._pick_app(app, self.list_apps(name=app))
+            rows = self.list_apps(name=app)
+            if not self._named(app, rows):  # no such name: every app, for the close names
+                rows = self.list_apps()
+            resolved = self._pick_app(app, rows)
         self._resolved[app] = resolved
         return resolved
 

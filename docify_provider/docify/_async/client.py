@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from docify_provider._core.transport import AsyncHTTP
+from docify_provider._core.wording import sized
 from docify_provider.docify.client_base import ClientBase
 from docify_provider.docify.errors import DocifyProtocolError
 from docify_provider.docify.models import FileType, RunResult, ScenarioInfo, StreamEvent, UploadedFile
@@ -49,7 +50,7 @@ class AsyncDocifyClient(ClientBase, AsyncHTTP):
                 source, user=user, file_type=file_type, file_name=file_name, stack=stack
             )
             uploaded = self.protocol.parse_upload(await self._call(self.protocol.UPLOAD, make_kwargs))
-        log.info("Uploaded %s (%s bytes) to Docify as %s", upload.name, upload.size, uploaded.upload_file_oid)
+        log.info("Uploaded %s%s to Docify as %s", upload.name, sized(upload.size), uploaded.upload_file_oid)
         return uploaded
 
     async def run(

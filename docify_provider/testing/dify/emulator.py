@@ -50,6 +50,7 @@ class DifyEmulator(EmulatorServer):
 
     handler_class = DifyRequestHandler
     name = "dify-emulator"
+    mode = "dify"
     #: (message, code) of the 404 for an unknown form token (the OpenAPI has its own).
     form_not_found = ("Form not found", "not_found")
 
@@ -262,6 +263,23 @@ class DifyEmulator(EmulatorServer):
     def upload_count(self, key: str | None = None, user: str | None = None) -> int:
         """Accepted uploads."""
         return self.state.total("upload", _fp(key), user)
+
+    def counters(self) -> dict[str, Any]:
+        """The shared counters plus ``stop_requests``, ``events_requests`` (re-attaches),
+        ``runs_started_by_app`` (runs started per app name) and ``runs_by_status`` (every run
+        by its status now: ``running``, ``paused`` on a form, ``succeeded``, ...)."""
+        by_app: dict[str, int] = {}
+        by_status: dict[str, int] = {}
+        for run in self.state.runs():
+            by_app[run.app.name] = by_app.get(run.app.name, 0) + 1
+            by_status[run.status] = by_status.get(run.status, 0) + 1
+        return {
+            **super().counters(),
+            "stop_requests": self.state.total("stop"),
+            "events_requests": self.state.total("events"),
+            "runs_started_by_app": dict(sorted(by_app.items())),
+            "runs_by_status": dict(sorted(by_status.items())),
+        }
 
 
 class FormAnswerer(threading.Thread):

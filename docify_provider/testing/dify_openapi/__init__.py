@@ -39,14 +39,19 @@ Constants (fixed across runs):
   Completion Writer, the apps ``example_dags/example_dify_nightly.py`` names); tags are served
   (rows, describe, the ``tag`` filter) only with ``server_profile="documented"``: by default the
   emulator answers as current Dify, which has none.
-* ``APP_MODES``; device flow client id ``"difyctl"`` (``known_client_ids``).
+* ``APP_MODES``; device flow client id ``"difyctl"`` (``known_client_ids``). The device code's
+  ``verification_uri`` is the emulator's own page ``http://HOST:PORT/device`` (``emu.device_url``;
+  ``?user_code=`` prefills it): a person approves or denies there, as on Dify's console, as the
+  built-in account. ``auto_approve=True`` (command line ``--auto-approve``) approves every code as
+  soon as it is issued, for scripts and CI.
 
 Test-side API (beyond :class:`~docify_provider.testing.dify.DifyEmulator`'s ``run()``,
 ``wait_run_finished()``, ``wait_run_status()``, ``form_token()``, ``inject()``): ``emu.approve(user_code)``
 / ``emu.deny(user_code)`` (the console's device page), ``emu.answer_in_ui(form_token, action,
 inputs)`` (a form answered in Dify's UI, not through the OpenAPI), ``emu.issue_token(ttl=...)``,
 ``emu.revoke_token(token)``, ``emu.session(token)``; counters ``runs_started(token, app=app_id)``,
-``stop_requests(token, app=...)``, ``events_requests(token, app=...)``, ``runs_completed(token)``.
+``stop_requests(token, app=...)``, ``events_requests(token, app=...)``, ``runs_completed(token)``;
+``emu.counters()`` (also ``GET /_emulator/counters``) adds ``device_logins``.
 Runs are always SSE (fault endpoint ``stream``).
 
 ``server_profile``: ``"current"`` (default) or ``"documented"``; see :class:`DifyOpenAPIEmulator`

@@ -3,8 +3,9 @@
 Codes live ``expires_in`` seconds; ``/token`` answers ``slow_down`` to a poll within
 ``interval`` seconds of the previous one (checked first; every poll resets the timer), hands
 the token out exactly once and then answers ``expired_token``. Approval happens in the
-console (a cookie session); the emulator approves with ``POST /oauth/device/approve`` without
-auth or with :meth:`DeviceFlow.approve`.
+console (a cookie session); the emulator approves on its ``/device`` page (``device_page``), with
+``POST /oauth/device/approve`` without auth, with :meth:`DeviceFlow.resolve`, or at once for every
+new code (``auto_approve_as``: the command line's ``--auto-approve``).
 """
 
 from __future__ import annotations
@@ -54,9 +55,17 @@ class DeviceFlow:
     """Thread-safe device codes by device code and user code."""
 
     def __init__(
-        self, known_clients: tuple[str, ...], expires_in: float, interval: float, advertised: float | None = None
+        self,
+        known_clients: tuple[str, ...],
+        expires_in: float,
+        interval: float,
+        advertised: float | None = None,
+        auto_approve_as: str | None = None,
     ) -> None:
         self.known_clients = known_clients
+        #: An account id: every new code is approved by it as soon as it is issued (scripts and CI
+        #: that run a device login with nobody at a browser). None: codes wait for an approval.
+        self.auto_approve_as = auto_approve_as
         self.expires_in = expires_in
         #: The poll gap enforced (``slow_down`` below it) and the one the code answer states
         #: (``advertised``, default the same): a smaller advertised interval makes a client that
@@ -76,6 +85,8 @@ class DeviceFlow:
             device_label=device_label,
             expires_at=time.time() + self.expires_in,
         )
+        if self.auto_approve_as is not None:
+            code.status, code.account_id = "approved", self.auto_approve_as
         with self._lock:
             self._codes[code.device_code] = code
         return code
@@ -84,6 +95,23 @@ class DeviceFlow:
         wanted = user_code.strip().upper()
         with self._lock:
             return next((c for c in self._codes.values() if c.user_code == wanted), None)
+
+    def tally(self) -> dict[str, int]:
+        """The device logins so far, for the counters: codes issued, codes still waiting for an
+        answer, approved (the token handed out or not yet), denied, tokens handed out, expired
+        unanswered."""
+        now = time.time()
+        with self._lock:
+            codes = list(self._codes.values())
+        status = [c.status for c in codes]
+        return {
+            "codes_issued": len(codes),
+            "waiting": sum(1 for c in codes if c.status == "pending" and c.expires_at > now),
+            "approved": status.count("approved") + status.count("consumed"),
+            "denied": status.count("denied"),
+            "tokens_handed_out": status.count("consumed"),
+            "expired": sum(1 for c in codes if c.status == "pending" and c.expires_at <= now),
+        }
 
     def poll(self, device_code: str, client_id: str) -> DeviceCode:
         """The approved code, consumed (the caller mints the token); else :class:`DeviceError`."""

@@ -15,6 +15,7 @@ from typing import Any
 from docify_provider.testing.dify.emulator import DifyEmulator
 from docify_provider.testing.dify.runs import DifyRun
 from docify_provider.testing.dify_openapi.device import DeviceFlow
+from docify_provider.testing.dify_openapi.device_page import DEVICE_PATH, device_page
 from docify_provider.testing.dify_openapi.directory import (
     ACCOUNT_ID,
     ACCOUNT_TOKEN,
@@ -31,6 +32,7 @@ from docify_provider.testing.dify_openapi.directory import (
 )
 from docify_provider.testing.dify_openapi.handler import OpenAPIRequestHandler
 from docify_provider.testing.keys import fingerprint
+from docify_provider.testing.server import ToolPage
 
 PATH_GENERATIONS = ("current", "legacy")
 #: ``/_version`` per path generation (the legacy paths are those of Dify up to mid-2026).
@@ -48,7 +50,10 @@ class DifyOpenAPIEmulator(DifyEmulator):
     seconds (0: off) before a raw 429. ``token_ttl`` (seconds) of minted and built-in tokens.
     Device flow: ``known_client_ids``, ``device_code_ttl``, ``device_poll_interval`` (the gap
     enforced with ``slow_down``) and ``device_advertised_interval`` (the ``interval`` the code
-    answer states; default the enforced one).
+    answer states; default the enforced one). ``auto_approve``: every device code is approved
+    by the built-in account (``ACCOUNT_ID``) as soon as it is issued, for scripts and CI;
+    otherwise a person approves it on the ``/device`` page (``verification_uri``) or a test with
+    :meth:`approve`.
     ``openapi_enabled=False``: every path 404s (``OPENAPI_ENABLED`` off). ``min_difyctl_version``:
     a ``User-Agent: difyctl/<older>`` gets 426 ``upgrade_required`` (None: no gate).
     ``max_active_requests``: 429 ``too_many_requests`` beyond that many running runs of an app.
@@ -71,6 +76,7 @@ class DifyOpenAPIEmulator(DifyEmulator):
 
     handler_class = OpenAPIRequestHandler
     name = "dify-openapi-emulator"
+    mode = "dify-openapi"
     form_not_found = ("Form not found. It may be wrong, expired, or already submitted.", "form_not_found")
 
     def __init__(
@@ -90,6 +96,7 @@ class DifyOpenAPIEmulator(DifyEmulator):
         device_advertised_interval: float | None = None,
         openapi_enabled: bool = True,
         min_difyctl_version: str | None = "0.2.0-alpha",
+        auto_approve: bool = False,
         **options: Any,
     ) -> None:
         if paths not in PATH_GENERATIONS:
@@ -112,7 +119,13 @@ class DifyOpenAPIEmulator(DifyEmulator):
         self.sessions = Sessions()
         self.sessions.issue(ACCOUNT_ID, token_ttl, token=ACCOUNT_TOKEN, device_label="built-in")
         self.sessions.issue(OTHER_ACCOUNT_ID, token_ttl, token=OTHER_ACCOUNT_TOKEN, device_label="built-in")
-        self.device = DeviceFlow(known_client_ids, device_code_ttl, device_poll_interval, device_advertised_interval)
+        self.device = DeviceFlow(
+            known_client_ids,
+            device_code_ttl,
+            device_poll_interval,
+            device_advertised_interval,
+            auto_approve_as=ACCOUNT_ID if auto_approve else None,
+        )
         #: conversation id -> app id (chat-family runs continue a known conversation only)
         self.conversations: dict[str, str] = {}
         self._hits: dict[str, deque[float]] = {}
@@ -122,6 +135,26 @@ class DifyOpenAPIEmulator(DifyEmulator):
     def base_url(self) -> str:
         """E.g. ``http://127.0.0.1:PORT/openapi/v1``."""
         return f"http://{self.netloc}/openapi/v1"
+
+    @property
+    def device_url(self) -> str:
+        """The device-login page (``verification_uri``): ``http://127.0.0.1:PORT/device``, at the root
+        as Dify's console serves it; on ``public_host`` when set."""
+        return f"http://{self.public_host or self.netloc}{DEVICE_PATH}"
+
+    @property
+    def auto_approve(self) -> bool:
+        """Whether device codes are approved as soon as they are issued."""
+        return self.device.auto_approve_as is not None
+
+    def tool_pages(self) -> dict[str, ToolPage]:
+        """The counters and the device-login page (Dify's console page, served by the emulator)."""
+        return {**super().tool_pages(), DEVICE_PATH: device_page}
+
+    def counters(self) -> dict[str, Any]:
+        """The Service API emulator's counters (app names here) plus ``device_logins``: codes
+        issued, waiting, approved, denied, tokens handed out, expired."""
+        return {**super().counters(), "device_logins": self.device.tally()}
 
     # tokens -------------------------------------------------------------------------------
     def issue_token(

@@ -561,9 +561,7 @@ class OpenAPIRequestHandler(DifyRequestHandler):
                 code = flow.create(client_id, label)
                 interval = flow.advertised if flow.advertised != int(flow.advertised) else int(flow.advertised)
                 body = {"device_code": code.device_code, "user_code": code.user_code}
-                body.update(
-                    verification_uri=f"http://{emu.netloc}/device", expires_in=int(flow.expires_in), interval=interval
-                )
+                body.update(verification_uri=emu.device_url, expires_in=int(flow.expires_in), interval=interval)
                 self._send_json(200, body)
             elif op == "device_token":
                 code = flow.poll(str(payload.get("device_code") or ""), str(payload.get("client_id") or ""))
