@@ -2,8 +2,11 @@
 
 A workflow that pauses for human input (Dify's ``human_input_required`` then ``workflow_paused``)
 becomes an Airflow human-in-the-loop request (Airflow 3.1+, the "Required Actions" page and
-``/api/v2/.../hitlDetails``): subject = the node title, body = the form content (Markdown),
-options = the form's action titles, params = the form's inputs with their defaults. The task
+``/api/v2/.../hitlDetails``): subject = the node title, the app and the run (a list of requests
+must tell them apart); body = the form text (Markdown) with each ``{{#$output.x#}}`` placeholder as
+a pointer to its field, and until when it can be answered; options = the form's action titles;
+params = the form's fields with a label, a widget Airflow renders (a text area for a paragraph, a
+drop-down for a select) and their defaults (:mod:`docify_provider.dify.forms`). The task
 waits deferred in :class:`docify_provider.triggers.hitl.HumanInputTrigger`, which watches both
 sides: the Airflow answer and the backend (form answered in its own UI, run ended, form expired).
 An Airflow answer is posted to the backend by the worker (:func:`post_answer`), then the task
@@ -49,12 +52,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from docify_provider.compat import has_hitl
+from docify_provider.dify.forms import FormField, body_with_pointers, fields_of, readable_duration, readable_time
+from docify_provider.dify.parsing import epoch_to_datetime
 
 #: Task-state key of the HITL record the current try holds (``{"try", "form"}``).
 HITL_STATE_KEY = "dify_hitl"
@@ -91,25 +96,55 @@ class HumanRequest:
     body: str
     #: action title -> action id; the titles are the request's options, in the form's order.
     actions: dict[str, str]
-    #: input name -> default value (strings, as the backend resolved them).
-    params: dict[str, Any] = field(default_factory=dict)
+    #: The form's fields a person answers in Airflow (labels, kinds, defaults), in the form's order.
+    fields: list[FormField] = field(default_factory=list)
     expires_at: str | None = None
 
     @property
     def options(self) -> list[str]:
         return list(self.actions)
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """input name -> default value (strings, as the backend resolved them)."""
+        return {f.name: f.default for f in self.fields}
+
     def serialized_params(self) -> dict[str, Any]:
         """The params as ``HITLOperator.serialized_params`` writes them (one ``Param`` each)."""
         from importlib.metadata import version
 
-        from airflow.sdk import Param
         from packaging.version import Version
 
-        params = {name: Param(value, type=["string", "null"], title=name) for name, value in self.params.items()}
+        params = {f.name: param_of(f) for f in self.fields}
         if Version(version("apache-airflow-core")) < Version("3.1.3"):  # earlier records hold plain values
             return {name: param.value for name, param in params.items()}
         return {name: param.serialize() for name, param in params.items()}
+
+
+#: JSON-schema type of each field kind (Airflow's form picks its widget from type, format and enum).
+_PARAM_TYPES = {"paragraph": "string", "text": "string", "select": "string", "number": "number"}
+
+
+def param_of(form_field: FormField) -> Any:
+    """The Airflow ``Param`` a person answers a field with, as Airflow's form renders it: the label as
+    ``title``; a paragraph as a text area (``format: multiline``); a select as a drop-down (``enum``);
+    ``null`` allowed (not starred as required) unless the field needs a value."""
+    from airflow.sdk import Param
+
+    kind = _PARAM_TYPES.get(form_field.kind, "string")
+    schema: dict[str, Any] = {"title": form_field.label, "type": kind if form_field.required else [kind, "null"]}
+    value = form_field.default
+    if form_field.kind == "paragraph":
+        schema["format"] = "multiline"
+    if form_field.kind == "select":
+        schema["enum"] = [*form_field.options, *([] if form_field.required else [None])]
+    if form_field.kind == "number":
+        try:
+            value = float(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            value = None
+    hint = {"paragraph": ", several lines allowed", "select": ", one of the options"}.get(form_field.kind, "")
+    return Param(value, description=f"Dify form field {form_field.name}{hint}.", **schema)
 
 
 def form_key(form_token: str | None) -> str:
@@ -117,29 +152,55 @@ def form_key(form_token: str | None) -> str:
     return hashlib.sha256(str(form_token or "").encode()).hexdigest()[:16]
 
 
-_PLACEHOLDER = re.compile(r"\{\{#\$output\.([A-Za-z0-9_]+)#\}\}")
+def subject_of(title: str | None, app: str | None = None, run_id: str | None = None) -> str:
+    """``Review — Review Gate, run 1a2b3c4d``: the node title, then the app and the run, so that a list of
+    requests (Airflow's Required Actions) tells apart the forms of several apps and runs."""
+    where = [part for part in (app, f"run {run_id[:8]}" if run_id else None) if part]
+    return f"{title or 'Human input'}" + (f" — {', '.join(where)}" if where else "")
 
 
-def request_from_form(title: str | None, definition: Mapping[str, Any], expires_at: str | None) -> HumanRequest:
-    """The HITL request for a Dify-shaped form definition (A7: ``GET /form/human_input/{token}``)."""
-    content = str(definition.get("form_content") or "")
-    body = _PLACEHOLDER.sub(lambda m: f"**[{m.group(1)}]**", content)
-    if expires_at:
-        body += f"\n\n_Expires {expires_at}._"
+def body_of(content: str, fields: list[FormField], expires_at: Any, now: datetime | None = None) -> str:
+    """The request's Markdown body: the form text with its placeholders as pointers to the fields, and
+    until when it can be answered and what happens after. (A form asking for a file is not asked in
+    Airflow at all: its form takes no files, ``DifyPauseHandling._hitl_record``.)"""
+    body = body_with_pointers(content, fields).strip() or "This Dify workflow waits for your answer."
+    deadline = readable_time(expires_at)
+    moment = epoch_to_datetime(expires_at)
+    if deadline and moment is not None:
+        left = readable_duration((moment - (now or datetime.now(tz=timezone.utc))).total_seconds())
+        body += (
+            f"\n\n---\n\n**Answer by {deadline}** ({left} left when this request was made). After that the "
+            "form expires: Dify no longer takes an answer to it and this task fails; to go on, start a new run."
+        )
+    return body
+
+
+def request_from_form(
+    title: str | None,
+    definition: Mapping[str, Any],
+    expires_at: str | None,
+    *,
+    app: str | None = None,
+    run_id: str | None = None,
+) -> HumanRequest:
+    """The HITL request for a Dify-shaped form definition (A7: ``GET /form/human_input/{token}``).
+
+    ``app`` (the app's name) and ``run_id`` go into the subject; the definition's own expiry is used
+    when ``expires_at`` is not given."""
+    fields = fields_of(definition)
+    expiry = expires_at or definition.get("expiration_time")
     actions: dict[str, str] = {}
     for action in definition.get("user_actions") or definition.get("actions") or []:
         if not isinstance(action, Mapping) or not action.get("id"):
             continue
         label = str(action.get("title") or action["id"])
         actions[label if label not in actions else f"{label} ({action['id']})"] = str(action["id"])
-    defaults = definition.get("resolved_default_values") or {}
-    params: dict[str, Any] = {}
-    for item in definition.get("inputs") or []:
-        if isinstance(item, Mapping) and item.get("output_variable_name"):
-            name = str(item["output_variable_name"])
-            params[name] = defaults.get(name, "") if isinstance(defaults, Mapping) else ""
     return HumanRequest(
-        subject=str(title or "Human input"), body=body, actions=actions, params=params, expires_at=expires_at
+        subject=subject_of(title, app, run_id),
+        body=body_of(str(definition.get("form_content") or ""), fields, expiry),
+        actions=actions,
+        fields=[f for f in fields if f.answerable_in_airflow],
+        expires_at=expires_at,
     )
 
 
@@ -301,6 +362,14 @@ class DifyServiceForms(_HookForms):
         finally:
             hook.close()
 
+    def app_name(self) -> str | None:
+        """The app's name (``GET /info``, which costs nothing), for the request's subject."""
+        hook = self._hook()
+        try:
+            return str(hook.get_app_info().name or "") or None
+        finally:
+            hook.close()
+
     def answer_where(self, run_id: str) -> str:
         """Where a person answers the run's form in Dify (the key names no app: the console, by run id)."""
         hook = self._hook()
@@ -402,6 +471,14 @@ class DifyAccountForms(_HookForms):
         finally:
             hook.close()
 
+    def app_name(self) -> str | None:
+        """The app's name (``GET /apps/{id}``, a read), for the request's subject."""
+        hook = self._hook()
+        try:
+            return str(hook.describe_app(self.app_id).name or "") or None
+        finally:
+            hook.close()
+
     def answer_where(self, run_id: str) -> str:
         """Where a person answers the run's form in Dify (the app's log in the console)."""
         hook = self._hook()
@@ -452,10 +529,13 @@ __all__ = [
     "HumanRequest",
     "answer_of",
     "backend_from_spec",
+    "body_of",
     "console_base",
     "console_logs_url",
     "form_key",
     "has_hitl",
+    "param_of",
     "raise_request",
     "request_from_form",
+    "subject_of",
 ]

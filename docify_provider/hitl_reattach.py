@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from docify_provider.dify.forms import readable_time
 from docify_provider.dify.narration import describe_pause
 
 
@@ -92,11 +93,13 @@ def expired_error(run_id: str, form: Mapping[str, Any], try_number: int, reattac
     from docify_provider.dify.errors import DifyPausedError
 
     found = f" (found when try {try_number} re-attached to the run)" if reattached else ""
+    when = readable_time(form.get("expiration_time")) or "its expiry"
     return DifyPausedError(
         f"Dify run {run_id} paused for human input: the form {form.get('title') or 'of the run'!r} expired at "
-        f"{form.get('expiration_time')} without an answer{found}. It can no longer be answered, in Airflow or "
-        "in Dify, and the run stays paused on Dify. To go on, start a new run: clear the task with "
-        "force_rerun=True (or after clearing its task state), or trigger a new DAG run.",
+        f"{when} without an answer{found}. It can no longer be answered, in Airflow or in Dify (Airflow keeps "
+        "showing its request, greyed out: it has no way to mark a request expired), and the run stays paused "
+        "on Dify. To go on, start a new run: clear the task with force_rerun=True (or after clearing its task "
+        "state), or trigger a new DAG run.",
         run_id=run_id,
         form=public_form(form),
     )

@@ -5,10 +5,14 @@ For drafts that a person must approve before they go out:
 * ``review`` runs the Dify workflow (``DifyRunWorkflowOperator``, Workflow Service API, connection
   ``dify_review``). When the workflow reaches its human-input node the run pauses; with
   ``on_pause="wait"`` the task asks Airflow for the answer (Airflow 3.1+: the form appears under
-  **Required Actions**, with the form's text, its actions as options and its fields as params)
-  and waits deferred: no worker slot is held while the reviewer thinks. The answer is posted to
-  Dify, the run resumes and the task re-attaches to it. A form answered in Dify's own UI works
-  too (nothing is posted then), and an expired form fails the task with the expiry time.
+  **Required Actions** as "Review — <app name>, run <run id>", with the form's text, until when it
+  can be answered, its actions as buttons and its ``comment`` as a multi-line field) and waits
+  deferred: no worker slot is held while the reviewer thinks, and the log says every five
+  minutes that it still waits. The answer is posted to Dify, the run resumes and the task
+  re-attaches to it. A form answered in Dify's own UI works too (nothing is posted then). An
+  expired form fails the task, saying when it expired; the Dify run stays paused, and a new DAG
+  run starts over. ``retries=1`` covers an Airflow 3.3 race (see the comment on the operator); a
+  retry re-attaches to the same Dify run and never buys a second one.
 * ``decide`` branches on the action the reviewer chose (the workflow's ``decision`` output):
   ``publish`` for approve, ``send_back`` for anything else (the reviewer's comment goes with it).
 
@@ -50,6 +54,12 @@ with DAG(
         pause_poll_interval=POLL_SECONDS,
         # How long the reviewer may take, on top of the form's own expiry in Dify.
         execution_timeout=timedelta(days=2),
+        # Airflow 3.3 can fail a task that resumes within one scheduler loop of its deferral as
+        # "changed externally" (apache/airflow#67287): an answer given a moment after the request, or a
+        # run that ends right after the answer. The retry re-attaches to the same Dify run (the task's
+        # ledger holds its id) and waits on the same request: nothing is bought or asked twice.
+        retries=1,
+        retry_delay=timedelta(seconds=10),
     )
 
     @task.branch

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from docify_provider._core.wording import clauses, counted, priced, seconds
+from docify_provider.dify.forms import expiry_words
 
 if TYPE_CHECKING:
     from docify_provider.dify.models import WorkflowEvent, WorkflowRun
@@ -36,11 +37,15 @@ def log_workflow_event(log: logging.Logger | Any, event: WorkflowEvent) -> None:
     elif kind == "text_chunk":
         log.info("Dify: %s", event.text or "")
     elif kind == "workflow_finished":
+        # A run that succeeded gets its one closing line when its result is kept (the operator's
+        # ``_finish``), which also follows a trigger's stream: said here too, it was printed twice.
         run = getattr(event, "result", None) or event.run
-        if run is not None:
+        if run is not None and not run.succeeded:
             log_run(log, run)
-    elif kind in ("human_input_required", "workflow_paused"):
-        log_form(log, event.form.as_dict() if event.form else {}, event.workflow_run_id)
+    elif kind == "human_input_required":
+        log.info("Dify node %s asks for human input", event.data.get("node_title") or "(untitled)")
+    elif kind == "workflow_paused":
+        log.debug("Dify run %s paused", event.workflow_run_id)  # the pause's line is log_form's, once
     else:
         log.debug("Dify stream event %s", kind)
 
@@ -67,8 +72,9 @@ def log_run(log: logging.Logger | Any, run: WorkflowRun) -> None:
 
 
 def log_form(log: logging.Logger | Any, form: Mapping[str, Any], run_id: str | None) -> None:
-    """The warning a pause for human input leaves in the task log (``form``: ``FormRequest.as_dict()``)."""
-    log.warning("Dify run %s paused for human input: %s", run_id, describe_pause(form))
+    """The line a pause for human input leaves in the task log (``form``: ``FormRequest.as_dict()``).
+    INFO: a workflow built to ask a person is doing what it should; what goes wrong is a warning."""
+    log.info("Dify run %s paused for human input: %s", run_id, describe_pause(form))
 
 
 def describe_pause(form: Mapping[str, Any]) -> str:
@@ -78,8 +84,7 @@ def describe_pause(form: Mapping[str, Any]) -> str:
     actions = [str(a.get("title") or a.get("id")) for a in form.get("actions") or [] if isinstance(a, Mapping)]
     if actions:
         parts.append(f"actions [{', '.join(actions)}]")
-    expires = form.get("expiration_time")
-    parts.append(f"expires {expires}" if expires else "no expiry given")
+    parts.append(expiry_words(form.get("expiration_time")))
     return ", ".join(parts)
 
 

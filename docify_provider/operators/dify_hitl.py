@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from docify_provider.dify.forms import expiry_words, fields_of
 from docify_provider.dify.narration import log_form
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
@@ -22,6 +23,9 @@ from docify_provider.operators.base import RunOperatorBase
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+#: Why a later form of a run is answered in Dify (docify_provider.hitl: one record per task).
+ONE_REQUEST = "Airflow keeps one human-in-the-loop request per task (its tries share it)"
 
 
 class DifyPauseHandling(RunOperatorBase):
@@ -84,14 +88,20 @@ class DifyPauseHandling(RunOperatorBase):
             major, minor = airflow_version()
             self.log.warning(
                 "Airflow %s.%s has no human-in-the-loop requests (3.1+): answer the form %r of Dify run %s in Dify "
-                "(expires %s); the task waits, deferred, and goes on when Dify resumes the run",
+                "(%s); the task waits, deferred, and goes on when Dify resumes the run",
                 major,
                 minor,
                 info["title"],
                 run_id,
-                info["expires_at"] or "never",
+                expiry_words(info["expires_at"]),
             )
-        self.log.info("Waiting (deferred) for Dify run %s to be resumed and finish", run_id)
+        self.log.info(
+            "Waiting, deferred (no worker slot held), for the answer to the form %r of Dify run %s (%s); "
+            "then the run resumes and this task follows it",
+            info["title"],
+            run_id,
+            expiry_words(info["expires_at"]),
+        )
         self.hook.close()
         self.defer(
             trigger=HumanInputTrigger(
@@ -118,10 +128,14 @@ class DifyPauseHandling(RunOperatorBase):
         held = state.get(hitl.HITL_STATE_KEY, must=False) or {}
         if held.get("form") == key:
             info["actions"] = dict(held.get("actions") or {})
+            if held.get("subject"):
+                info["subject"] = held["subject"]
             self.log.info("This task already asked Airflow for form %r; waiting for its answer", title)
             return str(ti.id)
         if held:
-            self._answer_in_dify(info, f"this task's request already asked for the form {held.get('title')!r}")
+            self._answer_in_dify(
+                info, f"{ONE_REQUEST}, and this task's request already asked for the form {held.get('title')!r}"
+            )
             return None
         backend = hitl.backend_from_spec(info["backend"], info["backend_kwargs"])
         try:
@@ -129,20 +143,31 @@ class DifyPauseHandling(RunOperatorBase):
         except Exception as exc:
             self.log.warning("Could not read the form %r of Dify run %s (%s); waiting for Dify", title, run_id, exc)
             return None
-        request = hitl.request_from_form(title, definition, info["expires_at"])
-        if not hitl.raise_request(context, request):
-            self._answer_in_dify(info, "this task's request already holds another form")
+        files = [f.label for f in fields_of(definition) if not f.answerable_in_airflow]
+        if files:  # an answer without the file would be refused by Dify
+            self._answer_in_dify(info, f"it asks for a file ({', '.join(files)}), which Airflow's form cannot take")
             return None
-        info["actions"] = request.actions
+        request = hitl.request_from_form(title, definition, info["expires_at"], app=_app_name(backend), run_id=run_id)
+        if not hitl.raise_request(context, request):
+            self._answer_in_dify(info, f"{ONE_REQUEST}, and this task's request already holds another form")
+            return None
+        info["actions"], info["subject"] = request.actions, request.subject
         state.set(
             hitl.HITL_STATE_KEY,
-            {"try": state.try_number, "form": key, "title": title, "run": run_id, "actions": request.actions},
+            {
+                "try": state.try_number,
+                "form": key,
+                "title": title,
+                "run": run_id,
+                "actions": request.actions,
+                "subject": request.subject,
+            },
         )
         self.log.info(
-            "Asked Airflow for human input (Required Actions): %r, options %s, params %s",
+            "Asked Airflow for human input (Required Actions): %r, options %s, fields %s",
             request.subject,
             request.options,
-            sorted(request.params),
+            ", ".join(f"{f.label} ({f.kind})" for f in request.fields) or "none",
         )
         return str(ti.id)
 
@@ -150,14 +175,13 @@ class DifyPauseHandling(RunOperatorBase):
         """Say, once per form, that it must be answered in Dify, why, and where."""
         where = self._answer_where(info)
         self.log.warning(
-            "Dify run %s paused on the form %r, which is NOT asked in Airflow: Airflow keeps one human-in-the-loop "
-            "request per task (its tries share it), and %s. Answer it in Dify's console at %s (expires %s); "
-            "the task waits, deferred, and goes on when Dify resumes the run",
+            "Dify run %s paused on the form %r, which is NOT asked in Airflow: %s. Answer it in Dify's console at "
+            "%s (%s); the task waits, deferred, and goes on when Dify resumes the run",
             info["workflow_run_id"],
             info["title"],
             why,
             where,
-            info.get("expires_at") or "never",
+            expiry_words(info.get("expires_at")),
         )
 
     def _answer_where(self, info: Mapping[str, Any]) -> str:
@@ -190,7 +214,9 @@ class DifyPauseHandling(RunOperatorBase):
             if action is None:
                 raise DifyInputError(f"The Airflow answer {chosen} names none of the form's actions {list(actions)}")
             backend = hitl.backend_from_spec(str(info["backend"]), info.get("backend_kwargs") or {})
-            inputs = {k: v for k, v in params.items() if v is not None}
+            # Dify refuses an answer that leaves a field out ("Missing required inputs") but takes empty
+            # text, and Airflow's form sends a field left empty as null: posted as empty text.
+            inputs = {k: "" if v is None else v for k, v in params.items()}
             name = who.get("name") if isinstance(who, Mapping) else who
             if backend.submit_form(str(info["form_token"]), action, inputs):
                 self.log.info(
@@ -215,6 +241,15 @@ class DifyPauseHandling(RunOperatorBase):
     def _reattach(self, context: Context, state: TaskState, run_id: str, task_id: str | None, user: str) -> None:
         """Follow the resumed run from the triggerer (it may pause again): each API's own trigger."""
         raise NotImplementedError
+
+
+def _app_name(backend: Any) -> str | None:
+    """The app's name for the request's subject; None (the subject names the run only) when unreadable."""
+    try:
+        name = backend.app_name()
+    except Exception:
+        return None
+    return str(name) if name else None
 
 
 __all__ = ["DifyPauseHandling"]

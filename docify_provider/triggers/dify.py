@@ -300,10 +300,12 @@ class DifyWorkflowRunTrigger(MarkerTrigger):
                     return
                 if run.paused and self._form_expired():
                     from docify_provider.dify.errors import DifyPausedError
+                    from docify_provider.dify.forms import readable_time
 
+                    when = readable_time(self.form_expires_at) or "its expiry"
                     expired = DifyPausedError(
                         f"Dify run {self.workflow_run_id} paused for human input: the form {self.form_title!r} "
-                        f"expired at {self.form_expires_at} without an answer; the run stays paused on Dify. "
+                        f"expired at {when} without an answer; the run stays paused on Dify. "
                         "Nothing more can resume it through this form.",
                         run_id=self.workflow_run_id,
                         form={"title": self.form_title, "expiration_time": self.form_expires_at},

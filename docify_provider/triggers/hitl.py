@@ -10,6 +10,9 @@ It polls three things every ``poll_interval`` seconds, cheapest decision first:
    and so does a run that is no longer paused (answered, stopped, ended): the worker re-attaches;
 3. the form's expiry: past it, an error event (``DifyPausedError``: the run stays paused).
 
+While nobody answers, the task log gets a "Still waiting for an answer" line every
+``notice_every`` seconds (five minutes), naming the request and the expiry.
+
 Every event echoes ``hitl`` (the run, the backend spec and the form) so ``execute_complete`` needs
 no other state. The kwargs hold the backend's class path and plain kwargs (connection id, user),
 never a key; the form token is kept in them (Airflow stores trigger kwargs encrypted).
@@ -18,16 +21,21 @@ never a key; the form token is kept in them (Airflow stores trigger kwargs encry
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
+from docify_provider.dify.forms import expiry_words, readable_duration
 from docify_provider.events import error_to_event
-from docify_provider.hitl_reattach import expired
+from docify_provider.hitl_reattach import expired, expired_error
 from docify_provider.triggers.base import MarkerTrigger
 
 _CLASSPATH = "docify_provider.triggers.hitl.HumanInputTrigger"
+
+#: How often the task log says it still waits for an answer (a person reading it sees the wait is alive).
+NOTICE_SECONDS = 300.0
 
 
 def _read_in_process(ti_id: Any) -> Any:
@@ -52,11 +60,13 @@ class HumanInputTrigger(MarkerTrigger):
         ti_id: str | None = None,
         poll_interval: float = 30.0,
         try_number: int | None = None,
+        notice_every: float = NOTICE_SECONDS,
     ) -> None:
         super().__init__()
         self.hitl = dict(hitl)
         self.ti_id = None if ti_id is None else str(ti_id)
         self.poll_interval = float(poll_interval)
+        self.notice_every = float(notice_every)
         self._set_identity(None, None, None, -1, try_number)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -67,6 +77,7 @@ class HumanInputTrigger(MarkerTrigger):
                 "ti_id": self.ti_id,
                 "poll_interval": self.poll_interval,
                 "try_number": self.try_number,
+                "notice_every": self.notice_every,
             },
         )
 
@@ -104,6 +115,7 @@ class HumanInputTrigger(MarkerTrigger):
         backend = backend_from_spec(self.hitl["backend"], self.hitl.get("backend_kwargs") or {})
         run_id, token = str(self.hitl["workflow_run_id"]), str(self.hitl["form_token"])
         title, expires = self.hitl.get("title"), self.hitl.get("expires_at")
+        started = last_notice = time.monotonic()
         while True:
             if self.ti_id:
                 answer = await self._airflow_answer()
@@ -130,17 +142,38 @@ class HumanInputTrigger(MarkerTrigger):
                     self.log.info("Run %s goes on: %s (form %s)", run_id, why, state)
                     yield self._event({"status": "hitl_resumed", "reason": why, "form_state": state})
                     return
+            if time.monotonic() - last_notice >= self.notice_every:
+                last_notice = time.monotonic()
+                self._still_waiting(last_notice - started)
             await asyncio.sleep(self.poll_interval)
 
-    def _expired_error(self, run_id: str, title: Any, expires: Any) -> dict[str, Any]:
-        from docify_provider.dify.errors import DifyError, DifyPausedError
+    def _still_waiting(self, waited: float) -> None:
+        """The line a person reading the task log sees every ``notice_every`` seconds while nobody answers."""
+        title, run_id = self.hitl.get("title"), self.hitl.get("workflow_run_id")
+        expiry, so_far = expiry_words(self.hitl.get("expires_at")), readable_duration(waited)
+        if self.ti_id:
+            subject = self.hitl.get("subject") or title
+            self.log.info(
+                "Still waiting for an answer (request %r under Required Actions, or the form in Dify; %s; "
+                "waited %s so far)",
+                subject,
+                expiry,
+                so_far,
+            )
+        else:
+            self.log.info(
+                "Still waiting for the form %r of Dify run %s to be answered in Dify (%s; waited %s so far)",
+                title,
+                run_id,
+                expiry,
+                so_far,
+            )
 
-        expired = DifyPausedError(
-            f"Dify run {run_id} paused for human input: the form {title!r} expired at {expires} without an "
-            "answer; the run stays paused on Dify. Nothing more can resume it through this form.",
-            run_id=run_id,
-            form={"title": title, "expiration_time": expires},
-        )
+    def _expired_error(self, run_id: str, title: Any, expires: Any) -> dict[str, Any]:
+        """The form expired unanswered: the error the task fails with, saying what happens next."""
+        from docify_provider.dify.errors import DifyError
+
+        expired = expired_error(run_id, {"title": title, "expiration_time": expires}, 0, reattached=False)
         self.log.error("%s", expired)
         return dict(error_to_event(expired, posted=False, root=DifyError))
 

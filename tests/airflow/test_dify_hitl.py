@@ -10,7 +10,9 @@ responder, time); the REST call itself is exercised against a real api-server in
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +32,15 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(AIRFLOW_LINE < (3, 1), reason="Airflow human-in-the-loop requests are 3.1+"),
 ]
+
+
+#: A time as the request's body and the log write it: ``7 Dec 2026, 14:05 UTC``.
+READABLE_TIME = r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC"
+#: The body's deadline for the emulator's one-day forms, with what was left when it was asked.
+READABLE_DEADLINE = re.compile(
+    rf"\*\*Answer by {READABLE_TIME}\*\* \((1 d|23 h \d+ min) left when this request was made\)\. After that "
+    "the form expires: Dify no longer takes an answer to it and this task fails; to go on, start a new run"
+)
 
 
 @pytest.fixture
@@ -161,11 +172,30 @@ def test_an_airflow_answer_is_posted_to_dify_and_the_run_finishes(dify_hitl, cap
     outcome, text, person = _run_answered(dag, capfd, ("Approve", {"comment": "ship it"}))
     assert outcome.state("review") == "success", text[-5000:]
     (shown,) = person.seen
-    assert shown["subject"] == "Review"
-    assert shown["options"] == ["Approve", "Reject"]
-    assert "Please review the draft about budget: **[comment]**" in shown["body"]
-    assert "comment" in shown["params"]
     xcom = outcome.xcom("review")
+    run_id = xcom["workflow_run_id"]
+    # What a person reads: the app and the run in the subject, a pointer to the field instead of the
+    # raw placeholder, a readable deadline, and the field labelled and typed as Dify's paragraph.
+    assert shown["subject"] == f"Review — Review Gate, run {run_id[:8]}"
+    assert shown["options"] == ["Approve", "Reject"]
+    assert "Please review the draft about budget: (see the field *Comment* below)" in shown["body"]
+    assert "[comment]" not in shown["body"] and "{{#" not in shown["body"]
+    assert READABLE_DEADLINE.search(shown["body"]), shown["body"]
+    assert shown["params"]["comment"]["schema"] == {
+        "title": "Comment",
+        "type": ["string", "null"],
+        "format": "multiline",
+    }
+    # The log: the expected pause once, at INFO; the run's closing line once, its time rounded.
+    assert text.count(f"Dify run {run_id} paused for human input: form 'Review'") == 1, text[-6000:]
+    assert not re.search(rf"WARNING[^\n]*Dify run {run_id} paused for human input", text)
+    assert re.search(
+        rf"Dify run {run_id} paused for human input: form 'Review', actions \[Approve, Reject\], "
+        rf"expires {READABLE_TIME} \(in (1 d|23 h \d+ min)\)",
+        text,
+    ), text[-6000:]
+    assert text.count(f"Dify run {run_id} succeeded in ") == 1, text[-6000:]
+    assert re.search(rf"Dify run {run_id} succeeded in \d+\.\d+ s:", text)
     assert xcom["outputs"]["decision"] == "approve" and xcom["outputs"]["comment"] == "ship it"
     assert "Comment: ship it" in xcom["outputs"]["text"]
     assert emu.runs_started() == 1
@@ -262,9 +292,22 @@ def test_two_forms_the_first_in_airflow_the_second_in_dify(dify_hitl, capfd):
     )
     assert outcome.state("review") == "success", text[-6000:]
     (first,) = person.seen
-    assert (first["subject"], first["options"]) == ("Outline review", ["Approve", "Reject"])
+    run_id = outcome.xcom("review")["workflow_run_id"]
+    subject = f"Outline review — Review and Sign-off, run {run_id[:8]}"
+    assert (first["subject"], first["options"]) == (subject, ["Approve", "Reject"])
+    # Two fields, each where the person reads about it: a paragraph (a text area) and a select (a
+    # drop-down of its options, a value required, preselected with the form's default).
+    assert "Comment: (see the field *Comment* below) Priority: (see the field *Priority* below)" in first["body"]
+    comment, priority = first["params"]["comment"], first["params"]["priority"]
+    assert (comment["value"], comment["schema"]["format"], comment["schema"]["title"]) == (
+        "Looks fine",
+        "multiline",
+        "Comment",
+    )
+    assert priority["value"] == "normal"
+    assert priority["schema"] == {"title": "Priority", "type": "string", "enum": ["low", "normal", "high"]}
     (record,) = _records(dag.dag_id)
-    assert record["subject"] == "Outline review" and record["answered"], "one request, the first form's"
+    assert record["subject"] == subject and record["answered"], "one request, the first form's"
     assert outcome.try_number("review") == 1
     outputs = outcome.xcom("review")["outputs"]
     assert (outputs["outline_action"], outputs["comment"]) == ("approve", "fine")
@@ -316,8 +359,14 @@ def _assert_failed_on_expiry(dag: Any, emu: Any, capfd: Any) -> dict[str, Any]:
     (run,) = emu.runs
     assert run.status == "paused"
     (record,) = _records(dag.dag_id)
-    assert not record["answered"] and "_Expires " in record["body"]
-    assert f"Dify run {run.id} paused for human input: the form 'Review' expired at" in text
+    assert not record["answered"] and "**Answer by " in record["body"] and "this task fails" in record["body"]
+    # The failure says when the form expired (readably), that the greyed-out request can no longer be
+    # answered, and what to do next.
+    assert re.search(
+        rf"Dify run {run.id} paused for human input: the form 'Review' expired at {READABLE_TIME} without an answer",
+        text,
+    ), text[-5000:]
+    assert "Airflow keeps showing its request, greyed out" in text and "To go on, start a new run" in text
     return record
 
 
@@ -336,7 +385,7 @@ def test_an_expired_form_fails_the_task_as_the_request_times_out(dify_hitl, capf
             pause_poll_interval=0.2,
         )
     record = _assert_failed_on_expiry(dag, emu, capfd)
-    assert record["subject"] == "Review"
+    assert record["subject"] == f"Review — Review Gate, run {emu.runs[0].id[:8]}"
     assert emu.runs_started() == 1
 
 
@@ -362,6 +411,8 @@ def test_account_form_answered_in_airflow_is_posted_back(openapi_conn, capfd):
     (shown,) = person.seen
     assert shown["options"] == ["Approve", "Reject"] and "comment" in shown["params"]
     xcom = outcome.xcom("review")
+    assert shown["subject"] == f"Review — Review Gate, run {xcom['workflow_run_id'][:8]}"
+    assert shown["params"]["comment"]["schema"]["format"] == "multiline"
     assert xcom["outputs"]["decision"] == "approve" and xcom["outputs"]["comment"] == "ship it"
     assert xcom["app_id"] == HUMAN_INPUT_APP_ID
     assert emu.runs_started(ACCOUNT_TOKEN, app=HUMAN_INPUT_APP_ID) == 1
@@ -418,7 +469,7 @@ def test_account_two_forms_the_first_in_airflow_the_second_in_dify(openapi_conn,
     )
     assert outcome.state("review") == "success", text[-6000:]
     (record,) = _records(dag.dag_id)
-    assert record["subject"] == "Outline review" and record["answered"]
+    assert record["subject"].startswith("Outline review — Two-Step Review, run ") and record["answered"]
     outputs = outcome.xcom("review")["outputs"]
     assert (outputs["outline_action"], outputs["sign_off_action"], outputs["signature"]) == (
         "approve",
@@ -429,3 +480,61 @@ def test_account_two_forms_the_first_in_airflow_the_second_in_dify(openapi_conn,
     assert emu.runs_started(ACCOUNT_TOKEN, app=TWO_FORMS_APP_ID) == 1
     _assert_second_form_waited_in_dify(text, "Final sign-off")
     assert f"{emu.base_url.removesuffix('/openapi/v1')}/app/{TWO_FORMS_APP_ID}/logs" in text
+
+
+# -- the wait, as the task log tells it ----------------------------------------------------------------
+
+
+async def test_the_wait_says_every_few_minutes_that_it_still_waits(dify_conns, capfd):
+    """``HumanInputTrigger`` on an event loop against the emulator (real HTTP), its notice interval
+    shortened from five minutes: while nobody answers it says so, naming the form, the run and the
+    readable expiry; an answer given in Dify then ends the wait."""
+    from docify_provider.hitl import DifyServiceForms
+    from docify_provider.triggers.dify import DifyWorkflowTrigger
+    from docify_provider.triggers.hitl import NOTICE_SECONDS, HumanInputTrigger
+
+    emu = dify_conns
+    paused = DifyWorkflowTrigger(inputs={"topic": "budget"}, dify_conn_id="dify_human", user="u1").run()
+    try:
+        event = await anext(paused)
+    finally:
+        await paused.aclose()
+    assert event.payload["status"] == "paused"
+    run_id = event.payload["workflow_run_id"]
+    backend = DifyServiceForms("dify_human", "u1")
+    info = {
+        "workflow_run_id": run_id,
+        "form_token": emu.form_token(run_id),
+        "title": "Review",
+        "expires_at": event.payload["form"]["expiration_time"],
+        "backend": backend.classpath,
+        "backend_kwargs": backend.spec(),
+        "actions": {},
+    }
+    assert NOTICE_SECONDS == 300.0, "every five minutes in a deployment"
+    trigger = HumanInputTrigger(hitl=info, poll_interval=0.05, notice_every=0.3)
+    waiting = trigger.run()
+    fired = asyncio.ensure_future(anext(waiting))
+
+    printed: list[str] = []
+
+    def notices() -> list[str]:
+        printed.append(console_text(capfd))  # the trigger's log lines, as the task log shows them
+        return re.findall(r"Still waiting for [^\n]*? so far\)", "".join(printed))
+
+    for _ in range(200):
+        if len(notices()) >= 2 or fired.done():
+            break
+        await asyncio.sleep(0.05)
+    assert not fired.done(), "nobody answered: the trigger waits"
+    emu.submit_form(emu.form_token(run_id), action="approve", inputs={"comment": "ok"})
+    resumed = await asyncio.wait_for(fired, 10)
+    await waiting.aclose()
+    assert resumed.payload["status"] == "hitl_resumed"
+    first, second = notices()[:2]
+    assert re.fullmatch(
+        rf"Still waiting for the form 'Review' of Dify run {run_id} to be answered in Dify \(expires "
+        rf"{READABLE_TIME} \(in (1 d|23 h \d+ min)\); waited less than a minute so far\)",
+        first,
+    ), first
+    assert first == second or second.startswith("Still waiting for the form 'Review'")

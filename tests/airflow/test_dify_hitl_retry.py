@@ -195,7 +195,9 @@ def _assert_found_and_posted_once(outcome: Any, text: str, emu: Any, runs_starte
     assert runs_started == 1, "try 2 re-attached to the same run"
     assert _form_posts(emu) == 1, "the answer reached Dify exactly once"
     (record,) = [r for r in _records(outcome.dag_id) if r["live"]]
-    assert record["subject"] == "Review" and record["answered"], "one request, raised by try 1, answered"
+    assert record["subject"].startswith("Review — Review Gate, run ") and record["answered"], (
+        "one request, raised by try 1, answered"
+    )
     assert "found its form again" in text
     assert "form None" not in text and "[none]" not in text and "reported None" not in text
     assert emu.form_token(xcom["workflow_run_id"]) not in text

@@ -241,7 +241,7 @@ async def test_run_trigger_success_failure_timeout_and_expired_form(dify_conns, 
     )
     exc = error_from_event(event.payload, root=errors.DifyError)
     assert isinstance(exc, errors.DifyPausedError) and exc.run_id == paused
-    assert "the form 'Review' expired at 2020-01-01T00:00:00+00:00 without an answer" in str(exc)
+    assert "the form 'Review' expired at 1 Jan 2020, 00:00 UTC without an answer" in str(exc)
     assert emu.run(paused).status == "paused"
     for value in (event.payload,):
         _no_key(dict(value))

@@ -250,7 +250,7 @@ def test_human_review_example_asks_airflow_and_publishes_what_the_reviewer_appro
     assert person.error is None
     assert outcome.dag_state == "success", outcome.states()
     (asked,) = person.seen
-    assert asked["subject"] == "Review" and asked["options"] == ["Approve", "Reject"]
+    assert asked["subject"].startswith("Review — ") and asked["options"] == ["Approve", "Reject"]
     assert "Please review the draft about the spring catalogue" in asked["body"]
     assert (outcome.state("publish"), outcome.state("send_back")) == ("success", "skipped")
     assert "Approved: the spring catalogue" in outcome.xcom("publish")

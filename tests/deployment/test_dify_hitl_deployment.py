@@ -93,11 +93,13 @@ def test_a_paused_dify_run_is_answered_through_the_rest_api(tmp_path: Path) -> N
 
     # The request, as Airflow shows it: the form's title, text, actions and input.
     assert ti_before.get("state") == "deferred", ti_before
-    assert detail["subject"] == "Review"
-    assert "Please review the draft about budget: **[comment]**" in detail["body"]
+    assert detail["subject"] == f"Review — Review Gate, run {run.id[:8]}"
+    assert "Please review the draft about budget: (see the field *Comment* below)" in detail["body"]
+    assert "**Answer by " in detail["body"]
     assert detail["options"] == ["Approve", "Reject"]
     assert detail["multiple"] is False
     assert set(detail["params"]) == {"comment"}
+    assert detail["params"]["comment"]["schema"]["format"] == "multiline"
     assert detail["response_received"] is False
     assert [d["task_instance"]["task_id"] for d in listed] == [hitl.task_id]
     assert form_posts_before == 0, "nothing is posted to Dify before someone answers"
@@ -207,7 +209,8 @@ def test_a_task_cleared_while_it_waits_finds_its_form_and_the_answer_reaches_dif
         f"{ti['state']} {t_end - t_answer:.1f}s; form POSTs accepted {hitl.form_posts()}, refused "
         f"{hitl.refused_form_posts()}; review try {ti['try_number']} (tries failed by the 3.3 race: {retried_by_race})"
     )
-    assert shown["subject"] == "Review" and still is not None and still["subject"] == "Review"
+    subject = f"Review — Review Gate, run {run.id[:8]}"
+    assert shown["subject"] == subject and still is not None and still["subject"] == subject
     assert still["response_received"] is False, "the one request (try 1's) still waits after the clear"
     assert posts_before == 0
     assert "found its form again" in task_log, task_log[-5000:]

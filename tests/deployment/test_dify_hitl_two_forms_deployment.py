@@ -36,9 +36,10 @@ SECOND_FORM_WARNING = "paused on the form 'Final sign-off', which is NOT asked i
 
 
 def request_for(hitl: HitlRun, subject: str) -> dict[str, Any] | None:
-    """The request once it asks for ``subject`` and its trigger waits for the answer."""
+    """The request once it asks for the form titled ``subject`` (the subject's first part; the app and
+    the run follow) and its trigger waits for the answer."""
     detail = hitl.hitl_detail()
-    if not detail or detail["subject"] != subject or detail["response_received"]:
+    if not detail or not detail["subject"].startswith(f"{subject} — ") or detail["response_received"]:
         return None
     return detail if hitl.waiting_for_answer() else None
 
@@ -82,7 +83,8 @@ def test_first_form_in_airflow_second_in_dify(tmp_path: Path) -> None:
 
     assert (first["options"], set(first["params"])) == (["Approve", "Reject"], {"comment", "priority"})
     assert "Outline for budget" in first["body"]
-    assert detail is not None and detail["subject"] == "Outline review" and detail["response_received"], detail
+    assert detail is not None and detail["subject"] == f"Outline review — Review and Sign-off, run {run.id[:8]}"
+    assert detail["response_received"], detail
     assert detail["chosen_options"] == ["Approve"], detail
     assert SECOND_FORM_WARNING in task_log and "Answer it in Dify's console" in task_log, task_log[-5000:]
     assert ti["state"] == "success" and recorded["state"] == "success", task_log[-5000:]

@@ -308,6 +308,10 @@ def _resume_graph(r: _Runner, action: str, values: dict[str, Any]) -> None:
         r.end({"decision": action, "comment": comment, "text": text})
 
 
+#: The options of the outline review's ``priority`` select (newer Dify's ``select`` form input,
+#: ``option_source`` a constant list; the emulator resolves a default for it, "normal").
+PRIORITIES = ["low", "normal", "high"]
+
 SIGN_OFF_ACTIONS = [
     {"id": "sign", "title": "Sign off", "button_style": "primary"},
     {"id": "reject", "title": "Reject", "button_style": "default"},
@@ -317,7 +321,11 @@ SIGN_OFF_ACTIONS = [
 def _two_forms_graph(r: _Runner) -> None:
     topic = r.run.inputs.get("topic")
     content = f"Outline for {topic}. Comment: {{{{#$output.comment#}}}} Priority: {{{{#$output.priority#}}}}"
-    inputs = [_form_input("paragraph", "comment", "Looks fine"), _form_input("text-input", "priority", "normal")]
+    priority = {
+        **_form_input("select", "priority", "normal"),
+        "option_source": {"type": "constant", "value": PRIORITIES},
+    }
+    inputs = [_form_input("paragraph", "comment", "Looks fine"), priority]
     _ask(r, "outline_review", "Outline review", content, inputs, REVIEW_ACTIONS)
 
 

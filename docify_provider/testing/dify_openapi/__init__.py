@@ -25,9 +25,10 @@ Constants (fixed across runs):
   - ``HUMAN_INPUT_APP_ID`` - "Review Gate" - workflow - emulator, human-input - topic; one form
     (input ``comment``; actions approve / reject)
   - ``TWO_FORMS_APP_ID`` - "Two-Step Review" - workflow - emulator, human-input - topic; two
-    forms in sequence: "Outline review" (inputs ``comment`` default "Looks fine", ``priority``
-    default "normal"; approve / reject), then "Final sign-off" (``signature`` default
-    "emulator"; sign / reject). Outputs: outline_action, comment, priority, sign_off_action, signature.
+    forms in sequence: "Outline review" (inputs ``comment``, a paragraph, default "Looks fine";
+    ``priority``, a select of low / normal / high, default "normal"; approve / reject), then
+    "Final sign-off" (``signature`` default "emulator"; sign / reject). Outputs: outline_action,
+    comment, priority, sign_off_action, signature.
   - ``CHAT_APP_ID`` - "Chat Assistant" - chat - emulator, chat, nightly - name (optional); query required
   - ``ADVANCED_CHAT_APP_ID`` - "Advanced Chat" - advanced-chat - emulator, chat - name; query required
   - ``COMPLETION_APP_ID`` - "Completion Writer" - completion - emulator, nightly - topic (required)
