@@ -397,8 +397,8 @@ async def test_upload_is_logged_as_the_sync_client_logs_it(
             aio = await client.upload_file(PNG, file_name="scan.png")
     lines = [r.getMessage() for r in caplog.records if r.name == "docify_provider.docify.client"]
     assert lines == [
-        f"Uploaded scan.png ({len(PNG)} bytes) to Docify as {sync.upload_file_oid}",
-        f"Uploaded scan.png ({len(PNG)} bytes) to Docify as {aio.upload_file_oid}",
+        f"Uploaded scan.png ({len(PNG):,} bytes) to Docify as {sync.upload_file_oid}",
+        f"Uploaded scan.png ({len(PNG):,} bytes) to Docify as {aio.upload_file_oid}",
     ]
     assert INVOICE_KEY not in caplog.text
 
