@@ -173,11 +173,18 @@ def test_invoice_pipeline_on_celery_with_two_workers_and_two_triggerers(
     assert sum(executions.values(), Counter()) == Counter({i: 2 for i in range(DOCUMENTS)}), executions
     assert all(executions[ti["hostname"]][ti["map_index"]] for ti in extracts), executions
     # Every stream was held by exactly one triggerer (no takeover), and both triggerers held some.
-    assert len(trigger_logs) == DOCUMENTS, f"one trigger log per mapped task: {trigger_logs}"
+    # Every stream was followed by exactly one triggerer. A trigger may move to the other triggerer when
+    # its first one misses a heartbeat (a loaded 2-core machine does): Airflow's own takeover. Then the
+    # other log of that task must show no second stream (the restart guard: no second run request).
+    logs_per_task: dict[str, list[Path]] = {}
+    for path in trigger_logs:
+        logs_per_task.setdefault(path.parent.name, []).append(path)
+    assert len(logs_per_task) == DOCUMENTS, f"a trigger log per mapped task: {trigger_logs}"
+    for task_logs in logs_per_task.values():
+        texts = [path.read_text(errors="replace") for path in task_logs]
+        streamed = [path for path, text in zip(task_logs, texts) if "Docify stream START: session" in text]
+        assert len(streamed) == 1, f"one stream per mapped task: {task_logs}"
+        assert "Docify stream COMPLETE" in streamed[0].read_text(errors="replace"), streamed[0]
     assert set(streams_per_triggerer) == set(TRIGGERERS), f"{streams_per_triggerer}; jobs {jobs}"
     assert all(n <= TRIGGERER_CAPACITY for n in streams_per_triggerer.values())
-    for path in trigger_logs:
-        text = path.read_text(errors="replace")
-        assert "Docify stream START: session" in text, path
-        assert "Docify stream COMPLETE" in text, path
     assert INVOICE_KEY not in logs, "the API key reached a log file"
