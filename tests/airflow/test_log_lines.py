@@ -132,8 +132,11 @@ def test_the_first_deferral_is_not_called_reattaching(
     run_id, task_id = xcom["workflow_run_id"], xcom["task_id"]
     assert f"Deferring: the triggerer follows Dify run {run_id} (task {task_id}) of app {xcom['app_id']}" in text
     assert f"The triggerer follows Dify run {run_id} for user " in text, text[-3000:]
-    assert "Re-attaching" not in text and "re-attaches" not in text and "(streaming, deferred)" not in text
-    assert "task None" not in text and "user None" not in text
+    # The log lines, not Airflow 3.0's debug echo of the restart marker (whose "meaning" explains that a
+    # restarted trigger re-attaches).
+    said = "\n".join(line for line in text.splitlines() if "meaning" not in line)
+    assert "Re-attaching" not in said and "re-attaches" not in said and "(streaming, deferred)" not in said
+    assert "task None" not in said and "user None" not in said
 
 
 @pytest.mark.airflow_line("a connection read inside the triggerer's event loop")
