@@ -5,7 +5,7 @@ The single-run ledger (``durable.ledger.RunLedger``) keeps one record per task i
 JSON value holding every result (Airflow's XCom and task-state values are meant to be small), so:
 
 * item **states** live in shards of ``shard_size`` items, one key each (``<key>:<shard>``), as
-  compact rows ``[state, run_id, task_id, sent_at, try]`` - about 100 bytes an item; items never
+  compact rows ``[state, run_id, task_id, sent_at or error, try]`` - about 100 bytes an item; items never
   sent have no row at all;
 * item **results** (what a bought run returned) live in a separate ``ResultStore``, one entry per
   item (object storage, the XCom backend, or memory in tests); the shard row only says "bought".
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 SENT = "s"
 BOUGHT = "b"
+#: Settled without a result (the run failed, or its inputs were refused): read as "never sent", so a
+#: later pass sends it again, but the row keeps the error for the report.
+FAILED = "f"
 
 
 class KeyValue(Protocol):
@@ -139,18 +142,27 @@ class ItemLedger:
                 ) from exc
             rows = value.get("items") if isinstance(value, Mapping) else None
             for index, row in (rows or {}).items():
-                if isinstance(row, list) and row and row[0] in (SENT, BOUGHT):
+                if isinstance(row, list) and row and row[0] in (SENT, BOUGHT, FAILED):
                     self._rows[int(index)] = list(row) + [None] * (5 - len(row))
 
     def counts(self) -> dict[str, int]:
-        """Rows by state: ``{"sent": n, "bought": m}`` (items without a row were never sent)."""
-        sent = sum(1 for row in self._rows.values() if row[0] == SENT)
-        return {"sent": sent, "bought": len(self._rows) - sent}
+        """Rows by state: ``{"sent": n, "bought": m, "failed": k}`` (items without a row were never sent)."""
+        states = [row[0] for row in self._rows.values()]
+        return {"sent": states.count(SENT), "bought": states.count(BOUGHT), "failed": states.count(FAILED)}
+
+    def row(self, index: int) -> dict[str, Any] | None:
+        """Item ``index``'s row as a dict (``state``, ``run_id``, ``task_id``, ``at`` or ``error``, ``try``)."""
+        row = self._rows.get(index)
+        if row is None:
+            return None
+        state, run_id, task_id, at, try_number = row[:5]
+        detail = "error" if state == FAILED else "at"
+        return {"state": state, "run_id": run_id, "task_id": task_id, detail: at, "try": try_number}
 
     def known(self, index: int, backend: Backend) -> Known:
         """What the ledger says about item ``index``, for ``durable.policy.decide``."""
         row = self._rows.get(index)
-        if row is None:
+        if row is None or row[0] == FAILED:
             return Known(sent=False)
         state, run_id, task_id, sent_at, try_number = row[:5]
         who = f"try {try_number}" if try_number is not None else "an earlier attempt"
@@ -192,10 +204,14 @@ class ItemLedger:
         self._rows[index] = [BOUGHT, run_id or row[1], row[2], row[3], self.try_number]
         await self._best_effort(index, "that it was bought")
 
-    async def forget(self, index: int) -> None:
-        """Item ``index`` is settled without a result (turned away, or failed): no row, so it is sent again."""
-        if self._rows.pop(index, None) is not None:
-            await self._best_effort(index, "that it is settled")
+    async def forget(self, index: int, *, error: str | None = None, run_id: str | None = None) -> None:
+        """Item ``index`` is settled without a result, so a later pass sends it again: turned away (no
+        row), or failed (``error``: a ``FAILED`` row that keeps the error and run id for the report)."""
+        if error is not None:
+            self._rows[index] = [FAILED, run_id, None, error[:500], self.try_number]
+        elif self._rows.pop(index, None) is None:
+            return
+        await self._best_effort(index, "that it is settled")
 
     async def result(self, index: int) -> Mapping[str, Any] | None:
         """The stored result of a bought item; None when it cannot be read (logged)."""
@@ -228,4 +244,4 @@ class ItemLedger:
             self._durable[shard] = target
 
 
-__all__ = ["BOUGHT", "SENT", "ItemLedger", "KeyValue", "MemoryKV", "MemoryResults", "ResultStore"]
+__all__ = ["BOUGHT", "FAILED", "SENT", "ItemLedger", "KeyValue", "MemoryKV", "MemoryResults", "ResultStore"]

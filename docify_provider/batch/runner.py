@@ -241,7 +241,7 @@ class BatchRunner:
         except ProviderError as exc:
             exc_run = getattr(exc, "run_id", None) or getattr(exc, "session_id", None) or seen
             if exc.run_settled():
-                await self.ledger.forget(index)
+                await self.ledger.forget(index, error=f"{type(exc).__name__}: {exc}", run_id=exc_run)
                 return self._item(index, "failed", run_id=exc_run, error=str(exc), error_type=type(exc).__name__)
             if exc_run:
                 await self.ledger.started(index, exc_run, task_id)

@@ -28,6 +28,16 @@ async def test_rows_are_compact_sharded_and_results_kept_apart() -> None:
     assert results.records[249]["body"]["outputs"]["text"] == "x" * 1000
     await ledger.forget(0)
     assert kv.values["docify_batch:0"]["items"] == {}
+    await ledger.forget(150, error="DifyRunFailedError: boom", run_id="run-150")
+    assert ledger.row(150) == {
+        "state": "f",
+        "run_id": "run-150",
+        "task_id": None,
+        "error": "DifyRunFailedError: boom",
+        "try": 1,
+    }
+    assert not ledger.known(150, DIFY).sent, "a failed item is sent again by a later pass"
+    assert ledger.counts() == {"sent": 0, "bought": 1, "failed": 1}
 
 
 async def test_concurrent_intents_share_writes() -> None:
@@ -57,7 +67,7 @@ async def test_what_the_policy_decides_per_row() -> None:
     }
     ledger = ItemLedger(kv, MemoryResults())
     await ledger.load(4)
-    assert ledger.counts() == {"sent": 2, "bought": 1}
+    assert ledger.counts() == {"sent": 2, "bought": 1, "failed": 0}
     actions = {
         (i, backend.label): decide(ledger.known(i, backend), backend).action
         for i in range(4)
