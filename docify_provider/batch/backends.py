@@ -37,7 +37,8 @@ class ItemPaused(Exception):
 class BatchBackend:
     """One backend's calls; ``options`` are the single-run operator's request fields (files, workflow_id...)."""
 
-    policy: ClassVar[Backend]
+    #: The backend in the run policy (an instance may narrow it: ``DifyAppBatch`` for chat apps).
+    policy: Backend
     #: The item field that names the run (``session_id`` for Docify, ``workflow_run_id`` for Dify).
     id_field: ClassVar[str]
 
@@ -105,7 +106,8 @@ class DifyBatch(BatchBackend):
         )
 
     def reattach(self, client: Any, run_id: str, *, task_id: str | None, user: str | None) -> AsyncIterator[Any]:
-        return client.attach(run_id, user=str(user), task_id=task_id)
+        # No user: the client's default one, the same it sent the run with (events are per end user).
+        return client.attach(run_id, user=user or "", task_id=task_id)
 
     def ids(self, event: Any) -> tuple[str | None, str | None]:
         return event.workflow_run_id, event.task_id
@@ -135,9 +137,21 @@ class DifyBatch(BatchBackend):
 
 
 class DifyAppBatch(DifyBatch):
-    """Dify's account API: ``app`` (id or exact name) run per item, followed by run id."""
+    """Dify's account API: ``app`` (id or exact name) run per item, followed by run id.
+
+    ``mode`` (the app's, once resolved): the events route re-attaches workflow and advanced-chat
+    runs only, so for another mode a cut run is "unknown", as the single-run operator says.
+    """
 
     policy = DIFY_OPENAPI
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        from docify_provider.dify_openapi.protocol import EVENT_MODES
+
+        mode = options.get("mode")
+        if mode and mode not in EVENT_MODES:
+            self.policy = DIFY_OPENAPI.without_reattach(f"Dify's events route cannot re-attach to a {mode} run")
 
     def send(self, client: Any, inputs: Mapping[str, Any], *, user: str | None) -> AsyncIterator[Any]:
         options = self.options

@@ -153,10 +153,12 @@ class BatchRunner:
         for index in queue:
             if self._stopped:
                 return
+            began = time.monotonic()
             try:
-                self._items[index] = await self._one(client, index, inputs[index])
+                item = self._items[index] = await self._one(client, index, inputs[index])
             except _Stop:
                 return
+            self._narrate(item, time.monotonic() - began)
 
     async def _one(self, client: Any, index: int, inputs: Mapping[str, Any]) -> dict[str, Any]:
         known = self.ledger.known(index, self.backend.policy)
@@ -259,6 +261,16 @@ class BatchRunner:
         return self._item(index, "succeeded", run_id=outcome.run_id or seen, outputs=outcome.outputs)
 
     # -- results and progress -------------------------------------------------------------------
+
+    def _narrate(self, item: Mapping[str, Any], seconds: float) -> None:
+        """One line per item when it settles (not per event: thousands of streams would flood the log)."""
+        run_id = item.get(self.backend.id_field)
+        named = f" ({self.backend.policy.id_noun} {run_id})" if run_id else ""
+        how = "reused" if item.get("reused") else item["status"]
+        if item["status"] in ("succeeded", "paused"):
+            log.info("Item %s %s%s in %.1fs", item["index"], how, named, seconds)
+        else:
+            log.warning("Item %s %s%s: %s", item["index"], how, named, item.get("error"))
 
     def _item(
         self,

@@ -90,3 +90,11 @@ async def test_fails_closed() -> None:
     with pytest.raises(LedgerError, match="not sent"):
         await ledger.intend(3)
     await ledger.started(3, "run")  # best effort: logged, not raised
+
+
+def test_account_api_chat_apps_are_not_reattached() -> None:
+    from docify_provider.batch.backends import DifyAppBatch
+
+    assert DifyAppBatch(app="a", mode="workflow").policy.can_reattach
+    chat = DifyAppBatch(app="a", mode="chat").policy
+    assert not chat.can_reattach and "chat" in chat.no_reattach
