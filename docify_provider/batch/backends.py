@@ -45,6 +45,16 @@ class BatchBackend:
     def __init__(self, **options: Any) -> None:
         self.options = options
 
+    async def prepare(self, client: Any, item: Any, *, user: str | None) -> Mapping[str, Any]:
+        """The wire inputs of an item about to be sent: its files uploaded (free, repeatable).
+
+        Called per item just before it asks for a run slot, never for an item reused or re-attached,
+        so an upload never holds a slot of the server's run cap. ``item`` is what the caller checked
+        up front (every item before anything is uploaded or sent): a backend's input plan, or the
+        inputs themselves when there is nothing to upload.
+        """
+        return item
+
     def send(self, client: Any, inputs: Mapping[str, Any], *, user: str | None) -> AsyncIterator[Any]:
         raise NotImplementedError
 
@@ -69,6 +79,16 @@ class DocifyBatch(BatchBackend):
 
     policy = DOCIFY
     id_field = "session_id"
+
+    async def prepare(self, client: Any, item: Any, *, user: str | None) -> Mapping[str, Any]:
+        """``item`` is ``docify.inputs.UploadPlan`` (the hook's ``plan_inputs``), or wire inputs."""
+        pending = getattr(item, "pending", None)
+        if pending is None:
+            return item
+        uploaded = {
+            token: (await client.upload_file(source, user=user)).to_input() for token, source in pending.items()
+        }
+        return item.build(uploaded)
 
     def send(self, client: Any, inputs: Mapping[str, Any], *, user: str | None) -> AsyncIterator[Any]:
         return client.stream(inputs, user=user, additional_info=self.options.get("additional_info"))
@@ -98,6 +118,13 @@ class DifyBatch(BatchBackend):
 
     policy = DIFY
     id_field = "workflow_run_id"
+
+    async def prepare(self, client: Any, item: Any, *, user: str | None) -> Mapping[str, Any]:
+        """``item`` is ``dify.inputs.InputPlan`` (the hook's ``plan_inputs``), or wire inputs."""
+        uploads = getattr(item, "uploads", None)
+        if uploads is None:
+            return item
+        return item.build([await client.upload_file(p.source, user=user, file_name=p.file_name) for p in uploads])
 
     def send(self, client: Any, inputs: Mapping[str, Any], *, user: str | None) -> AsyncIterator[Any]:
         options = self.options
@@ -152,6 +179,10 @@ class DifyAppBatch(DifyBatch):
         mode = options.get("mode")
         if mode and mode not in EVENT_MODES:
             self.policy = DIFY_OPENAPI.without_reattach(f"Dify's events route cannot re-attach to a {mode} run")
+
+    async def prepare(self, client: Any, item: Any, *, user: str | None) -> Mapping[str, Any]:
+        """The account API sends an item's files as parts of its run request: nothing to upload first."""
+        return item
 
     def send(self, client: Any, inputs: Mapping[str, Any], *, user: str | None) -> AsyncIterator[Any]:
         options = self.options

@@ -5,7 +5,8 @@ run policy (``durable.policy.decide``) what the item's ledger row (``items.ItemL
 
 * **reuse** a bought item's stored result (no request);
 * **re-attach** to a run an earlier pass started (Dify: by run id; it counts as one in flight);
-* **send** an item never sent (or settled without a result: turned away, failed): a slot from the
+* **send** an item never sent (or settled without a result: turned away, failed): its files
+  uploaded (``backend.prepare``, before the slot: an upload must not hold one), a slot from the
   limiter (``_core.admission``), the intent row written (fail closed), the run request, each run id
   recorded as it appears, the result stored before the row says bought. A 429 to the run request
   (``RunNotStartedError``) forgets the row and waits for a slot again: the only re-send;
@@ -125,9 +126,13 @@ class BatchRunner:
         self._stopped: str | None = None
         self._started = 0.0
 
-    async def run(self, inputs: Sequence[Mapping[str, Any]]) -> BatchResult:
+    async def run(self, inputs: Sequence[Any]) -> BatchResult:
         """Every item settled or reported (module docstring); raises ``LedgerError`` only if the ledger
-        cannot be read at all (then nothing was sent)."""
+        cannot be read at all (then nothing was sent).
+
+        ``inputs`` are what the caller checked up front, one per item: the backend's ``prepare``
+        turns an item about to be sent into its wire inputs (uploads its files) before it takes a slot.
+        """
         await self.ledger.load(len(inputs))
         self._items = [None] * len(inputs)
         self._started = time.monotonic()
@@ -149,7 +154,7 @@ class BatchRunner:
 
     # -- one item -------------------------------------------------------------------------------
 
-    async def _worker(self, client: Any, inputs: Sequence[Mapping[str, Any]], queue: Any) -> None:
+    async def _worker(self, client: Any, inputs: Sequence[Any], queue: Any) -> None:
         for index in queue:
             if self._stopped:
                 return
@@ -160,7 +165,7 @@ class BatchRunner:
                 return
             self._narrate(item, time.monotonic() - began)
 
-    async def _one(self, client: Any, index: int, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    async def _one(self, client: Any, index: int, inputs: Any) -> dict[str, Any]:
         known = self.ledger.known(index, self.backend.policy)
         decision = decide(known, self.backend.policy, force_rerun=self.force_rerun, allow_resubmit=self.allow_resubmit)
         if decision.action is Action.UNKNOWN:
@@ -180,7 +185,13 @@ class BatchRunner:
         if decision.action is Action.REATTACH:
             log.info("Item %s: %s", index, decision.message or f"re-attaching to run {decision.run_id}")
             return await self._follow(client, index, inputs, run_id=decision.run_id, task_id=decision.task_id)
-        return await self._follow(client, index, inputs)
+        try:
+            wire = await self.backend.prepare(client, inputs, user=self.user)
+        except Exception as exc:  # nothing was sent: the item fails here, before it takes a slot
+            error = f"{type(exc).__name__}: {exc}"
+            await self.ledger.forget(index, error=f"not sent, its inputs could not be prepared: {error}")
+            return self._item(index, "failed", error=f"not sent: {exc}", error_type=type(exc).__name__)
+        return await self._follow(client, index, wire)
 
     async def _follow(
         self,
