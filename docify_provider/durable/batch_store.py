@@ -129,16 +129,20 @@ class BatchKV:
     without reading anything again.
     """
 
-    def __init__(self, live: VariableKV, archive: TaskStateKV | None = None) -> None:
+    def __init__(self, live: VariableKV, archive: TaskStateKV | None = None, *, first_try: bool = False) -> None:
         self.live = live
         self.archive = archive
+        #: Try 1 of a task instance cannot find anything stored (``durable.state``: Airflow never runs a
+        #: try 1 twice, a cleared task's next try is 2 or more), so it reads nothing: 2 reads a shard saved.
+        self.first_try = first_try
         self._seen: dict[str, Any] = {}
 
     @classmethod
     def for_task(cls, context: Mapping[str, Any]) -> BatchKV:
         ti = context.get("ti") or context.get("task_instance")
         store = context.get("task_state_store")
-        return cls(VariableKV(ti), TaskStateKV(store) if store is not None else None)
+        first_try = str(getattr(ti, "try_number", "")) == "1"
+        return cls(VariableKV(ti), TaskStateKV(store) if store is not None else None, first_try=first_try)
 
     @property
     def where(self) -> str:
@@ -146,6 +150,8 @@ class BatchKV:
         return f"Airflow Variables {self.live.name('<key>')}{archive}"
 
     async def get(self, key: str) -> Any:
+        if self.first_try:
+            return None
         value = await self.live.get(key)
         if value is None and self.archive is not None:
             value = await self.archive.get(key)

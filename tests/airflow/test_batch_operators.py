@@ -276,3 +276,48 @@ def test_an_empty_batch_succeeds_with_no_items(dify_conns, tmp_path: Path):
     assert outcome.state("batch") == "success"
     xcom = outcome.xcom("batch")
     assert xcom["items"] == [] and xcom["counts"]["total"] == 0
+
+
+def test_docify_item_whose_outcome_is_unknown_is_reported_and_never_resent(docify_conns, capfd):
+    """A stream cut after Docify started the run: no status endpoint, so the item is "unknown" in
+    try 1 and in try 2 alike, and only the items that never ran are sent; nothing is paid twice."""
+    emu = docify_conns
+    emu.inject(Fault("stream", "drop_mid_stream", after_events=2, times=1))
+    with new_dag("docify_batch_unknown") as dag:
+        DocifyBatchScenarioOperator(
+            task_id="batch", docify_conn_id="docify_summary", inputs=summaries(4), max_concurrency=1, retries=1
+        )
+    outcome = run_dag(dag)
+    assert outcome.state("batch") == "failed" and outcome.try_number("batch") == 2
+    items = check_items(outcome.xcom("batch"), 4, "session_id")
+    unknown = [item for item in items if item["status"] == "unknown"]
+    assert len(unknown) == 1 and unknown[0]["session_id"]
+    assert "not re-sent" in unknown[0]["error"] and "no status endpoint" in unknown[0]["error"]
+    assert emu.runs_started(SUMMARY_KEY) == 4, "the unknown item was not sent again by try 2"
+
+
+@pytest.mark.airflow_line("where the batch state goes once the task succeeds (task_state_store is 3.3+)")
+def test_a_successful_batch_moves_its_state_out_of_variables(dify_conns):
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from airflow_helpers import AIRFLOW_LINE
+
+    with new_dag("dify_batch_settle") as dag:
+        DifyBatchWorkflowOperator(
+            task_id="batch", dify_conn_id="dify_long", inputs=[{"seconds": 0.05, "steps": 1} for _ in range(3)]
+        )
+    outcome = run_dag(dag)
+    assert outcome.state("batch") == "success"
+    with create_session() as session:
+        left = session.scalars(select(Variable.key).where(Variable.key.like(f"docify_state:{outcome.dag_id}:%"))).all()
+    assert left == [], "no Variable piles up after a successful batch"
+    if AIRFLOW_LINE >= (3, 3):
+        from airflow.models.task_state_store import TaskStateStoreModel
+
+        with create_session() as session:
+            keys = session.scalars(
+                select(TaskStateStoreModel.key).where(TaskStateStoreModel.dag_id == outcome.dag_id)
+            ).all()
+        assert {"dify_batch:0", "dify_batch:r0"} <= set(keys), "kept where clearing the task finds it"
