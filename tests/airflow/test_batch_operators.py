@@ -322,3 +322,66 @@ def test_a_successful_batch_moves_its_state_out_of_variables(dify_conns):
                 select(TaskStateStoreModel.key).where(TaskStateStoreModel.dag_id == outcome.dag_id)
             ).all()
         assert {"dify_batch:0", "dify_batch:r0"} <= set(keys), "kept where clearing the task finds it"
+
+
+def test_inputs_from_an_upstream_task(docify_conns, capfd):
+    """``inputs`` as an XComArg: the list an upstream task returned (as a DAG maps documents)."""
+    from airflow.sdk import task
+
+    emu = docify_conns
+    with new_dag("docify_batch_xcomarg") as dag:
+
+        @task
+        def documents() -> list[dict[str, Any]]:
+            return summaries(3)
+
+        DocifyBatchScenarioOperator(task_id="batch", docify_conn_id="docify_summary", inputs=documents())
+    outcome = run_dag(dag)
+    assert outcome.state("batch") == "success", console_text(capfd)[-4000:]
+    assert outcome.xcom("batch")["counts"]["succeeded"] == 3 and emu.runs_started(SUMMARY_KEY) == 3
+
+
+# -- arguments, without a run ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"max_concurrency": 2.5}, "max_concurrency"),
+        ({"allowed_failures": -1}, "allowed_failures"),
+        ({"allowed_failures": 1.5}, "allowed_failures"),
+        ({"allowed_failures": "5"}, "allowed_failures"),
+        ({"progress_every": 0}, "progress_every"),
+    ],
+)
+def test_bad_arguments_are_refused_when_the_dag_is_parsed(kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        DifyBatchWorkflowOperator(task_id="batch", inputs=[], **kwargs)
+
+
+def test_allowed_failures_as_a_count_or_a_fraction():
+    from docify_provider.operators.batch import failures_allowed
+
+    assert failures_allowed(0, 100) == 0
+    assert failures_allowed(3, 100) == 3
+    assert failures_allowed(0.05, 100) == 5
+    assert failures_allowed(0.05, 10) == 0, "a fraction rounds down: 0.5 of an item allows none"
+    assert failures_allowed(1.0, 7) == 7
+
+
+def test_over_a_thousand_items_the_xcom_holds_keys_of_chunks():
+    from docify_provider.operators.batch import XCOM_CHUNK, XCOM_ITEMS_INLINE
+
+    pushed: dict[str, Any] = {}
+
+    class TI:
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    op = DifyBatchWorkflowOperator(task_id="batch", inputs=[])
+    items = [{"index": i, "status": "succeeded"} for i in range(XCOM_ITEMS_INLINE + 1)]
+    xcom = op._xcom({"ti": TI()}, {"counts": {}}, items)  # type: ignore[arg-type]
+    assert xcom["items"] is None and xcom["item_keys"] == ["items_0", "items_1", "items_2"]
+    assert [len(pushed[key]) for key in xcom["item_keys"]] == [XCOM_CHUNK, XCOM_CHUNK, 1]
+    assert [item["index"] for key in xcom["item_keys"] for item in pushed[key]] == list(range(len(items)))
