@@ -73,6 +73,10 @@ class BatchBackend:
         """An item's outputs from its stored record (a bought item reused by a later pass)."""
         raise NotImplementedError
 
+    def files(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The files a bought run produced (``file_name``, ``file_url``, ``file_size``), for attachments."""
+        return []
+
 
 class DocifyBatch(BatchBackend):
     """Docify: ``POST /v1/scenario/run/streaming`` per item; no status endpoint, so never re-attached."""
@@ -107,6 +111,11 @@ class DocifyBatch(BatchBackend):
 
         result = RunResult.from_api(dict(record))
         return self._outputs(result.json_result, result.result)
+
+    def files(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        from docify_provider.docify.models import RunResult
+
+        return _file_dicts(RunResult.from_api(dict(record)).files)
 
     @staticmethod
     def _outputs(json_result: Any, text: Any) -> Any:
@@ -156,6 +165,12 @@ class DifyBatch(BatchBackend):
 
         return dict(run_from_record(record, None).outputs)
 
+    def files(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``base_url`` (option): the API's, which Dify's relative file URLs hang off."""
+        from docify_provider.dify.models import run_from_record
+
+        return _file_dicts(f for f in run_from_record(record, self.options.get("base_url")).files if f.file_url)
+
     @staticmethod
     def _root() -> Any:
         from docify_provider.dify.errors import DifyError
@@ -196,6 +211,10 @@ class DifyAppBatch(DifyBatch):
         from docify_provider.dify_openapi.errors import DifyOpenAPIError
 
         return DifyOpenAPIError
+
+
+def _file_dicts(files: Any) -> list[dict[str, Any]]:
+    return [{"file_name": f.file_name, "file_url": f.file_url, "file_size": f.file_size} for f in files]
 
 
 __all__ = ["BatchBackend", "DifyAppBatch", "DifyBatch", "DocifyBatch", "ItemPaused", "Outcome"]

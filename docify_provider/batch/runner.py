@@ -173,9 +173,10 @@ class BatchRunner:
         if decision.action is Action.REUSE:
             record = await self.ledger.result(index)
             if record is not None:
-                return self._item(
+                item = self._item(
                     index, "succeeded", run_id=decision.run_id, outputs=self.backend.outputs(record), reused=True
                 )
+                return self._with_files(item, record)
             if not (decision.run_id and self.backend.policy.can_reattach):
                 why = f"item {index} was bought but its stored result cannot be read; it is not re-sent"
                 return self._item(index, "unknown", run_id=decision.run_id, error=why)
@@ -269,7 +270,19 @@ class BatchRunner:
             why = f"the {backend.policy.label} stream ended without a result"
             return self._item(index, "unknown", run_id=seen, error=why)
         await self.ledger.bought(index, outcome.record, outcome.run_id or seen)
-        return self._item(index, "succeeded", run_id=outcome.run_id or seen, outputs=outcome.outputs)
+        item = self._item(index, "succeeded", run_id=outcome.run_id or seen, outputs=outcome.outputs)
+        return self._with_files(item, outcome.record)
+
+    def _with_files(self, item: dict[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+        """``item`` with the ``files`` its run produced, when it produced any (the caller stores them)."""
+        try:
+            files = self.backend.files(record)
+        except Exception:  # the result is bought and kept; only its attachment list is missing
+            log.warning("Item %s: could not read the files of its result", item["index"], exc_info=True)
+            files = []
+        if files:
+            item["files"] = files
+        return item
 
     # -- results and progress -------------------------------------------------------------------
 

@@ -88,6 +88,10 @@ class BatchOperatorBase(BaseOperator):
         line per item in input order; each bought item's result is also kept beside it
         (``<results_to>.items/<index>.json``) until then. Template it per DAG run
         (``.../{{ run_id }}.jsonl``): a fixed URL is overwritten by the next run. (templated)
+    :param attachments_to: where to store the files each item's run produced (local folder,
+        ``ObjectStoragePath`` or storage URL), one folder per item:
+        ``<attachments_to>/<dag_id>/<run_id>/<task_id>[-<map_index>]/<index>/<safe name>``; each item's
+        ``files`` then name their ``path``. (templated)
     :param deferrable: accepted, default True; batches run on the worker until the batch trigger lands
         (logged once).
     :param progress_every: seconds between progress log lines (done / running / waiting / failed,
@@ -105,7 +109,7 @@ class BatchOperatorBase(BaseOperator):
     #: Name of the ``AssetAlias`` of the batch's asset event unless ``asset_alias`` is given.
     default_asset_alias: ClassVar[str]
 
-    template_fields: Sequence[str] = ("inputs", "user", "results_to")
+    template_fields: Sequence[str] = ("inputs", "user", "results_to", "attachments_to")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
     hook: Any
 
@@ -117,6 +121,7 @@ class BatchOperatorBase(BaseOperator):
         max_concurrency: int = 8,
         allowed_failures: int | float = 0,
         results_to: Any = None,
+        attachments_to: Any = None,
         deferrable: bool = True,
         progress_every: float = 5.0,
         validate: bool = True,
@@ -141,6 +146,7 @@ class BatchOperatorBase(BaseOperator):
         self.max_concurrency = max_concurrency
         self.allowed_failures = allowed_failures
         self.results_to = results_to
+        self.attachments_to = attachments_to
         self.deferrable = deferrable
         self.progress_every = float(progress_every)
         self.validate = validate
@@ -168,8 +174,9 @@ class BatchOperatorBase(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         items = self._items()
-        if self.results_to:
-            open_output_target("results_to", self.results_to, self._error_root())
+        for param in ("results_to", "attachments_to"):
+            if getattr(self, param):
+                open_output_target(param, getattr(self, param), self._error_root())
         if self.deferrable:
             self.log.info(
                 "deferrable=True: this batch runs on the worker. Deferrable batch runs (one trigger holding every "
@@ -181,6 +188,8 @@ class BatchOperatorBase(BaseOperator):
             user = resolve_user(self, self.hook)
             plans = self._plan_all(items)
             result = self._run(context, plans, user)
+            if self.attachments_to:
+                self._store_attachments(context, result)
         finally:
             self.hook.close()
         return self._finish(context, result)
@@ -257,6 +266,52 @@ class BatchOperatorBase(BaseOperator):
                 count,
             )
         return ChunkedResults(kv, self.batch_key)
+
+    def _store_attachments(self, context: Context, result: BatchResult) -> None:
+        """Download each succeeded item's files into its own folder (reused items' too: post-processing).
+
+        An item whose files cannot be stored is failed (its run stays bought in the ledger, so a retry
+        stores them without buying again); the others go on.
+        """
+        import os
+        from typing import cast
+
+        from docify_provider._core.files import safe_file_name
+        from docify_provider.operators.base import RunOperatorBase
+
+        # The single-run operators' folder (``<attachments_to>/<dag_id>/<run_id>/<task_id>[-<map_index>]``),
+        # computed by their own code: it reads only the operator's hook, ``attachments_to`` and ids.
+        folder = cast("Any", RunOperatorBase)._attachment_folder(self, context)
+        for item in result.items:
+            if item["status"] != "succeeded" or not item.get("files"):
+                continue
+            used: set[str] = set()
+            try:
+                for file in item["files"]:
+                    name = safe_file_name(file["file_name"] or str(file["file_url"]).rsplit("/", 1)[-1])
+                    stem, dot, ext = name.rpartition(".")
+                    counter = 1
+                    while name.lower() in used:
+                        counter += 1
+                        name = f"{stem}-{counter}.{ext}" if dot else f"{ext}-{counter}"
+                    used.add(name.lower())
+                    index = str(item["index"])
+                    if isinstance(folder, str):
+                        destination: Any = os.path.join(folder, index, name)
+                    else:
+                        destination = folder / index / name
+                    file["path"] = str(self.hook.download_file(file, destination))
+            except Exception as exc:
+                self.log.warning("Item %s: its attachments could not be stored: %s", item["index"], exc)
+                item["status"] = "failed"
+                item["error"] = (
+                    f"bought, but its attachments could not be stored ({type(exc).__name__}: {exc}); a retry "
+                    "stores them without buying the run again"
+                )
+                result.counts["succeeded"] -= 1
+                result.counts["failed"] += 1
+        stored = sum(1 for item in result.items for file in item.get("files") or [] if file.get("path"))
+        self.log.info("Stored %d attachment(s) under %s", stored, folder)
 
     # -- the result -----------------------------------------------------------------------------
 

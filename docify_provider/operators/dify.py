@@ -347,7 +347,7 @@ class DifyBatchWorkflowOperator(BatchOperatorBase):
     def _backend(self) -> Any:
         from docify_provider.batch.backends import DifyBatch
 
-        return DifyBatch(files=self.files, workflow_id=self.workflow_id or None)
+        return DifyBatch(files=self.files, workflow_id=self.workflow_id or None, base_url=self.hook.config.base_url)
 
 
 __all__ += ["DifyBatchWorkflowOperator"]

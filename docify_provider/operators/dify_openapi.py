@@ -454,7 +454,7 @@ class DifyBatchAppOperator(BatchOperatorBase):
     def _backend(self) -> Any:
         from docify_provider.batch.backends import DifyAppBatch
 
-        return DifyAppBatch(app=self._app_id, mode=self._mode, files=self.files)
+        return DifyAppBatch(app=self._app_id, mode=self._mode, files=self.files, base_url=self.hook.config.base_url)
 
 
 __all__ += ["DifyBatchAppOperator"]

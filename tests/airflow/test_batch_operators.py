@@ -385,3 +385,47 @@ def test_over_a_thousand_items_the_xcom_holds_keys_of_chunks():
     assert xcom["items"] is None and xcom["item_keys"] == ["items_0", "items_1", "items_2"]
     assert [len(pushed[key]) for key in xcom["item_keys"]] == [XCOM_CHUNK, XCOM_CHUNK, 1]
     assert [item["index"] for key in xcom["item_keys"] for item in pushed[key]] == list(range(len(items)))
+
+
+# -- files: uploaded per item, attachments stored per item --------------------------------------------
+
+
+def test_dify_files_uploaded_and_attachments_stored_per_item(dify_conns, capfd, tmp_path):
+    from docify_provider._core.files import safe_file_name
+
+    emu = dify_conns
+    docs = []
+    for i in range(3):
+        path = tmp_path / f"doc{i}.txt"
+        path.write_text(f"document number {i}")
+        docs.append({"document": str(path)})
+    store = tmp_path / "store"
+    with new_dag("dify_batch_files") as dag:
+        DifyBatchWorkflowOperator(
+            task_id="batch", dify_conn_id="dify_document", inputs=docs, attachments_to=f"file://{store}"
+        )
+    outcome = run_dag(dag)
+    assert outcome.state("batch") == "success", console_text(capfd)[-4000:]
+    assert emu.upload_count() == 3 and emu.runs_started(key="app-EmuDocumentWorkflow00002") == 3
+    folder = store / safe_file_name(outcome.dag_id) / safe_file_name(outcome.run_id) / "batch"
+    for item in check_items(outcome.xcom("batch"), 3, "workflow_run_id"):
+        (file,) = item["files"]
+        path = Path(file["path"])
+        assert path.parent == folder / str(item["index"]), file
+        assert path.stat().st_size == file["file_size"] and file["file_url"].startswith(emu.files_base)
+
+
+def test_docify_attachments_stored_per_item(docify_conns, capfd, invoice_png, tmp_path):
+    store = tmp_path / "store"
+    with new_dag("docify_batch_attachments") as dag:
+        DocifyBatchScenarioOperator(
+            task_id="batch",
+            docify_conn_id="docify_invoice",
+            inputs=[{"invoice_image": str(invoice_png)}] * 2,
+            attachments_to=str(store),
+        )
+    outcome = run_dag(dag)
+    assert outcome.state("batch") == "success", console_text(capfd)[-4000:]
+    paths = [Path(item["files"][0]["path"]) for item in outcome.xcom("batch")["items"]]
+    assert [p.parent.name for p in paths] == ["0", "1"] and all(p.name.endswith("_extracted.csv") for p in paths)
+    assert all(p.stat().st_size > 0 for p in paths)
