@@ -342,6 +342,8 @@ class BatchOperatorBase(BaseOperator):
             raise  # the items stay in the ledger and per-item files: a retry writes the file again, buys nothing
         if self.emit_asset_events and self.results_to and result.items:
             self._emit_batch_event(context, counts)
+        elif self.emit_asset_events and result.items:
+            self.log.info("emit_asset_events=True, but without results_to the batch has no file to name: no event")
         if not ok:
             context_ti(context).xcom_push(key="return_value", value=xcom)
             why = result.stopped or f"{failures} item(s) did not succeed; allowed_failures allows {allowed}"
