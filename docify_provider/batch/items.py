@@ -125,6 +125,8 @@ class ItemLedger:
         self._version: dict[int, int] = {}  # shard -> changes made
         self._durable: dict[int, int] = {}  # shard -> changes written
         self._locks: dict[int, asyncio.Lock] = {}
+        #: The item count of the last ``load`` (a caller that loaded first spares the runner a second read).
+        self.loaded: int | None = None
 
     def shard_key(self, shard: int) -> str:
         return f"{self.key}:{shard}"
@@ -132,6 +134,7 @@ class ItemLedger:
     async def load(self, count: int) -> None:
         """Read every shard a batch of ``count`` items can have; ``LedgerError`` if one cannot be read."""
         self._rows.clear()
+        self.loaded = None
         for shard in range((count + self.shard_size - 1) // self.shard_size):
             try:
                 value = await self.kv.get(self.shard_key(shard))
@@ -144,6 +147,7 @@ class ItemLedger:
             for index, row in (rows or {}).items():
                 if isinstance(row, list) and row and row[0] in (SENT, BOUGHT, FAILED):
                     self._rows[int(index)] = list(row) + [None] * (5 - len(row))
+        self.loaded = count
 
     def counts(self) -> dict[str, int]:
         """Rows by state: ``{"sent": n, "bought": m, "failed": k}`` (items without a row were never sent)."""

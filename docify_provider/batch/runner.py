@@ -133,7 +133,8 @@ class BatchRunner:
         ``inputs`` are what the caller checked up front, one per item: the backend's ``prepare``
         turns an item about to be sent into its wire inputs (uploads its files) before it takes a slot.
         """
-        await self.ledger.load(len(inputs))
+        if self.ledger.loaded != len(inputs):
+            await self.ledger.load(len(inputs))
         self._items = [None] * len(inputs)
         self._started = time.monotonic()
         queue = iter(range(len(inputs)))

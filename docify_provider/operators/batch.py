@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from docify_provider._core.errors import ProviderError
-    from docify_provider.batch import BatchResult
+    from docify_provider.batch import BatchResult, ItemLedger
     from docify_provider.batch.backends import BatchBackend
 
 #: Above this many items the XCom's ``items`` go in chunks (``items_<n>`` keys of ``XCOM_CHUNK`` items).
@@ -186,8 +186,10 @@ class BatchOperatorBase(BaseOperator):
         try:
             self.hook.config  # noqa: B018 - resolved here, not inside the event loop (durable.batch_store)
             user = resolve_user(self, self.hook)
-            plans = self._plan_all(items)
-            result = self._run(context, plans, user)
+            ledger = self._ledger(context, len(items))
+            asyncio.run(ledger.load(len(items)))  # fails closed (LedgerError): nothing is sent
+            plans = self._plan_all(items, skip=self._bought(ledger, len(items)))
+            result = self._run(ledger, plans, user)
             if self.attachments_to:
                 self._store_attachments(context, result)
         finally:
@@ -207,16 +209,29 @@ class BatchOperatorBase(BaseOperator):
             raise TypeError(f"every item of inputs must be a dict of inputs: {'; '.join(bad[:10])}. Nothing was run.")
         return list(value)
 
-    def _plan_all(self, items: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """Every item checked before anything is uploaded or sent; one error naming each bad item."""
+    def _bought(self, ledger: ItemLedger, count: int) -> set[int]:
+        """Items an earlier try bought: reused, never uploaded or sent again, so not checked again either
+        (their file sources may be gone by now, as a single-run retry that reuses its result reads none)."""
+        from docify_provider.batch.items import BOUGHT
+
+        if self.force_rerun:
+            return set()
+        return {index for index in range(count) if (ledger.row(index) or {}).get("state") == BOUGHT}
+
+    def _plan_all(self, items: Sequence[Mapping[str, Any]], *, skip: set[int]) -> list[Any]:
+        """Every item checked before anything is uploaded or sent; one error naming each bad item.
+
+        ``skip``: items bought by an earlier try (None in their place: the runner reuses them).
+        """
         from docify_provider._core.errors import InputError, error_class
 
-        if not items:
-            return []
         self._read_app()
         plans: list[Any] = []
         problems: list[str] = []
         for index, item in enumerate(items):
+            if index in skip:
+                plans.append(None)
+                continue
             try:
                 plans.append(self._plan(item))
             except InputError as exc:
@@ -225,15 +240,22 @@ class BatchOperatorBase(BaseOperator):
             raise error_class(self._error_root(), InputError)(
                 [*problems, f"Nothing was uploaded or run ({len(items)} item(s) in the batch)."]
             )
+        if skip:
+            self.log.info("%d item(s) bought by an earlier try are reused: not checked or uploaded again", len(skip))
         return plans
 
-    def _run(self, context: Context, plans: list[Any], user: str) -> BatchResult:
-        from docify_provider.batch import BatchRunner, ItemLedger
+    def _ledger(self, context: Context, count: int) -> ItemLedger:
+        """This batch's per-item ledger over its Airflow stores (``durable.batch_store``)."""
+        from docify_provider.batch import ItemLedger
         from docify_provider.durable.batch_store import BatchKV
 
-        ti = context_ti(context)
         self._kv = kv = BatchKV.for_task(ctx(context))
-        ledger = ItemLedger(kv, self._results(kv, len(plans)), key=self.batch_key, try_number=ti.try_number)
+        ti = context_ti(context)
+        return ItemLedger(kv, self._results(kv, count), key=self.batch_key, try_number=ti.try_number)
+
+    def _run(self, ledger: ItemLedger, plans: list[Any], user: str) -> BatchResult:
+        from docify_provider.batch import BatchRunner
+
         runner = BatchRunner(
             self._backend(),
             self.hook.async_client,
@@ -250,7 +272,7 @@ class BatchOperatorBase(BaseOperator):
             len(plans),
             self.max_concurrency,
             user,
-            kv.where,
+            self._kv.where,
         )
         return asyncio.run(runner.run(plans))
 

@@ -429,3 +429,28 @@ def test_docify_attachments_stored_per_item(docify_conns, capfd, invoice_png, tm
     paths = [Path(item["files"][0]["path"]) for item in outcome.xcom("batch")["items"]]
     assert [p.parent.name for p in paths] == ["0", "1"] and all(p.name.endswith("_extracted.csv") for p in paths)
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_retry_does_not_check_or_upload_again_what_was_bought(docify_conns, capfd, invoice_png, tmp_path):
+    """Between the tries the source of a bought item disappears (a temporary file cleaned up): the
+    retry reuses that item without looking at its inputs, and sends the failed one only."""
+    emu = docify_conns
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    first.write_bytes(invoice_png.read_bytes())
+    second.write_bytes(invoice_png.read_bytes())
+    emu.inject(Fault("stream", "failed_run", message="Bad scan", times=1))
+    with new_dag("docify_batch_retry_files") as dag:
+        DocifyBatchScenarioOperator(
+            task_id="batch",
+            docify_conn_id="docify_invoice",
+            inputs=[{"invoice_image": str(first)}, {"invoice_image": str(second)}],
+            max_concurrency=1,
+            retries=1,
+            on_retry_callback=lambda context: second.unlink(),
+        )
+    outcome = run_dag(dag)
+    assert outcome.state("batch") == "success" and outcome.try_number("batch") == 2, console_text(capfd)[-4000:]
+    assert not second.exists(), "the source of the bought item was gone before try 2"
+    items = outcome.xcom("batch")["items"]
+    assert [item["reused"] for item in items] == [False, True]
+    assert emu.runs_started(INVOICE_KEY) == 3 and len(emu.uploads) == 3, "try 2 uploaded and sent item 0 only"
