@@ -454,3 +454,30 @@ def test_a_retry_does_not_check_or_upload_again_what_was_bought(docify_conns, ca
     items = outcome.xcom("batch")["items"]
     assert [item["reused"] for item in items] == [False, True]
     assert emu.runs_started(INVOICE_KEY) == 3 and len(emu.uploads) == 3, "try 2 uploaded and sent item 0 only"
+
+
+def test_a_ledger_that_cannot_be_read_sends_nothing(docify_conns, capfd):
+    """Between the tries the batch's state becomes unreadable: try 2 fails closed, sending nothing."""
+    from airflow.sdk import Variable
+
+    from docify_provider.durable.state import variable_key
+
+    def corrupt(context: Any) -> None:
+        ti = context["ti"]
+        Variable.set(variable_key(ti.dag_id, ti.run_id, ti.task_id, -1, "docify_batch:0"), "{not json")
+
+    emu = docify_conns
+    emu.inject(Fault("stream", "failed_run", message="Bad scan", times=1))
+    with new_dag("docify_batch_unreadable") as dag:
+        DocifyBatchScenarioOperator(
+            task_id="batch",
+            docify_conn_id="docify_summary",
+            inputs=summaries(3),
+            retries=1,
+            on_retry_callback=corrupt,
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert outcome.state("batch") == "failed" and outcome.try_number("batch") == 2
+    assert "LedgerError" in text and "nothing is sent" in text
+    assert emu.runs_started(SUMMARY_KEY) == 3, "try 2 sent nothing"
