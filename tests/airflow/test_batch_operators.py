@@ -190,9 +190,11 @@ def test_dify_retry_reattaches_runs_left_going_and_sends_only_the_unsent(dify_co
         DifyBatchWorkflowOperator(
             task_id="batch",
             dify_conn_id="dify_long",
-            inputs=[{"seconds": 1.0, "steps": 1} for _ in range(8)],
+            # Pairs of 1 s runs: try 1 is cut at 4 s with a pair in flight and a pair never sent; try 2
+            # needs ~1.2 s, so the same timeout leaves it room even on a loaded machine.
+            inputs=[{"seconds": 1.0, "steps": 1} for _ in range(10)],
             max_concurrency=2,
-            execution_timeout=timedelta(seconds=2.5),
+            execution_timeout=timedelta(seconds=4),
             retries=1,
             retry_delay=timedelta(seconds=0),
         )
@@ -200,8 +202,8 @@ def test_dify_retry_reattaches_runs_left_going_and_sends_only_the_unsent(dify_co
     text = console_text(capfd)
     assert outcome.state("batch") == "success" and outcome.try_number("batch") == 2, text[-5000:]
     counts = outcome.xcom("batch")["counts"]
-    assert counts["succeeded"] == 8 and counts["reused"] >= 2
-    assert emu.runs_started(key=LONG_APP_KEY) == 8, "nothing sent twice"
+    assert counts["succeeded"] == 10 and counts["reused"] >= 2
+    assert emu.runs_started(key=LONG_APP_KEY) == 10, "nothing sent twice"
     assert "re-attaching to it instead of starting a new run" in caplog.text
 
 
