@@ -341,11 +341,13 @@ class BatchOperatorBase(BaseOperator):
         counts = dict(result.counts)
         failures = sum(counts.get(status, 0) for status in ("failed", "unknown", "paused", "not_sent"))
         allowed = failures_allowed(self.allowed_failures, counts.get("total", len(result.items)))
+        bought = counts.get("succeeded", 0) - counts.get("reused", 0)
         report: dict[str, Any] = {
             "counts": counts,
             "results_to": self._results_url() if self.results_to else None,
             "elapsed_s": round(result.elapsed, 3),
-            "per_hour": round(counts.get("succeeded", 0) * 3600 / result.elapsed) if result.elapsed > 0 else None,
+            # documents bought by this try per hour (reused ones cost nothing and took no time)
+            "per_hour": round(bought * 3600 / result.elapsed) if result.elapsed > 0 else None,
         }
         self.log.info(
             "Batch done: %s succeeded, %s failed, %s unknown, %s paused, %s not sent (%s reused, %s turned away "
