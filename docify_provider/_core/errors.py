@@ -195,6 +195,19 @@ class RateLimitedError(HTTPStatusError):
         super().__init__(message, **kwargs)
 
 
+class RunNotStartedError(RateLimitedError):
+    """HTTP 429 in answer to a run request: the server turned the run away before starting it.
+
+    The one failure of a run request after which sending the same request again is safe: the
+    server refused it at the door (Dify's ``too_many_requests``, its app concurrency limit
+    ``APP_MAX_ACTIVE_REQUESTS``; the account API's per-token limiter; a gateway's rate limit), so
+    nothing ran and nothing was billed. Who may send again is the caller's decision (the batch's
+    admission limiter, ``_core.admission``; a run operator that waits); the transport never does.
+    A 429 whose body says the run *did* start (Dify's ``rate_limit_error``, the model provider's
+    limit hit by a running workflow) is a ``RunFailedError`` instead (``dify.protocol.pipeline_error``).
+    """
+
+
 class ServerError(HTTPStatusError):
     """HTTP 5xx (or another unexpected status): the service failed."""
 
@@ -336,6 +349,7 @@ DECISIONS: tuple[type[ProviderError], ...] = (
     AuthenticationError,
     NotFoundError,
     RateLimitedError,
+    RunNotStartedError,
     ServerError,
     TransportError,
     RequestTimeoutError,

@@ -26,6 +26,7 @@ from docify_provider._core.errors import (
     RateLimitedError,
     RequestTimeoutError,
     RunGatewayError,
+    RunNotStartedError,
     RunTimeoutError,
     ServerError,
     TransportError,
@@ -40,6 +41,16 @@ _MAX_MESSAGE = 500
 #: Statuses that may come back after a run was started (see ``RunGatewayError``); 524 is
 #: Cloudflare's "a timeout occurred" after 100 s without an answer.
 RUN_OUTCOME_UNKNOWN = frozenset({500, 502, 504, 524})
+
+
+def starts_run(endpoint: Endpoint) -> bool:
+    """Whether a request to ``endpoint`` starts a run: not repeatable, and no other effect named.
+
+    Its 429 is ``RunNotStartedError`` (the run was turned away, safe to send again); its lost answer
+    an unknown outcome. A non-repeatable request that is not a run (``effect``: a form answer, a
+    device-token poll) keeps the plain ``RateLimitedError``.
+    """
+    return not endpoint.repeatable and not endpoint.effect
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -158,11 +169,16 @@ def error_for_status(
         return error_class(root, NotFoundError)(f"{what}{detail}", **common)
     if status == 429:
         retry_after = parse_retry_after(headers.get("retry-after"))
+        wait = f" (Retry-After {retry_after:.0f}s)" if retry_after is not None else ""
+        if starts_run(endpoint):
+            return error_class(root, RunNotStartedError)(
+                f"{name} turned the run request away (HTTP 429, not started){detail}{wait}. No run was started, "
+                "so sending it again later is safe",
+                retry_after=retry_after,
+                **common,
+            )
         return error_class(root, RateLimitedError)(
-            f"{name} rate limit reached{detail}"
-            + (f" (Retry-After {retry_after:.0f}s)" if retry_after is not None else ""),
-            retry_after=retry_after,
-            **common,
+            f"{name} rate limit reached{detail}{wait}", retry_after=retry_after, **common
         )
     if status in RUN_OUTCOME_UNKNOWN and not endpoint.repeatable:
         if endpoint.effect:

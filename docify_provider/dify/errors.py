@@ -55,6 +55,10 @@ class DifyRateLimitedError(core.RateLimitedError, DifyHTTPError):
     """HTTP 429; ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one."""
 
 
+class DifyRunNotStartedError(core.RunNotStartedError, DifyRateLimitedError):
+    """HTTP 429 to a run request: Dify turned the run away before starting it; safe to send again."""
+
+
 class DifyServerError(core.ServerError, DifyHTTPError):
     """HTTP 5xx (or another unexpected status): the service failed."""
 
@@ -143,6 +147,7 @@ __all__ = [
     "DifyRateLimitedError",
     "DifyRunFailedError",
     "DifyRunGatewayError",
+    "DifyRunNotStartedError",
     "DifyRunTimeoutError",
     "DifyServerError",
     "DifyStreamIncompleteError",

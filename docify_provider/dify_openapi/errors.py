@@ -108,6 +108,10 @@ class DifyOpenAPIRateLimitedError(core.RateLimitedError, DifyOpenAPIHTTPError):
     """HTTP 429; ``retry_after`` in seconds from ``Retry-After`` or the body's ``retry_after_ms``."""
 
 
+class DifyOpenAPIRunNotStartedError(core.RunNotStartedError, DifyOpenAPIRateLimitedError):
+    """HTTP 429 to a run request: Dify turned the run away before starting it; safe to send again."""
+
+
 class DifyOpenAPIServerError(core.ServerError, DifyOpenAPIHTTPError):
     """HTTP 5xx (or another unexpected status): the service failed."""
 
@@ -312,6 +316,7 @@ __all__ = [
     "DifyOpenAPIRateLimitedError",
     "DifyOpenAPIRunFailedError",
     "DifyOpenAPIRunGatewayError",
+    "DifyOpenAPIRunNotStartedError",
     "DifyOpenAPIRunTimeoutError",
     "DifyOpenAPIServerError",
     "DifyOpenAPIStreamIncompleteError",

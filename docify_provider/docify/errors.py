@@ -57,6 +57,10 @@ class DocifyRateLimitedError(core.RateLimitedError, DocifyHTTPError):
     """HTTP 429; ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one."""
 
 
+class DocifyRunNotStartedError(core.RunNotStartedError, DocifyRateLimitedError):
+    """HTTP 429 to a run request: Docify turned the run away before starting it; safe to send again."""
+
+
 class DocifyServerError(core.ServerError, DocifyHTTPError):
     """HTTP 5xx (or another unexpected status): the service failed."""
 
@@ -124,6 +128,7 @@ __all__ = [
     "DocifyRateLimitedError",
     "DocifyRunFailedError",
     "DocifyRunGatewayError",
+    "DocifyRunNotStartedError",
     "DocifyRunTimeoutError",
     "DocifyServerError",
     "DocifyStreamIncompleteError",

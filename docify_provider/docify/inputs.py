@@ -7,7 +7,9 @@ fix.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import os
 import posixpath
 from collections.abc import Mapping
 from typing import Any
@@ -177,3 +179,67 @@ def validate_inputs(info: ScenarioInfo, inputs: Mapping[str, Mapping[str, Any]])
             problems.append(f"{where}: {text!r} is not one of the allowed values {list(param.options)}")
     if problems:
         raise DocifyInputError(problems)
+
+
+@dataclasses.dataclass
+class UploadPlan:
+    """Checked wire inputs whose local file sources are still to upload (``build`` swaps them in).
+
+    ``pending`` maps a placeholder ``uploadFileOid`` in ``wire`` to the file source it stands for.
+    The single-run hook uploads the sources on the worker; a batch uploads each item's just before
+    the item takes a run slot (``batch.backends.DocifyBatch.prepare``): one plan, two callers.
+    """
+
+    wire: dict[str, dict[str, Any]]
+    pending: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def build(self, uploaded: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The wire inputs with ``uploaded[token]`` (an ``UploadedFile.to_input()``) for each placeholder."""
+        out = {name: dict(value) for name, value in self.wire.items()}
+        for value in out.values():
+            if "files" in value:
+                value["files"] = [uploaded.get(f.get("uploadFileOid", ""), f) for f in value["files"]]
+        return out
+
+
+def is_file_source(value: Any) -> bool:
+    """A value to upload (a path, a storage path object), as opposed to an http(s) URL or an upload."""
+    if isinstance(value, (str, os.PathLike)):
+        return not str(value).lower().startswith(("http://", "https://"))
+    return hasattr(value, "open") and hasattr(value, "name")
+
+
+def plan_inputs(inputs: Mapping[str, Any] | None, scenario: ScenarioInfo, *, validate: bool = True) -> UploadPlan:
+    """Shape ``inputs`` for ``scenario`` (file sources become placeholders) and check them; nothing uploaded.
+
+    For FILE / FILELIST parameters a value may be a file source (``is_file_source``), an http(s)
+    URL (passed as a remote file), an upload or its dict, or a list of these. Raises one
+    ``DocifyInputError`` listing every problem (``validate``), so a bad input costs nothing.
+    """
+    pending: dict[str, Any] = {}
+    shaped: dict[str, Any] = {}
+    for name, value in (inputs or {}).items():
+        param = scenario.parameter(name)
+        if param is None or not param.takes_files:
+            shaped[name] = value
+            continue
+        if isinstance(value, Mapping) and value and set(value) <= {"text", "files"} and not value.get("text"):
+            # Already in wire form ({"files": [...]}, e.g. inputs prepared earlier): unwrap.
+            value = value.get("files") or []
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        entries: list[Any] = []
+        for item in values:
+            if isinstance(item, str) and item.lower().startswith(("http://", "https://")):
+                entries.append({"url": item})
+            elif is_file_source(item):
+                # Placeholder for validation; uploaded only when every input is fine.
+                token = f"pending-upload-{len(pending)}"
+                pending[token] = item
+                entries.append({"uploadFileOid": token, "fileType": "DOCUMENT"})
+            else:
+                entries.append(item)
+        shaped[name] = {"files": entries}
+    wire = normalize_inputs(shaped)
+    if validate:
+        validate_inputs(scenario, wire)
+    return UploadPlan(wire, pending)

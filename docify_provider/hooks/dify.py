@@ -15,6 +15,7 @@ from typing import Any
 from docify_provider.dify.client import AsyncDifyClient, DifyClient
 from docify_provider.dify.config import DifyClientConfig
 from docify_provider.dify.errors import DifyError, DifyInputError
+from docify_provider.dify.inputs import InputPlan
 from docify_provider.dify.models import AppInfo, AppParameters, OutputFile, UploadedFile, WorkflowEvent, WorkflowRun
 from docify_provider.get_provider_info import DIFY_CONN_FIELDS, DIFY_CONN_FORM_FIELDS, DIFY_UI_FIELD_BEHAVIOUR
 from docify_provider.hooks.base import DownloadTarget, ProviderHook
@@ -104,6 +105,21 @@ class DifyHook(ProviderHook):
             return [self.resolve_path(item) for item in value]
         return self.resolve_path(value)
 
+    def plan_inputs(self, inputs: Mapping[str, Any] | None, *, parameters: AppParameters | None = None) -> InputPlan:
+        """Check ``inputs`` against ``/parameters`` (storage URLs of file variables resolved); upload nothing.
+
+        ``prepare_inputs`` uploads the plan's files on the worker; a batch checks every item with
+        this first, then uploads each item's files just before it is sent.
+        """
+        from docify_provider.dify.inputs import plan_inputs
+
+        parameters = parameters or self.get_parameters()
+        resolved: dict[str, Any] = {}
+        for name, value in (inputs or {}).items():
+            variable = parameters.variable(name)
+            resolved[name] = self._resolve_file_values(value) if variable and variable.takes_files else value
+        return plan_inputs(resolved, parameters)
+
     def prepare_inputs(
         self,
         inputs: Mapping[str, Any] | None,
@@ -121,14 +137,7 @@ class DifyHook(ProviderHook):
         """
         if not validate:
             return dict(inputs or {})
-        from docify_provider.dify.inputs import plan_inputs
-
-        parameters = parameters or self.get_parameters()
-        resolved: dict[str, Any] = {}
-        for name, value in (inputs or {}).items():
-            variable = parameters.variable(name)
-            resolved[name] = self._resolve_file_values(value) if variable and variable.takes_files else value
-        plan = plan_inputs(resolved, parameters)
+        plan = self.plan_inputs(inputs, parameters=parameters)
         uploaded = [self.upload_file(upload.source, user=user, file_name=upload.file_name) for upload in plan.uploads]
         return plan.build(uploaded)
 

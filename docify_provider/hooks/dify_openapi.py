@@ -133,7 +133,7 @@ class DifyOpenAPIHook(ProviderHook):
     def resolve_app(self, app: str) -> ResolvedApp:
         return self.client.resolve_app(app)
 
-    def _resolve_files(self, app: str, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    def resolve_file_inputs(self, app: str, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
         """Storage URLs (``s3://``...) of the app's file inputs become ``ObjectStoragePath``s (opened lazily)."""
         from docify_provider.dify_openapi.inputs import file_variables
 
@@ -148,7 +148,7 @@ class DifyOpenAPIHook(ProviderHook):
 
     def run_app(self, app: str, inputs: Mapping[str, Any] | None, **kwargs: Any) -> Iterator[WorkflowEvent]:
         """Validate against the app's ``input_schema``, then stream the run (re-attached on a cut)."""
-        return self.client.run_app(app, self._resolve_files(app, inputs), **kwargs)
+        return self.client.run_app(app, self.resolve_file_inputs(app, inputs), **kwargs)
 
     def task_events(self, app: str, workflow_run_id: str, **kwargs: Any) -> Iterator[WorkflowEvent]:
         return self.client.task_events(app, workflow_run_id, **kwargs)

@@ -8,7 +8,6 @@ inputs after they were validated, and writing attachments to local folders or ob
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +22,8 @@ from docify_provider.docify import (
     ScenarioInfo,
     StreamEvent,
     UploadedFile,
-    normalize_inputs,
-    validate_inputs,
 )
+from docify_provider.docify.inputs import UploadPlan, plan_inputs
 from docify_provider.get_provider_info import CONN_FIELDS, CONN_FORM_FIELDS, UI_FIELD_BEHAVIOUR
 from docify_provider.hooks.base import ConnectionView, DownloadTarget, ProviderHook, config_from_view
 
@@ -101,11 +99,24 @@ class DocifyHook(ProviderHook):
         """Upload a local path, bytes, binary file object, ``ObjectStoragePath`` or storage URL (streamed)."""
         return self.client.upload_file(self.resolve_path(source), user=user, file_type=file_type, file_name=file_name)
 
-    @staticmethod
-    def _is_file_source(value: Any) -> bool:
-        if isinstance(value, (str, os.PathLike)):
-            return not str(value).lower().startswith(("http://", "https://"))
-        return hasattr(value, "open") and hasattr(value, "name")
+    def plan_inputs(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        scenario: ScenarioInfo | None = None,
+        validate: bool = True,
+    ) -> UploadPlan:
+        """Check ``inputs`` against the scenario and open every file source's metadata; upload nothing.
+
+        Storage URLs among the sources become ``ObjectStoragePath``s here. ``prepare_inputs`` uploads
+        the plan's sources on the worker; a batch validates every item with this first, then uploads
+        each item's sources just before it is sent.
+        """
+        plan = plan_inputs(inputs, scenario or self.get_scenario_info(), validate=validate)
+        plan.pending = {token: self.resolve_path(source) for token, source in plan.pending.items()}
+        if plan.pending:
+            self._check_sources(plan.pending)
+        return plan
 
     def prepare_inputs(
         self,
@@ -122,39 +133,9 @@ class DocifyHook(ProviderHook):
         upload operator's XCom, an ``uploadFileOid`` dict, or a list of these. Every problem is
         reported at once and before any file is uploaded.
         """
-        scenario = scenario or self.get_scenario_info()
-        pending: dict[str, Any] = {}
-        shaped: dict[str, Any] = {}
-        for name, value in (inputs or {}).items():
-            param = scenario.parameter(name)
-            if param is None or not param.takes_files:
-                shaped[name] = value
-                continue
-            if isinstance(value, Mapping) and value and set(value) <= {"text", "files"} and not value.get("text"):
-                # Already in wire form ({"files": [...]}, e.g. inputs prepared earlier): unwrap.
-                value = value.get("files") or []
-            values = list(value) if isinstance(value, (list, tuple)) else [value]
-            entries: list[Any] = []
-            for item in values:
-                if isinstance(item, str) and item.lower().startswith(("http://", "https://")):
-                    entries.append({"url": item})
-                elif self._is_file_source(item):
-                    # Placeholder for validation; uploaded only when every input is fine.
-                    token = f"pending-upload-{len(pending)}"
-                    pending[token] = item
-                    entries.append({"uploadFileOid": token, "fileType": "DOCUMENT"})
-                else:
-                    entries.append(item)
-            shaped[name] = {"files": entries}
-        wire = normalize_inputs(shaped)
-        if validate:
-            validate_inputs(scenario, wire)
-        if pending:
-            self._check_sources(pending)
-            uploaded = {token: self.upload_file(source, user=user).to_input() for token, source in pending.items()}
-            for value in wire.values():
-                value["files"] = [uploaded.get(f.get("uploadFileOid", ""), f) for f in value.get("files", [])]
-        return wire
+        plan = self.plan_inputs(inputs, scenario=scenario, validate=validate)
+        uploaded = {token: self.upload_file(source, user=user).to_input() for token, source in plan.pending.items()}
+        return plan.build(uploaded)
 
     def _check_sources(self, pending: Mapping[str, Any]) -> None:
         """Open every file source's metadata before uploading any (all problems at once).

@@ -297,3 +297,70 @@ __all__ = [
     "log_workflow_event",
     "paused_form",
 ]
+
+
+# -- batch (issue 20): appended, the flow is operators/batch.py's --------------------------------------
+
+from docify_provider.operators.batch import BatchOperatorBase  # noqa: E402 - kept below the single-run code
+
+
+class DifyBatchWorkflowOperator(BatchOperatorBase):
+    """Run the connection's Dify workflow once per item of ``inputs``, many at once (``BatchOperatorBase``).
+
+    Every item is checked against ``GET /parameters`` (read once) before anything is uploaded or sent;
+    each item's files are uploaded (as ``user``) just before it is sent. Items are streamed, each named
+    by its ``workflow_run_id``; a cut stream is re-attached, and a retry re-attaches to an item's run
+    instead of sending it again. A run that pauses for human input ends as ``paused`` (answer it in
+    Dify, then clear the task: it re-attaches).
+
+    :param dify_conn_id: Airflow connection of type ``dify``. (templated)
+    :param files: the ``files`` (system files) of every run, as Dify file mappings. (templated)
+    :param workflow_id: run this published workflow version instead of the app's current one. (templated)
+
+    The other parameters are ``BatchOperatorBase``'s; ``outputs`` of an item are its run's outputs.
+    """
+
+    batch_key = "dify_batch"
+    default_asset_alias = "dify_batches"
+    template_fields: Sequence[str] = (*BatchOperatorBase.template_fields, "dify_conn_id", "files", "workflow_id")
+    ui_color = "#e0e7ff"
+
+    def __init__(
+        self,
+        *,
+        dify_conn_id: str = DEFAULT_CONN_ID,
+        files: list[Any] | None = None,
+        workflow_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dify_conn_id = dify_conn_id
+        self.files = files
+        self.workflow_id = workflow_id
+
+    @cached_property
+    def hook(self) -> DifyHook:
+        from docify_provider.hooks.dify import DifyHook
+
+        return DifyHook(dify_conn_id=self.dify_conn_id)
+
+    def _error_root(self) -> Any:
+        from docify_provider.dify.errors import DifyError
+
+        return DifyError
+
+    def _read_app(self) -> None:
+        self._parameters = self.hook.get_parameters() if self.validate else None
+
+    def _plan(self, inputs: Any) -> Any:
+        if not self.validate:
+            return dict(inputs)  # sent as given, as the single-run operators do with validate=False
+        return self.hook.plan_inputs(inputs, parameters=self._parameters)
+
+    def _backend(self) -> Any:
+        from docify_provider.batch.backends import DifyBatch
+
+        return DifyBatch(files=self.files, workflow_id=self.workflow_id or None, base_url=self.hook.config.base_url)
+
+
+__all__ += ["DifyBatchWorkflowOperator"]

@@ -404,3 +404,80 @@ class DifyRunAppOperator(DifyRunOperatorBase):
 
 
 __all__ = ["DifyRunAppOperator", "DifyRunLogLink"]
+
+
+# -- batch (issue 20): appended, the flow is operators/batch.py's --------------------------------------
+
+from docify_provider.operators.batch import BatchOperatorBase  # noqa: E402 - kept below the single-run code
+
+
+class DifyBatchAppOperator(BatchOperatorBase):
+    """Run a Dify workflow app of an account once per item of ``inputs``, many at once (``BatchOperatorBase``).
+
+    The app (id or exact name) is resolved once and every item is checked against its
+    ``input_schema`` before anything is sent; an item's files go as parts of its run request. Items
+    are followed by ``workflow_run_id`` (the events route), so a cut stream or a retry re-attaches.
+    Only workflow apps: a chat-family run has no events to re-attach by and no run result to keep per
+    item (map ``DifyRunAppOperator`` over such an app instead).
+
+    :param app: app id or exact name. (templated)
+    :param dify_openapi_conn_id: Airflow connection of type ``dify_openapi``. (templated)
+    :param files: the ``files`` (system files) of every run. (templated)
+
+    The other parameters are ``BatchOperatorBase``'s; ``outputs`` of an item are its run's outputs.
+    """
+
+    batch_key = "dify_app_batch"
+    default_asset_alias = "dify_batches"
+    template_fields: Sequence[str] = (*BatchOperatorBase.template_fields, "app", "dify_openapi_conn_id", "files")
+    ui_color = "#e0e7ff"
+
+    def __init__(
+        self,
+        *,
+        app: str,
+        dify_openapi_conn_id: str = DEFAULT_OPENAPI_CONN_ID,
+        files: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+        self.dify_openapi_conn_id = dify_openapi_conn_id
+        self.files = files
+
+    @cached_property
+    def hook(self) -> DifyOpenAPIHook:
+        from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+
+        return DifyOpenAPIHook(dify_openapi_conn_id=self.dify_openapi_conn_id)
+
+    def _error_root(self) -> type[ProviderError]:
+        from docify_provider.dify_openapi.errors import DifyOpenAPIError
+
+        return DifyOpenAPIError
+
+    def _read_app(self) -> None:
+        from docify_provider._core.errors import ConfigError, error_class
+
+        if not isinstance(self.app, str) or not self.app.strip():
+            raise ValueError(f"app must be a Dify app id or exact name, got {self.app!r}")
+        resolved = self.hook.resolve_app(self.app)
+        if resolved.mode != "workflow":
+            raise error_class(self._error_root(), ConfigError)(
+                f"app={self.app!r} is a {resolved.mode} app; batch runs take workflow apps (map DifyRunAppOperator "
+                "over the documents for other apps). Nothing was uploaded or run."
+            )
+        self._app_id, self._mode = resolved.id, resolved.mode
+
+    def _plan(self, inputs: Any) -> Any:
+        resolved = self.hook.resolve_file_inputs(self._app_id, inputs)
+        self.hook.client.prepare_run(self._app_id, resolved, validate=self.validate)
+        return resolved
+
+    def _backend(self) -> Any:
+        from docify_provider.batch.backends import DifyAppBatch
+
+        return DifyAppBatch(app=self._app_id, mode=self._mode, files=self.files, base_url=self.hook.config.base_url)
+
+
+__all__ += ["DifyBatchAppOperator"]

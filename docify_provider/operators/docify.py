@@ -423,3 +423,59 @@ __all__ = [
     "DocifyStreamScenarioOperator",
     "DocifyUploadFileOperator",
 ]
+
+
+# -- batch (issue 20): appended, the flow is operators/batch.py's --------------------------------------
+
+from docify_provider.operators.batch import BatchOperatorBase  # noqa: E402 - kept below the single-run code
+
+
+class DocifyBatchScenarioOperator(BatchOperatorBase):
+    """Run the connection's Docify scenario once per item of ``inputs``, many at once (``BatchOperatorBase``).
+
+    Every item is checked against ``GET /v1/scenario/info`` (read once) before anything is uploaded or
+    sent; each item's files are uploaded just before it is sent. Items are streamed
+    (``/v1/scenario/run/streaming``), each named by its ``session_id``. Docify has no status endpoint:
+    an item whose stream was cut after it started is "unknown" and never re-sent by a retry.
+
+    :param docify_conn_id: Airflow connection of type ``docify``. (templated)
+    :param additional_info: JSON-serialisable ``additionalInfo`` sent with every run. (templated)
+
+    The other parameters are ``BatchOperatorBase``'s; ``outputs`` of an item are its JSON result
+    (else its text).
+    """
+
+    batch_key = "docify_batch"
+    default_asset_alias = "docify_batches"
+    template_fields: Sequence[str] = (*BatchOperatorBase.template_fields, "docify_conn_id", "additional_info")
+    ui_color = "#dbeafe"
+
+    def __init__(self, *, docify_conn_id: str = DEFAULT_CONN_ID, additional_info: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.docify_conn_id = docify_conn_id
+        self.additional_info = additional_info
+
+    @cached_property
+    def hook(self) -> DocifyHook:
+        from docify_provider.hooks.docify import DocifyHook
+
+        return DocifyHook(docify_conn_id=self.docify_conn_id)
+
+    def _error_root(self) -> type[ProviderError]:
+        from docify_provider.docify.errors import DocifyError
+
+        return DocifyError
+
+    def _read_app(self) -> None:
+        self._scenario = self.hook.get_scenario_info()
+
+    def _plan(self, inputs: Any) -> Any:
+        return self.hook.plan_inputs(inputs, scenario=self._scenario, validate=self.validate)
+
+    def _backend(self) -> Any:
+        from docify_provider.batch.backends import DocifyBatch
+
+        return DocifyBatch(additional_info=self.additional_info)
+
+
+__all__ += ["DocifyBatchScenarioOperator"]

@@ -51,7 +51,11 @@ def test_extras_are_mapped(docify_conn: Conn, make_hook, tmp_path: Path) -> None
         default_user="etl-bot",
     )
     config = make_hook(conn_id).config
-    assert reveal(config.api_key) == SECRET and repr(config.api_key) == "'***'" and config.base_url == "http://docify.internal/docify"
+    assert (
+        reveal(config.api_key) == SECRET
+        and repr(config.api_key) == "'***'"
+        and config.base_url == "http://docify.internal/docify"
+    )
     assert (config.connect_timeout, config.read_timeout, config.idle_timeout) == (3.5, 60.0, 5.0)
     assert config.verify is False and config.proxies == "http://proxy.internal:3128"
     assert config.trusted_hosts == ("files.docify.jp", "cdn.docify.jp")
@@ -331,7 +335,12 @@ def test_download_to_object_storage(
 
 
 def test_download_to_remote_object_storage_never_touches_local_disk(
-    emulator: DocifyEmulator, docify_conn: Conn, make_hook, invoice_png: Path, tmp_path: Path, monkeypatch,
+    emulator: DocifyEmulator,
+    docify_conn: Conn,
+    make_hook,
+    invoice_png: Path,
+    tmp_path: Path,
+    monkeypatch,
     memory_object_storage,
 ) -> None:
     # On Airflow 3.0/3.1 every ObjectStoragePath is a pathlib.Path; memory:// must still go to object storage.

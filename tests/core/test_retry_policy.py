@@ -262,7 +262,7 @@ def test_rate_limited_run_is_retried_after_retry_after_and_pays_once(docify_conn
     first = _history(out, "summarise", try_number=1)
     assert first.retry_delay_override == 1.0
     assert first.retry_reason and "Docify rate limit (HTTP 429); retrying in 1s" in first.retry_reason
-    assert "DocifyRateLimitedError" in logs
+    assert "DocifyRunNotStartedError" in logs  # the 429 to a run request: not started
 
 
 def _history(out: Any, task_id: str, try_number: int) -> Any:

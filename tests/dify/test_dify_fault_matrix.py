@@ -35,8 +35,8 @@ from docify_provider.dify.errors import (
     DifyError,
     DifyNotFoundError,
     DifyOutcomeUnknownError,
-    DifyRateLimitedError,
     DifyRunFailedError,
+    DifyRunNotStartedError,
     DifyServerError,
 )
 from docify_provider.dify.models import OutputFile
@@ -246,7 +246,7 @@ CELLS: list[Cell] = [
     *_refused(DifyAuthenticationError, 403),
     *_refused(DifyNotFoundError, 404),
     # 429 without Retry-After: safe requests retried after backoff; a run request never re-sent
-    *row("429", safe=ok(requests=2), runs=fails(DifyRateLimitedError)),
+    *row("429", safe=ok(requests=2), runs=fails(DifyRunNotStartedError)),
     # 500: not retried; to a run it may hide a started run, so the logs are searched first (blocking
     # and streams alike: a stream that broke before its first event has no run id to re-attach by)
     *row("500", safe=fails(DifyServerError), runs=fails(DifyOutcomeUnknownError)),

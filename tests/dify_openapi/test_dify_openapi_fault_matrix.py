@@ -39,6 +39,7 @@ from docify_provider.dify_openapi.errors import (
     DifyOpenAPIRateLimitedError,
     DifyOpenAPIRunFailedError,
     DifyOpenAPIRunGatewayError,
+    DifyOpenAPIRunNotStartedError,
     DifyOpenAPIRunTimeoutError,
     DifyOpenAPIServerError,
     DifyOpenAPIStreamIncompleteError,
@@ -243,7 +244,7 @@ CELLS: list[Cell] = [
     *_status_row(
         "429",
         ok(requests=2),
-        run=fails(DifyOpenAPIRateLimitedError),
+        run=fails(DifyOpenAPIRunNotStartedError),
         events=ok(requests=2),
         submit=fails(DifyOpenAPIRateLimitedError),
         stop=ok(requests=2),

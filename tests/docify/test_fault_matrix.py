@@ -47,6 +47,7 @@ from docify_provider.docify.errors import (
     DocifyRateLimitedError,
     DocifyRunFailedError,
     DocifyRunGatewayError,
+    DocifyRunNotStartedError,
     DocifyRunTimeoutError,
     DocifyServerError,
     DocifyStreamIncompleteError,
@@ -174,9 +175,9 @@ CELLS: list[Cell] = [
     # 429: safe requests wait Retry-After (capped) and retry; a run request is never re-sent
     Cell("info", "429", requests=2),
     Cell("upload", "429", requests=2),
-    Cell("run", "429", DocifyRateLimitedError),
-    Cell("stream", "429", DocifyRateLimitedError),
-    Cell("deferred", "429", DocifyRateLimitedError),
+    Cell("run", "429", DocifyRunNotStartedError),
+    Cell("stream", "429", DocifyRunNotStartedError),
+    Cell("deferred", "429", DocifyRunNotStartedError),
     Cell("download", "429", requests=2),
     # 500: not a gateway error, not retried anywhere
     Cell("info", "500", DocifyServerError),
