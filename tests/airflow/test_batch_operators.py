@@ -162,14 +162,16 @@ def test_dify_batch_under_the_servers_cap_with_a_failing_item(dify_conns, capfd,
     emu.max_active_requests = 2
     emu.inject(Fault("stream", "error_event", times=1))
     with new_dag("dify_batch") as dag:
+        # --8<-- [start:dify-batch]
         DifyBatchWorkflowOperator(
             task_id="batch",
             dify_conn_id="dify_long",
-            inputs=[{"seconds": 0.3, "steps": 1} for _ in range(8)],
-            max_concurrency=4,
-            allowed_failures=0.2,
-            results_to=str(tmp_path / "dify.jsonl"),
+            inputs=[{"seconds": 0.3, "steps": 1} for _ in range(8)],  # or an XComArg resolving to a list
+            max_concurrency=4,  # the limiter goes lower when Dify answers 429 (its cap)
+            allowed_failures=0.2,  # a count (int) or a fraction (float); default 0
+            results_to=str(tmp_path / "dify.jsonl"),  # JSON Lines, one line per document (any object storage URL)
         )
+        # --8<-- [end:dify-batch]
     outcome = run_dag(dag)
     text = console_text(capfd)
     assert outcome.state("batch") == "success", text[-5000:]
