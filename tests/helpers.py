@@ -9,14 +9,42 @@ side (``dag.test()`` runs, connections) is in ``tests/airflow_helpers.py``, and 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from docify_provider.testing.dify import DifyEmulator
 from docify_provider.testing.dify_openapi import DifyOpenAPIEmulator
 from docify_provider.testing.emulator import DocifyEmulator
+
+#: The browser the UI tests drive (Debian's Chromium, installed by scripts/services.sh), or None.
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+#: Headless, no sandbox (root in a container), nothing fetched from the network by the browser itself.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: The marks of a browser test: skipped, with the reason, where Chromium or Playwright is missing.
+NEEDS_BROWSER = [
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no Chromium at /usr/bin/chromium or on PATH (scripts/services.sh installs it)"
+    ),
+    pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None, reason="the playwright package is not installed"
+    ),
+]
 
 #: A small PDF the Docify file inputs accept.
 PDF = b"%PDF-1.4\n" + b"Docify test document\n" * 200

@@ -24,10 +24,8 @@ says until when it could be answered; the task log says it expired, when, and wh
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +33,9 @@ import pytest
 
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, TWO_FORMS_APP_KEY
+from helpers import CHROMIUM, CHROMIUM_ARGS, NEEDS_BROWSER
 from tests.deployment import HITL_RECORD_TASK_ID, HITL_TWO_FORMS_DAG_ID, ROOT, dify_hitl_deployment, wait_until
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-#: What the browser is started with: headless, no sandbox (root in a container), nothing fetched.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = ROOT / "out" / "screenshots"
 COMMENT = "ship it, signed in the browser"
 #: The deadline line of a request's body, as the page shows it (Markdown bold rendered).
@@ -59,12 +46,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
     pytest.mark.skipif(AIRFLOW_LINE < (3, 1), reason="Airflow human-in-the-loop requests are 3.1+"),
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="no Chromium at /usr/bin/chromium or on PATH (scripts/services.sh installs it)"
-    ),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None, reason="the playwright package is not installed"
-    ),
+    *NEEDS_BROWSER,
 ]
 
 

@@ -13,10 +13,8 @@ Screenshots go to ``out/screenshots/device-page.png`` (the form), ``device-appro
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,19 +25,8 @@ from typing import Any
 import pytest
 
 from docify_provider.testing.dify_openapi import ACCOUNT_EMAIL, DifyOpenAPIEmulator
+from helpers import CHROMIUM, CHROMIUM_ARGS, NEEDS_BROWSER
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-#: Headless, no sandbox (root in a container), nothing fetched from the network by the browser itself.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "out" / "screenshots"
 SCRIPT = Path(sys.executable).parent / "airflow-dify"
 PRINTED = re.compile(r"To log in, open (\S+) and enter the code: ([A-Z0-9]{4}-[A-Z0-9]{4})")
@@ -49,12 +36,7 @@ DENIED = "The login was denied in the Dify console; start a new login to try aga
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="no Chromium at /usr/bin/chromium or on PATH (scripts/services.sh installs it)"
-    ),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None, reason="the playwright package is not installed"
-    ),
+    *NEEDS_BROWSER,
 ]
 
 
