@@ -243,6 +243,20 @@ def run_quickstart_docify(env: dict[str, str], out: Path) -> int:
     )
 
 
+def text_writer_verdict(label: str, log_file: Path, runs: int) -> int:
+    """The two Dify quick starts run the emulator's Text Writer app: its output published with its
+    cost, and exactly one run billed."""
+    text = log_file.read_text(errors="replace")
+    published = "succeeded: Neutral notes on Airflow providers" in text and "Billed: " in text
+    return verdict(
+        f"==> Quick start {label}: output published with its cost: {'yes' if published else 'NO'}; "
+        f"{runs} run(s) billed",
+        published and runs == 1,
+        "the Text Writer's output published with its cost and 1 run billed",
+        log_file,
+    )
+
+
 def run_quickstart_dify_workflow(env: dict[str, str], out: Path) -> int:
     """quickstart_dify_workflow with only AIRFLOW_CONN_DIFY_DEFAULT set (docs/getting-started/dify-workflow.md)."""
     from docify_provider.testing.dify import TEXT_APP_KEY, DifyEmulator
@@ -254,15 +268,7 @@ def run_quickstart_dify_workflow(env: dict[str, str], out: Path) -> int:
         if rc := dags_test("quickstart_dify_workflow", {}, env, log_file):
             return rc
         runs = emulator.runs_started()
-    text = log_file.read_text(errors="replace")
-    published = "succeeded: Neutral notes on Airflow providers" in text and "Billed: " in text
-    return verdict(
-        f"==> Quick start Dify workflow: output published with its cost: {'yes' if published else 'NO'}; "
-        f"{runs} run(s) billed",
-        published and runs == 1,
-        "the Text Writer's output published with its cost and 1 run billed",
-        log_file,
-    )
+    return text_writer_verdict("Dify workflow", log_file, runs)
 
 
 def dify_login(emulator: Any, env: dict[str, str], log_file: Path) -> int:
@@ -308,15 +314,7 @@ def run_quickstart_dify_account(env: dict[str, str], out: Path) -> int:
         if rc := dags_test("quickstart_dify_account", {}, env, log_file):
             return rc
         runs = emulator.runs_started()
-    text = log_file.read_text(errors="replace")
-    published = "succeeded: Neutral notes on Airflow providers" in text and "Billed: " in text
-    return verdict(
-        f"==> Quick start Dify account: output published with its cost: {'yes' if published else 'NO'}; "
-        f"{runs} run(s) billed",
-        published and runs == 1,
-        "the Text Writer's output published with its cost and 1 run billed",
-        log_file,
-    )
+    return text_writer_verdict("Dify account", log_file, runs)
 
 
 def timed(results: list[tuple[str, int, float]], name: str, step: Callable[[], int]) -> int:
