@@ -67,12 +67,7 @@ def test_a_reviewer_answers_the_dify_form_in_airflows_ui(tmp_path: Path) -> None
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)
             # Signing in first, while the run is on its way to the form.
-            page.goto(f"{base}/")
-            page.wait_for_url("**/auth/login**")
-            page.locator("input[name=username]").fill("reviewer")
-            page.locator("input[name=password]").fill(password)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(lambda url: "/auth/login" not in url)
+            _sign_in(page, base, password)
             timeline.mark("signed in as reviewer")
 
             run = wait_until(
@@ -242,12 +237,7 @@ def test_a_dify_select_is_a_drop_down_of_its_options(tmp_path: Path) -> None:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)
-            page.goto(f"{base}/")
-            page.wait_for_url("**/auth/login**")
-            page.locator("input[name=username]").fill("reviewer")
-            page.locator("input[name=password]").fill(password)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(lambda url: "/auth/login" not in url)
+            _sign_in(page, base, password)
 
             run = wait_until(
                 "the Dify run to pause", lambda: emu.runs and emu.runs[0].status == "paused" and emu.runs[0], 150, 0.1
