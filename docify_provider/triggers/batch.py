@@ -183,6 +183,7 @@ class BatchTrigger(MarkerTrigger):
                 "the same ledger",
                 type(exc).__name__,
                 exc,
+                exc_info=True,
             )
             return self._fire(trigger_failed(exc, sent=None))
         self.__dict__["_ledger"], self.__dict__["_backend"] = ledger, backend
