@@ -1,16 +1,20 @@
 """What every backend's batch operator shares: many documents in one task, each bought once (issue 20).
 
 ``DocifyBatchScenarioOperator``, ``DifyBatchWorkflowOperator`` and ``DifyBatchAppOperator`` are thin
-classes over ``BatchOperatorBase``; each adds its hook, how one item's inputs are checked (and its
-files found), and its ``batch.backends`` entry. The flow, the same for all three:
+classes over ``BatchOperatorBase``; each adds its hook, connection id and request options. How a
+backend's items are checked and run is its ``triggers.batch_plans`` planner, which the batch trigger
+uses too. The flow, the same for all three:
 
 1. ``inputs`` (a list of input dicts, or an XComArg resolving to one) and every output target are
    checked, then **every item** is checked against the app or scenario (one read of its parameters)
    before anything is uploaded or sent: one error names each bad item and parameter.
 2. The items go through ``batch.BatchRunner`` (the run policy per item, the admission limiter that
-   finds the server's cap from 429s, at most ``max_concurrency`` runs at once) on the worker, with the
-   per-item ledger in Airflow Variables (``durable.batch_store``): each item's intent is durable
-   before its request is sent. Files are uploaded per item just before it takes a run slot.
+   finds the server's cap from 429s, at most ``max_concurrency`` runs at once) with the per-item
+   ledger in Airflow Variables (``durable.batch_store``): each item's intent is durable before its
+   request is sent. Files are uploaded per item just before it takes a run slot. With
+   ``deferrable=True`` (the default) the runner runs in the triggerer: one ``triggers.batch.BatchTrigger``
+   holds every stream of the batch and the task resumes to report the items from the ledger
+   (``operators.batch_deferred``); with ``deferrable=False`` it runs on the worker.
 3. The result: ``items`` in input order (``status``, the run id - Docify's ``session_id``, Dify's
    ``workflow_run_id`` -, ``outputs``, ``error``) and ``counts``, written to ``results_to`` as JSON
    Lines when given, pushed as the XCom **before** ``allowed_failures`` decides whether the task fails
@@ -20,9 +24,9 @@ A retry (or a cleared task) reads the ledger: bought items are reused, items tha
 never sent are sent, a Dify item left running is re-attached by its run id, and a Docify item whose
 outcome is unknown is reported, never re-sent (``allow_resubmit`` opts in, at the risk of paying twice).
 
-``deferrable`` defaults to True, as the issue asks, so DAGs written now need no change when the
-batch trigger lands; until it does, a batch always runs on the worker (logged once, clearly). The
-money rules do not depend on where it runs: the trigger will drive the same runner and ledger.
+The money rules do not depend on where the runner runs: the trigger drives the same runner and
+ledger, a restarted triggerer re-creates the trigger (which reads the ledger as a retry does), and a
+trigger that breaks leaves the rest of the batch to the worker, on the same ledger.
 
 This module is imported when DAG files are parsed: only ``airflow.sdk`` pieces at module level.
 """
@@ -93,8 +97,9 @@ class BatchOperatorBase(BaseOperator):
         ``ObjectStoragePath`` or storage URL), one folder per item:
         ``<attachments_to>/<dag_id>/<run_id>/<task_id>[-<map_index>]/<index>/<safe name>``; each item's
         ``files`` then name their ``path``. (templated)
-    :param deferrable: accepted, default True; batches run on the worker until the batch trigger lands
-        (logged once).
+    :param deferrable: run the items in the triggerer (one trigger for the whole batch; no worker slot
+        waits), the default; False runs them on the worker. The inputs must be JSON to defer (else
+        the batch runs on the worker, logged).
     :param progress_every: seconds between progress log lines (done / running / waiting / failed,
         documents per hour, time left).
     :param validate: check every item against the app or scenario before anything is uploaded or sent.
