@@ -61,6 +61,13 @@ class BatchBackend:
     def reattach(self, client: Any, run_id: str, *, task_id: str | None, user: str | None) -> AsyncIterator[Any]:
         raise NotImplementedError(f"{self.policy.label} runs cannot be re-attached")
 
+    #: Whether a started run can be stopped (``stop``): Dify's can, by its task id; Docify's cannot.
+    can_stop: ClassVar[bool] = False
+
+    async def stop(self, client: Any, run_id: str | None, task_id: str, *, user: str | None) -> None:
+        """Stop a started run (the task was cleared or marked failed while its trigger held the batch)."""
+        raise NotImplementedError(f"{self.policy.label} runs cannot be stopped")
+
     def ids(self, event: Any) -> tuple[str | None, str | None]:
         """(run id, task id) an event names."""
         raise NotImplementedError
@@ -148,6 +155,11 @@ class DifyBatch(BatchBackend):
     def ids(self, event: Any) -> tuple[str | None, str | None]:
         return event.workflow_run_id, event.task_id
 
+    can_stop = True
+
+    async def stop(self, client: Any, run_id: str | None, task_id: str, *, user: str | None) -> None:
+        await client.stop_task(task_id, user=user, workflow_run_id=run_id)
+
     def outcome(self, event: Any) -> Outcome | None:
         from docify_provider.dify.models import run_record
         from docify_provider.dify.stream import raise_if_failed
@@ -205,6 +217,9 @@ class DifyAppBatch(DifyBatch):
 
     def reattach(self, client: Any, run_id: str, *, task_id: str | None, user: str | None) -> AsyncIterator[Any]:
         return client.follow_run(self.options["app"], run_id, task_id=task_id)
+
+    async def stop(self, client: Any, run_id: str | None, task_id: str, *, user: str | None) -> None:
+        await client.stop_task(self.options["app"], task_id, workflow_run_id=run_id)
 
     @staticmethod
     def _root() -> Any:

@@ -19,6 +19,12 @@ pass sends it again. A ledger that cannot be written stops the batch (items not 
 ``status`` (``succeeded``, ``failed``, ``unknown``, ``paused``, ``not_sent``), its run id (Docify:
 ``session_id``), ``outputs``, ``error`` and ``reused``, and the counts. A progress callback gets the
 counts every ``progress_every`` seconds (``Progress.line()`` is the log line).
+
+``report_only`` reads the same ledger through the same policy and sends nothing: what a deferred
+batch's task does when its trigger is done (the trigger ran the items, the task reports them): a
+bought item is succeeded (its result read from the result store), a failed row failed with its
+error, a row left "sent" unknown or paused (as the trigger that ran it said, in ``reported``), an
+item without a row not sent. One rule for an item's status, whether the pass sent it or not.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Any
 from docify_provider._core.admission import AdmissionLimiter, AdmissionState
 from docify_provider._core.errors import LedgerError, ProviderError, RunNotStartedError
 from docify_provider.batch.backends import BatchBackend, ItemPaused, Outcome
-from docify_provider.batch.items import ItemLedger
+from docify_provider.batch.items import FAILED, ItemLedger
 from docify_provider.durable.policy import Action, decide
 
 log = logging.getLogger(__name__)
@@ -109,6 +115,9 @@ class BatchRunner:
         progress_every: float = 5.0,
         force_rerun: bool = False,
         allow_resubmit: bool = False,
+        report_only: bool = False,
+        reported: Mapping[int, Sequence[Any]] | None = None,
+        logger: Any = None,
     ) -> None:
         self.backend = backend
         self.client_factory = client_factory
@@ -120,6 +129,12 @@ class BatchRunner:
         self.progress_every = progress_every
         self.force_rerun = force_rerun
         self.allow_resubmit = allow_resubmit
+        #: Send nothing: settle each item from the ledger (module docstring); ``reported``: index ->
+        #: (status, error) of the items the sending pass left unknown or paused.
+        self.report_only = report_only
+        self.reported = {int(k): v for k, v in (reported or {}).items()}
+        #: Where the per-item lines go (a trigger passes its own logger: its lines are the task's).
+        self.log = logger or log
         self._items: list[dict[str, Any] | None] = []
         self._running = 0
         self._turned_away = 0
@@ -138,7 +153,8 @@ class BatchRunner:
         self._items = [None] * len(inputs)
         self._started = time.monotonic()
         queue = iter(range(len(inputs)))
-        async with self.client_factory() as client:
+        factory = contextlib.nullcontext if self.report_only else self.client_factory
+        async with factory() as client:
             reporter = asyncio.create_task(self._report()) if self.on_progress else None
             try:
                 workers = min(self.max_concurrency, len(inputs)) or 0
@@ -164,28 +180,40 @@ class BatchRunner:
                 item = self._items[index] = await self._one(client, index, inputs[index])
             except _Stop:
                 return
-            self._narrate(item, time.monotonic() - began)
+            if not self.report_only:  # the pass that ran the item said it already
+                self._narrate(item, time.monotonic() - began)
 
     async def _one(self, client: Any, index: int, inputs: Any) -> dict[str, Any]:
         known = self.ledger.known(index, self.backend.policy)
-        decision = decide(known, self.backend.policy, force_rerun=self.force_rerun, allow_resubmit=self.allow_resubmit)
+        if self.report_only:  # a bought row is bought, a sent one stays what it is: nothing is re-decided
+            decision = decide(known, self.backend.policy)
+        else:
+            decision = decide(
+                known, self.backend.policy, force_rerun=self.force_rerun, allow_resubmit=self.allow_resubmit
+            )
+        if self.report_only and decision.action is not Action.REUSE:
+            return self._reported(index, decision.message)
         if decision.action is Action.UNKNOWN:
             return self._item(index, "unknown", run_id=decision.run_id, error=decision.message)
         if decision.action is Action.REUSE:
             record = await self.ledger.result(index)
             if record is not None:
+                row = self.ledger.row(index) or {}
+                reused = not self.report_only or row.get("try") != self.ledger.try_number
                 item = self._item(
-                    index, "succeeded", run_id=decision.run_id, outputs=self.backend.outputs(record), reused=True
+                    index, "succeeded", run_id=decision.run_id, outputs=self.backend.outputs(record), reused=reused
                 )
                 return self._with_files(item, record)
+            if self.report_only:
+                return self._reported(index, f"item {index} was bought but its stored result cannot be read")
             if not (decision.run_id and self.backend.policy.can_reattach):
                 why = f"item {index} was bought but its stored result cannot be read; it is not re-sent"
                 return self._item(index, "unknown", run_id=decision.run_id, error=why)
             decision = dataclasses.replace(decision, action=Action.REATTACH)
         if decision.resubmit:
-            log.warning("Item %s: %s", index, decision.message)
+            self.log.warning("Item %s: %s", index, decision.message)
         if decision.action is Action.REATTACH:
-            log.info("Item %s: %s", index, decision.message or f"re-attaching to run {decision.run_id}")
+            self.log.info("Item %s: %s", index, decision.message or f"re-attaching to run {decision.run_id}")
             return await self._follow(client, index, inputs, run_id=decision.run_id, task_id=decision.task_id)
         try:
             wire = await self.backend.prepare(client, inputs, user=self.user)
@@ -215,7 +243,7 @@ class BatchRunner:
                         await self.ledger.intend(index)
                     except LedgerError as exc:
                         self._stopped = str(exc)
-                        log.error("Batch stopped: %s", exc)
+                        self.log.error("Batch stopped: %s", exc)
                         raise _Stop from exc
                 return await self._read(client, index, inputs, run_id, task_id)
             except RunNotStartedError as exc:
@@ -227,7 +255,7 @@ class BatchRunner:
                 delay = await self.limiter.release(
                     ticket, not_started=not_started is not None, retry_after=getattr(not_started, "retry_after", None)
                 )
-            log.info("Item %s turned away (429, not started); sent again after %.1fs at the latest", index, delay)
+            self.log.info("Item %s turned away (429, not started); sent again after %.1fs at the latest", index, delay)
 
     async def _read(
         self, client: Any, index: int, inputs: Mapping[str, Any], run_id: str | None, task_id: str | None
@@ -262,7 +290,7 @@ class BatchRunner:
                 await self.ledger.started(index, exc_run, task_id)
             return self._item(index, "unknown", run_id=exc_run, error=str(exc), error_type=type(exc).__name__)
         except Exception as exc:  # not the run's failure: the row stays, so the item is never re-sent blindly
-            log.exception("Item %s: unexpected failure while following its run", index)
+            self.log.exception("Item %s: unexpected failure while following its run", index)
             return self._item(index, "unknown", run_id=seen, error=f"{type(exc).__name__}: {exc}")
         finally:
             with contextlib.suppress(Exception):
@@ -274,12 +302,27 @@ class BatchRunner:
         item = self._item(index, "succeeded", run_id=outcome.run_id or seen, outputs=outcome.outputs)
         return self._with_files(item, outcome.record)
 
+    def _reported(self, index: int, message: str) -> dict[str, Any]:
+        """Report mode: what the ledger row of an item that is not bought says (module docstring)."""
+        row = self.ledger.row(index)
+        if row is None:
+            return self._item(index, "not_sent", error=self._stopped)
+        if row["state"] == FAILED:
+            return self._item(index, "failed", run_id=row["run_id"], error=row.get("error"))
+        status, error = [*(self.reported.get(index) or []), None, None][:2]
+        if status not in ("paused", "unknown"):
+            status = "unknown"
+        if not error:
+            run = f" ({self.backend.policy.id_noun} {row['run_id']})" if row["run_id"] else ""
+            error = message or f"item {index} was sent{run}; its outcome was not recorded. It is not re-sent"
+        return self._item(index, status, run_id=row["run_id"], error=error)
+
     def _with_files(self, item: dict[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
         """``item`` with the ``files`` its run produced, when it produced any (the caller stores them)."""
         try:
             files = self.backend.files(record)
         except Exception:  # the result is bought and kept; only its attachment list is missing
-            log.warning("Item %s: could not read the files of its result", item["index"], exc_info=True)
+            self.log.warning("Item %s: could not read the files of its result", item["index"], exc_info=True)
             files = []
         if files:
             item["files"] = files
@@ -293,9 +336,9 @@ class BatchRunner:
         named = f" ({self.backend.policy.id_noun} {run_id})" if run_id else ""
         how = "reused" if item.get("reused") else item["status"]
         if item["status"] in ("succeeded", "paused"):
-            log.info("Item %s %s%s in %.1fs", item["index"], how, named, seconds)
+            self.log.info("Item %s %s%s in %.1fs", item["index"], how, named, seconds)
         else:
-            log.warning("Item %s %s%s: %s", item["index"], how, named, item.get("error"))
+            self.log.warning("Item %s %s%s: %s", item["index"], how, named, item.get("error"))
 
     def _item(
         self,

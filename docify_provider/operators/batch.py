@@ -1,16 +1,20 @@
 """What every backend's batch operator shares: many documents in one task, each bought once (issue 20).
 
 ``DocifyBatchScenarioOperator``, ``DifyBatchWorkflowOperator`` and ``DifyBatchAppOperator`` are thin
-classes over ``BatchOperatorBase``; each adds its hook, how one item's inputs are checked (and its
-files found), and its ``batch.backends`` entry. The flow, the same for all three:
+classes over ``BatchOperatorBase``; each adds its hook, connection id and request options. How a
+backend's items are checked and run is its ``triggers.batch_plans`` planner, which the batch trigger
+uses too. The flow, the same for all three:
 
 1. ``inputs`` (a list of input dicts, or an XComArg resolving to one) and every output target are
    checked, then **every item** is checked against the app or scenario (one read of its parameters)
    before anything is uploaded or sent: one error names each bad item and parameter.
 2. The items go through ``batch.BatchRunner`` (the run policy per item, the admission limiter that
-   finds the server's cap from 429s, at most ``max_concurrency`` runs at once) on the worker, with the
-   per-item ledger in Airflow Variables (``durable.batch_store``): each item's intent is durable
-   before its request is sent. Files are uploaded per item just before it takes a run slot.
+   finds the server's cap from 429s, at most ``max_concurrency`` runs at once) with the per-item
+   ledger in Airflow Variables (``durable.batch_store``): each item's intent is durable before its
+   request is sent. Files are uploaded per item just before it takes a run slot. With
+   ``deferrable=True`` (the default) the runner runs in the triggerer: one ``triggers.batch.BatchTrigger``
+   holds every stream of the batch and the task resumes to report the items from the ledger
+   (``operators.batch_deferred``); with ``deferrable=False`` it runs on the worker.
 3. The result: ``items`` in input order (``status``, the run id - Docify's ``session_id``, Dify's
    ``workflow_run_id`` -, ``outputs``, ``error``) and ``counts``, written to ``results_to`` as JSON
    Lines when given, pushed as the XCom **before** ``allowed_failures`` decides whether the task fails
@@ -20,9 +24,9 @@ A retry (or a cleared task) reads the ledger: bought items are reused, items tha
 never sent are sent, a Dify item left running is re-attached by its run id, and a Docify item whose
 outcome is unknown is reported, never re-sent (``allow_resubmit`` opts in, at the risk of paying twice).
 
-``deferrable`` defaults to True, as the issue asks, so DAGs written now need no change when the
-batch trigger lands; until it does, a batch always runs on the worker (logged once, clearly). The
-money rules do not depend on where it runs: the trigger will drive the same runner and ledger.
+The money rules do not depend on where the runner runs: the trigger drives the same runner and
+ledger, a restarted triggerer re-creates the trigger (which reads the ledger as a retry does), and a
+trigger that breaks leaves the rest of the batch to the worker, on the same ledger.
 
 This module is imported when DAG files are parsed: only ``airflow.sdk`` pieces at module level.
 """
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
     from docify_provider._core.errors import ProviderError
     from docify_provider.batch import BatchResult, ItemLedger
     from docify_provider.batch.backends import BatchBackend
+    from docify_provider.triggers.batch_plans import BatchPlanner
 
 #: Above this many items the XCom's ``items`` go in chunks (``items_<n>`` keys of ``XCOM_CHUNK`` items).
 XCOM_ITEMS_INLINE = 1000
@@ -92,8 +97,9 @@ class BatchOperatorBase(BaseOperator):
         ``ObjectStoragePath`` or storage URL), one folder per item:
         ``<attachments_to>/<dag_id>/<run_id>/<task_id>[-<map_index>]/<index>/<safe name>``; each item's
         ``files`` then name their ``path``. (templated)
-    :param deferrable: accepted, default True; batches run on the worker until the batch trigger lands
-        (logged once).
+    :param deferrable: run the items in the triggerer (one trigger for the whole batch; no worker slot
+        waits), the default; False runs them on the worker. The inputs must be JSON to defer (else
+        the batch runs on the worker, logged).
     :param progress_every: seconds between progress log lines (done / running / waiting / failed,
         documents per hour, time left).
     :param validate: check every item against the app or scenario before anything is uploaded or sent.
@@ -157,18 +163,38 @@ class BatchOperatorBase(BaseOperator):
 
     # -- what each backend adds -----------------------------------------------------------------
 
-    def _error_root(self) -> type[ProviderError]:
+    #: The backend's name in ``triggers.batch_plans.PLANNERS`` (its checks, plans and calls).
+    batch_backend: ClassVar[str]
+
+    def _conn_id(self) -> str:
         raise NotImplementedError
+
+    def _options(self) -> dict[str, Any]:
+        """The backend's request fields (small, no secret: they travel in the trigger's kwargs)."""
+        return {}
+
+    @property
+    def _planner(self) -> BatchPlanner:
+        """The backend's checks, plans and calls, shared with the trigger (made once per task process)."""
+        planner = self.__dict__.get("_planner_made")
+        if planner is None:
+            from docify_provider.triggers.batch_plans import PLANNERS
+
+            planner = PLANNERS[self.batch_backend](self.hook, validate=self.validate, options=self._options())
+            self.__dict__["_planner_made"] = planner
+        return planner
+
+    def _error_root(self) -> type[ProviderError]:
+        return self._planner.error_root()
 
     def _read_app(self) -> None:
-        """Read what checking the items needs, once (parameters, scenario, the app): free reads."""
+        self._planner.read_app()
 
     def _plan(self, inputs: Mapping[str, Any]) -> Any:
-        """One item checked (raises the backend's ``InputError``), as its backend's ``prepare`` takes it."""
-        raise NotImplementedError
+        return self._planner.plan(inputs)
 
     def _backend(self) -> BatchBackend:
-        raise NotImplementedError
+        return self._planner.backend()
 
     # -- the flow -------------------------------------------------------------------------------
 
@@ -177,24 +203,44 @@ class BatchOperatorBase(BaseOperator):
         for param in ("results_to", "attachments_to"):
             if getattr(self, param):
                 open_output_target(param, getattr(self, param), self._error_root())
-        if self.deferrable:
-            self.log.info(
-                "deferrable=True: this batch runs on the worker. Deferrable batch runs (one trigger holding every "
-                "stream, no worker slot waiting) come with the batch trigger; the ledger and the money rules are "
-                "the same either way"
-            )
+        return self._settle(context, items, defer=self.deferrable)
+
+    def _settle(self, context: Context, items: list[Mapping[str, Any]], *, defer: bool, resumed: bool = False) -> Any:
+        """Load the ledger (fail closed), check every item not bought, then defer to the batch trigger
+        (``defer``) or run the items on the worker; ``resumed``: after a deferral (the trigger failed)."""
         try:
             self.hook.config  # noqa: B018 - resolved here, not inside the event loop (durable.batch_store)
             user = resolve_user(self, self.hook)
-            ledger = self._ledger(context, len(items))
+            ledger = self._ledger(context, len(items), resumed=resumed)
             asyncio.run(ledger.load(len(items)))  # fails closed (LedgerError): nothing is sent
             plans = self._plan_all(items, skip=self._bought(ledger, len(items)))
+            if defer and items:
+                from docify_provider.operators.batch_deferred import defer_batch
+
+                defer_batch(self, context, ledger, items, user)  # raises TaskDeferred, unless inputs are not JSON
             result = self._run(ledger, plans, user)
             if self.attachments_to:
                 self._store_attachments(context, result)
         finally:
             self.hook.close()
         return self._finish(context, result)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
+        """The batch trigger is done: report every item from the ledger, sending nothing (``batch_deferred``)."""
+        from docify_provider.operators.batch_deferred import complete_batch
+
+        return complete_batch(self, context, dict(event or {}))
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """A trigger that crashed (``__fail__``, not its timeout) leaves the batch to the worker, on the same ledger."""
+        from docify_provider.operators.base import TRIGGER_FAIL, failure_cause, is_trigger_timeout
+
+        kwargs = next_kwargs or {}
+        if next_method == TRIGGER_FAIL and not is_trigger_timeout(kwargs.get("error")):
+            why = failure_cause(kwargs.get("error"), kwargs.get("traceback"))
+            event = {"status": "trigger_failed", "message": why}
+            return self.execute_complete(context, event)
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def _items(self) -> list[Mapping[str, Any]]:
         """``inputs`` as a list of mappings, or a ``TypeError`` naming the parameter and the item."""
@@ -244,12 +290,15 @@ class BatchOperatorBase(BaseOperator):
             self.log.info("%d item(s) bought by an earlier try are reused: not checked or uploaded again", len(skip))
         return plans
 
-    def _ledger(self, context: Context, count: int) -> ItemLedger:
-        """This batch's per-item ledger over its Airflow stores (``durable.batch_store``)."""
+    def _ledger(self, context: Context, count: int, *, resumed: bool = False) -> ItemLedger:
+        """This batch's per-item ledger over its Airflow stores (``durable.batch_store``); ``resumed``:
+        after a deferral, when even try 1 finds what its trigger wrote."""
         from docify_provider.batch import ItemLedger
         from docify_provider.durable.batch_store import BatchKV
 
         self._kv = kv = BatchKV.for_task(ctx(context))
+        if resumed:
+            kv.first_try = False
         ti = context_ti(context)
         return ItemLedger(kv, self._results(kv, count), key=self.batch_key, try_number=ti.try_number)
 
@@ -277,17 +326,15 @@ class BatchOperatorBase(BaseOperator):
         return asyncio.run(runner.run(plans))
 
     def _results(self, kv: Any, count: int) -> Any:
-        from docify_provider.durable.batch_store import ChunkedResults, ObjectResults
+        from docify_provider.triggers.batch import batch_results
 
-        if self.results_to:
-            return ObjectResults(self._storage_path(f"{self._results_url()}.items"))
-        if count > RESULTS_IN_VARIABLES_WARN:
+        if not self.results_to and count > RESULTS_IN_VARIABLES_WARN:
             self.log.warning(
                 "%d documents and no results_to: their results are kept in Airflow Variables until the task "
                 "succeeds. Give results_to (object storage) for batches this big.",
                 count,
             )
-        return ChunkedResults(kv, self.batch_key)
+        return batch_results(kv, self.batch_key, self._results_url() if self.results_to else None)
 
     def _store_attachments(self, context: Context, result: BatchResult) -> None:
         """Download each succeeded item's files into its own folder (reused items' too: post-processing).

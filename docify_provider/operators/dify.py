@@ -320,6 +320,7 @@ class DifyBatchWorkflowOperator(BatchOperatorBase):
     The other parameters are ``BatchOperatorBase``'s; ``outputs`` of an item are its run's outputs.
     """
 
+    batch_backend = "dify"
     batch_key = "dify_batch"
     default_asset_alias = "dify_batches"
     template_fields: Sequence[str] = (*BatchOperatorBase.template_fields, "dify_conn_id", "files", "workflow_id")
@@ -344,23 +345,11 @@ class DifyBatchWorkflowOperator(BatchOperatorBase):
 
         return DifyHook(dify_conn_id=self.dify_conn_id)
 
-    def _error_root(self) -> Any:
-        from docify_provider.dify.errors import DifyError
+    def _conn_id(self) -> str:
+        return str(self.dify_conn_id)
 
-        return DifyError
-
-    def _read_app(self) -> None:
-        self._parameters = self.hook.get_parameters() if self.validate else None
-
-    def _plan(self, inputs: Any) -> Any:
-        if not self.validate:
-            return dict(inputs)  # sent as given, as the single-run operators do with validate=False
-        return self.hook.plan_inputs(inputs, parameters=self._parameters)
-
-    def _backend(self) -> Any:
-        from docify_provider.batch.backends import DifyBatch
-
-        return DifyBatch(files=self.files, workflow_id=self.workflow_id or None, base_url=self.hook.config.base_url)
+    def _options(self) -> dict[str, Any]:
+        return {"files": self.files, "workflow_id": self.workflow_id}
 
 
 __all__ += ["DifyBatchWorkflowOperator"]

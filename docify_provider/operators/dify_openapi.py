@@ -427,6 +427,7 @@ class DifyBatchAppOperator(BatchOperatorBase):
     The other parameters are ``BatchOperatorBase``'s; ``outputs`` of an item are its run's outputs.
     """
 
+    batch_backend = "dify_openapi"
     batch_key = "dify_app_batch"
     default_asset_alias = "dify_batches"
     template_fields: Sequence[str] = (*BatchOperatorBase.template_fields, "app", "dify_openapi_conn_id", "files")
@@ -451,33 +452,11 @@ class DifyBatchAppOperator(BatchOperatorBase):
 
         return DifyOpenAPIHook(dify_openapi_conn_id=self.dify_openapi_conn_id)
 
-    def _error_root(self) -> type[ProviderError]:
-        from docify_provider.dify_openapi.errors import DifyOpenAPIError
+    def _conn_id(self) -> str:
+        return str(self.dify_openapi_conn_id)
 
-        return DifyOpenAPIError
-
-    def _read_app(self) -> None:
-        from docify_provider._core.errors import ConfigError, error_class
-
-        if not isinstance(self.app, str) or not self.app.strip():
-            raise ValueError(f"app must be a Dify app id or exact name, got {self.app!r}")
-        resolved = self.hook.resolve_app(self.app)
-        if resolved.mode != "workflow":
-            raise error_class(self._error_root(), ConfigError)(
-                f"app={self.app!r} is a {resolved.mode} app; batch runs take workflow apps (map DifyRunAppOperator "
-                "over the documents for other apps). Nothing was uploaded or run."
-            )
-        self._app_id, self._mode = resolved.id, resolved.mode
-
-    def _plan(self, inputs: Any) -> Any:
-        resolved = self.hook.resolve_file_inputs(self._app_id, inputs)
-        self.hook.client.prepare_run(self._app_id, resolved, validate=self.validate)
-        return resolved
-
-    def _backend(self) -> Any:
-        from docify_provider.batch.backends import DifyAppBatch
-
-        return DifyAppBatch(app=self._app_id, mode=self._mode, files=self.files, base_url=self.hook.config.base_url)
+    def _options(self) -> dict[str, Any]:
+        return {"app": self.app, "files": self.files}
 
 
 __all__ += ["DifyBatchAppOperator"]

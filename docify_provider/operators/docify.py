@@ -445,6 +445,7 @@ class DocifyBatchScenarioOperator(BatchOperatorBase):
     (else its text).
     """
 
+    batch_backend = "docify"
     batch_key = "docify_batch"
     default_asset_alias = "docify_batches"
     template_fields: Sequence[str] = (*BatchOperatorBase.template_fields, "docify_conn_id", "additional_info")
@@ -461,21 +462,11 @@ class DocifyBatchScenarioOperator(BatchOperatorBase):
 
         return DocifyHook(docify_conn_id=self.docify_conn_id)
 
-    def _error_root(self) -> type[ProviderError]:
-        from docify_provider.docify.errors import DocifyError
+    def _conn_id(self) -> str:
+        return str(self.docify_conn_id)
 
-        return DocifyError
-
-    def _read_app(self) -> None:
-        self._scenario = self.hook.get_scenario_info()
-
-    def _plan(self, inputs: Any) -> Any:
-        return self.hook.plan_inputs(inputs, scenario=self._scenario, validate=self.validate)
-
-    def _backend(self) -> Any:
-        from docify_provider.batch.backends import DocifyBatch
-
-        return DocifyBatch(additional_info=self.additional_info)
+    def _options(self) -> dict[str, Any]:
+        return {"additional_info": self.additional_info}
 
 
 __all__ += ["DocifyBatchScenarioOperator"]

@@ -6,6 +6,10 @@ a failing item is a result, and ``allowed_failures`` decides the task; the XCom 
 even when the task fails; a retry sends only the failed and never-sent items (bought ones reused,
 Dify runs left going re-attached); ``results_to`` gets one JSON line per item; bad input is
 refused before any upload or run, naming the item and the parameter.
+
+Most run deferrable (the default: ``dag.test()`` runs the batch trigger inline, the task reports the
+items from the ledger); ``deferrable=False`` where the worker's own run is the point (a try cut by
+``execution_timeout``, uploads per item). ``test_batch_deferred.py`` checks the trigger itself.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def test_docify_batch_with_a_429_and_a_failing_item_within_allowed_failures(doci
     assert len(events) == 1 and events[0][0] == results.resolve().as_uri()
     assert events[0][1]["succeeded"] == 7 and events[0][1]["failed"] == 1
     assert "Batch progress: " in text and "documents/h" in text
-    assert "deferrable=True: this batch runs on the worker" in text
+    assert "deferring to the triggerer" in text, "deferrable by default: the trigger ran the items"
 
 
 def test_docify_bad_input_is_refused_before_any_upload_or_run(docify_conns, capfd, invoice_png):
@@ -197,6 +201,7 @@ def test_dify_retry_reattaches_runs_left_going_and_sends_only_the_unsent(dify_co
             inputs=[{"seconds": 1.0, "steps": 1} for _ in range(10)],
             max_concurrency=2,
             execution_timeout=timedelta(seconds=4),
+            deferrable=False,  # on the worker: dag.test() runs a trigger inline, without its timeout
             retries=1,
             retry_delay=timedelta(seconds=0),
         )
