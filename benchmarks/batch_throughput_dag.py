@@ -19,7 +19,7 @@ The connection ``dify_bench`` points at the emulator with the Long Job app's key
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
@@ -50,6 +50,10 @@ def _dag(config: str, **kwargs: object) -> DAG:
         start_date=datetime(2026, 1, 1),
         catchup=False,
         tags=["benchmark"],
+        # A busy machine makes Airflow fail a resumed deferred task now and then ("finished with state
+        # success, but the task instance's state attribute is queued", apache/airflow#67287); a retry
+        # re-attaches to its run or reuses its result (the ledger): nothing is bought twice.
+        default_args={"retries": 2, "retry_delay": timedelta(seconds=2)},
         **kwargs,  # type: ignore[arg-type]
     )
 

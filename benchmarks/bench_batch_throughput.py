@@ -196,6 +196,7 @@ class Result:
     failed_429: int
     answers_429: int
     store_writes: int | None
+    retried: int  # task instances that needed more than one try
     counts: dict[str, Any] | None
 
     @property
@@ -293,6 +294,7 @@ def run_config(
         failed_429=failed_by_429(dep, dag_id, run_id, tis, xcom),
         answers_429=turned_away_after - turned_away_before,
         store_writes=int(counts["store_writes"]) if counts and "store_writes" in counts else None,
+        retried=sum(1 for ti in tis if int(ti.get("try_number") or 1) > 1),
         counts=counts,
     )
 
@@ -425,7 +427,7 @@ def print_table(report: dict[str, Any], results: list[Result]) -> None:
         print(
             f"| {r.config} | {r.wall_s:.0f} s | {r.per_hour:,.0f} | {r.of_limit:.0%} | {r.cpu_per_doc:.3f} s "
             f"| {r.peak_pss_mb:,.0f} MB; {r.peak_mb:,.0f} MB ({r.peak_procs} processes) | {runs} | {r.failed_429} "
-            f"| {r.answers_429} | {writes} | {r.state} |"
+            f"| {r.answers_429} | {writes} | {r.state}{f', {r.retried} task(s) retried' if r.retried else ''} |"
         )
     print()
     print(
