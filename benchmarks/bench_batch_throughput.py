@@ -259,7 +259,7 @@ def run_config(
     if not api(dep, "POST", f"/dags/{dag_id}/dagRuns", json=body):
         raise RuntimeError(f"triggering {dag_id} failed; see {dep.logs / 'api-server.log'}")
     try:
-        state = dep.wait_for_run(dag_id, run_id, timeout=timeout)
+        state = wait_for_run(dep, dag_id, run_id, timeout)
     finally:
         cpu_after, _, _ = trees.sample()
         sampler.stop()
@@ -300,6 +300,30 @@ def run_config(
 
 
 # -- the deployment -----------------------------------------------------------------------------------------
+
+
+def wait_for_run(dep: Deployment, dag_id: str, run_id: str, timeout: float) -> str:
+    """The run's end state; fails at once (naming its log) when a component died meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = dep.run_state(dag_id, run_id)
+        if state in ("success", "failed"):
+            return state
+        dead = [name for name, proc in dep.procs.items() if proc.poll() is not None]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} died during the run; see {dep.logs}")
+        time.sleep(1)
+    raise TimeoutError(f"DAG run {run_id} did not end within {timeout:.0f}s; logs in {dep.logs}")
+
+
+def sqlite_patience(home: Path, seconds: int = 60) -> dict[str, str]:
+    """Settings under which every component waits ``seconds`` for SQLite's lock (not 5 s): on a loaded
+    machine the default made the scheduler, dag processor and triggerer die of "database is locked"."""
+    folder = home / "settings"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "docify_bench_sqlite.py").write_text(f"CONNECT_ARGS = {{'timeout': {seconds}}}\n")
+    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+    return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "docify_bench_sqlite.CONNECT_ARGS", "PYTHONPATH": path}
 
 
 def wait_quiet(trees: ProcessTrees, *, seconds: float = 3.0, cores: float = 0.3, timeout: float = 60) -> float:
@@ -358,6 +382,7 @@ def main() -> int:
                 "DOCIFY_BENCH_POOL": POOL,
                 "DOCIFY_BENCH_POOL_SLOTS": str(args.server_cap),
                 "DOCIFY_BENCH_RESULTS": str(home / "results"),
+                **sqlite_patience(home),
             }
             connection = {"conn_type": "dify", "host": base_url, "password": LONG_APP_KEY}
             with running_deployment(

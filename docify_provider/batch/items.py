@@ -212,10 +212,16 @@ class ItemLedger:
 
     async def intend(self, index: int) -> None:
         """Record that item ``index`` is about to be sent; ``LedgerError`` (send nothing) if it cannot be."""
+        before = self._rows.get(index)
         self._rows[index] = [SENT, None, None, now_iso(), self.try_number]
         try:
             await self._commit(index)
         except Exception as exc:
+            # Not sent: a later write of the shard must not carry an intent that never became a request.
+            if before is None:
+                self._rows.pop(index, None)
+            else:
+                self._rows[index] = before
             raise LedgerError(
                 f"Cannot write the batch's item state ({self.shard_key(index // self.shard_size)}): "
                 f"{type(exc).__name__}: {exc}. Without it a retry could not know that item {index} was sent, "
@@ -280,10 +286,11 @@ class ItemLedger:
         timers, self._timers = self._timers, {}
         for timer in timers.values():
             timer.cancel()
-        for shard, timer in timers.items():
+        for timer in timers.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await timer
-            if self._durable.get(shard, 0) < self._version.get(shard, 0):
+        for shard in sorted(self._version):  # also a shard whose timed write failed
+            if self._durable.get(shard, 0) < self._version[shard]:
                 await self._best_effort(shard * self.shard_size, "the deferred bought marks")
 
     # -- writing ----------------------------------------------------------------------------------

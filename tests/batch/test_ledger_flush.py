@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from docify_provider._core.admission import AdmissionLimiter
+from docify_provider._core.errors import LedgerError
 from docify_provider.batch import BatchRunner, ItemLedger, MemoryKV, MemoryResults
 from docify_provider.batch.backends import DifyBatch, DocifyBatch
 from docify_provider.dify.client import AsyncDifyClient
@@ -144,3 +145,19 @@ async def test_docify_batch_marks_every_item_bought_at_once() -> None:
         )
         assert result.counts["succeeded"] == 4 and flushed == [True], "nothing was left waiting for the flush"
         assert set(states(kv).values()) == {"b"}
+
+
+async def test_a_failed_timed_write_is_flushed_and_a_failed_intent_is_not_carried() -> None:
+    kv = MemoryKV()
+    ledger = ItemLedger(kv, MemoryResults(), flush_every=0.05)
+    await ledger.load(3)
+    await ledger.intend(0)
+    await ledger.started(0, "run-0")
+    await ledger.bought(0, {"raw": 0}, "run-0", reattachable=True)
+    kv.fail_writes_after = kv.writes
+    await asyncio.sleep(0.15)  # the timer's write fails (logged)
+    with pytest.raises(LedgerError):
+        await ledger.intend(1)  # fails closed: item 1 is not sent
+    kv.fail_writes_after = None
+    await ledger.flush()
+    assert states(kv) == {0: "b"}, "the failed write is made at the end; item 1's intent, never sent, is not"
