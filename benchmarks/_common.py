@@ -20,20 +20,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def emulator_process(*args: str) -> Iterator[str]:
-    """Run ``python -m docify_provider.testing`` in a child process (so its memory is not ours)."""
+def emulator_process(*args: str, api_path: str = "/docify") -> Iterator[str]:
+    """Run ``python -m docify_provider.testing`` in a child process (so its memory and CPU are not
+    ours); yields its base URL, ``api_path`` (``/v1`` for ``--mode dify``) after the host."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "docify_provider.testing", "--port", str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base_url = f"http://127.0.0.1:{port}/docify"
+    base_url = f"http://127.0.0.1:{port}{api_path}"
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
-                httpx.get(base_url + "/v1/scenario/info", timeout=1)
+                httpx.get(f"http://127.0.0.1:{port}/_emulator/counters", timeout=1)  # every mode serves it
                 break
             time.sleep(0.1)
         yield base_url

@@ -17,6 +17,24 @@ Concurrent writes to one shard are grouped: an item waiting for its intent to be
 the next write of its shard with every other change made meanwhile (a group commit), so a batch at
 20 runs at once writes a shard a few times a second, not once per transition per item.
 
+Fewer writes (``flush_every``): the **bought** mark of a backend that can re-attach (Dify) is not
+written at once but with the next write of its shard (another item's intent, usually) or at the
+latest ``flush_every`` seconds later, and at the end (``flush``, which the runner calls also when it
+is cancelled). Why that is safe: the result is stored first and the row already holds the run id
+(the started write is immediate), so a crash before the flush leaves an ``s`` row with a run id, which
+the next pass re-attaches to and whose result it reads again: free, nothing sent. What stays
+immediate, and why:
+
+* the **intent** (money rule: fail closed, nothing sent unguarded);
+* the **run id** (``started``): deferred, a crash would leave an ``s`` row without one, which no
+  backend can follow: "unknown" (never re-sent, but its result lost to the batch);
+* Docify's (and every backend's that cannot re-attach) **bought** mark: its ``s`` row is "unknown"
+  after a crash. Deriving "bought" from a result found in the result store is not safe in general:
+  ``force_rerun`` writes a new intent over an item whose earlier result is still stored, and a stored
+  record does not say which run of the item it is; so the mark is written at once.
+
+``io`` counts the store calls (shard writes and reads, result writes and reads) for the final counts.
+
 Reading fails closed: a shard that cannot be read raises ``LedgerError`` ("unknown", never "nothing
 sent"). What a row means is decided by the one run policy (``durable.policy``): ``known`` builds its
 ``Known`` per item.
@@ -25,6 +43,7 @@ sent"). What a row means is decided by the one run policy (``durable.policy``): 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -115,16 +134,22 @@ class ItemLedger:
         key: str = "batch",
         shard_size: int = 256,
         try_number: int | None = None,
+        flush_every: float = 1.0,
     ) -> None:
         self.kv = kv
         self.results = results
         self.key = key
         self.shard_size = shard_size
         self.try_number = try_number
+        #: Seconds a deferred bought mark may wait for its shard's next write (0: written at once).
+        self.flush_every = flush_every
         self._rows: dict[int, list[Any]] = {}
         self._version: dict[int, int] = {}  # shard -> changes made
         self._durable: dict[int, int] = {}  # shard -> changes written
         self._locks: dict[int, asyncio.Lock] = {}
+        self._timers: dict[int, asyncio.Task[None]] = {}  # shard -> its pending deferred write
+        self._unwritten_ids: set[int] = set()  # items whose run id is not durable yet (write going or failed)
+        self._io = {"ledger_writes": 0, "ledger_reads": 0, "result_writes": 0, "result_reads": 0}
         #: The item count of the last ``load`` (a caller that loaded first spares the runner a second read).
         self.loaded: int | None = None
 
@@ -137,6 +162,7 @@ class ItemLedger:
         self.loaded = None
         for shard in range((count + self.shard_size - 1) // self.shard_size):
             try:
+                self._io["ledger_reads"] += 1
                 value = await self.kv.get(self.shard_key(shard))
             except Exception as exc:
                 raise LedgerError(
@@ -153,6 +179,14 @@ class ItemLedger:
         """Rows by state: ``{"sent": n, "bought": m, "failed": k}`` (items without a row were never sent)."""
         states = [row[0] for row in self._rows.values()]
         return {"sent": states.count(SENT), "bought": states.count(BOUGHT), "failed": states.count(FAILED)}
+
+    def io(self) -> dict[str, int]:
+        """Store calls so far: ``ledger_writes`` / ``ledger_reads`` (shards), ``result_writes`` /
+        ``result_reads`` (the result store), and ``store_writes`` / ``store_reads``, their sums."""
+        io = dict(self._io)
+        io["store_writes"] = io["ledger_writes"] + io["result_writes"]
+        io["store_reads"] = io["ledger_reads"] + io["result_reads"]
+        return io
 
     def row(self, index: int) -> dict[str, Any] | None:
         """Item ``index``'s row as a dict (``state``, ``run_id``, ``task_id``, ``at`` or ``error``, ``try``)."""
@@ -178,10 +212,16 @@ class ItemLedger:
 
     async def intend(self, index: int) -> None:
         """Record that item ``index`` is about to be sent; ``LedgerError`` (send nothing) if it cannot be."""
+        before = self._rows.get(index)
         self._rows[index] = [SENT, None, None, now_iso(), self.try_number]
         try:
             await self._commit(index)
         except Exception as exc:
+            # Not sent: a later write of the shard must not carry an intent that never became a request.
+            if before is None:
+                self._rows.pop(index, None)
+            else:
+                self._rows[index] = before
             raise LedgerError(
                 f"Cannot write the batch's item state ({self.shard_key(index // self.shard_size)}): "
                 f"{type(exc).__name__}: {exc}. Without it a retry could not know that item {index} was sent, "
@@ -195,17 +235,30 @@ class ItemLedger:
             return
         row[1] = run_id or row[1]
         row[2] = task_id or row[2]
+        self._unwritten_ids.add(index)
         await self._best_effort(index, "its run id")
 
-    async def bought(self, index: int, record: Mapping[str, Any], run_id: str | None = None) -> None:
-        """Keep item ``index``'s result (result store first), then mark its row bought."""
+    async def bought(
+        self, index: int, record: Mapping[str, Any], run_id: str | None = None, *, reattachable: bool = False
+    ) -> None:
+        """Keep item ``index``'s result (result store first), then mark its row bought.
+
+        ``reattachable``: the backend can follow the run by its id (Dify), so the mark may wait for the
+        shard's next write (module docstring) - if the row's run id is already durable; else it is
+        written now.
+        """
         try:
+            self._io["result_writes"] += 1
             await self.results.put(index, record)
         except Exception:
             log.warning("Could not store the result of item %s; its row stays 'sent'", index, exc_info=True)
             return
         row = self._rows.get(index) or [SENT, None, None, None, self.try_number]
+        durable_id = bool(row[1]) and row[1] == (run_id or row[1]) and index not in self._unwritten_ids
         self._rows[index] = [BOUGHT, run_id or row[1], row[2], row[3], self.try_number]
+        if reattachable and durable_id and self.flush_every > 0:
+            self._defer(index)
+            return
         await self._best_effort(index, "that it was bought")
 
     async def forget(self, index: int, *, error: str | None = None, run_id: str | None = None) -> None:
@@ -220,12 +273,41 @@ class ItemLedger:
     async def result(self, index: int) -> Mapping[str, Any] | None:
         """The stored result of a bought item; None when it cannot be read (logged)."""
         try:
+            self._io["result_reads"] += 1
             return await self.results.get(index)
         except Exception:
             log.warning("Could not read the stored result of item %s", index, exc_info=True)
             return None
 
     # -- writing ----------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write every deferred change now (the end of a pass, or its cancellation); best effort, logged."""
+        timers, self._timers = self._timers, {}
+        for timer in timers.values():
+            timer.cancel()
+        for timer in timers.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await timer
+        for shard in sorted(self._version):  # also a shard whose timed write failed
+            if self._durable.get(shard, 0) < self._version[shard]:
+                await self._best_effort(shard * self.shard_size, "the deferred bought marks")
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _defer(self, index: int) -> None:
+        """Mark the change just made to ``index``'s shard as written by the shard's next write, or by a
+        timer ``flush_every`` seconds from now (one timer per shard at a time)."""
+        shard = index // self.shard_size
+        self._version[shard] = self._version.get(shard, 0) + 1
+        if shard not in self._timers:
+            self._timers[shard] = asyncio.get_running_loop().create_task(self._flush_later(shard))
+
+    async def _flush_later(self, shard: int) -> None:
+        await asyncio.sleep(self.flush_every)
+        self._timers.pop(shard, None)
+        if self._durable.get(shard, 0) < self._version.get(shard, 0):
+            await self._best_effort(shard * self.shard_size, "the deferred bought marks")
 
     async def _best_effort(self, index: int, what: str) -> None:
         try:
@@ -234,7 +316,8 @@ class ItemLedger:
             log.warning("Could not record %s for item %s", what, index, exc_info=True)
 
     async def _commit(self, index: int) -> None:
-        """Make the change just made to ``index``'s shard durable, sharing a write with concurrent changes."""
+        """Make the change just made to ``index``'s shard durable, sharing a write with concurrent changes
+        (and carrying every deferred change of the shard)."""
         shard = index // self.shard_size
         self._version[shard] = mine = self._version.get(shard, 0) + 1
         lock = self._locks.setdefault(shard, asyncio.Lock())
@@ -244,8 +327,11 @@ class ItemLedger:
             target = self._version[shard]
             first = shard * self.shard_size
             rows = {str(i): list(row) for i, row in self._rows.items() if first <= i < first + self.shard_size}
+            ids = {i for i in self._unwritten_ids if first <= i < first + self.shard_size}
+            self._io["ledger_writes"] += 1
             await self.kv.set(self.shard_key(shard), {"items": rows})
             self._durable[shard] = target
+            self._unwritten_ids -= ids
 
 
 __all__ = ["BOUGHT", "FAILED", "SENT", "ItemLedger", "KeyValue", "MemoryKV", "MemoryResults", "ResultStore"]

@@ -160,6 +160,7 @@ class BatchRunner:
                 workers = min(self.max_concurrency, len(inputs)) or 0
                 await asyncio.gather(*(self._worker(client, inputs, queue) for _ in range(workers)))
             finally:
+                await self.ledger.flush()  # deferred bought marks, also when the pass is cancelled
                 if reporter is not None:
                     reporter.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -167,7 +168,14 @@ class BatchRunner:
         if self.on_progress:
             self.on_progress(self.progress())
         items = [item or self._item(i, "not_sent", error=self._stopped) for i, item in enumerate(self._items)]
-        return BatchResult(items, self._counts(items), time.monotonic() - self._started, self._stopped)
+        counts = self._counts(items)
+        io = self.ledger.io()
+        counts.update(store_writes=io["store_writes"], store_reads=io["store_reads"])
+        log.info(
+            "Batch state: %d store write(s) (%d ledger, %d result), %d read(s) for %d item(s)",
+            io["store_writes"], io["ledger_writes"], io["result_writes"], io["store_reads"], len(items),
+        )  # fmt: skip
+        return BatchResult(items, counts, time.monotonic() - self._started, self._stopped)
 
     # -- one item -------------------------------------------------------------------------------
 
@@ -298,7 +306,8 @@ class BatchRunner:
         if outcome is None:
             why = f"the {backend.policy.label} stream ended without a result"
             return self._item(index, "unknown", run_id=seen, error=why)
-        await self.ledger.bought(index, outcome.record, outcome.run_id or seen)
+        reattachable = self.backend.policy.can_reattach
+        await self.ledger.bought(index, outcome.record, outcome.run_id or seen, reattachable=reattachable)
         item = self._item(index, "succeeded", run_id=outcome.run_id or seen, outputs=outcome.outputs)
         return self._with_files(item, outcome.record)
 

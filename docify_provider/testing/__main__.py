@@ -27,7 +27,7 @@ from typing import Any
 from docify_provider.testing.counters import COUNTERS_PATH, summary
 from docify_provider.testing.dify import DifyEmulator
 from docify_provider.testing.dify.apps import DEFAULT_APP_KEYS
-from docify_provider.testing.dify.emulator import SERVER_PROFILES
+from docify_provider.testing.dify.emulator import RUNS_PATH, SERVER_PROFILES
 from docify_provider.testing.dify_openapi import ACCOUNT_EMAIL, ACCOUNT_TOKEN, OTHER_ACCOUNT_TOKEN, DifyOpenAPIEmulator
 from docify_provider.testing.emulator import DocifyEmulator
 from docify_provider.testing.keys import DEFAULT_KEYS
@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--event-interval", type=float, default=0.01, help="seconds between stream events")
     parser.add_argument(
+        "--max-active-requests",
+        type=int,
+        default=0,
+        metavar="N",
+        help="dify, dify-openapi: at most N running runs per app, beyond that 429 too_many_requests (nothing "
+        "started), as Dify's APP_MAX_ACTIVE_REQUESTS; 0 (default): no cap. How long a run lasts is its "
+        "inputs': the Long Job app (key app-EmuLongWorkflow000000003) runs `seconds` (e.g. 5), `label` names it",
+    )
+    parser.add_argument(
         "--public-host", default=None, help="host:port used in attachment URLs (and dify-openapi's /device URL)"
     )
     parser.add_argument(
@@ -91,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.epilog = (
         "The emulator's own pages, at the root of the host (not under the API prefix):\n"
         f"  GET {COUNTERS_PATH}   every mode: the counters as JSON\n"
+        f"  GET {RUNS_PATH}       dify, dify-openapi: every run (app, user, status, inputs, times)\n"
         "  /device                   dify-openapi: the device-login page (?user_code= prefills the code)"
     )
     return parser
@@ -124,6 +134,7 @@ def _build(args: argparse.Namespace, port: int) -> tuple[EmulatorServer, str, tu
         "event_interval": args.event_interval,
         "public_host": args.public_host,
         "server_profile": args.server_profile,
+        "max_active_requests": args.max_active_requests,
     }
     if args.mode == "dify-openapi":
         openapi = DifyOpenAPIEmulator(

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from docify_provider.testing import INVOICE_KEY, TEXT_APP_KEY, DifyEmulator, DocifyEmulator
+from docify_provider.testing import INVOICE_KEY, LONG_APP_KEY, TEXT_APP_KEY, DifyEmulator, DocifyEmulator
 from docify_provider.testing.__main__ import bind_error
 from docify_provider.testing.dify_openapi import ACCOUNT_EMAIL, ACCOUNT_TOKEN, TEXT_APP_ID, DifyOpenAPIEmulator
 from docify_provider.testing.samples import SAMPLE_PNG
@@ -212,6 +212,7 @@ def test_dify_counters_over_http_and_on_exit() -> None:
             "requests": 2,
             "stop_requests": 0,
             "events_requests": 0,
+            "runs_turned_away": 0,
             "runs_started_by_app": {"Text Writer": 2},
             "runs_by_status": {"succeeded": 2},
         }
@@ -222,6 +223,27 @@ def test_dify_counters_over_http_and_on_exit() -> None:
             "  runs by app: Text Writer 2\n"
             "  runs by status: succeeded 2\n"
         )
+    finally:
+        emu.kill()
+
+
+def test_dify_cap_and_runs_page() -> None:
+    """``--max-active-requests``: a second run over the cap is answered 429 and not started; the runs
+    page lists each run's inputs (a script counts runs per ``label``) and the 429s."""
+    emu = Emulator("--mode", "dify", "--port", "0", "--max-active-requests", "1")
+    try:
+        with httpx.Client(base_url=emu.base_url + "/", headers=auth(LONG_APP_KEY), timeout=10) as c:
+            body = {"inputs": {"seconds": 1, "label": "doc-0"}, "user": "u", "response_mode": "streaming"}
+            with c.stream("POST", "workflows/run", json=body) as first:
+                assert first.status_code == 200
+                second = c.post("workflows/run", json={**body, "inputs": {"seconds": 1, "label": "doc-1"}})
+                assert second.status_code == 429 and second.json()["code"] == "too_many_requests"
+                first.read()
+        page = httpx.get(f"http://{emu.netloc}/_emulator/runs", timeout=10).json()
+        assert [run["inputs"]["label"] for run in page["runs"]] == ["doc-0"]
+        assert page["runs"][0]["app"] == "Long Job" and page["runs_turned_away"] == 1
+        assert emu.counters()["runs_turned_away"] == 1 and emu.counters()["runs_started"] == 1
+        assert httpx.post(f"http://{emu.netloc}/_emulator/runs", timeout=10).status_code == 405
     finally:
         emu.kill()
 

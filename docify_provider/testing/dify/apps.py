@@ -139,6 +139,8 @@ _BUILTIN: tuple[tuple[str, str, str, list[dict[str, Any]]], ...] = (
         [
             variable("number", "seconds", "Seconds", required=False, default=2),
             variable("number", "steps", "Steps", required=False, default=1),
+            # Names a run (e.g. one document of a batch), so that runs per input can be counted.
+            variable("text-input", "label", "Label", required=False, max_length=200),
         ],
     ),
     (

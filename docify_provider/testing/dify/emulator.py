@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docify_provider.testing.dify import engine
 from docify_provider.testing.dify.apps import DEFAULT_APP_KEYS, DifyApp, builtin_apps
@@ -19,8 +19,13 @@ from docify_provider.testing.dify.runs import DifyRun, HumanForm
 from docify_provider.testing.dify.state import DifyState
 from docify_provider.testing.errors import RequestError
 from docify_provider.testing.keys import fingerprint
-from docify_provider.testing.server import EmulatorServer
+from docify_provider.testing.server import EmulatorServer, ToolPage
 
+if TYPE_CHECKING:
+    from docify_provider.testing.base_handler import EmulatorRequestHandler
+
+#: Where the Dify modes list every run (id, app, user, status, inputs, times) as JSON.
+RUNS_PATH = "/_emulator/runs"
 #: ``"current"``: as the newest Dify server source behaves (Part C); ``"documented"``: as its documents say.
 SERVER_PROFILES = ("current", "documented")
 
@@ -264,10 +269,35 @@ class DifyEmulator(EmulatorServer):
         """Accepted uploads."""
         return self.state.total("upload", _fp(key), user)
 
+    def tool_pages(self) -> dict[str, ToolPage]:
+        """The counters and ``/_emulator/runs``: every run, for scripts that count runs per input."""
+        return {**super().tool_pages(), RUNS_PATH: runs_page}
+
+    def run_list(self) -> list[dict[str, Any]]:
+        """Every run, oldest first: ``id``, ``app``, ``user``, ``status``, ``inputs``, ``created_at``,
+        ``finished_at`` (seconds since the epoch). What ``GET /_emulator/runs`` serves."""
+        return [
+            {
+                "id": run.id,
+                "app": run.app.name,
+                "user": run.user,
+                "status": run.status,
+                "inputs": run.inputs,
+                "created_at": run.created_at,
+                "finished_at": run.finished_at,
+            }
+            for run in self.state.runs()
+        ]
+
+    def turned_away(self) -> int:
+        """Requests answered 429 (``too_many_requests`` over ``max_active_requests``: nothing started)."""
+        return sum(1 for r in self.state.requests() if r.status == 429)
+
     def counters(self) -> dict[str, Any]:
         """The shared counters plus ``stop_requests``, ``events_requests`` (re-attaches),
-        ``runs_started_by_app`` (runs started per app name) and ``runs_by_status`` (every run
-        by its status now: ``running``, ``paused`` on a form, ``succeeded``, ...)."""
+        ``runs_turned_away`` (429 answers: not started, not billed), ``runs_started_by_app``
+        (runs started per app name) and ``runs_by_status`` (every run by its status now:
+        ``running``, ``paused`` on a form, ``succeeded``, ...)."""
         by_app: dict[str, int] = {}
         by_status: dict[str, int] = {}
         for run in self.state.runs():
@@ -277,9 +307,22 @@ class DifyEmulator(EmulatorServer):
             **super().counters(),
             "stop_requests": self.state.total("stop"),
             "events_requests": self.state.total("events"),
+            "runs_turned_away": self.turned_away(),
             "runs_started_by_app": dict(sorted(by_app.items())),
             "runs_by_status": dict(sorted(by_status.items())),
         }
+
+
+def runs_page(handler: EmulatorRequestHandler) -> None:
+    """``GET /_emulator/runs``: ``{"runs": emu.run_list(), "runs_turned_away": n}`` as JSON."""
+    if handler.command not in ("GET", "HEAD"):
+        handler._extra_headers["Allow"] = "GET, HEAD"
+        handler._send_json(405, {"error": f"{RUNS_PATH} answers GET only", "status": 405})
+        return
+    emu = handler.emulator
+    assert isinstance(emu, DifyEmulator)
+    body = {"runs": emu.run_list(), "runs_turned_away": emu.turned_away()}
+    handler._send_json(200, body, {"Cache-Control": "no-store"})
 
 
 class FormAnswerer(threading.Thread):
