@@ -131,13 +131,13 @@ class DifyHook(ProviderHook):
         except DifyInputError:
             if not (ours and self.description_age is not None):
                 raise
-            # Checked against a copy read by an earlier task: the app may have been edited since.
-            self.log.info(
-                "The inputs do not match the app's parameters read %.0f s ago; reading them again",
-                self.description_age,
-            )
-            described = self.get_parameters(refresh=True)
-            return plan_inputs(self._resolved_inputs(inputs, described), described)
+        # Checked against a copy read by an earlier task: the app may have been edited since. (Out of
+        # the ``except`` block, so that a second refusal is one error, not one chained to another.)
+        self.log.info(
+            "The inputs do not match the app's parameters read %.0f s ago; reading them again", self.description_age
+        )
+        described = self.get_parameters(refresh=True)
+        return plan_inputs(self._resolved_inputs(inputs, described), described)
 
     def _resolved_inputs(self, inputs: Mapping[str, Any] | None, parameters: AppParameters) -> dict[str, Any]:
         """``inputs`` with the storage URLs of file variables as ``ObjectStoragePath``s."""

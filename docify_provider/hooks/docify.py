@@ -128,13 +128,16 @@ class DocifyHook(ProviderHook):
         each item's sources just before it is sent.
         """
         ours = scenario is None or scenario is self._replaced or scenario is self._scenario
+        described = self.get_scenario_info() if ours or scenario is None else scenario
         try:
-            described = self.get_scenario_info() if ours or scenario is None else scenario
             plan = plan_inputs(inputs, described, validate=validate)
         except DocifyInputError:
             if not (ours and validate and self.description_age is not None):
                 raise
-            # Checked against a copy read by an earlier task: the scenario may have changed since.
+            plan = None
+        if plan is None:
+            # Checked against a copy read by an earlier task: the scenario may have changed since. (Out
+            # of the ``except`` block, so that a second refusal is one error, not one chained to another.)
             self.log.info(
                 "The inputs do not match the scenario description read %.0f s ago; reading it again",
                 self.description_age,

@@ -84,8 +84,9 @@ def test_inputs_wrong_for_the_fresh_description_too_fail_after_one_read(
     conn = docify_conn(SUMMARY_KEY)
     make_hook(conn).prepare_inputs(VALID)
     hook = make_hook(conn)
-    with pytest.raises(DocifyInputError, match="language"):
+    with pytest.raises(DocifyInputError, match="language") as raised:
         hook.run_scenario({"text": "x", "language": "de"})
+    assert raised.value.__context__ is None  # one error in the log, not one chained to the cached copy's
     assert len(requests_to(emulator, "info", 2)) == 2 and emulator.runs_started() == 0
     assert requests_to(emulator, "run") == []
 
