@@ -306,12 +306,20 @@ class ProviderHook(BaseHook):
             CACHE.put(name, described.raw)
         return described
 
-    def _forget_description(self, kind: str) -> None:
-        """Drop the cached description (the server refused a run's inputs): the next task reads it again."""
+    #: The ``_core.app_cache`` entry kind of this backend's description; None: not cached.
+    description_cache_kind: ClassVar[str | None] = None
+
+    def forget_description(self) -> None:
+        """Drop the cached description (the server refused a run's inputs, 400): the next task reads it again.
+
+        Never a reason to send the run again: the refused run is reported as it is.
+        """
+        if not self.description_cache_kind:
+            return
         from docify_provider._core.app_cache import CACHE, entry_name
 
         config = self.config
-        CACHE.drop(entry_name(kind, config.base_url, config.api_key))
+        CACHE.drop(entry_name(self.description_cache_kind, config.base_url, config.api_key))
 
     def close(self) -> None:
         if "client" in self.__dict__:

@@ -81,7 +81,7 @@ class DifyHook(ProviderHook):
 
     description_label = "the app's parameters"
     #: The ``_core.app_cache`` entry kind of ``GET /parameters``.
-    parameters_cache_kind = "dify-parameters"
+    description_cache_kind = "dify-parameters"
 
     def get_parameters(self, *, refresh: bool = False) -> AppParameters:
         """``GET /parameters``: the app's input form and upload limits, kept on the hook and reused across
@@ -90,7 +90,7 @@ class DifyHook(ProviderHook):
             if self._parameters is not None:
                 self._replaced = self._parameters
             self._parameters = self._cached_description(
-                self.parameters_cache_kind, self.client.get_parameters, AppParameters.from_api, refresh=refresh
+                self.description_cache_kind, self.client.get_parameters, AppParameters.from_api, refresh=refresh
             )
         return self._parameters
 
@@ -185,7 +185,7 @@ class DifyHook(ProviderHook):
         try:
             return self.client.run_workflow(wire, user=user, files=files, workflow_id=workflow_id, on_sent=on_sent)
         except DifyBadRequestError:
-            self._forget_description(self.parameters_cache_kind)  # never re-sent; the next task reads them again
+            self.forget_description()  # never re-sent; the next task reads them again
             raise
 
     def stream_workflow(
@@ -208,7 +208,7 @@ class DifyHook(ProviderHook):
         try:
             yield from events
         except DifyBadRequestError:
-            self._forget_description(self.parameters_cache_kind)
+            self.forget_description()
             raise
 
     def attach(

@@ -72,7 +72,7 @@ class DocifyHook(ProviderHook):
 
     description_label = "the scenario description"
     #: The ``_core.app_cache`` entry kind of ``GET /v1/scenario/info``.
-    info_cache_kind = "docify-scenario-info"
+    description_cache_kind = "docify-scenario-info"
 
     def get_scenario_info(self, *, refresh: bool = False) -> ScenarioInfo:
         """The scenario bound to the key (free of charge): kept on the hook, and reused across tasks for
@@ -81,7 +81,7 @@ class DocifyHook(ProviderHook):
             if self._scenario is not None:
                 self._replaced = self._scenario
             self._scenario = self._cached_description(
-                self.info_cache_kind,
+                self.description_cache_kind,
                 self.client.get_scenario_info,
                 self.client.protocol.parse_info,
                 refresh=refresh,
@@ -199,7 +199,7 @@ class DocifyHook(ProviderHook):
         try:
             return self.client.run(wire, user=user, additional_info=additional_info)
         except DocifyBadRequestError:
-            self._forget_description(self.info_cache_kind)  # never re-sent; the next task reads the scenario again
+            self.forget_description()  # never re-sent; the next task reads the scenario again
             raise
 
     def stream_scenario(
@@ -219,7 +219,7 @@ class DocifyHook(ProviderHook):
         try:
             yield from events
         except DocifyBadRequestError:
-            self._forget_description(self.info_cache_kind)
+            self.forget_description()
             raise
 
     # -- files out ------------------------------------------------------------------------------

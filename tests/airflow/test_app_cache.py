@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import console_text
+from airflow_helpers import console_text, new_dag, run_dag
 from docify_provider._core.app_cache import entry_name
 from docify_provider.docify.errors import DocifyBadRequestError, DocifyInputError
 from docify_provider.hooks.dify import DifyHook
+from docify_provider.operators.docify import DocifyStreamScenarioOperator
 from docify_provider.testing import DocifyEmulator
 from docify_provider.testing.dify.apps import variable
 from docify_provider.testing.keys import SUMMARY_KEY
@@ -155,3 +156,18 @@ def test_dify_parameters_are_reused_and_read_again_for_a_new_variable(dify_conns
     finally:
         for hook in hooks:
             hook.close()
+
+
+def test_a_deferred_run_the_server_refuses_drops_the_copy(
+    airflow_env, emulator: DocifyEmulator, docify_conn: Conn, make_hook, requests_to, app_description_cache
+) -> None:
+    conn = docify_conn(SUMMARY_KEY)
+    make_hook(conn).prepare_inputs(VALID)
+    assert len(os.listdir(app_description_cache.folder)) == 1
+    emulator.scenarios["TEXT_SUMMARY"].parameters.append(_audience(required=True))
+    with new_dag("cache_refused_deferred") as dag:
+        DocifyStreamScenarioOperator(task_id="run", docify_conn_id=conn, inputs=VALID, deferrable=True)
+    outcome = run_dag(dag)
+    assert outcome.state("run") == "failed" and outcome.try_number("run") == 1
+    assert emulator.runs_started() == 0 and len(requests_to(emulator, "stream", 1)) == 1  # sent once, never again
+    assert os.listdir(app_description_cache.folder) == []
