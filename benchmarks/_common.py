@@ -19,16 +19,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: A Docify emulator that answers every request ``latency`` seconds late (argv: port, latency), as a
+#: service across a network would: the emulator's ``latency`` fault on every endpoint.
+_DISTANT_EMULATOR = """
+import signal, sys, threading
+from docify_provider.testing import DocifyEmulator
+from docify_provider.testing.faults import Fault
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: done.set())
+with DocifyEmulator(port=int(sys.argv[1])) as emu:
+    emu.inject(Fault("*", "latency", times=None, seconds=float(sys.argv[2])))
+    done.wait()
+"""
+
+
 @contextlib.contextmanager
-def emulator_process(*args: str, api_path: str = "/docify") -> Iterator[str]:
+def emulator_process(*args: str, api_path: str = "/docify", latency: float = 0.0) -> Iterator[str]:
     """Run ``python -m docify_provider.testing`` in a child process (so its memory and CPU are not
-    ours); yields its base URL, ``api_path`` (``/v1`` for ``--mode dify``) after the host."""
+    ours); yields its base URL, ``api_path`` (``/v1`` for ``--mode dify``) after the host.
+
+    ``latency`` (seconds, Docify only): every answer comes that much later, like a distant service's.
+    """
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "docify_provider.testing", "--port", str(port), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "docify_provider.testing", "--port", str(port), *args]
+    if latency:
+        command = [sys.executable, "-c", _DISTANT_EMULATOR, str(port), str(latency)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}{api_path}"
     try:
         deadline = time.monotonic() + 30

@@ -4,23 +4,29 @@ Both sides run real tasks through Airflow's task runner (``dag.test()``, SQLite 
 temporary ``AIRFLOW_HOME``) against the same emulator (its own process, scenario ``TEXT_SUMMARY``,
 blocking ``POST /v1/scenario/run``), with the same connection:
 
-* provider: ``DocifyRunScenarioOperator`` with its defaults (inputs validated against
-  ``GET /v1/scenario/info``, pending marker then result kept in one ``task_state_store`` key, the
-  XCom dict pushed once);
+* provider: ``DocifyRunScenarioOperator`` with its defaults (inputs validated against the scenario
+  description, ``GET /v1/scenario/info``, reused from the cache of the connection's
+  ``info_cache_seconds``; pending marker then result kept in one ``task_state_store`` key, the XCom
+  dict pushed once). Before each of its tasks the cache's process memory is emptied, so a reused
+  description comes from the cache's file, as it does for a new task process in a deployment;
+* the same with ``info_cache_seconds=0``: the description read by every task (before issue 20);
 * hand-written: a ``PythonOperator`` whose callable reads the connection and does
   ``requests.post(.../v1/scenario/run, json=...)``, ``raise_for_status()`` and returns the JSON.
 
 (a) One small run: the task's own duration (task instance ``end_date - start_date``) minus the
     processing time the emulator reports for the run (``elapsedTime``), median of ``--repeat``
-    DAG runs of one task each, the kinds interleaved. A third kind, the operator with
+    DAG runs of one task each, the kinds interleaved. A fourth kind, the operator with
     ``multiple_outputs=True``, shows what per-key XComs cost: every XCom is one Execution API call
     (12 for the operator's dict and its keys against 1 for the default and the hand-written task).
 (b) Throughput: ``--docs`` mapped task instances (``.partial(...).expand(...)``) in one DAG run;
     runs per minute = documents / wall time of ``dag.test()``.
 
+``--latency SECONDS`` answers every request that much later (the emulator's ``latency`` fault), as a
+service across a network does: each round trip a task saves is then worth that much.
+
 The DAG runs happen in a child process (``dag.test()`` logs a lot); it prints its figures as JSON.
 
-    .venv/bin/python benchmarks/bench_per_run_overhead.py [--repeat 10] [--docs 200] [--json]
+    .venv/bin/python benchmarks/bench_per_run_overhead.py [--repeat 10] [--docs 200] [--latency 0.05] [--json]
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from _common import emulator_process, machine_info, machine_line
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CONN_ID = "docify_bench"
+#: The same connection with the description cache switched off (``info_cache_seconds=0``).
+NO_CACHE_CONN_ID = "docify_bench_no_cache"
 MARK = "@@bench@@ "
 
 
@@ -83,6 +91,8 @@ def one_run_dag(kind: str) -> Any:
     with new_dag(f"bench_one_{kind}") as dag:
         if kind == "provider":
             DocifyRunScenarioOperator(task_id="run", docify_conn_id=CONN_ID, inputs=_inputs(0))
+        elif kind == "provider_no_cache":
+            DocifyRunScenarioOperator(task_id="run", docify_conn_id=NO_CACHE_CONN_ID, inputs=_inputs(0))
         elif kind == "provider_multiple_outputs":
             DocifyRunScenarioOperator(task_id="run", docify_conn_id=CONN_ID, inputs=_inputs(0), multiple_outputs=True)
         else:
@@ -117,17 +127,21 @@ def child(base_url: str, home: str, repeat: int, docs: int) -> None:
     """Body of the measuring process: configure Airflow, run the DAGs, print the figures."""
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
     from airflow_helpers import configure_airflow, conn_json, run_dag
+    from docify_provider._core.app_cache import CACHE
     from docify_provider.testing.keys import SUMMARY_KEY
 
     configure_airflow(Path(home))
+    CACHE.folder = os.path.join(home, "app-cache")  # starts empty
     os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = conn_json(base_url, SUMMARY_KEY)
-    kinds = ("provider", "provider_multiple_outputs", "handwritten")
+    os.environ[f"AIRFLOW_CONN_{NO_CACHE_CONN_ID.upper()}"] = conn_json(base_url, SUMMARY_KEY, info_cache_seconds=0)
+    kinds = ("provider", "provider_no_cache", "provider_multiple_outputs", "handwritten")
     for kind in kinds:  # warm-up: imports, first connection, DB caches
         if run_dag(one_run_dag(kind)).dag_state != "success":
             raise SystemExit(f"warm-up run of {kind} failed")
     single: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     for _ in range(repeat):
         for kind in kinds:
+            CACHE.clear_memory()  # a task process of a deployment starts with none
             outcome = run_dag(one_run_dag(kind))
             if outcome.dag_state != "success":
                 raise SystemExit(f"{kind} run failed")
@@ -152,6 +166,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=10, help="single-run DAG runs per kind")
     parser.add_argument("--docs", type=int, default=200, help="mapped documents per kind")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds every answer of the emulator waits")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
     parser.add_argument("--child", nargs=2, metavar=("BASE_URL", "HOME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -160,7 +175,10 @@ def main() -> int:
         return 0
 
     print(machine_line())
-    with tempfile.TemporaryDirectory(prefix="docify-bench-home-") as home, emulator_process() as base_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="docify-bench-home-") as home,
+        emulator_process(latency=args.latency) as base_url,
+    ):
         out = subprocess.run(
             [
                 sys.executable,
@@ -192,23 +210,26 @@ def main() -> int:
     def overhead(kind: str) -> float:
         return statistics.median(r["task_ms"] - r["server_ms"] for r in single[kind])
 
+    distant = f", every answer {args.latency * 1000:g} ms late" if args.latency else ""
     print(
-        f"(a) one small blocking run (TEXT_SUMMARY) under dag.test(), median of {args.repeat} DAG runs: "
+        f"(a) one small blocking run (TEXT_SUMMARY) under dag.test(){distant}, median of {args.repeat} DAG runs: "
         "task duration minus the emulator's processing time"
     )
     print(f"{'task':<44}{'task duration':>15}{'emulator':>11}{'overhead':>11}")
     labels = {
         "provider": "DocifyRunScenarioOperator",
+        "provider_no_cache": "  the same with info_cache_seconds=0",
         "provider_multiple_outputs": "  the same with multiple_outputs=True",
         "handwritten": "PythonOperator + requests.post",
     }
-    for kind in ("provider", "provider_multiple_outputs", "handwritten"):
+    for kind in ("provider", "provider_no_cache", "provider_multiple_outputs", "handwritten"):
         print(
             f"{labels[kind]:<44}{med(kind, 'task_ms'):>12.0f} ms{med(kind, 'server_ms'):>8.0f} ms"
             f"{overhead(kind):>8.0f} ms"
         )
     ratio_a = overhead("provider") / max(overhead("handwritten"), 0.1)
-    print(f"ratio provider / hand-written overhead: {ratio_a:.2f}")
+    ratio_no_cache = overhead("provider_no_cache") / max(overhead("handwritten"), 0.1)
+    print(f"ratio provider / hand-written overhead: {ratio_a:.2f} (info_cache_seconds=0: {ratio_no_cache:.2f})")
     print()
     print(f"(b) {args.docs} mapped documents in one dag.test() run (one task instance each, run one after another)")
     print(f"{'task':<44}{'wall time':>15}{'runs/min':>11}")
@@ -225,6 +246,8 @@ def main() -> int:
                     "single": {k: {"task_ms": med(k, "task_ms"), "overhead_ms": overhead(k)} for k in single},
                     "mapped": mapped,
                     "ratio_overhead": ratio_a,
+                    "ratio_overhead_no_cache": ratio_no_cache,
+                    "latency": args.latency,
                     "ratio_runs_per_minute": ratio_b,
                 }
             )

@@ -88,6 +88,13 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Retries of scenario info, uploads and downloads after a network error, 429 or 5xx; "
         "runs are never re-sent. Default when empty: 4.",
     },
+    "info_cache_seconds": {
+        "label": "Scenario info reuse (s)",
+        "schema": {"type": ["number", "null"], "default": 60},
+        "description": "Seconds the scenario description that inputs are checked against is reused by the next "
+        "tasks on the same machine; read again at once when inputs do not match it (0: read it for every task). "
+        "Default when empty: 60.",
+    },
     "default_user": {
         "label": "Default user identifier",
         "schema": {"type": ["string", "null"]},
@@ -144,6 +151,12 @@ _DIFY_OVERRIDES: dict[str, dict[str, Any]] = {
         "description": "Comma-separated hosts besides the base URL's that may receive the key when downloading "
         "output files (e.g. the FILES_URL host of a self-hosted Dify). Default when empty: only the base URL's host.",
     },
+    "info_cache_seconds": {
+        "label": "App parameters reuse (s)",
+        "description": "Seconds the app's /parameters that inputs are checked against are reused by the next "
+        "tasks on the same machine; read again at once when inputs do not match them (0: read them for every "
+        "task). Default when empty: 60.",
+    },
     "max_retries": {
         "description": "Retries of app info, parameters, uploads, run lookups and downloads after a network "
         "error, 429 or 5xx; runs are never re-sent. Default when empty: 4.",
@@ -190,7 +203,7 @@ DIFY_OPENAPI_CONN_FIELDS: dict[str, dict[str, Any]] = {
     **{
         name: spec
         for name, spec in DIFY_CONN_FIELDS.items()
-        if name not in ("default_user", "recovery_timeout", "poll_interval")
+        if name not in ("default_user", "recovery_timeout", "poll_interval", "info_cache_seconds")
     },
     "max_retries": {
         **DIFY_CONN_FIELDS["max_retries"],

@@ -47,6 +47,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def app_description_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Each test starts with an empty app-description cache (``_core.app_cache``) in a folder of its own,
+    so no test sees a description another test (or an earlier session) read; the cache stays on."""
+    from docify_provider._core.app_cache import CACHE
+
+    folder = tmp_path_factory.mktemp("app-cache")
+    folder.chmod(0o700)
+    monkeypatch.setattr(CACHE, "folder", str(folder))
+    monkeypatch.setattr(CACHE, "_folder_ok", None)
+    CACHE.clear_memory()
+    yield CACHE
+    CACHE.clear_memory()
+
+
 @pytest.fixture
 def emulator() -> Iterator[DocifyEmulator]:
     """A fresh emulator with quick pings and events (state never leaks between tests)."""

@@ -133,6 +133,9 @@ class ClientConfig:
     #: far beyond a document scenario's minutes, short enough that a broken stream does not hold a
     #: triggerer slot (or a worker) through the night.
     max_stream_seconds: float | None = 7200.0
+    #: Seconds the free description of the app (Docify's scenario info, Dify's ``/parameters``) read
+    #: by one task is reused by the next ones (``_core.app_cache``); 0: read it for every task.
+    info_cache_seconds: float = 60.0
     default_user: str = DEFAULT_USER
     user_agent: str = "airflow-provider-docify"
     #: The Airflow connection this config was read from (the hook sets it), so that messages name

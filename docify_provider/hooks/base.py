@@ -130,6 +130,8 @@ def config_from_view(conn: Any, config_class: type[ClientConfig], conn_fields: M
     if extra.get("max_stream_seconds") not in (None, ""):
         # 0 switches the limit off (the config's None); anything else must be positive.
         optional["max_stream_seconds"] = number("max_stream_seconds") or None
+    if "info_cache_seconds" in conn_fields:  # the backends whose hooks cache the app's description
+        optional["info_cache_seconds"] = max(0.0, number("info_cache_seconds"))
     return config_class(
         api_key=conn.password,
         base_url=base_url,
@@ -266,6 +268,58 @@ class ProviderHook(BaseHook):
             config = dataclasses.replace(config, **overrides)
         async with shared_async_client(config, scope=self.conn_id, client_class=self.async_client_class) as client:
             yield client
+
+    # -- the app's description, reused across tasks (``_core.app_cache``) -----------------------------
+
+    #: How the description is named in log lines (``the scenario description``).
+    description_label: ClassVar[str] = "the app's description"
+    #: Seconds since the description in use was read (a cached copy), None when it was read by this hook.
+    description_age: float | None = None
+
+    def _cached_description(self, kind: str, read: Any, parse: Any, *, refresh: bool) -> Any:
+        """The app's description: a fresh cached copy (``info_cache_seconds``), else ``read()`` now.
+
+        ``read`` returns the parsed description (with its server JSON in ``raw``), ``parse`` builds
+        one from that JSON. Sets ``description_age``: seconds since the copy was read, None when read now.
+        """
+        from docify_provider._core.app_cache import CACHE, entry_name
+
+        config = self.config
+        ttl = float(getattr(config, "info_cache_seconds", 0) or 0)
+        name = entry_name(kind, config.base_url, config.api_key)
+        if not refresh:
+            hit = CACHE.get(name, ttl)
+            if hit is not None:
+                with contextlib.suppress(Exception):  # a copy that no longer parses is a miss
+                    described = parse(hit[0])
+                    self.description_age = hit[1]
+                    self.log.info(
+                        "Checking inputs against %s read %.0f s ago (info_cache_seconds=%g)",
+                        self.description_label,
+                        hit[1],
+                        ttl,
+                    )
+                    return described
+        described = read()
+        self.description_age = None
+        if ttl > 0 and isinstance(getattr(described, "raw", None), dict):
+            CACHE.put(name, described.raw)
+        return described
+
+    #: The ``_core.app_cache`` entry kind of this backend's description; None: not cached.
+    description_cache_kind: ClassVar[str | None] = None
+
+    def forget_description(self) -> None:
+        """Drop the cached description (the server refused a run's inputs, 400): the next task reads it again.
+
+        Never a reason to send the run again: the refused run is reported as it is.
+        """
+        if not self.description_cache_kind:
+            return
+        from docify_provider._core.app_cache import CACHE, entry_name
+
+        config = self.config
+        CACHE.drop(entry_name(self.description_cache_kind, config.base_url, config.api_key))
 
     def close(self) -> None:
         if "client" in self.__dict__:

@@ -14,7 +14,7 @@ from typing import Any
 
 from docify_provider.dify.client import AsyncDifyClient, DifyClient
 from docify_provider.dify.config import DifyClientConfig
-from docify_provider.dify.errors import DifyError, DifyInputError
+from docify_provider.dify.errors import DifyBadRequestError, DifyError, DifyInputError
 from docify_provider.dify.inputs import InputPlan
 from docify_provider.dify.models import AppInfo, AppParameters, OutputFile, UploadedFile, WorkflowEvent, WorkflowRun
 from docify_provider.get_provider_info import DIFY_CONN_FIELDS, DIFY_CONN_FORM_FIELDS, DIFY_UI_FIELD_BEHAVIOUR
@@ -46,6 +46,8 @@ class DifyHook(ProviderHook):
         self.dify_conn_id = dify_conn_id
         self._info: AppInfo | None = None
         self._parameters: AppParameters | None = None
+        #: The parameters a refresh replaced: a caller still holding them gets the new ones (``plan_inputs``).
+        self._replaced: AppParameters | None = None
 
     @classmethod
     def config_from_connection(cls, conn: Any) -> DifyClientConfig:
@@ -77,10 +79,19 @@ class DifyHook(ProviderHook):
             self._info = self.client.get_app_info()
         return self._info
 
+    description_label = "the app's parameters"
+    #: The ``_core.app_cache`` entry kind of ``GET /parameters``.
+    description_cache_kind = "dify-parameters"
+
     def get_parameters(self, *, refresh: bool = False) -> AppParameters:
-        """``GET /parameters``: the app's input form and upload limits (cached on the hook)."""
+        """``GET /parameters``: the app's input form and upload limits, kept on the hook and reused across
+        tasks for the connection's ``info_cache_seconds`` (``_core.app_cache``); ``refresh`` reads them again."""
         if self._parameters is None or refresh:
-            self._parameters = self.client.get_parameters()
+            if self._parameters is not None:
+                self._replaced = self._parameters
+            self._parameters = self._cached_description(
+                self.description_cache_kind, self.client.get_parameters, AppParameters.from_api, refresh=refresh
+            )
         return self._parameters
 
     def test_connection(self) -> tuple[bool, str]:
@@ -113,12 +124,28 @@ class DifyHook(ProviderHook):
         """
         from docify_provider.dify.inputs import plan_inputs
 
-        parameters = parameters or self.get_parameters()
+        ours = parameters is None or parameters is self._replaced or parameters is self._parameters
+        described = self.get_parameters() if ours or parameters is None else parameters
+        try:
+            return plan_inputs(self._resolved_inputs(inputs, described), described)
+        except DifyInputError:
+            if not (ours and self.description_age is not None):
+                raise
+        # Checked against a copy read by an earlier task: the app may have been edited since. (Out of
+        # the ``except`` block, so that a second refusal is one error, not one chained to another.)
+        self.log.info(
+            "The inputs do not match the app's parameters read %.0f s ago; reading them again", self.description_age
+        )
+        described = self.get_parameters(refresh=True)
+        return plan_inputs(self._resolved_inputs(inputs, described), described)
+
+    def _resolved_inputs(self, inputs: Mapping[str, Any] | None, parameters: AppParameters) -> dict[str, Any]:
+        """``inputs`` with the storage URLs of file variables as ``ObjectStoragePath``s."""
         resolved: dict[str, Any] = {}
         for name, value in (inputs or {}).items():
             variable = parameters.variable(name)
             resolved[name] = self._resolve_file_values(value) if variable and variable.takes_files else value
-        return plan_inputs(resolved, parameters)
+        return resolved
 
     def prepare_inputs(
         self,
@@ -155,7 +182,11 @@ class DifyHook(ProviderHook):
     ) -> WorkflowRun:
         """Blocking run after validation and uploads; a lost answer is recovered, never re-sent."""
         wire = self.prepare_inputs(inputs, user=user, validate=validate)
-        return self.client.run_workflow(wire, user=user, files=files, workflow_id=workflow_id, on_sent=on_sent)
+        try:
+            return self.client.run_workflow(wire, user=user, files=files, workflow_id=workflow_id, on_sent=on_sent)
+        except DifyBadRequestError:
+            self.forget_description()  # never re-sent; the next task reads them again
+            raise
 
     def stream_workflow(
         self,
@@ -168,7 +199,17 @@ class DifyHook(ProviderHook):
     ) -> Iterator[WorkflowEvent]:
         """Streaming run: events as they arrive, up to ``workflow_finished`` / ``workflow_paused``."""
         wire = self.prepare_inputs(inputs, user=user, validate=validate)
-        return self.client.stream_workflow(wire, user=user, files=files, workflow_id=workflow_id)
+        return self._forgetting_on_bad_request(
+            self.client.stream_workflow(wire, user=user, files=files, workflow_id=workflow_id)
+        )
+
+    def _forgetting_on_bad_request(self, events: Iterator[WorkflowEvent]) -> Iterator[WorkflowEvent]:
+        """``events``, dropping the cached parameters when the server refuses the inputs (400)."""
+        try:
+            yield from events
+        except DifyBadRequestError:
+            self.forget_description()
+            raise
 
     def attach(
         self, workflow_run_id: str, *, user: str, task_id: str | None = None, continue_on_pause: bool = False

@@ -23,6 +23,7 @@ from docify_provider.docify import (
     StreamEvent,
     UploadedFile,
 )
+from docify_provider.docify.errors import DocifyBadRequestError
 from docify_provider.docify.inputs import UploadPlan, plan_inputs
 from docify_provider.get_provider_info import CONN_FIELDS, CONN_FORM_FIELDS, UI_FIELD_BEHAVIOUR
 from docify_provider.hooks.base import ConnectionView, DownloadTarget, ProviderHook, config_from_view
@@ -52,6 +53,8 @@ class DocifyHook(ProviderHook):
         super().__init__(**kwargs)
         self.docify_conn_id = docify_conn_id
         self._scenario: ScenarioInfo | None = None
+        #: The description a refresh replaced: a caller still holding it gets the new one (``plan_inputs``).
+        self._replaced: ScenarioInfo | None = None
 
     config_class = ClientConfig
     conn_fields = CONN_FIELDS
@@ -67,10 +70,22 @@ class DocifyHook(ProviderHook):
 
     # -- scenario -------------------------------------------------------------------------------
 
+    description_label = "the scenario description"
+    #: The ``_core.app_cache`` entry kind of ``GET /v1/scenario/info``.
+    description_cache_kind = "docify-scenario-info"
+
     def get_scenario_info(self, *, refresh: bool = False) -> ScenarioInfo:
-        """The scenario bound to the key (cached on the hook; free of charge)."""
+        """The scenario bound to the key (free of charge): kept on the hook, and reused across tasks for
+        the connection's ``info_cache_seconds`` (``_core.app_cache``); ``refresh`` reads it again."""
         if self._scenario is None or refresh:
-            self._scenario = self.client.get_scenario_info()
+            if self._scenario is not None:
+                self._replaced = self._scenario
+            self._scenario = self._cached_description(
+                self.description_cache_kind,
+                self.client.get_scenario_info,
+                self.client.protocol.parse_info,
+                refresh=refresh,
+            )
         return self._scenario
 
     def test_connection(self) -> tuple[bool, str]:
@@ -112,7 +127,22 @@ class DocifyHook(ProviderHook):
         the plan's sources on the worker; a batch validates every item with this first, then uploads
         each item's sources just before it is sent.
         """
-        plan = plan_inputs(inputs, scenario or self.get_scenario_info(), validate=validate)
+        ours = scenario is None or scenario is self._replaced or scenario is self._scenario
+        described = self.get_scenario_info() if ours or scenario is None else scenario
+        try:
+            plan = plan_inputs(inputs, described, validate=validate)
+        except DocifyInputError:
+            if not (ours and validate and self.description_age is not None):
+                raise
+            plan = None
+        if plan is None:
+            # Checked against a copy read by an earlier task: the scenario may have changed since. (Out
+            # of the ``except`` block, so that a second refusal is one error, not one chained to another.)
+            self.log.info(
+                "The inputs do not match the scenario description read %.0f s ago; reading it again",
+                self.description_age,
+            )
+            plan = plan_inputs(inputs, self.get_scenario_info(refresh=True), validate=validate)
         plan.pending = {token: self.resolve_path(source) for token, source in plan.pending.items()}
         if plan.pending:
             self._check_sources(plan.pending)
@@ -166,7 +196,11 @@ class DocifyHook(ProviderHook):
     ) -> RunResult:
         """Blocking run (``POST /v1/scenario/run``) after validation and uploads. Never re-sent."""
         wire = self.prepare_inputs(inputs, user=user, validate=validate)
-        return self.client.run(wire, user=user, additional_info=additional_info)
+        try:
+            return self.client.run(wire, user=user, additional_info=additional_info)
+        except DocifyBadRequestError:
+            self.forget_description()  # never re-sent; the next task reads the scenario again
+            raise
 
     def stream_scenario(
         self,
@@ -178,7 +212,15 @@ class DocifyHook(ProviderHook):
     ) -> Iterator[StreamEvent]:
         """Streaming run: yields events as they arrive; raises on ERROR / failed COMPLETE / cut stream."""
         wire = self.prepare_inputs(inputs, user=user, validate=validate)
-        return self.client.stream(wire, user=user, additional_info=additional_info)
+        return self._forgetting_on_bad_request(self.client.stream(wire, user=user, additional_info=additional_info))
+
+    def _forgetting_on_bad_request(self, events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
+        """``events``, dropping the cached scenario description when the server refuses the inputs (400)."""
+        try:
+            yield from events
+        except DocifyBadRequestError:
+            self.forget_description()
+            raise
 
     # -- files out ------------------------------------------------------------------------------
 
