@@ -7,8 +7,8 @@ other** (never two at once), against the Dify emulator in its own process, whose
 ``--server-cap`` (20) running runs: the service limit is cap x 3600 / seconds = 14,400 documents an
 hour. Configurations (``--configs``, DAGs in ``benchmarks/batch_throughput_dag.py``):
 
-* ``batch-deferrable``: ``DifyBatchWorkflowOperator`` (deferrable=True, the default; until the batch
-  trigger lands it runs on the worker, as the operator logs);
+* ``batch-deferrable``: ``DifyBatchWorkflowOperator`` (deferrable=True, the default: one trigger holds
+  every stream of the batch, no worker slot waits);
 * ``batch-worker``: ``DifyBatchWorkflowOperator(deferrable=False)``;
 * ``mapped-blocking``: ``DifyRunWorkflowOperator`` mapped over the documents;
 * ``mapped-deferrable``: ``DifyStreamWorkflowOperator(deferrable=True)`` mapped over the documents.

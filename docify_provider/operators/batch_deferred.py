@@ -138,7 +138,7 @@ def complete_batch(op: BatchOperatorBase, context: Context, event: Mapping[str, 
 
 def _report(op: BatchOperatorBase, ledger: ItemLedger, count: int, event: Mapping[str, Any]) -> Any:
     """Every item from the ledger, sending nothing (``BatchRunner(report_only=True)``), with the trigger's
-    counts of what only it saw (429s turned away, time)."""
+    counts of what only it saw (429s turned away, time) and its store reads and writes added to this pass's."""
     from docify_provider.batch import BatchRunner
 
     def no_client() -> Any:
@@ -150,6 +150,8 @@ def _report(op: BatchOperatorBase, ledger: ItemLedger, count: int, event: Mappin
     result = asyncio.run(runner.run([None] * count))
     counts = event.get("counts") or {}
     result.counts["turned_away"] = int(counts.get("turned_away", 0))
+    for io in ("store_writes", "store_reads"):  # the trigger's and this report's: what the batch cost in all
+        result.counts[io] = result.counts.get(io, 0) + int(counts.get(io, 0))
     result.elapsed = float(event.get("elapsed") or result.elapsed)
     result.stopped = event.get("stopped")
     for item in result.items:

@@ -183,6 +183,8 @@ def test_dify_deferred_batch_under_the_cap_with_a_failing_item_and_a_cut_stream(
     items = items_of(xcom, 8)
     assert statuses(items).count("succeeded") == 7 and statuses(items).count("failed") == 1
     assert xcom["counts"]["turned_away"] > 0, "the cap of 2 was met (429 not started) and waited out"
+    # the trigger's writes count too: at least an intent and a run id for each of the 8 items' shard
+    assert xcom["counts"]["store_writes"] >= 2, xcom["counts"]
     assert emu.runs_started(key=LONG_APP_KEY) == 8, "the cut stream was re-attached, not re-sent"
     assert len({item["workflow_run_id"] for item in items}) == 8
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 
 from docify_provider.testing.dify import LONG_APP_KEY, DifyEmulator
 from tests.deployment import ROOT, Deployment, Timeline, api, running_deployment, task_xcom, trigger_dag, wait_until
@@ -65,10 +64,6 @@ def test_batch_trigger_killed_mid_batch_runs_every_item_once(tmp_path: Path) -> 
     with DifyEmulator(ping_interval=1.0, idle_close_seconds=300.0) as emu:
         connections = {"dify_long": {"conn_type": "dify", "host": emu.base_url, "password": LONG_APP_KEY}}
         env = {
-            # One Fernet key for every component: the batch's state is in Airflow Variables, which the
-            # worker writes and the triggerer reads. Components that each generate airflow.cfg at once
-            # may hold different keys, and then one cannot read what another wrote.
-            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(HEALTH_THRESHOLD),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         }
