@@ -68,6 +68,9 @@ class DifyRunOperatorBase(DifyPauseHandling):
     :param force_rerun: start a new run even when an earlier try already started or bought one.
     :param allow_resubmit: send the run even when an earlier try may have started one that cannot
         be followed (its run id never arrived, or the app mode cannot be re-attached): risk of paying twice.
+    :param max_wait_not_started: seconds (default 600) to keep sending the run again while Dify turns it
+        away with HTTP 429 before starting it (its app's cap of runs at once, ``Retry-After`` else
+        backoff), within ``execution_timeout``; 0 fails at the first 429.
     """
 
     state_key = DIFY_STATE_KEY
