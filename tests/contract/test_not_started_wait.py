@@ -50,9 +50,17 @@ def _turned_away(emu: Any) -> int:
 
 
 class _Blocker:
-    """Another run of the Dify app holding its only slot (``max_active_requests=1``) for ``seconds``."""
+    """Another run of the Dify app holding its only slot (``max_active_requests=1``) for ``seconds``,
+    started by the task's ``pre_execute`` (``dag.test()`` takes seconds to start a task)."""
 
     def __init__(self, contract: Any, emu: Any, seconds: float) -> None:
+        self.contract, self.emu, self.seconds = contract, emu, seconds
+        self.events: Any = None
+
+    def start(self, context: Any = None) -> None:
+        if self.events is not None:  # pre_execute runs again when a deferred task resumes
+            return
+        contract, emu, seconds = self.contract, self.emu, self.seconds
         emu.max_active_requests = 1
         if contract.name == "dify":
             from docify_provider.dify.client import DifyClient
@@ -69,8 +77,9 @@ class _Blocker:
         next(self.events)  # workflow_started: the run holds the slot
 
     def close(self) -> None:
-        list(self.events)
-        self.client.close()
+        if self.events is not None:
+            list(self.events)
+            self.client.close()
 
 
 def _long_runs(contract: Any, emu: Any) -> int:
@@ -85,10 +94,10 @@ def test_a_run_turned_away_waits_and_is_bought_once(contract: Any, mode: str, ba
     if contract.name == "docify":
         emu.inject(Fault(RUN_ENDPOINT[mode], "status", status=429, retry_after=1, times=2))
         kwargs: dict[str, Any] = {}
-    else:  # the app's cap of runs at once, held by another run for 1.5 s
-        blocker = _Blocker(contract, emu, seconds=1.5)
+    else:  # the app's cap of runs at once, held by another run for 2 s
+        blocker = _Blocker(contract, emu, seconds=2.0)
         kwargs = {"dify_conn_id": "dify_long"} if contract.name == "dify" else {"app": LONG_APP_ID}
-        kwargs["inputs"] = LONG_INPUTS
+        kwargs.update(inputs=LONG_INPUTS, pre_execute=blocker.start)
     try:
         with new_dag(f"{contract.name}_429_{mode}") as dag:
             contract.operator(mode, task_id="stream", **kwargs)
@@ -142,16 +151,16 @@ def test_zero_fails_at_the_first_429_as_before(contract: Any, mode: str, backend
 @pytest.mark.backends("docify", modes=("blocking", "deferred"))
 def test_no_wait_passes_execution_timeout(contract: Any, mode: str, backend_emu: Any, capfd: Any) -> None:
     emu = backend_emu
-    emu.inject(Fault(RUN_ENDPOINT[mode], "status", status=429, retry_after=2))
+    emu.inject(Fault(RUN_ENDPOINT[mode], "status", status=429, retry_after=2, times=None))
     with new_dag(f"docify_429_timeout_{mode}") as dag:
-        contract.operator(mode, task_id="stream", execution_timeout=timedelta(seconds=3))
+        contract.operator(mode, task_id="stream", execution_timeout=timedelta(seconds=4))
     started = time.monotonic()
     out = run_dag(dag)
     text = console_text(capfd)
     assert out.state("stream") == "failed"
     assert "would pass the task's execution_timeout. No run was started or billed" in text, text[-3000:]
     assert "AirflowTaskTimeout" not in text and "TaskDeferralTimeout" not in text
-    assert _turned_away(emu) == 2 and contract.runs(emu, "cheap") == 0
+    assert _turned_away(emu) >= 1 and contract.runs(emu, "cheap") == 0
     assert time.monotonic() - started < 30
 
 
