@@ -97,7 +97,9 @@ def test_a_run_turned_away_waits_and_is_bought_once(contract: Any, mode: str, ba
     else:  # the app's cap of runs at once, held by another run for 2 s
         blocker = _Blocker(contract, emu, seconds=2.0)
         kwargs = {"dify_conn_id": "dify_long"} if contract.name == "dify" else {"app": LONG_APP_ID}
-        kwargs.update(inputs=LONG_INPUTS, pre_execute=blocker.start)
+        start = blocker.start  # a closure, not the bound method: a DAG copy must not copy the emulator
+
+        kwargs.update(inputs=LONG_INPUTS, pre_execute=lambda context: start(context))
     try:
         with new_dag(f"{contract.name}_429_{mode}") as dag:
             contract.operator(mode, task_id="stream", **kwargs)
