@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from docify_provider.dify.narration import log_run, log_workflow_event
@@ -287,13 +287,12 @@ class DifyRunOperatorBase(DifyPauseHandling):
 
     def _deferral_timeout(self, context: Context) -> timedelta | None:
         """What is left of ``execution_timeout`` since the try started (None: no limit)."""
-        if self.execution_timeout is None:
+        import time
+
+        deadline = self._execution_deadline(context)
+        if deadline is None:
             return None
-        started = getattr(context_ti(context), "start_date", None)
-        if started is None:
-            return self.execution_timeout
-        elapsed = datetime.now(timezone.utc) - started
-        return max(self.execution_timeout - elapsed, timedelta(seconds=1))
+        return max(timedelta(seconds=deadline - time.time()), timedelta(seconds=1))
 
     # -- post-processing ------------------------------------------------------------------------
 
