@@ -34,8 +34,6 @@ from docify_provider._core.wording import turned_away_for_good, turned_away_line
 
 T = TypeVar("T")
 
-#: Default of the run operators' ``max_wait_not_started``: ten minutes of waiting, in seconds.
-DEFAULT_MAX_WAIT_NOT_STARTED = 600.0
 #: The operator parameter, named in its errors.
 PARAM = "max_wait_not_started"
 
@@ -171,7 +169,6 @@ async def asend_until_started(
 
 
 __all__ = [
-    "DEFAULT_MAX_WAIT_NOT_STARTED",
     "NotStartedWaits",
     "asend_until_started",
     "check_max_wait",

@@ -78,7 +78,7 @@ def turned_away_line(delay: float, attempt: int, waited: float, max_wait: float)
     """The log line of one wait after a run request was turned away (429, not started)."""
     return (
         f"Turned away by the server (429, run not started): waiting {delay:.1f}s before sending again "
-        f"(attempt {attempt}; waited {waited:.0f}s of at most {max_wait:.0f}s)"
+        f"(attempt {attempt}; waited {waited:.0f}s of at most {max_wait:g}s)"
     )
 
 

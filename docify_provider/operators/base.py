@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     from docify_provider.durable.state import TaskState
 
 T = TypeVar("T")
-#: Default of ``max_wait_not_started`` (``_core.not_started.DEFAULT_MAX_WAIT_NOT_STARTED``; not imported
-#: at parse time).
+#: Default of the run operators' ``max_wait_not_started``: ten minutes of waiting after 429s, in seconds.
 DEFAULT_MAX_WAIT_NOT_STARTED = 600.0
 #: Example providers that register an object-storage scheme, named in the error for a missing one.
 _SCHEME_PROVIDERS = {
