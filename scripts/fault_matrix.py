@@ -44,6 +44,11 @@ How to read a cell:
   - `DocifyAuthenticationError` (401/403), `DocifyNotFoundError` (404), `DocifyFileError`: fail at
     once, a retry cannot fix them.
   - `DocifyRateLimitedError` (429): retried after the server's `Retry-After`; nothing was started.
+    Its subclass `DocifyRunNotStartedError` (the 429 answered a run request) is what the hook and
+    a trigger built without `max_wait_not_started` (as here) raise; the run operators first wait
+    and send the run again within the try (`Retry-After`, else backoff; bounded by
+    `max_wait_not_started`, default 600 s, and `execution_timeout`) and fail with it only past that.
+    The same holds for `DifyRunNotStartedError` and `DifyOpenAPIRunNotStartedError` below.
   - `DocifyOutcomeUnknownError`, and its subclasses `DocifyStreamIncompleteError` (stream ended
     without COMPLETE), `DocifyRunTimeoutError` (stream idle past `idle_timeout`) and
     `DocifyRunGatewayError` (HTTP 500/502/504 to a run request, which a gateway can send after

@@ -38,6 +38,36 @@ from docify_provider._core.errors import RunNotStartedError
 T = TypeVar("T")
 
 
+def backoff_delay(streak: int, *, initial: float, maximum: float, rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait after ``streak`` earlier turn-aways in a row: capped exponential, "equal jitter".
+
+    The ceiling doubles from ``initial`` up to ``maximum``; the wait is spread over its upper half, so
+    it is never 0 and callers turned away together do not come back together.
+    """
+    ceiling = min(maximum, initial * 2**streak)
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+def turn_away_delay(
+    retry_after: float | None,
+    streak: int,
+    *,
+    initial: float,
+    maximum: float,
+    cap: float,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """How long to wait before sending a run request that was turned away (429, not started) again.
+
+    The server's ``Retry-After`` when it sent one (capped at ``cap``: a misconfigured gateway must
+    not park a task for hours), else ``backoff_delay``. One rule for the batch's limiter and the
+    single-run operators and triggers (``NotStartedWaits``).
+    """
+    if retry_after is not None:
+        return min(max(0.0, retry_after), cap)
+    return backoff_delay(streak, initial=initial, maximum=maximum, rand=rand)
+
+
 @dataclasses.dataclass(frozen=True)
 class AdmissionState:
     """A snapshot of the limiter for a progress line.
@@ -189,13 +219,15 @@ class AdmissionLimiter:
         if ticket.epoch == self._epoch:  # the first 429 of a burst: one cut per burst
             self._limit = max(float(self.min_concurrency), self._limit * self.decrease)
             self._epoch += 1
-        if retry_after is not None:
-            delay = min(max(0.0, retry_after), self.retry_after_cap)
-            self._server_asked = True
-        else:
-            ceiling = min(self.backoff_max, self.backoff_initial * 2**self._streak)
-            delay = ceiling / 2 + self._rand() * ceiling / 2  # "equal jitter": never 0, spread over half
-            self._server_asked = False
+        delay = turn_away_delay(
+            retry_after,
+            self._streak,
+            initial=self.backoff_initial,
+            maximum=self.backoff_max,
+            cap=self.retry_after_cap,
+            rand=self._rand,
+        )
+        self._server_asked = retry_after is not None
         self._streak += 1
         self._resume_at = max(self._resume_at, now + delay)
         return delay

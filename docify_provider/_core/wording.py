@@ -74,4 +74,28 @@ def clauses(*parts: str | None, sep: str = ", ") -> str:
     return sep.join(part for part in parts if part)
 
 
-__all__ = ["amount", "clauses", "counted", "priced", "seconds", "sized"]
+def turned_away_line(delay: float, attempt: int, waited: float, max_wait: float) -> str:
+    """The log line of one wait after a run request was turned away (429, not started)."""
+    return (
+        f"Turned away by the server (429, run not started): waiting {delay:.1f}s before sending again "
+        f"(attempt {attempt}; waited {waited:.0f}s of at most {max_wait:g}s)"
+    )
+
+
+def turned_away_for_good(
+    label: str, times: int, waited: float, delay: float, bound: str, batch_operator: str | None, last: str
+) -> str:
+    """Why a run request turned away ``times`` times is not sent again, and what to change."""
+    batch = (
+        f"send the documents through {batch_operator}, which waits and adapts to the cap, " if batch_operator else ""
+    )
+    return (
+        f"{label} turned the run request away {counted(times, 'time')} (HTTP 429, not started); the task waited "
+        f"{waited:.0f}s, and the next wait ({delay:.1f}s) would pass {bound}. No run was started or billed. "
+        f"{label} takes only so many runs at once: run these tasks in an Airflow pool sized to {label}'s cap "
+        "(pool=... on the operator; a deferrable one needs a pool made with `airflow pools set --include-deferred`), "
+        f"or {batch}or raise max_wait_not_started. The last answer: {last}"
+    )
+
+
+__all__ = ["amount", "clauses", "counted", "priced", "seconds", "sized", "turned_away_for_good", "turned_away_line"]

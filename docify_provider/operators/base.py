@@ -14,7 +14,7 @@ import contextlib
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator
 
@@ -22,11 +22,16 @@ from docify_provider.durable.ledger import RunLedger
 from docify_provider.durable.policy import Action, Backend, Decision, Known, decide
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.providers.common.compat.sdk import Context
 
     from docify_provider._core.errors import OutcomeUnknownError, ProviderError
     from docify_provider.durable.state import TaskState
 
+T = TypeVar("T")
+#: Default of the run operators' ``max_wait_not_started``: ten minutes of waiting after 429s, in seconds.
+DEFAULT_MAX_WAIT_NOT_STARTED = 600.0
 #: Example providers that register an object-storage scheme, named in the error for a missing one.
 _SCHEME_PROVIDERS = {
     "s3": "apache-airflow-providers-amazon",
@@ -154,6 +159,8 @@ class RunOperatorBase(BaseOperator):
 
     #: Name of the ``AssetAlias`` the backend's asset events go through unless ``asset_alias`` is given.
     default_asset_alias: ClassVar[str]
+    #: This backend's batch operator, named when a run is turned away (429) for longer than allowed.
+    batch_operator: ClassVar[str | None] = None
 
     _ledger: RunLedger | None
     hook: Any
@@ -169,9 +176,18 @@ class RunOperatorBase(BaseOperator):
         validate: bool = True,
         force_rerun: bool = False,
         allow_resubmit: bool = False,
+        max_wait_not_started: float = DEFAULT_MAX_WAIT_NOT_STARTED,
         **kwargs: Any,
     ) -> None:
-        """The parameters every backend's run operators take (each documents them for its backend)."""
+        """The parameters every backend's run operators take (each documents them for its backend).
+
+        ``max_wait_not_started``: seconds a run request turned away by the server (HTTP 429, "not
+        started": nothing ran, nothing billed) is waited on and sent again, in all, within the
+        task's ``execution_timeout``; 0 fails the task at the first 429. Checked here, at parse time.
+        """
+        from docify_provider._core.not_started import check_max_wait
+
+        self.max_wait_not_started = check_max_wait(max_wait_not_started)
         asset_alias = asset_alias or self.default_asset_alias
         super().__init__(**with_asset_alias(kwargs, emit_asset_events, asset_alias))
         self.inputs = inputs
@@ -245,6 +261,50 @@ class RunOperatorBase(BaseOperator):
             value = getattr(self, param, None)
             if value:
                 open_output_target(param, value, self._error_root())
+
+    # -- a run turned away (429, not started) ----------------------------------------------------
+
+    def _execution_deadline(self, context: Context) -> float | None:
+        """When ``execution_timeout`` ends this try (``time.time()`` seconds); None without one."""
+        if self.execution_timeout is None:
+            return None
+        import time
+        from datetime import datetime, timezone
+
+        started = getattr(context_ti(context), "start_date", None)
+        elapsed = (datetime.now(timezone.utc) - started).total_seconds() if started is not None else 0.0
+        return time.time() + self.execution_timeout.total_seconds() - max(0.0, elapsed)
+
+    def _not_started_waits(self, context: Context) -> Any:
+        """The bounds of this try's waits after 429s (``_core.not_started.NotStartedWaits``)."""
+        from docify_provider._core.not_started import NotStartedWaits
+
+        config = self.hook.config
+        return NotStartedWaits(
+            self.max_wait_not_started,
+            deadline=self._execution_deadline(context),
+            label=self.label,
+            batch_operator=self.batch_operator,
+            initial=config.backoff_initial,
+            maximum=config.backoff_max,
+            cap=config.retry_after_cap,
+        )
+
+    def _send_until_started(self, context: Context, state: TaskState, send: Callable[[], T]) -> T:
+        """``send()`` (the intent, the run request, its answer), sent again while the server turns it away.
+
+        Only ``RunNotStartedError`` (429 to the run request itself: nothing started) is waited on;
+        the pending record the intent wrote is forgotten before each wait (no run is pending), so a
+        try killed while waiting leaves nothing a retry would call unknown.
+        """
+        from docify_provider._core.not_started import send_until_started
+
+        def forget() -> None:
+            ledger = self.ledger(state)
+            if ledger.pending is not None:
+                ledger.forget()
+
+        return send_until_started(send, self._not_started_waits(context), before_wait=forget, log=self.log)
 
     # -- a trigger that failed ------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ class _DifyServiceRunOperator(DifyRunOperatorBase):
     """
 
     template_fields: Sequence[str] = ("dify_conn_id", *DifyRunOperatorBase.template_fields)
+    batch_operator = "DifyBatchWorkflowOperator"
 
     def __init__(self, *, dify_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -188,6 +189,9 @@ class DifyRunWorkflowOperator(_DifyServiceRunOperator):
     """
 
     def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
+        return self._send_until_started(context, state, lambda: self._send(state, wire, user))
+
+    def _send(self, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
         self.ledger(state).intend(task_id=None, workflow_run_id=None, user=user)
         self.log.info("Sending Dify run (blocking) for user %s", user)
         try:
@@ -224,6 +228,9 @@ class DifyStreamWorkflowOperator(_DifyServiceRunOperator):
     def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
         if self.deferrable:
             self._defer(context, state, wire, user, None, None)
+        return self._send_until_started(context, state, lambda: self._send(state, wire, user))
+
+    def _send(self, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
         self.ledger(state).intend(task_id=None, workflow_run_id=None, user=user)
         self.log.info("Sending Dify run (streaming) for user %s", user)
         events = self.hook.stream_workflow(
@@ -260,6 +267,8 @@ class DifyStreamWorkflowOperator(_DifyServiceRunOperator):
             workflow_run_id=run_id,
             dify_task_id=task_id,
             reattach=EARLIER_TRY if run_id else None,
+            max_wait_not_started=self.max_wait_not_started,
+            not_started_deadline=self._execution_deadline(context),
             **self._trigger_identity(context, state),
         )
         if run_id is None:

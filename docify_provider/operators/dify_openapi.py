@@ -98,6 +98,7 @@ class DifyRunAppOperator(DifyRunOperatorBase):
 
     operator_extra_links = (DifyRunLogLink(),)
     policy_backend = DIFY_OPENAPI
+    batch_operator = "DifyBatchAppOperator"
 
     template_fields: Sequence[str] = (
         *DifyRunOperatorBase.template_fields,
@@ -153,6 +154,10 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         return dict(self.inputs or {})  # checked in _prepare; run_app sends the file parts itself
 
     def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
+        return self._send_until_started(context, state, lambda: self._send(context, state, user))
+
+    def _send(self, context: Context, state: TaskState, user: str) -> WorkflowRun:
+        """The run request from this worker (deferrable or not: the trigger only follows it by id)."""
         self.ledger(state).intend(task_id=None, workflow_run_id=None, user=user)
         defer = self.deferrable and self._mode in EVENT_MODES
         if self.deferrable and not defer:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from docify_provider.dify.narration import log_run, log_workflow_event
@@ -68,6 +68,9 @@ class DifyRunOperatorBase(DifyPauseHandling):
     :param force_rerun: start a new run even when an earlier try already started or bought one.
     :param allow_resubmit: send the run even when an earlier try may have started one that cannot
         be followed (its run id never arrived, or the app mode cannot be re-attached): risk of paying twice.
+    :param max_wait_not_started: seconds (default 600) to keep sending the run again while Dify turns it
+        away with HTTP 429 before starting it (its app's cap of runs at once, ``Retry-After`` else
+        backoff), within ``execution_timeout``; 0 fails at the first 429.
     """
 
     state_key = DIFY_STATE_KEY
@@ -286,13 +289,12 @@ class DifyRunOperatorBase(DifyPauseHandling):
 
     def _deferral_timeout(self, context: Context) -> timedelta | None:
         """What is left of ``execution_timeout`` since the try started (None: no limit)."""
-        if self.execution_timeout is None:
+        import time
+
+        deadline = self._execution_deadline(context)
+        if deadline is None:
             return None
-        started = getattr(context_ti(context), "start_date", None)
-        if started is None:
-            return self.execution_timeout
-        elapsed = datetime.now(timezone.utc) - started
-        return max(self.execution_timeout - elapsed, timedelta(seconds=1))
+        return max(timedelta(seconds=deadline - time.time()), timedelta(seconds=1))
 
     # -- post-processing ------------------------------------------------------------------------
 

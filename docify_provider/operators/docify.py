@@ -147,6 +147,9 @@ class _DocifyRunOperatorBase(RunOperatorBase):
         may have: implies ``allow_resubmit``).
     :param allow_resubmit: send the run even when an earlier try (or triggerer) may already have
         started one whose result never arrived (risk of paying twice).
+    :param max_wait_not_started: seconds (default 600) to keep sending the run again while Docify
+        turns it away with HTTP 429 before starting it (``Retry-After``, else backoff), within
+        ``execution_timeout``; 0 fails at the first 429.
     :param docify_conn_id: Airflow connection of type ``docify``. (templated)
     """
 
@@ -156,6 +159,7 @@ class _DocifyRunOperatorBase(RunOperatorBase):
     marker_xcom_key = STREAM_MARKER_XCOM_KEY
     policy_backend = DOCIFY
     default_asset_alias = DEFAULT_ASSET_ALIAS
+    batch_operator = "DocifyBatchScenarioOperator"
 
     template_fields: Sequence[str] = ("docify_conn_id", "inputs", "user", "additional_info", "attachments_to")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json", "additional_info": "json"}
@@ -261,6 +265,9 @@ class DocifyRunScenarioOperator(_DocifyRunOperatorBase):
     """
 
     def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> tuple[RunResult, str | None]:
+        return self._send_until_started(context, state, lambda: self._send(state, wire, user))
+
+    def _send(self, state: TaskState, wire: dict[str, Any], user: str) -> tuple[RunResult, str | None]:
         self._mark_pending(state)
         self.log.info("Sending Docify run (blocking) for user %s", user)
         try:
@@ -308,11 +315,14 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
     def _buy(
         self, context: Context, state: TaskState, wire: dict[str, Any], user: str
     ) -> tuple[RunResult, str | None] | None:
-        from docify_provider.docify.narration import log_stream_event
-
         if self.deferrable:
             self._defer(context, state, wire, user)
         self._configure()
+        return self._send_until_started(context, state, lambda: self._send(state, wire, user))
+
+    def _send(self, state: TaskState, wire: dict[str, Any], user: str) -> tuple[RunResult, str | None]:
+        from docify_provider.docify.narration import log_stream_event
+
         self._mark_pending(state)
         self.log.info("Sending Docify run (streaming) for user %s", user)
         result: RunResult | None = None
@@ -353,6 +363,8 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
             run_id=getattr(ti, "run_id", None),
             map_index=map_index(context),
             try_number=state.try_number,
+            max_wait_not_started=self.max_wait_not_started,
+            not_started_deadline=self._execution_deadline(context),
         )
         self._mark_pending(state)
         # The trigger's restart guard: "deferred" means no trigger has sent the run yet. Writing it

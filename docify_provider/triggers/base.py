@@ -225,6 +225,11 @@ class RunSpec:
     #: Why the run ``run_id`` names is re-attached ("an earlier try started it", "resumed after
     #: human input"), for the log; None: the operator has just started it and deferred to follow it.
     reattach: str | None = None
+    #: Seconds a run request turned away (429, not started) is waited on and sent again (the
+    #: operator's ``max_wait_not_started``; 0: fail at once), and the ``time.time()`` that
+    #: ``execution_timeout`` ends the try at (None: none), never waited past.
+    max_wait_not_started: float = 0.0
+    not_started_deadline: float | None = None
 
 
 @dataclasses.dataclass
@@ -295,6 +300,13 @@ class RunTrigger(MarkerTrigger):
         """The ``"sent"`` restart marker for ``progress`` (with the ids seen so far)."""
         raise NotImplementedError
 
+    def _unsent_marker(self) -> dict[str, Any]:
+        """The marker's "nothing sent" state (``"deferred"``), written back before a wait after a 429."""
+        raise NotImplementedError
+
+    #: This backend's batch operator, named when a run is turned away (429) for longer than allowed.
+    batch_operator: ClassVar[str | None] = None
+
     def _ids(self, run_id: str | None, task_id: str | None) -> dict[str, Any]:
         """The ids every event of this backend carries (Docify: ``session_id``; Dify: run and task)."""
         raise NotImplementedError
@@ -321,10 +333,8 @@ class RunTrigger(MarkerTrigger):
         )
         if failed is not None:
             return failed
-        if not progress.run_id:
-            await self._write_marker(ident, self._marker(progress))
         try:
-            await self._stream(ident, progress)
+            await self._send_until_started(ident, progress)
         except asyncio.CancelledError:
             self.log.warning(
                 "%s cancelled; the stream was closed, the run was not stopped: it may still finish on %s%s",
@@ -347,6 +357,38 @@ class RunTrigger(MarkerTrigger):
             )
             return self._error(incomplete, progress)
         return self._fire(self._success(progress))
+
+    async def _send_until_started(self, ident: Mapping[str, Any] | None, progress: RunProgress) -> None:
+        """Mark "sent", send (or re-attach) and read the stream; again while the server turns the run away.
+
+        Only a 429 to the run request itself (``RunNotStartedError``: nothing started) is waited on,
+        within the spec's ``max_wait_not_started`` and ``not_started_deadline``. Before each wait the
+        marker goes back to "deferred": a triggerer restarted during the wait sends the run (nothing
+        was sent) instead of reporting its outcome unknown.
+        """
+        from docify_provider._core.not_started import NotStartedWaits, asend_until_started
+
+        async def send() -> None:
+            if not progress.run_id:
+                progress.sent_at = now_iso()
+                await self._write_marker(ident, self._marker(progress))
+            await self._stream(ident, progress)
+
+        async def not_sent() -> None:
+            progress.opened = False
+            await self._write_marker(ident, self._unsent_marker())
+
+        spec, config = progress.spec, self._hook().config
+        waits = NotStartedWaits(
+            spec.max_wait_not_started if not progress.run_id else 0.0,
+            deadline=spec.not_started_deadline,
+            label=self.label,
+            batch_operator=self.batch_operator,
+            initial=config.backoff_initial,
+            maximum=config.backoff_max,
+            cap=config.retry_after_cap,
+        )
+        await asend_until_started(send, waits, before_wait=not_sent, log=self.log)
 
     @property
     def _following(self) -> list[RunProgress]:

@@ -98,6 +98,11 @@ class DifyRunTriggerBase(RunTrigger):
         ids = {"workflow_run_id": progress.run_id, "task_id": progress.task_id} if progress.run_id else {}
         return dify_marker("sent", sent_at=progress.sent_at, **ids)
 
+    def _unsent_marker(self) -> dict[str, Any]:
+        from docify_provider.durable.ledger import now_iso
+
+        return dify_marker("deferred", deferred_at=now_iso())
+
     def _ids(self, run_id: str | None, task_id: str | None) -> dict[str, Any]:
         return {"workflow_run_id": run_id, "task_id": task_id}
 
@@ -137,6 +142,7 @@ class DifyWorkflowTrigger(DifyRunTriggerBase):
     """Stream one Dify run (or re-attach to ``workflow_run_id``) and fire one event with its outcome."""
 
     log_label = "Dify stream trigger"
+    batch_operator = "DifyBatchWorkflowOperator"
 
     def __init__(
         self,
@@ -155,9 +161,13 @@ class DifyWorkflowTrigger(DifyRunTriggerBase):
         run_id: str | None = None,
         map_index: int = -1,
         try_number: int | None = None,
+        max_wait_not_started: float = 0.0,
+        not_started_deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.reattach = reattach
+        self.max_wait_not_started = max_wait_not_started
+        self.not_started_deadline = not_started_deadline
         self.inputs = dict(inputs or {})
         self.dify_conn_id = dify_conn_id
         self.user = user
@@ -181,6 +191,8 @@ class DifyWorkflowTrigger(DifyRunTriggerBase):
                 "workflow_run_id": self.workflow_run_id,
                 "dify_task_id": self.dify_task_id,
                 "reattach": self.reattach,
+                "max_wait_not_started": self.max_wait_not_started,
+                "not_started_deadline": self.not_started_deadline,
                 **self._identity_kwargs(),
             },
         )
@@ -196,6 +208,8 @@ class DifyWorkflowTrigger(DifyRunTriggerBase):
             # A run id in the kwargs is always one an earlier try or a resume hands over (the
             # operator defers a new run before sending it); kwargs of earlier builds name no reason.
             reattach=self.reattach or ("an earlier try started it" if self.workflow_run_id else None),
+            max_wait_not_started=self.max_wait_not_started,
+            not_started_deadline=self.not_started_deadline,
         )
 
     def _new_hook(self) -> Any:

@@ -85,6 +85,10 @@ class DocifyStreamTrigger(RunTrigger):
     :param map_index: see ``dag_id``.
     :param try_number: the try that deferred; every event carries it back as ``deferred_in_try``, so
         that a later try handed this event (Airflow 3.0 keeps it on retry) can tell.
+    :param max_wait_not_started: seconds a run request turned away (429, not started) is waited on and
+        sent again (the operator's; 0, the default of earlier builds' kwargs: fail at once).
+    :param not_started_deadline: ``time.time()`` at which the task's ``execution_timeout`` ends; no
+        wait passes it.
     """
 
     marker_key = STREAM_MARKER_XCOM_KEY
@@ -92,6 +96,7 @@ class DocifyStreamTrigger(RunTrigger):
     log_label = "Docify stream trigger"
     label = "Docify"
     policy_backend = DOCIFY
+    batch_operator = "DocifyBatchScenarioOperator"
 
     def __init__(
         self,
@@ -107,10 +112,14 @@ class DocifyStreamTrigger(RunTrigger):
         run_id: str | None = None,
         map_index: int = -1,
         try_number: int | None = None,
+        max_wait_not_started: float = 0.0,
+        not_started_deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.inputs = dict(inputs or {})
         self.docify_conn_id = docify_conn_id
+        self.max_wait_not_started = max_wait_not_started
+        self.not_started_deadline = not_started_deadline
         self.user = user
         self.additional_info = additional_info
         self.allow_resubmit = allow_resubmit
@@ -127,6 +136,8 @@ class DocifyStreamTrigger(RunTrigger):
                 "additional_info": self.additional_info,
                 "allow_resubmit": self.allow_resubmit,
                 "idle_timeout": self.idle_timeout,
+                "max_wait_not_started": self.max_wait_not_started,
+                "not_started_deadline": self.not_started_deadline,
                 **self._identity_kwargs(),
             },
         )
@@ -135,7 +146,14 @@ class DocifyStreamTrigger(RunTrigger):
 
     def _spec(self) -> RunSpec:
         options = {"additional_info": self.additional_info, "idle_timeout": self.idle_timeout}
-        return RunSpec(inputs=self.inputs, user=self.user, allow_resubmit=self.allow_resubmit, options=options)
+        return RunSpec(
+            inputs=self.inputs,
+            user=self.user,
+            allow_resubmit=self.allow_resubmit,
+            options=options,
+            max_wait_not_started=self.max_wait_not_started,
+            not_started_deadline=self.not_started_deadline,
+        )
 
     def _root(self) -> Any:
         from docify_provider.docify.errors import DocifyError
@@ -170,6 +188,11 @@ class DocifyStreamTrigger(RunTrigger):
 
     def _marker(self, progress: RunProgress) -> dict[str, Any]:
         return stream_marker("sent", sent_at=progress.sent_at, session_id=progress.run_id)
+
+    def _unsent_marker(self) -> dict[str, Any]:
+        from docify_provider.durable.ledger import now_iso
+
+        return stream_marker("deferred", deferred_at=now_iso())
 
     def _ids(self, run_id: str | None, task_id: str | None) -> dict[str, Any]:
         return {"session_id": run_id}

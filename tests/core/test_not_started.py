@@ -125,3 +125,120 @@ async def test_the_async_dify_client_says_the_same() -> None:
                 await second
             [e async for e in first]
         assert emu.runs_started(LONG_APP_KEY) == 1
+
+
+# -- the single-run wait (``_core/not_started.py``), without sockets or real time ------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _waits(clock: _Clock, **kwargs: Any) -> Any:
+    from docify_provider._core.not_started import NotStartedWaits
+
+    options = {"label": "Dify", "batch_operator": "DifyBatchWorkflowOperator", "clock": clock, "rand": lambda: 1.0}
+    return NotStartedWaits(**{**options, **kwargs})
+
+
+def _turned_away(retry_after: float | None = None) -> DifyRunNotStartedError:
+    return DifyRunNotStartedError(
+        "Dify turned the run request away (HTTP 429, not started): too_many_requests",
+        status_code=429,
+        endpoint="POST /workflows/run",
+        retry_after=retry_after,
+    )
+
+
+def test_the_waits_are_the_batch_limiters_rule_and_bounded() -> None:
+    from docify_provider._core.admission import turn_away_delay
+
+    clock = _Clock()
+    waits = _waits(clock, max_wait=10, initial=1.0, maximum=4.0, cap=3.0)
+    delays = []
+    for retry_after in (None, None, 60, None):
+        delays.append(waits.next_wait(_turned_away(retry_after)))
+        assert waits.line(delays[-1]).startswith("Turned away by the server (429, run not started): waiting ")
+        clock.now += delays[-1]
+    # backoff 1, 2 (rand 1.0: the top of each "equal jitter" range), Retry-After 60 capped at 3, then 4 (the max)
+    assert (
+        delays
+        == [1.0, 2.0, 3.0, 4.0]
+        == [
+            turn_away_delay(r, n, initial=1.0, maximum=4.0, cap=3.0, rand=lambda: 1.0)
+            for n, r in enumerate((None, None, 60, None))
+        ]
+    )
+    assert waits.line(4.0) == (
+        "Turned away by the server (429, run not started): waiting 4.0s before sending again "
+        "(attempt 5; waited 10s of at most 10s)"
+    )
+    with pytest.raises(DifyRunNotStartedError) as caught:
+        waits.next_wait(_turned_away())  # 10 s waited, 4 more would pass 10
+    message = str(caught.value)
+    assert message.startswith("Dify turned the run request away 5 times (HTTP 429, not started); the task waited 10s")
+    assert "would pass max_wait_not_started=10s. No run was started or billed." in message
+    assert "Airflow pool" in message and "DifyBatchWorkflowOperator" in message and "too_many_requests" in message
+    assert caught.value.status_code == 429 and isinstance(caught.value.__cause__, DifyRunNotStartedError)
+
+
+def test_no_wait_passes_the_deadline_and_zero_raises_the_429_itself() -> None:
+    clock = _Clock()
+    wall = _Clock()
+    wall.now = 1000.0
+    waits = _waits(clock, max_wait=600, deadline=1002.5, wall=wall)
+    assert waits.next_wait(_turned_away(2)) == 2
+    wall.now += 2
+    with pytest.raises(DifyRunNotStartedError, match="would pass the task's execution_timeout"):
+        waits.next_wait(_turned_away(2))
+    original = _turned_away(1)
+    with pytest.raises(DifyRunNotStartedError) as caught:
+        _waits(clock, max_wait=0).next_wait(original)
+    assert caught.value is original
+
+
+@pytest.mark.parametrize("value", [-1, "60", True, None, float("nan"), float("inf")])
+def test_a_bad_max_wait_names_the_parameter(value: Any) -> None:
+    from docify_provider._core.not_started import check_max_wait
+
+    with pytest.raises(ValueError, match="max_wait_not_started must be"):
+        check_max_wait(value)
+    assert check_max_wait(0) == 0.0 and check_max_wait(90) == 90.0
+
+
+def test_the_loop_forgets_before_each_wait_and_stops_on_anything_else() -> None:
+    from docify_provider._core.not_started import send_until_started
+
+    clock = _Clock()
+    answers: list[Any] = [_turned_away(1), _turned_away(1), "bought"]
+    calls: list[str] = []
+
+    def send() -> str:
+        calls.append("send")
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return str(answer)
+
+    def sleep(seconds: float) -> None:
+        calls.append(f"sleep {seconds:g}")
+        clock.now += seconds
+
+    log = __import__("logging").getLogger("test")
+    result = send_until_started(
+        send, _waits(clock, max_wait=60), before_wait=lambda: calls.append("forget"), log=log, sleep=sleep
+    )
+    assert result == "bought"
+    assert calls == ["send", "forget", "sleep 1", "send", "forget", "sleep 1", "send"]
+    with pytest.raises(RunFailedError):
+        send_until_started(
+            lambda: (_ for _ in ()).throw(RunFailedError("failed")),
+            _waits(clock, max_wait=60),
+            before_wait=lambda: calls.append("never"),
+            log=log,
+        )
+    assert "never" not in calls

@@ -250,6 +250,8 @@ def test_rate_limited_run_is_retried_after_retry_after_and_pays_once(docify_conn
             # Far longer than Retry-After: the retry must follow the server, not this.
             retry_delay=timedelta(minutes=5),
             retry_policy=_policy(),
+            # The policy's path: without this the try itself waits and sends again (test_not_started_wait.py).
+            max_wait_not_started=0,
         )
     out = run_dag(dag)
     logs = console_text(capfd)
