@@ -68,7 +68,10 @@ How to read a cell:
 
 On a worker, the run paths read the scenario (`GET /v1/scenario/info`, free) and check every
 input and file before uploading or paying, so a rejected key, a wrong base URL or a bad file stops
-there, before any run request is sent.
+there, before any run request is sent. Within the connection's `info_cache_seconds` (default 60) a
+task may check against the copy an earlier task of the same key and base URL read instead; a key
+revoked in that window is refused at the run request (401, nothing started), and inputs the copy
+refuses make the task read the scenario again before deciding.
 """
 
 DIFY_INTRO = """\
