@@ -11,7 +11,8 @@ bundled Dify emulator; the form is answered in Dify by a thread, as a reviewer w
 three quick starts of ``docs/getting-started/`` as their pages run them (connections from
 environment variables; the account API's after ``airflow-dify login``), each
 ``airflow dags test`` bounded by ``--timeout`` seconds, prints a summary of them, and fails unless
-every pipeline did what it promises;
+every pipeline did what it promises; ``--jobs 2`` runs two of them at a time (each ``airflow dags
+test`` is one process, on one core), each lane in an ``AIRFLOW_HOME`` of its own;
 the test command uses it (``--out``, another interpreter's venv) to run the example pipelines
 under ``airflow dags test`` on every Airflow line the package claims.
 """
@@ -26,7 +27,10 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -325,6 +329,96 @@ def timed(results: list[tuple[str, int, float]], name: str, step: Callable[[], i
     return rc
 
 
+class _LaneOutput:
+    """``sys.stdout`` while pipelines run side by side: what a lane's thread prints is held until its
+    pipeline ends, then written in one piece, so that no pipeline's lines interleave with another's."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.local = threading.local()
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        chunks = getattr(self.local, "chunks", None)
+        if chunks is None:
+            return int(self.real.write(text))
+        chunks.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if getattr(self.local, "chunks", None) is None:
+            self.real.flush()
+
+    def hold(self) -> None:
+        self.local.chunks = []
+
+    def release(self) -> None:
+        chunks, self.local.chunks = self.local.chunks or [], None
+        with self.lock:
+            self.real.write("".join(chunks))
+            self.real.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def run_steps(
+    steps: list[tuple[str, Callable[[dict[str, str]], int]]],
+    env: dict[str, str],
+    jobs: int,
+    results: list[tuple[str, int, float]],
+) -> int:
+    """Run every step (each gets the environment of its lane), ``jobs`` at a time, each even when an
+    earlier one failed, so that the summary shows them all; the first non-zero exit code, else 0.
+
+    Each lane after the first runs in an ``AIRFLOW_HOME`` of its own with a copy of the migrated
+    ``airflow.db`` (and no copy of ``airflow.cfg``, which names the first home's database file): two
+    ``airflow dags test`` processes on one SQLite file both write each DAG's row when they parse the
+    DAG folder, and the second fails on the unique key.
+    """
+    if jobs <= 1:
+        codes = [timed(results, name, lambda step=step: step(env)) for name, step in steps]  # type: ignore[misc]
+        return next((rc for rc in codes if rc), 0)
+    home = Path(env["AIRFLOW_HOME"])
+    lanes = [env]
+    for lane in range(2, min(jobs, len(steps)) + 1):
+        copy = home.with_name(f"{home.name}-{lane}")
+        copy.mkdir()
+        shutil.copyfile(home / "airflow.db", copy / "airflow.db")
+        database = f"sqlite:///{copy / 'airflow.db'}"
+        lanes.append({**env, "AIRFLOW_HOME": str(copy), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database})
+    pending, lock, codes_by_name = deque(steps), threading.Lock(), {}
+    output = _LaneOutput(sys.stdout)
+
+    def lane_worker(lane_env: dict[str, str]) -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                name, step = pending.popleft()
+            output.hold()
+            try:
+                codes_by_name[name] = timed(results, name, lambda step=step: step(lane_env))  # type: ignore[misc]
+            except Exception:  # one pipeline's crash must not hide the others' results
+                traceback.print_exc(file=sys.stdout)
+                codes_by_name[name] = 1
+            finally:
+                output.release()
+
+    sys.stdout = output
+    try:
+        threads = [threading.Thread(target=lane_worker, args=(lane_env,)) for lane_env in lanes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.stdout = output.real
+    order = {name: i for i, (name, _step) in enumerate(steps)}
+    results.sort(key=lambda result: order.get(result[0], len(order)))
+    return next((codes_by_name.get(name, 1) for name, _step in steps if codes_by_name.get(name, 1)), 0)
+
+
 def print_summary(results: list[tuple[str, int, float]]) -> None:
     print("\n==> Example pipelines")
     for name, rc, seconds in results:
@@ -339,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
         "--all",
         action="store_true",
         help="also run the summary and the Dify pipelines and the quick starts; check every one strictly",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="with --all: pipelines run at a time (each airflow dags test is one process, on one core)",
     )
     parser.add_argument(
         "--timeout", type=float, default=DAG_TEST_TIMEOUT, help="seconds each airflow dags test may take"
@@ -374,21 +474,21 @@ def main(argv: list[str] | None = None) -> int:
         conf = {"input_dir": str(input_dir), "output_dir": str(results)}
         log_file = out / "dag-test.log"
         invoices = "example_docify_invoices"
-        rc = timed(timings, invoices, lambda: dags_test(invoices, conf, env, log_file))
-        runs = emulator.runs_started(key) if emulator else None  # type: ignore[attr-defined]
+        steps: list[tuple[str, Callable[[dict[str, str]], int]]] = [
+            (invoices, lambda env: dags_test(invoices, conf, env, log_file))
+        ]
         if args.all:
-            # Each pipeline runs even when an earlier one failed, so that the summary shows them all.
-            steps: list[tuple[str, Callable[[], int]]] = [
-                ("example_docify_summary", lambda: run_summary(env, out, emulator)),
-                ("example_dify_documents", lambda: run_dify_documents(env, out)),
-                ("example_dify_nightly", lambda: run_dify_nightly(env, out)),
-                ("example_dify_human_review", lambda: run_dify_review(env, out)),
-                ("quickstart_docify", lambda: run_quickstart_docify(env, out)),
-                ("quickstart_dify_workflow", lambda: run_quickstart_dify_workflow(env, out)),
-                ("quickstart_dify_account", lambda: run_quickstart_dify_account(env, out)),
+            steps += [
+                ("example_docify_summary", lambda env: run_summary(env, out, emulator)),
+                ("example_dify_documents", lambda env: run_dify_documents(env, out)),
+                ("example_dify_nightly", lambda env: run_dify_nightly(env, out)),
+                ("example_dify_human_review", lambda env: run_dify_review(env, out)),
+                ("quickstart_docify", lambda env: run_quickstart_docify(env, out)),
+                ("quickstart_dify_workflow", lambda env: run_quickstart_dify_workflow(env, out)),
+                ("quickstart_dify_account", lambda env: run_quickstart_dify_account(env, out)),
             ]
-            for name, step in steps:
-                rc = timed(timings, name, step) or rc
+        rc = run_steps(steps, env, args.jobs if args.all else 1, timings)
+        runs = emulator.runs_started(key) if emulator else None  # type: ignore[attr-defined]
         if rc:
             if args.all:
                 print_summary(timings)

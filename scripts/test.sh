@@ -8,7 +8,7 @@
 #       Redis; a browser) two at a time; last, alone, the two (`solo`) that time a triggerer's failover.
 #   Airflow 3.0: the `airflow_line` tests (pyproject.toml: what depends on the line; each mark says
 #       why) and the triggerer-restart deployment (`restart_guard`).
-#   Airflow 3.1: the `hitl_line` tests: human-in-the-loop under dag.test() and two deployments.
+#   Airflow 3.1: the `hitl_line` tests: a person's answer in Airflow under dag.test(), and two deployments.
 #   Airflow 3.2: provider registration and the `airflow dify` CLI group, and the five example pipelines and three quick starts
 #       pipelines under `airflow dags test` (scripts/demo.py --all).
 # The pure wire and emulator tests (no Airflow) run once. Lines that lack a feature skip its tests
@@ -91,7 +91,7 @@ if [ "${DOCIFY_MATRIX:-1}" != 0 ]; then
   # restart_guard: the restart guard on a real 3.0 triggerer (3.0's dag.test() gives triggers no XCom).
   pytest_part deployments-airflow-3.0 .venv-3.0/bin/pytest -m restart_guard tests/deployment
   part setup-3.1 bash scripts/bootstrap.sh 3.1
-  # hitl_line: the first line with human-in-the-loop (the trigger fires on the answer there).
+  # hitl_line: the first line with human-in-the-loop (the trigger fires on an Airflow answer there).
   pytest_part pytest-airflow-3.1 .venv-3.1/bin/pytest -n "$workers" -m "hitl_line and not deployment"
   pytest_part deployments-airflow-3.1 .venv-3.1/bin/pytest -m hitl_line tests/deployment
   part setup-3.2 bash scripts/bootstrap.sh 3.2
@@ -99,8 +99,9 @@ if [ "${DOCIFY_MATRIX:-1}" != 0 ]; then
   pytest_part pytest-airflow-3.2 .venv-3.2/bin/pytest -n 2 -m airflow_line tests/airflow/test_provider.py \
     tests/dify_openapi/test_dify_login_cli.py
   # The five example pipelines and three quick starts under `airflow dags test`: the CLI users run first, on the line with
-  # human-in-the-loop and conn-fields (every pipeline also runs in process on 3.3).
-  part example-pipelines-airflow-3.2 .venv-3.2/bin/python scripts/demo.py --all --out out/matrix-3.2
+  # human-in-the-loop and conn-fields (every pipeline also runs in process on 3.3). Two at a time (--jobs 2), each
+  # lane in an Airflow home of its own: an `airflow dags test` is one process, on one core.
+  part example-pipelines-airflow-3.2 .venv-3.2/bin/python scripts/demo.py --all --jobs 2 --out out/matrix-3.2
   if grep -q "^==> Summary published .*: yes" "$log_dir/example-pipelines-airflow-3.2.log"; then
     total_passed=$((total_passed + 2))
   else

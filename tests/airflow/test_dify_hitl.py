@@ -26,9 +26,10 @@ from docify_provider.operators.dify import DifyStreamWorkflowOperator
 from docify_provider.testing.dify import TWO_FORMS_APP_KEY
 
 pytestmark = [
-    # Also on Airflow 3.1, the first line with human-in-the-loop (scripts/test.sh): the trigger fires on
-    # the answer there, 3.3 resumes the task itself. (None on 3.0: skipped.)
-    pytest.mark.hitl_line,
+    # The tests where a person answers in Airflow are marked hitl_line, and also run on Airflow 3.1, the
+    # first line with human-in-the-loop (scripts/test.sh): the trigger fires on that answer there, 3.3
+    # resumes the task itself. An answer given in Dify and a form that expires take the same path on
+    # every line (the trigger fires on Dify's state): newest line only. (None on 3.0: skipped.)
     pytest.mark.timeout(120),
     pytest.mark.skipif(AIRFLOW_LINE < (3, 1), reason="Airflow human-in-the-loop requests are 3.1+"),
 ]
@@ -158,6 +159,7 @@ class _Person(threading.Thread):
             self.error = exc
 
 
+@pytest.mark.hitl_line
 def test_an_airflow_answer_is_posted_to_dify_and_the_run_finishes(dify_hitl, capfd):
     emu = dify_hitl
     with new_dag("dify_hitl_one") as dag:
@@ -271,6 +273,7 @@ def _assert_second_form_waited_in_dify(text: str, title: str) -> None:
     assert "Answer it in Dify's console at " in text
 
 
+@pytest.mark.hitl_line
 def test_two_forms_the_first_in_airflow_the_second_in_dify(dify_hitl, capfd):
     """Airflow keeps one HITL record per task (carried over to the next try, content never replaced):
     the first form is asked in Airflow, the second is waited for in Dify, in the same try."""
@@ -400,6 +403,7 @@ def _account_task(app: str, **kwargs: Any) -> Any:
     )
 
 
+@pytest.mark.hitl_line
 def test_account_form_answered_in_airflow_is_posted_back(openapi_conn, capfd):
     from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, HUMAN_INPUT_APP_ID
 
@@ -455,6 +459,7 @@ def test_account_form_expiry_fails_the_task(openapi_conn, capfd):
     _assert_failed_on_expiry(dag, emu, capfd)
 
 
+@pytest.mark.hitl_line
 def test_account_two_forms_the_first_in_airflow_the_second_in_dify(openapi_conn, capfd):
     from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, TWO_FORMS_APP_ID
 

@@ -31,9 +31,10 @@ from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag
 from docify_provider.operators.dify import DifyRunWorkflowOperator, DifyStreamWorkflowOperator
 
 pytestmark = [
-    # Also on Airflow 3.1, the first line with human-in-the-loop (scripts/test.sh): the trigger fires on
-    # the answer there, 3.3 resumes the task itself. (None on 3.0: skipped.)
-    pytest.mark.hitl_line,
+    # The tests where an answer is given in Airflow are marked hitl_line, and also run on Airflow 3.1, the
+    # first line with human-in-the-loop (scripts/test.sh): the trigger fires on that answer there, 3.3
+    # resumes the task itself. A form that expired takes the same path on every line: newest line only.
+    # (None on 3.0: skipped.)
     pytest.mark.timeout(180),
     pytest.mark.skipif(AIRFLOW_LINE < (3, 1), reason="Airflow human-in-the-loop requests are 3.1+"),
 ]
@@ -203,6 +204,7 @@ def _assert_found_and_posted_once(outcome: Any, text: str, emu: Any, runs_starte
     assert emu.form_token(xcom["workflow_run_id"]) not in text
 
 
+@pytest.mark.hitl_line
 @pytest.mark.parametrize(("cls", "kwargs"), SERVICE)
 def test_a_retry_finds_the_form_and_the_answer_reaches_dify_once(dify_conns, capfd, cls, kwargs):
     emu = dify_conns
@@ -235,6 +237,7 @@ def test_a_retry_that_finds_its_form_expired_fails_at_once(dify_conns, capfd, cl
 # -- an Airflow answer that resumes a try holding no form ------------------------------------------
 
 
+@pytest.mark.hitl_line
 def test_an_answer_that_resumes_a_following_try_finds_the_form_and_reaches_dify_once(dify_conns, capfd):
     """Try 2 re-attaches deferred (following the run, no form yet) and a REST answer resumes it
     there (3.3): it finds the form in Dify's paused state, sees it is the one try 1 asked for, posts."""
@@ -261,6 +264,7 @@ def test_an_answer_that_resumes_a_following_try_finds_the_form_and_reaches_dify_
     assert "reported None" not in text and emu.form_token(xcom["workflow_run_id"]) not in text
 
 
+@pytest.mark.hitl_line
 def test_an_answer_with_no_form_to_post_it_to_fails_saying_so(dify_conns, capfd):
     """As above, but the form was answered in Dify meanwhile: the Airflow answer has no open form to
     go to, and the task fails saying so (nothing posted), never "reported None"."""
@@ -315,6 +319,7 @@ def _account_dag(name: str, deferrable: bool, retry_delay: float = 0) -> Any:
     return dag
 
 
+@pytest.mark.hitl_line
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "worker"])
 def test_account_retry_finds_the_form_and_the_answer_reaches_dify_once(openapi_conn, capfd, deferrable):
     from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN, HUMAN_INPUT_APP_ID

@@ -1,8 +1,9 @@
 """A person answers a paused Dify run in Airflow's UI, with a real browser, on a real deployment.
 
-The deployment of ``tests/deployment/test_dify_hitl_deployment.py`` (``dify_hitl_deployment``), with the
-login on: SimpleAuthManager with one user, ``reviewer`` (role ``user``: may act on DAGs, not
-administer), its password in a password file of the test's own. Playwright drives Debian's
+The human-in-the-loop deployment the REST tests use too (``hitl_deployment``, ``tests/hitl_deployment.py``:
+one for the tests that follow one another, a fresh emulator and DAG run each), with the login on:
+SimpleAuthManager, the browser signing in as ``reviewer`` (role ``user``: may act on DAGs, not
+administer), its password in the deployment's password file. Playwright drives Debian's
 Chromium (``/usr/bin/chromium``, installed by ``scripts/services.sh``; no Playwright browser
 download): it signs in on Airflow's login page, opens the task's Required Actions page
 (``/dags/{dag}/runs/{run}/tasks/{task}/required_actions``, the route of Airflow 3.3's UI), checks
@@ -25,8 +26,6 @@ says until when it could be answered; the task log says it expired, when, and wh
 from __future__ import annotations
 
 import re
-import secrets
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +33,8 @@ import pytest
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, TWO_FORMS_APP_KEY
 from helpers import CHROMIUM, CHROMIUM_ARGS, NEEDS_BROWSER
-from tests.deployment import HITL_RECORD_TASK_ID, HITL_TWO_FORMS_DAG_ID, ROOT, dify_hitl_deployment, wait_until
+from tests.deployment import HITL_RECORD_TASK_ID, HITL_TWO_FORMS_DAG_ID, ROOT, wait_until
+from tests.hitl_deployment import REVIEWER, HitlDeployment
 
 SCREENSHOTS = ROOT / "out" / "screenshots"
 COMMENT = "ship it, signed in the browser"
@@ -50,16 +50,13 @@ pytestmark = [
 ]
 
 
-def test_a_reviewer_answers_the_dify_form_in_airflows_ui(tmp_path: Path) -> None:
+def test_a_reviewer_answers_the_dify_form_in_airflows_ui(hitl_deployment: HitlDeployment) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(12)
+    password = hitl_deployment.password
     print()
-    with (
-        dify_hitl_deployment(tmp_path, users={"reviewer": ("user", password)}) as hitl,
-        sync_playwright() as pw,
-    ):
+    with hitl_deployment.run() as hitl, sync_playwright() as pw:
         emu, timeline, dep = hitl.emu, hitl.timeline, hitl.dep
         base = f"http://127.0.0.1:{dep.port}"
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -151,29 +148,30 @@ def test_a_reviewer_answers_the_dify_form_in_airflows_ui(tmp_path: Path) -> None
 
 
 def _sign_in(page: Any, base: str, password: str) -> None:
+    """Sign in as ``reviewer``; from now on an ``expect`` waits as long as the page's own waits (30 s):
+    a page's first render (the UI's translations, then its data from the API server) took over
+    Playwright's default 5 s on a 2-core machine running two deployments and other tests."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
     page.goto(f"{base}/")
     page.wait_for_url("**/auth/login**")
-    page.locator("input[name=username]").fill("reviewer")
+    page.locator("input[name=username]").fill(REVIEWER)
     page.locator("input[name=password]").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: "/auth/login" not in url)
 
 
-def test_a_form_left_to_expire_says_when_and_what_happens_next(tmp_path: Path) -> None:
+def test_a_form_left_to_expire_says_when_and_what_happens_next(hitl_deployment: HitlDeployment) -> None:
     """Nobody answers; the form expires 40 s after the pause. Before, the request says until when it
     can be answered; after, the task has failed and its log says the form expired (a readable time),
     that Airflow keeps the request greyed out, and how to go on. Nothing is posted to Dify."""
     from playwright.sync_api import expect, sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(12)
+    password = hitl_deployment.password
     print()
-    with (
-        dify_hitl_deployment(
-            tmp_path, users={"reviewer": ("user", password)}, emulator={"form_expiry_seconds": 40.0}
-        ) as hitl,
-        sync_playwright() as pw,
-    ):
+    with hitl_deployment.run(emulator={"form_expiry_seconds": 40.0}) as hitl, sync_playwright() as pw:
         emu, timeline, dep = hitl.emu, hitl.timeline, hitl.dep
         base = f"http://127.0.0.1:{dep.port}"
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -217,7 +215,7 @@ def test_a_form_left_to_expire_says_when_and_what_happens_next(tmp_path: Path) -
     assert hitl.form_posts() == 0 and run.status == "paused"
 
 
-def test_a_dify_select_is_a_drop_down_of_its_options(tmp_path: Path) -> None:
+def test_a_dify_select_is_a_drop_down_of_its_options(hitl_deployment: HitlDeployment) -> None:
     """The two-form app's "Outline review": ``comment`` (a paragraph, default "Looks fine") and
     ``priority`` (a select of low / normal / high, default "normal"). The reviewer sees both fields
     labelled, the paragraph as a text area and the select as a drop-down preselected with its default,
@@ -225,12 +223,9 @@ def test_a_dify_select_is_a_drop_down_of_its_options(tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(12)
+    password = hitl_deployment.password
     print()
-    with (
-        dify_hitl_deployment(tmp_path, users={"reviewer": ("user", password)}, dag_id=HITL_TWO_FORMS_DAG_ID) as hitl,
-        sync_playwright() as pw,
-    ):
+    with hitl_deployment.run(HITL_TWO_FORMS_DAG_ID) as hitl, sync_playwright() as pw:
         emu, timeline, dep = hitl.emu, hitl.timeline, hitl.dep
         base = f"http://127.0.0.1:{dep.port}"
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -1,7 +1,8 @@
 """A paused Dify run answered through Airflow's REST API, on a real deployment.
 
 The deployment: API server, scheduler, dag processor and triggerer as separate processes
-(LocalExecutor, SQLite), the Dify emulator over 127.0.0.1. ``tests/dags/dify_hitl.py`` runs the
+(LocalExecutor, SQLite; ``hitl_deployment``, ``tests/hitl_deployment.py``: one for the HITL tests
+that follow one another, a fresh emulator and DAG run each), the Dify emulator over 127.0.0.1. ``tests/dags/dify_hitl.py`` runs the
 human-input app as a deferred stream; the run pauses on its "Review" form (a ``comment`` input,
 Approve / Reject) and the task raises an Airflow human-in-the-loop request. The test waits for the
 request to show up through the REST API (the task's ``hitlDetails`` and the run's list endpoint,
@@ -19,8 +20,6 @@ that the answer was posted once either way. The moments (pause seen -> request s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from airflow_helpers import AIRFLOW_LINE
@@ -30,9 +29,9 @@ from tests.deployment import (
     HITL_BLOCKING_DAG_ID,
     HITL_DAG_ID,
     HITL_RECORD_TASK_ID,
-    dify_hitl_deployment,
     wait_until,
 )
+from tests.hitl_deployment import HitlDeployment
 
 pytestmark = [
     pytest.mark.deployment,
@@ -46,9 +45,9 @@ COMMENT = "ship it, via REST"
 
 # hitl_line: also on Airflow 3.1 (scripts/test.sh runs it there alone, after the in-process tests).
 @pytest.mark.hitl_line
-def test_a_paused_dify_run_is_answered_through_the_rest_api(tmp_path: Path) -> None:
+def test_a_paused_dify_run_is_answered_through_the_rest_api(hitl_deployment: HitlDeployment) -> None:
     print()
-    with dify_hitl_deployment(tmp_path) as hitl:
+    with hitl_deployment.run() as hitl:
         emu, timeline = hitl.emu, hitl.timeline
         run = wait_until(
             "the Dify run to pause", lambda: emu.runs and emu.runs[0].status == "paused" and emu.runs[0], 150, 0.1
@@ -162,7 +161,7 @@ def test_a_paused_dify_run_is_answered_through_the_rest_api(tmp_path: Path) -> N
     ],
 )
 def test_a_task_cleared_while_it_waits_finds_its_form_and_the_answer_reaches_dify_once(
-    tmp_path: Path, dag_id: str
+    hitl_deployment: HitlDeployment, dag_id: str
 ) -> None:
     """Issue 17 item 6, as found with ``example_dify_human_review``, for every operator that can pause:
     the run pauses, the task asks Airflow and waits; a person clears it (REST, as the UI's Clear does).
@@ -173,7 +172,7 @@ def test_a_task_cleared_while_it_waits_finds_its_form_and_the_answer_reaches_dif
     again, wait on the one request try 1 raised, and post its answer (``PATCH .../hitlDetails``) to
     Dify once; the run is resumed, one run bought, the task succeeds."""
     print()
-    with dify_hitl_deployment(tmp_path, dag_id=dag_id) as hitl:
+    with hitl_deployment.run(dag_id) as hitl:
         emu, timeline = hitl.emu, hitl.timeline
         run = wait_until(
             "the Dify run to pause", lambda: emu.runs and emu.runs[0].status == "paused" and emu.runs[0], 150, 0.1

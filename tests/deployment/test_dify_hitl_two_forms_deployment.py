@@ -16,14 +16,14 @@ run's outputs.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import TWO_FORMS_APP_KEY
-from tests.deployment import HITL_RECORD_TASK_ID, HITL_TWO_FORMS_DAG_ID, HitlRun, dify_hitl_deployment, wait_until
+from tests.deployment import HITL_RECORD_TASK_ID, HITL_TWO_FORMS_DAG_ID, HitlRun, wait_until
+from tests.hitl_deployment import HitlDeployment
 
 pytestmark = [
     pytest.mark.deployment,
@@ -44,9 +44,10 @@ def request_for(hitl: HitlRun, subject: str) -> dict[str, Any] | None:
     return detail if hitl.waiting_for_answer() else None
 
 
-def test_first_form_in_airflow_second_in_dify(tmp_path: Path) -> None:
+def test_first_form_in_airflow_second_in_dify(hitl_deployment: HitlDeployment) -> None:
+    """On the shared HITL deployment (``tests/hitl_deployment.py``): a fresh emulator, one run."""
     print()
-    with dify_hitl_deployment(tmp_path, dag_id=HITL_TWO_FORMS_DAG_ID) as hitl:
+    with hitl_deployment.run(HITL_TWO_FORMS_DAG_ID) as hitl:
         emu, timeline = hitl.emu, hitl.timeline
         first = wait_until("the outline review request", lambda: request_for(hitl, "Outline review"), 180, 0.2)
         timeline.mark(f"request (Outline review) shown, try {hitl.task_instance()['try_number']}")
