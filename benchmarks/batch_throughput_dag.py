@@ -78,3 +78,12 @@ with _dag("mapped-deferrable", max_active_tasks=POOL_SLOTS):
     DifyStreamWorkflowOperator.partial(task_id="run", dify_conn_id=CONN_ID, pool=POOL, deferrable=True).expand(
         inputs=documents("mapped-deferrable")
     )
+
+# Warm-up (run once before anything is measured, unless --no-warm-up): a deployment that has run
+# nothing yet pays one-off costs in its first tasks and triggers (the triggerer builds its in-process
+# Execution API on the first Variable or XCom a trigger reads: seconds of CPU). A long-running
+# deployment paid them long ago, so they belong to no configuration.
+with _dag("warm-up"):
+    _warm = [{"seconds": 0.5, "label": f"warm-up-{i}"} for i in range(2)]
+    DifyBatchWorkflowOperator(task_id="batch", dify_conn_id=CONN_ID, inputs=_warm)
+    DifyStreamWorkflowOperator.partial(task_id="run", dify_conn_id=CONN_ID, deferrable=True).expand(inputs=_warm)

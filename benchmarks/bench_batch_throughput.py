@@ -5,7 +5,9 @@ as separate processes; LocalExecutor; SQLite) runs one DAG run per configuration
 other** (never two at once), against the Dify emulator in its own process, whose Long Job app runs
 ``--seconds`` (5) per document and which answers 429 ``too_many_requests`` beyond
 ``--server-cap`` (20) running runs: the service limit is cap x 3600 / seconds = 14,400 documents an
-hour. Configurations (``--configs``, DAGs in ``benchmarks/batch_throughput_dag.py``):
+hour. Before anything is measured a warm-up DAG run (a 2-document batch and 2 mapped deferred tasks)
+pays the deployment's one-off costs, as a long-running deployment has (``--no-warm-up`` measures cold).
+Configurations (``--configs``, DAGs in ``benchmarks/batch_throughput_dag.py``):
 
 * ``batch-deferrable``: ``DifyBatchWorkflowOperator`` (deferrable=True, the default: one trigger holds
   every stream of the batch, no worker slot waits);
@@ -86,6 +88,8 @@ HERE = Path(__file__).resolve().parent
 #: The configurations; each one's DAG in ``batch_throughput_dag.py`` is ``bench_<config with _>``.
 CONFIGS = ("batch-deferrable", "batch-worker", "mapped-blocking", "mapped-deferrable")
 DAG_IDS = {config: "bench_" + config.replace("-", "_") for config in CONFIGS}
+#: Run once before anything is measured (``batch_throughput_dag.py`` says why), unless ``--no-warm-up``.
+WARM_UP_DAG = "bench_warm_up"
 GOAL_FRACTION = 0.9
 GOAL_CPU_PER_DOC = 0.05
 POOL = "dify_bench"
@@ -112,8 +116,17 @@ def _stat(pid: int) -> tuple[int, int, int] | None:
 class ProcessTrees:
     """The live processes descending from ``roots`` (the components), summed (module docstring)."""
 
-    def __init__(self, roots: list[int]) -> None:
+    def __init__(self, roots: list[int], names: list[str] | None = None) -> None:
         self.roots = roots
+        self.names = names or [str(pid) for pid in roots]
+
+    def cpu_by_root(self) -> dict[str, float]:
+        """CPU seconds of each component's tree (the component and everything it forked), by name."""
+        stats, children = self._table()
+        return {
+            name: sum(stats[pid][1] for pid in self._tree(stats, children, [root])) / CLK_TCK
+            for name, root in zip(self.names, self.roots, strict=True)
+        }
 
     def sample(self) -> tuple[float, int, int]:
         """(CPU seconds, RSS bytes, process count) summed over every live process of the trees."""
@@ -130,6 +143,12 @@ class ProcessTrees:
         return total
 
     def _walk(self) -> tuple[dict[int, tuple[int, int, int]], set[int]]:
+        stats, children = self._table()
+        return stats, self._tree(stats, children, self.roots)
+
+    @staticmethod
+    def _table() -> tuple[dict[int, tuple[int, int, int]], dict[int, list[int]]]:
+        """Every process's ``_stat`` and the children of each pid."""
         stats: dict[int, tuple[int, int, int]] = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit() and (stat := _stat(int(entry))) is not None:
@@ -137,14 +156,19 @@ class ProcessTrees:
         children: dict[int, list[int]] = collections.defaultdict(list)
         for pid, (ppid, _, _) in stats.items():
             children[ppid].append(pid)
+        return stats, children
+
+    @staticmethod
+    def _tree(stats: dict[int, Any], children: dict[int, list[int]], roots: list[int]) -> set[int]:
+        """The live processes of the trees under ``roots``."""
         seen: set[int] = set()
-        todo = [pid for pid in self.roots if pid in stats]
+        todo = [pid for pid in roots if pid in stats]
         while todo:
             pid = todo.pop()
             if pid not in seen:
                 seen.add(pid)
                 todo.extend(children.get(pid, ()))
-        return stats, seen
+        return seen
 
 
 class Sampler(threading.Thread):
@@ -198,6 +222,7 @@ class Result:
     store_writes: int | None
     retried: int  # task instances that needed more than one try
     counts: dict[str, Any] | None
+    cpu_by_component: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def exactly_once(self) -> bool:
@@ -253,6 +278,7 @@ def run_config(
     _, turned_away_before = emulator_runs(control)
     sampler = Sampler(trees)
     cpu_before, _, _ = trees.sample()
+    split_before = trees.cpu_by_root()
     sampler.start()
     run_id = f"bench__{config}__{int(time.time() * 1000)}"
     body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None, "conf": {}}
@@ -262,6 +288,7 @@ def run_config(
         state = wait_for_run(dep, dag_id, run_id, timeout)
     finally:
         cpu_after, _, _ = trees.sample()
+        split_after = trees.cpu_by_root()
         sampler.stop()
     tis = task_instances(dep, dag_id, run_id)
     starts = [t for ti in tis if (t := _when(ti.get("start_date"))) is not None]
@@ -296,6 +323,7 @@ def run_config(
         store_writes=int(counts["store_writes"]) if counts and "store_writes" in counts else None,
         retried=sum(1 for ti in tis if int(ti.get("try_number") or 1) > 1),
         counts=counts,
+        cpu_by_component={name: round(split_after[name] - split_before.get(name, 0.0), 1) for name in split_after},
     )
 
 
@@ -349,6 +377,12 @@ def main() -> int:
     parser.add_argument("--server-cap", type=int, default=20, help="the emulator's max_active_requests (default 20)")
     parser.add_argument("--max-concurrency", type=int, default=32, help="the batches' max_concurrency (default 32)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds a DAG run may take (default 1800)")
+    parser.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="measure from a cold deployment (by default a 2-document batch and 2 mapped deferred tasks run first)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the deployment's folder (logs) and print it")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     args = parser.parse_args()
@@ -393,7 +427,15 @@ def main() -> int:
                     raise RuntimeError("creating the pool failed")
                 for config in configs:
                     dep.wait_for_dag(DAG_IDS[config], timeout=300)
-                trees = ProcessTrees([proc.pid for proc in dep.procs.values()])
+                trees = ProcessTrees([proc.pid for proc in dep.procs.values()], list(dep.procs))
+                if args.warm_up:
+                    dep.wait_for_dag(WARM_UP_DAG, timeout=300)
+                    warm_run = f"warm_up__{int(time.time() * 1000)}"
+                    body = {"dag_run_id": warm_run, "logical_date": None, "conf": {}}
+                    if not api(dep, "POST", f"/dags/{WARM_UP_DAG}/dagRuns", json=body):
+                        raise RuntimeError("triggering the warm-up DAG failed")
+                    if wait_for_run(dep, WARM_UP_DAG, warm_run, args.timeout) != "success":
+                        raise RuntimeError(f"the warm-up DAG run failed; see {dep.logs}")
                 wait_quiet(trees, seconds=5)
                 idle = wait_quiet(trees, seconds=10)
                 if not args.json:
@@ -454,6 +496,10 @@ def print_table(report: dict[str, Any], results: list[Result]) -> None:
             f"| {r.peak_pss_mb:,.0f} MB; {r.peak_mb:,.0f} MB ({r.peak_procs} processes) | {runs} | {r.failed_429} "
             f"| {r.answers_429} | {writes} | {r.state}{f', {r.retried} task(s) retried' if r.retried else ''} |"
         )
+    print()
+    for r in results:
+        split = ", ".join(f"{name} {cpu:.1f}" for name, cpu in r.cpu_by_component.items())
+        print(f"- {r.config}: Airflow CPU seconds by component (with what it forked): {split}")
     print()
     print(
         f"Goal: >= {GOAL_FRACTION:.0%} of the limit ({GOAL_FRACTION * report['limit_per_hour']:,.0f} documents/h), "
