@@ -60,6 +60,26 @@ async def test_one_cut_per_burst_then_additive_increase() -> None:
     assert limiter.limit == 2
 
 
+async def test_a_429_where_the_cap_was_found_before_cuts_gently() -> None:
+    """The first 429 at 20 cuts to 15 (x0.75); back at 20, a 429 there again says the cap has not moved:
+    the cut is x0.9 (18), so the limit saws close under a steady cap instead of a quarter below it."""
+    limiter = AdmissionLimiter(20, backoff_initial=0.001, backoff_max=0.002)
+
+    async def turn_away_one() -> int:
+        """A full window, its first run turned away: the limit right after the cut."""
+        burst = [await limiter.acquire() for _ in range(limiter.limit)]
+        await limiter.release(burst[0], not_started=True)
+        cut = limiter.limit
+        for ticket in burst[1:]:  # the others got in
+            await limiter.release(ticket)
+        return cut
+
+    assert await turn_away_one() == 15
+    while limiter.limit < 20:  # runs that got in: +1 per window of `limit`
+        await limiter.release(await limiter.acquire())
+    assert await turn_away_one() == 18
+
+
 async def test_never_below_min_concurrency() -> None:
     limiter = AdmissionLimiter(4, min_concurrency=2, decrease=0.1, backoff_initial=0.001, backoff_max=0.001)
     for _ in range(5):
