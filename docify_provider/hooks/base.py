@@ -23,7 +23,7 @@ from typing import IO, Any, ClassVar
 from airflow.providers.common.compat.sdk import BaseHook
 
 from docify_provider._core.config import DEFAULT_USER, ClientConfig, Secret, conn_env_var
-from docify_provider._core.errors import ConfigError, UnsafeDownloadError, error_class
+from docify_provider._core.errors import BadRequestError, ConfigError, UnsafeDownloadError, error_class
 from docify_provider._core.files import local_fs_path, safe_file_name
 from docify_provider.compat import mask_secret_once
 
@@ -320,6 +320,26 @@ class ProviderHook(BaseHook):
 
         config = self.config
         CACHE.drop(entry_name(self.description_cache_kind, config.base_url, config.api_key))
+
+    def forget_description_if_refused(self, exc: BaseException) -> None:
+        """``forget_description`` when ``exc`` is the server refusing a run's inputs (400): the run paths
+        on the worker (``_refusal_forgets_description``) and a deferred run's resume call this."""
+        if isinstance(exc, BadRequestError):
+            self.forget_description()
+
+    @contextlib.contextmanager
+    def _refusal_forgets_description(self) -> Iterator[None]:
+        """Around a run request: a 400 refusal drops the cached description, then goes on as it was."""
+        try:
+            yield
+        except BadRequestError as exc:
+            self.forget_description_if_refused(exc)
+            raise
+
+    def _forgetting_on_bad_request(self, events: Iterator[Any]) -> Iterator[Any]:
+        """A run's stream of events, under ``_refusal_forgets_description`` (the refusal comes as it starts)."""
+        with self._refusal_forgets_description():
+            yield from events
 
     def close(self) -> None:
         if "client" in self.__dict__:

@@ -14,7 +14,7 @@ from typing import Any
 
 from docify_provider.dify.client import AsyncDifyClient, DifyClient
 from docify_provider.dify.config import DifyClientConfig
-from docify_provider.dify.errors import DifyBadRequestError, DifyError, DifyInputError
+from docify_provider.dify.errors import DifyError, DifyInputError
 from docify_provider.dify.inputs import InputPlan
 from docify_provider.dify.models import AppInfo, AppParameters, OutputFile, UploadedFile, WorkflowEvent, WorkflowRun
 from docify_provider.get_provider_info import DIFY_CONN_FIELDS, DIFY_CONN_FORM_FIELDS, DIFY_UI_FIELD_BEHAVIOUR
@@ -182,11 +182,8 @@ class DifyHook(ProviderHook):
     ) -> WorkflowRun:
         """Blocking run after validation and uploads; a lost answer is recovered, never re-sent."""
         wire = self.prepare_inputs(inputs, user=user, validate=validate)
-        try:
+        with self._refusal_forgets_description():  # never re-sent; the next task reads them again
             return self.client.run_workflow(wire, user=user, files=files, workflow_id=workflow_id, on_sent=on_sent)
-        except DifyBadRequestError:
-            self.forget_description()  # never re-sent; the next task reads them again
-            raise
 
     def stream_workflow(
         self,
@@ -202,14 +199,6 @@ class DifyHook(ProviderHook):
         return self._forgetting_on_bad_request(
             self.client.stream_workflow(wire, user=user, files=files, workflow_id=workflow_id)
         )
-
-    def _forgetting_on_bad_request(self, events: Iterator[WorkflowEvent]) -> Iterator[WorkflowEvent]:
-        """``events``, dropping the cached parameters when the server refuses the inputs (400)."""
-        try:
-            yield from events
-        except DifyBadRequestError:
-            self.forget_description()
-            raise
 
     def attach(
         self, workflow_run_id: str, *, user: str, task_id: str | None = None, continue_on_pause: bool = False

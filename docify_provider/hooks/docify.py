@@ -23,7 +23,6 @@ from docify_provider.docify import (
     StreamEvent,
     UploadedFile,
 )
-from docify_provider.docify.errors import DocifyBadRequestError
 from docify_provider.docify.inputs import UploadPlan, plan_inputs
 from docify_provider.get_provider_info import CONN_FIELDS, CONN_FORM_FIELDS, UI_FIELD_BEHAVIOUR
 from docify_provider.hooks.base import ConnectionView, DownloadTarget, ProviderHook, config_from_view
@@ -196,11 +195,8 @@ class DocifyHook(ProviderHook):
     ) -> RunResult:
         """Blocking run (``POST /v1/scenario/run``) after validation and uploads. Never re-sent."""
         wire = self.prepare_inputs(inputs, user=user, validate=validate)
-        try:
+        with self._refusal_forgets_description():  # never re-sent; the next task reads the scenario again
             return self.client.run(wire, user=user, additional_info=additional_info)
-        except DocifyBadRequestError:
-            self.forget_description()  # never re-sent; the next task reads the scenario again
-            raise
 
     def stream_scenario(
         self,
@@ -213,14 +209,6 @@ class DocifyHook(ProviderHook):
         """Streaming run: yields events as they arrive; raises on ERROR / failed COMPLETE / cut stream."""
         wire = self.prepare_inputs(inputs, user=user, validate=validate)
         return self._forgetting_on_bad_request(self.client.stream(wire, user=user, additional_info=additional_info))
-
-    def _forgetting_on_bad_request(self, events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
-        """``events``, dropping the cached scenario description when the server refuses the inputs (400)."""
-        try:
-            yield from events
-        except DocifyBadRequestError:
-            self.forget_description()
-            raise
 
     # -- files out ------------------------------------------------------------------------------
 

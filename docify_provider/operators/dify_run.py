@@ -233,7 +233,7 @@ class DifyRunOperatorBase(DifyPauseHandling):
         task straight from a REST API answer, whose event carries only the answer.
         """
         from docify_provider import hitl as seam
-        from docify_provider._core.errors import BadRequestError, OutcomeUnknownError, error_class
+        from docify_provider._core.errors import OutcomeUnknownError, error_class
         from docify_provider.dify.models import run_from_record
         from docify_provider.events import error_from_event
 
@@ -266,8 +266,7 @@ class DifyRunOperatorBase(DifyPauseHandling):
                 self._started(state, task_id, run_id, user)
                 return self._on_paused(context, str(run_id), event.get("form") or {})
             exc = error_from_event(event, root=self._error_root())
-            if isinstance(exc, BadRequestError):  # refused inputs: the next task reads the app again
-                self.hook.forget_description()
+            self.hook.forget_description_if_refused(exc)  # refused inputs: the next task reads them again
             if not self._forget_if_settled(state, exc, run_id=run_id) and run_id:
                 self._started(state, task_id, run_id, user)
             raise exc

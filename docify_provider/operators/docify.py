@@ -381,7 +381,6 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after ``DocifyStreamTrigger``: keep the result, post-process, or raise its error."""
-        from docify_provider._core.errors import BadRequestError
         from docify_provider.docify.models import RunResult
         from docify_provider.events import error_from_event
 
@@ -406,8 +405,7 @@ class DocifyStreamScenarioOperator(_DocifyRunOperatorBase):
                 self._save_result(state, result, session_id)
                 return self._finish(context, state, result, session_id)
             exc = error_from_event(event)
-            if isinstance(exc, BadRequestError):  # refused inputs: the next task reads the scenario again
-                self.hook.forget_description()
+            self.hook.forget_description_if_refused(exc)  # refused inputs: the next task reads them again
             self._settle_failure(state, exc)
             if not outcome_known(exc) and event.get("session_id"):
                 self._note_session(state, str(event["session_id"]))
