@@ -140,6 +140,35 @@ class Known:
         )
 
     @classmethod
+    def after_trigger_failure(
+        cls,
+        label: str,
+        why: str,
+        event: Mapping[str, Any] | None,
+        marker: Mapping[str, Any],
+        pending: Mapping[str, Any],
+        backend: Backend,
+    ) -> Known:
+        """What a failed trigger's event, its restart marker and the ledger's pending record tell together."""
+        seen = [event or {}, marker, pending]
+        run_id = next((str(s[backend.id_field]) for s in seen if s.get(backend.id_field)), None)
+        told = (event or {}).get("sent")  # True, False, or None: no event, or the trigger could not tell
+        if run_id or told or marker.get("state") == "sent":
+            return cls(
+                sent=True,
+                run_id=run_id,
+                task_id=next((str(s["task_id"]) for s in seen if s.get("task_id")), None),
+                who=f"the {label} trigger",
+                when=marker.get("sent_at") or pending.get("sent_at"),
+            )
+        if told is False or marker.get("state") == "deferred":
+            return cls(sent=False)
+        return cls.unreadable(
+            f"the {label} trigger failed ({why}), and neither it nor its restart marker tells whether it sent "
+            "the run request."
+        )
+
+    @classmethod
     def unreadable(cls, why: str) -> Known:
         """The state that would tell cannot be read (``why``): whether a run was sent is unknown."""
         return cls(sent=None, why_unknown=why)

@@ -371,7 +371,7 @@ class RunOperatorBase(BaseOperator):
             pending = self.ledger(state).read().get("pending") or {}
         except Exception:
             pending = {}
-        known = _known_after_trigger_failure(self.label, why, event, marker, pending, backend)
+        known = Known.after_trigger_failure(self.label, why, event, marker, pending, backend)
         decision = decide(known, backend, where=state.describe(self.state_key))
         label = self.label
         if decision.action is Action.REATTACH and decision.run_id:
@@ -536,34 +536,6 @@ class RunOperatorBase(BaseOperator):
             uri = Path(local).resolve().as_uri() if local is not None else path
             events[alias].add(Asset(uri=uri), extra=dict(extra))
             self.log.info("Asset event for %s through alias %r", uri, self.asset_alias)
-
-
-def _known_after_trigger_failure(
-    label: str,
-    why: str,
-    event: Mapping[str, Any] | None,
-    marker: Mapping[str, Any],
-    pending: Mapping[str, Any],
-    backend: Backend,
-) -> Known:
-    """What a failed trigger's event, its restart marker and the ledger's pending record tell together."""
-    seen = [event or {}, marker, pending]
-    run_id = next((str(s[backend.id_field]) for s in seen if s.get(backend.id_field)), None)
-    told = (event or {}).get("sent")  # True, False, or None: no event, or the trigger could not tell
-    if run_id or told or marker.get("state") == "sent":
-        return Known(
-            sent=True,
-            run_id=run_id,
-            task_id=next((str(s["task_id"]) for s in seen if s.get("task_id")), None),
-            who=f"the {label} trigger",
-            when=marker.get("sent_at") or pending.get("sent_at"),
-        )
-    if told is False or marker.get("state") == "deferred":
-        return Known(sent=False)
-    return Known.unreadable(
-        f"the {label} trigger failed ({why}), and neither it nor its restart marker tells whether it sent the run "
-        "request."
-    )
 
 
 __all__ = [
