@@ -186,7 +186,8 @@ class Decision:
     """What to do, and the sentence that says why (a log line, or the outcome-unknown error's message).
 
     ``resubmit`` marks a SEND over a request that may already have started (and billed) a run:
-    log ``message`` as a warning. A first send has no message.
+    log ``message`` as a warning. A first send has no message. ``not_followed``: why an UNKNOWN
+    run cannot be followed, when a reason is known (the failing try's message names it too).
     """
 
     action: Action
@@ -196,6 +197,7 @@ class Decision:
     user: str | None = None
     result: Mapping[str, Any] | None = None
     resubmit: bool = False
+    not_followed: str = ""
 
 
 def decide(
@@ -250,10 +252,11 @@ def decide(
         )
     if known.run_id:
         missing = "its result never arrived"
-        follow = f" ({backend.no_reattach})" if backend.no_reattach else ""
+        not_followed = backend.no_reattach
     else:
         missing = f"neither its {backend.id_noun} id nor its result arrived"
-        follow = f" (without its {backend.id_noun} id it cannot be followed)" if backend.can_reattach else ""
+        not_followed = f"without its {backend.id_noun} id it cannot be followed" if backend.can_reattach else ""
+    follow = f" ({not_followed})" if not_followed else ""
     when = f" (at or after {known.when})" if known.when else ""
     return Decision(
         Action.UNKNOWN,
@@ -261,6 +264,7 @@ def decide(
         f"The run may have been started and billed, so it is not re-sent{follow}. {todo}",
         run_id=known.run_id,
         task_id=known.task_id,
+        not_followed=not_followed,
     )
 
 

@@ -20,6 +20,7 @@ from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator
 
 from docify_provider.durable.ledger import RunLedger
 from docify_provider.durable.policy import Action, Backend, Decision, Known, decide
+from docify_provider.operators.fail_fast import fails_fast
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -229,20 +230,35 @@ class RunOperatorBase(BaseOperator):
         that cannot be read raises ``LedgerError`` (both fail closed).
         """
         ledger = self.ledger(state)
-        stored = ledger.read()
+        decision = self._decision(ledger, ledger.read())
+        if decision.action is Action.UNKNOWN:
+            raise self._outcome_unknown(decision.message, decision.run_id)
+        if decision.message:
+            (self.log.warning if decision.resubmit else self.log.info)("%s", decision.message)
+        return decision
+
+    def _decision(self, ledger: RunLedger, stored: Mapping[str, Any]) -> Decision:
         backend = self._policy()
-        decision = decide(
+        return decide(
             Known.from_ledger(stored, backend),
             backend,
             force_rerun=self.force_rerun,
             allow_resubmit=self.allow_resubmit,
             where=ledger.describe(str(stored.get("key") or self.state_key)),
         )
-        if decision.action is Action.UNKNOWN:
-            raise self._outcome_unknown(decision.message, decision.run_id)
-        if decision.message:
-            (self.log.warning if decision.resubmit else self.log.info)("%s", decision.message)
-        return decision
+
+    def next_try(self, context: Context) -> tuple[Decision, str] | None:
+        """What the next try will decide from the ledger as this try leaves it (read even on try 1), and
+        where that state is kept; None when it cannot be read (the next try then fails closed). For
+        ``fail_fast``, when this try fails with an unknown outcome."""
+        from docify_provider.durable.state import TaskState
+
+        try:
+            ledger = getattr(self, "_ledger", None) or self.ledger(TaskState(context, self.log))
+            stored = ledger.left()
+            return self._decision(ledger, stored), ledger.describe(str(stored.get("key") or self.state_key))
+        except Exception:
+            return None
 
     def _outcome_unknown(self, message: str, run_id: str | None) -> OutcomeUnknownError:
         """This backend's ``OutcomeUnknownError`` naming the run by the field its errors use."""
@@ -311,6 +327,7 @@ class RunOperatorBase(BaseOperator):
     #: XCom key of the backend trigger's restart marker (``{"state": "deferred" | "sent", ...}``).
     marker_xcom_key: ClassVar[str]
 
+    @fails_fast
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         """A deferred try that Airflow resumes only to fail it (``__fail__``) is not simply failed.
 

@@ -42,6 +42,7 @@ from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator
 
 from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.base import context_ti, ctx, open_output_target, with_asset_alias
+from docify_provider.operators.fail_fast import fails_fast
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -198,6 +199,7 @@ class BatchOperatorBase(BaseOperator):
 
     # -- the flow -------------------------------------------------------------------------------
 
+    @fails_fast
     def execute(self, context: Context) -> Any:
         items = self._items()
         for param in ("results_to", "attachments_to"):
@@ -231,6 +233,7 @@ class BatchOperatorBase(BaseOperator):
 
         return complete_batch(self, context, dict(event or {}))
 
+    @fails_fast
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         """A trigger that crashed (``__fail__``, not its timeout) leaves the batch to the worker, on the same ledger."""
         from docify_provider.operators.base import TRIGGER_FAIL, failure_cause, is_trigger_timeout

@@ -26,6 +26,7 @@ from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.base import context_ti, map_index, outcome_known
 from docify_provider.operators.dify_hitl import DifyPauseHandling
+from docify_provider.operators.fail_fast import fails_fast
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, DIFY_STATE_KEY
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class DifyRunOperatorBase(DifyPauseHandling):
 
     # -- the shared flow ------------------------------------------------------------------------
 
+    @fails_fast
     def execute(self, context: Context) -> Any:
         self._check_output_targets()
         self._prepare()

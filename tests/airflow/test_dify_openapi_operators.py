@@ -252,7 +252,8 @@ def test_run_log_link_is_stored_for_the_ui_when_deferred_and_at_the_end(openapi_
 
 @pytest.mark.parametrize("status", [400, 429, 503])
 def test_a_refused_run_request_leaves_nothing_pending_so_the_retry_runs(openapi_conn, capfd, status):
-    """A 400/429/503 answer to the run request itself means no run started: the retry sends it (once)."""
+    """A 400/429/503 answer to the run request itself means no run started: the retry sends it (once).
+    A 400 is not retried at all (a retry cannot fix the request): the task fails at once, nothing run."""
     from datetime import timedelta
 
     from docify_provider.testing.faults import Fault
@@ -271,15 +272,21 @@ def test_a_refused_run_request_leaves_nothing_pending_so_the_retry_runs(openapi_
         )
     outcome = run_dag(dag)
     text = console_text(capfd)
+    assert "outcome unknown" not in text
+    if status == 400:
+        assert outcome.state("run") == "failed" and outcome.try_number("run") == 1, text[-4000:]
+        assert "Not retried (DifyOpenAPIBadRequestError)" in text
+        assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 0
+        return
     assert outcome.state("run") == "success", text[-4000:]
     assert outcome.try_number("run") == 2
-    assert "outcome unknown" not in text
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
 
 
 @pytest.mark.airflow_line("the pending record in the line's store (a Variable before 3.3)")
 def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(openapi_conn, capfd):
-    """A 502 may hide a started run (no run lookup on this API): the retry fails closed instead."""
+    """A 502 may hide a started run (no run lookup on this API): the task fails closed at once, its
+    retry unspent (it would have failed closed on the pending record), naming where that record is."""
     from datetime import timedelta
 
     from docify_provider.testing.faults import Fault
@@ -292,9 +299,11 @@ def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(o
         )
     outcome = run_dag(dag)
     text = console_text(capfd)
-    assert outcome.state("run") == "failed" and outcome.try_number("run") == 2
-    assert "outcome unknown" in text and "it is not re-sent" in text
-    assert "DifyOpenAPIOutcomeUnknownError" in text, "the account API's family, so except DifyOpenAPIError catches it"
+    assert outcome.state("run") == "failed" and outcome.try_number("run") == 1, text[-4000:]
+    assert "Not retried (DifyOpenAPIRunGatewayError): a Dify run request may already have been started" in text
+    assert "and without its run id it cannot be followed, so trying again" in text
+    assert "clear the task state: " in text and "key 'dify_state'" in text, "where the pending record is"
+    assert "DifyOpenAPIRunGatewayError" in text, "the account API's family, so except DifyOpenAPIError catches it"
     assert emu.runs_started(ACCOUNT_TOKEN) == 0
 
 
@@ -378,14 +387,14 @@ def test_account_trigger_on_kill_of_a_paused_run_is_bounded_and_says_what_it_saw
 @pytest.mark.parametrize("allow_resubmit", [False, True])
 def test_a_retry_of_a_chat_run_that_cannot_be_reattached_follows_allow_resubmit(openapi_conn, capfd, allow_resubmit):
     """A basic chat run is recorded by its message id, and the events route cannot re-attach to it.
-    Try 2 fails closed naming the task state, or, with ``allow_resubmit=True``, sends a new run (the
-    policy's row for a run that cannot be followed). It used to fail closed either way, its message
-    advising the ``allow_resubmit=True`` it then ignored."""
+    Try 1 fails closed at once naming the task state, or, with ``allow_resubmit=True``, try 2 sends a
+    new run (the policy's row for a run that cannot be followed). It used to fail closed either way,
+    its message advising the ``allow_resubmit=True`` it then ignored."""
     emu = openapi_conn
     outcome, text = _chat_cut_and_retried(
         emu, capfd, f"openapi_chat_retry_{allow_resubmit}", CHAT_APP_ID, query="Hello?", allow_resubmit=allow_resubmit
     )
-    assert outcome.try_number("chat") == 2, text[-6000:]
+    assert outcome.try_number("chat") == (2 if allow_resubmit else 1), text[-6000:]
     if allow_resubmit:
         assert outcome.state("chat") == "success", text[-6000:]
         assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 2
@@ -394,9 +403,9 @@ def test_a_retry_of_a_chat_run_that_cannot_be_reattached_follows_allow_resubmit(
     else:
         assert outcome.state("chat") == "failed"
         assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 1
-        assert "DifyOpenAPIOutcomeUnknownError" in text and "it is not re-sent" in text
-        assert "Dify's events route cannot re-attach to a chat run" in text
-        assert "clear the task state (task_state_store key 'dify_state')" in text or "Variable" in text
+        assert "Not retried (DifyOpenAPIOutcomeUnknownError): " in text and "paying twice" in text, text[-3000:]
+        assert "and Dify's events route cannot re-attach to a chat run, so trying again" in text
+        assert "clear the task state: " in text and "key 'dify_state'" in text, "where the pending record is"
 
 
 def test_account_api_failures_after_a_deferral_are_the_account_api_family(openapi_conn, monkeypatch):

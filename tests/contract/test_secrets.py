@@ -266,7 +266,7 @@ def _docify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
             task_id="err_deferred", docify_conn_id="docify_secret_err", deferrable=True, **run_kwargs
         )
 
-        # retries=1: the second try finds the pending marker and refuses to pay again.
+        # retries=1, left unspent: an unknown outcome fails at once (a retry would refuse to pay again).
         retry_once: dict[str, Any] = {"retries": 1}
         DocifyRunScenarioOperator(
             task_id="unknown_blocking", docify_conn_id="docify_secret_unknown", **retry_once, **run_kwargs
@@ -294,7 +294,7 @@ def _docify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
         DocifyScenarioSensor(task_id="wrong_sensor_poke", docify_conn_id="docify_secret_wrong", mode="poke", **sensor)
 
     def check(out: Any) -> None:
-        assert out.try_number("unknown_deferred") == 2 and out.try_number("unknown_blocking") == 2
+        assert out.try_number("unknown_deferred") == 1 and out.try_number("unknown_blocking") == 1
         assert emu.runs_started(keys["ok"]) == 3 and emu.runs_started(keys["unknown"]) == 2
 
     return Scenario(
@@ -583,7 +583,8 @@ def test_plain_http_to_a_non_loopback_host_is_refused_unless_allowed(docify_conn
 
         assert out.state("refused") == "failed"
         [(_, exc)] = CAPTURED
-        assert isinstance(exc, DocifyConfigError) and "Refusing plain http://" in str(exc)
+        # Failed at once (a retry cannot fix a connection): the ConfigError is the AirflowFailException's cause.
+        assert isinstance(exc.__cause__, DocifyConfigError) and "Refusing plain http://" in str(exc)
         assert key not in _exception_texts(exc)
         # The refusal happens before any connection: the allowed task's requests are the only ones.
         assert out.state("allowed") == "success"
