@@ -41,6 +41,7 @@ def test_workflow_app_by_name_gives_the_workflow_xcom_plus_app(openapi_conn, cap
     xcom = outcome.xcom("run")
     assert set(DIFY_XCOM_KEYS) <= set(xcom)
     assert xcom["app_id"] == TEXT_APP_ID and xcom["mode"] == "workflow"
+    assert xcom["app_name"] == "Text Writer", "the name the lookup gave, next to the id it resolved to"
     assert xcom["status"] == "succeeded" and xcom["workflow_run_id"]
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
     assert "Dify node" in text
@@ -55,7 +56,10 @@ def test_chat_app_gives_answer_and_conversation(openapi_conn, capfd):
     assert outcome.dag_state == "success", console_text(capfd)[-4000:]
     xcom = outcome.xcom("chat")
     assert xcom["mode"] == "chat" and xcom["answer"] and xcom["conversation_id"]
+    assert xcom["app_name"] == "Chat Assistant", "given by id: the name is the describe read's"
     assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 1
+    # The name costs no request of its own: one describe read for the inputs, no app listing.
+    assert not [r for r in emu.requests if r.endpoint == "apps"], [r.endpoint for r in emu.requests]
 
 
 def test_bad_input_fails_before_any_run(openapi_conn, capfd):
@@ -102,12 +106,14 @@ def test_deferred_workflow_app_defers_once_named_and_gives_the_same_xcom(openapi
     xcom = outcome.xcom("run")
     assert set(DIFY_XCOM_KEYS) <= set(xcom)
     assert xcom["app_id"] == TEXT_APP_ID and xcom["mode"] == "workflow" and xcom["status"] == "succeeded"
+    assert xcom["app_name"] == "Text Writer", "carried through the trigger, not looked up again on resume"
     assert xcom["outputs"]["text"]
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
     assert emu.events_requests(ACCOUNT_TOKEN, app=TEXT_APP_ID) >= 1, "the trigger followed the run by id"
     assert f"Deferring: the triggerer follows Dify run {xcom['workflow_run_id']}" in text
     (kwargs,) = _stored_kwargs(dag.dag_id)
     assert kwargs["workflow_run_id"] == xcom["workflow_run_id"] and kwargs["app_id"] == TEXT_APP_ID
+    assert kwargs["app_name"] == "Text Writer"
     assert kwargs["dify_openapi_conn_id"] == "dify_openapi_default" and "inputs" not in kwargs
     marker = outcome.xcom("run", key=DIFY_MARKER_XCOM_KEY)
     assert marker["workflow_run_id"] == xcom["workflow_run_id"] and marker["task_id"] == xcom["task_id"]
