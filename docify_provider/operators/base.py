@@ -432,7 +432,7 @@ class RunOperatorBase(BaseOperator):
         conn_id = str(getattr(self.hook, "conn_id", "") or "<conn_id>")
         login = (
             f"; `airflow-dify login --conn-id {conn_id} --print-env` prints it for a Dify account connection"
-            if getattr(self.hook, "conn_type", None) == "dify_openapi"
+            if getattr(self.hook, "conn_type", None) in ("dify-openapi", "dify_openapi")
             else ""
         )
         return (
