@@ -88,12 +88,12 @@ class ProviderError(Exception):
                 return None
             session = getattr(self, "session_id", None)
             seen = f" (session {session})" if session else ""
-            follow = f", and {not_followed}" if not_followed else ""
+            follow = f"; {not_followed}; " if not_followed else ", so "
             state = f": {where}; then" if where else ", then"
             return (
-                f"a {self.label} run request may already have been started and billed{seen}{follow}, so trying "
-                "again would risk paying twice, which needs the user's consent (set allow_resubmit=True, or clear "
-                f"the task state{state} clear the task to pay for a new run)."
+                f"a {self.label} run request may already have been started and billed{seen}{follow}trying again "
+                "would risk paying twice, which needs the user's consent (set allow_resubmit=True, or clear the "
+                f"task state{state} clear the task to pay for a new run)."
             )
         if self.permanent:
             return self.permanent_because.format(label=self.label, status=self.status_code)

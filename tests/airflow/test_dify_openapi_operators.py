@@ -307,7 +307,7 @@ def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(o
     text = console_text(capfd)
     assert outcome.state("run") == "failed" and outcome.try_number("run") == 1, text[-4000:]
     assert "Not retried (DifyOpenAPIRunGatewayError): a Dify run request may already have been started" in text
-    assert "and without its run id it cannot be followed, so trying again" in text
+    assert "; without its run id it cannot be followed; trying again" in text
     assert "clear the task state: " in text and "key 'dify_state'" in text, "where the pending record is"
     assert "DifyOpenAPIRunGatewayError" in text, "the account API's family, so except DifyOpenAPIError catches it"
     assert emu.runs_started(ACCOUNT_TOKEN) == 0
@@ -410,7 +410,7 @@ def test_a_retry_of_a_chat_run_that_cannot_be_reattached_follows_allow_resubmit(
         assert outcome.state("chat") == "failed"
         assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 1
         assert "Not retried (DifyOpenAPIOutcomeUnknownError): " in text and "paying twice" in text, text[-3000:]
-        assert "and Dify's events route cannot re-attach to a chat run, so trying again" in text
+        assert "; Dify's events route cannot re-attach to a chat run; trying again" in text
         assert "clear the task state: " in text and "key 'dify_state'" in text, "where the pending record is"
 
 
