@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DifyEventTracker", "RunRecovery", "raise_if_failed"]
+__all__ = ["DifyEventTracker", "LostRunSearch", "RunRecovery", "raise_if_failed"]
 
 #: The server's clock may be a little behind ours: look for runs created this much before the send.
 CLOCK_SLACK_SECONDS = 5.0
@@ -319,17 +319,24 @@ class RunRecovery:
     def check(self, run: WorkflowRun) -> None:
         self.checked.add(run.workflow_run_id)
         created = run.created_at.timestamp() if run.created_at else None
-        if (created is None or created >= self.since - 1) and inputs_match(self.inputs, run.inputs):
+        if (created is None or created >= self.since - 1) and self.same_inputs(run):
             self.matches.append(run.workflow_run_id)
+
+    def same_inputs(self, run: WorkflowRun) -> bool:
+        """Whether ``run`` was started with the inputs the request sent."""
+        return inputs_match(self.inputs, run.inputs)
 
     def found(self) -> str | None:
         """The one matching run id; several matches are an unknown outcome (which one is ours?)."""
         if len(self.matches) > 1:
-            raise self.unknown(
-                f"{len(self.matches)} runs of user {self.user!r} with these inputs started since the request "
-                f"({', '.join(self.matches)}); which one it started cannot be told."
-            )
+            raise self.unknown(self.ambiguous())
         return self.matches[0] if self.matches else None
+
+    def ambiguous(self) -> str:
+        return (
+            f"{len(self.matches)} runs of user {self.user!r} with these inputs started since the request "
+            f"({', '.join(self.matches)}); which one it started cannot be told."
+        )
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.time())
@@ -362,6 +369,67 @@ class RunRecovery:
             f"({self.deadline - self.sent_at:g}s"
             + (f"; {self.read_errors} reads of the logs failed" if self.read_errors else "")
             + ")."
+        )
+
+
+class LostRunSearch(RunRecovery):
+    """Sans-IO search for a run an earlier try (or its trigger) may have sent but never named.
+
+    What is known comes from the ledger's pending record: the end user the run was sent as and a
+    time the request went out at or after (``sent_at``, the worker's clock; Dify's clock may differ
+    by ``CLOCK_SLACK_SECONDS``). The inputs are not kept there, so a candidate is a logged run of
+    exactly that user created since then, checked here row by row (the server's filters only narrow
+    the reading) and then by its run detail's time. Exactly one candidate is the run; more than one
+    cannot be told apart, and none by ``sent_at + recovery_timeout`` means none is known: both fail
+    closed with ``todo`` (what the user can do), nothing is sent.
+    """
+
+    def __init__(self, user: str, sent_at: float, config: DifyClientConfig, *, who: str, todo: str) -> None:
+        super().__init__({"user": user, "inputs": {}}, sent_at, config, DifyOutcomeUnknownError(who))
+        self.who, self.todo = who, todo
+
+    def unchecked(self, logs: list[WorkflowLog]) -> list[str]:
+        """This user's runs (the row must name the user: an account's run or a row without one is not),
+        created since the pending record, not read yet."""
+        return [
+            item.workflow_run_id
+            for item in logs
+            if item.workflow_run_id not in self.checked
+            and item.session_id == self.user
+            and item.created_at is not None
+            and item.created_at.timestamp() >= self.since - 1
+        ]
+
+    def same_inputs(self, run: WorkflowRun) -> bool:
+        return True  # not kept in the pending record: the user and the time decide
+
+    def ambiguous(self) -> str:
+        return (
+            f"{len(self.matches)} runs of end user {self.user!r} were created since then "
+            f"({', '.join(self.matches)}): which one {self.who} started cannot be told, so none is followed."
+        )
+
+    def window(self) -> str:
+        """The search, for messages: the user and the earliest creation time looked for (UTC)."""
+        from datetime import datetime, timezone
+
+        since = datetime.fromtimestamp(self.since, tz=timezone.utc).isoformat(timespec="seconds")
+        return f"end user {self.user!r}, created at or after {since}"
+
+    def unknown(self, why: str, run_id: str | None = None) -> DifyOutcomeUnknownError:
+        return DifyOutcomeUnknownError(
+            f"Dify run outcome unknown: {self.who} may have sent the run request, and its run id never arrived. "
+            f"Looked for it in the app's logs ({self.window()}): {why} The run may have been started and billed, "
+            f"so it is not re-sent. {self.todo}",
+            run_id=run_id,
+            session_id=run_id,
+        )
+
+    def expired(self) -> DifyOutcomeUnknownError:
+        errors = f"; {self.read_errors} reads of the logs failed" if self.read_errors else ""
+        return self.unknown(
+            f"no such run appeared within recovery_timeout ({self.deadline - self.sent_at:g}s after the request"
+            f"{errors}), so none is known to have started."
         )
 
 

@@ -17,6 +17,7 @@ from docify_provider.dify.config import DifyClientConfig
 from docify_provider.dify.errors import DifyError, DifyInputError
 from docify_provider.dify.inputs import InputPlan
 from docify_provider.dify.models import AppInfo, AppParameters, OutputFile, UploadedFile, WorkflowEvent, WorkflowRun
+from docify_provider.dify.stream import RunRecovery
 from docify_provider.get_provider_info import DIFY_CONN_FIELDS, DIFY_CONN_FORM_FIELDS, DIFY_UI_FIELD_BEHAVIOUR
 from docify_provider.hooks.base import DownloadTarget, ProviderHook
 
@@ -221,6 +222,11 @@ class DifyHook(ProviderHook):
 
     def iter_workflow_logs(self, **filters: Any) -> Iterator[Any]:
         return self.client.iter_workflow_logs(**filters)
+
+    def find_run(self, search: RunRecovery) -> str:
+        """The id of the one run ``search`` describes, read from the app's logs (``DifyOutcomeUnknownError``
+        when there is none by its deadline, or more than one); nothing is sent."""
+        return self.client.find_run(search)
 
     def get_form(self, form_token: str) -> dict[str, Any]:
         """``GET /form/human_input/{token}`` (a paused run's human-input form)."""

@@ -11,6 +11,7 @@ This module is imported when DAG files are parsed: only ``airflow.sdk`` pieces a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -238,11 +239,18 @@ class RunOperatorBase(BaseOperator):
             allow_resubmit=self.allow_resubmit,
             where=ledger.describe(str(stored.get("key") or self.state_key)),
         )
+        if decision.action is Action.FIND:
+            decision = self._find_lost_run(state, decision)
         if decision.action is Action.UNKNOWN:
             raise self._outcome_unknown(decision.message, decision.run_id)
         if decision.message:
             (self.log.warning if decision.resubmit else self.log.info)("%s", decision.message)
         return decision
+
+    def _find_lost_run(self, state: TaskState, decision: Decision) -> Decision:
+        """A run may have been sent and none is named (``Action.FIND``): a backend that can look it up in
+        its logs returns a REATTACH to it (or raises); any other fails closed with the decision's message."""
+        return dataclasses.replace(decision, action=Action.UNKNOWN)
 
     def _outcome_unknown(self, message: str, run_id: str | None) -> OutcomeUnknownError:
         """This backend's ``OutcomeUnknownError`` naming the run by the field its errors use."""
@@ -373,6 +381,8 @@ class RunOperatorBase(BaseOperator):
             pending = {}
         known = _known_after_trigger_failure(self.label, why, event, marker, pending, backend)
         decision = decide(known, backend, where=state.describe(self.state_key))
+        if decision.action is Action.FIND:
+            decision = self._find_lost_run(state, decision)
         label = self.label
         if decision.action is Action.REATTACH and decision.run_id:
             self.log.warning(
@@ -550,20 +560,26 @@ def _known_after_trigger_failure(
     seen = [event or {}, marker, pending]
     run_id = next((str(s[backend.id_field]) for s in seen if s.get(backend.id_field)), None)
     told = (event or {}).get("sent")  # True, False, or None: no event, or the trigger could not tell
+    # The pending record's user and time let a worker look a run that was never named up in the logs.
+    user, sent_at = pending.get("user"), pending.get("sent_at")
     if run_id or told or marker.get("state") == "sent":
         return Known(
             sent=True,
             run_id=run_id,
             task_id=next((str(s["task_id"]) for s in seen if s.get("task_id")), None),
+            user=user,
             who=f"the {label} trigger",
-            when=marker.get("sent_at") or pending.get("sent_at"),
+            when=marker.get("sent_at") or sent_at,
+            searchable=True,
         )
     if told is False or marker.get("state") == "deferred":
         return Known(sent=False)
-    return Known.unreadable(
+    why_unknown = (
         f"the {label} trigger failed ({why}), and neither it nor its restart marker tells whether it sent the run "
         "request."
     )
+    unread = Known.unreadable(why_unknown)
+    return dataclasses.replace(unread, user=user, who=f"the {label} trigger", when=sent_at, searchable=True)
 
 
 __all__ = [

@@ -16,12 +16,13 @@ Each API adds only what differs: its hook and connection, how inputs are checked
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from docify_provider.dify.narration import log_run, log_workflow_event
-from docify_provider.durable.policy import DIFY, Action
+from docify_provider.durable.policy import DIFY, Action, Decision
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.base import context_ti, map_index, outcome_known
@@ -161,6 +162,45 @@ class DifyRunOperatorBase(DifyPauseHandling):
         if decision.action is Action.REATTACH and decision.run_id:
             return self._follow(context, state, decision.run_id, decision.task_id, decision.user or user)
         return None
+
+    def _find_lost_run(self, state: TaskState, decision: Decision) -> Decision:
+        """An earlier try (or its trigger) may have sent the run, and its id never arrived: look for it in
+        the app's logs (the end user and time the ledger's pending record holds) and re-attach to it.
+
+        The deferred stream's trigger sends the run, so its id lives only in the trigger's restart
+        marker until the task resumes; a try that Airflow fails before it resumes (apache/airflow#67287)
+        or that is cleared starts the next one with that marker purged. Exactly one run of that user
+        created since the record is the run (its id is written to the record, then it is followed as
+        any known run); none by ``recovery_timeout`` or more than one fails closed
+        (``DifyOutcomeUnknownError`` naming what was found). Nothing is ever re-sent.
+        """
+        from datetime import datetime
+
+        from docify_provider.dify.stream import LostRunSearch
+
+        try:
+            sent_at = datetime.fromisoformat(str(decision.when)).timestamp()
+        except ValueError:
+            return dataclasses.replace(decision, action=Action.UNKNOWN)
+        search = LostRunSearch(str(decision.user), sent_at, self.hook.config, who=decision.who, todo=decision.todo)
+        self.log.info(
+            "%s%s may have sent a Dify run request (at or after %s) whose run id never arrived; looking for the run "
+            "in the app's logs (%s)",
+            decision.who[:1].upper(),
+            decision.who[1:],
+            decision.when,
+            search.window(),
+        )
+        run_id = self.hook.find_run(search)
+        self.log.info(
+            "Found Dify run %s in the app's logs (%s; the only run there since %s's pending record); re-attaching "
+            "to it instead of starting a new run",
+            run_id,
+            search.window(),
+            decision.who,
+        )
+        self.ledger(state).started(workflow_run_id=run_id)
+        return dataclasses.replace(decision, action=Action.REATTACH, run_id=run_id, message="")
 
     def _forget_if_settled(self, state: TaskState, exc: BaseException, run_id: str | None = None) -> bool:
         """After a failure: forget the pending record only when ``exc`` proves no run is pending.
