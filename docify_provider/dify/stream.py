@@ -28,12 +28,15 @@ from docify_provider.dify.errors import (
 )
 from docify_provider.dify.matching import inputs_match
 from docify_provider.dify.models import (
+    PRICE_NOT_SEEN,
     WorkflowEvent,
     WorkflowLog,
     WorkflowRun,
     add_usage,
     empty_usage,
+    unpriced,
 )
+from docify_provider.dify.parsing import opt_int
 
 if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent
@@ -47,6 +50,9 @@ __all__ = ["DifyEventTracker", "LostRunSearch", "RunRecovery", "raise_if_failed"
 CLOCK_SLACK_SECONDS = 5.0
 #: Dify's default user when the upload form has none; the provider always sends one.
 _DEDUPED_EVENTS = frozenset({"node_started", "node_finished", "human_input_required", "workflow_started"})
+#: A ``node_finished`` with all of these null is detail-stripped (Dify's ``to_ignore_detail_dict``, as a
+#: state snapshot replays a node): its usage is not known. A live one has inputs or outputs.
+_STRIPPED = ("inputs", "process_data", "outputs", "execution_metadata")
 
 
 def raise_if_failed(run: WorkflowRun, endpoint: str, errors: type[ProviderError] = DifyError) -> WorkflowRun:
@@ -113,6 +119,10 @@ class DifyEventTracker:
         self.result: WorkflowRun | None = None
         self.terminal: WorkflowEvent | None = None
         self._node_usage: dict[str, Any] = {}
+        #: Node executions seen starting, seen finishing, and seen finishing detail-stripped (no usage).
+        self._nodes_started: set[str] = set()
+        self._nodes_finished: set[str] = set()
+        self._nodes_stripped: set[str] = set()
         self._seen_keys: set[tuple[str, str]] = set()
 
     @property
@@ -168,11 +178,16 @@ class DifyEventTracker:
             return None
         name = event.event
         self.events_seen.append(name)
-        if name == "node_finished":
+        if name == "node_started":
+            self._nodes_started.add(str(event.data.get("id") or ""))
+        elif name == "node_finished":
             execution = str(event.data.get("id") or f"#{len(self.events_seen)}")
             metadata = event.data.get("execution_metadata")
             if isinstance(metadata, dict):
                 self._node_usage[execution] = metadata
+            self._nodes_finished.add(execution)
+            if all(event.data.get(k) is None for k in _STRIPPED):
+                self._nodes_stripped.add(execution)
         elif name == "error":
             message = event.error_message or "no message"
             failed = error_class(self.errors, RunFailedError)(
@@ -192,7 +207,10 @@ class DifyEventTracker:
             failed.code = event.error_code  # type: ignore[attr-defined]
             raise failed
         elif name == "workflow_finished":
-            run = WorkflowRun.from_event(event.raw, usage=self.usage, base_url=self.base_url)
+            usage = self.usage
+            if self._price_not_seen(event.data):
+                usage = unpriced(usage, PRICE_NOT_SEEN)
+            run = WorkflowRun.from_event(event.raw, usage=usage, base_url=self.base_url)
             if run.task_id is None and self.task_id:
                 run = with_task(run, self.task_id)
             event = _with_result(event, run)
@@ -203,6 +221,14 @@ class DifyEventTracker:
         elif not event.is_known:
             log.debug("Unknown Dify stream event %r kept: %.200r", name, event.raw)
         return event
+
+    def _price_not_seen(self, finished: Mapping[str, Any]) -> bool:
+        """Whether a node's usage went unseen, so that the nodes' sum is not the run's price: a node
+        replayed detail-stripped (a state snapshot), a node seen starting but not finishing, or an
+        ended run's final frame with steps and no node seen (Dify's answer to a re-attach after the end)."""
+        if self._nodes_stripped or (self._nodes_started - {""}) - self._nodes_finished:
+            return True
+        return not self._nodes_finished and bool(opt_int(finished.get("total_steps")))
 
     def ends_stream(self, event: WorkflowEvent) -> bool:
         """Whether the transport stops reading after ``event``: at ``workflow_finished`` always.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from docify_provider._core.errors import InputError
 from docify_provider.dify.client import AsyncDifyClient, DifyClient
 from docify_provider.dify.config import DifyClientConfig
 from docify_provider.dify.errors import DifyError, DifyInputError
@@ -241,21 +242,30 @@ class DifyHook(ProviderHook):
     # -- files out ------------------------------------------------------------------------------
 
     def _as_download(self, file: OutputFile | Mapping[str, Any] | str) -> DownloadTarget:
-        if isinstance(file, str):
-            return DownloadTarget(file, "", None)
-        if isinstance(file, Mapping):
-            if OutputFile.is_file_object(dict(file)):
-                file = OutputFile.from_api(dict(file), base_url=self.config.base_url)
-            else:
-                size = file.get("file_size")
-                return DownloadTarget(
-                    str(file.get("file_url") or ""),
-                    str(file.get("file_name") or ""),
-                    None if size is None else int(size),
-                )
-        if isinstance(file, OutputFile) and file.file_url:
-            return DownloadTarget(file.file_url, file.file_name, file.file_size)
-        raise DifyInputError([f"download_file: expected a Dify file object, dict or URL, got {file!r:.100}"])
+        return dify_download_target(file, self.config.base_url, DifyInputError)
 
 
-__all__ = ["DifyHook"]
+def dify_download_target(
+    file: OutputFile | Mapping[str, Any] | str, base_url: str | None, refused: type[InputError]
+) -> DownloadTarget:
+    """A Dify output file (``OutputFile``, its dict, the XCom's ``files`` entry, or a URL) as a
+    ``DownloadTarget``: the Service API's and the account API's hooks download the same files.
+    ``refused`` is the backend's input error, raised for anything else."""
+    if isinstance(file, str):
+        return DownloadTarget(file, "", None)
+    if isinstance(file, Mapping):
+        if OutputFile.is_file_object(dict(file)):
+            file = OutputFile.from_api(dict(file), base_url=base_url)
+        else:
+            size = file.get("file_size")
+            return DownloadTarget(
+                str(file.get("file_url") or ""),
+                str(file.get("file_name") or ""),
+                None if size is None else int(size),
+            )
+    if isinstance(file, OutputFile) and file.file_url:
+        return DownloadTarget(file.file_url, file.file_name, file.file_size)
+    raise refused([f"download_file: expected a Dify file object, dict or URL, got {file!r:.100}"])
+
+
+__all__ = ["DifyHook", "dify_download_target"]

@@ -244,6 +244,7 @@ def test_events_state_snapshot(emu: DifyEmulator, client: httpx.Client) -> None:
         "workflow_started", "node_started", "node_finished", "node_started", "human_input_required", "workflow_paused",
     ]  # fmt: skip
     assert evs[0]["data"]["reason"] == "initial" and evs[2]["data"]["outputs"] is None
+    assert evs[2]["data"]["execution_metadata"] is None  # a replayed node carries no usage (A8)
     assert evs[-1]["data"]["reasons"][0]["form_token"] == emu.form_token(run_id)
 
 
