@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import base64
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -208,7 +210,9 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    configure(Path(tempfile.mkdtemp(prefix="bench-ledger-shards-")))
+    home = Path(tempfile.mkdtemp(prefix="bench-ledger-shards-"))
+    atexit.register(shutil.rmtree, home, True)
+    configure(home)
     from airflow.sdk.execution_time import task_runner
 
     task_runner.SUPERVISOR_COMMS = InProcessChannel()  # type: ignore[attr-defined]
