@@ -15,10 +15,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -26,6 +26,8 @@ from docify_provider._core.config import DEFAULT_USER, ClientConfig, Secret, con
 from docify_provider._core.errors import BadRequestError, ConfigError, UnsafeDownloadError, error_class
 from docify_provider._core.files import local_fs_path, safe_file_name
 from docify_provider.compat import mask_secret_once
+
+T = TypeVar("T")
 
 _URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -271,27 +273,50 @@ class ProviderHook(BaseHook):
 
     # -- the app's description, reused across tasks (``_core.app_cache``) -----------------------------
 
-    #: How the description is named in log lines (``the scenario description``).
+    #: How the description is named in log lines (``the scenario description``), and the pronoun for it.
     description_label: ClassVar[str] = "the app's description"
+    description_pronoun: ClassVar[str] = "it"
     #: Seconds since the description in use was read (a cached copy), None when it was read by this hook.
     description_age: float | None = None
+    #: The description this hook holds (the last one read or taken from the cache), and the one a
+    #: refresh replaced: a caller still holding that one gets the new one (``_checked_against_description``).
+    _held_description: Any = None
+    _replaced_description: Any = None
 
-    def _cached_description(self, kind: str, read: Any, parse: Any, *, refresh: bool) -> Any:
-        """The app's description: a fresh cached copy (``info_cache_seconds``), else ``read()`` now.
+    def _read_description(self) -> Any:
+        """Read the description from the server now (the backend's free read); ``raw`` holds its JSON."""
+        raise NotImplementedError
 
-        ``read`` returns the parsed description (with its server JSON in ``raw``), ``parse`` builds
-        one from that JSON. Sets ``description_age``: seconds since the copy was read, None when read now.
+    def _parse_description(self, raw: Any) -> Any:
+        """The description built from its server JSON (a cached copy)."""
+        raise NotImplementedError
+
+    def _description(self, *, refresh: bool = False) -> Any:
+        """The description held by this hook; else a fresh cached copy (``info_cache_seconds``) or a read now.
+
+        ``refresh`` reads it again (and remembers the one it replaces).
+        """
+        if self._held_description is None or refresh:
+            if self._held_description is not None:
+                self._replaced_description = self._held_description
+            self._held_description = self._cached_description(refresh=refresh)
+        return self._held_description
+
+    def _cached_description(self, *, refresh: bool) -> Any:
+        """A fresh cached copy of the description (``info_cache_seconds``), else ``_read_description()`` now.
+
+        Sets ``description_age``: seconds since the copy was read, None when read now.
         """
         from docify_provider._core.app_cache import CACHE, entry_name
 
         config = self.config
         ttl = float(getattr(config, "info_cache_seconds", 0) or 0)
-        name = entry_name(kind, config.base_url, config.api_key)
+        name = entry_name(str(self.description_cache_kind), config.base_url, config.api_key)
         if not refresh:
             hit = CACHE.get(name, ttl)
             if hit is not None:
                 with contextlib.suppress(Exception):  # a copy that no longer parses is a miss
-                    described = parse(hit[0])
+                    described = self._parse_description(hit[0])
                     self.description_age = hit[1]
                     self.log.info(
                         "Checking inputs against %s read %.0f s ago (info_cache_seconds=%g)",
@@ -300,11 +325,38 @@ class ProviderHook(BaseHook):
                         ttl,
                     )
                     return described
-        described = read()
+        described = self._read_description()
         self.description_age = None
         if ttl > 0 and isinstance(getattr(described, "raw", None), dict):
             CACHE.put(name, described.raw)
         return described
+
+    def _checked_against_description(self, check: Callable[[Any], T], given: Any = None, *, recheck: bool = True) -> T:
+        """``check(description)``; when it refuses the inputs checked against a cached copy, read again once.
+
+        ``given`` is a description the caller holds: this hook's own (the current one or the one a
+        refresh replaced) means the current one, any other is checked as it is and never read again.
+        ``check`` raises the backend's ``InputError``; ``recheck=False`` never reads again (the
+        check did not compare against the description). An edited app thus never blocks a valid input,
+        and a second refusal is the error.
+        """
+        from docify_provider._core.errors import InputError, error_class
+
+        ours = given is None or given is self._held_description or given is self._replaced_description
+        try:
+            return check(self._description() if ours else given)
+        except error_class(self.config_class.errors, InputError):
+            if not (ours and recheck and self.description_age is not None):
+                raise
+        # Checked against a copy read by an earlier task: the app may have been edited since. (Out of
+        # the ``except`` block, so that a second refusal is one error, not one chained to another.)
+        self.log.info(
+            "The inputs do not match %s read %.0f s ago; reading %s again",
+            self.description_label,
+            self.description_age,
+            self.description_pronoun,
+        )
+        return check(self._description(refresh=True))
 
     #: The ``_core.app_cache`` entry kind of this backend's description; None: not cached.
     description_cache_kind: ClassVar[str | None] = None

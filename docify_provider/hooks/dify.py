@@ -47,9 +47,6 @@ class DifyHook(ProviderHook):
         super().__init__(**kwargs)
         self.dify_conn_id = dify_conn_id
         self._info: AppInfo | None = None
-        self._parameters: AppParameters | None = None
-        #: The parameters a refresh replaced: a caller still holding them gets the new ones (``plan_inputs``).
-        self._replaced: AppParameters | None = None
 
     @classmethod
     def config_from_connection(cls, conn: Any) -> DifyClientConfig:
@@ -82,19 +79,20 @@ class DifyHook(ProviderHook):
         return self._info
 
     description_label = "the app's parameters"
+    description_pronoun = "them"
     #: The ``_core.app_cache`` entry kind of ``GET /parameters``.
     description_cache_kind = "dify-parameters"
 
     def get_parameters(self, *, refresh: bool = False) -> AppParameters:
         """``GET /parameters``: the app's input form and upload limits, kept on the hook and reused across
         tasks for the connection's ``info_cache_seconds`` (``_core.app_cache``); ``refresh`` reads them again."""
-        if self._parameters is None or refresh:
-            if self._parameters is not None:
-                self._replaced = self._parameters
-            self._parameters = self._cached_description(
-                self.description_cache_kind, self.client.get_parameters, AppParameters.from_api, refresh=refresh
-            )
-        return self._parameters
+        return self._description(refresh=refresh)
+
+    def _read_description(self) -> AppParameters:
+        return self.client.get_parameters()
+
+    def _parse_description(self, raw: Any) -> AppParameters:
+        return AppParameters.from_api(raw)
 
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI / ``airflow connections test``: ``GET /info``, costs nothing."""
@@ -126,20 +124,9 @@ class DifyHook(ProviderHook):
         """
         from docify_provider.dify.inputs import plan_inputs
 
-        ours = parameters is None or parameters is self._replaced or parameters is self._parameters
-        described = self.get_parameters() if ours or parameters is None else parameters
-        try:
-            return plan_inputs(self._resolved_inputs(inputs, described), described)
-        except DifyInputError:
-            if not (ours and self.description_age is not None):
-                raise
-        # Checked against a copy read by an earlier task: the app may have been edited since. (Out of
-        # the ``except`` block, so that a second refusal is one error, not one chained to another.)
-        self.log.info(
-            "The inputs do not match the app's parameters read %.0f s ago; reading them again", self.description_age
+        return self._checked_against_description(
+            lambda described: plan_inputs(self._resolved_inputs(inputs, described), described), parameters
         )
-        described = self.get_parameters(refresh=True)
-        return plan_inputs(self._resolved_inputs(inputs, described), described)
 
     def _resolved_inputs(self, inputs: Mapping[str, Any] | None, parameters: AppParameters) -> dict[str, Any]:
         """``inputs`` with the storage URLs of file variables as ``ObjectStoragePath``s."""
