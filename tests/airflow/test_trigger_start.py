@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from docify_provider.hooks.docify import DocifyHook
 from docify_provider.testing import SUMMARY_KEY
 from docify_provider.triggers.docify import DocifyStreamTrigger
 
@@ -90,3 +91,50 @@ async def test_triggers_starting_together_read_and_write_their_markers_at_once_a
     else:  # 3.1 and 3.2: through asgiref's one thread, one round trip at a time, as before
         assert channel.in_flight_peak == 1
 
+
+async def test_hooks_of_one_connection_in_a_loop_share_one_lookup_until_it_is_old(emulator, docify_conn, monkeypatch):
+    """Triggers starting together look each connection up once, not once each; an edited connection
+    reaches the hooks made after ``connection_reuse_seconds``; a lookup that failed is not reused."""
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    lookups: list[str] = []
+    if hasattr(BaseHook, "aget_connection"):  # Airflow 3.1+
+        real_async = BaseHook.aget_connection.__func__  # type: ignore[attr-defined]
+
+        async def counted_async(cls: Any, conn_id: str) -> Any:
+            lookups.append(conn_id)
+            return await real_async(cls, conn_id)
+
+        monkeypatch.setattr(BaseHook, "aget_connection", classmethod(counted_async))
+    else:  # 3.0: the sync lookup, in a thread
+        real = BaseHook.get_connection.__func__  # type: ignore[attr-defined]
+
+        def counted(cls: Any, conn_id: str) -> Any:
+            lookups.append(conn_id)
+            return real(cls, conn_id)
+
+        monkeypatch.setattr(BaseHook, "get_connection", classmethod(counted))
+    one, other = docify_conn(SUMMARY_KEY, conn_id="docify_one"), docify_conn(SUMMARY_KEY, conn_id="docify_other")
+
+    configs = await asyncio.gather(*(DocifyHook(docify_conn_id=c).aget_config() for c in [one] * 20 + [other] * 5))
+    assert sorted(lookups) == ["docify_one", "docify_other"]
+    assert {c.base_url for c in configs} == {emulator.base_url}
+
+    # Edited: the hooks of the next 30 s keep the resolved one, later hooks read the new one.
+    docify_conn(SUMMARY_KEY, conn_id="docify_one", host="http://127.0.0.1:9/docify")
+    assert (await DocifyHook(docify_conn_id=one).aget_config()).base_url == emulator.base_url
+    monkeypatch.setattr(DocifyHook, "connection_reuse_seconds", 0.0)
+    assert (await DocifyHook(docify_conn_id=one).aget_config()).base_url == "http://127.0.0.1:9/docify"
+    assert lookups.count("docify_one") == 2
+
+    # Missing: every hook asking gets the failure, and the next asks again (nothing is kept).
+    monkeypatch.setattr(DocifyHook, "connection_reuse_seconds", 30.0)
+    failures = await asyncio.gather(
+        *(DocifyHook(docify_conn_id="docify_missing").aget_config() for _ in range(3)), return_exceptions=True
+    )
+    assert all("docify_missing" in str(exc) for exc in failures), failures
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOCIFY_MISSING",
+        json.dumps({"conn_type": "docify", "host": emulator.base_url, "password": SUMMARY_KEY}),
+    )
+    assert (await DocifyHook(docify_conn_id="docify_missing").aget_config()).base_url == emulator.base_url
