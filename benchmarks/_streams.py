@@ -21,15 +21,15 @@ Used by ``bench_concurrent_streams.py``, ``bench_workers_freed.py`` and ``tests/
   ``run()`` async generator iterated in its own asyncio task of ONE event loop (with the
   triggerer's per-trigger log context and greenback portal), all started at once, under an overall
   deadline after which whatever is left is cancelled and reported as hung.
-* :func:`account`: every stream ended as its fault says it must (success, or the typed error),
+* :func:`account` (``_accounting.py``): every stream ended as its fault says it must (success, or the typed error),
   exactly one trigger event each, and the emulator saw each run sent once and started at most once.
 
-Stood in for outside a triggerer: the XCom store of the trigger's restart-guard marker.
-``XCom.get_one`` / ``XCom.set`` go through the triggerer's channel to its supervisor
-(``SUPERVISOR_COMMS``), which only exists inside Airflow, and a marker that cannot be read fails
-the trigger closed (it sends nothing). :class:`MarkerStore` keeps the markers in memory instead, so
-the guard's reads and writes run as in production. Everything else in ``run()`` is the production
-path.
+Stood in for outside a triggerer: the runner's channel to its supervisor (``SUPERVISOR_COMMS``),
+through which a trigger's XCom calls (its restart marker) and secret masking go, and which only
+exists inside Airflow. :class:`_triggerer_channel.TriggererChannel` answers them in memory, taking
+many requests at once as Airflow 3.3's triggerer channel does; every stream's marker starts as the
+operator leaves it before deferring ("deferred"). Everything else in ``run()`` is the production
+path, Airflow's XCom calls included.
 """
 
 from __future__ import annotations
@@ -50,24 +50,16 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _accounting import EXPECTED, Accounting, account, accounting_table
 from _common import proc_status_kb, reset_peak_rss
+from _triggerer_channel import TriggererChannel, installed
 
 #: Fault kinds of the load mix, in the order they are dealt to the faulty streams.
 FAULT_KINDS = ("drop_mid_stream", "error_event", "end_without_complete", "status_503", "malformed_event")
-
-#: kind -> (trigger event status, error type, runs the emulator must have started for the stream).
-EXPECTED: dict[str | None, tuple[str, str | None, int]] = {
-    None: ("success", None, 1),
-    "malformed_event": ("success", None, 1),  # the bad event is logged and skipped; the run completes
-    "drop_mid_stream": ("error", "DocifyOutcomeUnknownError", 1),
-    "end_without_complete": ("error", "DocifyStreamIncompleteError", 1),
-    "error_event": ("error", "DocifyRunFailedError", 1),
-    "status_503": ("error", "DocifyServerError", 0),  # refused before any run was started; never re-sent
-}
 
 LOAD_DAG_ID = "docify_load"
 
@@ -130,10 +122,16 @@ def build_plan(
     max_events: int = 21,
     seed: int = 7,
     backend: str = "docify",
+    shared: bool = False,
 ) -> Plan:
     """``streams`` streams of ``min_events``..``max_events`` events (the terminal one included), spread
     evenly; ``round(streams * fault_rate)`` of them, picked at random with ``seed``, get the kinds of
-    :data:`FAULT_KINDS` in turn (Docify only)."""
+    :data:`FAULT_KINDS` in turn (Docify only).
+
+    Each stream has its own key and connection, unless ``shared``: then the streams without a fault
+    share one connection per stream length, as a deployment has one per scenario (a fault is bound
+    to a key, so a faulty stream keeps its own).
+    """
     spec = BACKENDS[backend]
     if min_events < spec.min_events or max_events < min_events:
         raise ValueError(f"need {spec.min_events} <= min_events <= max_events ({spec.shape})")
@@ -142,11 +140,15 @@ def build_plan(
     spread = max_events - min_events + 1
     faulty = sorted(random.Random(seed).sample(range(streams), round(streams * fault_rate)))
     kinds = {index: FAULT_KINDS[n % len(FAULT_KINDS)] for n, index in enumerate(faulty)}
+
+    def name(i: int) -> str:
+        return f"shared-{min_events + i % spread:03d}" if shared and i not in kinds else f"{i:05d}"
+
     specs = tuple(
         StreamSpec(
             index=i,
-            key=f"{spec.key_prefix}load-key-{i:05d}",
-            conn_id=f"{backend}_load_{i:05d}",
+            key=f"{spec.key_prefix}load-key-{name(i)}",
+            conn_id=f"{backend}_load_{name(i)}",
             events=min_events + i % spread,
             fault=kinds.get(i),
         )
@@ -167,7 +169,7 @@ def connection_env(plan: Plan, base_url: str) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables (JSON form) for every stream of ``plan``, as a deployment would set them
     (``base_url`` as the emulator gives it: ending in ``/docify`` for Docify, in ``/v1`` for Dify)."""
     env = {}
-    for spec in (*plan.streams, plan.warmup):
+    for spec in {s.conn_id: s for s in (*plan.streams, plan.warmup)}.values():
         env[f"AIRFLOW_CONN_{spec.conn_id.upper()}"] = json.dumps(
             {"conn_type": plan.backend, "host": base_url, "password": spec.key}
         )
@@ -232,7 +234,7 @@ def _docify_emulator(plan: Plan, event_interval: float, ping_interval: float | N
     specs = (*plan.streams, plan.warmup)
     for events in sorted({s.events for s in specs}):
         emu.add_scenario(_load_scenario(events))
-    for spec in specs:
+    for spec in {s.key: s for s in specs}.values():
         emu.add_key(spec.key, spec.scenario_code)
         if spec.fault:
             emu.inject(_fault_for(spec))
@@ -244,7 +246,7 @@ def _dify_emulator(plan: Plan, event_interval: float, ping_interval: float | Non
     from docify_provider.testing.dify import DifyEmulator
 
     emu = DifyEmulator(event_interval=event_interval, ping_interval=ping_interval, default_keys=False)
-    for spec in (*plan.streams, plan.warmup):
+    for spec in {s.key: s for s in (*plan.streams, plan.warmup)}.values():
         emu.add_key(spec.key, "long")
     return emu
 
@@ -382,6 +384,8 @@ class Outcome:
     raised: str | None = None
     hung: bool = False
     seconds: float = 0.0
+    #: Seconds from the moment every stream was started (their tasks created) to this one's end.
+    ended_at: float = 0.0
 
 
 def _docify_trigger(spec: StreamSpec) -> Any:
@@ -479,7 +483,7 @@ def make_trigger(spec: StreamSpec, backend: str = "docify") -> Any:
     return getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
 
 
-async def run_trigger(spec: StreamSpec, backend: str = "docify") -> Outcome:
+async def run_trigger(spec: StreamSpec, backend: str = "docify", *, load_started: float | None = None) -> Outcome:
     """Iterate one trigger's ``run()`` to its end, as ``TriggerRunner.run_trigger`` does."""
     import structlog
 
@@ -504,7 +508,9 @@ async def run_trigger(spec: StreamSpec, backend: str = "docify") -> Outcome:
             outcome.run_id, outcome.session_id = BACKENDS[backend].ids(payload)
     except Exception as exc:  # a trigger that raises is an unaccounted run, reported as such
         outcome.raised = f"{type(exc).__name__}: {exc}"[:300]
-    outcome.seconds = time.monotonic() - started
+    ended = time.monotonic()
+    outcome.seconds = ended - started
+    outcome.ended_at = ended - (started if load_started is None else load_started)
     return outcome
 
 
@@ -548,54 +554,40 @@ class ResourceSampler:
         }
 
 
-class MarkerStore:
-    """In-memory stand-in for Airflow's XCom, for the triggers' restart markers only (see the module
-    docstring): keyed like an XCom row by key, dag, task, run and map index."""
-
-    values: ClassVar[dict[tuple[Any, ...], Any]] = {}
-
-    @staticmethod
-    def _row(key: str, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> tuple[Any, ...]:
-        return (key, dag_id, task_id, run_id, map_index)
-
-    @classmethod
-    def get_one(cls, *, key: str, **ident: Any) -> Any:
-        return cls.values.get(cls._row(key, **ident))
-
-    @classmethod
-    def set(cls, *, key: str, value: Any, **ident: Any) -> None:
-        cls.values[cls._row(key, **ident)] = value
-
-
-def use_marker_store() -> None:
-    """Give the triggers :class:`MarkerStore` as their XCom (there is no supervisor channel here)."""
-    from docify_provider.triggers import base
-
-    base._xcom_class = lambda: MarkerStore  # type: ignore[attr-defined]
-
-
 async def drive(plan: Plan, *, deadline: float, measure: bool = False) -> tuple[list[Outcome], dict[str, float]]:
     """Run every stream's trigger concurrently in this event loop; cancel what is left at ``deadline``.
 
-    The connections must already be in the environment (:func:`connection_env`). The warm-up stream
-    runs first (imports, TLS context, first-use caches), then all streams start at once. With
+    The connections must already be in the environment (:func:`connection_env`). The triggers talk
+    to a :class:`TriggererChannel` holding each stream's "deferred" marker. The warm-up stream runs
+    first (imports, TLS context, first-use caches), then all streams start at once. With
     ``measure``, peak memory and CPU of the load phase are returned as well.
     """
-    use_marker_store()
+    with installed(TriggererChannel()) as channel:
+        for spec in (plan.warmup, *plan.streams):  # as each operator leaves its marker before deferring
+            trigger = make_trigger(spec, plan.backend)
+            channel.seed(trigger.marker_key, trigger._unsent_marker(), trigger._identity())
+        channel.bind()
+        return await _drive(plan, deadline, measure)
+
+
+async def _drive(plan: Plan, deadline: float, measure: bool) -> tuple[list[Outcome], dict[str, float]]:
     warm = await run_trigger(plan.warmup, plan.backend)
     if warm.status != "success":
         raise RuntimeError(f"the warm-up stream failed: {warm}")
     sampler = ResourceSampler()
     if measure:
         sampler.start()
-    tasks = {spec.index: asyncio.create_task(run_trigger(spec, plan.backend)) for spec in plan.streams}
+    started = time.monotonic()
+    tasks = {
+        spec.index: asyncio.create_task(run_trigger(spec, plan.backend, load_started=started)) for spec in plan.streams
+    }
     _, pending = await asyncio.wait(tasks.values(), timeout=deadline)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     usage = await sampler.stop() if measure else {}
     outcomes = [
-        Outcome(index=index, hung=True, seconds=deadline) if task in pending else task.result()
+        Outcome(index=index, hung=True, seconds=deadline, ended_at=deadline) if task in pending else task.result()
         for index, task in tasks.items()
     ]
     return outcomes, usage
@@ -651,108 +643,6 @@ def run_load_child(
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-# -- accounting -----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Accounting:
-    """Per fault kind: streams, streams that ended as expected, runs started; and every problem found."""
-
-    rows: dict[str, dict[str, int]]
-    problems: list[str]
-    hung: int
-    runs_started: int
-    expected_started: int
-
-
-def account(plan: Plan, outcomes: Sequence[Outcome | Mapping[str, Any]], stats: Mapping[str, Any]) -> Accounting:
-    """Check every stream ended accounted for, once, and was sent (and started) at most once."""
-    from docify_provider.testing.keys import fingerprint
-
-    by_index = {o["index"] if isinstance(o, Mapping) else o.index: o for o in outcomes}
-    rows: dict[str, dict[str, int]] = {}
-    problems: list[str] = []
-    hung = 0
-    for spec in plan.streams:
-        kind = spec.fault or "none"
-        row = rows.setdefault(kind, {"streams": 0, "as_expected": 0, "runs_started": 0, "expected_started": 0})
-        row["streams"] += 1
-        status, error_type, expected_started = EXPECTED[spec.fault]
-        fp = fingerprint(spec.key)
-        started = int(stats["started"].get(fp, 0))
-        sent = int(stats["stream_requests"].get(fp, 0))
-        row["runs_started"] += started
-        row["expected_started"] += expected_started
-        found = by_index.get(spec.index)
-        o = dataclasses.asdict(found) if isinstance(found, Outcome) else dict(found or {})
-        where = f"stream {spec.index} ({kind})"
-        ok = True
-        if not o:
-            problems.append(f"{where}: no outcome")
-            ok = False
-        elif o["hung"]:
-            hung += 1
-            problems.append(f"{where}: still running at the deadline (hung)")
-            ok = False
-        elif o["raised"]:
-            problems.append(f"{where}: the trigger raised {o['raised']}")
-            ok = False
-        elif o["events"] != 1:
-            problems.append(f"{where}: {o['events']} trigger events instead of exactly 1")
-            ok = False
-        elif (o["status"], o["error_type"]) != (status, error_type):
-            problems.append(
-                f"{where}: ended {o['status']}/{o['error_type']}, expected {status}/{error_type}: {o['message']}"
-            )
-            ok = False
-        elif status == "success" and not (o["run_id"] and o["session_id"]):
-            problems.append(f"{where}: success without run id and session id")
-            ok = False
-        if sent != 1:
-            problems.append(f"{where}: the emulator received its run request {sent} times")
-            ok = False
-        if started != expected_started:
-            problems.append(f"{where}: the emulator started {started} runs, expected {expected_started}")
-            ok = False
-        row["as_expected"] += ok
-    warm_fp = fingerprint(plan.warmup.key)
-    if stats["started"].get(warm_fp) != 1:
-        problems.append(f"warm-up stream: started {stats['started'].get(warm_fp)} runs, expected 1")
-    if stats.get("faults_unused"):
-        problems.append(f"faults never applied: {stats['faults_unused']}")
-    return Accounting(
-        rows=rows,
-        problems=problems,
-        hung=hung,
-        runs_started=sum(r["runs_started"] for r in rows.values()),
-        expected_started=sum(r["expected_started"] for r in rows.values()),
-    )
-
-
-def accounting_table(acc: Accounting) -> Iterator[str]:
-    """The accounting as printable lines, one row per fault kind."""
-    names = {
-        "none": "none",
-        "malformed_event": "malformed event",
-        "drop_mid_stream": "drop mid-stream",
-        "end_without_complete": "end without COMPLETE",
-        "error_event": "ERROR event",
-        "status_503": "503 before response",
-    }
-    yield f"{'injected fault':<22}{'streams':>8}  {'must end as':<30}{'as expected':>12}{'runs started':>14}"
-    for kind in ("none", *sorted(k for k in acc.rows if k != "none")):
-        if kind not in acc.rows:
-            continue
-        row = acc.rows[kind]
-        status, error_type, _ = EXPECTED[None if kind == "none" else kind]
-        must = "success" if status == "success" else str(error_type)
-        started = f"{row['runs_started']}/{row['expected_started']}"
-        yield f"{names[kind]:<22}{row['streams']:>8}  {must:<30}{row['as_expected']:>12}{started:>14}"
-    total = sum(r["streams"] for r in acc.rows.values())
-    good = sum(r["as_expected"] for r in acc.rows.values())
-    yield f"{'total':<22}{total:>8}  {'':<30}{good:>12}{f'{acc.runs_started}/{acc.expected_started}':>14}"
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="child processes of the stream load benchmarks")
     parser.add_argument("--emulator", metavar="PLAN")
@@ -771,6 +661,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         parser.error("give --emulator or --drive")
 
+
+__all__ = ["EXPECTED", "Accounting", "account", "accounting_table"]  # for the benchmarks and the load test
 
 if __name__ == "__main__":
     main()

@@ -9,12 +9,15 @@ default user) without ever holding the key in clear, resolves storage URLs throu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
 import re
 import shutil
 import tempfile
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -230,10 +233,25 @@ class ProviderHook(BaseHook):
             mask_secret_once(view.password)
         return cls.config_from_connection(view)
 
+    #: Seconds a connection resolved in an event loop (a triggerer's) serves later hooks of the same
+    #: connection id in that loop, without looking it up again (``aget_config``).
+    connection_reuse_seconds: ClassVar[float] = 30.0
+
     async def aget_config(self) -> Any:
-        """Resolve the connection without blocking the triggerer's event loop."""
-        if "config" in self.__dict__:
-            return self.config
+        """Resolve the connection without blocking the triggerer's event loop.
+
+        One lookup per connection id serves every hook of this class in the loop for
+        ``connection_reuse_seconds`` (hooks asking while it is under way wait for it): a triggerer
+        starting 1,000 triggers of one connection otherwise looks it up 1,000 times, each through
+        ``asgiref``'s one thread and Airflow's secrets masker, and the last trigger sends its run
+        request seconds later. A connection edited in the meantime reaches the triggers started
+        after that time. A lookup that fails is not reused: the next hook looks it up again.
+        """
+        if "config" not in self.__dict__:
+            self.__dict__["config"] = await _reused_config(self)
+        return self.config
+
+    async def _lookup_config(self) -> Any:
         aget = getattr(type(self), "aget_connection", None)
         if aget is not None:
             conn = await aget(self.conn_id)
@@ -241,8 +259,7 @@ class ProviderHook(BaseHook):
             from asgiref.sync import sync_to_async
 
             conn = await sync_to_async(self.get_connection)(self.conn_id)
-        self.__dict__["config"] = self._config(conn)
-        return self.config
+        return self._config(conn)
 
     @cached_property
     def client(self) -> Any:
@@ -484,6 +501,37 @@ class ProviderHook(BaseHook):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(partial)
         return target
+
+
+#: Per event loop: (hook class, connection id) -> (``time.monotonic()`` of the lookup, its future).
+_RESOLVED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[type, str], tuple[float, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+#: The result of a lookup that failed or was cancelled: whoever waited for it looks it up again.
+_AGAIN = object()
+
+
+async def _reused_config(hook: ProviderHook) -> Any:
+    """``hook``'s config from the loop's lookup of its connection id (``ProviderHook.aget_config``)."""
+    loop = asyncio.get_running_loop()
+    known = _RESOLVED.setdefault(loop, {})
+    key = (type(hook), hook.conn_id)
+    while (entry := known.get(key)) is not None and (
+        not entry[1].done() or time.monotonic() - entry[0] < hook.connection_reuse_seconds
+    ):
+        config = await asyncio.shield(entry[1])
+        if config is not _AGAIN:
+            return config
+    future = loop.create_future()
+    known[key] = (time.monotonic(), future)
+    config = _AGAIN
+    try:
+        config = await hook._lookup_config()
+    finally:
+        if config is _AGAIN and known.get(key, (0.0, None))[1] is future:
+            del known[key]
+        future.set_result(config)
+    return config
 
 
 __all__ = [
