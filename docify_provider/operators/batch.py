@@ -356,6 +356,7 @@ class BatchOperatorBase(BaseOperator):
                 raise
             from docify_provider.operators.batch_timeout import time_out
 
+            ledger.forget_loop()  # the runner's loop is closed; stopping and reporting run in a new one
             time_out(self, context, ledger=ledger, user=user)
 
     def _results(self, kv: Any, count: int) -> Any:
