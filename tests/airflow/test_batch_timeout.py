@@ -18,7 +18,9 @@ worker calls after a deferral timeout. That the operator bounds its deferral by 
 Checked on the emulators: the task fails with the timeout message; the XCom and ``results_to`` hold
 every item with its status (bought: succeeded; stopped: failed, saying so; never sent: not_sent;
 Docify in flight: unknown); one stop request per running Dify run and the runs end ``stopped``; no
-item's run was started twice (each item's ``label`` is on exactly one emulator run).
+item's run was started twice (each item's ``label`` is on exactly one emulator run). A run Dify does
+not show stopped (the stop ignored) keeps its ledger row, so a retry re-attaches instead of paying
+for a second run.
 """
 
 from __future__ import annotations
@@ -219,3 +221,37 @@ def test_deferred_docify_batch_at_execution_timeout_reports_its_in_flight_items_
         "in flight at execution_timeout" in item["error"] and "not re-sent" in item["error"] for item in items[:2]
     )
     assert emu.runs_started(SUMMARY_KEY) == 2, "the items in flight were sent once, the others never"
+
+
+def test_a_run_not_shown_stopped_keeps_its_row_so_a_retry_reattaches_instead_of_paying_again(
+    dify_conns: Any, capfd: Any
+) -> None:
+    """Dify answers the stop with success and the run goes on (``ignore_stop``): the item is not settled
+    failed (a retry would pay for a second run while the first one runs): it is reported unknown, its
+    ledger row stays "sent" with the run id, which a retry re-attaches to."""
+    from airflow.models.variable import Variable
+
+    from docify_provider.durable.state import variable_key
+    from docify_provider.testing.faults import Fault
+
+    emu = dify_conns
+    emu.inject(Fault("stop", "ignore_stop", times=2))
+    with new_dag("dify_batch_worker_timeout_ignored") as dag:
+        DifyBatchWorkflowOperator(
+            task_id="batch",
+            dify_conn_id="dify_long",
+            inputs=labelled([30, 30]),
+            max_concurrency=2,
+            deferrable=False,
+            execution_timeout=timedelta(seconds=3),
+        )
+    outcome = run_dag(dag)
+    text = flat(console_text(capfd))
+    assert outcome.state("batch") == "failed", text[-5000:]
+    assert "0 stopped, 2 in flight and not stopped (unknown or paused), 0 never sent" in text, text[-5000:]
+    items = outcome.xcom("batch")["items"]
+    assert [item["status"] for item in items] == ["unknown", "unknown"], items
+    assert all("was running after the stop at execution_timeout: a retry re-attaches" in i["error"] for i in items)
+    assert emu.stop_requests(key=LONG_APP_KEY) == 2 and [run.status for run in emu.runs] == ["running"] * 2
+    rows = json.loads(Variable.get(variable_key(outcome.dag_id, outcome.run_id, "batch", -1, "dify_batch:0")))
+    assert [row[:2] for row in rows["items"].values()] == [["s", item["workflow_run_id"]] for item in items]
