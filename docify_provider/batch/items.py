@@ -289,6 +289,16 @@ class ItemLedger:
 
     # -- writing ----------------------------------------------------------------------------------
 
+    def forget_loop(self) -> None:
+        """Drop the locks and timers of an event loop that is gone, so the ledger can be written from a new
+        one: a worker's batch cut by ``execution_timeout`` (``AirflowTaskTimeout`` lands in the runner's loop,
+        which is closed) is stopped and reported from a second loop. A lock the cut left held would refuse
+        that loop's writes. The rows stay: the next write of a shard carries every change not durable yet."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._locks.clear()
+
     async def flush(self) -> None:
         """Write every deferred change now (the end of a pass, or its cancellation); best effort, logged."""
         timers, self._timers = self._timers, {}

@@ -92,6 +92,12 @@ def is_trigger_timeout(error: Any) -> bool:
     return "timeout" in str(getattr(error, "value", error)).lower()
 
 
+def is_task_timeout(exc: BaseException) -> bool:
+    """True for Airflow's ``execution_timeout`` on the worker (``AirflowTaskTimeout``) or a deferral's
+    (``TaskDeferralTimeout``); by name: their module differs across Airflow 3.x lines."""
+    return type(exc).__name__ in ("AirflowTaskTimeout", "TaskDeferralTimeout")
+
+
 def failure_cause(error: Any, traceback: Any) -> str:
     """What a ``__fail__`` resume says went wrong: the traceback's last line, else the error."""
     lines = [str(line).strip() for line in (traceback or []) if str(line).strip()]

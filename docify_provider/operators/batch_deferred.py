@@ -126,7 +126,7 @@ def complete_batch(op: BatchOperatorBase, context: Context, event: Mapping[str, 
         op.hook.config  # noqa: B018 - resolved here, not inside the event loop
         ledger = op._ledger(context, len(items), resumed=True)
         asyncio.run(ledger.load(len(items)))
-        result = _report(op, ledger, len(items), event)
+        result = report_items(op, ledger, len(items), event)
         if op.attachments_to:
             op._store_attachments(context, result)
     finally:
@@ -136,7 +136,7 @@ def complete_batch(op: BatchOperatorBase, context: Context, event: Mapping[str, 
     return value
 
 
-def _report(op: BatchOperatorBase, ledger: ItemLedger, count: int, event: Mapping[str, Any]) -> Any:
+def report_items(op: BatchOperatorBase, ledger: ItemLedger, count: int, event: Mapping[str, Any]) -> Any:
     """Every item from the ledger, sending nothing (``BatchRunner(report_only=True)``), with the trigger's
     counts of what only it saw (429s turned away, time) and its store reads and writes added to this pass's."""
     from docify_provider.batch import BatchRunner
@@ -168,4 +168,4 @@ def _forget_inputs(op: BatchOperatorBase, count: int) -> None:
         op.log.warning("Could not delete the batch's stored inputs; they stay in Airflow Variables", exc_info=True)
 
 
-__all__ = ["complete_batch", "defer_batch"]
+__all__ = ["complete_batch", "defer_batch", "report_items"]

@@ -25,7 +25,7 @@ from docify_provider.dify.narration import log_run, log_workflow_event
 from docify_provider.durable.policy import DIFY, Action, Decision
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
-from docify_provider.operators.base import context_ti, map_index, outcome_known
+from docify_provider.operators.base import context_ti, is_task_timeout, map_index, outcome_known
 from docify_provider.operators.dify_hitl import DifyPauseHandling
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, DIFY_STATE_KEY
 
@@ -122,7 +122,7 @@ class DifyRunOperatorBase(DifyPauseHandling):
                 run = self._buy(context, state, self._wire(user), user)
             return self._settle(context, state, run, user)
         except BaseException as exc:
-            if _is_task_timeout(exc):
+            if is_task_timeout(exc):
                 self._stop_running("execution_timeout")
             raise
         finally:
@@ -471,10 +471,6 @@ def _is_run_request(endpoint: str) -> bool:
     """
     method, _, path = endpoint.partition(" ")
     return method == "POST" and (path.endswith("/run") or path.endswith(":run"))
-
-
-def _is_task_timeout(exc: BaseException) -> bool:
-    return type(exc).__name__ in ("AirflowTaskTimeout", "TaskDeferralTimeout")
 
 
 __all__ = ["DEFAULT_ASSET_ALIAS", "EARLIER_TRY", "RESUMED", "DifyRunOperatorBase", "paused_form"]

@@ -26,8 +26,9 @@ If the trigger itself breaks (its connection, its store or its inputs cannot be 
 ``{"status": "trigger_failed", ...}`` and the worker finishes the batch on the same ledger, never
 re-sending what it says was sent. A triggerer that restarts re-creates the trigger from its kwargs:
 it loads the ledger and goes on as above (nothing is re-sent that the ledger says was sent).
-Cancelled (a triggerer shutting down) it closes its streams and stops nothing (another triggerer
-re-attaches); killed (the task cleared or marked failed while deferred: ``on_kill``) it stops every
+Cancelled (a triggerer shutting down, or the deferral's ``execution_timeout``) it closes its streams
+and stops nothing (another triggerer re-attaches; at the timeout the resumed task stops the runs:
+``operators.batch_timeout``); killed (the task cleared or marked failed while deferred: ``on_kill``) it stops every
 Dify run it has a task id for, as the single-run Dify trigger does.
 """
 
@@ -218,7 +219,7 @@ class BatchTrigger(MarkerTrigger):
             self.log.warning(
                 "Batch trigger cancelled with %d item(s) sent and not settled; the streams were closed, no run was "
                 "stopped: a trigger re-created from this one re-attaches to Dify runs by id and reports Docify "
-                "runs as unknown, and sends the items never sent",
+                "runs as unknown, and sends the items never sent (at execution_timeout the resumed task stops them)",
                 going,
             )
             raise
@@ -242,37 +243,25 @@ class BatchTrigger(MarkerTrigger):
 
     async def on_kill(self) -> None:
         """The task was cleared or marked failed while deferred: stop every Dify run the ledger names a task
-        for (its run left going would be billed for nothing), and say so. Docify runs cannot be stopped."""
+        for (its run left going would be billed for nothing), and say so (``batch.stopping``, the rule a
+        timed-out batch uses too). Docify runs cannot be stopped. The rows stay: a trigger re-created
+        from this one re-attaches to the stopped runs and reports them failed."""
+        from docify_provider.batch.stopping import stop_unsettled
+
         ledger, backend = self.__dict__.get("_ledger"), self.__dict__.get("_backend")
         if ledger is None or backend is None:
             self.log.warning("Batch trigger killed before it sent anything: nothing to stop")
             return
-        going = [row for i in range(self.count) if (row := ledger.row(i)) and row["state"] == "s"]
-        if not backend.can_stop:
-            if going:
-                self.log.warning(
-                    "Batch trigger killed with %d %s run(s) sent and not settled; %s runs cannot be stopped",
-                    len(going),
-                    backend.policy.label,
-                    backend.policy.label,
-                )
-            return
-        stoppable = [row for row in going if row["task_id"]]
-        self.log.warning(
-            "Batch trigger killed: stopping %d Dify run(s) left going (%d more sent without a task id yet)",
-            len(stoppable),
-            len(going) - len(stoppable),
+        await stop_unsettled(
+            ledger,
+            backend,
+            self._hook().async_client,
+            count=self.count,
+            user=self.user,
+            log=self.log,
+            why="Batch trigger killed",
+            settle=False,
         )
-
-        async def stop(client: Any, row: Mapping[str, Any]) -> None:
-            try:
-                await backend.stop(client, row["run_id"], row["task_id"], user=self.user)
-                self.log.info("Stopped Dify task %s (run %s)", row["task_id"], row["run_id"])
-            except Exception as exc:
-                self.log.warning("Stopping Dify task %s (run %s) failed: %s", row["task_id"], row["run_id"], exc)
-
-        async with self._hook().async_client() as client:
-            await asyncio.gather(*(stop(client, row) for row in stoppable))
 
 
 __all__ = ["BatchTrigger", "batch_results"]
