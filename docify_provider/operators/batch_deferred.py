@@ -13,6 +13,9 @@ The task resumes in ``complete_batch``:
   failed row: failed with its error; a row left sent: unknown or paused as the trigger said; no row:
   not sent), nothing sent; then the usual ending (attachments, XCom, ``results_to``, the asset
   event, ``allowed_failures``);
+* ``timed_out``: the trigger reached the try's ``execution_timeout`` (having stopped sending a few
+  seconds before it): the runs left going are stopped, every item reported, the task fails
+  (``operators.batch_timeout``);
 * anything else (``trigger_failed``: the trigger could not resolve its connection or read its
   store; a trigger that crashed): the worker finishes the batch itself on the same ledger, which
   re-attaches to, reuses or reports what the trigger sent and sends only what it never sent.
@@ -21,6 +24,7 @@ The task resumes in ``complete_batch``:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +58,7 @@ def defer_batch(
     asyncio.run(BatchInputs(op._kv, op.batch_key).write(items))
     ti = context_ti(context)
     map_index = getattr(ti, "map_index", -1)
+    timeout = _timeout(op, context)
     trigger = BatchTrigger(
         backend=op.batch_backend,
         conn_id=op._conn_id(),
@@ -71,6 +76,7 @@ def defer_batch(
         run_id=ti.run_id,
         map_index=-1 if map_index is None else int(map_index),
         try_number=ti.try_number,
+        deadline=None if timeout is None else time.time() + timeout.total_seconds(),
     )
     state = ledger.counts()
     op.log.info(
@@ -82,7 +88,7 @@ def defer_batch(
         op._kv.where,
     )
     op.hook.close()
-    op.defer(trigger=trigger, method_name="execute_complete", timeout=_timeout(op, context))
+    op.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
 
 async def _forget_all(ledger: ItemLedger, count: int) -> None:
@@ -108,6 +114,10 @@ def complete_batch(op: BatchOperatorBase, context: Context, event: Mapping[str, 
     items = op._items()
     status = event.get("status")
     ti = context_ti(context)
+    if status == "timed_out":  # the trigger's own deadline (triggers.batch): it stopped sending, then fired
+        from docify_provider.operators.batch_timeout import time_out
+
+        time_out(op, context)
     if status != "batch_done":
         why = event.get("message") or f"the trigger's event was {status!r}"
         op.log.warning(

@@ -26,6 +26,14 @@ If the trigger itself breaks (its connection, its store or its inputs cannot be 
 ``{"status": "trigger_failed", ...}`` and the worker finishes the batch on the same ledger, never
 re-sending what it says was sent. A triggerer that restarts re-creates the trigger from its kwargs:
 it loads the ledger and goes on as above (nothing is re-sent that the ledger says was sent).
+``deadline`` (the try's ``execution_timeout`` as a wall-clock time) is the trigger's own: it sends
+nothing from ``SEND_MARGIN`` seconds before it, and ``FIRE_MARGIN`` seconds before it closes its
+streams and fires ``{"status": "timed_out"}``; the task resumes, stops the runs left going and reports
+every item (``operators.batch_timeout``). So the task's timeout path never reads a ledger that a
+trigger still sending could change under it (a run sent then, its row overwritten by the task's,
+would be sent again by a retry). Airflow's own deferral timeout stays as the backstop, for a
+triggerer that is gone or late: its resume takes the same path, and the trigger had stopped sending.
+
 Cancelled (a triggerer shutting down, or the deferral's ``execution_timeout``) it closes its streams
 and stops nothing (another triggerer re-attaches; at the timeout the resumed task stops the runs:
 ``operators.batch_timeout``); killed (the task cleared or marked failed while deferred: ``on_kill``) it stops every
@@ -35,6 +43,7 @@ Dify run it has a task id for, as the single-run Dify trigger does.
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -47,6 +56,10 @@ from docify_provider.triggers.batch_plans import PLANNERS, BatchInputs, BatchPla
 _CLASSPATH = "docify_provider.triggers.batch.BatchTrigger"
 #: Errors kept per item in the event's ``open`` map (the full error is in the trigger's log).
 OPEN_ERROR_CHARS = 300
+#: Seconds before ``deadline`` from which nothing is sent, and at which the trigger fires ``timed_out``:
+#: room for the clocks of the worker (which set the deadline) and the triggerer to differ.
+SEND_MARGIN = 5.0
+FIRE_MARGIN = 1.0
 
 
 def batch_results(kv: Any, key: str, results_url: str | None) -> Any:
@@ -68,6 +81,7 @@ class BatchTrigger(MarkerTrigger):
     :param options: the backend's request fields (``additional_info``; ``files``, ``workflow_id``; ``app``).
     :param count: the number of items. :param batch_key: the ledger's key prefix (the operator's).
     :param results_url: ``results_to`` as a URL (results beside it), or None (results in Variables).
+    :param deadline: when the try's ``execution_timeout`` ends (``time.time()``), or None.
     """
 
     marker_key = "docify_batch"  # unused: a batch's guard is its per-item ledger, not one marker
@@ -92,6 +106,7 @@ class BatchTrigger(MarkerTrigger):
         run_id: str | None = None,
         map_index: int = -1,
         try_number: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         if backend not in PLANNERS:
@@ -107,6 +122,7 @@ class BatchTrigger(MarkerTrigger):
         self.progress_every = float(progress_every)
         self.validate = validate
         self.allow_resubmit = allow_resubmit
+        self.deadline = None if deadline is None else float(deadline)
         self._set_identity(dag_id, task_id, run_id, map_index, try_number)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -124,6 +140,7 @@ class BatchTrigger(MarkerTrigger):
                 "progress_every": self.progress_every,
                 "validate": self.validate,
                 "allow_resubmit": self.allow_resubmit,
+                "deadline": self.deadline,
                 **self._identity_kwargs(),
             },
         )
@@ -210,10 +227,21 @@ class BatchTrigger(MarkerTrigger):
             progress=lambda progress: self.log.info("Batch progress: %s", progress.line()),
             progress_every=self.progress_every,
             allow_resubmit=self.allow_resubmit,
+            send_until=None if self.deadline is None else self.deadline - SEND_MARGIN,
             logger=self.log,
         )
         try:
-            result = await runner.run(plans)
+            if self.deadline is None:
+                result = await runner.run(plans)
+            else:
+                result = await asyncio.wait_for(runner.run(plans), max(0.0, self.deadline - FIRE_MARGIN - time.time()))
+        except asyncio.TimeoutError:
+            self.log.warning(
+                "Batch trigger at execution_timeout: sending stopped %gs before it; the streams are closed and the "
+                "task resumes to stop the runs left going and report every item",
+                SEND_MARGIN,
+            )
+            return self._fire({"status": "timed_out", "message": "execution_timeout"})
         except asyncio.CancelledError:
             going = sum(1 for i in range(self.count) if (ledger.row(i) or {}).get("state") == "s")
             self.log.warning(

@@ -169,6 +169,31 @@ def test_deferred_batch_at_execution_timeout_stops_its_runs_and_reports_every_it
         assert emu.stop_requests(app=LONG_APP_ID) == 2 and emu.runs_started(app=LONG_APP_ID) == 4
 
 
+@needs_trigger_xcom_in_dag_test
+def test_a_deferred_batch_trigger_meets_its_own_deadline_stops_sending_and_the_task_stops_the_runs(
+    dify_conns: Any, capfd: Any, tmp_path: Any
+) -> None:
+    """No stand-in this time: the real ``BatchTrigger`` holds the try's ``execution_timeout`` as its own
+    deadline (``dag.test()`` enforces none), stops sending before it, fires ``timed_out`` just before it,
+    and the task resumes through ``execute_complete`` to stop the runs left going and report every item."""
+    emu = dify_conns
+    results = tmp_path / "items.jsonl"
+    with new_dag("dify_batch_deferred_own_deadline") as dag:
+        DifyBatchWorkflowOperator(
+            task_id="batch",
+            dify_conn_id="dify_long",
+            inputs=labelled(SECONDS),
+            max_concurrency=2,
+            results_to=str(results),
+            execution_timeout=timedelta(seconds=12),
+        )
+    outcome = run_dag(dag)
+    text = console_text(capfd)
+    assert "Batch trigger at execution_timeout: sending stopped 5s before it" in flat(text), text[-5000:]
+    check_dify_timeout(outcome, emu, text, results, "0:00:12")
+    assert emu.stop_requests(key=LONG_APP_KEY) == 2 and emu.runs_started(key=LONG_APP_KEY) == 4
+
+
 def test_worker_batch_at_execution_timeout_stops_its_runs_and_reports_every_item(
     dify_conns: Any, capfd: Any, caplog: Any, tmp_path: Any
 ) -> None:
