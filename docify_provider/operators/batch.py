@@ -242,7 +242,12 @@ class BatchOperatorBase(BaseOperator):
         """The batch trigger is done: report every item from the ledger, sending nothing (``batch_deferred``)."""
         from docify_provider.operators.batch_deferred import complete_batch
 
-        return complete_batch(self, context, dict(event or {}))
+        event = dict(event or {})
+        if event.get("status") == "timed_out":  # the trigger met its deadline: it stopped sending, then fired
+            from docify_provider.operators.batch_timeout import time_out
+
+            time_out(self, context)
+        return complete_batch(self, context, event)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         """A trigger that crashed (``__fail__``, not its timeout) leaves the batch to the worker, on the same

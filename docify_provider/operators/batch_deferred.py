@@ -13,9 +13,9 @@ The task resumes in ``complete_batch``:
   failed row: failed with its error; a row left sent: unknown or paused as the trigger said; no row:
   not sent), nothing sent; then the usual ending (attachments, XCom, ``results_to``, the asset
   event, ``allowed_failures``);
-* ``timed_out``: the trigger reached the try's ``execution_timeout`` (having stopped sending a few
-  seconds before it): the runs left going are stopped, every item reported, the task fails
-  (``operators.batch_timeout``);
+* ``timed_out`` (not here: ``BatchOperatorBase.execute_complete`` sends it to
+  ``operators.batch_timeout``): the trigger reached the try's ``execution_timeout``, having stopped
+  sending a few seconds before it;
 * anything else (``trigger_failed``: the trigger could not resolve its connection or read its
   store; a trigger that crashed): the worker finishes the batch itself on the same ledger, which
   re-attaches to, reuses or reports what the trigger sent and sends only what it never sent.
@@ -114,10 +114,6 @@ def complete_batch(op: BatchOperatorBase, context: Context, event: Mapping[str, 
     items = op._items()
     status = event.get("status")
     ti = context_ti(context)
-    if status == "timed_out":  # the trigger's own deadline (triggers.batch): it stopped sending, then fired
-        from docify_provider.operators.batch_timeout import time_out
-
-        time_out(op, context)
     if status != "batch_done":
         why = event.get("message") or f"the trigger's event was {status!r}"
         op.log.warning(

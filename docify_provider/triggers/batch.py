@@ -235,6 +235,8 @@ class BatchTrigger(MarkerTrigger):
                 result = await runner.run(plans)
             else:
                 result = await asyncio.wait_for(runner.run(plans), max(0.0, self.deadline - FIRE_MARGIN - time.time()))
+            if self.deadline is not None and time.time() >= self.deadline - SEND_MARGIN and result.counts["not_sent"]:
+                raise asyncio.TimeoutError  # items left unsent because sending stopped: the try's time is up
         except asyncio.TimeoutError:
             self.log.warning(
                 "Batch trigger at execution_timeout: sending stopped %gs before it; the streams are closed and the "
