@@ -11,11 +11,9 @@ Used by ``bench_concurrent_streams.py``, ``bench_workers_freed.py`` and ``tests/
 * :class:`Plan`: N streams, each with its own API key and connection (so the emulator's per-key
   counters say exactly how often each stream's run was sent and started), a stream length, and an
   optional injected fault.
-* :class:`EmulatorProcess`: ``python benchmarks/_streams.py --emulator PLAN`` in a child process,
-  so that its threads, memory and CPU are not the client's. It registers the plan's keys and
-  scenarios, injects each stream's fault bound to that stream's key, and answers ``stats`` on its
-  stdin with the per-key counters (read through the emulator's public API; keys appear only as
-  fingerprints) and its own threads, memory and CPU. It exits when its stdin closes.
+* :class:`_stream_emulator.EmulatorProcess`: ``python benchmarks/_streams.py --emulator PLAN`` in a
+  child process, so that its threads, memory and CPU are not the client's (in its own module: it is
+  the other process's side).
 * :func:`drive`: what a triggerer does with deferred tasks: every stream's trigger
   is built from the operator's kwargs, serialised and re-created from its classpath, and its
   ``run()`` async generator iterated in its own asyncio task of ONE event loop (with the
@@ -41,21 +39,19 @@ import dataclasses
 import importlib
 import json
 import os
-import queue
 import random
-import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _accounting import EXPECTED, Accounting, account, accounting_table
-from _common import proc_status_kb, reset_peak_rss
+from _common import cpu_seconds, proc_status_kb, raise_nofile_limit, reset_peak_rss
+from _stream_emulator import DIFY_PACED_EVENTS, dify_emulator, dify_inputs, docify_emulator, serve_emulator
 from _triggerer_channel import TriggererChannel, installed
 
 #: Fault kinds of the load mix, in the order they are dealt to the faulty streams.
@@ -176,197 +172,6 @@ def connection_env(plan: Plan, base_url: str) -> dict[str, str]:
     return env
 
 
-# -- the emulator process --------------------------------------------------------------------------
-
-
-def _raise_nofile_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _load_scenario(events: int) -> Any:
-    from docify_provider.testing.scenarios import Scenario
-
-    def produce(inputs: Mapping[str, Any], files: Mapping[str, Any]) -> tuple[str, Any, list[Any]]:
-        value = inputs.get("text")
-        text = value.get("text", "") if isinstance(value, Mapping) else ""
-        return f"done: {text}", {"echo": text}, []
-
-    return Scenario(
-        scenario_id=f"9{events:03d}",
-        code=f"LOAD_{events}",
-        name=f"Load stream of {events} events",
-        description="Streams START, two PREPARE events, TEXT chunks and COMPLETE",
-        parameters=[
-            {"type": "TEXT", "label": "Text", "variable": "text", "required": False, "maxLength": 0, "description": ""}
-        ],
-        produce=produce,
-        cost_points=1,
-        latency=0.0,
-        text_chunks=[f"chunk {n + 1} of {events - 4}" for n in range(events - 4)],
-    )
-
-
-def _fault_for(spec: StreamSpec) -> Any:
-    from docify_provider.testing import Fault
-
-    kinds: dict[str, Any] = {
-        "drop_mid_stream": lambda: Fault("stream", "drop_mid_stream", after_events=3, key=spec.key),
-        "error_event": lambda: Fault("stream", "error_event", key=spec.key),
-        "end_without_complete": lambda: Fault("stream", "end_without_complete", after_events=4, key=spec.key),
-        "status_503": lambda: Fault("stream", "status", status=503, key=spec.key),
-        "malformed_event": lambda: Fault("stream", "malformed_event", key=spec.key),
-    }
-    return kinds[str(spec.fault)]()
-
-
-def _docify_emulator(plan: Plan, event_interval: float, ping_interval: float | None) -> Any:
-    """A Docify emulator with one scenario per stream length, the plan's keys and their faults."""
-    from docify_provider.testing import DocifyEmulator
-
-    emu = DocifyEmulator(event_interval=event_interval, ping_interval=ping_interval, default_keys=False)
-    specs = (*plan.streams, plan.warmup)
-    for events in sorted({s.events for s in specs}):
-        emu.add_scenario(_load_scenario(events))
-    for spec in {s.key: s for s in specs}.values():
-        emu.add_key(spec.key, spec.scenario_code)
-        if spec.fault:
-            emu.inject(_fault_for(spec))
-    return emu
-
-
-def _dify_emulator(plan: Plan, event_interval: float, ping_interval: float | None) -> Any:
-    """A Dify emulator whose plan keys all run the built-in ``long`` app (see :func:`dify_inputs`)."""
-    from docify_provider.testing.dify import DifyEmulator
-
-    emu = DifyEmulator(event_interval=event_interval, ping_interval=ping_interval, default_keys=False)
-    for spec in {s.key: s for s in (*plan.streams, plan.warmup)}.values():
-        emu.add_key(spec.key, "long")
-    return emu
-
-
-def serve_emulator(plan: Plan, *, event_interval: float, ping_interval: float | None) -> None:
-    """Body of the emulator child: serve ``plan`` until stdin closes; answer ``stats`` lines on stdout."""
-    from docify_provider.testing.keys import fingerprint
-
-    _raise_nofile_limit()
-    emu = plan.spec.emulator(plan, event_interval, ping_interval)
-    specs = (*plan.streams, plan.warmup)
-    peak_threads = threading.active_count()
-    stop = threading.Event()
-
-    def sample_threads() -> None:
-        nonlocal peak_threads
-        while not stop.wait(0.05):
-            peak_threads = max(peak_threads, threading.active_count())
-
-    with emu:
-        sampler = threading.Thread(target=sample_threads, daemon=True)
-        sampler.start()
-        print(json.dumps({"base_url": emu.base_url}), flush=True)
-        for line in sys.stdin:
-            if line.strip() != "stats":
-                continue
-            requests = Counter(r.key_fingerprint for r in emu.requests if r.endpoint == "stream")
-            stats = {
-                "started": {fingerprint(s.key): emu.runs_started(s.key) for s in specs},
-                "completed": {fingerprint(s.key): emu.runs_completed(s.key) for s in specs},
-                "stream_requests": {fingerprint(s.key): requests.get(fingerprint(s.key), 0) for s in specs},
-                "faults_unused": [f.kind for f in emu.faults if not f.exhausted],
-                "peak_threads": peak_threads,
-                "vmhwm_kb": proc_status_kb("VmHWM"),
-                "cpu_seconds": _cpu_seconds(),
-            }
-            print(json.dumps(stats), flush=True)
-        stop.set()
-
-
-class EmulatorProcess:
-    """The emulator for ``plan`` in its own process: ``with EmulatorProcess(plan, ...) as emu: emu.base_url``."""
-
-    def __init__(self, plan: Plan, *, event_interval: float, ping_interval: float | None = 0.5) -> None:
-        self.plan = plan
-        self.event_interval = event_interval
-        self.ping_interval = ping_interval
-        self.base_url = ""
-        self._proc: subprocess.Popen[str] | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._tmp = tempfile.TemporaryDirectory(prefix="docify-load-")
-
-    def __enter__(self) -> EmulatorProcess:
-        plan_path = os.path.join(self._tmp.name, "plan.json")
-        with open(plan_path, "w") as fh:
-            fh.write(self.plan.to_json())
-        self._stderr: IO[str] = open(os.path.join(self._tmp.name, "emulator.err"), "w+")
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                os.path.abspath(__file__),
-                "--emulator",
-                plan_path,
-                "--event-interval",
-                str(self.event_interval),
-                "--ping-interval",
-                str(self.ping_interval or 0),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-        )
-        threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True).start()
-        try:
-            self.base_url = json.loads(self._line(60))["base_url"]
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _read(self, stdout: IO[str] | None) -> None:
-        assert stdout is not None
-        for line in stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _line(self, timeout: float) -> str:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            line = None
-        if line is None:
-            self._stderr.seek(0)
-            raise RuntimeError(f"the emulator process did not answer; its stderr:\n{self._stderr.read()[-3000:]}")
-        return line
-
-    def stats(self) -> dict[str, Any]:
-        """The emulator's per-key counters (by key fingerprint), peak threads, memory and CPU."""
-        assert self._proc is not None
-        assert self._proc.stdin is not None
-        self._proc.stdin.write("stats\n")
-        self._proc.stdin.flush()
-        return dict(json.loads(self._line(60)))
-
-    def __exit__(self, *exc: object) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            with contextlib.suppress(OSError):
-                assert proc.stdin is not None
-                proc.stdin.close()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self._stderr.close()
-        self._tmp.cleanup()
-
-
 # -- the triggerer-like loop ------------------------------------------------------------------------
 
 
@@ -398,18 +203,6 @@ def _docify_trigger(spec: StreamSpec) -> Any:
         user=f"load-{spec.index}",
         **_identity(spec),
     )
-
-
-DIFY_PACED_EVENTS = 7
-"""Events of a ``long`` app run besides its text chunks that the emulator paces ``event_interval``
-apart: workflow_started, node_started/node_finished of start, wait and end; workflow_finished
-follows the last one at once."""
-
-
-def dify_inputs(events: int) -> dict[str, int]:
-    """Wire inputs of the emulator's ``long`` app for a run of ``events`` events in all, one every
-    ``event_interval``: no silent gap (``seconds`` 0), one ``text_chunk`` per step."""
-    return {"seconds": 0, "steps": max(1, events - DIFY_PACED_EVENTS - 1)}
 
 
 def _dify_trigger(spec: StreamSpec) -> Any:
@@ -460,14 +253,14 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {
     "docify": Backend(
-        "Docify", "", 5, "START, 2 PREPARE, >= 1 TEXT, COMPLETE", _docify_emulator, _docify_trigger, _docify_ids
+        "Docify", "", 5, "START, 2 PREPARE, >= 1 TEXT, COMPLETE", docify_emulator, _docify_trigger, _docify_ids
     ),
     "dify": Backend(
         "Dify",
         "app-",
         DIFY_PACED_EVENTS + 2,
         "the long app: 7 node/run events, >= 1 text_chunk, workflow_finished",
-        _dify_emulator,
+        dify_emulator,
         _dify_trigger,
         _dify_ids,
     ),
@@ -525,19 +318,19 @@ class ResourceSampler:
     def start(self) -> None:
         self.baseline_kb = proc_status_kb("VmRSS")
         reset_peak_rss()
-        self._cpu0, self._wall0 = _cpu_seconds(), time.monotonic()
+        self._cpu0, self._wall0 = cpu_seconds(), time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._sample())
 
     async def _sample(self) -> None:
         cpu, wall = self._cpu0, self._wall0
         while True:
             await asyncio.sleep(1.0)
-            cpu_now, wall_now = _cpu_seconds(), time.monotonic()
+            cpu_now, wall_now = cpu_seconds(), time.monotonic()
             self.busiest_second = max(self.busiest_second, (cpu_now - cpu) / (wall_now - wall))
             cpu, wall = cpu_now, wall_now
 
     async def stop(self) -> dict[str, float]:
-        cpu, wall = _cpu_seconds() - self._cpu0, time.monotonic() - self._wall0
+        cpu, wall = cpu_seconds() - self._cpu0, time.monotonic() - self._wall0
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -595,7 +388,7 @@ async def _drive(plan: Plan, deadline: float, measure: bool) -> tuple[list[Outco
 
 def drive_child(plan_path: str, base_url: str, deadline: float, log_path: str) -> None:
     """Body of the load child: log like a trigger runner (JSON lines to a channel), drive, print JSON."""
-    _raise_nofile_limit()
+    raise_nofile_limit()
     with open(plan_path) as fh:
         plan = Plan.from_json(fh.read())
     os.environ.update(connection_env(plan, base_url))

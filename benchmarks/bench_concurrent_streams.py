@@ -34,7 +34,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_line
-from _streams import EmulatorProcess, Plan, account, accounting_table, build_plan, events_for_seconds, run_load_child
+from _stream_emulator import EmulatorProcess
+from _streams import Plan, account, accounting_table, build_plan, events_for_seconds, run_load_child
 
 #: How much later than its planned length a stream may end and still have kept its pace.
 PACE_SLACK_SECONDS = 1.0

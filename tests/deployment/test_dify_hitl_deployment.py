@@ -24,14 +24,14 @@ import pytest
 
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY
-from tests.deployment import (
+from tests.deployment import wait_until
+from tests.hitl_deployment import (
     HITL_ACCOUNT_DAG_ID,
     HITL_BLOCKING_DAG_ID,
     HITL_DAG_ID,
     HITL_RECORD_TASK_ID,
-    wait_until,
+    HitlDeployment,
 )
-from tests.hitl_deployment import HitlDeployment
 
 pytestmark = [
     pytest.mark.deployment,
