@@ -11,25 +11,23 @@ Used by ``bench_concurrent_streams.py``, ``bench_workers_freed.py`` and ``tests/
 * :class:`Plan`: N streams, each with its own API key and connection (so the emulator's per-key
   counters say exactly how often each stream's run was sent and started), a stream length, and an
   optional injected fault.
-* :class:`EmulatorProcess`: ``python benchmarks/_streams.py --emulator PLAN`` in a child process,
-  so that its threads, memory and CPU are not the client's. It registers the plan's keys and
-  scenarios, injects each stream's fault bound to that stream's key, and answers ``stats`` on its
-  stdin with the per-key counters (read through the emulator's public API; keys appear only as
-  fingerprints) and its own threads, memory and CPU. It exits when its stdin closes.
+* :class:`_stream_emulator.EmulatorProcess`: ``python benchmarks/_streams.py --emulator PLAN`` in a
+  child process, so that its threads, memory and CPU are not the client's (in its own module: it is
+  the other process's side).
 * :func:`drive`: what a triggerer does with deferred tasks: every stream's trigger
   is built from the operator's kwargs, serialised and re-created from its classpath, and its
   ``run()`` async generator iterated in its own asyncio task of ONE event loop (with the
   triggerer's per-trigger log context and greenback portal), all started at once, under an overall
   deadline after which whatever is left is cancelled and reported as hung.
-* :func:`account`: every stream ended as its fault says it must (success, or the typed error),
+* :func:`account` (``_accounting.py``): every stream ended as its fault says it must (success, or the typed error),
   exactly one trigger event each, and the emulator saw each run sent once and started at most once.
 
-Stood in for outside a triggerer: the XCom store of the trigger's restart-guard marker.
-``XCom.get_one`` / ``XCom.set`` go through the triggerer's channel to its supervisor
-(``SUPERVISOR_COMMS``), which only exists inside Airflow, and a marker that cannot be read fails
-the trigger closed (it sends nothing). :class:`MarkerStore` keeps the markers in memory instead, so
-the guard's reads and writes run as in production. Everything else in ``run()`` is the production
-path.
+Stood in for outside a triggerer: the runner's channel to its supervisor (``SUPERVISOR_COMMS``),
+through which a trigger's XCom calls (its restart marker) and secret masking go, and which only
+exists inside Airflow. :class:`_triggerer_channel.TriggererChannel` answers them in memory, taking
+many requests at once as Airflow 3.3's triggerer channel does; every stream's marker starts as the
+operator leaves it before deferring ("deferred"). Everything else in ``run()`` is the production
+path, Airflow's XCom calls included.
 """
 
 from __future__ import annotations
@@ -41,33 +39,23 @@ import dataclasses
 import importlib
 import json
 import os
-import queue
 import random
-import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import proc_status_kb, reset_peak_rss
+from _accounting import EXPECTED, Accounting, account, accounting_table
+from _common import cpu_seconds, proc_status_kb, raise_nofile_limit, reset_peak_rss
+from _stream_emulator import DIFY_PACED_EVENTS, dify_emulator, dify_inputs, docify_emulator, serve_emulator
+from _triggerer_channel import TriggererChannel, installed
 
 #: Fault kinds of the load mix, in the order they are dealt to the faulty streams.
 FAULT_KINDS = ("drop_mid_stream", "error_event", "end_without_complete", "status_503", "malformed_event")
-
-#: kind -> (trigger event status, error type, runs the emulator must have started for the stream).
-EXPECTED: dict[str | None, tuple[str, str | None, int]] = {
-    None: ("success", None, 1),
-    "malformed_event": ("success", None, 1),  # the bad event is logged and skipped; the run completes
-    "drop_mid_stream": ("error", "DocifyOutcomeUnknownError", 1),
-    "end_without_complete": ("error", "DocifyStreamIncompleteError", 1),
-    "error_event": ("error", "DocifyRunFailedError", 1),
-    "status_503": ("error", "DocifyServerError", 0),  # refused before any run was started; never re-sent
-}
 
 LOAD_DAG_ID = "docify_load"
 
@@ -130,10 +118,16 @@ def build_plan(
     max_events: int = 21,
     seed: int = 7,
     backend: str = "docify",
+    shared: bool = False,
 ) -> Plan:
     """``streams`` streams of ``min_events``..``max_events`` events (the terminal one included), spread
     evenly; ``round(streams * fault_rate)`` of them, picked at random with ``seed``, get the kinds of
-    :data:`FAULT_KINDS` in turn (Docify only)."""
+    :data:`FAULT_KINDS` in turn (Docify only).
+
+    Each stream has its own key and connection, unless ``shared``: then the streams without a fault
+    share one connection per stream length, as a deployment has one per scenario (a fault is bound
+    to a key, so a faulty stream keeps its own).
+    """
     spec = BACKENDS[backend]
     if min_events < spec.min_events or max_events < min_events:
         raise ValueError(f"need {spec.min_events} <= min_events <= max_events ({spec.shape})")
@@ -142,11 +136,15 @@ def build_plan(
     spread = max_events - min_events + 1
     faulty = sorted(random.Random(seed).sample(range(streams), round(streams * fault_rate)))
     kinds = {index: FAULT_KINDS[n % len(FAULT_KINDS)] for n, index in enumerate(faulty)}
+
+    def name(i: int) -> str:
+        return f"shared-{min_events + i % spread:03d}" if shared and i not in kinds else f"{i:05d}"
+
     specs = tuple(
         StreamSpec(
             index=i,
-            key=f"{spec.key_prefix}load-key-{i:05d}",
-            conn_id=f"{backend}_load_{i:05d}",
+            key=f"{spec.key_prefix}load-key-{name(i)}",
+            conn_id=f"{backend}_load_{name(i)}",
             events=min_events + i % spread,
             fault=kinds.get(i),
         )
@@ -167,202 +165,11 @@ def connection_env(plan: Plan, base_url: str) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables (JSON form) for every stream of ``plan``, as a deployment would set them
     (``base_url`` as the emulator gives it: ending in ``/docify`` for Docify, in ``/v1`` for Dify)."""
     env = {}
-    for spec in (*plan.streams, plan.warmup):
+    for spec in {s.conn_id: s for s in (*plan.streams, plan.warmup)}.values():
         env[f"AIRFLOW_CONN_{spec.conn_id.upper()}"] = json.dumps(
             {"conn_type": plan.backend, "host": base_url, "password": spec.key}
         )
     return env
-
-
-# -- the emulator process --------------------------------------------------------------------------
-
-
-def _raise_nofile_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _load_scenario(events: int) -> Any:
-    from docify_provider.testing.scenarios import Scenario
-
-    def produce(inputs: Mapping[str, Any], files: Mapping[str, Any]) -> tuple[str, Any, list[Any]]:
-        value = inputs.get("text")
-        text = value.get("text", "") if isinstance(value, Mapping) else ""
-        return f"done: {text}", {"echo": text}, []
-
-    return Scenario(
-        scenario_id=f"9{events:03d}",
-        code=f"LOAD_{events}",
-        name=f"Load stream of {events} events",
-        description="Streams START, two PREPARE events, TEXT chunks and COMPLETE",
-        parameters=[
-            {"type": "TEXT", "label": "Text", "variable": "text", "required": False, "maxLength": 0, "description": ""}
-        ],
-        produce=produce,
-        cost_points=1,
-        latency=0.0,
-        text_chunks=[f"chunk {n + 1} of {events - 4}" for n in range(events - 4)],
-    )
-
-
-def _fault_for(spec: StreamSpec) -> Any:
-    from docify_provider.testing import Fault
-
-    kinds: dict[str, Any] = {
-        "drop_mid_stream": lambda: Fault("stream", "drop_mid_stream", after_events=3, key=spec.key),
-        "error_event": lambda: Fault("stream", "error_event", key=spec.key),
-        "end_without_complete": lambda: Fault("stream", "end_without_complete", after_events=4, key=spec.key),
-        "status_503": lambda: Fault("stream", "status", status=503, key=spec.key),
-        "malformed_event": lambda: Fault("stream", "malformed_event", key=spec.key),
-    }
-    return kinds[str(spec.fault)]()
-
-
-def _docify_emulator(plan: Plan, event_interval: float, ping_interval: float | None) -> Any:
-    """A Docify emulator with one scenario per stream length, the plan's keys and their faults."""
-    from docify_provider.testing import DocifyEmulator
-
-    emu = DocifyEmulator(event_interval=event_interval, ping_interval=ping_interval, default_keys=False)
-    specs = (*plan.streams, plan.warmup)
-    for events in sorted({s.events for s in specs}):
-        emu.add_scenario(_load_scenario(events))
-    for spec in specs:
-        emu.add_key(spec.key, spec.scenario_code)
-        if spec.fault:
-            emu.inject(_fault_for(spec))
-    return emu
-
-
-def _dify_emulator(plan: Plan, event_interval: float, ping_interval: float | None) -> Any:
-    """A Dify emulator whose plan keys all run the built-in ``long`` app (see :func:`dify_inputs`)."""
-    from docify_provider.testing.dify import DifyEmulator
-
-    emu = DifyEmulator(event_interval=event_interval, ping_interval=ping_interval, default_keys=False)
-    for spec in (*plan.streams, plan.warmup):
-        emu.add_key(spec.key, "long")
-    return emu
-
-
-def serve_emulator(plan: Plan, *, event_interval: float, ping_interval: float | None) -> None:
-    """Body of the emulator child: serve ``plan`` until stdin closes; answer ``stats`` lines on stdout."""
-    from docify_provider.testing.keys import fingerprint
-
-    _raise_nofile_limit()
-    emu = plan.spec.emulator(plan, event_interval, ping_interval)
-    specs = (*plan.streams, plan.warmup)
-    peak_threads = threading.active_count()
-    stop = threading.Event()
-
-    def sample_threads() -> None:
-        nonlocal peak_threads
-        while not stop.wait(0.05):
-            peak_threads = max(peak_threads, threading.active_count())
-
-    with emu:
-        sampler = threading.Thread(target=sample_threads, daemon=True)
-        sampler.start()
-        print(json.dumps({"base_url": emu.base_url}), flush=True)
-        for line in sys.stdin:
-            if line.strip() != "stats":
-                continue
-            requests = Counter(r.key_fingerprint for r in emu.requests if r.endpoint == "stream")
-            stats = {
-                "started": {fingerprint(s.key): emu.runs_started(s.key) for s in specs},
-                "completed": {fingerprint(s.key): emu.runs_completed(s.key) for s in specs},
-                "stream_requests": {fingerprint(s.key): requests.get(fingerprint(s.key), 0) for s in specs},
-                "faults_unused": [f.kind for f in emu.faults if not f.exhausted],
-                "peak_threads": peak_threads,
-                "vmhwm_kb": proc_status_kb("VmHWM"),
-                "cpu_seconds": _cpu_seconds(),
-            }
-            print(json.dumps(stats), flush=True)
-        stop.set()
-
-
-class EmulatorProcess:
-    """The emulator for ``plan`` in its own process: ``with EmulatorProcess(plan, ...) as emu: emu.base_url``."""
-
-    def __init__(self, plan: Plan, *, event_interval: float, ping_interval: float | None = 0.5) -> None:
-        self.plan = plan
-        self.event_interval = event_interval
-        self.ping_interval = ping_interval
-        self.base_url = ""
-        self._proc: subprocess.Popen[str] | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._tmp = tempfile.TemporaryDirectory(prefix="docify-load-")
-
-    def __enter__(self) -> EmulatorProcess:
-        plan_path = os.path.join(self._tmp.name, "plan.json")
-        with open(plan_path, "w") as fh:
-            fh.write(self.plan.to_json())
-        self._stderr: IO[str] = open(os.path.join(self._tmp.name, "emulator.err"), "w+")
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                os.path.abspath(__file__),
-                "--emulator",
-                plan_path,
-                "--event-interval",
-                str(self.event_interval),
-                "--ping-interval",
-                str(self.ping_interval or 0),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-        )
-        threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True).start()
-        try:
-            self.base_url = json.loads(self._line(60))["base_url"]
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _read(self, stdout: IO[str] | None) -> None:
-        assert stdout is not None
-        for line in stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _line(self, timeout: float) -> str:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            line = None
-        if line is None:
-            self._stderr.seek(0)
-            raise RuntimeError(f"the emulator process did not answer; its stderr:\n{self._stderr.read()[-3000:]}")
-        return line
-
-    def stats(self) -> dict[str, Any]:
-        """The emulator's per-key counters (by key fingerprint), peak threads, memory and CPU."""
-        assert self._proc is not None
-        assert self._proc.stdin is not None
-        self._proc.stdin.write("stats\n")
-        self._proc.stdin.flush()
-        return dict(json.loads(self._line(60)))
-
-    def __exit__(self, *exc: object) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            with contextlib.suppress(OSError):
-                assert proc.stdin is not None
-                proc.stdin.close()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self._stderr.close()
-        self._tmp.cleanup()
 
 
 # -- the triggerer-like loop ------------------------------------------------------------------------
@@ -382,6 +189,8 @@ class Outcome:
     raised: str | None = None
     hung: bool = False
     seconds: float = 0.0
+    #: Seconds from the moment every stream was started (their tasks created) to this one's end.
+    ended_at: float = 0.0
 
 
 def _docify_trigger(spec: StreamSpec) -> Any:
@@ -394,18 +203,6 @@ def _docify_trigger(spec: StreamSpec) -> Any:
         user=f"load-{spec.index}",
         **_identity(spec),
     )
-
-
-DIFY_PACED_EVENTS = 7
-"""Events of a ``long`` app run besides its text chunks that the emulator paces ``event_interval``
-apart: workflow_started, node_started/node_finished of start, wait and end; workflow_finished
-follows the last one at once."""
-
-
-def dify_inputs(events: int) -> dict[str, int]:
-    """Wire inputs of the emulator's ``long`` app for a run of ``events`` events in all, one every
-    ``event_interval``: no silent gap (``seconds`` 0), one ``text_chunk`` per step."""
-    return {"seconds": 0, "steps": max(1, events - DIFY_PACED_EVENTS - 1)}
 
 
 def _dify_trigger(spec: StreamSpec) -> Any:
@@ -456,14 +253,14 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {
     "docify": Backend(
-        "Docify", "", 5, "START, 2 PREPARE, >= 1 TEXT, COMPLETE", _docify_emulator, _docify_trigger, _docify_ids
+        "Docify", "", 5, "START, 2 PREPARE, >= 1 TEXT, COMPLETE", docify_emulator, _docify_trigger, _docify_ids
     ),
     "dify": Backend(
         "Dify",
         "app-",
         DIFY_PACED_EVENTS + 2,
         "the long app: 7 node/run events, >= 1 text_chunk, workflow_finished",
-        _dify_emulator,
+        dify_emulator,
         _dify_trigger,
         _dify_ids,
     ),
@@ -479,7 +276,7 @@ def make_trigger(spec: StreamSpec, backend: str = "docify") -> Any:
     return getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
 
 
-async def run_trigger(spec: StreamSpec, backend: str = "docify") -> Outcome:
+async def run_trigger(spec: StreamSpec, backend: str = "docify", *, load_started: float | None = None) -> Outcome:
     """Iterate one trigger's ``run()`` to its end, as ``TriggerRunner.run_trigger`` does."""
     import structlog
 
@@ -504,7 +301,9 @@ async def run_trigger(spec: StreamSpec, backend: str = "docify") -> Outcome:
             outcome.run_id, outcome.session_id = BACKENDS[backend].ids(payload)
     except Exception as exc:  # a trigger that raises is an unaccounted run, reported as such
         outcome.raised = f"{type(exc).__name__}: {exc}"[:300]
-    outcome.seconds = time.monotonic() - started
+    ended = time.monotonic()
+    outcome.seconds = ended - started
+    outcome.ended_at = ended - (started if load_started is None else load_started)
     return outcome
 
 
@@ -519,19 +318,19 @@ class ResourceSampler:
     def start(self) -> None:
         self.baseline_kb = proc_status_kb("VmRSS")
         reset_peak_rss()
-        self._cpu0, self._wall0 = _cpu_seconds(), time.monotonic()
+        self._cpu0, self._wall0 = cpu_seconds(), time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._sample())
 
     async def _sample(self) -> None:
         cpu, wall = self._cpu0, self._wall0
         while True:
             await asyncio.sleep(1.0)
-            cpu_now, wall_now = _cpu_seconds(), time.monotonic()
+            cpu_now, wall_now = cpu_seconds(), time.monotonic()
             self.busiest_second = max(self.busiest_second, (cpu_now - cpu) / (wall_now - wall))
             cpu, wall = cpu_now, wall_now
 
     async def stop(self) -> dict[str, float]:
-        cpu, wall = _cpu_seconds() - self._cpu0, time.monotonic() - self._wall0
+        cpu, wall = cpu_seconds() - self._cpu0, time.monotonic() - self._wall0
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -548,54 +347,40 @@ class ResourceSampler:
         }
 
 
-class MarkerStore:
-    """In-memory stand-in for Airflow's XCom, for the triggers' restart markers only (see the module
-    docstring): keyed like an XCom row by key, dag, task, run and map index."""
-
-    values: ClassVar[dict[tuple[Any, ...], Any]] = {}
-
-    @staticmethod
-    def _row(key: str, dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> tuple[Any, ...]:
-        return (key, dag_id, task_id, run_id, map_index)
-
-    @classmethod
-    def get_one(cls, *, key: str, **ident: Any) -> Any:
-        return cls.values.get(cls._row(key, **ident))
-
-    @classmethod
-    def set(cls, *, key: str, value: Any, **ident: Any) -> None:
-        cls.values[cls._row(key, **ident)] = value
-
-
-def use_marker_store() -> None:
-    """Give the triggers :class:`MarkerStore` as their XCom (there is no supervisor channel here)."""
-    from docify_provider.triggers import base
-
-    base._xcom_class = lambda: MarkerStore  # type: ignore[attr-defined]
-
-
 async def drive(plan: Plan, *, deadline: float, measure: bool = False) -> tuple[list[Outcome], dict[str, float]]:
     """Run every stream's trigger concurrently in this event loop; cancel what is left at ``deadline``.
 
-    The connections must already be in the environment (:func:`connection_env`). The warm-up stream
-    runs first (imports, TLS context, first-use caches), then all streams start at once. With
+    The connections must already be in the environment (:func:`connection_env`). The triggers talk
+    to a :class:`TriggererChannel` holding each stream's "deferred" marker. The warm-up stream runs
+    first (imports, TLS context, first-use caches), then all streams start at once. With
     ``measure``, peak memory and CPU of the load phase are returned as well.
     """
-    use_marker_store()
+    with installed(TriggererChannel()) as channel:
+        for spec in (plan.warmup, *plan.streams):  # as each operator leaves its marker before deferring
+            trigger = make_trigger(spec, plan.backend)
+            channel.seed(trigger.marker_key, trigger._unsent_marker(), trigger._identity())
+        channel.bind()
+        return await _drive(plan, deadline, measure)
+
+
+async def _drive(plan: Plan, deadline: float, measure: bool) -> tuple[list[Outcome], dict[str, float]]:
     warm = await run_trigger(plan.warmup, plan.backend)
     if warm.status != "success":
         raise RuntimeError(f"the warm-up stream failed: {warm}")
     sampler = ResourceSampler()
     if measure:
         sampler.start()
-    tasks = {spec.index: asyncio.create_task(run_trigger(spec, plan.backend)) for spec in plan.streams}
+    started = time.monotonic()
+    tasks = {
+        spec.index: asyncio.create_task(run_trigger(spec, plan.backend, load_started=started)) for spec in plan.streams
+    }
     _, pending = await asyncio.wait(tasks.values(), timeout=deadline)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     usage = await sampler.stop() if measure else {}
     outcomes = [
-        Outcome(index=index, hung=True, seconds=deadline) if task in pending else task.result()
+        Outcome(index=index, hung=True, seconds=deadline, ended_at=deadline) if task in pending else task.result()
         for index, task in tasks.items()
     ]
     return outcomes, usage
@@ -603,7 +388,7 @@ async def drive(plan: Plan, *, deadline: float, measure: bool = False) -> tuple[
 
 def drive_child(plan_path: str, base_url: str, deadline: float, log_path: str) -> None:
     """Body of the load child: log like a trigger runner (JSON lines to a channel), drive, print JSON."""
-    _raise_nofile_limit()
+    raise_nofile_limit()
     with open(plan_path) as fh:
         plan = Plan.from_json(fh.read())
     os.environ.update(connection_env(plan, base_url))
@@ -651,108 +436,6 @@ def run_load_child(
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-# -- accounting -----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Accounting:
-    """Per fault kind: streams, streams that ended as expected, runs started; and every problem found."""
-
-    rows: dict[str, dict[str, int]]
-    problems: list[str]
-    hung: int
-    runs_started: int
-    expected_started: int
-
-
-def account(plan: Plan, outcomes: Sequence[Outcome | Mapping[str, Any]], stats: Mapping[str, Any]) -> Accounting:
-    """Check every stream ended accounted for, once, and was sent (and started) at most once."""
-    from docify_provider.testing.keys import fingerprint
-
-    by_index = {o["index"] if isinstance(o, Mapping) else o.index: o for o in outcomes}
-    rows: dict[str, dict[str, int]] = {}
-    problems: list[str] = []
-    hung = 0
-    for spec in plan.streams:
-        kind = spec.fault or "none"
-        row = rows.setdefault(kind, {"streams": 0, "as_expected": 0, "runs_started": 0, "expected_started": 0})
-        row["streams"] += 1
-        status, error_type, expected_started = EXPECTED[spec.fault]
-        fp = fingerprint(spec.key)
-        started = int(stats["started"].get(fp, 0))
-        sent = int(stats["stream_requests"].get(fp, 0))
-        row["runs_started"] += started
-        row["expected_started"] += expected_started
-        found = by_index.get(spec.index)
-        o = dataclasses.asdict(found) if isinstance(found, Outcome) else dict(found or {})
-        where = f"stream {spec.index} ({kind})"
-        ok = True
-        if not o:
-            problems.append(f"{where}: no outcome")
-            ok = False
-        elif o["hung"]:
-            hung += 1
-            problems.append(f"{where}: still running at the deadline (hung)")
-            ok = False
-        elif o["raised"]:
-            problems.append(f"{where}: the trigger raised {o['raised']}")
-            ok = False
-        elif o["events"] != 1:
-            problems.append(f"{where}: {o['events']} trigger events instead of exactly 1")
-            ok = False
-        elif (o["status"], o["error_type"]) != (status, error_type):
-            problems.append(
-                f"{where}: ended {o['status']}/{o['error_type']}, expected {status}/{error_type}: {o['message']}"
-            )
-            ok = False
-        elif status == "success" and not (o["run_id"] and o["session_id"]):
-            problems.append(f"{where}: success without run id and session id")
-            ok = False
-        if sent != 1:
-            problems.append(f"{where}: the emulator received its run request {sent} times")
-            ok = False
-        if started != expected_started:
-            problems.append(f"{where}: the emulator started {started} runs, expected {expected_started}")
-            ok = False
-        row["as_expected"] += ok
-    warm_fp = fingerprint(plan.warmup.key)
-    if stats["started"].get(warm_fp) != 1:
-        problems.append(f"warm-up stream: started {stats['started'].get(warm_fp)} runs, expected 1")
-    if stats.get("faults_unused"):
-        problems.append(f"faults never applied: {stats['faults_unused']}")
-    return Accounting(
-        rows=rows,
-        problems=problems,
-        hung=hung,
-        runs_started=sum(r["runs_started"] for r in rows.values()),
-        expected_started=sum(r["expected_started"] for r in rows.values()),
-    )
-
-
-def accounting_table(acc: Accounting) -> Iterator[str]:
-    """The accounting as printable lines, one row per fault kind."""
-    names = {
-        "none": "none",
-        "malformed_event": "malformed event",
-        "drop_mid_stream": "drop mid-stream",
-        "end_without_complete": "end without COMPLETE",
-        "error_event": "ERROR event",
-        "status_503": "503 before response",
-    }
-    yield f"{'injected fault':<22}{'streams':>8}  {'must end as':<30}{'as expected':>12}{'runs started':>14}"
-    for kind in ("none", *sorted(k for k in acc.rows if k != "none")):
-        if kind not in acc.rows:
-            continue
-        row = acc.rows[kind]
-        status, error_type, _ = EXPECTED[None if kind == "none" else kind]
-        must = "success" if status == "success" else str(error_type)
-        started = f"{row['runs_started']}/{row['expected_started']}"
-        yield f"{names[kind]:<22}{row['streams']:>8}  {must:<30}{row['as_expected']:>12}{started:>14}"
-    total = sum(r["streams"] for r in acc.rows.values())
-    good = sum(r["as_expected"] for r in acc.rows.values())
-    yield f"{'total':<22}{total:>8}  {'':<30}{good:>12}{f'{acc.runs_started}/{acc.expected_started}':>14}"
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="child processes of the stream load benchmarks")
     parser.add_argument("--emulator", metavar="PLAN")
@@ -771,6 +454,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         parser.error("give --emulator or --drive")
 
+
+__all__ = ["EXPECTED", "Accounting", "account", "accounting_table"]  # for the benchmarks and the load test
 
 if __name__ == "__main__":
     main()

@@ -50,9 +50,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_info, machine_line
+from _stream_emulator import EmulatorProcess
 from _streams import (
     BACKENDS,
-    EmulatorProcess,
     Plan,
     account,
     build_plan,
@@ -90,7 +90,7 @@ def _dify_worker_stream(conn_id: str, events: int) -> tuple[Any, Any]:
     as the operator does), logged as the operator logs it."""
     import logging
 
-    from _streams import dify_inputs
+    from _stream_emulator import dify_inputs
 
     from docify_provider.hooks.dify import DifyHook
     from docify_provider.operators.dify import DifyStreamWorkflowOperator, log_workflow_event

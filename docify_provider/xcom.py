@@ -230,6 +230,8 @@ def dify_run_to_xcom(run: Any, paths: Sequence[Any | None] | None = None) -> dic
             "tokens": usage.get("total_tokens"),
             "price": usage.get("total_price"),
             "currency": usage.get("currency"),
+            # None when price is what Dify reported for every node; else why there is no price.
+            "price_unknown": usage.get("price_unknown"),
         },
         "created_at": _iso(run.created_at),
         "finished_at": _iso(run.finished_at),

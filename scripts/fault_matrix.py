@@ -96,6 +96,9 @@ run up (run detail, events, logs), so most lost answers are not lost:
 - **recovered (found in the logs)**: a blocking run's answer was lost after the run started (a
   cut connection, a gateway's 524); the client found the run in `GET /workflows/logs` (same end
   user, created since the request, inputs confirmed against the run detail) and waited for it.
+  Across tries the same holds: a try that finds an earlier try's run request pending with no run
+  id (a deferred stream whose trigger's marker Airflow purged) finds the one run of that end user
+  created since in the logs and re-attaches to it; two or none fail closed (`docs/design.md`).
 - **recovered (retried)**: a request that is safe to repeat (info, parameters, upload, download)
   was repeated on a dropped connection, 429 or 502/503/504/524 (not 500), after backoff.
 - **an error class**: the task fails with this `DifyError` subclass (from

@@ -6,6 +6,9 @@ can start, stop and restart single components. More than one instance of a compo
 workers, two triggerers) runs as a ``Component`` with a name of its own: its own log file, pid file
 and ``procs`` entry, and, with ``as_host``, its own hostname (what Airflow records in task instances
 and jobs), as if each ran on a machine of its own. ``redis_server`` is a throwaway Celery broker.
+
+The handles on a human-in-the-loop run (``HitlRun``, the HITL DAG ids) are in
+``tests/hitl_deployment.py``, with the one deployment the HITL tests share.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -23,7 +25,6 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -481,178 +482,3 @@ def task_xcom(dep: Deployment, dag_id: str, run_id: str, task_id: str, key: str 
         with contextlib.suppress(ValueError):
             return json.loads(value)
     return value
-
-
-# --- a deployment with a paused Dify run waiting for a person -----------------------------------
-
-_LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?)(Z|[+-]\d\d:?\d\d)?")
-
-
-def log_time(line: str) -> datetime | None:
-    """When a log line was written: a JSON record's ``timestamp``, else the line's first ISO time (UTC
-    when it names no zone); None when it has none."""
-    found = re.search(r'"timestamp":\s*"([^"]+)"', line)
-    match = _LOG_TIME.search(found.group(1) if found else line)
-    if match is None:
-        return None
-    zone = match.group(2) or "+00:00"
-    zone = "+00:00" if zone == "Z" else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
-    try:
-        return datetime.fromisoformat(match.group(1).replace(",", ".").replace(" ", "T") + zone)
-    except ValueError:
-        return None
-
-
-HITL_DAG_FILE = ROOT / "tests" / "dags" / "dify_hitl.py"
-HITL_DAG_ID, HITL_TASK_ID, HITL_RECORD_TASK_ID = "dify_hitl", "review", "record"
-HITL_TWO_FORMS_DAG_ID = "dify_hitl_two_forms"
-HITL_BLOCKING_DAG_ID = "dify_hitl_blocking"
-#: ``DifyRunAppOperator`` on the account API's one-form app: served by the OpenAPI emulator.
-HITL_ACCOUNT_DAG_ID = "dify_hitl_account"
-
-
-@dataclass
-class HitlRun:
-    """Handles on a triggered ``dify_hitl`` run: the emulator, the deployment, the run id, the clock."""
-
-    emu: Any
-    dep: Deployment
-    run_id: str
-    timeline: Timeline
-    dag_id: str = HITL_DAG_ID
-    task_id: str = HITL_TASK_ID
-    #: The credential the task's connection presents (the app key; the account token on the account API).
-    key: str = ""
-
-    def runs_bought(self) -> int:
-        """Runs the emulator started with this run's credential."""
-        return int(self.emu.runs_started(key=self.key))
-
-    @property
-    def ti_path(self) -> str:
-        return f"/dags/{self.dag_id}/dagRuns/{self.run_id}/taskInstances/{self.task_id}"
-
-    def task_instance(self, task_id: str | None = None) -> dict[str, Any]:
-        """The task instance (default: the Dify task), or {} while the API cannot answer."""
-        path = f"/dags/{self.dag_id}/dagRuns/{self.run_id}/taskInstances/{task_id or self.task_id}"
-        return api(self.dep, "GET", path) or {}
-
-    def ended(self, task_id: str | None = None) -> dict[str, Any] | None:
-        """The task instance (default: the Dify task) once it succeeded or failed, else None."""
-        ti = self.task_instance(task_id)
-        return ti if ti.get("state") in ("success", "failed") else None
-
-    def waiting_for_answer(self) -> dict[str, Any] | None:
-        """The task instance once it is deferred on its human-input trigger and the scheduler has
-        handled the executor event of the worker run that deferred it there.
-
-        Before that a REST answer races the scheduler: Airflow 3.3 resumes the task straight from
-        the answer (state scheduled, then queued), and the executor event of the worker that just
-        deferred, handled after that, can find the task "changed externally" and fail the try
-        (apache/airflow#67287). A person is never that fast (the window is one scheduler loop);
-        a script answering the moment the request appears can be.
-
-        Handled means: a "TaskInstance Finished" line of the task in the scheduler's log stamped
-        after the last deferral in its task logs. Not a count of such lines per worker run: the
-        executor's event buffer is keyed by try, so two deferrals of one try that end within one
-        busy scheduler loop (the stream's re-attach, then its form) leave one event and one line.
-        """
-        ti = self.task_instance()
-        trigger = ti.get("trigger") or {}
-        if ti.get("state") != "deferred" or "HumanInputTrigger" not in str(trigger.get("classpath")):
-            return None
-        folder = self.dep.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={self.run_id}" / f"task_id={self.task_id}"
-        deferred = [
-            stamp
-            for p in folder.glob("attempt=*.log")
-            for line in p.read_text(errors="replace").splitlines()
-            if "Pausing task as DEFERRED" in line and (stamp := log_time(line)) is not None
-        ]
-        with contextlib.suppress(OSError):
-            scheduler = (self.dep.logs / "scheduler.log").read_text(errors="replace")
-            finished = f"TaskInstance Finished: dag_id={self.dag_id}, task_id={self.task_id}, run_id={self.run_id},"
-            handled = [stamp for line in scheduler.splitlines() if finished in line and (stamp := log_time(line))]
-            return ti if deferred and handled and max(handled) > max(deferred) else None
-        return None
-
-    def externally_changed_tries(self) -> int:
-        """Tries of the Dify task the scheduler failed as "changed externally" (apache/airflow#67287).
-
-        Airflow 3.3 resumes a deferred task as soon as its event arrives; when the scheduler handles
-        the executor event of the worker that deferred only after that (a busy machine: seconds),
-        it finds the task queued or running again and fails the try. The DAG's ``retries=3`` covers
-        it: the next try re-attaches to the same Dify run (nothing is sent again).
-        """
-        with contextlib.suppress(OSError):
-            text = (self.dep.logs / "scheduler.log").read_text(errors="replace")
-            return sum(
-                1
-                for line in text.splitlines()
-                if "finished with state success, but the task instance's state attribute is" in line
-                and f"{self.dag_id}.{self.task_id} {self.run_id} " in line
-            )
-        return 0
-
-    def hitl_detail(self) -> dict[str, Any] | None:
-        """The Dify task's human-in-the-loop request (``GET .../{task}/-1/hitlDetails``), None while none."""
-        detail = api(self.dep, "GET", f"{self.ti_path}/-1/hitlDetails")
-        return detail if isinstance(detail, dict) else None
-
-    def pending_requests(self) -> list[dict[str, Any]]:
-        """The run's unanswered requests from the list endpoint (what the Required Actions page lists)."""
-        path = f"/dags/{self.dag_id}/dagRuns/{self.run_id}/hitlDetails"
-        listed = api(self.dep, "GET", path, params={"response_received": "false"}) or {}
-        return list(listed.get("hitl_details") or [])
-
-    def answer(self, option: str, params: dict[str, Any]) -> Any:
-        """Answer the request as the Required Actions page does (``PATCH .../hitlDetails``)."""
-        import httpx
-
-        response = httpx.patch(
-            f"http://127.0.0.1:{self.dep.port}/api/v2{self.ti_path}/-1/hitlDetails",
-            json={"chosen_options": [option], "params_input": params},
-            headers=self.dep.headers,
-            timeout=10,
-        )
-        if not response.is_success:
-            raise AssertionError(f"PATCH hitlDetails answered {response.status_code}: {response.text}")
-        return response.json()
-
-    def xcom(self, task_id: str | None = None, key: str = "return_value") -> Any:
-        return task_xcom(self.dep, self.dag_id, self.run_id, task_id or self.task_id, key)
-
-    def clear(self) -> Any:
-        """Clear the Dify task as the UI's Clear does (``POST /dags/{dag}/clearTaskInstances``, not a dry
-        run, whatever its state): Airflow ends its wait and starts its next try."""
-        body = {
-            "dry_run": False,
-            "task_ids": [self.task_id],
-            "dag_run_id": self.run_id,
-            "only_failed": False,
-            "include_downstream": False,
-        }
-        cleared = api(self.dep, "POST", f"/dags/{self.dag_id}/clearTaskInstances", json=body)
-        if not cleared or not cleared.get("task_instances"):
-            raise AssertionError(f"clearTaskInstances cleared nothing: {cleared}")
-        return cleared
-
-    def form_posts(self) -> int:
-        """Answers the emulator's forms accepted (``POST /v1/form/human_input/{token}``, on the account API
-        ``.../human-input-forms/{token}:submit``, answered 200)."""
-        return self._form_posts(200)
-
-    def refused_form_posts(self) -> int:
-        """Answers refused as already given (412): a second resume of the task posting it again."""
-        return self._form_posts(412)
-
-    def _form_posts(self, status: int) -> int:
-        return sum(
-            1
-            for r in self.emu.requests
-            if r.endpoint in ("form", "form_submit") and r.method == "POST" and r.status == status
-        )
-
-    def task_log(self) -> str:
-        """Every task and trigger log of the Dify task in this run (all tries)."""
-        folder = self.dep.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={self.run_id}" / f"task_id={self.task_id}"
-        return "\n".join(p.read_text(errors="replace") for p in sorted(folder.rglob("*.log")))

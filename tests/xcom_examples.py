@@ -42,7 +42,10 @@ DIFY_RUN_XCOM = {
     "elapsed_time": 3.2,  # seconds
     "total_tokens": 812,
     "total_steps": 4,
-    "usage": {"tokens": 812, "price": 0.0012, "currency": "USD"},  # summed over the run's nodes
+    # Summed over the run's nodes. price and currency are None where Dify reported no price: a blocking
+    # answer (tokens only), or a run followed by id whose nodes finished unseen ("price_unknown" then
+    # says why; it is None otherwise).
+    "usage": {"tokens": 812, "price": 0.0012, "currency": "USD", "price_unknown": None},
     "created_at": "2026-12-02T08:00:00+00:00",
     "finished_at": "2026-12-02T08:00:03+00:00",
     "files": [  # output variables that are Dify files, stored as Docify attachments are

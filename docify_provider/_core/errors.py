@@ -68,8 +68,9 @@ class ProviderError(Exception):
         return self.settles_run and not self.outcome_unknown
 
     #: Set on an outcome-unknown error by the operator that raised it when its next try settles the
-    #: run without paying twice (re-attaches to it by id, or sends again as ``allow_resubmit`` allows):
-    #: what that try does, for the log. A retry may then help, so the error is retried.
+    #: run without paying twice (re-attaches to it by id or once found in the logs, or sends again as
+    #: ``allow_resubmit`` allows): what that try does, for the log. A retry may then help, so the error
+    #: is retried.
     next_try: str | None = None
 
     def not_retried_because(self) -> str | None:

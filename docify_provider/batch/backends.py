@@ -64,8 +64,9 @@ class BatchBackend:
     #: Whether a started run can be stopped (``stop``): Dify's can, by its task id; Docify's cannot.
     can_stop: ClassVar[bool] = False
 
-    async def stop(self, client: Any, run_id: str | None, task_id: str, *, user: str | None) -> None:
-        """Stop a started run (the task was cleared or marked failed while its trigger held the batch)."""
+    async def stop(self, client: Any, run_id: str | None, task_id: str, *, user: str | None) -> Any:
+        """Stop a started run; returns what the run became, read back once the stop is sent (a
+        ``WorkflowRun``; None when not read). ``batch.stopping`` is the one caller."""
         raise NotImplementedError(f"{self.policy.label} runs cannot be stopped")
 
     def ids(self, event: Any) -> tuple[str | None, str | None]:
@@ -157,8 +158,8 @@ class DifyBatch(BatchBackend):
 
     can_stop = True
 
-    async def stop(self, client: Any, run_id: str | None, task_id: str, *, user: str | None) -> None:
-        await client.stop_task(task_id, user=user, workflow_run_id=run_id)
+    async def stop(self, client: Any, run_id: str | None, task_id: str, *, user: str | None) -> Any:
+        return await client.stop_task(task_id, user=user, workflow_run_id=run_id)
 
     def outcome(self, event: Any) -> Outcome | None:
         from docify_provider.dify.models import run_record
@@ -218,8 +219,8 @@ class DifyAppBatch(DifyBatch):
     def reattach(self, client: Any, run_id: str, *, task_id: str | None, user: str | None) -> AsyncIterator[Any]:
         return client.follow_run(self.options["app"], run_id, task_id=task_id)
 
-    async def stop(self, client: Any, run_id: str | None, task_id: str, *, user: str | None) -> None:
-        await client.stop_task(self.options["app"], task_id, workflow_run_id=run_id)
+    async def stop(self, client: Any, run_id: str | None, task_id: str, *, user: str | None) -> Any:
+        return await client.stop_task(self.options["app"], task_id, workflow_run_id=run_id)
 
     @staticmethod
     def _root() -> Any:

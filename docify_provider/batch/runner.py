@@ -13,6 +13,11 @@ run policy (``durable.policy.decide``) what the item's ledger row (``items.ItemL
 * **unknown**: a run that may have started and cannot be followed (Docify, or no run id) is
   reported with what is known and never re-sent.
 
+``send_until`` (a wall-clock time, ``time.time()``) is when sending stops: an item whose turn comes
+later (a 429's wait included) is ``not_sent``, nothing uploaded for it. A deferred batch's trigger
+stops sending a few seconds before ``execution_timeout``, so that no run request leaves while the
+task's timeout path reads the ledger (``triggers.batch``).
+
 A failed item is a result, not a crash: the batch goes on and the item's row is dropped, so a later
 pass sends it again. A ledger that cannot be written stops the batch (items not yet sent are
 ``not_sent``), as the single-run ledger stops a try. ``run`` returns every item in input order with
@@ -117,6 +122,7 @@ class BatchRunner:
         allow_resubmit: bool = False,
         report_only: bool = False,
         reported: Mapping[int, Sequence[Any]] | None = None,
+        send_until: float | None = None,
         logger: Any = None,
     ) -> None:
         self.backend = backend
@@ -133,6 +139,7 @@ class BatchRunner:
         #: (status, error) of the items the sending pass left unknown or paused.
         self.report_only = report_only
         self.reported = {int(k): v for k, v in (reported or {}).items()}
+        self.send_until = send_until
         #: Where the per-item lines go (a trigger passes its own logger: its lines are the task's).
         self.log = logger or log
         self._items: list[dict[str, Any] | None] = []
@@ -223,6 +230,8 @@ class BatchRunner:
         if decision.action is Action.REATTACH:
             self.log.info("Item %s: %s", index, decision.message or f"re-attaching to run {decision.run_id}")
             return await self._follow(client, index, inputs, run_id=decision.run_id, task_id=decision.task_id)
+        if self._too_late():
+            return self._too_late_item(index)
         try:
             wire = await self.backend.prepare(client, inputs, user=self.user)
         except Exception as exc:  # nothing was sent: the item fails here, before it takes a slot
@@ -247,6 +256,8 @@ class BatchRunner:
             not_started: RunNotStartedError | None = None
             try:
                 if run_id is None:
+                    if self._too_late():
+                        return self._too_late_item(index)
                     try:
                         await self.ledger.intend(index)
                     except LedgerError as exc:
@@ -348,6 +359,14 @@ class BatchRunner:
             self.log.info("Item %s %s%s in %.1fs", item["index"], how, named, seconds)
         else:
             self.log.warning("Item %s %s%s: %s", item["index"], how, named, item.get("error"))
+
+    def _too_late(self) -> bool:
+        return self.send_until is not None and time.time() >= self.send_until
+
+    def _too_late_item(self, index: int) -> dict[str, Any]:
+        """Sending stopped (``send_until``): the item is not sent, and says why."""
+        why = "not sent: sending stopped before execution_timeout; a retry sends it"
+        return self._item(index, "not_sent", error=why)
 
     def _item(
         self,

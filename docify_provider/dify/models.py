@@ -124,6 +124,22 @@ def empty_usage() -> dict[str, Any]:
     return {"total_tokens": 0, "total_price": None, "currency": None}
 
 
+#: ``usage["price_unknown"]`` of a run some of whose nodes Dify reported without their usage: a
+#: state snapshot replays finished nodes detail-stripped (``execution_metadata`` null), and an
+#: ended run's events are its final frame alone, which carries tokens but no price.
+PRICE_NOT_SEEN = (
+    "Dify did not report it: some of the run's nodes finished while it was not followed live (a deferred "
+    "run followed by its id, or a stream re-attached after a cut), and Dify replays those without their "
+    "price; total_tokens is the run's own"
+)
+
+
+def unpriced(usage: Mapping[str, Any], why: str) -> dict[str, Any]:
+    """``usage`` without a price (a sum over some of the nodes is not the run's price), ``why`` instead;
+    the tokens are left for the run's own ``total_tokens`` to fill in (``WorkflowRun._build``)."""
+    return {**usage, "total_tokens": 0, "total_price": None, "currency": None, "price_unknown": why}
+
+
 def add_usage(usage: dict[str, Any], metadata: Any) -> None:
     """Add one ``node_finished.execution_metadata`` to ``usage`` (in place)."""
     if not isinstance(metadata, dict):

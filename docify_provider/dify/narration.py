@@ -52,13 +52,15 @@ def log_workflow_event(log: logging.Logger | Any, event: WorkflowEvent) -> None:
 
 def run_summary(run: WorkflowRun) -> str:
     """``run <id> succeeded in 79.9 s: 1,234 tokens, 5 steps, price 0.0012 USD; 2 output files``,
-    each clause left out when Dify did not report its value."""
+    each clause left out when Dify did not report its value ("price unknown" when it reported some
+    nodes' usage only: ``usage["price_unknown"]`` says why)."""
     usage = run.usage or {}
     took = seconds(run.elapsed_time)
     facts = clauses(
         counted(run.total_tokens, "token"),
         counted(run.total_steps, "step"),
-        priced(usage.get("total_price"), usage.get("currency")),
+        priced(usage.get("total_price"), usage.get("currency"))
+        or ("price unknown" if usage.get("price_unknown") else None),
     )
     return (
         f"run{' ' + run.workflow_run_id if run.workflow_run_id else ''} {run.status or 'ended'}"

@@ -28,12 +28,15 @@ from docify_provider.dify.errors import (
 )
 from docify_provider.dify.matching import inputs_match
 from docify_provider.dify.models import (
+    PRICE_NOT_SEEN,
     WorkflowEvent,
     WorkflowLog,
     WorkflowRun,
     add_usage,
     empty_usage,
+    unpriced,
 )
+from docify_provider.dify.parsing import opt_int
 
 if TYPE_CHECKING:
     from httpx_sse import ServerSentEvent
@@ -41,12 +44,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DifyEventTracker", "RunRecovery", "raise_if_failed"]
+__all__ = ["DifyEventTracker", "LostRunSearch", "RunRecovery", "raise_if_failed"]
 
 #: The server's clock may be a little behind ours: look for runs created this much before the send.
 CLOCK_SLACK_SECONDS = 5.0
 #: Dify's default user when the upload form has none; the provider always sends one.
 _DEDUPED_EVENTS = frozenset({"node_started", "node_finished", "human_input_required", "workflow_started"})
+#: A ``node_finished`` with all of these null is detail-stripped (Dify's ``to_ignore_detail_dict``, as a
+#: state snapshot replays a node): its usage is not known. A live one has inputs or outputs.
+_STRIPPED = ("inputs", "process_data", "outputs", "execution_metadata")
 
 
 def raise_if_failed(run: WorkflowRun, endpoint: str, errors: type[ProviderError] = DifyError) -> WorkflowRun:
@@ -113,6 +119,10 @@ class DifyEventTracker:
         self.result: WorkflowRun | None = None
         self.terminal: WorkflowEvent | None = None
         self._node_usage: dict[str, Any] = {}
+        #: Node executions seen starting, seen finishing, and seen finishing detail-stripped (no usage).
+        self._nodes_started: set[str] = set()
+        self._nodes_finished: set[str] = set()
+        self._nodes_stripped: set[str] = set()
         self._seen_keys: set[tuple[str, str]] = set()
 
     @property
@@ -168,11 +178,16 @@ class DifyEventTracker:
             return None
         name = event.event
         self.events_seen.append(name)
-        if name == "node_finished":
+        if name == "node_started":
+            self._nodes_started.add(str(event.data.get("id") or ""))
+        elif name == "node_finished":
             execution = str(event.data.get("id") or f"#{len(self.events_seen)}")
             metadata = event.data.get("execution_metadata")
             if isinstance(metadata, dict):
                 self._node_usage[execution] = metadata
+            self._nodes_finished.add(execution)
+            if all(event.data.get(k) is None for k in _STRIPPED):
+                self._nodes_stripped.add(execution)
         elif name == "error":
             message = event.error_message or "no message"
             failed = error_class(self.errors, RunFailedError)(
@@ -192,7 +207,10 @@ class DifyEventTracker:
             failed.code = event.error_code  # type: ignore[attr-defined]
             raise failed
         elif name == "workflow_finished":
-            run = WorkflowRun.from_event(event.raw, usage=self.usage, base_url=self.base_url)
+            usage = self.usage
+            if self._price_not_seen(event.data):
+                usage = unpriced(usage, PRICE_NOT_SEEN)
+            run = WorkflowRun.from_event(event.raw, usage=usage, base_url=self.base_url)
             if run.task_id is None and self.task_id:
                 run = with_task(run, self.task_id)
             event = _with_result(event, run)
@@ -203,6 +221,14 @@ class DifyEventTracker:
         elif not event.is_known:
             log.debug("Unknown Dify stream event %r kept: %.200r", name, event.raw)
         return event
+
+    def _price_not_seen(self, finished: Mapping[str, Any]) -> bool:
+        """Whether a node's usage went unseen, so that the nodes' sum is not the run's price: a node
+        replayed detail-stripped (a state snapshot), a node seen starting but not finishing, or an
+        ended run's final frame with steps and no node seen (Dify's answer to a re-attach after the end)."""
+        if self._nodes_stripped or (self._nodes_started - {""}) - self._nodes_finished:
+            return True
+        return not self._nodes_finished and bool(opt_int(finished.get("total_steps")))
 
     def ends_stream(self, event: WorkflowEvent) -> bool:
         """Whether the transport stops reading after ``event``: at ``workflow_finished`` always.
@@ -319,17 +345,24 @@ class RunRecovery:
     def check(self, run: WorkflowRun) -> None:
         self.checked.add(run.workflow_run_id)
         created = run.created_at.timestamp() if run.created_at else None
-        if (created is None or created >= self.since - 1) and inputs_match(self.inputs, run.inputs):
+        if (created is None or created >= self.since - 1) and self.same_inputs(run):
             self.matches.append(run.workflow_run_id)
+
+    def same_inputs(self, run: WorkflowRun) -> bool:
+        """Whether ``run`` was started with the inputs the request sent."""
+        return inputs_match(self.inputs, run.inputs)
 
     def found(self) -> str | None:
         """The one matching run id; several matches are an unknown outcome (which one is ours?)."""
         if len(self.matches) > 1:
-            raise self.unknown(
-                f"{len(self.matches)} runs of user {self.user!r} with these inputs started since the request "
-                f"({', '.join(self.matches)}); which one it started cannot be told."
-            )
+            raise self.unknown(self.ambiguous())
         return self.matches[0] if self.matches else None
+
+    def ambiguous(self) -> str:
+        return (
+            f"{len(self.matches)} runs of user {self.user!r} with these inputs started since the request "
+            f"({', '.join(self.matches)}); which one it started cannot be told."
+        )
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.time())
@@ -362,6 +395,67 @@ class RunRecovery:
             f"({self.deadline - self.sent_at:g}s"
             + (f"; {self.read_errors} reads of the logs failed" if self.read_errors else "")
             + ")."
+        )
+
+
+class LostRunSearch(RunRecovery):
+    """Sans-IO search for a run an earlier try (or its trigger) may have sent but never named.
+
+    What is known comes from the ledger's pending record: the end user the run was sent as and a
+    time the request went out at or after (``sent_at``, the worker's clock; Dify's clock may differ
+    by ``CLOCK_SLACK_SECONDS``). The inputs are not kept there, so a candidate is a logged run of
+    exactly that user created since then, checked here row by row (the server's filters only narrow
+    the reading) and then by its run detail's time. Exactly one candidate is the run; more than one
+    cannot be told apart, and none by ``sent_at + recovery_timeout`` means none is known: both fail
+    closed with ``todo`` (what the user can do), nothing is sent.
+    """
+
+    def __init__(self, user: str, sent_at: float, config: DifyClientConfig, *, who: str, todo: str) -> None:
+        super().__init__({"user": user, "inputs": {}}, sent_at, config, DifyOutcomeUnknownError(who))
+        self.who, self.todo = who, todo
+
+    def unchecked(self, logs: list[WorkflowLog]) -> list[str]:
+        """This user's runs (the row must name the user: an account's run or a row without one is not),
+        created since the pending record, not read yet."""
+        return [
+            item.workflow_run_id
+            for item in logs
+            if item.workflow_run_id not in self.checked
+            and item.session_id == self.user
+            and item.created_at is not None
+            and item.created_at.timestamp() >= self.since - 1
+        ]
+
+    def same_inputs(self, run: WorkflowRun) -> bool:
+        return True  # not kept in the pending record: the user and the time decide
+
+    def ambiguous(self) -> str:
+        return (
+            f"{len(self.matches)} runs of end user {self.user!r} were created since then "
+            f"({', '.join(self.matches)}): which one {self.who} started cannot be told, so none is followed."
+        )
+
+    def window(self) -> str:
+        """The search, for messages: the user and the earliest creation time looked for (UTC)."""
+        from datetime import datetime, timezone
+
+        since = datetime.fromtimestamp(self.since, tz=timezone.utc).isoformat(timespec="seconds")
+        return f"end user {self.user!r}, created at or after {since}"
+
+    def unknown(self, why: str, run_id: str | None = None) -> DifyOutcomeUnknownError:
+        return DifyOutcomeUnknownError(
+            f"Dify run outcome unknown: {self.who} may have sent the run request, and its run id never arrived. "
+            f"Looked for it in the app's logs ({self.window()}): {why} The run may have been started and billed, "
+            f"so it is not re-sent. {self.todo}",
+            run_id=run_id,
+            session_id=run_id,
+        )
+
+    def expired(self) -> DifyOutcomeUnknownError:
+        errors = f"; {self.read_errors} reads of the logs failed" if self.read_errors else ""
+        return self.unknown(
+            f"no such run appeared within recovery_timeout ({self.deadline - self.sent_at:g}s after the request"
+            f"{errors}), so none is known to have started."
         )
 
 

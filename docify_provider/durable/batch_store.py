@@ -22,6 +22,9 @@ bought item's result in a result store; it imports no Airflow. These are its Air
 * ``ChunkedResults``: without ``results_to``, results in chunks of ``chunk`` items, one key each of
   the same ``BatchKV`` (a chunk is rewritten as its items are bought; the operator warns for big
   batches, whose results belong in object storage).
+* ``KeyChunks``: how a chunked store of a batch names, reads and writes its chunks, for
+  ``ChunkedResults`` and the write-once raw inputs of a deferred batch (``triggers.batch_plans.BatchInputs``):
+  a chunk that is there but cannot be read is an error (unknown), never "no items".
 
 Every call goes through ``asgiref``'s ``sync_to_async``: Variables and ``task_state_store`` on one
 thread (the task's channel to its supervisor is one socket; ``thread_sensitive``), storage on the
@@ -232,17 +235,60 @@ class ObjectResults:
         return value if isinstance(value, Mapping) else None
 
 
+class KeyChunks:
+    """Items by index in chunks of ``size``, one key ``<prefix><n>`` each of ``kv`` (a ``BatchKV``), as
+    ``{"items": <chunk>}``: the naming, reading and writing every chunked store of a batch shares.
+
+    ``shape`` is what a chunk holds: ``list`` (items in order, written once: ``BatchInputs``) or
+    ``dict`` (``str(index) -> item``, rewritten as items come: ``ChunkedResults``). A chunk that is
+    missing reads as None; one that is there but is not a chunk raises ``LookupError``: what it held
+    is unknown, never "no items" (a results chunk read as empty would be overwritten by the next put).
+    """
+
+    def __init__(self, kv: Any, prefix: str, size: int, *, shape: type[list[Any]] | type[dict[str, Any]]) -> None:
+        self.kv = kv
+        self.prefix = prefix
+        self.size = size
+        self.shape = shape
+
+    def key(self, n: int) -> str:
+        return f"{self.prefix}{n}"
+
+    def of(self, index: int) -> int:
+        """The chunk that holds item ``index``."""
+        return index // self.size
+
+    def count(self, items: int) -> int:
+        """How many chunks ``items`` items take."""
+        return (items + self.size - 1) // self.size
+
+    async def read(self, n: int) -> Any:
+        """Chunk ``n`` (a ``shape``), None when it does not exist; raises when it cannot be read as one."""
+        value = await self.kv.get(self.key(n))
+        if value is None:
+            return None
+        items = value.get("items") if isinstance(value, Mapping) else None
+        if not isinstance(items, self.shape):
+            raise LookupError(f"the batch's store holds something unreadable as {self.key(n)!r}")
+        return items
+
+    async def write(self, n: int, items: Any) -> None:
+        await self.kv.set(self.key(n), {"items": items})
+
+    async def delete(self, n: int) -> None:
+        await self.kv.delete(self.key(n))
+
+
 class ChunkedResults:
-    """Results in chunks of ``chunk`` items, one key ``<key>:r<n>`` each of ``kv`` (a ``BatchKV``).
+    """Results in chunks of ``chunk`` items, one key ``<key>:r<n>`` each of ``kv`` (a ``BatchKV``; ``KeyChunks``).
 
     A chunk is read once (then kept) and rewritten with every result added to it; concurrent puts
-    to one chunk share a write, as the ledger's shards do.
+    to one chunk share a write, as the ledger's shards do. A chunk that cannot be read fails the put
+    (the item's row stays "sent") and the get (logged by the ledger), never reads as empty.
     """
 
     def __init__(self, kv: Any, key: str, *, chunk: int = RESULT_CHUNK) -> None:
-        self.kv = kv
-        self.key = key
-        self.chunk = chunk
+        self.chunks = KeyChunks(kv, f"{key}:r", chunk, shape=dict)
         self._chunks: dict[int, dict[str, Any]] = {}
         self._dirty: dict[int, int] = {}
         self._written: dict[int, int] = {}
@@ -253,13 +299,11 @@ class ChunkedResults:
 
     async def _load(self, n: int) -> dict[str, Any]:
         if n not in self._chunks:
-            value = await self.kv.get(f"{self.key}:r{n}")
-            items = value.get("items") if isinstance(value, Mapping) else None
-            self._chunks[n] = dict(items or {})
+            self._chunks[n] = dict(await self.chunks.read(n) or {})
         return self._chunks[n]
 
     async def put(self, index: int, record: Mapping[str, Any]) -> None:
-        n = index // self.chunk
+        n = self.chunks.of(index)
         async with self._lock(n):
             chunk = await self._load(n)
         chunk[str(index)] = dict(record)
@@ -268,15 +312,15 @@ class ChunkedResults:
             if self._written.get(n, 0) >= mine:
                 return  # a write that started after this change already carried it
             target = self._dirty[n]
-            await self.kv.set(f"{self.key}:r{n}", {"items": dict(chunk)})
+            await self.chunks.write(n, dict(chunk))
             self._written[n] = target
 
     async def get(self, index: int) -> Mapping[str, Any] | None:
-        n = index // self.chunk
+        n = self.chunks.of(index)
         async with self._lock(n):
             chunk = await self._load(n)
         value = chunk.get(str(index))
         return value if isinstance(value, Mapping) else None
 
 
-__all__ = ["BatchKV", "ChunkedResults", "ObjectResults", "TaskStateKV", "VariableKV", "read_variable"]
+__all__ = ["BatchKV", "ChunkedResults", "KeyChunks", "ObjectResults", "TaskStateKV", "VariableKV", "read_variable"]

@@ -9,6 +9,9 @@ four decisions, the same way for every backend and every caller:
 * **re-attach** to the run an earlier attempt started, by its id (only where the backend can
   follow a run by id: Dify's run detail and events routes; the account API's events route for
   workflow and advanced-chat apps; never Docify, which has no status endpoint);
+* **find** the run a request may have started whose id never arrived, in the server's run logs
+  (Dify's Service API: the end user and the time the pending record holds), then re-attach to it;
+  the caller fails closed when it finds none, or more than one;
 * **send** a new run (nothing was sent; or the user opted in with ``force_rerun`` /
   ``allow_resubmit``, told that the earlier run may also have been billed);
 * **outcome unknown**: a request may have gone out and cannot be followed, or the state that
@@ -30,6 +33,8 @@ result bought          yes           any             any          SEND (new run)
 nothing sent           any           any             any          SEND
 sent, run id known     yes           any             any          SEND (resubmit, warned)
 sent, run id known     no            any             yes          REATTACH
+sent or unknown, no    no            no              finds_in     FIND (in the logs; needs the
+run id, user and time                                logs         record's user and time)
 sent                   no            yes             any          SEND (resubmit, warned)
 sent                   no            no              any          UNKNOWN
 =====================  ============  ==============  ===========  ===========================
@@ -53,6 +58,8 @@ class Backend:
     :param id_noun: how a message names that id (``"session"``, ``"run"``).
     :param can_reattach: the backend can follow a run it did not send, by its id.
     :param no_reattach: why it cannot (for the outcome-unknown message), when ``can_reattach`` is False.
+    :param finds_in_logs: a run whose id never arrived can be looked up in the server's run logs by
+        the end user and the time it was sent (Dify's Service API ``GET /workflows/logs``).
     """
 
     label: str
@@ -60,6 +67,7 @@ class Backend:
     id_noun: str
     can_reattach: bool
     no_reattach: str = ""
+    finds_in_logs: bool = False
 
     def without_reattach(self, why: str) -> Backend:
         """This backend for a run it cannot follow by id (an account-API chat or completion app)."""
@@ -73,8 +81,9 @@ DOCIFY = Backend(
     can_reattach=False,
     no_reattach="Docify has no status endpoint, so a run cannot be followed by its session id",
 )
-DIFY = Backend("Dify", "workflow_run_id", "run", can_reattach=True)
+DIFY = Backend("Dify", "workflow_run_id", "run", can_reattach=True, finds_in_logs=True)
 #: The account API follows workflow and advanced-chat runs by id (events route); see ``without_reattach``.
+#: It sends on the worker and records the run id before deferring, so it does not search the logs.
 DIFY_OPENAPI = Backend("Dify", "workflow_run_id", "run", can_reattach=True)
 
 
@@ -87,7 +96,10 @@ class Known:
     :param result: the ledger's bought record (``{"raw", ..., "try_number"}``), when there is one.
     :param who: who sent it, for messages (``"try 1"``, ``"an earlier trigger of this task instance"``).
     :param when: when it was sent (ISO time), if known.
+    :param user: the end user the run was sent as (the ledger's pending record), for a log search.
     :param why_unknown: why the state cannot be read (``sent`` None).
+    :param searchable: this is the worker's reading of the ledger (``from_ledger``), which may look a run
+        whose id never arrived up in the logs; a trigger's marker is not (the trigger fails closed).
     """
 
     sent: bool | None
@@ -98,6 +110,7 @@ class Known:
     who: str = "an earlier try"
     when: str | None = None
     why_unknown: str = ""
+    searchable: bool = False
 
     @classmethod
     def from_ledger(cls, stored: Mapping[str, Any], backend: Backend) -> Known:
@@ -120,6 +133,7 @@ class Known:
             user=_text(pending.get("user")),
             who=f"try {pending.get('try_number')}",
             when=_text(pending.get("sent_at")),
+            searchable=True,
         )
 
     @classmethod
@@ -153,20 +167,25 @@ class Known:
         seen = [event or {}, marker, pending]
         run_id = next((str(s[backend.id_field]) for s in seen if s.get(backend.id_field)), None)
         told = (event or {}).get("sent")  # True, False, or None: no event, or the trigger could not tell
+        # The pending record's user and time let a worker look a run that was never named up in the logs.
+        user, sent_at = pending.get("user"), pending.get("sent_at")
         if run_id or told or marker.get("state") == "sent":
             return cls(
                 sent=True,
                 run_id=run_id,
                 task_id=next((str(s["task_id"]) for s in seen if s.get("task_id")), None),
+                user=user,
                 who=f"the {label} trigger",
-                when=marker.get("sent_at") or pending.get("sent_at"),
+                when=marker.get("sent_at") or sent_at,
+                searchable=True,
             )
         if told is False or marker.get("state") == "deferred":
             return cls(sent=False)
-        return cls.unreadable(
+        unread = cls.unreadable(
             f"the {label} trigger failed ({why}), and neither it nor its restart marker tells whether it sent "
             "the run request."
         )
+        return dataclasses.replace(unread, user=user, who=f"the {label} trigger", when=sent_at, searchable=True)
 
     @classmethod
     def unreadable(cls, why: str) -> Known:
@@ -177,6 +196,7 @@ class Known:
 class Action(enum.Enum):
     REUSE = "reuse"
     REATTACH = "reattach"
+    FIND = "find"
     SEND = "send"
     UNKNOWN = "unknown"
 
@@ -187,7 +207,10 @@ class Decision:
 
     ``resubmit`` marks a SEND over a request that may already have started (and billed) a run:
     log ``message`` as a warning. A first send has no message. ``not_followed``: why an UNKNOWN
-    run cannot be followed, when a reason is known (the failing try's message names it too).
+    run cannot be followed, when a reason is known (the failing try's message names it too). A FIND
+    carries ``user`` and ``when`` (the run was sent as ``user`` at or after ``when``, by ``who``) and,
+    in ``message``, the outcome-unknown sentence a caller that cannot search raises (``todo``: what
+    the user can do).
     """
 
     action: Action
@@ -198,6 +221,9 @@ class Decision:
     result: Mapping[str, Any] | None = None
     resubmit: bool = False
     not_followed: str = ""
+    when: str | None = None
+    who: str = ""
+    todo: str = ""
 
 
 def decide(
@@ -212,6 +238,24 @@ def decide(
     label = backend.label
     clear = f"clear the task state ({where})" if where else "clear the task state"
     todo = f"Check the run in {label}; set allow_resubmit=True or {clear} to pay for a new run."
+    findable = (
+        known.searchable
+        and backend.finds_in_logs
+        and not known.run_id
+        and known.result is None
+        and known.sent is not False
+    )
+    if findable and not (force_rerun or allow_resubmit) and known.user and known.when:
+        return Decision(
+            Action.FIND,
+            f"{label} run outcome unknown: {known.who} may have sent the run request (at or after {known.when}, "
+            f"end user {known.user!r}), and its {backend.id_noun} id never arrived. The run may have been started "
+            f"and billed, so it is not re-sent. {todo}",
+            user=known.user,
+            when=known.when,
+            who=known.who,
+            todo=todo,
+        )
     if known.sent is None:
         return Decision(
             Action.UNKNOWN,
@@ -253,6 +297,13 @@ def decide(
     if known.run_id:
         missing = "its result never arrived"
         not_followed = backend.no_reattach
+    elif findable:  # force_rerun and allow_resubmit were handled above: the record lacks the user or time
+        missing = f"neither its {backend.id_noun} id nor its result arrived"
+        not_followed = (
+            f"without its {backend.id_noun} id it cannot be followed, and the pending record, written by an "
+            f"earlier build, does not name both the end user and the time it was sent, so it cannot be looked "
+            f"for in {label}'s logs"
+        )
     else:
         missing = f"neither its {backend.id_noun} id nor its result arrived"
         not_followed = f"without its {backend.id_noun} id it cannot be followed" if backend.can_reattach else ""

@@ -9,16 +9,19 @@ default user) without ever holding the key in clear, resolves storage URLs throu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -26,6 +29,8 @@ from docify_provider._core.config import DEFAULT_USER, ClientConfig, Secret, con
 from docify_provider._core.errors import BadRequestError, ConfigError, UnsafeDownloadError, error_class
 from docify_provider._core.files import local_fs_path, safe_file_name
 from docify_provider.compat import mask_secret_once
+
+T = TypeVar("T")
 
 _URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -228,10 +233,25 @@ class ProviderHook(BaseHook):
             mask_secret_once(view.password)
         return cls.config_from_connection(view)
 
+    #: Seconds a connection resolved in an event loop (a triggerer's) serves later hooks of the same
+    #: connection id in that loop, without looking it up again (``aget_config``).
+    connection_reuse_seconds: ClassVar[float] = 30.0
+
     async def aget_config(self) -> Any:
-        """Resolve the connection without blocking the triggerer's event loop."""
-        if "config" in self.__dict__:
-            return self.config
+        """Resolve the connection without blocking the triggerer's event loop.
+
+        One lookup per connection id serves every hook of this class in the loop for
+        ``connection_reuse_seconds`` (hooks asking while it is under way wait for it): a triggerer
+        starting 1,000 triggers of one connection otherwise looks it up 1,000 times, each through
+        ``asgiref``'s one thread and Airflow's secrets masker, and the last trigger sends its run
+        request seconds later. A connection edited in the meantime reaches the triggers started
+        after that time. A lookup that fails is not reused: the next hook looks it up again.
+        """
+        if "config" not in self.__dict__:
+            self.__dict__["config"] = await _reused_config(self)
+        return self.config
+
+    async def _lookup_config(self) -> Any:
         aget = getattr(type(self), "aget_connection", None)
         if aget is not None:
             conn = await aget(self.conn_id)
@@ -239,8 +259,7 @@ class ProviderHook(BaseHook):
             from asgiref.sync import sync_to_async
 
             conn = await sync_to_async(self.get_connection)(self.conn_id)
-        self.__dict__["config"] = self._config(conn)
-        return self.config
+        return self._config(conn)
 
     @cached_property
     def client(self) -> Any:
@@ -271,27 +290,50 @@ class ProviderHook(BaseHook):
 
     # -- the app's description, reused across tasks (``_core.app_cache``) -----------------------------
 
-    #: How the description is named in log lines (``the scenario description``).
+    #: How the description is named in log lines (``the scenario description``), and the pronoun for it.
     description_label: ClassVar[str] = "the app's description"
+    description_pronoun: ClassVar[str] = "it"
     #: Seconds since the description in use was read (a cached copy), None when it was read by this hook.
     description_age: float | None = None
+    #: The description this hook holds (the last one read or taken from the cache), and the one a
+    #: refresh replaced: a caller still holding that one gets the new one (``_checked_against_description``).
+    _held_description: Any = None
+    _replaced_description: Any = None
 
-    def _cached_description(self, kind: str, read: Any, parse: Any, *, refresh: bool) -> Any:
-        """The app's description: a fresh cached copy (``info_cache_seconds``), else ``read()`` now.
+    def _read_description(self) -> Any:
+        """Read the description from the server now (the backend's free read); ``raw`` holds its JSON."""
+        raise NotImplementedError
 
-        ``read`` returns the parsed description (with its server JSON in ``raw``), ``parse`` builds
-        one from that JSON. Sets ``description_age``: seconds since the copy was read, None when read now.
+    def _parse_description(self, raw: Any) -> Any:
+        """The description built from its server JSON (a cached copy)."""
+        raise NotImplementedError
+
+    def _description(self, *, refresh: bool = False) -> Any:
+        """The description held by this hook; else a fresh cached copy (``info_cache_seconds``) or a read now.
+
+        ``refresh`` reads it again (and remembers the one it replaces).
+        """
+        if self._held_description is None or refresh:
+            if self._held_description is not None:
+                self._replaced_description = self._held_description
+            self._held_description = self._cached_description(refresh=refresh)
+        return self._held_description
+
+    def _cached_description(self, *, refresh: bool) -> Any:
+        """A fresh cached copy of the description (``info_cache_seconds``), else ``_read_description()`` now.
+
+        Sets ``description_age``: seconds since the copy was read, None when read now.
         """
         from docify_provider._core.app_cache import CACHE, entry_name
 
         config = self.config
         ttl = float(getattr(config, "info_cache_seconds", 0) or 0)
-        name = entry_name(kind, config.base_url, config.api_key)
+        name = entry_name(str(self.description_cache_kind), config.base_url, config.api_key)
         if not refresh:
             hit = CACHE.get(name, ttl)
             if hit is not None:
                 with contextlib.suppress(Exception):  # a copy that no longer parses is a miss
-                    described = parse(hit[0])
+                    described = self._parse_description(hit[0])
                     self.description_age = hit[1]
                     self.log.info(
                         "Checking inputs against %s read %.0f s ago (info_cache_seconds=%g)",
@@ -300,11 +342,38 @@ class ProviderHook(BaseHook):
                         ttl,
                     )
                     return described
-        described = read()
+        described = self._read_description()
         self.description_age = None
         if ttl > 0 and isinstance(getattr(described, "raw", None), dict):
             CACHE.put(name, described.raw)
         return described
+
+    def _checked_against_description(self, check: Callable[[Any], T], given: Any = None, *, recheck: bool = True) -> T:
+        """``check(description)``; when it refuses the inputs checked against a cached copy, read again once.
+
+        ``given`` is a description the caller holds: this hook's own (the current one or the one a
+        refresh replaced) means the current one, any other is checked as it is and never read again.
+        ``check`` raises the backend's ``InputError``; ``recheck=False`` never reads again (the
+        check did not compare against the description). An edited app thus never blocks a valid input,
+        and a second refusal is the error.
+        """
+        from docify_provider._core.errors import InputError, error_class
+
+        ours = given is None or given is self._held_description or given is self._replaced_description
+        try:
+            return check(self._description() if ours else given)
+        except error_class(self.config_class.errors, InputError):
+            if not (ours and recheck and self.description_age is not None):
+                raise
+        # Checked against a copy read by an earlier task: the app may have been edited since. (Out of
+        # the ``except`` block, so that a second refusal is one error, not one chained to another.)
+        self.log.info(
+            "The inputs do not match %s read %.0f s ago; reading %s again",
+            self.description_label,
+            self.description_age,
+            self.description_pronoun,
+        )
+        return check(self._description(refresh=True))
 
     #: The ``_core.app_cache`` entry kind of this backend's description; None: not cached.
     description_cache_kind: ClassVar[str | None] = None
@@ -432,6 +501,37 @@ class ProviderHook(BaseHook):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(partial)
         return target
+
+
+#: Per event loop: (hook class, connection id) -> (``time.monotonic()`` of the lookup, its future).
+_RESOLVED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[type, str], tuple[float, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+#: The result of a lookup that failed or was cancelled: whoever waited for it looks it up again.
+_AGAIN = object()
+
+
+async def _reused_config(hook: ProviderHook) -> Any:
+    """``hook``'s config from the loop's lookup of its connection id (``ProviderHook.aget_config``)."""
+    loop = asyncio.get_running_loop()
+    known = _RESOLVED.setdefault(loop, {})
+    key = (type(hook), hook.conn_id)
+    while (entry := known.get(key)) is not None and (
+        not entry[1].done() or time.monotonic() - entry[0] < hook.connection_reuse_seconds
+    ):
+        config = await asyncio.shield(entry[1])
+        if config is not _AGAIN:
+            return config
+    future = loop.create_future()
+    known[key] = (time.monotonic(), future)
+    config = _AGAIN
+    try:
+        config = await hook._lookup_config()
+    finally:
+        if config is _AGAIN and known.get(key, (0.0, None))[1] is future:
+            del known[key]
+        future.set_result(config)
+    return config
 
 
 __all__ = [

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from docify_provider._core.errors import InputError
 from docify_provider.dify.client import AsyncDifyClient, DifyClient
 from docify_provider.dify.config import DifyClientConfig
 from docify_provider.dify.errors import DifyError, DifyInputError
 from docify_provider.dify.inputs import InputPlan
 from docify_provider.dify.models import AppInfo, AppParameters, OutputFile, UploadedFile, WorkflowEvent, WorkflowRun
+from docify_provider.dify.stream import RunRecovery
 from docify_provider.get_provider_info import DIFY_CONN_FIELDS, DIFY_CONN_FORM_FIELDS, DIFY_UI_FIELD_BEHAVIOUR
 from docify_provider.hooks.base import DownloadTarget, ProviderHook
 
@@ -45,9 +47,6 @@ class DifyHook(ProviderHook):
         super().__init__(**kwargs)
         self.dify_conn_id = dify_conn_id
         self._info: AppInfo | None = None
-        self._parameters: AppParameters | None = None
-        #: The parameters a refresh replaced: a caller still holding them gets the new ones (``plan_inputs``).
-        self._replaced: AppParameters | None = None
 
     @classmethod
     def config_from_connection(cls, conn: Any) -> DifyClientConfig:
@@ -80,19 +79,20 @@ class DifyHook(ProviderHook):
         return self._info
 
     description_label = "the app's parameters"
+    description_pronoun = "them"
     #: The ``_core.app_cache`` entry kind of ``GET /parameters``.
     description_cache_kind = "dify-parameters"
 
     def get_parameters(self, *, refresh: bool = False) -> AppParameters:
         """``GET /parameters``: the app's input form and upload limits, kept on the hook and reused across
         tasks for the connection's ``info_cache_seconds`` (``_core.app_cache``); ``refresh`` reads them again."""
-        if self._parameters is None or refresh:
-            if self._parameters is not None:
-                self._replaced = self._parameters
-            self._parameters = self._cached_description(
-                self.description_cache_kind, self.client.get_parameters, AppParameters.from_api, refresh=refresh
-            )
-        return self._parameters
+        return self._description(refresh=refresh)
+
+    def _read_description(self) -> AppParameters:
+        return self.client.get_parameters()
+
+    def _parse_description(self, raw: Any) -> AppParameters:
+        return AppParameters.from_api(raw)
 
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI / ``airflow connections test``: ``GET /info``, costs nothing."""
@@ -124,20 +124,9 @@ class DifyHook(ProviderHook):
         """
         from docify_provider.dify.inputs import plan_inputs
 
-        ours = parameters is None or parameters is self._replaced or parameters is self._parameters
-        described = self.get_parameters() if ours or parameters is None else parameters
-        try:
-            return plan_inputs(self._resolved_inputs(inputs, described), described)
-        except DifyInputError:
-            if not (ours and self.description_age is not None):
-                raise
-        # Checked against a copy read by an earlier task: the app may have been edited since. (Out of
-        # the ``except`` block, so that a second refusal is one error, not one chained to another.)
-        self.log.info(
-            "The inputs do not match the app's parameters read %.0f s ago; reading them again", self.description_age
+        return self._checked_against_description(
+            lambda described: plan_inputs(self._resolved_inputs(inputs, described), described), parameters
         )
-        described = self.get_parameters(refresh=True)
-        return plan_inputs(self._resolved_inputs(inputs, described), described)
 
     def _resolved_inputs(self, inputs: Mapping[str, Any] | None, parameters: AppParameters) -> dict[str, Any]:
         """``inputs`` with the storage URLs of file variables as ``ObjectStoragePath``s."""
@@ -222,6 +211,11 @@ class DifyHook(ProviderHook):
     def iter_workflow_logs(self, **filters: Any) -> Iterator[Any]:
         return self.client.iter_workflow_logs(**filters)
 
+    def find_run(self, search: RunRecovery) -> str:
+        """The id of the one run ``search`` describes, read from the app's logs (``DifyOutcomeUnknownError``
+        when there is none by its deadline, or more than one); nothing is sent."""
+        return self.client.find_run(search)
+
     def get_form(self, form_token: str) -> dict[str, Any]:
         """``GET /form/human_input/{token}`` (a paused run's human-input form)."""
         return self.client.get_form(form_token)
@@ -235,21 +229,30 @@ class DifyHook(ProviderHook):
     # -- files out ------------------------------------------------------------------------------
 
     def _as_download(self, file: OutputFile | Mapping[str, Any] | str) -> DownloadTarget:
-        if isinstance(file, str):
-            return DownloadTarget(file, "", None)
-        if isinstance(file, Mapping):
-            if OutputFile.is_file_object(dict(file)):
-                file = OutputFile.from_api(dict(file), base_url=self.config.base_url)
-            else:
-                size = file.get("file_size")
-                return DownloadTarget(
-                    str(file.get("file_url") or ""),
-                    str(file.get("file_name") or ""),
-                    None if size is None else int(size),
-                )
-        if isinstance(file, OutputFile) and file.file_url:
-            return DownloadTarget(file.file_url, file.file_name, file.file_size)
-        raise DifyInputError([f"download_file: expected a Dify file object, dict or URL, got {file!r:.100}"])
+        return dify_download_target(file, self.config.base_url, DifyInputError)
 
 
-__all__ = ["DifyHook"]
+def dify_download_target(
+    file: OutputFile | Mapping[str, Any] | str, base_url: str | None, refused: type[InputError]
+) -> DownloadTarget:
+    """A Dify output file (``OutputFile``, its dict, the XCom's ``files`` entry, or a URL) as a
+    ``DownloadTarget``: the Service API's and the account API's hooks download the same files.
+    ``refused`` is the backend's input error, raised for anything else."""
+    if isinstance(file, str):
+        return DownloadTarget(file, "", None)
+    if isinstance(file, Mapping):
+        if OutputFile.is_file_object(dict(file)):
+            file = OutputFile.from_api(dict(file), base_url=base_url)
+        else:
+            size = file.get("file_size")
+            return DownloadTarget(
+                str(file.get("file_url") or ""),
+                str(file.get("file_name") or ""),
+                None if size is None else int(size),
+            )
+    if isinstance(file, OutputFile) and file.file_url:
+        return DownloadTarget(file.file_url, file.file_name, file.file_size)
+    raise refused([f"download_file: expected a Dify file object, dict or URL, got {file!r:.100}"])
+
+
+__all__ = ["DifyHook", "dify_download_target"]

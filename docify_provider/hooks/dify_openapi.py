@@ -13,7 +13,8 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from docify_provider.dify.models import WorkflowEvent, WorkflowRun
+from docify_provider.dify.inputs import InputPlan
+from docify_provider.dify.models import OutputFile, WorkflowEvent, WorkflowRun
 from docify_provider.dify_openapi.client import AsyncDifyOpenAPIClient, DifyOpenAPIClient
 from docify_provider.dify_openapi.config import DifyOpenAPIClientConfig
 from docify_provider.dify_openapi.errors import DifyOpenAPIConfigError, DifyOpenAPIError, login_command
@@ -24,7 +25,7 @@ from docify_provider.get_provider_info import (
     DIFY_OPENAPI_CONN_TYPE,
     DIFY_OPENAPI_UI_FIELD_BEHAVIOUR,
 )
-from docify_provider.hooks.base import ProviderHook
+from docify_provider.hooks.base import DownloadTarget, ProviderHook
 
 #: The connection test warns when the token lapses within this many seconds.
 LAPSE_WARNING_SECONDS = 3 * 86400.0
@@ -148,9 +149,19 @@ class DifyOpenAPIHook(ProviderHook):
 
         return {k: one(v) if k in names else v for k, v in (inputs or {}).items()}
 
-    def run_app(self, app: str, inputs: Mapping[str, Any] | None, **kwargs: Any) -> Iterator[WorkflowEvent]:
-        """Validate against the app's ``input_schema``, then stream the run (re-attached on a cut)."""
-        return self.client.run_app(app, self.resolve_file_inputs(app, inputs), **kwargs)
+    def prepare_run(
+        self, app: str, inputs: Mapping[str, Any] | None, *, query: str | None = None, validate: bool = True
+    ) -> tuple[ResolvedApp, InputPlan]:
+        """Resolve ``app`` and check ``inputs`` against its ``input_schema`` (reads only, nothing sent):
+        the plan ``run_app`` sends as it is (its local files as parts of the run request)."""
+        return self.client.prepare_run(app, self.resolve_file_inputs(app, inputs), query=query, validate=validate)
+
+    def run_app(self, app: str, inputs: Mapping[str, Any] | InputPlan | None, **kwargs: Any) -> Iterator[WorkflowEvent]:
+        """Validate against the app's ``input_schema`` (unless ``inputs`` is ``prepare_run``'s plan,
+        checked already), then stream the run (re-attached on a cut)."""
+        if not isinstance(inputs, InputPlan):
+            inputs = self.resolve_file_inputs(app, inputs)
+        return self.client.run_app(app, inputs, **kwargs)
 
     def task_events(self, app: str, workflow_run_id: str, **kwargs: Any) -> Iterator[WorkflowEvent]:
         return self.client.task_events(app, workflow_run_id, **kwargs)
@@ -168,6 +179,15 @@ class DifyOpenAPIHook(ProviderHook):
 
     def submit_form(self, app: str, form_token: str, action: str, inputs: Mapping[str, Any] | None = None) -> Any:
         return self.client.submit_form(app, form_token, action, inputs)
+
+    # -- files out ------------------------------------------------------------------------------
+
+    def _as_download(self, file: OutputFile | Mapping[str, Any] | str) -> DownloadTarget:
+        """A run's output file, as the Service API's hook reads it (``attachments_to``, ``download_file``)."""
+        from docify_provider.dify_openapi.errors import DifyOpenAPIInputError
+        from docify_provider.hooks.dify import dify_download_target
+
+        return dify_download_target(file, self.config.base_url, DifyOpenAPIInputError)
 
 
 class DifyOpenAPIUnderscoreHook(DifyOpenAPIHook):

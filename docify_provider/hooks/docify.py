@@ -51,9 +51,6 @@ class DocifyHook(ProviderHook):
     def __init__(self, docify_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.docify_conn_id = docify_conn_id
-        self._scenario: ScenarioInfo | None = None
-        #: The description a refresh replaced: a caller still holding it gets the new one (``plan_inputs``).
-        self._replaced: ScenarioInfo | None = None
 
     config_class = ClientConfig
     conn_fields = CONN_FIELDS
@@ -76,16 +73,13 @@ class DocifyHook(ProviderHook):
     def get_scenario_info(self, *, refresh: bool = False) -> ScenarioInfo:
         """The scenario bound to the key (free of charge): kept on the hook, and reused across tasks for
         the connection's ``info_cache_seconds`` (``_core.app_cache``); ``refresh`` reads it again."""
-        if self._scenario is None or refresh:
-            if self._scenario is not None:
-                self._replaced = self._scenario
-            self._scenario = self._cached_description(
-                self.description_cache_kind,
-                self.client.get_scenario_info,
-                self.client.protocol.parse_info,
-                refresh=refresh,
-            )
-        return self._scenario
+        return self._description(refresh=refresh)
+
+    def _read_description(self) -> ScenarioInfo:
+        return self.client.get_scenario_info()
+
+    def _parse_description(self, raw: Any) -> ScenarioInfo:
+        return self.client.protocol.parse_info(raw)
 
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI / ``airflow connections test``: reads the scenario, spends no points."""
@@ -126,22 +120,9 @@ class DocifyHook(ProviderHook):
         the plan's sources on the worker; a batch validates every item with this first, then uploads
         each item's sources just before it is sent.
         """
-        ours = scenario is None or scenario is self._replaced or scenario is self._scenario
-        described = self.get_scenario_info() if ours or scenario is None else scenario
-        try:
-            plan = plan_inputs(inputs, described, validate=validate)
-        except DocifyInputError:
-            if not (ours and validate and self.description_age is not None):
-                raise
-            plan = None
-        if plan is None:
-            # Checked against a copy read by an earlier task: the scenario may have changed since. (Out
-            # of the ``except`` block, so that a second refusal is one error, not one chained to another.)
-            self.log.info(
-                "The inputs do not match the scenario description read %.0f s ago; reading it again",
-                self.description_age,
-            )
-            plan = plan_inputs(inputs, self.get_scenario_info(refresh=True), validate=validate)
+        plan = self._checked_against_description(
+            lambda described: plan_inputs(inputs, described, validate=validate), scenario, recheck=validate
+        )
         plan.pending = {token: self.resolve_path(source) for token, source in plan.pending.items()}
         if plan.pending:
             self._check_sources(plan.pending)

@@ -11,6 +11,7 @@ This module is imported when DAG files are parsed: only ``airflow.sdk`` pieces a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -90,6 +91,12 @@ TRIGGER_FAIL = "__fail__"
 def is_trigger_timeout(error: Any) -> bool:
     """True when a ``__fail__`` resume reports the deferral's timeout (``TriggerFailureReason.TRIGGER_TIMEOUT``)."""
     return "timeout" in str(getattr(error, "value", error)).lower()
+
+
+def is_task_timeout(exc: BaseException) -> bool:
+    """True for Airflow's ``execution_timeout`` on the worker (``AirflowTaskTimeout``) or a deferral's
+    (``TaskDeferralTimeout``); by name: their module differs across Airflow 3.x lines."""
+    return type(exc).__name__ in ("AirflowTaskTimeout", "TaskDeferralTimeout")
 
 
 def failure_cause(error: Any, traceback: Any) -> str:
@@ -231,6 +238,8 @@ class RunOperatorBase(BaseOperator):
         """
         ledger = self.ledger(state)
         decision = self._decision(ledger, ledger.read())
+        if decision.action is Action.FIND:
+            decision = self._find_lost_run(state, decision)
         if decision.action is Action.UNKNOWN:
             raise self._outcome_unknown(decision.message, decision.run_id)
         if decision.message:
@@ -259,6 +268,11 @@ class RunOperatorBase(BaseOperator):
             return self._decision(ledger, stored), ledger.describe(str(stored.get("key") or self.state_key))
         except Exception:
             return None
+
+    def _find_lost_run(self, state: TaskState, decision: Decision) -> Decision:
+        """A run may have been sent and none is named (``Action.FIND``): a backend that can look it up in
+        its logs returns a REATTACH to it (or raises); any other fails closed with the decision's message."""
+        return dataclasses.replace(decision, action=Action.UNKNOWN)
 
     def _outcome_unknown(self, message: str, run_id: str | None) -> OutcomeUnknownError:
         """This backend's ``OutcomeUnknownError`` naming the run by the field its errors use."""
@@ -390,6 +404,8 @@ class RunOperatorBase(BaseOperator):
             pending = {}
         known = Known.after_trigger_failure(self.label, why, event, marker, pending, backend)
         decision = decide(known, backend, where=state.describe(self.state_key))
+        if decision.action is Action.FIND:
+            decision = self._find_lost_run(state, decision)
         label = self.label
         if decision.action is Action.REATTACH and decision.run_id:
             self.log.warning(

@@ -24,6 +24,11 @@ A retry (or a cleared task) reads the ledger: bought items are reused, items tha
 never sent are sent, a Dify item left running is re-attached by its run id, and a Docify item whose
 outcome is unknown is reported, never re-sent (``allow_resubmit`` opts in, at the risk of paying twice).
 
+At ``execution_timeout`` (deferred or on the worker) the batch stops its unsettled Dify runs, reports
+every item, pushes the XCom, writes ``results_to`` and fails with ``BatchTimeoutError``
+(``operators.batch_timeout``); a stopped item is failed, so a retry sends it again (a new run: Dify
+showed the stopped one over), and a run not shown over is re-attached, never sent again.
+
 The money rules do not depend on where the runner runs: the trigger drives the same runner and
 ledger, a restarted triggerer re-creates the trigger (which reads the ledger as a retry does), and a
 trigger that breaks leaves the rest of the batch to the worker, on the same ledger.
@@ -69,6 +74,14 @@ class BatchFailedError(RuntimeError):
     def __init__(self, message: str, counts: Mapping[str, int]) -> None:
         super().__init__(message)
         self.counts = dict(counts)
+
+
+class BatchTimeoutError(BatchFailedError):
+    """The batch met ``execution_timeout``: its unsettled runs were stopped and every item reported, the
+    XCom pushed and ``results_to`` written before this was raised (``operators.batch_timeout``).
+
+    Retried like any failure: a retry sends only the failed (stopped ones included) and unsent items.
+    """
 
 
 def failures_allowed(allowed: int | float, total: int) -> int:
@@ -220,7 +233,7 @@ class BatchOperatorBase(BaseOperator):
                 from docify_provider.operators.batch_deferred import defer_batch
 
                 defer_batch(self, context, ledger, items, user)  # raises TaskDeferred, unless inputs are not JSON
-            result = self._run(ledger, plans, user)
+            result = self._run_until_timeout(context, ledger, plans, user)
             if self.attachments_to:
                 self._store_attachments(context, result)
         finally:
@@ -231,15 +244,26 @@ class BatchOperatorBase(BaseOperator):
         """The batch trigger is done: report every item from the ledger, sending nothing (``batch_deferred``)."""
         from docify_provider.operators.batch_deferred import complete_batch
 
-        return complete_batch(self, context, dict(event or {}))
+        event = dict(event or {})
+        if event.get("status") == "timed_out":  # the trigger met its deadline: it stopped sending, then fired
+            from docify_provider.operators.batch_timeout import time_out
+
+            time_out(self, context)
+        return complete_batch(self, context, event)
 
     @fails_fast
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
-        """A trigger that crashed (``__fail__``, not its timeout) leaves the batch to the worker, on the same ledger."""
+        """A trigger that crashed (``__fail__``, not its timeout) leaves the batch to the worker, on the same
+        ledger; its timeout (``execution_timeout`` while deferred) stops the batch's unsettled runs, reports
+        every item and fails the task (``operators.batch_timeout``)."""
         from docify_provider.operators.base import TRIGGER_FAIL, failure_cause, is_trigger_timeout
 
         kwargs = next_kwargs or {}
-        if next_method == TRIGGER_FAIL and not is_trigger_timeout(kwargs.get("error")):
+        if next_method == TRIGGER_FAIL and is_trigger_timeout(kwargs.get("error")):
+            from docify_provider.operators.batch_timeout import time_out
+
+            time_out(self, context)
+        if next_method == TRIGGER_FAIL:
             why = failure_cause(kwargs.get("error"), kwargs.get("traceback"))
             event = {"status": "trigger_failed", "message": why}
             return self.execute_complete(context, event)
@@ -328,6 +352,21 @@ class BatchOperatorBase(BaseOperator):
         )
         return asyncio.run(runner.run(plans))
 
+    def _run_until_timeout(self, context: Context, ledger: ItemLedger, plans: list[Any], user: str) -> BatchResult:
+        """``_run``; ``execution_timeout`` (``AirflowTaskTimeout``, raised inside the runner's loop, which is
+        cancelled) stops the unsettled runs, reports every item and fails (``operators.batch_timeout``)."""
+        from docify_provider.operators.base import is_task_timeout
+
+        try:
+            return self._run(ledger, plans, user)
+        except BaseException as exc:
+            if not is_task_timeout(exc):
+                raise
+            from docify_provider.operators.batch_timeout import time_out
+
+            ledger.forget_loop()  # the runner's loop is closed; stopping and reporting run in a new one
+            time_out(self, context, ledger=ledger, user=user)
+
     def _results(self, kv: Any, count: int) -> Any:
         from docify_provider.triggers.batch import batch_results
 
@@ -387,7 +426,9 @@ class BatchOperatorBase(BaseOperator):
 
     # -- the result -----------------------------------------------------------------------------
 
-    def _finish(self, context: Context, result: BatchResult) -> dict[str, Any]:
+    def _finish(self, context: Context, result: BatchResult, *, timed_out: str | None = None) -> dict[str, Any]:
+        """Log, push the XCom, write ``results_to``, then fail when too many items did not succeed, the
+        ledger stopped the batch, or it met ``execution_timeout`` (``timed_out``: the error's message)."""
         counts = dict(result.counts)
         failures = sum(counts.get(status, 0) for status in ("failed", "unknown", "paused", "not_sent"))
         allowed = failures_allowed(self.allowed_failures, counts.get("total", len(result.items)))
@@ -407,7 +448,7 @@ class BatchOperatorBase(BaseOperator):
             result.elapsed,
         )
         xcom = self._xcom(context, report, result.items)
-        ok = failures <= allowed and not result.stopped
+        ok = failures <= allowed and not result.stopped and not timed_out
         try:
             if self.results_to and result.items:
                 self._write_results(result.items)
@@ -420,6 +461,8 @@ class BatchOperatorBase(BaseOperator):
             self.log.info("emit_asset_events=True, but without results_to the batch has no file to name: no event")
         if not ok:
             context_ti(context).xcom_push(key="return_value", value=xcom)
+            if timed_out:
+                raise BatchTimeoutError(timed_out, counts)
             why = result.stopped or f"{failures} item(s) did not succeed; allowed_failures allows {allowed}"
             raise BatchFailedError(
                 f"Batch failed: {why}. Every item is in this task's XCom; a retry sends only the failed and unsent "
@@ -481,4 +524,4 @@ class BatchOperatorBase(BaseOperator):
         self.log.info("Asset event for %s through alias %r", uri, self.asset_alias)
 
 
-__all__ = ["BatchFailedError", "BatchOperatorBase", "failures_allowed"]
+__all__ = ["BatchFailedError", "BatchOperatorBase", "BatchTimeoutError", "failures_allowed"]

@@ -13,6 +13,9 @@ The task resumes in ``complete_batch``:
   failed row: failed with its error; a row left sent: unknown or paused as the trigger said; no row:
   not sent), nothing sent; then the usual ending (attachments, XCom, ``results_to``, the asset
   event, ``allowed_failures``);
+* ``timed_out`` (not here: ``BatchOperatorBase.execute_complete`` sends it to
+  ``operators.batch_timeout``): the trigger reached the try's ``execution_timeout``, having stopped
+  sending a few seconds before it;
 * anything else (``trigger_failed``: the trigger could not resolve its connection or read its
   store; a trigger that crashed): the worker finishes the batch itself on the same ledger, which
   re-attaches to, reuses or reports what the trigger sent and sends only what it never sent.
@@ -21,6 +24,7 @@ The task resumes in ``complete_batch``:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +58,7 @@ def defer_batch(
     asyncio.run(BatchInputs(op._kv, op.batch_key).write(items))
     ti = context_ti(context)
     map_index = getattr(ti, "map_index", -1)
+    timeout = _timeout(op, context)
     trigger = BatchTrigger(
         backend=op.batch_backend,
         conn_id=op._conn_id(),
@@ -71,6 +76,7 @@ def defer_batch(
         run_id=ti.run_id,
         map_index=-1 if map_index is None else int(map_index),
         try_number=ti.try_number,
+        deadline=None if timeout is None else time.time() + timeout.total_seconds(),
     )
     state = ledger.counts()
     op.log.info(
@@ -82,7 +88,7 @@ def defer_batch(
         op._kv.where,
     )
     op.hook.close()
-    op.defer(trigger=trigger, method_name="execute_complete", timeout=_timeout(op, context))
+    op.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
 
 async def _forget_all(ledger: ItemLedger, count: int) -> None:
@@ -126,7 +132,7 @@ def complete_batch(op: BatchOperatorBase, context: Context, event: Mapping[str, 
         op.hook.config  # noqa: B018 - resolved here, not inside the event loop
         ledger = op._ledger(context, len(items), resumed=True)
         asyncio.run(ledger.load(len(items)))
-        result = _report(op, ledger, len(items), event)
+        result = report_items(op, ledger, len(items), event)
         if op.attachments_to:
             op._store_attachments(context, result)
     finally:
@@ -136,7 +142,7 @@ def complete_batch(op: BatchOperatorBase, context: Context, event: Mapping[str, 
     return value
 
 
-def _report(op: BatchOperatorBase, ledger: ItemLedger, count: int, event: Mapping[str, Any]) -> Any:
+def report_items(op: BatchOperatorBase, ledger: ItemLedger, count: int, event: Mapping[str, Any]) -> Any:
     """Every item from the ledger, sending nothing (``BatchRunner(report_only=True)``), with the trigger's
     counts of what only it saw (429s turned away, time) and its store reads and writes added to this pass's."""
     from docify_provider.batch import BatchRunner
@@ -168,4 +174,4 @@ def _forget_inputs(op: BatchOperatorBase, count: int) -> None:
         op.log.warning("Could not delete the batch's stored inputs; they stay in Airflow Variables", exc_info=True)
 
 
-__all__ = ["complete_batch", "defer_batch"]
+__all__ = ["complete_batch", "defer_batch", "report_items"]

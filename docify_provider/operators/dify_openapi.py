@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from docify_provider._core.errors import ProviderError
+    from docify_provider.dify.inputs import InputPlan
     from docify_provider.dify.models import WorkflowRun
     from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
 
@@ -128,6 +129,8 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         self._app_id: str | None = None
         #: The app's name, as the lookup or the describe read this try made gave it (no call of its own).
         self._app_name: str | None = None
+        #: The inputs as ``_prepare`` checked them (``prepare_run``), sent as they are.
+        self._plan: InputPlan | None = None
         #: The chat-family run's conversation id, once its stream named it (deferral).
         self._conversation: str | None = None
 
@@ -149,11 +152,11 @@ class DifyRunAppOperator(DifyRunOperatorBase):
             raise ValueError(f"app must be a Dify app id or exact name, got {self.app!r}")
         if self.inputs is not None and not isinstance(self.inputs, Mapping):
             raise TypeError(f"inputs must be a mapping of variable -> value, got {type(self.inputs).__name__}")
-        resolved, _ = self.hook.client.prepare_run(self.app, self.inputs, query=self.query, validate=self.validate)
+        resolved, self._plan = self.hook.prepare_run(self.app, self.inputs, query=self.query, validate=self.validate)
         self._app_id, self._mode, self._app_name = resolved.id, resolved.mode, resolved.name or None
 
     def _wire(self, user: str) -> dict[str, Any]:
-        return dict(self.inputs or {})  # checked in _prepare; run_app sends the file parts itself
+        return dict(self.inputs or {})  # planned in _prepare (self._plan); run_app sends its file parts
 
     def _buy(self, context: Context, state: TaskState, wire: dict[str, Any], user: str) -> WorkflowRun:
         return self._send_until_started(context, state, lambda: self._send(context, state, user))
@@ -176,12 +179,11 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         )
         events = self.hook.run_app(
             str(self._app_id),
-            self.inputs,
+            self._plan,  # checked once, in _prepare: sent as planned, file inputs as parts of the request
             query=self.query,
             files=self.files,
             conversation_id=self.conversation_id or None,
             workflow_id=self.workflow_id or None,
-            validate=False,
         )
         if defer:
             return self._defer_once_named(context, state, events, user)

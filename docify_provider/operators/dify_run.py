@@ -16,15 +16,16 @@ Each API adds only what differs: its hook and connection, how inputs are checked
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from docify_provider.dify.narration import log_run, log_workflow_event
-from docify_provider.durable.policy import DIFY, Action
+from docify_provider.durable.policy import DIFY, Action, Decision
 from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
-from docify_provider.operators.base import context_ti, map_index, outcome_known
+from docify_provider.operators.base import context_ti, is_task_timeout, map_index, outcome_known
 from docify_provider.operators.dify_hitl import DifyPauseHandling
 from docify_provider.operators.fail_fast import fails_fast
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, DIFY_STATE_KEY
@@ -104,6 +105,9 @@ class DifyRunOperatorBase(DifyPauseHandling):
         self._running = None
         #: Set once a stop was attempted (or found impossible) for this try.
         self._stop_handled = False
+        #: This try looked its lost run up in the app's logs (``_find_lost_run``): a failed look is final
+        #: (``fail_fast``), as the next try's would find what this one found.
+        self._logs_searched = False
         #: The form a stream's ``workflow_paused`` named, for ``_settle``.
         self._pause_form: dict[str, Any] | None = None
 
@@ -123,7 +127,7 @@ class DifyRunOperatorBase(DifyPauseHandling):
                 run = self._buy(context, state, self._wire(user), user)
             return self._settle(context, state, run, user)
         except BaseException as exc:
-            if _is_task_timeout(exc):
+            if is_task_timeout(exc):
                 self._stop_running("execution_timeout")
             raise
         finally:
@@ -163,6 +167,46 @@ class DifyRunOperatorBase(DifyPauseHandling):
         if decision.action is Action.REATTACH and decision.run_id:
             return self._follow(context, state, decision.run_id, decision.task_id, decision.user or user)
         return None
+
+    def _find_lost_run(self, state: TaskState, decision: Decision) -> Decision:
+        """An earlier try (or its trigger) may have sent the run, and its id never arrived: look for it in
+        the app's logs (the end user and time the ledger's pending record holds) and re-attach to it.
+
+        The deferred stream's trigger sends the run, so its id lives only in the trigger's restart
+        marker until the task resumes; a try that Airflow fails before it resumes (apache/airflow#67287)
+        or that is cleared starts the next one with that marker purged. Exactly one run of that user
+        created since the record is the run (its id is written to the record, then it is followed as
+        any known run); none by ``recovery_timeout`` or more than one fails closed
+        (``DifyOutcomeUnknownError`` naming what was found). Nothing is ever re-sent.
+        """
+        from datetime import datetime
+
+        from docify_provider.dify.stream import LostRunSearch
+
+        self._logs_searched = True
+        try:
+            sent_at = datetime.fromisoformat(str(decision.when)).timestamp()
+        except ValueError:
+            return dataclasses.replace(decision, action=Action.UNKNOWN)
+        search = LostRunSearch(str(decision.user), sent_at, self.hook.config, who=decision.who, todo=decision.todo)
+        self.log.info(
+            "%s%s may have sent a Dify run request (at or after %s) whose run id never arrived; looking for the run "
+            "in the app's logs (%s)",
+            decision.who[:1].upper(),
+            decision.who[1:],
+            decision.when,
+            search.window(),
+        )
+        run_id = self.hook.find_run(search)
+        self.log.info(
+            "Found Dify run %s in the app's logs (%s; the only run there since %s's pending record); re-attaching "
+            "to it instead of starting a new run",
+            run_id,
+            search.window(),
+            decision.who,
+        )
+        self.ledger(state).started(workflow_run_id=run_id)
+        return dataclasses.replace(decision, action=Action.REATTACH, run_id=run_id, message="")
 
     def _forget_if_settled(self, state: TaskState, exc: BaseException, run_id: str | None = None) -> bool:
         """After a failure: forget the pending record only when ``exc`` proves no run is pending.
@@ -433,10 +477,6 @@ def _is_run_request(endpoint: str) -> bool:
     """
     method, _, path = endpoint.partition(" ")
     return method == "POST" and (path.endswith("/run") or path.endswith(":run"))
-
-
-def _is_task_timeout(exc: BaseException) -> bool:
-    return type(exc).__name__ in ("AirflowTaskTimeout", "TaskDeferralTimeout")
 
 
 __all__ = ["DEFAULT_ASSET_ALIAS", "EARLIER_TRY", "RESUMED", "DifyRunOperatorBase", "paused_form"]

@@ -11,10 +11,12 @@ the message is the error's own text plus one sentence saying why it is not retri
 itself stays reachable as ``__cause__`` for failure callbacks and ``except`` clauses.
 
 An unknown outcome is final only when the next try would fail closed too: when its run can be
-re-attached by id, or ``allow_resubmit`` / ``force_rerun`` consent to sending it again, the run
-operator says so (``RunOperatorBase.next_try``), the error is marked (``ProviderError.next_try``)
-and left to the task's retries, and to the policy, which then retries it as well. A batch's items that fail
-are results in its report, never raised here (``BatchFailedError`` is not a provider error).
+re-attached by id, or looked up in the app's logs (a Dify run whose id never arrived, ``Action.FIND``,
+unless this try's own look failed), or ``allow_resubmit`` / ``force_rerun`` consent to sending it
+again, the run operator says so (``RunOperatorBase.next_try``), the error is marked
+(``ProviderError.next_try``) and left to the task's retries, and to the policy, which then retries it
+as well. A batch's items that fail are results in its report, never raised here (``BatchFailedError``
+and ``BatchTimeoutError`` are not provider errors: a retry sends only what is left).
 """
 
 from __future__ import annotations
@@ -64,11 +66,18 @@ def not_retried(operator: Any, error: BaseException, context: Any) -> str | None
 
 
 def _settles(operator: Any, decision: Any) -> str | None:
-    """What a next try that does not fail closed does instead (re-attach, or send with consent)."""
+    """What a next try that does not fail closed does instead: re-attach, look the run up in the app's
+    logs and re-attach (``Action.FIND``; not after this try's own look failed: the next would find what
+    it found), or send with consent."""
     from docify_provider.durable.policy import Action
 
     if decision.action is Action.REATTACH:
         return f"re-attaches to {operator.label} run {decision.run_id}"
+    if decision.action is Action.FIND and not getattr(operator, "_logs_searched", False):
+        return (
+            f"looks the run up in the app's logs (end user {decision.user!r}, sent at or after {decision.when}) "
+            "and re-attaches to it"
+        )
     if decision.action is Action.SEND and decision.resubmit:
         return f"sends the run again, as {'force_rerun' if operator.force_rerun else 'allow_resubmit'}=True allows"
     return None

@@ -26,14 +26,24 @@ If the trigger itself breaks (its connection, its store or its inputs cannot be 
 ``{"status": "trigger_failed", ...}`` and the worker finishes the batch on the same ledger, never
 re-sending what it says was sent. A triggerer that restarts re-creates the trigger from its kwargs:
 it loads the ledger and goes on as above (nothing is re-sent that the ledger says was sent).
-Cancelled (a triggerer shutting down) it closes its streams and stops nothing (another triggerer
-re-attaches); killed (the task cleared or marked failed while deferred: ``on_kill``) it stops every
+``deadline`` (the try's ``execution_timeout`` as a wall-clock time) is the trigger's own: it sends
+nothing from ``SEND_MARGIN`` seconds before it, and ``FIRE_MARGIN`` seconds before it closes its
+streams and fires ``{"status": "timed_out"}``; the task resumes, stops the runs left going and reports
+every item (``operators.batch_timeout``). So the task's timeout path never reads a ledger that a
+trigger still sending could change under it (a run sent then, its row overwritten by the task's,
+would be sent again by a retry). Airflow's own deferral timeout stays as the backstop, for a
+triggerer that is gone or late: its resume takes the same path, and the trigger had stopped sending.
+
+Cancelled (a triggerer shutting down, or the deferral's ``execution_timeout``) it closes its streams
+and stops nothing (another triggerer re-attaches; at the timeout the resumed task stops the runs:
+``operators.batch_timeout``); killed (the task cleared or marked failed while deferred: ``on_kill``) it stops every
 Dify run it has a task id for, as the single-run Dify trigger does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -46,6 +56,10 @@ from docify_provider.triggers.batch_plans import PLANNERS, BatchInputs, BatchPla
 _CLASSPATH = "docify_provider.triggers.batch.BatchTrigger"
 #: Errors kept per item in the event's ``open`` map (the full error is in the trigger's log).
 OPEN_ERROR_CHARS = 300
+#: Seconds before ``deadline`` from which nothing is sent, and at which the trigger fires ``timed_out``:
+#: room for the clocks of the worker (which set the deadline) and the triggerer to differ.
+SEND_MARGIN = 5.0
+FIRE_MARGIN = 1.0
 
 
 def batch_results(kv: Any, key: str, results_url: str | None) -> Any:
@@ -67,6 +81,7 @@ class BatchTrigger(MarkerTrigger):
     :param options: the backend's request fields (``additional_info``; ``files``, ``workflow_id``; ``app``).
     :param count: the number of items. :param batch_key: the ledger's key prefix (the operator's).
     :param results_url: ``results_to`` as a URL (results beside it), or None (results in Variables).
+    :param deadline: when the try's ``execution_timeout`` ends (``time.time()``), or None.
     """
 
     marker_key = "docify_batch"  # unused: a batch's guard is its per-item ledger, not one marker
@@ -91,6 +106,7 @@ class BatchTrigger(MarkerTrigger):
         run_id: str | None = None,
         map_index: int = -1,
         try_number: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         if backend not in PLANNERS:
@@ -106,6 +122,7 @@ class BatchTrigger(MarkerTrigger):
         self.progress_every = float(progress_every)
         self.validate = validate
         self.allow_resubmit = allow_resubmit
+        self.deadline = None if deadline is None else float(deadline)
         self._set_identity(dag_id, task_id, run_id, map_index, try_number)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -123,6 +140,7 @@ class BatchTrigger(MarkerTrigger):
                 "progress_every": self.progress_every,
                 "validate": self.validate,
                 "allow_resubmit": self.allow_resubmit,
+                "deadline": self.deadline,
                 **self._identity_kwargs(),
             },
         )
@@ -209,16 +227,29 @@ class BatchTrigger(MarkerTrigger):
             progress=lambda progress: self.log.info("Batch progress: %s", progress.line()),
             progress_every=self.progress_every,
             allow_resubmit=self.allow_resubmit,
+            send_until=None if self.deadline is None else self.deadline - SEND_MARGIN,
             logger=self.log,
         )
         try:
-            result = await runner.run(plans)
+            if self.deadline is None:
+                result = await runner.run(plans)
+            else:
+                result = await asyncio.wait_for(runner.run(plans), max(0.0, self.deadline - FIRE_MARGIN - time.time()))
+            if self.deadline is not None and time.time() >= self.deadline - SEND_MARGIN and result.counts["not_sent"]:
+                raise asyncio.TimeoutError  # items left unsent because sending stopped: the try's time is up
+        except asyncio.TimeoutError:
+            self.log.warning(
+                "Batch trigger at execution_timeout: sending stopped %gs before it; the streams are closed and the "
+                "task resumes to stop the runs left going and report every item",
+                SEND_MARGIN,
+            )
+            return self._fire({"status": "timed_out", "message": "execution_timeout"})
         except asyncio.CancelledError:
             going = sum(1 for i in range(self.count) if (ledger.row(i) or {}).get("state") == "s")
             self.log.warning(
                 "Batch trigger cancelled with %d item(s) sent and not settled; the streams were closed, no run was "
                 "stopped: a trigger re-created from this one re-attaches to Dify runs by id and reports Docify "
-                "runs as unknown, and sends the items never sent",
+                "runs as unknown, and sends the items never sent (at execution_timeout the resumed task stops them)",
                 going,
             )
             raise
@@ -242,37 +273,25 @@ class BatchTrigger(MarkerTrigger):
 
     async def on_kill(self) -> None:
         """The task was cleared or marked failed while deferred: stop every Dify run the ledger names a task
-        for (its run left going would be billed for nothing), and say so. Docify runs cannot be stopped."""
+        for (its run left going would be billed for nothing), and say so (``batch.stopping``, the rule a
+        timed-out batch uses too). Docify runs cannot be stopped. The rows stay: a trigger re-created
+        from this one re-attaches to the stopped runs and reports them failed."""
+        from docify_provider.batch.stopping import stop_unsettled
+
         ledger, backend = self.__dict__.get("_ledger"), self.__dict__.get("_backend")
         if ledger is None or backend is None:
             self.log.warning("Batch trigger killed before it sent anything: nothing to stop")
             return
-        going = [row for i in range(self.count) if (row := ledger.row(i)) and row["state"] == "s"]
-        if not backend.can_stop:
-            if going:
-                self.log.warning(
-                    "Batch trigger killed with %d %s run(s) sent and not settled; %s runs cannot be stopped",
-                    len(going),
-                    backend.policy.label,
-                    backend.policy.label,
-                )
-            return
-        stoppable = [row for row in going if row["task_id"]]
-        self.log.warning(
-            "Batch trigger killed: stopping %d Dify run(s) left going (%d more sent without a task id yet)",
-            len(stoppable),
-            len(going) - len(stoppable),
+        await stop_unsettled(
+            ledger,
+            backend,
+            self._hook().async_client,
+            count=self.count,
+            user=self.user,
+            log=self.log,
+            why="Batch trigger killed",
+            settle=False,
         )
-
-        async def stop(client: Any, row: Mapping[str, Any]) -> None:
-            try:
-                await backend.stop(client, row["run_id"], row["task_id"], user=self.user)
-                self.log.info("Stopped Dify task %s (run %s)", row["task_id"], row["run_id"])
-            except Exception as exc:
-                self.log.warning("Stopping Dify task %s (run %s) failed: %s", row["task_id"], row["run_id"], exc)
-
-        async with self._hook().async_client() as client:
-            await asyncio.gather(*(stop(client, row) for row in stoppable))
 
 
 __all__ = ["BatchTrigger", "batch_results"]

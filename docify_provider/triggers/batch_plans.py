@@ -24,12 +24,13 @@ INPUT_CHUNK = 200
 
 
 class BatchInputs:
-    """The raw inputs of a batch's items in ``kv`` (a ``durable.batch_store.BatchKV``), ``<key>:in<n>``."""
+    """The raw inputs of a batch's items in ``kv`` (a ``durable.batch_store.BatchKV``), written once as
+    lists of ``chunk`` items, ``<key>:in<n>`` (``KeyChunks``)."""
 
     def __init__(self, kv: Any, key: str, *, chunk: int = INPUT_CHUNK) -> None:
-        self.kv = kv
-        self.key = f"{key}:in"
-        self.chunk = chunk
+        from docify_provider.durable.batch_store import KeyChunks
+
+        self.chunks = KeyChunks(kv, f"{key}:in", chunk, shape=list)
 
     @staticmethod
     def as_json(items: Sequence[Mapping[str, Any]]) -> str | None:
@@ -41,29 +42,26 @@ class BatchInputs:
                 return f"item {index} is not JSON ({exc})"
         return None
 
-    def keys(self, count: int) -> list[str]:
-        return [f"{self.key}{n}" for n in range((count + self.chunk - 1) // self.chunk)]
-
     async def write(self, items: Sequence[Mapping[str, Any]]) -> None:
-        for n, key in enumerate(self.keys(len(items))):
-            await self.kv.set(key, {"items": list(items[n * self.chunk : (n + 1) * self.chunk])})
+        size = self.chunks.size
+        for n in range(self.chunks.count(len(items))):
+            await self.chunks.write(n, list(items[n * size : (n + 1) * size]))
 
     async def read(self, count: int) -> list[Mapping[str, Any]]:
         """Every item, in order; raises when a chunk is missing or unreadable (nothing can be sent then)."""
         items: list[Mapping[str, Any]] = []
-        for key in self.keys(count):
-            value = await self.kv.get(key)
-            chunk = value.get("items") if isinstance(value, Mapping) else None
-            if not isinstance(chunk, list):
-                raise LookupError(f"the batch's inputs {key!r} are missing from its store")
+        for n in range(self.chunks.count(count)):
+            chunk = await self.chunks.read(n)
+            if chunk is None:
+                raise LookupError(f"the batch's inputs {self.chunks.key(n)!r} are missing from its store")
             items.extend(chunk)
         if len(items) != count:
             raise LookupError(f"the batch's stored inputs hold {len(items)} item(s), not {count}")
         return items
 
     async def delete(self, count: int) -> None:
-        for key in self.keys(count):
-            await self.kv.delete(key)
+        for n in range(self.chunks.count(count)):
+            await self.chunks.delete(n)
 
 
 class BatchPlanner:

@@ -9,8 +9,8 @@ A trigger may be restarted (triggerer crash, redeploy) and Docify has no idempot
 before it POSTs the run the trigger writes an XCom marker (``docify_run_request_sent``, state
 ``"sent"``, with a sentence saying what it guards, as users see it in the XCom tab; the key
 ``docify_stream_marker`` of earlier builds is still read) for its own task instance
-(``XCom.set`` through ``asgiref.sync_to_async``: works in the triggerer and under
-``dag.test()``); a restarted trigger that finds it reports ``outcome_unknown``
+(``base._marker_calls``: Airflow 3.3's async XCom calls in a triggerer, else ``XCom.set``
+through ``asgiref.sync_to_async``); a restarted trigger that finds it reports ``outcome_unknown``
 (with the session id it saw, if any) instead of paying for the run again, unless
 ``allow_resubmit=True``. The operator writes state ``"deferred"`` before deferring, so the first
 trigger finds a marker that says "nothing sent yet". A marker that cannot be read fails closed

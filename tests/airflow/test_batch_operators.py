@@ -188,9 +188,10 @@ def test_dify_batch_under_the_servers_cap_with_a_failing_item(dify_conns, capfd,
     assert len((tmp_path / "dify.jsonl").read_text().splitlines()) == 8
 
 
-def test_dify_retry_reattaches_runs_left_going_and_sends_only_the_unsent(dify_conns, capfd, caplog):
-    """Try 1 is cut by execution_timeout mid-batch: its items in flight are re-attached by try 2,
-    the items it never sent are sent, the ones it bought are reused: every item started once."""
+def test_dify_retry_after_execution_timeout_sends_only_the_stopped_and_unsent(dify_conns, capfd):
+    """Try 1 is cut by execution_timeout mid-batch: it stops its runs in flight (tests/airflow/test_batch_timeout.py),
+    so try 2 sends the stopped items again (a new run each: Dify showed the old ones stopped) and the items
+    never sent, and reuses the ones bought: every item has one run that was not stopped."""
     emu = dify_conns
     with new_dag("dify_batch_timeout") as dag:
         DifyBatchWorkflowOperator(
@@ -198,7 +199,7 @@ def test_dify_retry_reattaches_runs_left_going_and_sends_only_the_unsent(dify_co
             dify_conn_id="dify_long",
             # Pairs of 1 s runs: try 1 is cut at 4 s with a pair in flight and a pair never sent; try 2
             # needs ~1.2 s, so the same timeout leaves it room even on a loaded machine.
-            inputs=[{"seconds": 1.0, "steps": 1} for _ in range(10)],
+            inputs=[{"seconds": 1.0, "steps": 1, "label": f"doc-{i}"} for i in range(10)],
             max_concurrency=2,
             execution_timeout=timedelta(seconds=4),
             deferrable=False,  # on the worker: dag.test() runs a trigger inline, without its timeout
@@ -208,10 +209,15 @@ def test_dify_retry_reattaches_runs_left_going_and_sends_only_the_unsent(dify_co
     outcome = run_dag(dag)
     text = console_text(capfd)
     assert outcome.state("batch") == "success" and outcome.try_number("batch") == 2, text[-5000:]
+    assert "Batch stopped at execution_timeout (0:00:04)" in text
     counts = outcome.xcom("batch")["counts"]
     assert counts["succeeded"] == 10 and counts["reused"] >= 2
-    assert emu.runs_started(key=LONG_APP_KEY) == 10, "nothing sent twice"
-    assert "re-attaching to it instead of starting a new run" in caplog.text
+    runs = emu.run_list()
+    stopped = [run for run in runs if run["status"] == "stopped"]
+    assert emu.stop_requests(key=LONG_APP_KEY) >= len(stopped), "stopped by try 1, not by Dify"
+    assert emu.runs_started(key=LONG_APP_KEY) == 10 + len(stopped), "only the stopped items were sent again"
+    kept = sorted(run["inputs"]["label"] for run in runs if run["status"] != "stopped")
+    assert kept == sorted(f"doc-{i}" for i in range(10)), "one run per item that was not stopped"
 
 
 def test_dify_bad_input_is_refused_before_any_upload_or_run(dify_conns, capfd, tmp_path):

@@ -20,6 +20,7 @@ from docify_provider.testing.dify_openapi import (
     ACCOUNT_TOKEN,
     ADVANCED_CHAT_APP_ID,
     CHAT_APP_ID,
+    DOCUMENT_APP_ID,
     HUMAN_INPUT_APP_ID,
     LONG_APP_ID,
     TEXT_APP_ID,
@@ -71,6 +72,23 @@ def test_bad_input_fails_before_any_run(openapi_conn, capfd):
     assert outcome.state("run") == "failed"
     assert "topic" in text
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 0
+
+
+def test_a_local_file_input_is_sent_with_the_run_and_the_app_described_once(openapi_conn, capfd, tmp_path):
+    """The file goes as a part of the run request (not its path as text, which Dify refuses with 400
+    "must be a file"); the inputs are checked once, before the ledger: one describe read per task."""
+    emu = openapi_conn
+    document = tmp_path / "notes.txt"
+    document.write_text("quarterly notes")
+    with new_dag("openapi_file_input") as dag:
+        DifyRunAppOperator(task_id="run", app=DOCUMENT_APP_ID, inputs={"document": str(document)}, retries=0)
+    outcome = run_dag(dag)
+    assert outcome.dag_state == "success", console_text(capfd)[-4000:]
+    assert outcome.xcom("run")["status"] == "succeeded" and outcome.xcom("run")["files"]
+    assert emu.runs_started(ACCOUNT_TOKEN, app=DOCUMENT_APP_ID) == 1
+    assert emu.upload_count(key=ACCOUNT_TOKEN) == 1
+    describes = [r for r in emu.requests if r.method == "GET" and r.path.endswith(f"/apps/{DOCUMENT_APP_ID}")]
+    assert len(describes) == 1, [r.path for r in emu.requests]
 
 
 # -- deferral (DifyAppRunTrigger) --------------------------------------------------------------------

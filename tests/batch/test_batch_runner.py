@@ -114,6 +114,29 @@ async def test_a_pass_stopped_by_a_restart_reattaches_the_runs_it_had_started() 
         assert emu.runs_started(LONG_APP_KEY) == 2, "one run re-attached, one sent"
 
 
+async def test_nothing_is_sent_after_send_until_not_even_after_a_429() -> None:
+    """``send_until`` (the deferred batch's stop before ``execution_timeout``): items whose turn comes after
+    it are not sent and say why; one turned away before it and due again after it is not sent either."""
+    import time
+
+    with DifyEmulator(**{**BACKENDS["dify"].options, "max_active_requests": 2}) as emu:
+        config = DifyClientConfig(api_key=LONG_APP_KEY, base_url=emu.base_url, **DIFY_FAST)
+        inputs = [{"seconds": 1.5, "steps": 1, "label": f"doc-{i}"} for i in range(4)]
+        limiter = AdmissionLimiter(3, backoff_initial=0.05, backoff_max=0.3)  # the third is turned away (cap 2)
+        result = await BatchRunner(
+            DifyBatch(),
+            lambda: AsyncDifyClient(config),
+            ItemLedger(MemoryKV(), MemoryResults()),
+            max_concurrency=3,
+            limiter=limiter,
+            user="batch-user",
+            send_until=time.time() + 0.7,
+        ).run(inputs)
+        assert [item["status"] for item in result.items] == ["succeeded", "succeeded", "not_sent", "not_sent"]
+        assert all("sending stopped before execution_timeout" in item["error"] for item in result.items[2:])
+        assert sorted(run.inputs["label"] for run in emu.runs) == ["doc-0", "doc-1"], "nothing sent after it"
+
+
 # -- Dify account API -------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ async def test_rows_are_compact_sharded_and_results_kept_apart() -> None:
     await ledger.bought(249, {"body": {"outputs": {"text": "x" * 1000}}}, "run-249")
     assert set(kv.values) == {"docify_batch:0", "docify_batch:1", "docify_batch:2"}
     assert kv.values["docify_batch:1"]["items"]["150"][:3] == ["s", "run-150", "task-150"]
+    assert [set(kv.values[f"docify_batch:{n}"]["items"]) for n in range(3)] == [{"0"}, {"150"}, {"249"}]
     assert kv.values["docify_batch:2"]["items"]["249"][0] == "b"
     assert len(json.dumps(kv.values["docify_batch:2"])) < 120, "a bought row holds no result"
     assert results.records[249]["body"]["outputs"]["text"] == "x" * 1000

@@ -22,6 +22,7 @@ from docify_provider.testing.keys import INVOICE_KEY, SUMMARY_KEY
 from docify_provider.testing.samples import SAMPLE_PNG
 from docify_provider.xcom import DIFY_XCOM_KEYS, XCOM_KEYS
 from helpers import SUMMARY_INPUTS
+from tests.credential_scan import record_raised_by_operators
 
 
 @dataclass(frozen=True)
@@ -216,3 +217,10 @@ def backend_emu(contract: Contract, request: pytest.FixtureRequest) -> Any:
     """The contract backend's emulator, its connections defined (``docify_conns`` / ``dify_conns`` /
     ``openapi_conn``) and Airflow's metadata DB ready."""
     return request.getfixturevalue(contract.conn_fixture)
+
+
+@pytest.fixture
+def capture_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record every exception a provider operator or sensor raises out of Airflow's entry points in
+    ``credential_scan.CAPTURED`` (the credential tests search them; see ``tests/credential_scan.py``)."""
+    record_raised_by_operators(monkeypatch)

@@ -122,19 +122,6 @@ def test_a_record_of_an_earlier_build_is_honoured_then_superseded(contract: Any)
 # -- real task runs ---------------------------------------------------------------------------------
 
 
-def _account_api_files(contract: Any, request: pytest.FixtureRequest) -> None:
-    """The account API's file-producing run cannot start through its operator yet (found by this suite)."""
-    if contract.name == "dify_openapi":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="found by this suite: DifyRunAppOperator calls hook.run_app(..., validate=False), which sends a "
-                "file input's local path as text (Dify answers 400 'document in input form must be a file'); "
-                "DifyOpenAPIClient.run_app with validate=True uploads it",
-            )
-        )
-
-
 def _blocked_then(tmp_path: Path, good: Path) -> str:
     """An ``attachments_to`` template: try 1 cannot store there (a file where a folder must be), try 2 can."""
     blocker = tmp_path / "not-a-folder"
@@ -145,11 +132,10 @@ def _blocked_then(tmp_path: Path, good: Path) -> str:
 @pytest.mark.airflow_line_for(
     "docify",
     "dify",
-    reason="the ledger's store: task_state_store on 3.3+, a Variable per task instance before (the account API's "
-    "case cannot run yet: it is xfail)",
+    "dify_openapi",
+    reason="the ledger's store: task_state_store on 3.3+, a Variable per task instance before",
 )
-def test_failed_post_processing_is_retried_without_buying_again(contract, mode, backend_emu, tmp_path, capfd, request):
-    _account_api_files(contract, request)
+def test_failed_post_processing_is_retried_without_buying_again(contract, mode, backend_emu, tmp_path, capfd):
     good = tmp_path / "good"
     with new_dag(f"{contract.name}_bought_once_{mode}") as dag:
         contract.operator(
@@ -200,8 +186,7 @@ def _flaky(fail: str, on_tries: set[int]) -> Any:
 
 @needs_task_state_store
 @pytest.mark.backends(modes=("blocking", "deferred"))
-def test_a_retry_that_cannot_read_its_state_does_not_buy_again(contract, mode, backend_emu, tmp_path, capfd, request):
-    _account_api_files(contract, request)
+def test_a_retry_that_cannot_read_its_state_does_not_buy_again(contract, mode, backend_emu, tmp_path, capfd):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("try 1 wants a folder here")
     with new_dag(f"{contract.name}_ledger_read_{mode}") as dag:

@@ -97,6 +97,30 @@ def test_a_pending_run_without_its_id_is_unknown(backend: Backend) -> None:
     assert "allow_resubmit=True" in message and WHERE in message
 
 
+def test_a_pending_run_without_its_id_is_looked_for_in_the_logs_where_the_backend_can(backend: Backend) -> None:
+    """Only the Dify Service API looks such a run up (the deferred stream's trigger sends it); it needs
+    the record's end user and time; a record of an earlier build without the user fails closed and says so."""
+    decision = ledger(backend, pending(backend, user="u1"))
+    if not backend.finds_in_logs:
+        assert decision.action is Action.UNKNOWN and "logs" not in decision.message
+        return
+    assert (decision.action, decision.user, decision.when, decision.who) == (
+        Action.FIND,
+        "u1",
+        "2030-01-01T00:00:00+00:00",
+        "try 1",
+    )
+    assert decision.todo.startswith("Check the run in Dify; set allow_resubmit=True") and WHERE in decision.todo
+    assert decision.message.endswith(decision.todo) and "so it is not re-sent" in decision.message
+    old_build = ledger(backend, pending(backend))
+    assert old_build.action is Action.UNKNOWN
+    assert "written by an earlier build, does not name both the end user and the time" in old_build.message
+    # a trigger's marker never searches (the worker does), and the opt-ins still re-send
+    marker = {"state": "sent", "sent_at": "2030-01-01T00:00:00+00:00", backend.id_field: None}
+    assert decide(Known.from_marker(marker, backend), backend).action is Action.UNKNOWN
+    assert ledger(backend, pending(backend, user="u1"), allow_resubmit=True).resubmit
+
+
 @pytest.mark.parametrize("flag", ["allow_resubmit", "force_rerun"])
 def test_opting_in_resends_and_says_so(backend: Backend, flag: str) -> None:
     decision = ledger(backend, pending(backend), **{flag: True})

@@ -17,22 +17,16 @@ Docify's outcome unknown with a retry), and then the test searches:
   and a pickle round trip: exceptions travel between processes);
 * the stored attachments.
 
-The last tests check where the ``Authorization`` header may go: a plain ``http://`` base URL on a
-non-loopback address is refused (nothing is sent) unless ``allow_insecure_http`` (every backend:
-the rule is ``_core``'s), and, on Docify, an attachment served by another host gets no key unless
-the connection trusts it and redirects of API calls are not followed.
+Where the ``Authorization`` header may go (plain http, attachments on another host, redirects) is
+checked apart, in ``test_authorization_header.py``; the helpers both use are in
+``tests/credential_scan.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
-import pickle
-import socket
-import traceback
-import uuid
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,77 +36,17 @@ from typing import Any
 import pytest
 
 from airflow_helpers import AIRFLOW_LINE, conn_json, new_dag, run_dag
-from docify_provider.docify import AsyncDocifyClient, ClientConfig, DocifyClient
-from docify_provider.docify.errors import DocifyConfigError, DocifyServerError
 from docify_provider.operators.docify import (
     DocifyRunScenarioOperator,
     DocifyStreamScenarioOperator,
     DocifyUploadFileOperator,
 )
 from docify_provider.sensors.docify import DocifyScenarioSensor
-from docify_provider.testing import DocifyEmulator, Fault
+from docify_provider.testing import Fault
 from docify_provider.testing.samples import SAMPLE_PNG as PNG
+from tests.credential_scan import CAPTURED, capture_failure, exception_texts, new_secret
 
 pytestmark = pytest.mark.timeout(180)
-
-
-#: (task id, exception) of what the failing tasks of the DAG run raised, collected by their
-#: ``on_failure_callback`` (``dag.test()`` runs tasks and their callbacks in this process) and, since
-#: Airflow before 3.3 hands the callback no exception, by ``capture_raised`` as well.
-CAPTURED: list[tuple[str, BaseException]] = []
-
-
-def _record(task_id: str, exc: BaseException) -> None:
-    if all(exc is not seen for _, seen in CAPTURED):
-        CAPTURED.append((task_id, exc))
-
-
-def _capture(context: Any) -> None:
-    exc = context.get("exception")
-    if isinstance(exc, BaseException):
-        _record(context["ti"].task_id, exc)
-
-
-@pytest.fixture
-def capture_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Record every exception a provider operator or sensor raises out of Airflow's entry points.
-
-    The methods run unchanged; the exception is recorded and re-raised, so the scan below sees
-    what Airflow saw on every line, also where the failure callback gets no exception (< 3.3).
-    """
-    import functools
-
-    def recording(method: Any) -> Any:
-        @functools.wraps(method)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(self, *args, **kwargs)
-            except Exception as exc:
-                _record(self.task_id, exc)
-                raise
-
-        return wrapper
-
-    from docify_provider.operators.dify import DifyRunWorkflowOperator, DifyStreamWorkflowOperator
-    from docify_provider.operators.dify_openapi import DifyRunAppOperator
-
-    classes = (
-        DocifyRunScenarioOperator,
-        DocifyStreamScenarioOperator,
-        DocifyUploadFileOperator,
-        DocifyScenarioSensor,
-        DifyRunWorkflowOperator,
-        DifyStreamWorkflowOperator,
-        DifyRunAppOperator,
-    )
-    for cls in classes:
-        for name in ("execute", "execute_complete"):
-            if hasattr(cls, name):
-                monkeypatch.setattr(cls, name, recording(getattr(cls, name)))
-
-
-def _secret(purpose: str, prefix: str = "sk-docify") -> str:
-    return f"{prefix}-SECRET-{purpose}-{uuid.uuid4().hex}"
 
 
 def _leaks(secrets: Iterable[str], where: str, text: str) -> list[str]:
@@ -170,23 +104,6 @@ def _run_rows(model: Any, dag_id: str) -> list[Any]:
     return rows
 
 
-def _exception_texts(exc: BaseException) -> str:
-    rebuilt = pickle.loads(pickle.dumps(exc))
-    parts = [
-        str(exc),
-        repr(exc),
-        "".join(traceback.format_exception(exc)),
-        repr(getattr(exc, "__dict__", {})),
-        repr(rebuilt),
-        repr(getattr(rebuilt, "__dict__", {})),
-    ]
-    cause = exc.__cause__
-    while cause is not None:
-        parts += [repr(cause), repr(getattr(cause, "__dict__", {}))]
-        cause = cause.__cause__
-    return "\n".join(parts)
-
-
 # -- one DAG run per backend with every operator, succeeding and failing ---------------------------
 
 
@@ -210,11 +127,11 @@ class Scenario:
 
 def _docify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
     keys = {
-        "ok": _secret("ok"),  # everything succeeds
-        "err": _secret("err"),  # ERROR event on streams, isSuccess false on blocking runs
-        "unknown": _secret("unknown"),  # the run starts, the answer never arrives
-        "echo": _secret("echo"),  # the server's error bodies repeat the key
-        "wrong": _secret("wrong"),  # not a Docify key at all: 401
+        "ok": new_secret("ok"),  # everything succeeds
+        "err": new_secret("err"),  # ERROR event on streams, isSuccess false on blocking runs
+        "unknown": new_secret("unknown"),  # the run starts, the answer never arrives
+        "echo": new_secret("echo"),  # the server's error bodies repeat the key
+        "wrong": new_secret("wrong"),  # not a Docify key at all: 401
     }
     for purpose in ("ok", "err", "unknown", "echo"):
         emu.add_key(keys[purpose], "OCR_INVOICE")
@@ -232,7 +149,7 @@ def _docify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
     image.parent.mkdir()
     image.write_bytes(PNG)
     store = tmp_path / "attachments"
-    common: dict[str, Any] = {"on_failure_callback": _capture}
+    common: dict[str, Any] = {"on_failure_callback": capture_failure}
     run_kwargs: dict[str, Any] = {**common, "inputs": {"invoice_image": str(image)}}
     sensor: dict[str, Any] = {**common, "expected_parameters": ["invoice_image"], "poke_interval": 0.2, "timeout": 20}
 
@@ -319,7 +236,7 @@ def _dify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
     """The Service API: an app key per purpose, on the text app (and the document app for files)."""
     from docify_provider.operators.dify import DifyRunWorkflowOperator, DifyStreamWorkflowOperator
 
-    keys = {p: _secret(p, "app") for p in ("ok", "err", "echo", "wrong")}
+    keys = {p: new_secret(p, "app") for p in ("ok", "err", "echo", "wrong")}
     for purpose in ("ok", "err", "echo"):
         emu.add_key(keys[purpose], "text")
     for purpose, key in keys.items():
@@ -329,7 +246,7 @@ def _dify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
     emu.inject(Fault("run", "status", status=400, message=f"Bad request for key={keys['echo']}", key=keys["echo"]))
     emu.inject(Fault("stream", "status", status=401, message=f"Invalid key {keys['echo']}", key=keys["echo"]))
     inputs = {"topic": "secrets", "tone": "formal"}
-    common: dict[str, Any] = {"on_failure_callback": _capture, "inputs": inputs}
+    common: dict[str, Any] = {"on_failure_callback": capture_failure, "inputs": inputs}
 
     with new_dag("dify_secrets") as dag:
         DifyRunWorkflowOperator(
@@ -362,7 +279,7 @@ def _dify_openapi_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenar
     from docify_provider.operators.dify_openapi import DifyRunAppOperator
     from docify_provider.testing.dify_openapi import ACCOUNT_ID
 
-    keys = {p: _secret(p, "dfoa_account") for p in ("ok", "err", "echo", "wrong")}  # Dify checks the dfoa_ prefix
+    keys = {p: new_secret(p, "dfoa_account") for p in ("ok", "err", "echo", "wrong")}  # Dify checks the dfoa_ prefix
     for purpose in ("ok", "err", "echo"):
         emu.sessions.issue(ACCOUNT_ID, 3600.0, token=keys[purpose], device_label=f"secrets {purpose}")
     for purpose, key in keys.items():
@@ -372,7 +289,7 @@ def _dify_openapi_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenar
     emu.inject(
         Fault("stream", "status", status=401, message=f"Invalid token {keys['echo']}", key=keys["echo"], times=None)
     )
-    common: dict[str, Any] = {"on_failure_callback": _capture, "app": "Text Writer"}
+    common: dict[str, Any] = {"on_failure_callback": capture_failure, "app": "Text Writer"}
     common["inputs"] = {"topic": "secrets", "tone": "formal"}
 
     with new_dag("dify_openapi_secrets") as dag:
@@ -482,145 +399,6 @@ def test_the_credential_is_nowhere_after_successful_and_failing_runs(
     leaks += _leaks(secrets, "serialized DAG", dag_json)
 
     for _, exc in CAPTURED:
-        leaks += _leaks(secrets, f"{type(exc).__name__} raised by a task", _exception_texts(exc))
+        leaks += _leaks(secrets, f"{type(exc).__name__} raised by a task", exception_texts(exc))
 
     assert leaks == [], "\n".join(leaks)
-
-
-# -- where the Authorization header may go --------------------------------------------------------------
-
-
-def test_attachments_on_another_host_get_the_key_only_when_trusted(docify_conns, monkeypatch, tmp_path):
-    emu = docify_conns
-    key = _secret("attachments")
-    emu.add_key(key, "OCR_INVOICE")
-    emu.public_host = f"localhost:{emu.port}"  # attachments served from a host other than the API's
-    monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_SECRET_PLAIN", conn_json(emu.base_url, key))
-    monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_SECRET_TRUSTING", conn_json(emu.base_url, key, trusted_hosts="localhost"))
-    image = tmp_path / "acme_invoice.png"
-    image.write_bytes(PNG)
-    with new_dag("attachment_hosts") as dag:
-        untrusted = DocifyRunScenarioOperator(
-            task_id="untrusted",
-            docify_conn_id="docify_secret_plain",
-            inputs={"invoice_image": str(image)},
-            attachments_to=str(tmp_path / "out"),
-        )
-        trusted = DocifyStreamScenarioOperator(
-            task_id="trusted",
-            docify_conn_id="docify_secret_trusting",
-            inputs={"invoice_image": str(image)},
-            attachments_to=str(tmp_path / "out"),
-            deferrable=True,
-        )
-        untrusted >> trusted
-    out = run_dag(dag)
-
-    assert out.dag_state == "success"
-    for task in ("untrusted", "trusted"):
-        (file,) = out.xcom(task)["files"]
-        assert file["file_url"].startswith(f"http://localhost:{emu.port}/")
-        assert Path(file["path"]).stat().st_size == file["file_size"]
-    downloads = emu.downloads
-    assert [(d.host, d.has_auth) for d in downloads] == [(f"localhost:{emu.port}", False), (emu.public_host, True)]
-
-
-@pytest.mark.parametrize("endpoint", ["info", "run"])
-async def test_api_redirects_are_not_followed(emulator: DocifyEmulator, endpoint: str) -> None:
-    # A redirect of an API call to another host would carry the key there (and re-POST a run).
-    key = _secret("redirect")
-    emulator.add_key(key, "TEXT_SUMMARY")
-    elsewhere = f"http://localhost:{emulator.port}{emulator.prefix}/v1/scenario/info"
-    emulator.inject(Fault(endpoint, "redirect", location=elsewhere, times=2))
-    config = ClientConfig(api_key=key, base_url=emulator.base_url, max_retries=2, backoff_initial=0.01)
-    inputs = {"text": "Redirects are not followed."}
-    with DocifyClient(config) as client, pytest.raises(DocifyServerError, match="HTTP 302") as sync_error:
-        client.get_scenario_info() if endpoint == "info" else client.run(inputs)
-    async with AsyncDocifyClient(config) as aclient:
-        with pytest.raises(DocifyServerError, match="HTTP 302") as async_error:
-            await (aclient.get_scenario_info() if endpoint == "info" else aclient.run(inputs))
-    records = [r for r in emulator.requests if r.endpoint == endpoint]
-    assert [(r.host, r.status) for r in records] == [(emulator.netloc, 302)] * 2
-    assert not [r for r in emulator.requests if r.host and r.host.startswith("localhost")]
-    for err in (sync_error.value, async_error.value):
-        assert key not in "".join(traceback.format_exception(err))
-
-
-def _non_loopback_address() -> str | None:
-    """This machine's address on its default route (no packet is sent), or None without one."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only selects the outgoing interface
-            address = str(probe.getsockname()[0])
-        except OSError:
-            return None
-    return None if address.startswith("127.") or address == "0.0.0.0" else address
-
-
-def test_plain_http_to_a_non_loopback_host_is_refused_unless_allowed(docify_conns, monkeypatch, caplog, capture_raised):
-    address = _non_loopback_address()
-    if address is None:
-        pytest.skip("no non-loopback IPv4 address on this machine")
-    key = _secret("insecure")
-    with DocifyEmulator(host=address, ping_interval=0.1, event_interval=0.002) as remote:
-        remote.add_key(key, "TEXT_SUMMARY")
-        assert remote.base_url.startswith(f"http://{address}:")
-        monkeypatch.setenv("AIRFLOW_CONN_DOCIFY_SECRET_HTTP", conn_json(remote.base_url, key))
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_DOCIFY_SECRET_HTTP_ALLOWED", conn_json(remote.base_url, key, allow_insecure_http=True)
-        )
-        inputs = {"text": "Keys travel encrypted or not at all.", "language": "en"}
-        with new_dag("insecure_http") as dag:
-            DocifyStreamScenarioOperator(
-                task_id="refused", docify_conn_id="docify_secret_http", inputs=inputs, on_failure_callback=_capture
-            )
-            DocifyStreamScenarioOperator(
-                task_id="allowed", docify_conn_id="docify_secret_http_allowed", inputs=inputs, deferrable=True
-            )
-        CAPTURED.clear()
-        with caplog.at_level(logging.INFO):
-            out = run_dag(dag)
-
-        assert out.state("refused") == "failed"
-        [(_, exc)] = CAPTURED
-        # Failed at once (a retry cannot fix a connection): the ConfigError is the AirflowFailException's cause.
-        assert isinstance(exc.__cause__, DocifyConfigError) and "Refusing plain http://" in str(exc)
-        assert key not in _exception_texts(exc)
-        # The refusal happens before any connection: the allowed task's requests are the only ones.
-        assert out.state("allowed") == "success"
-        assert remote.runs_started(key) == 1
-        assert {r.endpoint for r in remote.requests} == {"info", "stream"}
-        assert all(r.host == remote.netloc for r in remote.requests)
-
-
-def _config(backend: str, **config: Any) -> Any:
-    if backend == "dify":
-        from docify_provider.dify.config import DifyClientConfig
-
-        return DifyClientConfig(**config)
-    if backend == "dify_openapi":
-        from docify_provider.dify_openapi.config import DifyOpenAPIClientConfig
-
-        return DifyOpenAPIClientConfig(**config)
-    return ClientConfig(**config)
-
-
-def _client(backend: str, **config: Any) -> Any:
-    from docify_provider.dify.client import DifyClient
-    from docify_provider.dify_openapi.client import DifyOpenAPIClient
-
-    client_class = {"dify": DifyClient, "dify_openapi": DifyOpenAPIClient}.get(backend, DocifyClient)
-    return client_class(_config(backend, **config))
-
-
-def test_plain_http_config_is_refused_before_any_request(contract: Any) -> None:
-    # Without a network: the client refuses to be built, so no socket is ever opened.
-    for base_url in ("http://docify.example.com/docify", "http://10.1.2.3:8080/v1"):
-        with pytest.raises(contract.error_class(), match="Refusing plain http://") as caught:
-            _client(contract.name, api_key=_secret("config"), base_url=base_url)
-        assert "-SECRET-" not in str(caught.value)
-    for base_url in ("http://127.0.0.1:1/docify", "http://localhost:1/v1", "http://[::1]:1/v1"):
-        _client(contract.name, api_key="k", base_url=base_url).close()
-    buf = io.StringIO()
-    print(_config(contract.name, api_key=_secret("repr"), base_url="https://console.docify.jp/docify"), file=buf)
-    assert "-SECRET-" not in buf.getvalue()

@@ -116,3 +116,36 @@ async def test_chunked_results_share_a_key_per_chunk() -> None:
     assert live.values["b:r0"] == {"items": {"0": {"raw": 0}, "1": {"raw": 1}}}
     fresh = ChunkedResults(BatchKV(live), "b", chunk=2)  # type: ignore[arg-type]
     assert await fresh.get(2) == {"raw": 2} and await fresh.get(3) is None
+
+
+async def test_an_unreadable_result_chunk_is_unknown_never_empty() -> None:
+    """Read as empty, the next put would overwrite the chunk and lose the results it holds."""
+    live = FakeLive()
+    live.values["b:r0"] = "torn"
+    results = ChunkedResults(BatchKV(live), "b", chunk=2)  # type: ignore[arg-type]
+    with pytest.raises(LookupError, match="'b:r0'"):
+        await results.put(1, {"raw": 1})
+    with pytest.raises(LookupError, match="'b:r0'"):
+        await results.get(0)
+    assert live.values["b:r0"] == "torn", "left as it was"
+
+
+async def test_batch_inputs_read_what_main_wrote_and_keep_its_key_names() -> None:
+    """A trigger deferred by an earlier release resumes on this one: ``<key>:in<n>``, lists of 200 items."""
+    from docify_provider.triggers.batch_plans import BatchInputs
+
+    live = FakeLive()
+    items = [{"text": str(i)} for i in range(450)]
+    live.values.update({f"b:in{n}": {"items": items[n * 200 : (n + 1) * 200]} for n in range(3)})
+    assert await BatchInputs(BatchKV(live), "b").read(450) == items  # type: ignore[arg-type]
+    again = FakeLive()
+    await BatchInputs(BatchKV(again), "b").write(items)  # type: ignore[arg-type]
+    assert again.values == live.values, "written as the earlier release wrote them"
+    del again.values["b:in1"]
+    with pytest.raises(LookupError, match="'b:in1' are missing"):
+        await BatchInputs(BatchKV(again), "b").read(450)  # type: ignore[arg-type]
+    again.values["b:in1"] = {"items": {"0": {}}}
+    with pytest.raises(LookupError, match="unreadable as 'b:in1'"):
+        await BatchInputs(BatchKV(again), "b").read(450)  # type: ignore[arg-type]
+    await BatchInputs(BatchKV(again), "b").delete(450)  # type: ignore[arg-type]
+    assert again.values == {}

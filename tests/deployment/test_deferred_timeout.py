@@ -10,8 +10,13 @@ new triggerer takes up to 10 s to start its first trigger). Checked for the Serv
 timeout, the operator asks Dify to stop the task and the emulator's run ends ``stopped``, one run
 billed, the log says what the status became, and the credential is in no log.
 
-One deployment serves both DAGs and both runs time out side by side: the start-up and the wait for
-the timeout are paid once; each backend's checks are a subtest of their own.
+A deferred batch (``tests/dags/dify_batch_deferred_timeout.py``, its own emulator) meets its
+timeout the same way: the task, resumed with the trigger's timeout, stops the two runs left going
+(both end ``stopped``), reports every item (two done, two stopped, two never sent) and fails with
+``BatchTimeoutError``; no item was started twice.
+
+One deployment serves the three DAGs and the runs time out side by side: the start-up and the wait
+for the timeout are paid once; each case's checks are a subtest of their own.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ pytestmark = [
 
 TASK_ID = "too_long"
 DAGS = {"dify": "dify_deferred_timeout", "dify_openapi": "dify_openapi_deferred_timeout"}
+BATCH_DAG = "dify_batch_deferred_timeout"
 
 
 @dataclass
@@ -50,27 +56,29 @@ class TimedOut:
 
 
 @pytest.fixture
-def timed_out(tmp_path: Path) -> Iterator[tuple[dict[str, TimedOut], str]]:
-    """Both runs, timed out, and every log the deployment wrote."""
+def timed_out(tmp_path: Path) -> Iterator[tuple[dict[str, TimedOut], str, TimedOut]]:
+    """Both runs and the batch, timed out, and every log the deployment wrote."""
     dags = tmp_path / "dags"
     dags.mkdir()
-    for dag_id in DAGS.values():
+    for dag_id in [*DAGS.values(), BATCH_DAG]:
         shutil.copy(ROOT / "tests" / "dags" / f"{dag_id}.py", dags / f"{dag_id}.py")
     home = tmp_path / "home"
     timeline = Timeline("task log")
     print()
     options: dict[str, Any] = {"ping_interval": 1.0, "idle_close_seconds": 300.0}
-    with DifyEmulator(**options) as dify, DifyOpenAPIEmulator(**options) as account:
+    with DifyEmulator(**options) as dify, DifyOpenAPIEmulator(**options) as account, DifyEmulator(**options) as bulk:
         emus = {"dify": dify, "dify_openapi": account}
         connections = {
             "dify_long": {"conn_type": "dify", "host": dify.base_url, "password": LONG_APP_KEY},
             "dify_account": {"conn_type": "dify_openapi", "host": account.base_url, "password": ACCOUNT_TOKEN},
+            "dify_batch_long": {"conn_type": "dify", "host": bulk.base_url, "password": LONG_APP_KEY},
         }
         # How often the scheduler fails timed-out triggers (default 15 s).
         env = {"AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2"}
         with running_deployment(home, dags_folder=dags, connections=connections, env=env) as dep:
             timeline.mark("deployment up")
             run_ids = {name: trigger_dag(dep, dag_id, "timeout") for name, dag_id in DAGS.items()}
+            batch_run = trigger_dag(dep, BATCH_DAG, "timeout")
             wait_until("the runs to start", lambda: all(len(emu.runs) >= 1 for emu in emus.values()), timeout=120)
             started = timeline.mark("both Dify runs started (deferred streams)")
             outcomes = {}
@@ -81,13 +89,18 @@ def timed_out(tmp_path: Path) -> Iterator[tuple[dict[str, TimedOut], str]]:
                 wait_until(f"the {name} run to be stopped", lambda run=run: run.status == "stopped", timeout=20)
                 timeline.mark(f"{name}: Dify run {run.status}")
                 outcomes[name] = TimedOut(emus[name], ti, run, ended - started)
+            ti = wait_task_end(dep, BATCH_DAG, batch_run, TASK_ID, timeout=150)
+            timeline.mark(f"batch: task {ti['state']} (try {ti['try_number']})")
+            batch = TimedOut(bulk, ti, bulk.runs, 0.0)
             logs = "\n".join(p.read_text(errors="replace") for p in (home / "logs").rglob("*.log"))
         timeline.print_sequence()
-        yield outcomes, logs
+        yield outcomes, logs, batch
 
 
-def test_execution_timeout_stops_a_deferred_run(timed_out: tuple[dict[str, TimedOut], str], subtests: Any) -> None:
-    outcomes, logs = timed_out
+def test_execution_timeout_stops_a_deferred_run(
+    timed_out: tuple[dict[str, TimedOut], str, TimedOut], subtests: Any
+) -> None:
+    outcomes, logs, batch = timed_out
     for backend, out in outcomes.items():
         with subtests.test(backend=backend):
             print(
@@ -103,4 +116,13 @@ def test_execution_timeout_stops_a_deferred_run(timed_out: tuple[dict[str, Timed
             assert out.run.status == "stopped", "the Dify task was stopped, not left running (and billed)"
             assert f"Dify run {out.run.id} is now stopped after the stop request" in logs, logs[-3000:]
     assert "execution_timeout while deferred: stopping Dify task" in logs, logs[-3000:]
+    with subtests.test(backend="batch"):
+        assert (batch.ti["state"], batch.ti["try_number"]) == ("failed", 1), batch.ti
+        flat = " ".join(logs.split())
+        assert "Batch stopped at execution_timeout (0:00:30): 2 item(s) done, 0 failed, 2 stopped, 0 in flight" in flat
+        assert "2 never sent, of 6" in flat, flat[-3000:]
+        labels = sorted(run.inputs["label"] for run in batch.run)
+        assert labels == ["doc-0", "doc-1", "doc-2", "doc-3"], "each item started once, the unsent ones never"
+        wait_until("the batch's runs to be stopped", lambda: [r.status for r in batch.run].count("stopped") == 2, 20)
+        assert batch.emu.stop_requests(key=LONG_APP_KEY) == 2
     assert LONG_APP_KEY not in logs and ACCOUNT_TOKEN not in logs

@@ -33,8 +33,8 @@ import pytest
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY, TWO_FORMS_APP_KEY
 from helpers import CHROMIUM, CHROMIUM_ARGS, NEEDS_BROWSER
-from tests.deployment import HITL_RECORD_TASK_ID, HITL_TWO_FORMS_DAG_ID, ROOT, wait_until
-from tests.hitl_deployment import REVIEWER, HitlDeployment
+from tests.deployment import ROOT, wait_until
+from tests.hitl_deployment import HITL_RECORD_TASK_ID, HITL_TWO_FORMS_DAG_ID, REVIEWER, HitlDeployment
 
 SCREENSHOTS = ROOT / "out" / "screenshots"
 COMMENT = "ship it, signed in the browser"

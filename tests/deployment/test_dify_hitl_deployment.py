@@ -24,14 +24,14 @@ import pytest
 
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import HUMAN_INPUT_APP_KEY
-from tests.deployment import (
+from tests.deployment import wait_until
+from tests.hitl_deployment import (
     HITL_ACCOUNT_DAG_ID,
     HITL_BLOCKING_DAG_ID,
     HITL_DAG_ID,
     HITL_RECORD_TASK_ID,
-    wait_until,
+    HitlDeployment,
 )
-from tests.hitl_deployment import HitlDeployment
 
 pytestmark = [
     pytest.mark.deployment,
@@ -131,20 +131,11 @@ def test_a_paused_dify_run_is_answered_through_the_rest_api(hitl_deployment: Hit
         # The clear path on the Airflow side is one for every operator: run on 3.1 once (hitl_line); the
         # two deferred variants differ in the provider's backend path, which is the same on every line.
         pytest.param(HITL_BLOCKING_DAG_ID, id="blocking", marks=pytest.mark.hitl_line),
-        pytest.param(
-            HITL_DAG_ID,
-            id="stream-deferred",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason=(
-                    "known gap (docs/design.md, 'A retry finds its form'): when Airflow's fast-resume race "
-                    "(apache/airflow#67287) fails the try right after the stream trigger fired, the run id "
-                    "was only in the trigger's XCom marker, which the next try's start deletes; that try "
-                    "then fails closed (outcome unknown). Seen on 3.1 and 3.3; the fix is to find the run "
-                    "in Dify's logs, not done yet"
-                ),
-            ),
-        ),
+        # Once failed closed (outcome unknown) when Airflow's fast-resume race (apache/airflow#67287) failed
+        # the try right after the stream trigger fired: the run id was only in the trigger's XCom marker,
+        # which the next try's start purges. That try now finds the run in Dify's logs
+        # (tests/airflow/test_dify_lost_marker.py drives that path every time).
+        pytest.param(HITL_DAG_ID, id="stream-deferred"),
         pytest.param(
             HITL_ACCOUNT_DAG_ID,
             id="account-api-deferred",

@@ -22,8 +22,8 @@ import pytest
 
 from airflow_helpers import AIRFLOW_LINE
 from docify_provider.testing.dify import TWO_FORMS_APP_KEY
-from tests.deployment import HITL_RECORD_TASK_ID, HITL_TWO_FORMS_DAG_ID, HitlRun, wait_until
-from tests.hitl_deployment import HitlDeployment
+from tests.deployment import wait_until
+from tests.hitl_deployment import HITL_RECORD_TASK_ID, HITL_TWO_FORMS_DAG_ID, HitlDeployment, HitlRun
 
 pytestmark = [
     pytest.mark.deployment,

@@ -12,6 +12,7 @@ from httpx_sse import ServerSentEvent
 from docify_provider.dify.errors import DifyProtocolError, DifyRunFailedError, DifyStreamIncompleteError
 from docify_provider.dify.matching import inputs_match
 from docify_provider.dify.models import (
+    PRICE_NOT_SEEN,
     AppParameters,
     InputVariable,
     OutputFile,
@@ -226,6 +227,47 @@ def test_tracker_usage_is_counted_once_per_node_execution() -> None:
     assert event is not None and event.is_terminal and tracker.done
     assert event.run is not None and event.run.usage == {"total_tokens": 4, "total_price": 0.5, "currency": "USD"}
     assert (tracker.session_id, tracker.task_id) == ("r", "t") and tracker.finish() is event.run
+
+
+def _node(event: str, node: str, **data: Any) -> str:
+    return json.dumps({"event": event, "task_id": "t", "workflow_run_id": "r", "data": {"id": node, **data}})
+
+
+#: A node as a state snapshot replays it (Dify's ``to_ignore_detail_dict``): no usage.
+STRIPPED = {"inputs": None, "process_data": None, "outputs": None, "execution_metadata": None}
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        [_node("node_finished", "n0", **STRIPPED), NODE],  # a node replayed by a snapshot, one seen live
+        [NODE, _node("node_started", "n2", inputs={})],  # a node seen starting, its end missed (a cut)
+        [],  # an ended run's final frame alone (the answer to a re-attach after the end)
+    ],
+    ids=["replayed", "end-missed", "final-frame-alone"],
+)
+def test_tracker_gives_no_price_when_some_node_usage_went_unseen(seen: list[str]) -> None:
+    """The nodes' sum would be a partial price: None instead, the reason, and the run's own tokens."""
+    tracker = DifyEventTracker("events")
+    for payload in seen:
+        tracker.feed(sse(payload))
+    final = json.loads(finished())
+    final["data"]["total_steps"] = 3
+    run = tracker.feed(sse(json.dumps(final))).run  # type: ignore[union-attr]
+    assert run is not None and run.usage == {
+        "total_tokens": 9, "total_price": None, "currency": None, "price_unknown": PRICE_NOT_SEEN,
+    }  # fmt: skip
+
+
+def test_tracker_keeps_the_price_when_a_live_node_reports_no_usage() -> None:
+    """Dify sends ``execution_metadata: null`` live for a node that costs nothing (a start node): its
+    inputs and outputs show it was not replayed, so the run's price stands."""
+    tracker = DifyEventTracker("stream")
+    tracker.feed(sse(_node("node_started", "n0", inputs={"topic": "x"})))
+    tracker.feed(sse(_node("node_finished", "n0", inputs={"topic": "x"}, outputs={}, execution_metadata=None)))
+    tracker.feed(sse(NODE))
+    run = tracker.feed(sse(finished())).run  # type: ignore[union-attr]
+    assert run is not None and run.usage == {"total_tokens": 4, "total_price": 0.5, "currency": "USD"}
 
 
 @pytest.mark.parametrize("status", ["failed", "stopped"])

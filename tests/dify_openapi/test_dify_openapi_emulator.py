@@ -1,4 +1,9 @@
-"""The bundled Dify user-scoped OpenAPI emulator, observed over real sockets with httpx and httpx-sse."""
+"""The bundled Dify user-scoped OpenAPI emulator, observed over real sockets with httpx and httpx-sse.
+
+A run that has started (stop, re-attach, human-input forms) is in
+``test_dify_openapi_emulator_runs_in_progress.py``; the wire helpers both files use are in
+``tests/dify_openapi_emulator_http.py``.
+"""
 
 from __future__ import annotations
 
@@ -37,21 +42,24 @@ from docify_provider.testing.dify_openapi import (
     DifyOpenAPIEmulator,
 )
 from helpers import auth
+from tests.dify_openapi_emulator_http import (
+    GENERATIONS,
+    OPTIONS,
+    TEXT,
+    client,
+    describe_path,
+    error_body,
+    form_path,
+    make,
+    names,
+    run,
+    run_path,
+    sse,
+    start_long,
+    stop_path,
+)
 
-TEXT = {"topic": "tea", "tone": "formal"}
-GENERATIONS = ("current", "legacy")
-#: Quicker pings and idle close than ``helpers.BACKENDS``: the emulator's own timers are under test.
-OPTIONS: dict[str, object] = {
-    "ping_interval": 0.1,
-    "idle_close_seconds": 3.0,
-    "event_interval": 0.002,
-    "device_poll_interval": 0.5,
-}
 pytestmark = pytest.mark.emulator(**OPTIONS, each=("paths", GENERATIONS))
-
-
-def make(paths: str = "current", **options: object) -> DifyOpenAPIEmulator:
-    return DifyOpenAPIEmulator(paths=paths, **{**OPTIONS, **options})  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=GENERATIONS)
@@ -71,54 +79,6 @@ def current() -> Iterator[DifyOpenAPIEmulator]:
 def legacy() -> Iterator[DifyOpenAPIEmulator]:
     with make("legacy") as emulator:
         yield emulator
-
-
-def client(emu: DifyOpenAPIEmulator, token: str | None = ACCOUNT_TOKEN) -> httpx.Client:
-    return httpx.Client(base_url=emu.base_url + "/", headers=auth(token) if token else {}, timeout=10)
-
-
-# paths of each generation --------------------------------------------------------------------
-def run_path(emu: DifyOpenAPIEmulator, app_id: str, mode: str = "workflow") -> str:
-    return f"apps/{app_id}/run" if emu.paths == "legacy" else f"apps/{app_id}/{mode}:run"
-
-
-def describe_path(emu: DifyOpenAPIEmulator, app_id: str) -> str:
-    return f"apps/{app_id}/describe" if emu.paths == "legacy" else f"apps/{app_id}"
-
-
-def stop_path(emu: DifyOpenAPIEmulator, app_id: str, task_id: str) -> str:
-    return f"apps/{app_id}/tasks/{task_id}/stop" if emu.paths == "legacy" else f"apps/{app_id}/tasks/{task_id}:stop"
-
-
-def form_path(emu: DifyOpenAPIEmulator, app_id: str, token: str, submit: bool = False) -> str:
-    if emu.paths == "legacy":
-        return f"apps/{app_id}/form/human_input/{token}"
-    return f"apps/{app_id}/human-input-forms/{token}" + (":submit" if submit else "")
-
-
-def sse(c: httpx.Client, method: str, url: str, **kwargs: object) -> tuple[list[ServerSentEvent], list[dict]]:
-    """Every SSE item (pings included) and the decoded data events."""
-    with connect_sse(c, method, url, **kwargs) as source:  # type: ignore[arg-type]
-        assert source.response.status_code == 200, source.response.read()
-        items = list(source.iter_sse())
-    return items, [json.loads(i.data) for i in items if i.event == "message"]
-
-
-def run(emu: DifyOpenAPIEmulator, c: httpx.Client, app_id: str = TEXT_APP_ID, mode: str = "workflow", **body: object):
-    return sse(c, "POST", run_path(emu, app_id, mode), json={"inputs": TEXT, **body})
-
-
-def names(events: list[dict]) -> list[str]:
-    return [e["event"] for e in events]
-
-
-def error_body(response: httpx.Response, status: int, code: str, message: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == code and body["status"] == status and isinstance(body["message"], str)
-    if message is not None:
-        assert body["message"] == message
-    return body
 
 
 # probes and generations ----------------------------------------------------------------------
@@ -452,149 +412,6 @@ def test_stream_fault_drops_connection_while_run_goes_on(emu: DifyOpenAPIEmulato
         error_body(
             c.get("apps", params={"workspace_id": WORKSPACE_ID}), 503, "service_unavailable", "Internal Server Error"
         )
-
-
-# stop and re-attach ------------------------------------------------------------------------------
-def start_long(emu: DifyOpenAPIEmulator, c: httpx.Client, seconds: float = 5, steps: int = 50) -> dict:
-    """Start a long run and return its workflow_started event (the stream is left behind)."""
-    with connect_sse(
-        c, "POST", run_path(emu, LONG_APP_ID), json={"inputs": {"seconds": seconds, "steps": steps}}
-    ) as source:
-        for item in source.iter_sse():
-            if item.event == "message":
-                return json.loads(item.data)
-    raise AssertionError("no event")
-
-
-def test_stop(emu: DifyOpenAPIEmulator) -> None:
-    with client(emu) as c, client(emu, OTHER_ACCOUNT_TOKEN) as other:
-        started = start_long(emu, c)
-        assert other.post(stop_path(emu, LONG_APP_ID, started["task_id"])).json() == {"result": "success"}
-        assert emu.wait_run_finished(started["workflow_run_id"]).status == "stopped"
-        assert c.post(stop_path(emu, LONG_APP_ID, "unknown-task")).json() == {"result": "success"}
-        error_body(c.post(stop_path(emu, DISABLED_APP_ID, started["task_id"])), 403, "forbidden")
-    assert emu.stop_requests() == 2 and emu.stop_requests(OTHER_ACCOUNT_TOKEN, app=LONG_APP_ID) == 1
-
-
-def test_reattach_live_only_snapshot_finished_and_ownership(emu: DifyOpenAPIEmulator) -> None:
-    with client(emu) as c, client(emu, OTHER_ACCOUNT_TOKEN) as other:
-        started = start_long(emu, c, seconds=1.0, steps=10)
-        run_id = started["workflow_run_id"]
-        events_url = f"apps/{LONG_APP_ID}/tasks/{run_id}/events"
-        error_body(other.get(events_url), 404, "not_found")
-        items, live = sse(c, "GET", events_url)
-        assert items[0].event == "ping" and names(live)[-1] == "workflow_finished"
-        assert "workflow_started" not in names(live)  # no replay
-        _, finished = sse(c, "GET", events_url)
-        assert names(finished) == ["workflow_finished"] and finished[0]["data"]["status"] == "succeeded"
-        second = start_long(emu, c, seconds=1.5, steps=3)
-        _, snapshot = sse(
-            c,
-            "GET",
-            f"apps/{LONG_APP_ID}/tasks/{second['workflow_run_id']}/events",
-            params={"include_state_snapshot": "true"},
-        )
-        assert names(snapshot)[0] == "workflow_started" and names(snapshot)[-1] == "workflow_finished"
-        error_body(
-            c.get(f"apps/{CHAT_APP_ID}/tasks/{run_id}/events"),
-            422,
-            "invalid_param",
-            "mode_not_supported_for_event_reconnect",
-        )
-        error_body(c.get(f"apps/{TEXT_APP_ID}/tasks/{run_id}/events"), 404, "not_found")
-    assert emu.events_requests(ACCOUNT_TOKEN, app=LONG_APP_ID) == 3
-
-
-# human input forms -------------------------------------------------------------------------------
-def pause(emu: DifyOpenAPIEmulator, c: httpx.Client, app_id: str = HUMAN_INPUT_APP_ID) -> tuple[list[dict], str]:
-    _, events = sse(c, "POST", run_path(emu, app_id), json={"inputs": {"topic": "jam"}})
-    assert names(events)[-2:] == ["human_input_required", "workflow_paused"]
-    return events, events[-2]["data"]["form_token"]
-
-
-def test_form_roundtrip(emu: DifyOpenAPIEmulator) -> None:
-    with client(emu) as c:
-        events, token = pause(emu, c)
-        required = events[-2]
-        hints = required["hints"]
-        assert [h["input"]["action"] for h in hints] == ["approve", "reject"]
-        assert hints[0]["input"]["form_token"] == token and hints[0]["input"]["app_id"] == HUMAN_INPUT_APP_ID
-        assert hints[0]["op"] == ("run.form.submit" if emu.paths == "legacy" else "submit.run.form")
-        assert events[-1]["data"]["reasons"][0]["form_token"] == token
-        definition = c.get(form_path(emu, HUMAN_INPUT_APP_ID, token)).json()
-        assert set(definition) == {
-            "form_content",
-            "inputs",
-            "resolved_default_values",
-            "user_actions",
-            "expiration_time",
-        }
-        assert definition["user_actions"][0] == {"id": "approve", "title": "Approve", "button_style": "primary"}
-        run_id = events[0]["workflow_run_id"]
-        with connect_sse(
-            c, "GET", f"apps/{HUMAN_INPUT_APP_ID}/tasks/{run_id}/events", params={"continue_on_pause": "true"}
-        ) as source:
-            submit = c.post(
-                form_path(emu, HUMAN_INPUT_APP_ID, token, submit=True),
-                json={"action": "approve", "inputs": {"comment": "ok"}},
-            )
-            assert submit.status_code == 200 and submit.json() == {}
-            resumed = [json.loads(i.data) for i in source.iter_sse() if i.event == "message"]
-        assert resumed[0]["event"] == "workflow_started" and resumed[0]["data"]["reason"] == "resumption"
-        assert "human_input_form_filled" in names(resumed) and resumed[-1]["data"]["outputs"]["comment"] == "ok"
-        error_body(c.get(form_path(emu, HUMAN_INPUT_APP_ID, token)), 412, "human_input_form_submitted")
-        error_body(c.get(form_path(emu, HUMAN_INPUT_APP_ID, "nope")), 404, "form_not_found")
-        bad = error_body(
-            c.post(form_path(emu, HUMAN_INPUT_APP_ID, token, submit=True), json={"inputs": {}}), 422, "invalid_param"
-        )
-        assert bad["details"][0]["loc"] == ["action"]
-
-
-def test_two_forms_in_sequence_with_defaults(emu: DifyOpenAPIEmulator) -> None:
-    with client(emu) as c:
-        events, first = pause(emu, c, TWO_FORMS_APP_ID)
-        run_id = events[0]["workflow_run_id"]
-        definition = c.get(form_path(emu, TWO_FORMS_APP_ID, first)).json()
-        assert definition["resolved_default_values"] == {"comment": "Looks fine", "priority": "normal"}
-        assert definition["expiration_time"] > time.time()
-        url = f"apps/{TWO_FORMS_APP_ID}/tasks/{run_id}/events"
-        with connect_sse(c, "GET", url) as source:
-            c.post(
-                form_path(emu, TWO_FORMS_APP_ID, first, submit=True),
-                json={"action": "approve", "inputs": {"priority": "high"}},
-            )
-            middle = [json.loads(i.data) for i in source.iter_sse() if i.event == "message"]
-        assert names(middle)[-2:] == ["human_input_required", "workflow_paused"]  # closes at the pause
-        second = middle[-2]["data"]["form_token"]
-        assert second != first and middle[-2]["data"]["node_id"] == "sign_off"
-        assert c.get(form_path(emu, TWO_FORMS_APP_ID, second)).json()["user_actions"][0]["id"] == "sign"
-        with connect_sse(c, "GET", url) as source:
-            c.post(form_path(emu, TWO_FORMS_APP_ID, second, submit=True), json={"action": "sign", "inputs": {}})
-            last = [json.loads(i.data) for i in source.iter_sse() if i.event == "message"]
-        outputs = last[-1]["data"]["outputs"]
-        assert outputs == {
-            "outline_action": "approve",
-            "comment": "Looks fine",
-            "priority": "high",
-            "sign_off_action": "sign",
-            "signature": "emulator",
-        }
-
-
-def test_form_expiry_and_ui_answer() -> None:
-    with make(form_expiry_seconds=0.5) as emu, client(emu) as c:
-        _, token = pause(emu, c)
-        time.sleep(0.6)
-        error_body(c.get(form_path(emu, HUMAN_INPUT_APP_ID, token)), 412, "human_input_form_expired")
-    with make() as emu, client(emu) as c:
-        events, token = pause(emu, c)
-        emu.answer_in_ui(token, "reject")
-        assert emu.wait_run_finished(events[0]["workflow_run_id"]).outputs["decision"] == "reject"
-        error_body(c.get(form_path(emu, HUMAN_INPUT_APP_ID, token)), 412, "human_input_form_submitted")
-        submit = c.post(
-            form_path(emu, HUMAN_INPUT_APP_ID, token, submit=True), json={"action": "approve", "inputs": {}}
-        )
-        error_body(submit, 412, "human_input_form_submitted")
 
 
 # device flow -------------------------------------------------------------------------------------

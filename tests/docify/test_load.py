@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from _stream_emulator import EmulatorProcess
 from _streams import (
     EXPECTED,
     FAULT_KINDS,
-    EmulatorProcess,
     account,
     accounting_table,
     build_plan,

@@ -215,7 +215,7 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
     async def run_app(
         self,
         app: str,
-        inputs: Mapping[str, Any] | None,
+        inputs: Mapping[str, Any] | InputPlan | None,
         *,
         query: str | None = None,
         files: list[Any] | None = None,
@@ -226,11 +226,16 @@ class AsyncDifyOpenAPIClient(DifyOpenAPIClientBase, AsyncHTTP):
         """Run ``app`` (id or exact name) and stream its events up to ``workflow_finished`` or
         ``workflow_paused``.
 
-        Nothing is read or sent before the first event is asked for (an async generator cannot
-        read before it is iterated, and the sync one does the same); then the inputs are checked
-        and the route picked before the run request goes out, so their errors reach the caller's loop.
+        ``inputs`` may be the ``InputPlan`` that ``prepare_run`` returned for them: it is sent as
+        planned (its local files as ``files[<var>]`` parts), not checked again. Nothing is read or
+        sent before the first event is asked for (an async generator cannot read before it is
+        iterated, and the sync one does the same); then the inputs are checked and the route picked
+        before the run request goes out, so their errors reach the caller's loop.
         """
-        resolved, plan = await self.prepare_run(app, inputs, query=query, validate=validate)
+        if isinstance(inputs, InputPlan):
+            resolved, plan = (await self.prepare_run(app, None, validate=False))[0], inputs
+        else:
+            resolved, plan = await self.prepare_run(app, inputs, query=query, validate=validate)
         with contextlib.ExitStack() as stack:
             endpoint, request = self._run_request(
                 resolved,

@@ -143,12 +143,15 @@ class DifyRun:
             return channel
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """A synthetic ``workflow_started``, the node events detail-stripped (inputs, outputs and
-        process data null) and, when paused, ``human_input_required`` and ``workflow_paused``."""
+        """A synthetic ``workflow_started``, the node events detail-stripped as Dify's
+        ``to_ignore_detail_dict`` strips them (inputs null; a finished node's outputs, process data,
+        error and ``execution_metadata`` null, so no tokens or price: A8) and, when paused,
+        ``human_input_required`` and ``workflow_paused``."""
         events = [self.envelope("workflow_started", self.started_data("initial"))]
         for event in self._node_events:
             data = {**event["data"], "inputs": None}
-            data.update({k: None for k in ("outputs", "process_data") if k in data})
+            if event["event"] == "node_finished":
+                data.update(outputs=None, process_data=None, error=None, execution_metadata=None, files=[])
             events.append({**event, "data": data})
         if self.status == "paused" and self.form is not None:
             events.append(self.envelope("human_input_required", self.form.data()))

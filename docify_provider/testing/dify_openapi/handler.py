@@ -97,6 +97,11 @@ class OpenAPIRequestHandler(DifyRequestHandler):
         if not self.legacy:
             operations = catalog(self.emulator.version, legacy=self.legacy)
             self._extra_headers["X-Dify-Catalog"] = hashlib.sha256(json.dumps(operations).encode()).hexdigest()
+        if path.startswith("/files/tools/") and path.count("/") == 3:
+            # Output files, at the host's root as Dify serves them (FILES_URL), signed, no token.
+            if self.command not in ("GET", "HEAD"):
+                raise RequestError("The method is not allowed for the requested URL.", 405, "method_not_allowed")
+            return "download", path
         found = match(path, legacy=self.legacy) if self.emulator.openapi_enabled else None
         if found is None:
             raise RequestError("The requested URL was not found on the server.", 404, "not_found")
