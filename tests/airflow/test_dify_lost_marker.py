@@ -74,7 +74,9 @@ def _another_run(emu: Any) -> str:
         return client.run_workflow(INPUTS, user=USER).workflow_run_id
 
 
-def _dag(name: str, cls: type, conn_id: str = "dify_text", inputs: dict[str, Any] = INPUTS) -> Any:
+def _dag(name: str, cls: type, conn_id: str = "dify_text", inputs: dict[str, Any] = INPUTS, **task: Any) -> Any:
+    """``cls`` as task ``run``, deferred with one retry unless ``task`` says otherwise."""
+    task = {"deferrable": True, "retries": 1, **task}
     with new_dag(name) as dag:
         cls(
             task_id="run",
@@ -83,9 +85,8 @@ def _dag(name: str, cls: type, conn_id: str = "dify_text", inputs: dict[str, Any
             pause_poll_interval=0.2,
             user=USER,
             validate=False,
-            deferrable=True,
-            retries=1,
             retry_delay=timedelta(seconds=0),
+            **task,
         )
     return dag
 
@@ -176,17 +177,7 @@ def test_an_unknown_outcome_whose_next_try_finds_the_run_is_left_to_the_retries(
     emu = dify_conns
     emu.inject(Fault("stream", "drop_before_response", run_started=True, times=1))
     emu.inject(Fault("logs", "status", status=403, times=1))
-    with new_dag("lost_id_left_to_retries") as dag:
-        DifyStreamWorkflowOperator(
-            task_id="run",
-            dify_conn_id="dify_text",
-            inputs=INPUTS,
-            user=USER,
-            validate=False,
-            retries=2,
-            retry_delay=timedelta(seconds=0),
-        )
-    outcome = run_dag(dag)
+    outcome = run_dag(_dag("lost_id_left_to_retries", DifyStreamWorkflowOperator, deferrable=False, retries=2))
     text = _flat(console_text(capfd))
     assert outcome.state("run") == "success", text[-5000:]
     assert outcome.try_number("run") == 2
