@@ -106,6 +106,9 @@ run up (run detail, events, logs), so most lost answers are not lost:
   `DifyOutcomeUnknownError` on a blocking run means the answer was lost *and* no single matching
   run showed up in the logs within `recovery_timeout` (connection extra; here 1.5 s), so the run
   is not re-sent; on a stream it means the connection broke before any event named the run.
+  Either way a run operator's pending record names the end user and the time, so its next try
+  looks the run up in the logs again and the error goes to the task's retries; a try whose own
+  look across tries found none or several fails at once.
   `DifyRunFailedError` carries Dify's error text (`error`) and the run as Dify reported it. The
   newest Dify answers a blocking run that failed on its model provider with HTTP 400 or 429 and
   the provider's code: the run had started, so a 429 `rate_limit_error` is `DifyRunFailedError`
