@@ -7,7 +7,12 @@ one decision:
 * **FAIL at once** - a retry cannot fix it, or a retry would need the user's consent to pay again:
   a rejected key (401/403), invalid inputs or files, an unusable connection, a 400, a 404, and a
   run whose outcome is unknown (it may already have been started and billed; the operator's next
-  try would refuse to pay again anyway, so waiting for it only delays the alert).
+  try would refuse to pay again anyway, so waiting for it only delays the alert). The provider's
+  operators already fail these at once on every Airflow line (``operators.fail_fast``: their
+  ``AirflowFailException`` reaches Airflow before any policy), so for them this branch changes
+  nothing; it matters for tasks that call the hooks and clients themselves. An unknown outcome the
+  operator's next try settles (it re-attaches to the run, finds it in Dify's logs, or
+  ``allow_resubmit`` consents) is marked so (``ProviderError.next_try``) and goes to DEFAULT.
 * **RETRY after the server's ``Retry-After``** (capped at ``max_retry_after``) - a rate limit. A
   429 on a run request means nothing was started, and a 429 on a download after a bought run is
   safe because the result is reused from ``task_state_store``.

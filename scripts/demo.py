@@ -162,7 +162,7 @@ def run_dify_nightly(env: dict[str, str], out: Path) -> int:
     with DifyOpenAPIEmulator() as emulator:
         env = {
             **env,
-            "AIRFLOW_CONN_DIFY_ACCOUNT": conn("dify_openapi", emulator.base_url, ACCOUNT_TOKEN),
+            "AIRFLOW_CONN_DIFY_ACCOUNT": conn("dify-openapi", emulator.base_url, ACCOUNT_TOKEN),
         }
         print("==> Running example_dify_nightly on the bundled Dify account-API emulator")
         conf = {

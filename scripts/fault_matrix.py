@@ -39,11 +39,13 @@ How to read a cell:
   server's `Retry-After` (capped at 120 s); `max_retries` (connection extra, default 4) bounds it.
   Run requests are never repeated once they may have reached Docify.
 - **an error class**: the task fails with this `DocifyError` subclass (from
-  `docify_provider.docify.errors`). What happens next, with `retry_policy=DocifyRetryPolicy()`
-  (Airflow 3.3+):
+  `docify_provider.docify.errors`). What happens next, on every Airflow line (an error a retry
+  cannot fix leaves the run operators as `AirflowFailException` raised from it, which Airflow never
+  retries) and with `retry_policy=DocifyRetryPolicy()` (Airflow 3.3+) where it says so:
   - `DocifyAuthenticationError` (401/403), `DocifyNotFoundError` (404), `DocifyFileError`: fail at
     once, a retry cannot fix them.
-  - `DocifyRateLimitedError` (429): retried after the server's `Retry-After`; nothing was started.
+  - `DocifyRateLimitedError` (429): with the policy, retried after the server's `Retry-After`
+    (without it, the task's own `retries` decide); nothing was started.
     Its subclass `DocifyRunNotStartedError` (the 429 answered a run request) is what the hook and
     a trigger built without `max_wait_not_started` (as here) raise; the run operators first wait
     and send the run again within the try (`Retry-After`, else backoff; bounded by
@@ -54,9 +56,9 @@ How to read a cell:
     `DocifyRunGatewayError` (HTTP 500/502/504 to a run request, which a gateway can send after
     the run began): the run request went out and no final answer came back, so the run may have
     been started and billed.
-    It is never re-sent automatically: the policy fails the task at once, and a plain retry finds
-    the operator's pending marker and fails the same way. Look the session up in Docify's console,
-    then set `allow_resubmit=True` (or clear the task state) to pay for a new run.
+    It is never re-sent automatically: the task fails at once, without its retries (a retry would
+    find the operator's pending marker and fail the same way). Look the session up in Docify's
+    console, then set `allow_resubmit=True` (or clear the task state) to pay for a new run.
   - `DocifyRunFailedError` (ERROR event, or `isSuccess` false): the run happened, was billed and
     failed; the server's result is on the exception. The task's own `retries` decide whether to
     buy another run.
@@ -104,6 +106,9 @@ run up (run detail, events, logs), so most lost answers are not lost:
   `DifyOutcomeUnknownError` on a blocking run means the answer was lost *and* no single matching
   run showed up in the logs within `recovery_timeout` (connection extra; here 1.5 s), so the run
   is not re-sent; on a stream it means the connection broke before any event named the run.
+  Either way a run operator's pending record names the end user and the time, so its next try
+  looks the run up in the logs again and the error goes to the task's retries; a try whose own
+  look across tries found none or several fails at once.
   `DifyRunFailedError` carries Dify's error text (`error`) and the run as Dify reported it. The
   newest Dify answers a blocking run that failed on its model provider with HTTP 400 or 429 and
   the provider's code: the run had started, so a 429 `rate_limit_error` is `DifyRunFailedError`

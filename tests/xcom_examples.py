@@ -63,6 +63,7 @@ DIFY_RUN_XCOM = {
 # DifyRunAppOperator returns the keys above, plus:
 DIFY_APP_RUN_XCOM_EXTRA = {
     "app_id": "a3c1...",  # the app that ran (its name resolved to an id)
+    "app_name": "Text Writer",  # its name, as Dify gave it when the task looked the app up; None if Dify named none
     "mode": "workflow",  # workflow, advanced-chat, chat, agent-chat or completion
     # chat, advanced-chat, agent-chat and completion apps only:
     "answer": "...",  # the whole answer (also in outputs["answer"])

@@ -67,19 +67,37 @@ class ProviderError(Exception):
         """True when this failure proves no run is pending (so a retry may send a new one)."""
         return self.settles_run and not self.outcome_unknown
 
+    #: Set on an outcome-unknown error by the operator that raised it when its next try settles the
+    #: run without paying twice (re-attaches to it by id or once found in the logs, or sends again as
+    #: ``allow_resubmit`` allows): what that try does, for the log. A retry may then help, so the error
+    #: is retried.
+    next_try: str | None = None
+
     def not_retried_because(self) -> str | None:
         """Why trying again is pointless or needs the user's consent; None when a retry may help."""
-        name = type(self).__name__
+        why = self.why_not_retried()
+        return None if why is None else f"{type(self).__name__}: {why}"
+
+    def why_not_retried(self, *, where: str | None = None, not_followed: str = "") -> str | None:
+        """``not_retried_because`` without the class name: one sentence, for a message that names it.
+
+        An operator that knows them names where its task state is kept (``where``) and why its run
+        cannot be followed (``not_followed``) for an unknown outcome.
+        """
         if self.outcome_unknown:
+            if self.next_try:
+                return None
             session = getattr(self, "session_id", None)
             seen = f" (session {session})" if session else ""
+            follow = f"; {not_followed}; " if not_followed else ", so "
+            state = f": {where}; then" if where else ", then"
             return (
-                f"{name}: a {self.label} run request may already have been started and billed{seen}, so "
-                "trying again would risk paying twice, which needs the user's consent. Not retried: set "
-                "allow_resubmit=True (or clear the task state) and clear the task to pay for a new run."
+                f"a {self.label} run request may already have been started and billed{seen}{follow}trying again "
+                "would risk paying twice, which needs the user's consent (set allow_resubmit=True, or clear the "
+                f"task state{state} clear the task to pay for a new run)."
             )
         if self.permanent:
-            return f"{name}: " + self.permanent_because.format(label=self.label, status=self.status_code)
+            return self.permanent_because.format(label=self.label, status=self.status_code)
         return None
 
     def _render(self) -> str:

@@ -35,10 +35,11 @@ from docify_provider.dify_openapi.client import DifyOpenAPIClient
 from docify_provider.dify_openapi.config import DifyOpenAPIClientConfig
 from docify_provider.dify_openapi.device import DeviceCode, DeviceToken
 from docify_provider.dify_openapi.errors import DifyOpenAPIDeviceFlowError, DifyOpenAPIHTTPError
+from docify_provider.get_provider_info import DIFY_OPENAPI_CONN_TYPE as CONN_TYPE
+from docify_provider.get_provider_info import DIFY_OPENAPI_CONN_TYPES as CONN_TYPES
 
 DEFAULT_CONN_ID = "dify_openapi_default"
 DEFAULT_CLIENT_ID = "difyctl"
-CONN_TYPE = "dify_openapi"
 #: Exit codes: a failure of the login or of Dify (1), a bad option or connection (2, as argparse).
 FAILED, USAGE = 1, 2
 
@@ -277,7 +278,7 @@ def _hook(conn_id: str) -> tuple[Any, str | None]:
             f"No connection {conn_id!r} (--conn-id): log in first with `airflow-dify login --conn-id {conn_id}`",
             USAGE,
         )
-    if conn.conn_type != CONN_TYPE:
+    if conn.conn_type not in CONN_TYPES:
         raise CLIError(f"Connection {conn_id!r} (--conn-id) is of type {conn.conn_type!r}, not {CONN_TYPE}", USAGE)
     if not conn.password:
         raise CLIError(
@@ -357,7 +358,7 @@ def login(args: argparse.Namespace) -> int:
         raise CLIError("--client-id must not be empty", USAGE)
     write = not args.print_env or args.save
     existing = _existing(conn_id) if write else None
-    if existing is not None and existing["conn_type"] != CONN_TYPE:
+    if existing is not None and existing["conn_type"] not in CONN_TYPES:
         raise CLIError(
             f"Connection {conn_id!r} is of type {existing['conn_type']!r}, not {CONN_TYPE}: "
             "pick another --conn-id (or delete that connection first)",

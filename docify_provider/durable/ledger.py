@@ -58,6 +58,11 @@ class RunLedger:
         """
         if not self.state.may_hold_state:
             return {}
+        return self.left()
+
+    def left(self) -> dict[str, Any]:
+        """What the next try's ``read`` will find, read even on try 1 (a failing try asks whether a
+        retry can settle its run); raises ``LedgerError``."""
         value = self.state.get(self.key)
         if isinstance(value, dict):
             for part in ("result", "pending"):

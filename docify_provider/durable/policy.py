@@ -154,6 +154,40 @@ class Known:
         )
 
     @classmethod
+    def after_trigger_failure(
+        cls,
+        label: str,
+        why: str,
+        event: Mapping[str, Any] | None,
+        marker: Mapping[str, Any],
+        pending: Mapping[str, Any],
+        backend: Backend,
+    ) -> Known:
+        """What a failed trigger's event, its restart marker and the ledger's pending record tell together."""
+        seen = [event or {}, marker, pending]
+        run_id = next((str(s[backend.id_field]) for s in seen if s.get(backend.id_field)), None)
+        told = (event or {}).get("sent")  # True, False, or None: no event, or the trigger could not tell
+        # The pending record's user and time let a worker look a run that was never named up in the logs.
+        user, sent_at = pending.get("user"), pending.get("sent_at")
+        if run_id or told or marker.get("state") == "sent":
+            return cls(
+                sent=True,
+                run_id=run_id,
+                task_id=next((str(s["task_id"]) for s in seen if s.get("task_id")), None),
+                user=user,
+                who=f"the {label} trigger",
+                when=marker.get("sent_at") or sent_at,
+                searchable=True,
+            )
+        if told is False or marker.get("state") == "deferred":
+            return cls(sent=False)
+        unread = cls.unreadable(
+            f"the {label} trigger failed ({why}), and neither it nor its restart marker tells whether it sent "
+            "the run request."
+        )
+        return dataclasses.replace(unread, user=user, who=f"the {label} trigger", when=sent_at, searchable=True)
+
+    @classmethod
     def unreadable(cls, why: str) -> Known:
         """The state that would tell cannot be read (``why``): whether a run was sent is unknown."""
         return cls(sent=None, why_unknown=why)
@@ -172,9 +206,11 @@ class Decision:
     """What to do, and the sentence that says why (a log line, or the outcome-unknown error's message).
 
     ``resubmit`` marks a SEND over a request that may already have started (and billed) a run:
-    log ``message`` as a warning. A first send has no message. A FIND carries ``user`` and ``when``
-    (the run was sent as ``user`` at or after ``when``, by ``who``) and, in ``message``, the
-    outcome-unknown sentence a caller that cannot search raises (``todo``: what the user can do).
+    log ``message`` as a warning. A first send has no message. ``not_followed``: why an UNKNOWN
+    run cannot be followed, when a reason is known (the failing try's message names it too). A FIND
+    carries ``user`` and ``when`` (the run was sent as ``user`` at or after ``when``, by ``who``) and,
+    in ``message``, the outcome-unknown sentence a caller that cannot search raises (``todo``: what
+    the user can do).
     """
 
     action: Action
@@ -184,6 +220,7 @@ class Decision:
     user: str | None = None
     result: Mapping[str, Any] | None = None
     resubmit: bool = False
+    not_followed: str = ""
     when: str | None = None
     who: str = ""
     todo: str = ""
@@ -259,17 +296,18 @@ def decide(
         )
     if known.run_id:
         missing = "its result never arrived"
-        follow = f" ({backend.no_reattach})" if backend.no_reattach else ""
+        not_followed = backend.no_reattach
     elif findable:  # force_rerun and allow_resubmit were handled above: the record lacks the user or time
         missing = f"neither its {backend.id_noun} id nor its result arrived"
-        follow = (
-            f" (without its {backend.id_noun} id it cannot be followed, and the pending record, written by an "
+        not_followed = (
+            f"without its {backend.id_noun} id it cannot be followed, and the pending record, written by an "
             f"earlier build, does not name both the end user and the time it was sent, so it cannot be looked "
-            f"for in {label}'s logs)"
+            f"for in {label}'s logs"
         )
     else:
         missing = f"neither its {backend.id_noun} id nor its result arrived"
-        follow = f" (without its {backend.id_noun} id it cannot be followed)" if backend.can_reattach else ""
+        not_followed = f"without its {backend.id_noun} id it cannot be followed" if backend.can_reattach else ""
+    follow = f" ({not_followed})" if not_followed else ""
     when = f" (at or after {known.when})" if known.when else ""
     return Decision(
         Action.UNKNOWN,
@@ -277,6 +315,7 @@ def decide(
         f"The run may have been started and billed, so it is not re-sent{follow}. {todo}",
         run_id=known.run_id,
         task_id=known.task_id,
+        not_followed=not_followed,
     )
 
 

@@ -22,6 +22,7 @@ from docify_provider.dify_openapi.models import Account, AppDescription, AppSumm
 from docify_provider.get_provider_info import (
     DIFY_OPENAPI_CONN_FIELDS,
     DIFY_OPENAPI_CONN_FORM_FIELDS,
+    DIFY_OPENAPI_CONN_TYPE,
     DIFY_OPENAPI_UI_FIELD_BEHAVIOUR,
 )
 from docify_provider.hooks.base import DownloadTarget, ProviderHook
@@ -33,12 +34,13 @@ LAPSE_WARNING_SECONDS = 3 * 86400.0
 class DifyOpenAPIHook(ProviderHook):
     """Talk to Dify as an account (user-scoped OpenAPI).
 
-    :param dify_openapi_conn_id: Airflow connection of type ``dify_openapi``.
+    :param dify_openapi_conn_id: Airflow connection of type ``dify-openapi`` (or ``dify_openapi``,
+        the type of connections made before 0.7: both are read alike).
     """
 
     conn_name_attr = "dify_openapi_conn_id"
     default_conn_name = "dify_openapi_default"
-    conn_type = "dify_openapi"
+    conn_type = DIFY_OPENAPI_CONN_TYPE
     hook_name = "Dify account"
 
     config_class = DifyOpenAPIClientConfig
@@ -188,4 +190,13 @@ class DifyOpenAPIHook(ProviderHook):
         return dify_download_target(file, self.config.base_url, DifyOpenAPIInputError)
 
 
-__all__ = ["DifyOpenAPIHook"]
+class DifyOpenAPIUnderscoreHook(DifyOpenAPIHook):
+    """``DifyOpenAPIHook`` registered for the type ``dify_openapi`` (Airflow registers one type per hook
+    class): connections made before 0.7, and those Airflow parses from a ``dify-openapi`` URI or JSON,
+    keep their form in the UI. Tasks use ``DifyOpenAPIHook`` for either type."""
+
+    conn_type = "dify_openapi"
+    hook_name = "Dify account (dify_openapi)"
+
+
+__all__ = ["DifyOpenAPIHook", "DifyOpenAPIUnderscoreHook"]

@@ -21,6 +21,7 @@ from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator
 
 from docify_provider.durable.ledger import RunLedger
 from docify_provider.durable.policy import Action, Backend, Decision, Known, decide
+from docify_provider.operators.fail_fast import fails_fast
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -236,15 +237,7 @@ class RunOperatorBase(BaseOperator):
         that cannot be read raises ``LedgerError`` (both fail closed).
         """
         ledger = self.ledger(state)
-        stored = ledger.read()
-        backend = self._policy()
-        decision = decide(
-            Known.from_ledger(stored, backend),
-            backend,
-            force_rerun=self.force_rerun,
-            allow_resubmit=self.allow_resubmit,
-            where=ledger.describe(str(stored.get("key") or self.state_key)),
-        )
+        decision = self._decision(ledger, ledger.read())
         if decision.action is Action.FIND:
             decision = self._find_lost_run(state, decision)
         if decision.action is Action.UNKNOWN:
@@ -252,6 +245,29 @@ class RunOperatorBase(BaseOperator):
         if decision.message:
             (self.log.warning if decision.resubmit else self.log.info)("%s", decision.message)
         return decision
+
+    def _decision(self, ledger: RunLedger, stored: Mapping[str, Any]) -> Decision:
+        backend = self._policy()
+        return decide(
+            Known.from_ledger(stored, backend),
+            backend,
+            force_rerun=self.force_rerun,
+            allow_resubmit=self.allow_resubmit,
+            where=ledger.describe(str(stored.get("key") or self.state_key)),
+        )
+
+    def next_try(self, context: Context) -> tuple[Decision, str] | None:
+        """What the next try will decide from the ledger as this try leaves it (read even on try 1), and
+        where that state is kept; None when it cannot be read (the next try then fails closed). For
+        ``fail_fast``, when this try fails with an unknown outcome."""
+        from docify_provider.durable.state import TaskState
+
+        try:
+            ledger = getattr(self, "_ledger", None) or self.ledger(TaskState(context, self.log))
+            stored = ledger.left()
+            return self._decision(ledger, stored), ledger.describe(str(stored.get("key") or self.state_key))
+        except Exception:
+            return None
 
     def _find_lost_run(self, state: TaskState, decision: Decision) -> Decision:
         """A run may have been sent and none is named (``Action.FIND``): a backend that can look it up in
@@ -325,6 +341,7 @@ class RunOperatorBase(BaseOperator):
     #: XCom key of the backend trigger's restart marker (``{"state": "deferred" | "sent", ...}``).
     marker_xcom_key: ClassVar[str]
 
+    @fails_fast
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         """A deferred try that Airflow resumes only to fail it (``__fail__``) is not simply failed.
 
@@ -385,7 +402,7 @@ class RunOperatorBase(BaseOperator):
             pending = self.ledger(state).read().get("pending") or {}
         except Exception:
             pending = {}
-        known = _known_after_trigger_failure(self.label, why, event, marker, pending, backend)
+        known = Known.after_trigger_failure(self.label, why, event, marker, pending, backend)
         decision = decide(known, backend, where=state.describe(self.state_key))
         if decision.action is Action.FIND:
             decision = self._find_lost_run(state, decision)
@@ -431,7 +448,7 @@ class RunOperatorBase(BaseOperator):
         conn_id = str(getattr(self.hook, "conn_id", "") or "<conn_id>")
         login = (
             f"; `airflow-dify login --conn-id {conn_id} --print-env` prints it for a Dify account connection"
-            if getattr(self.hook, "conn_type", None) == "dify_openapi"
+            if getattr(self.hook, "conn_type", None) in ("dify-openapi", "dify_openapi")
             else ""
         )
         return (
@@ -552,40 +569,6 @@ class RunOperatorBase(BaseOperator):
             uri = Path(local).resolve().as_uri() if local is not None else path
             events[alias].add(Asset(uri=uri), extra=dict(extra))
             self.log.info("Asset event for %s through alias %r", uri, self.asset_alias)
-
-
-def _known_after_trigger_failure(
-    label: str,
-    why: str,
-    event: Mapping[str, Any] | None,
-    marker: Mapping[str, Any],
-    pending: Mapping[str, Any],
-    backend: Backend,
-) -> Known:
-    """What a failed trigger's event, its restart marker and the ledger's pending record tell together."""
-    seen = [event or {}, marker, pending]
-    run_id = next((str(s[backend.id_field]) for s in seen if s.get(backend.id_field)), None)
-    told = (event or {}).get("sent")  # True, False, or None: no event, or the trigger could not tell
-    # The pending record's user and time let a worker look a run that was never named up in the logs.
-    user, sent_at = pending.get("user"), pending.get("sent_at")
-    if run_id or told or marker.get("state") == "sent":
-        return Known(
-            sent=True,
-            run_id=run_id,
-            task_id=next((str(s["task_id"]) for s in seen if s.get("task_id")), None),
-            user=user,
-            who=f"the {label} trigger",
-            when=marker.get("sent_at") or sent_at,
-            searchable=True,
-        )
-    if told is False or marker.get("state") == "deferred":
-        return Known(sent=False)
-    why_unknown = (
-        f"the {label} trigger failed ({why}), and neither it nor its restart marker tells whether it sent the run "
-        "request."
-    )
-    unread = Known.unreadable(why_unknown)
-    return dataclasses.replace(unread, user=user, who=f"the {label} trigger", when=sent_at, searchable=True)
 
 
 __all__ = [

@@ -47,6 +47,7 @@ from airflow.providers.common.compat.sdk import AssetAlias, BaseOperator
 
 from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.base import context_ti, ctx, open_output_target, with_asset_alias
+from docify_provider.operators.fail_fast import fails_fast
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -211,6 +212,7 @@ class BatchOperatorBase(BaseOperator):
 
     # -- the flow -------------------------------------------------------------------------------
 
+    @fails_fast
     def execute(self, context: Context) -> Any:
         items = self._items()
         for param in ("results_to", "attachments_to"):
@@ -249,6 +251,7 @@ class BatchOperatorBase(BaseOperator):
             time_out(self, context)
         return complete_batch(self, context, event)
 
+    @fails_fast
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         """A trigger that crashed (``__fail__``, not its timeout) leaves the batch to the worker, on the same
         ledger; its timeout (``execution_timeout`` while deferred) stops the batch's unsettled runs, reports

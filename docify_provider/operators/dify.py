@@ -42,6 +42,7 @@ from docify_provider.operators.dify_run import (
     DifyRunOperatorBase,
     paused_form,
 )
+from docify_provider.operators.fail_fast import fails_fast
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class DifyUploadFileOperator(BaseOperator):
 
         return DifyHook(dify_conn_id=self.dify_conn_id)
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         try:
             uploaded = self.hook.upload_file(

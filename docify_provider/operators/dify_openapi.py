@@ -94,7 +94,7 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         workflow and advanced-chat apps).
 
     The other parameters are ``DifyRunOperatorBase``'s. XCom: the Dify workflow XCom plus
-    ``app_id``, ``mode`` and, for chat/completion apps, ``answer`` and ``conversation_id``.
+    ``app_id``, ``app_name``, ``mode`` and, for chat/completion apps, ``answer`` and ``conversation_id``.
     """
 
     operator_extra_links = (DifyRunLogLink(),)
@@ -127,6 +127,8 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         self.dify_openapi_conn_id = dify_openapi_conn_id
         self._mode: str | None = None
         self._app_id: str | None = None
+        #: The app's name, as the lookup or the describe read this try made gave it (no call of its own).
+        self._app_name: str | None = None
         #: The inputs as ``_prepare`` checked them (``prepare_run``), sent as they are.
         self._plan: InputPlan | None = None
         #: The chat-family run's conversation id, once its stream named it (deferral).
@@ -151,7 +153,7 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         if self.inputs is not None and not isinstance(self.inputs, Mapping):
             raise TypeError(f"inputs must be a mapping of variable -> value, got {type(self.inputs).__name__}")
         resolved, self._plan = self.hook.prepare_run(self.app, self.inputs, query=self.query, validate=self.validate)
-        self._app_id, self._mode = resolved.id, resolved.mode
+        self._app_id, self._mode, self._app_name = resolved.id, resolved.mode, resolved.name or None
 
     def _wire(self, user: str) -> dict[str, Any]:
         return dict(self.inputs or {})  # planned in _prepare (self._plan); run_app sends its file parts
@@ -273,6 +275,7 @@ class DifyRunAppOperator(DifyRunOperatorBase):
             app_id=str(self._app_id),
             workflow_run_id=run_id,
             mode=self._mode,
+            app_name=self._app_name,
             dify_openapi_conn_id=self.dify_openapi_conn_id,
             dify_task_id=task_id,
             conversation_id=self._conversation or self.conversation_id or None,
@@ -302,10 +305,11 @@ class DifyRunAppOperator(DifyRunOperatorBase):
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, hitl: dict[str, Any] | None = None
     ) -> Any:
-        """Resume after a trigger: the app id and mode come from the event (else are resolved again)."""
+        """Resume after a trigger: the app id, name and mode come from the event (else are resolved again)."""
         event = event or {}
         if event.get("app_id"):
             self._app_id, self._mode = str(event["app_id"]), event.get("mode")
+            self._app_name = event.get("app_name") or self._app_name
         self._ensure_app()
         return super().execute_complete(context, event or None, hitl)
 
@@ -338,7 +342,7 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         """``_app_id`` / ``_mode`` on a resumed try (``execute`` did not run): resolve ``app`` (a read)."""
         if self._app_id is None or self._mode is None:
             resolved = self.hook.resolve_app(str(self.app))
-            self._app_id, self._mode = resolved.id, resolved.mode
+            self._app_id, self._mode, self._app_name = resolved.id, resolved.mode, resolved.name or None
 
     def _chat_run_key(self, event: Any, raw: Mapping[str, Any]) -> str | None:
         """What names a chat-family run for a retry: an advanced-chat run is a workflow run, which the
@@ -395,7 +399,7 @@ class DifyRunAppOperator(DifyRunOperatorBase):
 
     def _finish(self, context: Context, state: TaskState, run: WorkflowRun) -> dict[str, Any]:
         xcom = super()._finish(context, state, run)
-        xcom = {**xcom, "app_id": self._app_id, "mode": self._mode}
+        xcom = {**xcom, "app_id": self._app_id, "app_name": self._app_name, "mode": self._mode}
         if self._mode in CHAT_MODES:
             raw = run.raw if isinstance(run.raw, Mapping) else {}
             xcom["answer"] = (run.outputs or {}).get("answer")

@@ -27,6 +27,7 @@ from docify_provider.durable.state import TaskState
 from docify_provider.hooks.base import resolve_user
 from docify_provider.operators.base import context_ti, is_task_timeout, map_index, outcome_known
 from docify_provider.operators.dify_hitl import DifyPauseHandling
+from docify_provider.operators.fail_fast import fails_fast
 from docify_provider.xcom import DIFY_MARKER_XCOM_KEY, DIFY_STATE_KEY
 
 if TYPE_CHECKING:
@@ -104,11 +105,15 @@ class DifyRunOperatorBase(DifyPauseHandling):
         self._running = None
         #: Set once a stop was attempted (or found impossible) for this try.
         self._stop_handled = False
+        #: This try looked its lost run up in the app's logs (``_find_lost_run``): a failed look is final
+        #: (``fail_fast``), as the next try's would find what this one found.
+        self._logs_searched = False
         #: The form a stream's ``workflow_paused`` named, for ``_settle``.
         self._pause_form: dict[str, Any] | None = None
 
     # -- the shared flow ------------------------------------------------------------------------
 
+    @fails_fast
     def execute(self, context: Context) -> Any:
         self._check_output_targets()
         self._prepare()
@@ -178,6 +183,7 @@ class DifyRunOperatorBase(DifyPauseHandling):
 
         from docify_provider.dify.stream import LostRunSearch
 
+        self._logs_searched = True
         try:
             sent_at = datetime.fromisoformat(str(decision.when)).timestamp()
         except ValueError:

@@ -46,6 +46,7 @@ from docify_provider.operators.base import (
     map_index,
     outcome_known,
 )
+from docify_provider.operators.fail_fast import fails_fast
 from docify_provider.xcom import (
     LEGACY_PENDING_STATE_KEY,
     LEGACY_RESULT_STATE_KEY,
@@ -108,6 +109,7 @@ class DocifyUploadFileOperator(BaseOperator):
 
         return DocifyHook(docify_conn_id=self.docify_conn_id)
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         user = resolve_user(self, self.hook)
         try:
@@ -189,6 +191,7 @@ class _DocifyRunOperatorBase(RunOperatorBase):
 
     # -- the shared flow ------------------------------------------------------------------------
 
+    @fails_fast
     def execute(self, context: Context) -> Any:
         self._check_output_targets()
         state = TaskState(context, self.log)

@@ -29,7 +29,8 @@ _CLASSPATH = "docify_provider.triggers.dify_openapi.DifyAppRunTrigger"
 class DifyAppRunTrigger(DifyRunTriggerBase):
     """Follow the account-API run ``workflow_run_id`` of app ``app_id`` and fire one event with its outcome.
 
-    The success event adds ``app_id``, ``mode`` and, for chat-family apps, the run record's
+    The success event adds ``app_id``, ``app_name`` (as the operator read it; None from a trigger
+    serialized before it was passed), ``mode`` and, for chat-family apps, the run record's
     ``conversation_id`` (the answer is the run's ``outputs.answer``).
     """
 
@@ -42,6 +43,7 @@ class DifyAppRunTrigger(DifyRunTriggerBase):
         app_id: str,
         workflow_run_id: str,
         mode: str | None = None,
+        app_name: str | None = None,
         dify_openapi_conn_id: str = "dify_openapi_default",
         dify_task_id: str | None = None,
         conversation_id: str | None = None,
@@ -57,6 +59,7 @@ class DifyAppRunTrigger(DifyRunTriggerBase):
         self.app_id = app_id
         self.workflow_run_id = workflow_run_id
         self.mode = mode
+        self.app_name = app_name
         self.dify_openapi_conn_id = dify_openapi_conn_id
         self.dify_task_id = dify_task_id
         self.conversation_id = conversation_id
@@ -71,6 +74,7 @@ class DifyAppRunTrigger(DifyRunTriggerBase):
                 "app_id": self.app_id,
                 "workflow_run_id": self.workflow_run_id,
                 "mode": self.mode,
+                "app_name": self.app_name,
                 "dify_openapi_conn_id": self.dify_openapi_conn_id,
                 "dify_task_id": self.dify_task_id,
                 "conversation_id": self.conversation_id,
@@ -115,7 +119,7 @@ class DifyAppRunTrigger(DifyRunTriggerBase):
             body = dict(record.get("body") or {})
             body.setdefault("conversation_id", self.conversation_id)
             record["body"] = body
-        return {**payload, "run": record, "app_id": self.app_id, "mode": self.mode}
+        return {**payload, "run": record, "app_id": self.app_id, "app_name": self.app_name, "mode": self.mode}
 
     async def _astop(self, client: Any, progress: RunProgress) -> None:
         await client.stop_task(self.app_id, str(progress.task_id), workflow_run_id=progress.run_id)

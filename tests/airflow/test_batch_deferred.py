@@ -222,6 +222,7 @@ def test_deferred_retry_after_a_partial_failure_sends_only_the_failed_item(docif
     text = console_text(capfd)
     assert outcome.state("batch") == "success" and outcome.try_number("batch") == 2, text[-5000:]
     assert "Batch failed: 1 item(s) did not succeed; allowed_failures allows 0" in text
+    assert "AirflowFailException" not in text, "the resumed try's BatchFailedError goes to the retries"
     assert "5 bought, 0 sent earlier, 1 failed earlier" in text, "try 2's trigger read try 1's ledger"
     counts = outcome.xcom("batch")["counts"]
     assert counts["succeeded"] == 6 and counts["reused"] == 5

@@ -137,6 +137,7 @@ def test_docify_retry_after_a_partial_failure_sends_only_the_failed_item(docify_
     text = console_text(capfd)
     assert outcome.state("batch") == "success" and outcome.try_number("batch") == 2, text[-5000:]
     assert "Batch failed: 1 item(s) did not succeed; allowed_failures allows 0" in text
+    assert "AirflowFailException" not in text, "a failed item is a result: the retry sends it (fail_fast)"
     counts = outcome.xcom("batch")["counts"]
     assert counts["succeeded"] == 6 and counts["reused"] == 5
     assert emu.runs_started(SUMMARY_KEY) == 7, "try 2 sent the failed item only"
@@ -210,6 +211,7 @@ def test_dify_retry_after_execution_timeout_sends_only_the_stopped_and_unsent(di
     text = console_text(capfd)
     assert outcome.state("batch") == "success" and outcome.try_number("batch") == 2, text[-5000:]
     assert "Batch stopped at execution_timeout (0:00:04)" in text
+    assert "AirflowFailException" not in text, "BatchTimeoutError goes to the retries (fail_fast)"
     counts = outcome.xcom("batch")["counts"]
     assert counts["succeeded"] == 10 and counts["reused"] >= 2
     runs = emu.run_list()

@@ -23,6 +23,7 @@ import pytest
 
 from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag, without_mask_requests
 from docify_provider.operators.dify import DifyStreamWorkflowOperator
+from docify_provider.testing.faults import Fault
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -73,7 +74,9 @@ def _another_run(emu: Any) -> str:
         return client.run_workflow(INPUTS, user=USER).workflow_run_id
 
 
-def _dag(name: str, cls: type, conn_id: str = "dify_text", inputs: dict[str, Any] = INPUTS) -> Any:
+def _dag(name: str, cls: type, conn_id: str = "dify_text", inputs: dict[str, Any] = INPUTS, **task: Any) -> Any:
+    """``cls`` as task ``run``, deferred with one retry unless ``task`` says otherwise."""
+    task = {"deferrable": True, "retries": 1, **task}
     with new_dag(name) as dag:
         cls(
             task_id="run",
@@ -82,9 +85,8 @@ def _dag(name: str, cls: type, conn_id: str = "dify_text", inputs: dict[str, Any
             pause_poll_interval=0.2,
             user=USER,
             validate=False,
-            deferrable=True,
-            retries=1,
             retry_delay=timedelta(seconds=0),
+            **task,
         )
     return dag
 
@@ -155,13 +157,33 @@ def test_a_failed_trigger_that_cannot_tell_whether_it_sent_is_looked_for_too() -
     """After a ``__fail__`` resume only the marker and the pending record tell: a marker that cannot be
     read (or names no run) with a pending record holding the user and time is looked for in the logs;
     one without them stays unknown, as before."""
-    from docify_provider.durable.policy import DIFY, Action, decide
-    from docify_provider.operators.base import _known_after_trigger_failure
+    from docify_provider.durable.policy import DIFY, Action, Known, decide
 
     pending = {"sent_at": "2030-01-01T00:00:00+00:00", "try_number": 1, "user": USER, "workflow_run_id": None}
     for marker in ({}, {"state": "sent", "sent_at": "2030-01-01T00:00:01+00:00"}):
-        known = _known_after_trigger_failure("Dify", "it crashed", None, marker, pending, DIFY)
+        known = Known.after_trigger_failure("Dify", "it crashed", None, marker, pending, DIFY)
         decision = decide(known, DIFY)
         assert (decision.action, decision.user, decision.who) == (Action.FIND, USER, "the Dify trigger")
-    old = _known_after_trigger_failure("Dify", "it crashed", None, {}, {**pending, "user": None}, DIFY)
+    old = Known.after_trigger_failure("Dify", "it crashed", None, {}, {**pending, "user": None}, DIFY)
     assert decide(old, DIFY).action is Action.UNKNOWN
+
+
+def test_an_unknown_outcome_whose_next_try_finds_the_run_is_left_to_the_retries(dify_conns: Any, capfd: Any) -> None:
+    """``fail_fast``: a try whose outcome is unknown fails at once only when the next try would fail closed
+    too. Here try 1's request starts the run and its connection drops before the answer, and try 1's own
+    look in the logs is refused (403 once): it ends unknown, the pending record naming the end user and the
+    time. Its next try would look the run up (``Action.FIND``), so the error goes to the retries, and
+    try 2 finds the run and follows it: one run, paid once, no ``AirflowFailException``."""
+    emu = dify_conns
+    emu.inject(Fault("stream", "drop_before_response", run_started=True, times=1))
+    emu.inject(Fault("logs", "status", status=403, times=1))
+    outcome = run_dag(_dag("lost_id_left_to_retries", DifyStreamWorkflowOperator, deferrable=False, retries=2))
+    text = _flat(console_text(capfd))
+    assert outcome.state("run") == "success", text[-5000:]
+    assert outcome.try_number("run") == 2
+    assert "is left to the task's retries: the next try looks the run up in the app's logs" in text, text[-5000:]
+    assert "AirflowFailException" not in text
+    (run,) = emu.runs
+    assert emu.runs_started() == 1, "try 2 re-attached to the run try 1 started"
+    assert f"Found Dify run {run.id} in the app's logs" in text
+    assert outcome.xcom("run")["workflow_run_id"] == run.id

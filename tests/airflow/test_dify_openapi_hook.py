@@ -1,4 +1,5 @@
-"""``DifyOpenAPIHook`` and the ``dify_openapi`` connection type, against the OpenAPI emulator."""
+"""``DifyOpenAPIHook`` and the ``dify-openapi`` connection type (``dify_openapi`` before 0.7), against
+the OpenAPI emulator."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag
 from docify_provider.dify_openapi.errors import DifyOpenAPIConfigError
 from docify_provider.get_provider_info import get_provider_info
 from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
@@ -86,12 +88,49 @@ def test_run_sync_and_async(monkeypatch: pytest.MonkeyPatch, emu: DifyOpenAPIEmu
 
 def test_provider_info_declares_the_account_connection() -> None:
     types = {c["connection-type"]: c for c in get_provider_info()["connection-types"]}
-    entry = types["dify_openapi"]
+    entry = types["dify-openapi"]
     assert entry["hook-class-name"] == "docify_provider.hooks.dify_openapi.DifyOpenAPIHook"
     assert entry["hook-name"] == "Dify account"
+    older = types["dify_openapi"]  # connections made before 0.7: the same form
+    assert older["hook-class-name"] == "docify_provider.hooks.dify_openapi.DifyOpenAPIUnderscoreHook"
+    assert older["conn-fields"] == entry["conn-fields"] and older["ui-field-behaviour"] == entry["ui-field-behaviour"]
     assert {"workspace_id", "console_url", "token_expires_at", "read_timeout"} <= set(entry["conn-fields"])
     assert "default" not in entry["conn-fields"]["read_timeout"]["schema"]
     assert {"dify", "docify"} <= set(types)
     behaviour = DifyOpenAPIHook.get_ui_field_behaviour()
     assert behaviour["relabeling"]["password"] == "Account token"
     assert behaviour["placeholders"]["host"].endswith("/openapi/v1")
+
+
+#: Airflow's warning for a connection type with '_' (``airflow.models.connection.Connection.get_uri``).
+UNDERSCORE_WARNING = "Connection schemes (type: dify_openapi) shall not contain '_'"
+
+
+@pytest.mark.airflow_line("a DB connection read through the line's Execution API, which builds its URI")
+@pytest.mark.parametrize("conn_type", ["dify-openapi", "dify_openapi"])
+def test_either_type_runs_an_app_and_the_new_one_draws_no_warning(
+    conn_type: str, openapi_conn: Any, capfd: Any, caplog: Any
+) -> None:
+    """A connection in the metadata DB (as ``airflow-dify login`` and the UI write it): the Execution
+    API builds its URI each time a task reads it, and Airflow warns about a type with '_'. The old
+    type still runs; the new one runs without the warning."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    from docify_provider.operators.dify_openapi import DifyRunAppOperator
+
+    conn_id = f"account_{conn_type.replace('-', '_hyphen_')}"
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+        session.add(
+            Connection(conn_id=conn_id, conn_type=conn_type, host=openapi_conn.base_url, password=ACCOUNT_TOKEN)
+        )
+    with caplog.at_level(logging.WARNING), new_dag("account_conn_type") as dag:
+        DifyRunAppOperator(task_id="run", app="Text Writer", inputs={"topic": "types"}, dify_openapi_conn_id=conn_id)
+    out = run_dag(dag)
+    text = console_text(capfd) + caplog.text
+    assert out.state("run") == "success", text[-4000:]
+    if conn_type == "dify-openapi":
+        assert "shall not contain '_'" not in text
+    elif AIRFLOW_LINE >= (3, 3):  # why the type changed: Airflow's own warning, for the old type only
+        assert UNDERSCORE_WARNING in text

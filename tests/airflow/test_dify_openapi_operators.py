@@ -42,6 +42,7 @@ def test_workflow_app_by_name_gives_the_workflow_xcom_plus_app(openapi_conn, cap
     xcom = outcome.xcom("run")
     assert set(DIFY_XCOM_KEYS) <= set(xcom)
     assert xcom["app_id"] == TEXT_APP_ID and xcom["mode"] == "workflow"
+    assert xcom["app_name"] == "Text Writer", "the name the lookup gave, next to the id it resolved to"
     assert xcom["status"] == "succeeded" and xcom["workflow_run_id"]
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
     assert "Dify node" in text
@@ -56,7 +57,10 @@ def test_chat_app_gives_answer_and_conversation(openapi_conn, capfd):
     assert outcome.dag_state == "success", console_text(capfd)[-4000:]
     xcom = outcome.xcom("chat")
     assert xcom["mode"] == "chat" and xcom["answer"] and xcom["conversation_id"]
+    assert xcom["app_name"] == "Chat Assistant", "given by id: the name is the describe read's"
     assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 1
+    # The name costs no request of its own: one describe read for the inputs, no app listing.
+    assert not [r for r in emu.requests if r.endpoint == "apps"], [r.endpoint for r in emu.requests]
 
 
 def test_bad_input_fails_before_any_run(openapi_conn, capfd):
@@ -120,12 +124,14 @@ def test_deferred_workflow_app_defers_once_named_and_gives_the_same_xcom(openapi
     xcom = outcome.xcom("run")
     assert set(DIFY_XCOM_KEYS) <= set(xcom)
     assert xcom["app_id"] == TEXT_APP_ID and xcom["mode"] == "workflow" and xcom["status"] == "succeeded"
+    assert xcom["app_name"] == "Text Writer", "carried through the trigger, not looked up again on resume"
     assert xcom["outputs"]["text"]
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
     assert emu.events_requests(ACCOUNT_TOKEN, app=TEXT_APP_ID) >= 1, "the trigger followed the run by id"
     assert f"Deferring: the triggerer follows Dify run {xcom['workflow_run_id']}" in text
     (kwargs,) = _stored_kwargs(dag.dag_id)
     assert kwargs["workflow_run_id"] == xcom["workflow_run_id"] and kwargs["app_id"] == TEXT_APP_ID
+    assert kwargs["app_name"] == "Text Writer"
     assert kwargs["dify_openapi_conn_id"] == "dify_openapi_default" and "inputs" not in kwargs
     marker = outcome.xcom("run", key=DIFY_MARKER_XCOM_KEY)
     assert marker["workflow_run_id"] == xcom["workflow_run_id"] and marker["task_id"] == xcom["task_id"]
@@ -270,7 +276,8 @@ def test_run_log_link_is_stored_for_the_ui_when_deferred_and_at_the_end(openapi_
 
 @pytest.mark.parametrize("status", [400, 429, 503])
 def test_a_refused_run_request_leaves_nothing_pending_so_the_retry_runs(openapi_conn, capfd, status):
-    """A 400/429/503 answer to the run request itself means no run started: the retry sends it (once)."""
+    """A 400/429/503 answer to the run request itself means no run started: the retry sends it (once).
+    A 400 is not retried at all (a retry cannot fix the request): the task fails at once, nothing run."""
     from datetime import timedelta
 
     from docify_provider.testing.faults import Fault
@@ -289,15 +296,21 @@ def test_a_refused_run_request_leaves_nothing_pending_so_the_retry_runs(openapi_
         )
     outcome = run_dag(dag)
     text = console_text(capfd)
+    assert "outcome unknown" not in text
+    if status == 400:
+        assert outcome.state("run") == "failed" and outcome.try_number("run") == 1, text[-4000:]
+        assert "Not retried (DifyOpenAPIBadRequestError)" in text
+        assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 0
+        return
     assert outcome.state("run") == "success", text[-4000:]
     assert outcome.try_number("run") == 2
-    assert "outcome unknown" not in text
     assert emu.runs_started(ACCOUNT_TOKEN, app=TEXT_APP_ID) == 1
 
 
 @pytest.mark.airflow_line("the pending record in the line's store (a Variable before 3.3)")
 def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(openapi_conn, capfd):
-    """A 502 may hide a started run (no run lookup on this API): the retry fails closed instead."""
+    """A 502 may hide a started run (no run lookup on this API): the task fails closed at once, its
+    retry unspent (it would have failed closed on the pending record), naming where that record is."""
     from datetime import timedelta
 
     from docify_provider.testing.faults import Fault
@@ -310,9 +323,11 @@ def test_a_gateway_answer_to_the_run_request_keeps_the_retry_from_paying_again(o
         )
     outcome = run_dag(dag)
     text = console_text(capfd)
-    assert outcome.state("run") == "failed" and outcome.try_number("run") == 2
-    assert "outcome unknown" in text and "it is not re-sent" in text
-    assert "DifyOpenAPIOutcomeUnknownError" in text, "the account API's family, so except DifyOpenAPIError catches it"
+    assert outcome.state("run") == "failed" and outcome.try_number("run") == 1, text[-4000:]
+    assert "Not retried (DifyOpenAPIRunGatewayError): a Dify run request may already have been started" in text
+    assert "; without its run id it cannot be followed; trying again" in text
+    assert "clear the task state: " in text and "key 'dify_state'" in text, "where the pending record is"
+    assert "DifyOpenAPIRunGatewayError" in text, "the account API's family, so except DifyOpenAPIError catches it"
     assert emu.runs_started(ACCOUNT_TOKEN) == 0
 
 
@@ -396,14 +411,14 @@ def test_account_trigger_on_kill_of_a_paused_run_is_bounded_and_says_what_it_saw
 @pytest.mark.parametrize("allow_resubmit", [False, True])
 def test_a_retry_of_a_chat_run_that_cannot_be_reattached_follows_allow_resubmit(openapi_conn, capfd, allow_resubmit):
     """A basic chat run is recorded by its message id, and the events route cannot re-attach to it.
-    Try 2 fails closed naming the task state, or, with ``allow_resubmit=True``, sends a new run (the
-    policy's row for a run that cannot be followed). It used to fail closed either way, its message
-    advising the ``allow_resubmit=True`` it then ignored."""
+    Try 1 fails closed at once naming the task state, or, with ``allow_resubmit=True``, try 2 sends a
+    new run (the policy's row for a run that cannot be followed). It used to fail closed either way,
+    its message advising the ``allow_resubmit=True`` it then ignored."""
     emu = openapi_conn
     outcome, text = _chat_cut_and_retried(
         emu, capfd, f"openapi_chat_retry_{allow_resubmit}", CHAT_APP_ID, query="Hello?", allow_resubmit=allow_resubmit
     )
-    assert outcome.try_number("chat") == 2, text[-6000:]
+    assert outcome.try_number("chat") == (2 if allow_resubmit else 1), text[-6000:]
     if allow_resubmit:
         assert outcome.state("chat") == "success", text[-6000:]
         assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 2
@@ -412,9 +427,9 @@ def test_a_retry_of_a_chat_run_that_cannot_be_reattached_follows_allow_resubmit(
     else:
         assert outcome.state("chat") == "failed"
         assert emu.runs_started(ACCOUNT_TOKEN, app=CHAT_APP_ID) == 1
-        assert "DifyOpenAPIOutcomeUnknownError" in text and "it is not re-sent" in text
-        assert "Dify's events route cannot re-attach to a chat run" in text
-        assert "clear the task state (task_state_store key 'dify_state')" in text or "Variable" in text
+        assert "Not retried (DifyOpenAPIOutcomeUnknownError): " in text and "paying twice" in text, text[-3000:]
+        assert "; Dify's events route cannot re-attach to a chat run; trying again" in text
+        assert "clear the task state: " in text and "key 'dify_state'" in text, "where the pending record is"
 
 
 def test_account_api_failures_after_a_deferral_are_the_account_api_family(openapi_conn, monkeypatch):

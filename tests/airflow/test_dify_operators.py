@@ -192,10 +192,12 @@ def test_a_run_whose_id_never_arrived_is_sent_again_only_with_allow_resubmit(
     emu.inject(Fault("stream", "drop_before_response", times=1))
     with new_dag("dify_resubmit") as dag:
         DifyStreamWorkflowOperator(
-            task_id="run", dify_conn_id="dify_text", inputs=TEXT, allow_resubmit=allow_resubmit, retries=1
+            task_id="run", dify_conn_id="dify_text", inputs=TEXT, allow_resubmit=allow_resubmit, retries=2
         )
     outcome = run_dag(dag)
     text = console_text(capfd)
+    # Without allow_resubmit try 2 looks the run up in the logs (Action.FIND) and, finding none, fails at
+    # once: the third try is left unspent (it would find what try 2 found).
     assert outcome.try_number("run") == 2
     assert "appeared in the logs within recovery_timeout" in text
     if allow_resubmit:
@@ -205,7 +207,10 @@ def test_a_run_whose_id_never_arrived_is_sent_again_only_with_allow_resubmit(
     else:
         assert outcome.state("run") == "failed"
         assert emu.runs_started(key=TEXT_APP_KEY) == 0
-        assert "DifyOutcomeUnknownError" in text and "not re-sent" in text and "allow_resubmit=True" in text
+        assert "is left to the task's retries: the next try looks the run up in the app's logs" in text
+        assert "no such run appeared within recovery_timeout" in text
+        assert "Not retried (DifyOutcomeUnknownError): " in text
+        assert "not re-sent" in text and "allow_resubmit=True" in text
 
 
 # -- stop: execution_timeout stops the Dify task ---------------------------------------------------------

@@ -40,10 +40,15 @@ def test_provider_info_matches_airflows_schema() -> None:
     jsonschema.validate(info, schema)
     assert info["package-name"] == "airflow-provider-docify" and info["versions"] == [__version__]
     conn_types = {c["connection-type"]: c for c in info["connection-types"]}
-    assert set(conn_types) == {"docify", "dify", "dify_openapi"}
-    from docify_provider.hooks.dify_openapi import DifyOpenAPIHook
+    assert set(conn_types) == {"docify", "dify", "dify-openapi", "dify_openapi"}
+    from docify_provider.hooks.dify_openapi import DifyOpenAPIHook, DifyOpenAPIUnderscoreHook
 
-    hooks = {"docify": DocifyHook, "dify": DifyHook, "dify_openapi": DifyOpenAPIHook}
+    hooks = {
+        "docify": DocifyHook,
+        "dify": DifyHook,
+        "dify-openapi": DifyOpenAPIHook,
+        "dify_openapi": DifyOpenAPIUnderscoreHook,
+    }
     for conn_type, hook in ((conn_types[name], hook) for name, hook in hooks.items()):
         assert conn_type["connection-type"] == hook.conn_type
         assert conn_type["hook-class-name"] == f"{hook.__module__}.{hook.__name__}"
@@ -190,6 +195,10 @@ def test_cli_providers_hooks(cli: dict[str, subprocess.CompletedProcess[str]]) -
     rows = {row["connection_type"]: row for row in _json_rows(result.stdout)}
     assert rows["docify"]["class"] == "docify_provider.hooks.docify.DocifyHook"
     assert rows["docify"]["package_name"] == "airflow-provider-docify"
+    # The account connection under both types, each its own hook class (one type per class in Airflow).
+    assert rows["dify-openapi"]["class"] == "docify_provider.hooks.dify_openapi.DifyOpenAPIHook"
+    assert rows["dify_openapi"]["class"] == "docify_provider.hooks.dify_openapi.DifyOpenAPIUnderscoreHook"
+    assert "Inconsistency" not in result.stdout
 
 
 @pytest.mark.slow

@@ -167,8 +167,8 @@ CONTRACTS = {
         marker_key="dify_run_request_sent",
         legacy_state_keys=(),
         run_ids=("task_id", "workflow_run_id"),
-        # The Dify workflow XCom plus the app it ran and its mode (chat apps add answer, conversation_id).
-        xcom_keys=DIFY_XCOM | {"app_id", "mode"},
+        # The Dify workflow XCom plus the app it ran (id and name) and its mode (chat apps add answer, conversation_id).
+        xcom_keys=DIFY_XCOM | {"app_id", "app_name", "mode"},
         per_run=frozenset(("workflow_run_id", "task_id", "created_at", "finished_at", "elapsed_time")),
         maybe_none=frozenset(("error",)),
         credential=ACCOUNT_TOKEN,

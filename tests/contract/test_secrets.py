@@ -183,7 +183,7 @@ def _docify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
             task_id="err_deferred", docify_conn_id="docify_secret_err", deferrable=True, **run_kwargs
         )
 
-        # retries=1: the second try finds the pending marker and refuses to pay again.
+        # retries=1, left unspent: an unknown outcome fails at once (a retry would refuse to pay again).
         retry_once: dict[str, Any] = {"retries": 1}
         DocifyRunScenarioOperator(
             task_id="unknown_blocking", docify_conn_id="docify_secret_unknown", **retry_once, **run_kwargs
@@ -211,7 +211,7 @@ def _docify_scenario(emu: Any, monkeypatch: Any, tmp_path: Path) -> Scenario:
         DocifyScenarioSensor(task_id="wrong_sensor_poke", docify_conn_id="docify_secret_wrong", mode="poke", **sensor)
 
     def check(out: Any) -> None:
-        assert out.try_number("unknown_deferred") == 2 and out.try_number("unknown_blocking") == 2
+        assert out.try_number("unknown_deferred") == 1 and out.try_number("unknown_blocking") == 1
         assert emu.runs_started(keys["ok"]) == 3 and emu.runs_started(keys["unknown"]) == 2
 
     return Scenario(

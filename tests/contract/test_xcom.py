@@ -2,7 +2,7 @@
 
 A run operator returns one JSON-serialisable dict as its ``return_value`` XCom (one Execution API
 call per task), with the keys of ``docify_provider.xcom`` (``XCOM_KEYS`` for Docify,
-``DIFY_XCOM_KEYS`` for Dify, plus ``app_id`` and ``mode`` on the account API); blocking,
+``DIFY_XCOM_KEYS`` for Dify, plus ``app_id``, ``app_name`` and ``mode`` on the account API); blocking,
 streaming and deferred runs of the same inputs give the same dict but for the per-run fields.
 ``multiple_outputs=True`` also pushes every key as its own XCom.
 """
@@ -125,7 +125,7 @@ def test_multiple_outputs_pushes_each_key_for_taskflow(
                 strict=True,
                 reason="found by this suite: on Airflow 3.0 the operator pushes the per-key XComs itself "
                 "(operators/base.py _push_keys_airflow_3_0_refuses, in the Service API's _finish); "
-                "DifyRunAppOperator._finish adds app_id and mode (and a chat's answer, conversation_id) after "
+                "DifyRunAppOperator._finish adds app_id, app_name and mode (and a chat's answer, conversation_id) after "
                 "that, so they never get XComs of their own there",
             )
         )

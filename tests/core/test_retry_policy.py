@@ -104,6 +104,16 @@ def test_outcome_unknown_reason_asks_for_consent_and_names_the_session() -> None
     assert "paying twice" in decision.reason and "allow_resubmit=True" in decision.reason
 
 
+def test_an_unknown_outcome_the_next_try_settles_goes_to_the_tasks_retries() -> None:
+    """The operator marks an unknown outcome its next try re-attaches to (``fail_fast``): no FAIL then."""
+    from airflow.providers.common.compat.sdk import RetryAction
+
+    error = errors.DocifyStreamIncompleteError("ended", session_id="session-abc")
+    error.next_try = "re-attaches to Dify run run-1"
+    assert error.not_retried_because() is None
+    assert _policy().evaluate(error, try_number=1, max_tries=4).action is RetryAction.DEFAULT
+
+
 @pytest.mark.parametrize("name", list(DEFAULT))
 def test_other_errors_fall_through_to_the_tasks_retries(name: str) -> None:
     from airflow.providers.common.compat.sdk import RetryAction
@@ -211,7 +221,7 @@ def test_rejected_key_and_unknown_outcome_stop_after_one_try(docify_conns, monke
             retry_policy=policy,
             **retrying,
         )
-        # Control: without the policy the task spends its retries (one here) on a key that will not heal.
+        # Without the policy too: the operator fails a key that will not heal at once (AirflowFailException).
         DocifyRunScenarioOperator(
             task_id="forbidden_no_policy",
             docify_conn_id="docify_forbidden",
@@ -226,10 +236,10 @@ def test_rejected_key_and_unknown_outcome_stop_after_one_try(docify_conns, monke
     logs = console_text(capfd)
 
     assert out.state("forbidden") == "failed" and out.try_number("forbidden") == 1
-    assert out.state("forbidden_no_policy") == "failed" and out.try_number("forbidden_no_policy") == 2
-    # One scenario-info request (validation) per try: 1 with the policy + 2 without it, all 403.
+    assert out.state("forbidden_no_policy") == "failed" and out.try_number("forbidden_no_policy") == 1
+    # One scenario-info request (validation) per task, each its only try, both 403.
     info = _requests(emu, "info", FORBIDDEN_KEY)
-    assert [r.status for r in info] == [403] * 3, info
+    assert [r.status for r in info] == [403] * 2, info
     assert out.state("unknown") == "failed" and out.try_number("unknown") == 1
     assert emu.runs_started(SUMMARY_KEY) == 1
     assert emu.runs_started(FORBIDDEN_KEY) == 0

@@ -5,7 +5,8 @@ deployment), points both connections at an emulator whose streams are slowed dow
 the triggerer while both streams are in flight:
 
 * ``guarded`` is the default: a restarted trigger must report "outcome unknown" instead of paying
-  again, and its retry (``retries=1``) must fail closed on the pending marker in ``docify_state``.
+  again, and the task fail at once, its ``retries=1`` unspent (a retry would fail closed on the
+  pending marker in ``docify_state``).
 * ``resubmit`` opted into ``allow_resubmit=True``: the restarted trigger pays for a second run and
   the task succeeds.
 

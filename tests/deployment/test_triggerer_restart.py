@@ -6,9 +6,10 @@ triggerer process group while two deferred streams are in flight (the emulator s
 and starts a new triggerer, which picks both triggers up again:
 
 * ``guarded`` (default settings): the restarted trigger finds its ``docify_run_request_sent`` XCom and
-  reports "outcome unknown" instead of POSTing; the task fails with a message that says the run
-  may have been billed and was not re-sent; its retry fails closed on the pending marker kept in
-  ``task_state_store`` (key ``docify_state``). Docify saw exactly one run.
+  reports "outcome unknown" instead of POSTing; the task fails at once, its retry unspent (it
+  would fail closed on the pending marker kept in ``task_state_store``, key ``docify_state``), with
+  a message that says the run may have been billed, was not re-sent, and where that marker is.
+  Docify saw exactly one run.
 * ``resubmit`` (``allow_resubmit=True``): the restarted trigger pays for a second run and the task
   succeeds. Docify saw exactly two runs.
 
@@ -57,7 +58,7 @@ HEALTH_THRESHOLD = 10
 
 
 def timeline_failed(timeline: Timeline) -> float:
-    return next((when for when, label in timeline.marks if label == "guarded: failed (try 2)"), float("nan"))
+    return next((when for when, label in timeline.marks if label == "guarded: failed (try 1)"), float("nan"))
 
 
 def deployment(home: Path, dags_folder: Path, connections: dict[str, dict[str, Any]]) -> Any:
@@ -230,7 +231,6 @@ def test_triggerer_killed_mid_stream_never_pays_twice_unless_opted_in(
     fired_at = timeline.mark("log: restarted guarded trigger fires outcome_unknown", log_time(restarted_log, "fired"))
     timeline.print_sequence()
     outcome_unknown = [line for line in docify_lines(guarded_dir / "attempt=1.log") if "outcome unknown" in line]
-    retry_lines = [line for line in docify_lines(guarded_dir / "attempt=2.log") if "outcome unknown" in line]
     restarted_trigger_lines = {t: docify_lines(trigger_logs(home, run_id, t)[-1]) for t in both}
     print(
         f"triggerer restart: kill {kill_seconds * 1000:.0f} ms; new triggerer started -> trigger picked up "
@@ -249,19 +249,19 @@ def test_triggerer_killed_mid_stream_never_pays_twice_unless_opted_in(
         for line in lines:
             print("   ", line)
     print("guarded try 1 task log:", *outcome_unknown, sep="\n    ")
-    print("guarded try 2 task log:", *retry_lines, sep="\n    ")
 
     context = f"tasks: {tis}\nlogs in {home}"
-    # Not a second run: the restarted trigger reported outcome unknown and the retry did not pay.
+    # Not a second run: the restarted trigger reported outcome unknown and the task failed at once.
     assert emu.runs_started(GUARDED_KEY) == 1, context
     assert stream_requests(emu, GUARDED_KEY) == 1, context
     assert emu.runs_completed(GUARDED_KEY) == 0, "the kill must have cut the stream mid-way"
-    assert (tis["guarded"]["state"], tis["guarded"]["try_number"]) == ("failed", 2), context
+    assert (tis["guarded"]["state"], tis["guarded"]["try_number"]) == ("failed", 1), context
     assert any("earlier trigger of this task instance already sent the run" in line for line in outcome_unknown)
     assert any("may have been started and billed, so it is not re-sent" in line for line in outcome_unknown)
     assert re.search(r"\(session [0-9a-f-]{8,}\)", " ".join(outcome_unknown)), "the message names the session"
-    assert any("try 1 already sent the run request" in line and "not re-sent" in line for line in retry_lines)
-    assert not list(guarded_dir.glob("attempt=2.log.trigger.*")), "the retry must not defer a new stream"
+    failed = [line for line in log_messages(guarded_dir / "attempt=1.log") if "AirflowFailException" in line]
+    assert any("Not retried (DocifyOutcomeUnknownError)" in line and "'docify_state'" in line for line in failed)
+    assert not list(guarded_dir.glob("attempt=2.log*")), "retries=1 is left unspent: a retry could only fail closed"
     assert any("outcome unknown" in line for line in restarted_trigger_lines["guarded"])
     assert not any("Sending Docify run" in line for line in restarted_trigger_lines["guarded"])
     # Opted in: the restarted trigger paid for a second run, and the task succeeded with it.

@@ -133,7 +133,7 @@ def test_approve_in_the_browser_stores_a_working_connection(env: dict[str, str])
         assert rc == 0, err
         assert f"Logged in to Dify as {ACCOUNT_EMAIL}. Created connection 'dify_browser' ({emu.base_url})." in out
         conn = stored("dify_browser")
-        assert conn is not None and conn.conn_type == "dify_openapi" and conn.host == emu.base_url
+        assert conn is not None and conn.conn_type == "dify-openapi" and conn.host == emu.base_url
         with DifyOpenAPIClient(DifyOpenAPIHook.config_from_connection(conn)) as client:
             assert client.get_account().email == ACCOUNT_EMAIL, "the stored token works"
         assert emu.counters()["device_logins"]["tokens_handed_out"] == 1

@@ -117,7 +117,8 @@ def test_login_status_sessions_revoked_token_and_logout(emu: DifyOpenAPIEmulator
 
     conn = stored("dify_login_a")
     token = conn.password
-    assert conn.conn_type == "dify_openapi" and conn.host == emu.base_url and token.startswith("dfoa_")
+    # dify-openapi: no '_' for Airflow to warn about each time a task reads the connection from the DB.
+    assert conn.conn_type == "dify-openapi" and conn.host == emu.base_url and token.startswith("dfoa_")
     session = emu.session(token)
     assert session is not None and session.live and session.device_label.endswith("/dify_login_a")
     extra = conn.extra_dejson
@@ -255,6 +256,24 @@ def test_bad_options_name_the_option(emu: DifyOpenAPIEmulator) -> None:
     assert rc == 1 and "no device login there (HTTP 404" in err
     rc, _, err = cli("status", "--conn-id", "dify_nowhere")
     assert rc == 2 and "No connection 'dify_nowhere' (--conn-id): log in first" in err
+
+
+def test_a_connection_of_the_type_before_0_7_is_still_an_account_connection(emu: DifyOpenAPIEmulator) -> None:
+    """``dify_openapi`` connections (before 0.7; and what Airflow makes of a dify-openapi URI or JSON)
+    are read like ``dify-openapi`` ones; any other type is refused."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    from docify_provider.testing.dify_openapi import ACCOUNT_TOKEN
+
+    with create_session() as session:
+        for conn_id, conn_type in (("dify_older", "dify_openapi"), ("not_dify", "docify")):
+            session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+            session.add(Connection(conn_id=conn_id, conn_type=conn_type, host=emu.base_url, password=ACCOUNT_TOKEN))
+    rc, out, err = cli("status", "--conn-id", "dify_older")
+    assert rc == 0 and ACCOUNT_EMAIL in out, err
+    rc, _, err = cli("status", "--conn-id", "not_dify")
+    assert rc == 2 and "is of type 'docify', not dify-openapi" in err
 
 
 def test_console_script_is_declared() -> None:
