@@ -1,4 +1,4 @@
-"""DAGs of ``bench_batch_throughput.py``: one document batch four ways, one DAG each.
+"""DAGs of ``bench_batch_throughput.py``: one document batch five ways, one DAG each.
 
 The benchmark copies this file into a throw-away dags folder and sets, for every component:
 
@@ -13,15 +13,17 @@ The benchmark copies this file into a throw-away dags folder and sets, for every
 * ``DOCIFY_BENCH_RESULTS``: the folder of the batches' ``results_to`` files ("" keeps the results in
   Airflow Variables).
 
-The connection ``dify_bench`` points at the emulator with the Long Job app's key.
+The connection ``dify_bench`` points at the emulator with the Long Job app's key (host = its base URL
+with ``/v1``); the hand-written tasks read it too.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from typing import Any
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, BaseHook, task
 
 from docify_provider.operators.dify import (
     DifyBatchWorkflowOperator,
@@ -77,6 +79,33 @@ with _dag("mapped-blocking", max_active_tasks=POOL_SLOTS):
 with _dag("mapped-deferrable", max_active_tasks=POOL_SLOTS):
     DifyStreamWorkflowOperator.partial(task_id="run", dify_conn_id=CONN_ID, pool=POOL, deferrable=True).expand(
         inputs=documents("mapped-deferrable")
+    )
+
+
+def handwritten_run(inputs: dict[str, Any]) -> Any:
+    """One blocking workflow run as a careful user writes it without the provider (issue 20 item 7's
+    baseline): the key from the same Airflow connection, one ``requests.post``, raise on a non-2xx
+    answer or a run that did not succeed, return the outputs. No retry, no ledger, no validation."""
+    import requests
+
+    conn = BaseHook.get_connection(CONN_ID)
+    response = requests.post(
+        f"{(conn.host or '').rstrip('/')}/workflows/run",
+        headers={"Authorization": f"Bearer {conn.password}"},
+        json={"inputs": inputs, "response_mode": "blocking", "user": "bench"},
+        timeout=600,
+    )
+    response.raise_for_status()
+    data = response.json()["data"]
+    if data.get("status") != "succeeded":
+        raise RuntimeError(f"Dify run {data.get('id')} ended {data.get('status')}: {data.get('error')}")
+    return data.get("outputs")
+
+
+with _dag("mapped-handwritten", max_active_tasks=POOL_SLOTS):
+    # multiple_outputs=False: one XCom, as the operator pushes (a dict return type would infer one per key)
+    task(task_id="run", pool=POOL, multiple_outputs=False)(handwritten_run).expand(
+        inputs=documents("mapped-handwritten")
     )
 
 # Warm-up (run once before anything is measured, unless --no-warm-up): a deployment that has run
