@@ -205,7 +205,10 @@ class DifyRunWorkflowOperator(_DifyServiceRunOperator):
             if not self._forget_if_settled(state, exc, run_id=run_id) and run_id:
                 self._started(state, None, run_id, user)
             raise
-        self._started(state, run.task_id, run.workflow_run_id, user)
+        # Not written to the ledger here: ``_settle`` stores the run right after (its ids with its result,
+        # or, paused, its ids), so one write, not two. A try killed between the two finds the run in the
+        # app's logs (the pending record names its user and time) and re-attaches, never re-sends.
+        self._running = (run.task_id, run.workflow_run_id, user)
         return run
 
 

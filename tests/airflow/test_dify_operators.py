@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_helpers import AIRFLOW_LINE, console_text, new_dag, run_dag
+from airflow_helpers import AIRFLOW_LINE, console_text, needs_task_state_store, new_dag, run_dag
 from docify_provider.operators.dify import (
     DifyRunWorkflowOperator,
     DifyStreamWorkflowOperator,
@@ -447,3 +447,27 @@ def _input_error_blocks(text: str) -> dict[str, str]:
                 body.append(follow)
             blocks[f"{index}: {line.split('(', 1)[1]}"] = "\n".join(body)
     return blocks
+
+
+@needs_task_state_store
+def test_a_blocking_run_writes_its_state_twice_the_marker_then_the_result(dify_conns, monkeypatch):
+    """Each ``task_state_store`` write is an Execution API call (~12 ms under ``dag.test()``, more in a
+    deployment): the pending marker before the run and the run with its result after it are the two the
+    money rules need; the run's ids are not written on their own in between (the result carries them)."""
+    from airflow.sdk.execution_time.context import TaskStateStoreAccessor
+
+    writes: list[tuple[str, list[str]]] = []
+    real_set = TaskStateStoreAccessor.set
+
+    def spy(self: Any, key: str, value: Any, **kwargs: Any) -> None:
+        writes.append((key, sorted(value) if isinstance(value, dict) else []))
+        real_set(self, key, value, **kwargs)
+
+    monkeypatch.setattr(TaskStateStoreAccessor, "set", spy)
+    with new_dag("dify_state_writes") as dag:
+        DifyRunWorkflowOperator(task_id="run", dify_conn_id="dify_text", inputs=TEXT)
+    out = run_dag(dag)
+    assert out.state("run") == "success"
+    assert len(writes) == 2, writes
+    assert "pending" in writes[0][1] and "result" in writes[1][1], writes
+    assert dify_conns.runs_started(TEXT_APP_KEY) == 1
