@@ -121,7 +121,7 @@ async def test_nothing_is_sent_after_send_until_not_even_after_a_429() -> None:
 
     with DifyEmulator(**{**BACKENDS["dify"].options, "max_active_requests": 2}) as emu:
         config = DifyClientConfig(api_key=LONG_APP_KEY, base_url=emu.base_url, **DIFY_FAST)
-        inputs = [{"seconds": 1.5, "steps": 1, "label": f"doc-{i}"} for i in range(4)]
+        inputs = [{"seconds": 3, "steps": 1, "label": f"doc-{i}"} for i in range(4)]
         limiter = AdmissionLimiter(3, backoff_initial=0.05, backoff_max=0.3)  # the third is turned away (cap 2)
         result = await BatchRunner(
             DifyBatch(),
@@ -130,7 +130,7 @@ async def test_nothing_is_sent_after_send_until_not_even_after_a_429() -> None:
             max_concurrency=3,
             limiter=limiter,
             user="batch-user",
-            send_until=time.time() + 0.7,
+            send_until=time.time() + 1.2,  # well before the first two end: the check is where a send is decided
         ).run(inputs)
         assert [item["status"] for item in result.items] == ["succeeded", "succeeded", "not_sent", "not_sent"]
         assert all("sending stopped before execution_timeout" in item["error"] for item in result.items[2:])
