@@ -140,6 +140,8 @@ class BatchRunner:
         self.report_only = report_only
         self.reported = {int(k): v for k, v in (reported or {}).items()}
         self.send_until = send_until
+        #: Whether an item was left unsent because ``send_until`` had passed (a trigger's timeout).
+        self.cut_off = False
         #: Where the per-item lines go (a trigger passes its own logger: its lines are the task's).
         self.log = logger or log
         self._items: list[dict[str, Any] | None] = []
@@ -365,6 +367,7 @@ class BatchRunner:
 
     def _too_late_item(self, index: int) -> dict[str, Any]:
         """Sending stopped (``send_until``): the item is not sent, and says why."""
+        self.cut_off = True
         why = "not sent: sending stopped before execution_timeout; a retry sends it"
         return self._item(index, "not_sent", error=why)
 

@@ -235,15 +235,8 @@ class BatchTrigger(MarkerTrigger):
                 result = await runner.run(plans)
             else:
                 result = await asyncio.wait_for(runner.run(plans), max(0.0, self.deadline - FIRE_MARGIN - time.time()))
-            if self.deadline is not None and time.time() >= self.deadline - SEND_MARGIN and result.counts["not_sent"]:
-                raise asyncio.TimeoutError  # items left unsent because sending stopped: the try's time is up
-        except asyncio.TimeoutError:
-            self.log.warning(
-                "Batch trigger at execution_timeout: sending stopped %gs before it; the streams are closed and the "
-                "task resumes to stop the runs left going and report every item",
-                SEND_MARGIN,
-            )
-            return self._fire({"status": "timed_out", "message": "execution_timeout"})
+        except asyncio.TimeoutError:  # the deadline came with runs going: their streams are closed
+            return self._timed_out()
         except asyncio.CancelledError:
             going = sum(1 for i in range(self.count) if (ledger.row(i) or {}).get("state") == "s")
             self.log.warning(
@@ -256,6 +249,8 @@ class BatchTrigger(MarkerTrigger):
         except Exception as exc:
             self.log.exception("Batch trigger failed; the task resumes on the worker, which finishes the batch")
             return self._fire(trigger_failed(exc, sent=None))
+        if runner.cut_off:  # items were left unsent because sending had stopped: the try's time is up
+            return self._timed_out()
         open_items = {
             str(item["index"]): [item["status"], str(item.get("error") or "")[:OPEN_ERROR_CHARS]]
             for item in result.items
@@ -270,6 +265,16 @@ class BatchTrigger(MarkerTrigger):
                 "elapsed": round(result.elapsed, 3),
             }
         )
+
+    def _timed_out(self) -> TriggerEvent:
+        """The try's ``execution_timeout`` is (all but) here: the task resumes to stop the runs left going
+        and report every item (``operators.batch_timeout``)."""
+        self.log.warning(
+            "Batch trigger at execution_timeout: sending stopped %gs before it; the streams are closed and the "
+            "task resumes to stop the runs left going and report every item",
+            SEND_MARGIN,
+        )
+        return self._fire({"status": "timed_out", "message": "execution_timeout"})
 
     async def on_kill(self) -> None:
         """The task was cleared or marked failed while deferred: stop every Dify run the ledger names a task
