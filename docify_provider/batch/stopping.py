@@ -115,15 +115,14 @@ async def stop_unsettled(
         status = getattr(run, "status", None)
         if status in _OVER:
             log.info("Stopped %s task %s (run %s): it is now %s", label, task_id, run_id, status)
-        else:
-            seen = f"it is still {status}" if status else "what it became could not be read"
-            log.warning("Asked %s to stop task %s (run %s): %s", label, task_id, run_id, seen)
-        if status in _OVER:
             error = f"stopped at {why}: {label} run {run_id} is {status}; a retry sends this item again (a new run)"
             stops.stopped[index] = error
             if settle:
                 await ledger.forget(index, error=error, run_id=run_id)
-        elif status == "paused":
+            return
+        seen = f"it is still {status}" if status else "what it became could not be read"
+        log.warning("Asked %s to stop task %s (run %s): %s", label, task_id, run_id, seen)
+        if status == "paused":
             stops.left[index] = [
                 "paused",
                 f"{label} run {run_id} is paused for human input, which the stop at {why} cannot reach; a retry "
