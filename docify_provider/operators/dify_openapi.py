@@ -153,7 +153,7 @@ class DifyRunAppOperator(DifyRunOperatorBase):
         if self.inputs is not None and not isinstance(self.inputs, Mapping):
             raise TypeError(f"inputs must be a mapping of variable -> value, got {type(self.inputs).__name__}")
         resolved, self._plan = self.hook.prepare_run(self.app, self.inputs, query=self.query, validate=self.validate)
-        self._app_id, self._mode, self._app_name = resolved.id, resolved.mode, resolved.name or None
+        self._take_app(resolved)
 
     def _wire(self, user: str) -> dict[str, Any]:
         return dict(self.inputs or {})  # planned in _prepare (self._plan); run_app sends its file parts
@@ -341,8 +341,11 @@ class DifyRunAppOperator(DifyRunOperatorBase):
     def _ensure_app(self) -> None:
         """``_app_id`` / ``_mode`` on a resumed try (``execute`` did not run): resolve ``app`` (a read)."""
         if self._app_id is None or self._mode is None:
-            resolved = self.hook.resolve_app(str(self.app))
-            self._app_id, self._mode, self._app_name = resolved.id, resolved.mode, resolved.name or None
+            self._take_app(self.hook.resolve_app(str(self.app)))
+
+    def _take_app(self, resolved: Any) -> None:
+        """The resolved app's id, mode and name (None when Dify gives it none), kept for the run and its XCom."""
+        self._app_id, self._mode, self._app_name = resolved.id, resolved.mode, resolved.name or None
 
     def _chat_run_key(self, event: Any, raw: Mapping[str, Any]) -> str | None:
         """What names a chat-family run for a retry: an advanced-chat run is a workflow run, which the
