@@ -200,7 +200,7 @@ DIFY_OPENAPI_DEFAULT_BASE_URL = "https://api.dify.ai/openapi/v1"
 #: The Dify account connection's type. Hyphenated: Airflow's ``Connection.get_uri`` (which the API
 #: server calls every time a task or trigger reads a connection stored in the metadata database)
 #: warns "Connection schemes (type: ...) shall not contain '_' according to RFC3986" for a type with
-#: ``_``; connections written before 0.7 have ``dify_openapi``, still registered and read alike, as
+#: ``_``; connections written by 0.6.0 and earlier have ``dify_openapi``, still registered and read alike, as
 #: is what Airflow makes of ``dify-openapi`` when it parses a URI or JSON (it turns ``-`` into ``_``).
 DIFY_OPENAPI_CONN_TYPE = "dify-openapi"
 DIFY_OPENAPI_CONN_TYPES = (DIFY_OPENAPI_CONN_TYPE, "dify_openapi")
@@ -315,7 +315,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": DIFY_OPENAPI_CONN_FORM_FIELDS,
                 "ui-field-behaviour": DIFY_OPENAPI_UI_FIELD_BEHAVIOUR,
             },
-            {  # connections made before 0.7 (and Airflow's reading of a dify-openapi URI or JSON)
+            {  # connections made by 0.6.0 and earlier (and Airflow's reading of a dify-openapi URI or JSON)
                 "connection-type": "dify_openapi",
                 "hook-class-name": "docify_provider.hooks.dify_openapi.DifyOpenAPIUnderscoreHook",
                 "hook-name": "Dify account (dify_openapi)",

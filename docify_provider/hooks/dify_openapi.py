@@ -35,7 +35,7 @@ class DifyOpenAPIHook(ProviderHook):
     """Talk to Dify as an account (user-scoped OpenAPI).
 
     :param dify_openapi_conn_id: Airflow connection of type ``dify-openapi`` (or ``dify_openapi``,
-        the type of connections made before 0.7: both are read alike).
+        the type of connections made by 0.6.0 and earlier: both are read alike).
     """
 
     conn_name_attr = "dify_openapi_conn_id"
@@ -192,7 +192,7 @@ class DifyOpenAPIHook(ProviderHook):
 
 class DifyOpenAPIUnderscoreHook(DifyOpenAPIHook):
     """``DifyOpenAPIHook`` registered for the type ``dify_openapi`` (Airflow registers one type per hook
-    class): connections made before 0.7, and those Airflow parses from a ``dify-openapi`` URI or JSON,
+    class): connections made by 0.6.0 and earlier, and those Airflow parses from a ``dify-openapi`` URI or JSON,
     keep their form in the UI. Tasks use ``DifyOpenAPIHook`` for either type."""
 
     conn_type = "dify_openapi"

@@ -1,4 +1,4 @@
-"""``DifyOpenAPIHook`` and the ``dify-openapi`` connection type (``dify_openapi`` before 0.7), against
+"""``DifyOpenAPIHook`` and the ``dify-openapi`` connection type (``dify_openapi`` in 0.6.0 and earlier), against
 the OpenAPI emulator."""
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def test_provider_info_declares_the_account_connection() -> None:
     entry = types["dify-openapi"]
     assert entry["hook-class-name"] == "docify_provider.hooks.dify_openapi.DifyOpenAPIHook"
     assert entry["hook-name"] == "Dify account"
-    older = types["dify_openapi"]  # connections made before 0.7: the same form
+    older = types["dify_openapi"]  # connections made by 0.6.0 and earlier: the same form
     assert older["hook-class-name"] == "docify_provider.hooks.dify_openapi.DifyOpenAPIUnderscoreHook"
     assert older["conn-fields"] == entry["conn-fields"] and older["ui-field-behaviour"] == entry["ui-field-behaviour"]
     assert {"workspace_id", "console_url", "token_expires_at", "read_timeout"} <= set(entry["conn-fields"])

@@ -259,7 +259,7 @@ def test_bad_options_name_the_option(emu: DifyOpenAPIEmulator) -> None:
 
 
 def test_a_connection_of_the_type_before_0_7_is_still_an_account_connection(emu: DifyOpenAPIEmulator) -> None:
-    """``dify_openapi`` connections (before 0.7; and what Airflow makes of a dify-openapi URI or JSON)
+    """``dify_openapi`` connections (0.6.0 and earlier; and what Airflow makes of a dify-openapi URI or JSON)
     are read like ``dify-openapi`` ones; any other type is refused."""
     from airflow.models.connection import Connection
     from airflow.utils.session import create_session
