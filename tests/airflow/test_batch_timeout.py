@@ -111,6 +111,21 @@ def labelled(seconds: list[float]) -> list[dict[str, Any]]:
     return [{"seconds": s, "steps": 1, "label": f"doc-{i}"} for i, s in enumerate(seconds)]
 
 
+def run_six(dag_id: str, operator: Any, results: Any, seconds: float, **kwargs: Any) -> Any:
+    """One batch task of ``operator`` over the six ``SECONDS`` items, two at a time, its items written to
+    ``results``, with an ``execution_timeout`` of ``seconds``, run through ``dag.test()``."""
+    with new_dag(dag_id) as dag:
+        operator(
+            task_id="batch",
+            inputs=labelled(SECONDS),
+            max_concurrency=2,
+            results_to=str(results),
+            execution_timeout=timedelta(seconds=seconds),
+            **kwargs,
+        )
+    return run_dag(dag)
+
+
 def flat(text: str) -> str:
     """``text`` on one line: Airflow 3.0 prints the task's exception in a box, wrapped at ~100 columns."""
     return " ".join(text.replace("│", " ").split())
@@ -147,19 +162,9 @@ def test_deferred_batch_at_execution_timeout_stops_its_runs_and_reports_every_it
 ) -> None:
     emu = WATCH["emu"] = request.getfixturevalue("dify_conns" if backend == "dify" else "openapi_conn")
     results = tmp_path / "items.jsonl"
-    common: dict[str, Any] = {
-        "task_id": "batch",
-        "inputs": labelled(SECONDS),
-        "max_concurrency": 2,
-        "results_to": str(results),
-        "execution_timeout": timedelta(seconds=30),
-    }
-    with new_dag(f"{backend}_batch_deferred_timeout") as dag:
-        if backend == "dify":
-            DifyTimesOut(dify_conn_id="dify_long", **common)
-        else:
-            DifyAppTimesOut(app=LONG_APP_ID, **common)
-    outcome = run_dag(dag)
+    target = {"dify_conn_id": "dify_long"} if backend == "dify" else {"app": LONG_APP_ID}
+    operator = DifyTimesOut if backend == "dify" else DifyAppTimesOut
+    outcome = run_six(f"{backend}_batch_deferred_timeout", operator, results, 30, **target)
     text = console_text(capfd)
     assert "deferring to the triggerer" in text and "did not finish the batch" not in text
     check_dify_timeout(outcome, emu, text, results, "0:00:30")
@@ -182,16 +187,9 @@ def test_a_deferred_batch_trigger_meets_its_own_deadline_stops_sending_and_the_t
     quick items done, every run sent is stopped or done, nothing sent twice, the rest never sent."""
     emu = dify_conns
     results = tmp_path / "items.jsonl"
-    with new_dag("dify_batch_deferred_own_deadline") as dag:
-        DifyBatchWorkflowOperator(
-            task_id="batch",
-            dify_conn_id="dify_long",
-            inputs=labelled(SECONDS),
-            max_concurrency=2,
-            results_to=str(results),
-            execution_timeout=timedelta(seconds=25),
-        )
-    outcome = run_dag(dag)
+    outcome = run_six(
+        "dify_batch_deferred_own_deadline", DifyBatchWorkflowOperator, results, 25, dify_conn_id="dify_long"
+    )
     text = flat(console_text(capfd))
     assert outcome.state("batch") == "failed", text[-5000:]
     assert "Batch trigger at execution_timeout: sending stopped 5s before it" in text, text[-5000:]
@@ -216,17 +214,9 @@ def test_worker_batch_at_execution_timeout_stops_its_runs_and_reports_every_item
     closed; the stopped items' rows are written from a new one (a retry must read them failed)."""
     emu = dify_conns
     results = tmp_path / "items.jsonl"
-    with new_dag("dify_batch_worker_timeout") as dag:
-        DifyBatchWorkflowOperator(
-            task_id="batch",
-            dify_conn_id="dify_long",
-            inputs=labelled(SECONDS),
-            max_concurrency=2,
-            results_to=str(results),
-            deferrable=False,
-            execution_timeout=timedelta(seconds=4),
-        )
-    outcome = run_dag(dag)
+    outcome = run_six(
+        "dify_batch_worker_timeout", DifyBatchWorkflowOperator, results, 4, dify_conn_id="dify_long", deferrable=False
+    )
     text = console_text(capfd)
     check_dify_timeout(outcome, emu, text, results, "0:00:04")
     assert "Could not record" not in caplog.text, "the stopped items' rows are durable"
