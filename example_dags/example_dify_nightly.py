@@ -23,7 +23,7 @@ no tags, so "every app tagged nightly" would run, and bill, every app in the wor
 
 Params: ``apps`` (exact app names or ids; default the bundled emulator's five nightly apps),
 ``name_pattern`` (a glob, default none), ``app_inputs``; connection ``dify_account`` (type
-``dify_openapi``: host ``https://<dify>/openapi/v1``, password the account token).
+``dify-openapi``: host ``https://<dify>/openapi/v1``, password the account token).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ workspace by name or id, whatever its mode: no API key per app.
 * ``publish`` (a TaskFlow task) receives that dict and uses the output: here it logs the text and
   what it cost and returns the text.
 
-Connection ``dify_openapi_default`` (type ``dify_openapi``), the one ``airflow-dify login`` writes:
+Connection ``dify_openapi_default`` (type ``dify-openapi``), the one ``airflow-dify login`` writes:
 host = the account API base URL, which ends in ``/openapi/v1`` (Dify Cloud:
 ``https://api.dify.ai/openapi/v1``); password = the account token (``dfoa_...``). Or set it as the
 environment variable ``AIRFLOW_CONN_DIFY_OPENAPI_DEFAULT`` (``airflow-dify login --print-env``

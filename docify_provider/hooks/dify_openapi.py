@@ -1,4 +1,4 @@
-"""``DifyOpenAPIHook``: an Airflow connection of type ``dify_openapi`` turned into a Dify
+"""``DifyOpenAPIHook``: an Airflow connection of type ``dify-openapi`` (or ``dify_openapi``) turned into a Dify
 user-scoped OpenAPI client (an account's token, every app the account may run).
 
 Host = ``https://<dify>/openapi/v1``, password = the account token (``dfoa_...``, from a device

@@ -88,7 +88,7 @@ class DifyRunAppOperator(DifyRunOperatorBase):
     :param app: app id or exact name (resolved, ambiguous names raise listing the matches). (templated)
     :param query: the user message of chat / advanced-chat apps. (templated)
     :param conversation_id: continue this conversation (chat apps). (templated)
-    :param dify_openapi_conn_id: Airflow connection of type ``dify_openapi``. (templated)
+    :param dify_openapi_conn_id: Airflow connection of type ``dify-openapi`` (or ``dify_openapi``). (templated)
 
     :param deferrable: follow the run from the triggerer once its stream names it (``DifyAppRunTrigger``;
         workflow and advanced-chat apps).
@@ -435,7 +435,7 @@ class DifyBatchAppOperator(BatchOperatorBase):
     item (map ``DifyRunAppOperator`` over such an app instead).
 
     :param app: app id or exact name. (templated)
-    :param dify_openapi_conn_id: Airflow connection of type ``dify_openapi``. (templated)
+    :param dify_openapi_conn_id: Airflow connection of type ``dify-openapi`` (or ``dify_openapi``). (templated)
     :param files: the ``files`` (system files) of every run. (templated)
 
     The other parameters are ``BatchOperatorBase``'s; ``outputs`` of an item are its run's outputs.
